@@ -1,0 +1,233 @@
+"""The deployable cube model: whole cubes in, whole cubes out, band-parallel.
+
+The recurrent state enters CoarSR only through the cheap 1×1 ``rnn_reduceD`` after the expensive body, so for a
+batch of ``B`` cubes of ``C`` bands (DESIGN.md, "the band-parallel form"):
+
+1. the body runs on all ``B·C`` bands at once (in chunks of ``planes_per_call`` planes);
+2. a scan over the bands applies the 1×1 merge (``C − 1`` tiny steps);
+3. the tail runs on all bands at once (chunked the same way).
+
+:class:`FoldedCoarSR` is the export-safe core (no checks, no Python branching on values): it maps an LR batch
+``(B, C, h, w)`` to the residual ``SR − bicubic``. :class:`CoarSRCube` wraps it for users: it validates the input
+and adds the bicubic skip.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from dualsr_deploy.archs.coarsr import CoarSRConfig, bicubic_upsample
+from dualsr_deploy.archs.neighbours import NeighbourRule, check_band_count, neighbour_table
+from dualsr_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from dualsr_deploy.checkpoint import CheckpointInfo
+
+# Receptive field of CoarSR in LR pixels (radius): 2 heads/ends + 2 rounds × (2 bodies × 2 blocks × 2 convs + 2
+# three-unit convs) + last conv + ≥ 2 tail convs ≈ 24 (DESIGN.md). Tiles overlapping by this much are exact.
+RECEPTIVE_FIELD = 24
+
+
+class GroupedResBlock(nn.Module):
+    """Three branches' ResBlocks side by side: ``x + conv2(relu(conv1(x)))``, grouped convs, BatchNorm folded."""
+
+    def __init__(self, n_feats: int) -> None:
+        super().__init__()
+        c = 3 * n_feats
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, groups=3)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, groups=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+class FoldedRound(nn.Module):
+    """One ``GFM_intra`` + ``GFM_inter`` round on the channel stack ``[g1, g2, g3]`` ``(N, 3F, h, w)``."""
+
+    def __init__(self, n_feats: int, n_blocks: int) -> None:
+        super().__init__()
+        c = 3 * n_feats
+        self.left = nn.ModuleList([GroupedResBlock(n_feats) for _ in range(n_blocks)])
+        self.right = nn.ModuleList([GroupedResBlock(n_feats) for _ in range(n_blocks)])
+        self.fusion = nn.Conv2d(c, c, 1)
+        self.register_buffer("gamma_inter", torch.ones(1, c, 1, 1))
+        self.spatial = nn.Conv2d(c, c, 3, padding=1, groups=3)
+        self.spectral = nn.Conv2d(c, c, 1)
+        self.spatial_one = nn.Conv2d(c, c, 3, padding=1, groups=3)
+
+    gamma_inter: torch.Tensor
+
+    def forward(self, g: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+        a = g
+        for block in self.left:
+            a = block(a)
+        fused = self.fusion(a + g)
+        b = fused
+        for block in self.right:
+            b = block(b)
+        t = (b + fused + g) * self.gamma_inter
+        y = self.spatial_one(torch.relu(self.spatial(t) + self.spectral(t)))
+        return t + y + res
+
+
+class FoldedCoarSR(nn.Module):
+    """Folded CoarSR for whole cubes: ``lr (B, C, h, w)`` → residual ``(B, C, s·h, s·w)`` (``SR − bicubic``).
+
+    Built by :func:`dualsr_deploy.archs.fold.fold_coarsr`. The neighbour rule is a constant gather; ``C`` is read
+    from the input's static shape, so an exported graph has ``C`` fixed and ``B, h, w`` free.
+
+    ``planes_per_call`` bounds how many band planes go through the body and the tail in one call (``None``: all
+    of them). It trades memory and cache locality for launch count: on a GPU larger is better; on a small CPU a few
+    planes per call keep the working set in cache. ``channels_last`` runs the network in NHWC layout (the weights
+    must be converted too: :meth:`use_channels_last`), which oneDNN's grouped convolutions prefer on CPU.
+    """
+
+    def __init__(self, config: CoarSRConfig, rule: NeighbourRule = "paper") -> None:
+        super().__init__()
+        f = config.n_feats
+        self.config = config
+        self.rule: NeighbourRule = rule
+        self.planes_per_call: int | None = None
+        self.channels_last = False
+        self.head = nn.Conv2d(5, 3 * f, 3, padding=1)
+        self.rounds = nn.ModuleList([FoldedRound(f, config.n_blocks) for _ in range(2)])
+        self.last_reduce = nn.Conv2d(3 * f, f, 1)
+        self.conv = nn.Conv2d(f, f, 3, padding=1)
+        self.merge_out = nn.Conv2d(f, f, 1)
+        self.merge_state = nn.Conv2d(f, f, 1, bias=False)
+        tail: list[nn.Module] = []
+        if config.scale == 3:
+            tail += [nn.Conv2d(f, 9 * f, 3, padding=1), nn.PixelShuffle(3)]
+        else:
+            for _ in range(config.scale.bit_length() - 1):
+                tail += [nn.Conv2d(f, 4 * f, 3, padding=1), nn.PixelShuffle(2)]
+        tail.append(nn.Conv2d(f, 1, 3, padding=1))
+        self.tail = nn.Sequential(*tail)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def use_channels_last(self, enabled: bool = True) -> FoldedCoarSR:
+        """Switch weights and activations to NHWC (``True``) or back to NCHW; returns ``self``."""
+        self.channels_last = enabled
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=layout)
+        return self
+
+    def body(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``planes (N, 5, h, w)`` (band, l0, l1, r0, r1) → ``(out, skip)``, both ``(N, F, h, w)``."""
+        f = self.config.n_feats
+        g = self.head(planes)
+        res = g
+        for round_ in self.rounds:
+            g = round_(g, res)
+        skip = res[:, :f]
+        return self.conv(self.last_reduce(g)) + skip, skip
+
+    def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.planes_per_call is None or self.planes_per_call >= x.shape[0]:
+            return [x]
+        return list(torch.split(x, self.planes_per_call))
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        batch, bands, h, w = lr.shape
+        f = self.config.n_feats
+        index = neighbour_table(bands, self.rule, lr.device).reshape(-1)
+        planes = lr.index_select(1, index).reshape(batch * bands, 5, h, w)
+        if self.channels_last:
+            planes = planes.contiguous(memory_format=torch.channels_last)
+
+        parts = [self.body(chunk) for chunk in self._chunks(planes)]
+        out = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        skip = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+
+        # The recurrent merge: state_0 = out_0, state_i = W_o·out_i + b + W_s·state_{i−1}.
+        out = out.reshape(batch, bands, f, h, w)
+        merged = self.merge_out(out[:, 1:].reshape(-1, f, h, w)).reshape(batch, bands - 1, f, h, w)
+        state = out[:, 0]
+        states = [state]
+        for i in range(bands - 1):
+            state = merged[:, i] + self.merge_state(state)
+            states.append(state)
+        tail_in = torch.stack(states, 1).reshape(batch * bands, f, h, w) + skip
+
+        sr = torch.cat([self.tail(chunk) for chunk in self._chunks(tail_in)])
+        s = self.config.scale
+        return sr.contiguous().reshape(batch, bands, s * h, s * w)
+
+
+def check_lr(lr: torch.Tensor, *, dtype: torch.dtype) -> None:
+    """Raise :class:`InputError` unless ``lr`` is a finite ``(B, C ≥ 5, h, w)`` tensor of ``dtype`` in ~[0, 1]."""
+    if not isinstance(lr, torch.Tensor):
+        raise InputError(f"expected a torch.Tensor of shape (B, C, h, w); got {type(lr).__name__}")
+    if lr.dim() != 4:
+        hint = " (add a batch axis: lr.unsqueeze(0))" if lr.dim() == 3 else ""
+        raise InputError(f"expected an LR batch of shape (B, C, h, w); got shape {tuple(lr.shape)}{hint}")
+    check_band_count(lr.shape[1])
+    if min(lr.shape[2:]) < 1 or lr.shape[0] < 1:
+        raise InputError(f"empty input of shape {tuple(lr.shape)}")
+    if not lr.is_floating_point():
+        raise InputError(
+            f"expected floating-point input in [0, 1]; got {lr.dtype}. Normalise first, e.g. "
+            "lr.float() / 65535 for 16-bit data."
+        )
+    if lr.dtype != dtype:
+        raise InputError(
+            f"input is {lr.dtype} but the model is {dtype}; convert the input (lr.to({dtype})) "
+            f"or the model (model.to({lr.dtype}))"
+        )
+    finite = torch.isfinite(lr)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise InputError(f"input has {bad} NaN or infinite value(s); mask or fill them (e.g. torch.nan_to_num) first")
+    low, high = float(lr.min()), float(lr.max())
+    if low < -0.5 or high > 1.5:
+        raise InputError(
+            f"input values span [{low:.4g}, {high:.4g}], far outside [0, 1]; CoarSR expects reflectance-like "
+            "data normalised to [0, 1] (divide by the sensor's maximum)"
+        )
+
+
+class CoarSRCube(nn.Module):
+    """CoarSR for whole cubes: ``lr (B, C, h, w)`` float in [0, 1] → SR ``(B, C, s·h, s·w)``, unclipped.
+
+    Attributes: ``scale``, ``neighbours`` (the neighbour rule), ``core`` (the export-safe
+    :class:`FoldedCoarSR`). Input is validated (rank, band count ≥ 5, dtype, finite values) before use.
+    """
+
+    def __init__(self, core: FoldedCoarSR) -> None:
+        super().__init__()
+        self.core = core
+        self.info: CheckpointInfo | None = None
+
+    @property
+    def scale(self) -> int:
+        return self.core.scale
+
+    @property
+    def neighbours(self) -> NeighbourRule:
+        return self.core.rule
+
+    @property
+    def planes_per_call(self) -> int | None:
+        return self.core.planes_per_call
+
+    @planes_per_call.setter
+    def planes_per_call(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"planes_per_call must be ≥ 1 or None; got {value}")
+        self.core.planes_per_call = value
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.core.head.weight.dtype
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        check_lr(lr, dtype=self.dtype)
+        return self.core(lr) + bicubic_upsample(lr, self.scale)

@@ -1,0 +1,1 @@
+"""The ``dualsr`` command line (Typer). Rich rendering happens only here."""
