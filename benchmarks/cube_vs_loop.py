@@ -10,6 +10,7 @@ warm-up run, and the max abs difference between the two outputs.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--planes", default="1,2,4,8,all", help="planes per call to try, comma separated")
+    parser.add_argument("--layouts", default="nchw,nhwc", help="activation layouts to try, comma separated")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -56,16 +58,19 @@ def main() -> None:
     )
     with torch.inference_mode():
         loop_time, loop_out = timed(lambda: per_band_loop(model, lr, "paper"), args.repeats, device)
-        print(f"per-band eager loop: {loop_time:8.3f} s")
-        cube = CoarSRCube(fold_coarsr(model.cpu(), "paper")).to(device)
-        for text in args.planes.split(","):
-            cube.planes_per_call = None if text == "all" else int(text)
-            cube_time, cube_out = timed(lambda: cube(lr), args.repeats, device)
-            error = (cube_out - loop_out).abs().max().item()
-            print(
-                f"cube, planes_per_call={text:>4}: {cube_time:8.3f} s  "
-                f"speed-up ×{loop_time / cube_time:5.2f}  max|Δ|={error:.2e}"
-            )
+        print(f"per-band eager loop: {loop_time:8.3f} s", flush=True)
+        for layout in args.layouts.split(","):
+            core = fold_coarsr(model.cpu(), "paper").use_channels_last(layout == "nhwc")
+            cube = CoarSRCube(core).to(device)
+            for text in args.planes.split(","):
+                cube.planes_per_call = None if text == "all" else int(text)
+                cube_time, cube_out = timed(functools.partial(cube, lr), args.repeats, device)
+                error = (cube_out - loop_out).abs().max().item()
+                print(
+                    f"cube {layout}, planes_per_call={text:>4}: {cube_time:8.3f} s  "
+                    f"speed-up ×{loop_time / cube_time:5.2f}  max|Δ|={error:.2e}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Numerical operations outside the network: MATLAB-exact resize and the fine stage (back-projection)."""
