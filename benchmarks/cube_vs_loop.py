@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--feats", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--planes", default="1,2,4,8,all", help="planes per call to try, comma separated")
+    parser.add_argument(
+        "--planes", default="1,2,4,all", help="planes per call to try (pixels_per_call = planes·h·w), comma separated"
+    )
     parser.add_argument("--layouts", default="nchw,nhwc", help="activation layouts to try, comma separated")
     args = parser.parse_args()
 
@@ -63,11 +65,11 @@ def main() -> None:
             core = fold_coarsr(model.cpu(), "paper").use_channels_last(layout == "nhwc")
             cube = CoarSRCube(core).to(device)
             for text in args.planes.split(","):
-                cube.planes_per_call = None if text == "all" else int(text)
+                cube.pixels_per_call = None if text == "all" else int(text) * args.size * args.size
                 cube_time, cube_out = timed(functools.partial(cube, lr), args.repeats, device)
                 error = (cube_out - loop_out).abs().max().item()
                 print(
-                    f"cube {layout}, planes_per_call={text:>4}: {cube_time:8.3f} s  "
+                    f"cube {layout}, planes per call={text:>4}: {cube_time:8.3f} s  "
                     f"speed-up ×{loop_time / cube_time:5.2f}  max|Δ|={error:.2e}",
                     flush=True,
                 )

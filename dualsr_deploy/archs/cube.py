@@ -3,7 +3,7 @@
 The recurrent state enters CoarSR only through the cheap 1×1 ``rnn_reduceD`` after the expensive body, so for a
 batch of ``B`` cubes of ``C`` bands (DESIGN.md, "the band-parallel form"):
 
-1. the body runs on all ``B·C`` bands at once (in chunks of ``planes_per_call`` planes);
+1. the body runs on all ``B·C`` bands at once (in chunks of at most ``pixels_per_call`` LR pixels);
 2. a scan over the bands applies the 1×1 merge (``C − 1`` tiny steps);
 3. the tail runs on all bands at once (chunked the same way).
 
@@ -79,10 +79,11 @@ class FoldedCoarSR(nn.Module):
     Built by :func:`dualsr_deploy.archs.fold.fold_coarsr`. The neighbour rule is a constant gather; ``C`` is read
     from the input's static shape, so an exported graph has ``C`` fixed and ``B, h, w`` free.
 
-    ``planes_per_call`` bounds how many band planes go through the body and the tail in one call (``None``: all
-    of them). It trades memory and cache locality for launch count: on a GPU larger is better; on a small CPU a few
-    planes per call keep the working set in cache. ``channels_last`` runs the network in NHWC layout (the weights
-    must be converted too: :meth:`use_channels_last`), which oneDNN's grouped convolutions prefer on CPU.
+    ``pixels_per_call`` bounds how many LR pixels (band planes × h × w, at least one plane) go through the body
+    and the tail in one call (``None``: all planes at once). It trades memory and cache locality for launch count:
+    on a GPU larger is better; on a small CPU about one 128×128 plane per call keeps the working set in cache.
+    ``channels_last`` runs the network in NHWC layout (the weights must be converted too:
+    :meth:`use_channels_last`), which oneDNN's grouped convolutions prefer on CPU.
     """
 
     def __init__(self, config: CoarSRConfig, rule: NeighbourRule = "paper") -> None:
@@ -90,7 +91,7 @@ class FoldedCoarSR(nn.Module):
         f = config.n_feats
         self.config = config
         self.rule: NeighbourRule = rule
-        self.planes_per_call: int | None = None
+        self.pixels_per_call: int | None = None
         self.channels_last = False
         self.head = nn.Conv2d(5, 3 * f, 3, padding=1)
         self.rounds = nn.ModuleList([FoldedRound(f, config.n_blocks) for _ in range(2)])
@@ -130,10 +131,11 @@ class FoldedCoarSR(nn.Module):
         skip = res[:, :f]
         return self.conv(self.last_reduce(g)) + skip, skip
 
-    def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.planes_per_call is None or self.planes_per_call >= x.shape[0]:
+    def _chunks(self, x: torch.Tensor, plane_pixels: int) -> list[torch.Tensor]:
+        if self.pixels_per_call is None:
             return [x]
-        return list(torch.split(x, self.planes_per_call))
+        planes = max(1, self.pixels_per_call // plane_pixels)
+        return [x] if planes >= x.shape[0] else list(torch.split(x, planes))
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         batch, bands, h, w = lr.shape
@@ -143,7 +145,7 @@ class FoldedCoarSR(nn.Module):
         if self.channels_last:
             planes = planes.contiguous(memory_format=torch.channels_last)
 
-        parts = [self.body(chunk) for chunk in self._chunks(planes)]
+        parts = [self.body(chunk) for chunk in self._chunks(planes, h * w)]
         out = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         skip = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
 
@@ -157,7 +159,7 @@ class FoldedCoarSR(nn.Module):
             states.append(state)
         tail_in = torch.stack(states, 1).reshape(batch * bands, f, h, w) + skip
 
-        sr = torch.cat([self.tail(chunk) for chunk in self._chunks(tail_in)])
+        sr = torch.cat([self.tail(chunk) for chunk in self._chunks(tail_in, h * w)])
         s = self.config.scale
         return sr.contiguous().reshape(batch, bands, s * h, s * w)
 
@@ -215,14 +217,15 @@ class CoarSRCube(nn.Module):
         return self.core.rule
 
     @property
-    def planes_per_call(self) -> int | None:
-        return self.core.planes_per_call
+    def pixels_per_call(self) -> int | None:
+        """LR pixels (planes × h × w) per network call; ``None``: all planes at once."""
+        return self.core.pixels_per_call
 
-    @planes_per_call.setter
-    def planes_per_call(self, value: int | None) -> None:
+    @pixels_per_call.setter
+    def pixels_per_call(self, value: int | None) -> None:
         if value is not None and value < 1:
-            raise ValueError(f"planes_per_call must be ≥ 1 or None; got {value}")
-        self.core.planes_per_call = value
+            raise ValueError(f"pixels_per_call must be ≥ 1 or None; got {value}")
+        self.core.pixels_per_call = value
 
     @property
     def dtype(self) -> torch.dtype:
