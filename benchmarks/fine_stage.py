@@ -3,14 +3,14 @@
     python benchmarks/fine_stage.py                      # 512×512×31 at ×4 (a CAVE scene), timings
     python benchmarks/fine_stage.py --height 1392 --width 1040 --repeats 1   # a large scene, peak memory
 
-Peak memory on CPU is the process's peak resident set size above what it held once the inputs existed, in
-units of one float32 copy of the HR cube. On CUDA it is torch's peak allocation above the inputs.
+Peak memory on CPU is the process's peak resident set size (VmHWM, reset before each measurement, Linux) above
+its resident size once the inputs existed, in units of one float32 copy of the HR cube. On CUDA it is torch's
+peak allocation above the inputs.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -20,8 +20,19 @@ import torch
 from dualsr_deploy import backproject, imresize, metrics
 
 
-def _rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS and return that RSS."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    return _status_bytes("VmRSS")
 
 
 def measure(name: str, fn: Callable[[], object], repeats: int, device: torch.device, cube_bytes: int) -> None:
@@ -30,7 +41,7 @@ def measure(name: str, fn: Callable[[], object], repeats: int, device: torch.dev
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes()
+        base = _reset_peak_rss()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -38,7 +49,7 @@ def measure(name: str, fn: Callable[[], object], repeats: int, device: torch.dev
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss_bytes()) - base
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _status_bytes("VmHWM")) - base
     print(
         f"{name:12s} median {statistics.median(times):7.3f} s  min {min(times):7.3f} s  "
         f"peak +{peak / 2**20:8.1f} MiB (= {peak / cube_bytes:4.2f} float32 HR cubes)"

@@ -14,8 +14,8 @@ from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import ScaleMismatchError
 
 # LR pixels per body/tail call on CPU, measured on the 2-core development machine (benchmarks/cube_vs_loop.py,
-# NHWC): one 128×128 plane per call beat 4 planes by 1.26×, and four 64×64 planes beat one by 1.08×; all 31
-# bands at once was slower than the per-band loop. GPUs take every plane at once.
+# NHWC): one 128×128 plane per call beat 4 planes by 1.26×; at 64×64, 1 and 4 planes per call were within run-
+# to-run noise (±8 %); all 31 bands at once was slower than the per-band loop. GPUs take every plane at once.
 CPU_PIXELS_PER_CALL = 128 * 128
 
 

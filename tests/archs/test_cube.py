@@ -119,3 +119,21 @@ def small_cube() -> CoarSRCube:
 def test_bad_input_is_a_clear_error(small_cube: CoarSRCube, lr: torch.Tensor, message: str) -> None:
     with pytest.raises(InputError, match=message):
         small_cube(lr)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # parity, not speed: full float32 convs
+    model = random_coarsr(4, n_feats=8, n_blocks=2, seed=8)
+    lr = torch.rand(2, 9, 12, 10, generator=torch.Generator().manual_seed(9), dtype=dtype)
+    cpu = CoarSRCube(fold_coarsr(model, "paper", dtype))
+    gpu = CoarSRCube(fold_coarsr(model, "paper", dtype)).cuda()
+    with torch.no_grad():
+        expected = cpu(lr)
+        got = gpu(lr.cuda()).cpu()
+    # cuDNN picks other summation orders and algorithms (Winograd, FFT): a looser float32 bound than on CPU.
+    bound = (1e-4 if dtype == torch.float32 else 1e-10) * expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= bound
