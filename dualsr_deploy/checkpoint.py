@@ -18,7 +18,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES, CoarSR, CoarSRConfig
 from dualsr_deploy.archs.neighbours import NeighbourRule, check_rule
+from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.errors import CheckpointError
 
 FORMAT_TAG = "dualsr-coarsr/1"
@@ -282,13 +282,6 @@ def write_checkpoint(
         "provenance": dict(provenance or {}),
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(state, tmp_name, metadata={"format": "pt", "dualsr": json.dumps(metadata)})
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_output(target) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "dualsr": json.dumps(metadata)})
     return target

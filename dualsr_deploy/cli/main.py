@@ -13,6 +13,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dualsr_deploy._version import __version__
 from dualsr_deploy.errors import DualSRError
@@ -41,7 +42,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except DualSRError as exc:
-            error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
 
     return wrapper
@@ -62,13 +63,14 @@ def version() -> None:
         providers = ", ".join(onnxruntime.get_available_providers())
         console.print(f"onnxruntime {onnxruntime.__version__} ({providers})")
     except ImportError:
-        console.print("onnxruntime: not installed (pip install 'dualsr-deploy[cpu]' or '[gpu]')")
+        console.print(escape("onnxruntime: not installed (pip install 'dualsr-deploy[cpu]' or '[gpu]')"))
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint
+    from dualsr_deploy.cli import checkpoint, export
 
     checkpoint.register(app)
+    export.register(app)
 
 
 _register()

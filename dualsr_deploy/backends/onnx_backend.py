@@ -1,0 +1,93 @@
+"""The ``onnx`` backend: an exported graph in ONNX Runtime (CPU, CUDA or TensorRT execution provider).
+
+On CUDA, torch tensors are bound to the session directly (IOBinding): no host round trip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy.backends.base import Backend, BackendUnavailableError, Capabilities
+from dualsr_deploy.errors import InputError
+from dualsr_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_metadata
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "ONNX Runtime is not installed: pip install 'dualsr-deploy[cpu]' (or '[gpu]' on a CUDA machine)"
+        ) from exc
+    return onnxruntime
+
+
+class OnnxBackend(Backend):
+    """Runs an ONNX graph written by :func:`dualsr_deploy.export.onnx.torch2onnx` with ``provider``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, provider: str = "cpu", threads: int | None = None) -> None:
+        if provider not in PROVIDERS:
+            raise InputError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        self.path = Path(path)
+        meta = onnx_metadata(self.path)
+        missing = [key for key in ("scale", "bands", "precision") if key not in meta]
+        if missing:
+            raise InputError(f"{self.path}: not a dualsr export (metadata lacks {', '.join(missing)})")
+        self._provider = provider
+        self._threads = threads
+        self._session: Any = None
+        device = "cpu" if provider == "cpu" else "cuda"
+        self.capabilities = Capabilities(
+            name=f"onnx-{provider}-{meta['precision']}",
+            device=device,
+            precision=meta["precision"],
+            scale=int(meta["scale"]),
+            bands=int(meta["bands"]),
+            device_tensors=device == "cuda",
+        )
+
+    def open(self) -> None:
+        if self._session is not None:
+            return
+        ort = import_onnxruntime()
+        wanted = PROVIDERS[self._provider]
+        if wanted not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                f"ONNX Runtime {ort.__version__} has no {wanted} here (available: "
+                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu for CUDA/TensorRT"
+            )
+        options = ort.SessionOptions()
+        if self._threads is not None:
+            options.intra_op_num_threads = self._threads
+        self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=[wanted])
+
+    def close(self) -> None:
+        self._session = None
+
+    def residual(self, lr: torch.Tensor) -> torch.Tensor:
+        if self._session is None:
+            self.open()
+        lr = lr.contiguous()
+        s = self.capabilities.scale
+        if lr.device.type == "cpu":
+            (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: lr.numpy()})
+            return torch.from_numpy(out)
+        out = torch.empty((lr.shape[0], lr.shape[1], s * lr.shape[2], s * lr.shape[3]), device=lr.device)
+        binding = self._session.io_binding()
+        index = lr.device.index or 0
+        binding.bind_input(INPUT_NAME, "cuda", index, np.float32, tuple(lr.shape), lr.data_ptr())
+        binding.bind_output(OUTPUT_NAME, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
+        torch.cuda.current_stream(lr.device).synchronize()  # ORT runs on its own stream
+        self._session.run_with_iobinding(binding)
+        return out

@@ -1,0 +1,68 @@
+"""The ``torch`` backend: the folded cube model in eager PyTorch (optionally ``torch.compile``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+
+from dualsr_deploy.archs.cube import FoldedCoarSR
+from dualsr_deploy.backends.base import Backend, BackendUnavailableError, Capabilities
+from dualsr_deploy.errors import InputError
+from dualsr_deploy.models import default_pixels_per_call
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
+class TorchBackend(Backend):
+    """Runs a :class:`FoldedCoarSR` on ``device`` in ``precision`` (fp32, fp16, bf16 or fp64).
+
+    Reduced precisions compute in that dtype; inputs and outputs stay float32.
+    """
+
+    def __init__(
+        self,
+        core: FoldedCoarSR,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
+    ) -> None:
+        if precision not in _DTYPES:
+            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(_DTYPES)}")
+        target = torch.device(device)
+        if target.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("torch backend: CUDA was requested but torch sees no CUDA device")
+        if target.type == "cpu" and precision == "fp16":
+            raise InputError("torch backend: fp16 convolutions are not a CPU path; use fp32 or bf16 on CPU")
+        self._source = core
+        self._dtype = _DTYPES[precision]
+        self._compile = compile
+        self._model: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.capabilities = Capabilities(
+            name=f"torch-{target.type}-{precision}",
+            device=str(target),
+            precision=precision,
+            scale=core.scale,
+            device_tensors=True,
+        )
+
+    def open(self) -> None:
+        if self._model is not None:
+            return
+        core = copy.deepcopy(self._source).to(self.device, self._dtype)
+        core.use_channels_last(self.device.type == "cpu")
+        core.pixels_per_call = default_pixels_per_call(self.device)
+        core.eval().requires_grad_(False)
+        self._model = torch.compile(core) if self._compile else core
+
+    def close(self) -> None:
+        self._model = None
+
+    def residual(self, lr: torch.Tensor) -> torch.Tensor:
+        if self._model is None:
+            self.open()
+        assert self._model is not None
+        with torch.inference_mode():
+            return self._model(lr.to(self._dtype)).float()

@@ -1,0 +1,77 @@
+"""``dualsr export`` and ``dualsr backends``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dualsr_deploy.backends.registry import backend_statuses
+from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.export.pipeline import export_variant
+from dualsr_deploy.export.recipes import default_recipe, load_recipe
+
+
+@user_errors
+def export(
+    recipe: Path | None = typer.Option(None, help="A recipe from export/*.toml; default: a recipe for --scale."),
+    checkpoint: Path | None = typer.Option(None, help="Checkpoint to export (overrides the recipe's)."),
+    scale: int | None = typer.Option(None, help="Scale of the default recipe (2, 3, 4, 8); checked against the model."),
+    bands: int | None = typer.Option(None, help="Band count the graph is fixed to (default 31)."),
+    precision: list[str] | None = typer.Option(None, help="fp32 and/or fp16 (repeat the option); default both."),
+    out: Path = typer.Option(Path("engines"), help="Artefact store; outputs go to OUT/<variant>/."),
+    verify: bool = typer.Option(False, help="Run every available backend against torch float64; fail if off."),
+    operators: Path | None = typer.Option(
+        None, help="onnx-tensorrt operators.md: fail if a graph uses an operator TensorRT cannot parse."
+    ),
+) -> None:
+    """Export CoarSR to ONNX (FP32/FP16) with a manifest beside each graph."""
+    if recipe is None and scale is None:
+        raise typer.BadParameter("give --recipe or --scale")
+    base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
+    if recipe is not None and scale is not None and scale != base.scale:
+        raise typer.BadParameter(f"--scale {scale} contradicts the recipe's scale {base.scale}")
+    chosen = base.with_overrides(
+        checkpoint=checkpoint,
+        bands=bands,
+        precisions=tuple(precision) if precision else None,
+    )
+    result = export_variant(chosen, out_dir=out, verify=verify, operator_table=operators, progress=console.print)
+    table = Table(title=f"{chosen.name} (×{chosen.scale}, {chosen.bands} bands) from {result.checkpoint}")
+    for column in ("artefact", "precision", "manifest"):
+        table.add_column(column)
+    for artefact in result.artefacts:
+        table.add_row(str(artefact.path), artefact.precision, artefact.manifest.name)
+    console.print(table)
+    if result.verification:
+        check = Table(title="verification against torch float64")
+        for column in ("backend", "max |Δ|", "mean |Δ|", "tolerance (max / mean)", "result"):
+            check.add_column(column)
+        for row in result.verification:
+            check.add_row(
+                row.backend,
+                f"{row.max_abs:.2e}",
+                f"{row.mean_abs:.2e}",
+                f"{row.tolerance.max_abs:.0e} / {row.tolerance.mean_abs:.0e}",
+                "[green]pass[/]" if row.passed else "[red]FAIL[/]",
+            )
+        console.print(check)
+    for line in result.skipped:
+        console.print(f"[yellow]skipped:[/] {escape(line)}")
+
+
+def backends() -> None:
+    """List the backends this machine can run, and why the others cannot."""
+    table = Table(title="backends")
+    for column in ("backend", "available", "detail"):
+        table.add_column(column)
+    for row in backend_statuses():
+        table.add_row(row.name, "[green]yes[/]" if row.available else "[red]no[/]", escape(row.detail))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)
+    app.command()(backends)

@@ -1,0 +1,83 @@
+"""export_variant and ``dualsr export`` end to end on the published-format fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.errors import ScaleMismatchError
+from dualsr_deploy.export.onnx import ExportError
+from dualsr_deploy.export.pipeline import export_variant
+from dualsr_deploy.export.recipes import default_recipe
+
+runner = CliRunner()
+
+
+def test_export_writes_graphs_and_manifests_and_verifies(shared_reference: Path, tmp_path: Path) -> None:
+    checkpoint = shared_reference / "coarsr" / "coarsr_x2_f16_b8.pth"
+    recipe = default_recipe(2, bands=8).with_overrides(checkpoint=checkpoint)
+    result = export_variant(
+        recipe, out_dir=tmp_path, verify=True, operator_table=shared_reference / "onnx_tensorrt_operators.md"
+    )
+    assert [a.precision for a in result.artefacts] == ["fp32", "fp16"]
+    for artefact in result.artefacts:
+        manifest = json.loads(artefact.manifest.read_text())
+        assert manifest["artefact"] == artefact.path.name
+        assert manifest["bands"] == 8
+        assert manifest["neighbour_rule"] == "reference"
+        assert manifest["tensorrt_operator_check"] == "passed"
+        assert len(manifest["checkpoint_sha256"]) == 64
+    assert {c.backend for c in result.verification} == {"torch-cpu-fp32", "onnx-cpu-fp32", "onnx-cpu-fp16"}
+    assert all(c.passed for c in result.verification)
+
+
+def test_scale_mismatch_is_refused(shared_reference: Path, tmp_path: Path) -> None:
+    recipe = default_recipe(4, bands=8).with_overrides(checkpoint=shared_reference / "coarsr" / "coarsr_x2_f16_b8.pth")
+    with pytest.raises(ScaleMismatchError, match="×2 model"):
+        export_variant(recipe, out_dir=tmp_path)
+    assert not any(tmp_path.rglob("*.onnx"))
+
+
+def test_without_checkpoint_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="--checkpoint"):
+        export_variant(default_recipe(4), out_dir=tmp_path)
+
+
+def test_cli_export(shared_reference: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--scale",
+            "4",
+            "--bands",
+            "8",
+            "--precision",
+            "fp32",
+            "--checkpoint",
+            str(shared_reference / "coarsr" / "coarsr_x4_f16_b8.pth"),
+            "--out",
+            str(tmp_path),
+            "--verify",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "coarsr-x4-c8" / "coarsr_x4_c8_fp32.onnx").is_file()
+    assert "pass" in result.output
+
+
+def test_cli_export_unsupported_scale(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "--scale", "5", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "scale 5 is not supported" in result.output
+
+
+def test_cli_backends_lists_and_explains() -> None:
+    result = runner.invoke(app, ["backends"])
+    assert result.exit_code == 0
+    assert "torch-cpu" in result.output
+    assert "dualsr-deploy[gpu]" in result.output or "CUDA" in result.output
