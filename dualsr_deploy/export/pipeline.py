@@ -63,6 +63,7 @@ def export_variant(
 
     ``operator_table``: an onnx-tensorrt ``operators.md``; the export fails if a graph uses an operator outside it.
     ``verify``: run every available backend against torch float64 and fail if one is out of tolerance.
+    On any failure the artefacts written by this call are removed again.
     TensorRT plans are not built yet (see the export issue); their absence is reported in ``skipped``.
     """
     say = progress or (lambda _message: None)
@@ -76,79 +77,89 @@ def export_variant(
     core = fold_coarsr(model, rule)
     folder = Path(out_dir) / recipe.name
     table = read_operator_table(operator_table) if operator_table is not None else None
-    artefacts = []
-    for precision in recipe.precisions:
-        target = folder / f"coarsr_x{recipe.scale}_c{recipe.bands}_{precision}.onnx"
-        say(f"exporting {target}")
-        started = time.perf_counter()
-        torch2onnx(
-            core,
-            target,
-            bands=recipe.bands,
-            precision=precision,
-            metadata={
-                "checkpoint_sha256": info.sha256,
-                "checkpoint": Path(checkpoint).name,
-                "package_version": __version__,
-                "variant": recipe.name,
-            },
-        )
-        graph = onnx.load(str(target))
-        unsupported = unsupported_operators(graph, table) if table is not None else None
-        if unsupported:
-            raise ExportError(f"{target}: operators outside TensorRT's ONNX parser support: {', '.join(unsupported)}")
-        manifest = write_manifest(
-            target,
-            {
-                "kind": "onnx",
-                "variant": recipe.name,
-                "precision": precision,
-                "scale": recipe.scale,
-                "bands": recipe.bands,
-                "neighbour_rule": rule,
-                "opset": OPSET,
-                "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
-                "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
-                "checkpoint": str(checkpoint),
-                "checkpoint_sha256": info.sha256,
-                "tensorrt_operator_check": "passed" if table is not None else "not run",
-                "package_version": __version__,
-                "torch_version": torch.__version__,
-                "onnx_version": onnx.__version__,
-                "python_version": platform.python_version(),
-                "export_seconds": round(time.perf_counter() - started, 3),
-                "created_unix": int(time.time()),
-            },
-        )
-        artefacts.append(Artefact(target, manifest, "onnx", precision))
-
-    skipped = ["tensorrt: building plans is not implemented yet (ONNX graphs only)"]
-    comparisons: list[Comparison] = []
-    if verify:
-        backends: list[Backend] = [TorchBackend(core)]
-        backends += [OnnxBackend(artefact.path) for artefact in artefacts]  # ORT runs fp16 graphs on CPU too
-        opened = []
-        for backend in backends:
-            try:
-                backend.open()
-                opened.append(backend)
-            except BackendUnavailableError as exc:
-                skipped.append(f"{backend.capabilities.name}: {exc}")
-        generator = torch.Generator().manual_seed(0)
-        inputs = [
-            torch.rand(1, recipe.bands, 24, 20, generator=generator),
-            torch.rand(2, recipe.bands, 17, 31, generator=generator),
-        ]
-        say(f"verifying {len(opened)} backend(s) against torch float64")
-        comparisons = verify_backends(core, opened, inputs)
-        for backend in opened:
-            backend.close()
-        failed = [c for c in comparisons if not c.passed]
-        if failed:
-            details = "; ".join(
-                f"{c.backend}: max {c.max_abs:.2e} (≤ {c.tolerance.max_abs:.0e}), mean {c.mean_abs:.2e} "
-                f"(≤ {c.tolerance.mean_abs:.0e})"
-                for c in failed
+    artefacts: list[Artefact] = []
+    try:
+        for precision in recipe.precisions:
+            target = folder / f"coarsr_x{recipe.scale}_c{recipe.bands}_{precision}.onnx"
+            say(f"exporting {target}")
+            started = time.perf_counter()
+            torch2onnx(
+                core,
+                target,
+                bands=recipe.bands,
+                precision=precision,
+                metadata={
+                    "checkpoint_sha256": info.sha256,
+                    "checkpoint": Path(checkpoint).name,
+                    "package_version": __version__,
+                    "variant": recipe.name,
+                },
             )
-            raise ExportError(f"verification failed: {details}")
+            graph = onnx.load(str(target))
+            unsupported = unsupported_operators(graph, table) if table is not None else None
+            if unsupported:
+                target.unlink()
+                raise ExportError(
+                    f"{target}: operators outside TensorRT's ONNX parser support: {', '.join(unsupported)}"
+                )
+            manifest = write_manifest(
+                target,
+                {
+                    "kind": "onnx",
+                    "variant": recipe.name,
+                    "precision": precision,
+                    "scale": recipe.scale,
+                    "bands": recipe.bands,
+                    "neighbour_rule": rule,
+                    "opset": OPSET,
+                    "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
+                    "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+                    "checkpoint": str(checkpoint),
+                    "checkpoint_sha256": info.sha256,
+                    "tensorrt_operator_check": "passed" if table is not None else "not run",
+                    "package_version": __version__,
+                    "torch_version": torch.__version__,
+                    "onnx_version": onnx.__version__,
+                    "python_version": platform.python_version(),
+                    "export_seconds": round(time.perf_counter() - started, 3),
+                    "created_unix": int(time.time()),
+                },
+            )
+            artefacts.append(Artefact(target, manifest, "onnx", precision))
+
+        skipped = ["tensorrt: building plans is not implemented yet (ONNX graphs only)"]
+        comparisons: list[Comparison] = []
+        if verify:
+            backends: list[Backend] = [TorchBackend(core)]
+            backends += [OnnxBackend(artefact.path) for artefact in artefacts]  # ORT runs fp16 graphs on CPU too
+            opened = []
+            for backend in backends:
+                try:
+                    backend.open()
+                    opened.append(backend)
+                except BackendUnavailableError as exc:
+                    skipped.append(f"{backend.capabilities.name}: {exc}")
+            generator = torch.Generator().manual_seed(0)
+            inputs = [
+                torch.rand(1, recipe.bands, 24, 20, generator=generator),
+                torch.rand(2, recipe.bands, 17, 31, generator=generator),
+            ]
+            say(f"verifying {len(opened)} backend(s) against torch float64")
+            comparisons = verify_backends(core, opened, inputs)
+            for backend in opened:
+                backend.close()
+            failed = [c for c in comparisons if not c.passed]
+            if failed:
+                details = "; ".join(
+                    f"{c.backend}: max {c.max_abs:.2e} (≤ {c.tolerance.max_abs:.0e}), mean {c.mean_abs:.2e} "
+                    f"(≤ {c.tolerance.mean_abs:.0e})"
+                    for c in failed
+                )
+                raise ExportError(f"verification failed: {details}")
+    except BaseException:
+        # Nothing half-made or unverified stays under a final name: remove what this run wrote.
+        for artefact in artefacts:
+            artefact.path.unlink(missing_ok=True)
+            artefact.manifest.unlink(missing_ok=True)
+        raise
     return ExportResult(recipe, Path(checkpoint), tuple(artefacts), tuple(comparisons), tuple(skipped))

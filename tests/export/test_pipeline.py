@@ -35,6 +35,18 @@ def test_export_writes_graphs_and_manifests_and_verifies(shared_reference: Path,
     assert all(c.passed for c in result.verification)
 
 
+def test_failed_verification_removes_what_it_wrote(
+    shared_reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dualsr_deploy.export import verify
+
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", verify.Tolerance(max_abs=0.0, mean_abs=0.0))
+    recipe = default_recipe(2, bands=8).with_overrides(checkpoint=shared_reference / "coarsr" / "coarsr_x2_f16_b8.pth")
+    with pytest.raises(ExportError, match=r"verification failed: torch-cpu-fp32: max"):
+        export_variant(recipe, out_dir=tmp_path, verify=True)
+    assert list(tmp_path.rglob("*.onnx*")) == []
+
+
 def test_scale_mismatch_is_refused(shared_reference: Path, tmp_path: Path) -> None:
     recipe = default_recipe(4, bands=8).with_overrides(checkpoint=shared_reference / "coarsr" / "coarsr_x2_f16_b8.pth")
     with pytest.raises(ScaleMismatchError, match="×2 model"):
