@@ -11,7 +11,7 @@ from dualsr_deploy.archs.cube import CoarSRCube
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.archs.neighbours import NeighbourRule, check_rule
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
-from dualsr_deploy.errors import ScaleMismatchError
+from dualsr_deploy.errors import InputError, ScaleMismatchError
 
 # LR pixels per body/tail call on CPU, measured on the 2-core development machine (benchmarks/cube_vs_loop.py,
 # NHWC): one 128×128 plane per call beat 4 planes by 1.26×; at 64×64, 1 and 4 planes per call were within run-
@@ -43,6 +43,7 @@ def load_coarsr(
     scale: int | None = None,
     dtype: torch.dtype = torch.float32,
     pixels_per_call: int | None = None,
+    memory_budget: int | None = None,
 ) -> CoarSRCube:
     """Load a checkpoint as the folded, band-parallel cube model.
 
@@ -54,11 +55,15 @@ def load_coarsr(
         scale: if given, the checkpoint must be a model of this scale (else :class:`ScaleMismatchError`).
         dtype: the model's floating-point type (inputs must match it).
         pixels_per_call: LR pixels (planes × h × w) per network call; ``None`` picks the device default.
+        memory_budget: bytes of activations per network call; sets ``pixels_per_call`` from the model's size
+            (give one of the two).
 
     Returns:
         A module mapping ``lr (B, C, h, w)`` in [0, 1] to SR ``(B, C, s·h, s·w)`` (unclipped), with attributes
         ``scale``, ``neighbours`` and ``info`` (the :class:`CheckpointInfo`).
     """
+    if memory_budget is not None and pixels_per_call is not None:
+        raise InputError("give pixels_per_call or memory_budget, not both")
     model, info = load_reference(path, scale=scale)
     rule: NeighbourRule = check_rule(neighbours) if neighbours is not None else info.neighbour_rule
     target = torch.device(device) if device is not None else torch.device("cpu")
@@ -66,6 +71,9 @@ def load_coarsr(
     if target.type == "cpu":
         core.use_channels_last()
     cube = CoarSRCube(core).to(target)
-    cube.pixels_per_call = pixels_per_call if pixels_per_call is not None else default_pixels_per_call(target)
+    if memory_budget is not None:
+        core.set_memory_budget(memory_budget)
+    else:
+        core.pixels_per_call = pixels_per_call if pixels_per_call is not None else default_pixels_per_call(target)
     cube.info = info
     return cube

@@ -112,6 +112,28 @@ class FoldedCoarSR(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
+    def activation_bytes_per_pixel(self) -> int:
+        """Peak activation bytes per LR pixel of one plane, for sizing chunks from a memory budget.
+
+        The body holds about eight ``3F``-channel maps at once (stack, residual, block input/output, the
+        three-unit's two branches); the tail's widest step holds the ``s²·F``-channel pixel-shuffle input and output.
+        """
+        f, s = self.config.n_feats, self.config.scale
+        itemsize = self.head.weight.element_size()
+        return itemsize * max(8 * 3 * f, 2 * s * s * f + s * s)
+
+    def set_memory_budget(self, budget_bytes: int | None) -> None:
+        """Size :attr:`pixels_per_call` so that activations stay within ``budget_bytes`` (``None``: no bound).
+
+        The scan keeps two ``F``-channel maps of every plane besides; that part does not shrink with chunking.
+        """
+        if budget_bytes is None:
+            self.pixels_per_call = None
+            return
+        if budget_bytes <= 0:
+            raise ValueError(f"memory budget must be positive; got {budget_bytes}")
+        self.pixels_per_call = max(1, budget_bytes // self.activation_bytes_per_pixel())
+
     def use_channels_last(self, enabled: bool = True) -> FoldedCoarSR:
         """Switch weights and activations to NHWC (``True``) or back to NCHW; returns ``self``."""
         self.channels_last = enabled

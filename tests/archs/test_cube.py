@@ -33,6 +33,20 @@ def test_cube_model_reproduces_published_outputs(shared_reference: Path, scale: 
     assert (sr - torch.from_numpy(fixture[f"sr_{rule}"])).abs().max().item() <= FLOAT32_TOLERANCE
 
 
+def test_memory_budget_sets_chunks_and_keeps_results(shared_reference: Path) -> None:
+    path = shared_reference / "coarsr" / "coarsr_x4_f16_b8.pth"
+    fixture = np.load(path.with_suffix(".npz"))
+    whole = load_coarsr(path, pixels_per_call=None)
+    per_pixel = whole.core.activation_bytes_per_pixel()
+    budgeted = load_coarsr(path, memory_budget=3 * 42 * per_pixel)  # three 6×7 planes per call
+    assert budgeted.pixels_per_call == 3 * 42
+    lr = torch.from_numpy(fixture["lr"])
+    with torch.no_grad():
+        assert (budgeted(lr) - whole(lr)).abs().max().item() <= 1e-6
+    with pytest.raises(InputError, match="not both"):
+        load_coarsr(path, memory_budget=1, pixels_per_call=1)
+
+
 @pytest.mark.parametrize("scale", [2, 4])
 @pytest.mark.parametrize("rule", ["paper", "reference"])
 def test_cube_model_float64_equals_loop_on_published_weights(
