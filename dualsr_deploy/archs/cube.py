@@ -131,7 +131,7 @@ class FoldedCoarSR(nn.Module):
             self.pixels_per_call = None
             return
         if budget_bytes <= 0:
-            raise ValueError(f"memory budget must be positive; got {budget_bytes}")
+            raise InputError(f"memory budget must be positive; got {budget_bytes}")
         self.pixels_per_call = max(1, budget_bytes // self.activation_bytes_per_pixel())
 
     def use_channels_last(self, enabled: bool = True) -> FoldedCoarSR:
@@ -150,7 +150,7 @@ class FoldedCoarSR(nn.Module):
         res = g
         for round_ in self.rounds:
             g = round_(g, res)
-        skip = res[:, :f]
+        skip = res[:, :f].clone()  # a copy, so the 3F-channel stack is freed once the chunk is done
         return self.conv(self.last_reduce(g)) + skip, skip
 
     def _chunks(self, x: torch.Tensor, plane_pixels: int) -> list[torch.Tensor]:
