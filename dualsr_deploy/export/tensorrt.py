@@ -1,0 +1,179 @@
+"""``onnx2engine``: a TensorRT plan from an exported ONNX graph, with a manifest tying it to its GPU and version.
+
+Written against TensorRT's documented Python API for versions 10 and 11, and NOT yet verified: the development
+machines have no TensorRT and no GPU (its tests are marked ``trt`` and skip there), and the ``tensorrt-stubs``
+10.13.0.35.1 wheel could not serve as a type check (mypy rejects syntax errors in its
+``tensorrt_bindings/tensorrt.pyi``). Differences handled:
+
+- TensorRT 10 has weak typing: an FP16 plan is built from the FP32 graph with ``BuilderFlag.FP16``;
+- TensorRT 11 removed weak typing and the FP16 flag: precision comes from the graph, so an FP16 plan is built
+  from the FP16 ONNX as a strongly typed network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.backends.base import BackendUnavailableError
+from dualsr_deploy.backends.registry import tensorrt_version
+from dualsr_deploy.checkpoint import sha256_of
+from dualsr_deploy.export.manifest import write_manifest
+from dualsr_deploy.export.onnx import INPUT_NAME, ExportError, onnx_metadata
+from dualsr_deploy.export.recipes import TensorRTProfile
+
+
+def require_tensorrt() -> None:
+    """Raise :class:`BackendUnavailableError` unless a usable TensorRT is installed (type stubs alone are not)."""
+    if tensorrt_version() is None:
+        raise BackendUnavailableError(
+            "TensorRT is not installed (or only its type stubs are): pip install 'dualsr-deploy[gpu]' on a CUDA machine"
+        )
+
+
+def gpu_identity() -> dict[str, Any]:
+    """What a plan is tied to: GPU name, compute capability, CUDA and TensorRT versions."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError("TensorRT plans need a CUDA GPU; torch sees none")
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "compute_capability": f"{major}.{minor}",
+        "cuda": torch.version.cuda,
+        "tensorrt": tensorrt_version(),
+    }
+
+
+def _major(version: str | None) -> int:
+    return int((version or "0").split(".")[0])
+
+
+def timing_cache_path(folder: Path, identity: dict[str, Any]) -> Path:
+    """One timing cache per GPU model and TensorRT version, kept beside the plans."""
+    gpu = "".join(c if c.isalnum() else "-" for c in str(identity["gpu"]))
+    return folder / f"timing-{gpu}-sm{identity['compute_capability']}-trt{identity['tensorrt']}.cache"
+
+
+def onnx2engine(
+    onnx_path: str | os.PathLike[str],
+    plan_path: str | os.PathLike[str],
+    *,
+    precision: str,
+    profile: TensorRTProfile,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Build a plan for ``precision`` ("fp32" or "fp16") from ``onnx_path`` with one optimisation profile.
+
+    ``progress(phase, step, steps)`` is called from TensorRT's builder threads. The plan is written atomically
+    with a manifest (ONNX hash, TensorRT/CUDA versions, GPU, precision, profile, build time).
+    """
+    require_tensorrt()
+    import tensorrt as trt
+
+    identity = gpu_identity()
+    source = Path(onnx_path)
+    meta = onnx_metadata(source)
+    bands = int(meta["bands"])
+    strongly_typed = _major(identity["tensorrt"]) >= 11
+    if strongly_typed and precision != meta.get("precision"):
+        raise ExportError(
+            f"TensorRT {identity['tensorrt']} takes precision from the graph: build the {precision} plan from the "
+            f"{precision} ONNX (this one is {meta.get('precision')})"
+        )
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(source.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise ExportError(f"{source}: TensorRT's ONNX parser refused the graph: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mib << 20)
+    if precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    shapes = [(b, bands, h, w) for b, h, w in (profile.min_tile, profile.opt_tile, profile.max_tile)]
+    optimisation = builder.create_optimization_profile()
+    optimisation.set_shape(INPUT_NAME, *(trt.Dims(list(shape)) for shape in shapes))
+    config.add_optimization_profile(optimisation)
+
+    cache_file = timing_cache_path(Path(plan_path).parent, identity)
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
+    config.set_timing_cache(cache, False)
+    if progress is not None:
+        config.progress_monitor = _monitor(progress)
+
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"{source}: TensorRT could not build a {precision} plan (see its log above)")
+    target = Path(plan_path)
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    with atomic_output(cache_file) as tmp:
+        tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_manifest(
+        target,
+        {
+            "kind": "tensorrt",
+            "onnx": source.name,
+            "onnx_sha256": sha256_of(source),
+            "precision": precision,
+            "scale": int(meta["scale"]),
+            "bands": bands,
+            "profile": {"min": shapes[0], "opt": shapes[1], "max": shapes[2]},
+            "workspace_mib": profile.workspace_mib,
+            "build_seconds": round(time.perf_counter() - started, 1),
+            **identity,
+        },
+    )
+    return target
+
+
+def _monitor(report: Callable[[str, int, int], None]) -> Any:
+    import tensorrt as trt
+
+    class _Progress(trt.IProgressMonitor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            self.steps[phase_name] = num_steps
+            report(phase_name, 0, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            report(phase_name, step + 1, self.steps.get(phase_name, 0))
+            return True  # never cancel
+
+        def phase_finish(self, phase_name: str) -> None:
+            self.steps.pop(phase_name, None)
+
+    return _Progress()
+
+
+def check_plan_manifest(plan_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Refuse a plan whose manifest names another GPU or TensorRT version than the running ones."""
+    plan = Path(plan_path)
+    manifest_file = plan.with_name(plan.name + ".json")
+    if not manifest_file.is_file():
+        raise ExportError(f"{plan}: no manifest beside the plan ({manifest_file.name}); rebuild it with dualsr export")
+    manifest: dict[str, Any] = json.loads(manifest_file.read_text())
+    running = gpu_identity()
+    for key in ("gpu", "compute_capability", "tensorrt"):
+        if manifest.get(key) != running[key]:
+            raise ExportError(
+                f"{plan}: built for {key} {manifest.get(key)!r}, running on {running[key]!r}; TensorRT plans are tied "
+                "to one GPU model and TensorRT version: rebuild with `dualsr export` on this machine"
+            )
+    if manifest.get("sha256") != sha256_of(plan):
+        raise ExportError(f"{plan}: the file does not match its manifest's SHA-256; rebuild it")
+    return manifest
