@@ -66,6 +66,11 @@ class Backend(ABC):
     def device(self) -> torch.device:
         return torch.device(self.capabilities.device)
 
+    def empty_output(self, lr: torch.Tensor) -> torch.Tensor:
+        """An uninitialised float32 ``(B, C, s·h, s·w)`` buffer on ``lr``'s device, for runtimes that write into one."""
+        s = self.capabilities.scale
+        return torch.empty((lr.shape[0], lr.shape[1], s * lr.shape[2], s * lr.shape[3]), device=lr.device)
+
     def check(self, lr: torch.Tensor) -> None:
         """Raise a clear error if ``lr`` is outside what this backend accepts."""
         check_lr(lr, dtype=torch.float32)

@@ -79,11 +79,10 @@ class OnnxBackend(Backend):
         if self._session is None:
             self.open()
         lr = lr.contiguous()
-        s = self.capabilities.scale
         if lr.device.type == "cpu":
             (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: lr.numpy()})
             return torch.from_numpy(out)
-        out = torch.empty((lr.shape[0], lr.shape[1], s * lr.shape[2], s * lr.shape[3]), device=lr.device)
+        out = self.empty_output(lr)
         binding = self._session.io_binding()
         index = lr.device.index or 0
         binding.bind_input(INPUT_NAME, "cuda", index, np.float32, tuple(lr.shape), lr.data_ptr())

@@ -57,8 +57,7 @@ class TensorRTBackend(Backend):
         if self._context is None:
             self.open()
         lr = lr.contiguous()
-        s = self.capabilities.scale
-        out = torch.empty((lr.shape[0], lr.shape[1], s * lr.shape[2], s * lr.shape[3]), device=lr.device)
+        out = self.empty_output(lr)
         self._context.set_input_shape(INPUT_NAME, tuple(lr.shape))
         self._context.set_tensor_address(INPUT_NAME, lr.data_ptr())
         self._context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
