@@ -21,3 +21,11 @@ class InputError(DualSRError, ValueError):
 
 class NeighbourRuleError(DualSRError, ValueError):
     """An unknown neighbour rule was requested."""
+
+
+class DataError(DualSRError):
+    """A scene file or archive cannot be read or written (names the file and what to do about it)."""
+
+
+class OptionalDependencyError(DualSRError, ImportError):
+    """A feature needs a package that is not installed; the message names the extra that provides it."""

@@ -1,0 +1,256 @@
+"""Archives of scenes: a folder (recursive), a glob, a list file, or one multi-scene HDF5 file.
+
+Opening an archive probes every entry's header (shape, dtype) so sizes are known before any pixel is read;
+iterating reads one scene at a time and reports a broken entry instead of stopping at it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.readers import SCENE_SUFFIXES, open_scene
+from dualsr_deploy.data.readers.base import SceneReader
+from dualsr_deploy.data.readers.cave import band_files
+from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.errors import DataError, DualSRError
+
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One scene of an archive. ``error`` is set when it could not even be probed; then ``shape`` is None."""
+
+    name: str
+    path: Path
+    key: str | None = None
+    format: str | None = None
+    shape: tuple[int, int, int] | None = None
+    dtype: str | None = None
+    error: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the cube as float32 (0 when unknown)."""
+        if self.shape is None:
+            return 0
+        c, h, w = self.shape
+        return 4 * c * h * w
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """What iterating an archive yields: the scene, or the error that stopped this one entry."""
+
+    entry: ArchiveEntry
+    scene: Scene | None = None
+    error: str | None = None
+
+
+class Archive:
+    """Scenes known by their headers; read one at a time with :meth:`scenes` or :meth:`open`."""
+
+    def __init__(self, root: Path, entries: list[ArchiveEntry], *, layout: str | None = None) -> None:
+        self.root = root
+        self.entries = entries
+        self.layout = layout
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def readable(self) -> list[ArchiveEntry]:
+        return [entry for entry in self.entries if entry.error is None]
+
+    @property
+    def failed(self) -> list[ArchiveEntry]:
+        return [entry for entry in self.entries if entry.error is not None]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.nbytes for entry in self.entries)
+
+    def open(self, entry: ArchiveEntry) -> SceneReader:
+        if entry.error is not None:
+            raise DataError(entry.error)
+        return open_scene(entry.path, key=entry.key, layout=None if entry.format == "cave" else self.layout)
+
+    def scenes(self, normalise: Normalisation | None = None) -> Iterator[SceneResult]:
+        """Each entry in order, loaded; an entry that fails yields its error and iteration goes on."""
+        for entry in self.entries:
+            if entry.error is not None:
+                yield SceneResult(entry, error=entry.error)
+                continue
+            try:
+                with self.open(entry) as reader:
+                    scene = reader.load(normalise)
+            except (DualSRError, OSError) as exc:
+                yield SceneResult(entry, error=str(exc))
+                continue
+            yield SceneResult(entry, scene=Scene(entry.name, scene.cube, scene.meta))
+
+
+def open_archive(
+    spec: str | os.PathLike[str],
+    *,
+    key: str | None = None,
+    layout: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    recursive: bool = True,
+) -> Archive:
+    """Find the scenes of ``spec`` and probe their headers.
+
+    ``spec``: a folder (searched recursively; a CAVE scene folder is one scene), a glob pattern, a list file
+    (``.txt``/``.lst``: one path a line, relative to the list's folder, ``#`` comments), a multi-scene HDF5 file
+    (every 3-D dataset a scene) or a single scene file. Every scene must lie inside ``root`` (default: the folder,
+    the list's folder, or the glob's fixed prefix); one outside it is reported as a failed entry.
+    """
+    text = os.fspath(spec)
+    path = Path(text)
+    if any(char in text for char in "*?[") and not path.exists():
+        base = _glob_base(text)
+        candidates = [Path(match) for match in sorted(glob.glob(text, recursive=True))]
+        if not candidates:
+            raise DataError(f"{text}: the pattern matches no files")
+        base_root = Path(root) if root is not None else base
+        return _probe(base_root, [(_name(p, base_root), p, key) for p in candidates], layout)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        base_root = Path(root) if root is not None else path
+        if band_files(path) is not None:
+            return _probe(base_root, [(_name(path, path.parent), path, None)], layout)
+        found, failures = _walk(path, recursive)
+        if not found and not failures:
+            raise DataError(f"{path}: no scene files in this folder (looked for {', '.join(sorted(SCENE_SUFFIXES))})")
+        archive = _probe(base_root, [(_name(p, path), p, key) for p in found], layout)
+        archive.entries.extend(failures)
+        return archive
+    if path.suffix.lower() in LIST_SUFFIXES:
+        base_root = Path(root) if root is not None else path.parent
+        return _probe(base_root, [(_name(p, path.parent), p, key) for p in _read_list(path)], layout)
+    base_root = Path(root) if root is not None else path.parent
+    if key is None and path.suffix.lower() in (".h5", ".hdf5", ".he5"):
+        keys = _multi_scene_keys(path)
+        if len(keys) > 1:
+            entries = [(f"{path.stem}/{k}", path, k) for k in keys]
+            return _probe(base_root, entries, layout)
+    return _probe(base_root, [(path.stem, path, key)], layout)
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts:
+        if any(char in part for char in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _name(path: Path, base: Path) -> str:
+    try:
+        relative = path.relative_to(base)
+    except ValueError:
+        relative = Path(path.name)
+    name = relative.as_posix()
+    if path.is_dir():
+        return name[:-3] if name.endswith("_ms") else name
+    return name[: -len(path.suffix)] if path.suffix else name
+
+
+def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry]]:
+    found: list[Path] = []
+    failures: list[ArchiveEntry] = []
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        failures.append(ArchiveEntry(_name(where, folder), where, error=f"{where}: cannot list this folder ({error})"))
+
+    for current, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        scene_dirs = [d for d in dirs if _is_cave(here / d, failures, folder)]
+        found.extend(here / d for d in scene_dirs)
+        dirs[:] = [d for d in dirs if d not in scene_dirs] if recursive else []
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in SCENE_SUFFIXES:
+                found.append(here / name)
+    return sorted(found), failures
+
+
+def _is_cave(folder: Path, failures: list[ArchiveEntry], base: Path) -> bool:
+    try:
+        return band_files(folder) is not None
+    except DataError as exc:
+        failures.append(ArchiveEntry(_name(folder, base), folder, format="cave", error=str(exc)))
+        return True
+    except OSError:
+        return False  # os.walk reports an unreadable folder itself
+
+
+def _read_list(path: Path) -> list[Path]:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the list file ({exc})") from None
+    paths = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entry = Path(line)
+            paths.append(entry if entry.is_absolute() else path.parent / entry)
+    if not paths:
+        raise DataError(f"{path}: the list file names no scenes")
+    return paths
+
+
+def _multi_scene_keys(path: Path) -> list[str]:
+    import h5py
+
+    from dualsr_deploy.data.readers.base import numeric_3d
+    from dualsr_deploy.data.readers.hdf5 import cube_datasets
+
+    try:
+        with h5py.File(path, "r") as handle:
+            arrays = cube_datasets(handle)
+    except OSError:
+        return []  # reported when the entry is probed
+    return [name for name, (shape, dtype) in arrays.items() if numeric_3d(shape, dtype)]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layout: str | None) -> Archive:
+    entries = []
+    for name, path, key in candidates:
+        if not _inside(path, root):
+            error = f"{path}: outside the archive root {root} (pass --root to allow it)"
+            entries.append(ArchiveEntry(name, path, key, error=error))
+            continue
+        try:
+            with open_scene(path, key=key, layout=layout if band_files_safe(path) is None else None) as reader:
+                entries.append(ArchiveEntry(name, path, reader.key, reader.format, reader.shape, str(reader.dtype)))
+        except (DualSRError, OSError) as exc:
+            entries.append(ArchiveEntry(name, path, key, error=str(exc)))
+    return Archive(root, entries, layout=layout)
+
+
+def band_files_safe(path: Path) -> list[Path] | None:
+    if not path.is_dir():
+        return None
+    try:
+        return band_files(path)
+    except (DataError, OSError):
+        return None

@@ -1,0 +1,102 @@
+"""From a file's units to [0, 1]: which factor to divide by, and the record of it that lets results go back.
+
+Rules (``Normalisation.rule``):
+
+- ``auto`` (default): integers divide by their dtype's maximum (``uint16`` → 65535); floats already within
+  [0, 1] are kept; other floats follow ``float_rule`` (``max`` unless told otherwise).
+- ``dtype``: divide by the dtype's maximum (integers only).
+- ``max``: divide by the scene's maximum.
+- ``percentile``: divide by the scene's ``percentile``-th percentile (robust to hot pixels); values above clip to 1.
+- ``fixed``: divide by ``factor`` (e.g. 10000 for reflectance ×10⁴ products); values above clip to 1.
+- ``none``: keep the values (they must already lie in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dualsr_deploy.errors import DataError
+
+RULES = ("auto", "dtype", "max", "percentile", "fixed", "none")
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    rule: str = "auto"
+    float_rule: str = "max"
+    percentile: float = 99.9
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise DataError(f"unknown normalisation rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        if self.float_rule not in ("max", "percentile", "fixed"):
+            raise DataError(f"float_rule must be max, percentile or fixed, not {self.float_rule!r}")
+        uses_fixed = self.rule == "fixed" or (self.rule == "auto" and self.float_rule == "fixed")
+        if uses_fixed and (self.factor is None or not self.factor > 0):
+            raise DataError("the 'fixed' normalisation needs a positive factor (e.g. --normalise fixed:10000)")
+        if not 0 < self.percentile <= 100:
+            raise DataError(f"percentile must be in (0, 100], got {self.percentile}")
+
+    @classmethod
+    def parse(cls, text: str) -> Normalisation:
+        """``auto``, ``dtype``, ``max``, ``none``, ``percentile[:P]``, ``fixed:F`` (the CLI's ``--normalise``)."""
+        name, _, value = text.partition(":")
+        try:
+            if name == "percentile":
+                return cls(rule=name, percentile=float(value) if value else 99.9)
+            if name == "fixed":
+                return cls(rule=name, factor=float(value) if value else None)
+        except ValueError:
+            raise DataError(f"cannot read the number in --normalise {text!r}") from None
+        if value:
+            raise DataError(f"--normalise {name} takes no value (got {text!r})")
+        return cls(rule=name)
+
+    def resolve(self, dtype: np.dtype, data: Callable[[], np.ndarray], source: str) -> tuple[str, float]:
+        """The rule actually applied and the factor to divide by; ``data()`` gives the whole scene if needed."""
+        rule = self.rule
+        if rule == "auto":
+            if dtype.kind in "ui":
+                rule = "dtype"
+            elif dtype.kind == "b":
+                return "none", 1.0
+            else:
+                values = check_finite(data(), source)
+                low, high = float(np.min(values)), float(np.max(values))
+                rule = "none" if low >= 0.0 and high <= 1.0 else self.float_rule
+        if rule == "none":
+            return rule, 1.0
+        if rule == "dtype":
+            if dtype.kind not in "ui":
+                raise DataError(f"{source}: the 'dtype' rule needs integer data, this is {dtype}")
+            return rule, float(np.iinfo(dtype).max)
+        if rule == "fixed":
+            assert self.factor is not None  # checked in __post_init__
+            return rule, float(self.factor)
+        values = check_finite(data(), source)
+        factor = float(np.max(values)) if rule == "max" else float(np.percentile(values, self.percentile))
+        if not factor > 0:
+            raise DataError(f"{source}: cannot normalise by the {rule} rule, the scene's {rule} is {factor}")
+        return (rule if rule == "max" else f"percentile:{self.percentile:g}"), factor
+
+    @staticmethod
+    def apply(raw: np.ndarray, factor: float, source: str) -> tuple[np.ndarray, int]:
+        """``raw / factor`` as float32 clipped to [0, 1]; returns the cube and how many values were clipped."""
+        cube = raw.astype(np.float32) if factor == 1.0 else (raw.astype(np.float64) / factor).astype(np.float32)
+        check_finite(cube, source)
+        outside = int(np.count_nonzero((cube < 0) | (cube > 1)))
+        if outside:
+            np.clip(cube, 0.0, 1.0, out=cube)
+        return np.ascontiguousarray(cube), outside
+
+
+def check_finite(values: np.ndarray, source: str) -> np.ndarray:
+    """``values`` unchanged, or a :class:`DataError` naming ``source`` if any value is NaN or infinite."""
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise DataError(f"{source}: {bad} values are NaN or infinite; fill or mask them before super-resolving")
+    return values

@@ -1,0 +1,106 @@
+"""Open any supported scene file or folder: the format is recognised by content first, extension second."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.readers.base import SceneReader
+from dualsr_deploy.data.scene import Scene, Window
+from dualsr_deploy.errors import DataError
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+SCENE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".he5", ".npy", ".npz", ".tif", ".tiff", ".hdr"})
+FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "npy", "npz", "tiff", "geotiff", "envi")
+
+
+def detect_format(path: Path) -> str:
+    """One of :data:`FORMATS`, from the file's first bytes (and its name where bytes cannot tell)."""
+    if path.is_dir():
+        return "cave"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            handle.seek(512)
+            at_512 = handle.read(8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open it ({exc.strerror or exc})") from None
+    suffix = path.suffix.lower()
+    if not head:
+        raise DataError(f"{path}: the file is empty")
+    if head.startswith(b"MATLAB"):
+        return "mat-v7.3" if at_512 == _HDF5_MAGIC else "mat-v5"
+    if head == _HDF5_MAGIC or at_512 == _HDF5_MAGIC:
+        return "mat-v7.3" if suffix == ".mat" else "hdf5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK\x03\x04") and suffix == ".npz":
+        return "npz"
+    if head[:4] in _TIFF_MAGICS:
+        from dualsr_deploy.data.readers.tiff import is_geotiff
+
+        return "geotiff" if is_geotiff(path) else "tiff"
+    if head.startswith(b"ENVI") or suffix == ".hdr" or path.with_suffix(".hdr").is_file():
+        return "envi"
+    if suffix == ".mat":  # MATLAB v4 files have no text header; scipy reads them
+        return "mat-v5"
+    supported = ", ".join(FORMATS)
+    raise DataError(f"{path}: not a recognised scene file (supported: {supported}; CAVE scenes are folders)")
+
+
+def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: str | None = None) -> SceneReader:
+    """Open a scene for lazy reading. ``key``: the array inside a MATLAB/HDF5/NPZ file (default: the largest 3-D
+    one, reported in ``reader.notes``). ``layout``: axis order of that array (``hwc`` etc.; MATLAB's own order
+    for ``.mat``); default: the format's convention (``hwc`` for MATLAB, ``chw`` for HDF5/NumPy).
+    """
+    path = Path(path)
+    kind = detect_format(path)
+    if kind in ("cave", "tiff", "geotiff", "envi") and (key is not None or layout is not None):
+        raise DataError(f"{path}: key and layout apply to MATLAB, HDF5 and NumPy files, not to {kind}")
+    if kind == "cave":
+        from dualsr_deploy.data.readers.cave import CaveReader
+
+        return CaveReader(path)
+    if kind == "mat-v5":
+        from dualsr_deploy.data.readers.matlab import MatV5Reader
+
+        return MatV5Reader(path, key=key, layout=layout)
+    if kind in ("mat-v7.3", "hdf5"):
+        from dualsr_deploy.data.readers.hdf5 import Hdf5Reader, MatV73Reader
+
+        return (MatV73Reader if kind == "mat-v7.3" else Hdf5Reader)(path, key=key, layout=layout)
+    if kind in ("npy", "npz"):
+        from dualsr_deploy.data.readers.numpy_files import NpyReader, NpzReader
+
+        return (NpyReader if kind == "npy" else NpzReader)(path, key=key, layout=layout)
+    if kind == "tiff":
+        from dualsr_deploy.data.readers.tiff import TiffReader
+
+        return TiffReader(path)
+    if kind == "geotiff":
+        from dualsr_deploy.data.readers.tiff import GeoTiffReader
+
+        return GeoTiffReader(path)
+    from dualsr_deploy.data.readers.envi import EnviReader
+
+    return EnviReader(path)
+
+
+def read_scene(
+    path: str | os.PathLike[str],
+    *,
+    key: str | None = None,
+    layout: str | None = None,
+    normalise: Normalisation | None = None,
+    window: Window | None = None,
+) -> Scene:
+    """Read a scene (or a window of it) as float32 ``(C, H, W)`` in [0, 1]; see :func:`open_scene`."""
+    with open_scene(path, key=key, layout=layout) as reader:
+        return reader.load(normalise, window)
+
+
+__all__ = ["FORMATS", "SCENE_SUFFIXES", "SceneReader", "detect_format", "open_scene", "read_scene"]

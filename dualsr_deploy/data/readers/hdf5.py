@@ -1,0 +1,123 @@
+"""HDF5 files (``.h5``) and MATLAB v7.3 files (HDF5 inside), read lazily through h5py.
+
+MATLAB writes arrays column-major, so h5py sees their axes reversed: an H×W×C variable reads as (C, W, H).
+Layouts given for MATLAB files are MATLAB's own (default ``hwc``) and reversed here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dualsr_deploy.data.readers.base import (
+    SceneReader,
+    check_layout,
+    chw_shape,
+    numeric_3d,
+    read_window,
+    reading,
+    restore_written_meta,
+)
+from dualsr_deploy.data.scene import Window
+from dualsr_deploy.errors import DataError
+
+
+def cube_datasets(handle: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Every numeric dataset in an open h5py file: path → (shape, dtype)."""
+    import h5py
+
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "uifb":
+            found[name] = (tuple(item.shape), item.dtype)
+
+    handle.visititems(visit)
+    return found
+
+
+def choose_key(path: Path, arrays: dict[str, tuple[tuple[int, ...], np.dtype]], key: str | None) -> tuple[str, str]:
+    """The variable to read and a note saying why; clear errors for a wrong key or no 3-D array."""
+    listing = ", ".join(f"{name!r} {'×'.join(map(str, shape))} {dtype}" for name, (shape, dtype) in arrays.items())
+    if key is not None:
+        key = key.lstrip("/")
+        if key not in arrays:
+            raise DataError(f"{path}: no array {key!r} in this file; it has: {listing or 'no numeric arrays'}")
+        shape, dtype = arrays[key]
+        if not numeric_3d(shape, dtype):
+            raise DataError(f"{path}: {key!r} is {len(shape)}-D {dtype}; a cube needs 3 axes (bands, rows, columns)")
+        return key, f"array {key!r} as asked"
+    cubes = {name: value for name, value in arrays.items() if numeric_3d(*value)}
+    if not cubes:
+        raise DataError(
+            f"{path}: holds no 3-D numeric array (bands × rows × columns); it has: {listing or 'nothing numeric'}"
+        )
+    chosen = max(cubes, key=lambda name: int(np.prod(cubes[name][0])))
+    others = [name for name in cubes if name != chosen]
+    note = f"array {chosen!r} chosen: the largest 3-D numeric array"
+    return chosen, note + (f" (others: {', '.join(map(repr, others))}; pass a key to pick one)" if others else "")
+
+
+class Hdf5Reader(SceneReader):
+    format = "hdf5"
+    matlab: ClassVar[bool] = False
+
+    def __init__(self, path: Path, *, key: str | None = None, layout: str | None = None) -> None:
+        import h5py
+
+        with reading(path):
+            self._file = h5py.File(path, "r")
+        try:
+            arrays = cube_datasets(self._file)
+            chosen, note = choose_key(path, arrays, key)
+            if self.matlab:
+                stated_layout = check_layout(layout or "hwc", path)
+                file_layout = stated_layout[::-1]
+            else:
+                stated_layout = file_layout = check_layout(layout or self._stored_layout(chosen) or "chw", path)
+            super().__init__(path, path.stem, key=chosen, layout=stated_layout)
+            self.notes.append(note)
+            self._dataset = self._file[chosen]
+            self._file_layout = file_layout
+            self._shape = chw_shape(self._dataset.shape, file_layout)
+            self._read_attrs()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _stored_layout(self, key: str) -> str | None:
+        value = self._file[key].attrs.get("layout")
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _read_attrs(self) -> None:
+        attrs = self._dataset.attrs
+        if "wavelengths" in attrs:
+            self.wavelengths = tuple(float(w) for w in np.ravel(attrs["wavelengths"]))
+        restore_written_meta(self, attrs.get("dualsr_scene"))
+        stored = self._file.get("dualsr_scene")
+        if stored is not None and self.matlab:  # a MATLAB char array: UTF-16 code units
+            restore_written_meta(self, np.asarray(stored, dtype=np.uint16).tobytes().decode("utf-16-le"))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._dataset.dtype)
+
+    def _read(self, window: Window | None) -> np.ndarray:
+        return read_window(self._dataset, self._file_layout, window)
+
+    def close(self) -> None:
+        super().close()
+        self._file.close()
+
+
+class MatV73Reader(Hdf5Reader):
+    """A MATLAB v7.3 file; ``layout`` is MATLAB's axis order (default ``hwc``)."""
+
+    format = "mat-v7.3"
+    matlab = True

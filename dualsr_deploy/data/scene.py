@@ -1,0 +1,130 @@
+"""The one type every stage sees: a named cube ``(C, H, W)`` float32 in [0, 1] with where it came from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of pixels: rows ``top .. top+height``, columns ``left .. left+width`` (0-based, end exclusive)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def check(self, height: int, width: int) -> None:
+        if self.top < 0 or self.left < 0 or self.height < 1 or self.width < 1:
+            raise ValueError(f"window {self} must have top, left >= 0 and a positive size")
+        if self.top + self.height > height or self.left + self.width > width:
+            raise ValueError(f"window {self} reaches outside the {height}×{width} scene")
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.top, self.top + self.height)
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.left, self.left + self.width)
+
+
+@dataclass(frozen=True)
+class GeoReference:
+    """Where the pixels lie on the ground: an affine pixel→map transform and its coordinate reference system.
+
+    ``transform`` is ``(a, b, c, d, e, f)`` as in rasterio/affine: ``x = a·col + b·row + c``,
+    ``y = d·col + e·row + f``. ``crs`` is WKT (or any string GDAL accepts), ``None`` when unknown.
+    """
+
+    transform: tuple[float, float, float, float, float, float]
+    crs: str | None = None
+
+    def scaled(self, factor: float) -> GeoReference:
+        """The reference of the same area sampled ``factor`` times more finely (pixels 1/factor the size)."""
+        a, b, c, d, e, f = self.transform
+        return GeoReference((a / factor, b / factor, c, d / factor, e / factor, f), self.crs)
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    """Provenance of a scene, enough to write results back in the source's units and georeferencing.
+
+    ``cube = raw / scale_factor`` where ``raw`` is the file's data as ``dtype``; ``normalisation`` names the
+    rule that chose ``scale_factor`` (see :class:`~dualsr_deploy.data.normalise.Normalisation`).
+    """
+
+    source: str
+    format: str
+    key: str | None = None
+    layout: str = "chw"
+    dtype: str = "float32"
+    normalisation: str = "none"
+    scale_factor: float = 1.0
+    wavelengths: tuple[float, ...] | None = None
+    georef: GeoReference | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def replace(self, **changes: Any) -> SceneMeta:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["attrs"] = dict(self.attrs)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SceneMeta:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("wavelengths") is not None:
+            values["wavelengths"] = tuple(float(w) for w in values["wavelengths"])
+        if values.get("georef") is not None:
+            geo = values["georef"]
+            values["georef"] = GeoReference(tuple(float(t) for t in geo["transform"]), geo.get("crs"))  # type: ignore[arg-type]
+        values["attrs"] = {str(k): str(v) for k, v in (values.get("attrs") or {}).items()}
+        values["notes"] = tuple(values.get("notes") or ())
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> SceneMeta:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A hyperspectral scene: ``cube`` is ``(C, H, W)`` float32, normally in [0, 1] (C-contiguous)."""
+
+    name: str
+    cube: np.ndarray
+    meta: SceneMeta
+
+    def __post_init__(self) -> None:
+        if self.cube.ndim != 3:
+            raise ValueError(f"scene {self.name!r}: cube must be (C, H, W), got shape {self.cube.shape}")
+        if self.cube.dtype != np.float32:
+            raise ValueError(f"scene {self.name!r}: cube must be float32, got {self.cube.dtype}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.cube.shape
+        return int(c), int(h), int(w)
+
+    def raw(self) -> np.ndarray:
+        """The cube in the source's units and dtype (integers rounded and clipped to their range)."""
+        values = self.cube.astype(np.float64) * self.meta.scale_factor
+        dtype = np.dtype(self.meta.dtype)
+        if dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        return values.astype(dtype)
