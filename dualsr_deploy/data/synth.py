@@ -98,7 +98,9 @@ def photograph(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     crop = image[top : top + side, left : left + side]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
-    resized = skimage.transform.resize(crop, (size, size), order=3, anti_aliasing=True, mode="reflect")
+    resized = skimage.transform.resize(  # type: ignore[no-untyped-call]
+        crop, (size, size), order=3, anti_aliasing=True, mode="reflect"
+    )
     return np.clip(resized, 0.0, 1.0)
 
 
@@ -143,8 +145,8 @@ def synthesize_with_photo(
     to_xyz = np.linalg.inv(np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]))
     pixel_xyz = linear @ to_xyz.T
     count = int(labels.max()) + 1
-    region_xyz = np.stack([np.bincount(labels.ravel(), pixel_xyz[..., k].ravel(), count) for k in range(3)], 1)
-    region_xyz /= np.maximum(np.bincount(labels.ravel(), minlength=count), 1)[:, None]
+    sums = np.stack([np.bincount(labels.ravel(), pixel_xyz[..., k].ravel(), count) for k in range(3)], 1)
+    region_xyz = sums / np.maximum(np.bincount(labels.ravel(), minlength=count), 1)[:, None]
 
     def chromaticity(xyz: np.ndarray) -> np.ndarray:
         return xyz[:, [0, 2]] / np.maximum(xyz[:, 1:2], 1e-6)
