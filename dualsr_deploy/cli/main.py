@@ -67,9 +67,10 @@ def version() -> None:
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint, export
+    from dualsr_deploy.cli import checkpoint, data, export
 
     checkpoint.register(app)
+    data.register(app)
     export.register(app)
 
 

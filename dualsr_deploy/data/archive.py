@@ -225,11 +225,10 @@ def _multi_scene_keys(path: Path) -> list[str]:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+    """Whether ``path`` lies under ``root`` as written (``..`` resolved, symbolic links not followed: a link
+    placed inside the archive is the user's choice, a list entry climbing out of it is not)."""
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    return lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root))))
 
 
 def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layout: str | None) -> Archive:

@@ -132,7 +132,7 @@ def synthesize_with_photo(
     if size < 16:
         raise InputError(f"synthetic scenes need at least 16×16 pixels, got {size}")
     rng = np.random.default_rng(seed)
-    photo = photo or PHOTOS[int(rng.integers(len(PHOTOS)))]
+    photo = photo or PHOTOS[seed % len(PHOTOS)]
     segments = segments or int(rng.integers(150, 400))
     image = photograph(photo, size, rng)
     wavelengths = np.linspace(*SPECTRAL_RANGE, bands)
