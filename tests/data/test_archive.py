@@ -41,7 +41,8 @@ def test_folder_is_searched_recursively_with_sizes_up_front(folder: Path) -> Non
 def test_iteration_reports_a_broken_entry_and_goes_on(folder: Path) -> None:
     results = list(open_archive(folder).scenes())
     assert [r.entry.name for r in results] == ["a", "broken", "flight/b", "flight/c"]
-    assert results[1].scene is None and "broken.mat" in (results[1].error or "")
+    assert results[1].scene is None
+    assert "broken.mat" in (results[1].error or "")
     assert results[3].scene is not None
     np.testing.assert_array_equal(results[3].scene.cube, cube(2))
 
@@ -50,7 +51,8 @@ def test_file_that_breaks_after_probing(folder: Path) -> None:
     archive = open_archive(folder)
     (folder / "a.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # damaged between listing and reading
     results = list(archive.scenes())
-    assert results[0].scene is None and "a.h5" in (results[0].error or "")
+    assert results[0].scene is None
+    assert "a.h5" in (results[0].error or "")
     assert results[2].scene is not None
 
 
@@ -116,5 +118,6 @@ def test_empty_and_missing(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared/data not found")
 def test_the_shared_data_folder() -> None:
     archive = open_archive(SHARED / "data")
-    assert len(archive.readable) == 19 and not archive.failed
+    assert len(archive.readable) == 19
+    assert not archive.failed
     assert sum(e.format == "cave" for e in archive.entries) == 13

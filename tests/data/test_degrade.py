@@ -42,7 +42,8 @@ def test_noise_is_seeded_and_clipped() -> None:
     c = degrade(hr, 2, noise_sigma=0.05, seed=4)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
-    assert a.min() >= 0 and a.max() <= 1
+    assert a.min() >= 0
+    assert a.max() <= 1
     assert (a - degrade(hr, 2)).std() == pytest.approx(0.05, rel=0.2)
 
 

@@ -26,7 +26,8 @@ def test_percentile_clips_and_counts() -> None:
     rule, factor = resolve(Normalisation("percentile", percentile=90), values)
     assert (rule, factor) == ("percentile:90", 900.0)
     cube, clipped = Normalisation.apply(values, factor, "test")
-    assert clipped == 100 and cube.max() == 1.0
+    assert clipped == 100
+    assert cube.max() == 1.0
 
 
 @pytest.mark.parametrize(

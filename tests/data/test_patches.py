@@ -37,14 +37,18 @@ def test_store_contents(store: Path) -> None:
     # 64 px scenes, 16 px HR patches, stride 16: rescales 1, 0.75, 0.5 give 16 + 9 + 4 patches per scene.
     assert info.patches == 3 * (16 + 9 + 4)
     assert info.kernels == ("none", "5:1")
-    assert info.train_scenes == ("s0", "s1", "s2") and info.validation_scenes == ("s3",)
+    assert info.train_scenes == ("s0", "s1", "s2")
+    assert info.validation_scenes == ("s3",)
     assert info.samples == info.patches * 2 * 8
     dataset = PatchDataset(store)
     assert len(dataset) == info.samples
     lr, hr = dataset[0]
-    assert lr.shape == (8, 8, 8) and hr.shape == (8, 16, 16)
+    assert lr.shape == (8, 8, 8)
+    assert hr.shape == (8, 16, 16)
     name, val_lr, val_hr = next(dataset.validation())
-    assert name == "s3" and val_hr.shape == (8, 64, 64) and val_lr.shape == (8, 32, 32)
+    assert name == "s3"
+    assert val_hr.shape == (8, 64, 64)
+    assert val_lr.shape == (8, 32, 32)
 
 
 def test_pairs_stay_exact_under_augmentation(store: Path) -> None:
@@ -67,12 +71,13 @@ def test_seeded_split(scenes: Path, tmp_path: Path) -> None:
     recipe = PatchRecipe(scale=2, lr_patch=8, rescales=(1.0,), validation_count=1, seed=5)
     a = prepare_patches(open_archive(scenes), tmp_path / "a.h5", recipe)
     b = prepare_patches(open_archive(scenes), tmp_path / "b.h5", recipe)
-    assert a.validation_scenes == b.validation_scenes and len(a.validation_scenes) == 1
+    assert a.validation_scenes == b.validation_scenes
+    assert len(a.validation_scenes) == 1
 
 
 def test_bad_stores(tmp_path: Path) -> None:
     (tmp_path / "corrupt.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
-    with pytest.raises(DataError, match="corrupt.h5"):
+    with pytest.raises(DataError, match=r"corrupt\.h5"):
         read_store_info(tmp_path / "corrupt.h5")
     with h5py.File(tmp_path / "plain.h5", "w") as handle:
         handle["cube"] = np.zeros((3, 4, 4))

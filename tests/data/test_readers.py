@@ -43,7 +43,8 @@ def test_cave_scene(folder: str) -> None:
     scene = read_scene(CAVE / folder)
     assert scene.shape == (31, 512, 512)
     assert scene.cube.dtype == np.float32
-    assert 0.0 <= scene.cube.min() and scene.cube.max() <= 1.0
+    assert scene.cube.min() >= 0.0
+    assert scene.cube.max() <= 1.0
     assert scene.cube.max() > 0.2  # divided by the dtype's maximum, not by 2**32 or left at 0
     assert scene.meta.wavelengths == tuple(float(w) for w in range(400, 701, 10))
     watercolors = folder == "watercolors_ms"
@@ -70,7 +71,9 @@ def test_remote_scene(name: str) -> None:
         assert (reader.format, reader.shape, str(reader.dtype)) == (kind, (bands, height, width), dtype)
         scene = reader.load()
     assert scene.cube.dtype == np.float32
-    assert 0.0 <= scene.cube.min() and scene.cube.max() <= 1.0 and scene.cube.max() > 0
+    assert scene.cube.min() >= 0.0
+    assert scene.cube.max() <= 1.0
+    assert scene.cube.max() > 0
     # The band axis is the right one: neighbouring bands of a hyperspectral image are nearly identical images,
     # which rows or columns of it are not.
     cube = scene.cube

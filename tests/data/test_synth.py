@@ -19,9 +19,11 @@ def test_cave_like() -> None:
     scene = synthesize(0, size=64)
     assert scene.shape == (31, 64, 64)
     assert scene.cube.dtype == np.float32
-    assert scene.cube.min() >= 0 and scene.cube.max() <= 1
+    assert scene.cube.min() >= 0
+    assert scene.cube.max() <= 1
     assert scene.meta.wavelengths is not None
-    assert scene.meta.wavelengths[0] == 400 and scene.meta.wavelengths[-1] == 700
+    assert scene.meta.wavelengths[0] == 400
+    assert scene.meta.wavelengths[-1] == 700
     # Real reflectances are smooth: neighbouring bands nearly equal, unlike noise.
     assert np.abs(np.diff(scene.cube, axis=0)).mean() < 0.1 * scene.cube.mean()
 

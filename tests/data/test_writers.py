@@ -118,7 +118,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_unknown_suffix_and_units(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="cannot write .png"):
+    with pytest.raises(DataError, match=r"cannot write \.png"):
         write_scene(tmp_path / "x.png", uint16_scene())
     with pytest.raises(DataError, match="units"):
         write_scene(tmp_path / "x.h5", uint16_scene(), units="raw")
