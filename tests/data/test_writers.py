@@ -122,3 +122,15 @@ def test_unknown_suffix_and_units(tmp_path: Path) -> None:
         write_scene(tmp_path / "x.png", uint16_scene())
     with pytest.raises(DataError, match="units"):
         write_scene(tmp_path / "x.h5", uint16_scene(), units="raw")
+
+
+def test_missing_extra_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dualsr_deploy.errors import OptionalDependencyError
+
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # as if rasterio were not installed
+    with pytest.raises(
+        OptionalDependencyError, match=r"GeoTIFF needs rasterio: pip install 'dualsr-deploy\[formats\]'"
+    ):
+        write_scene(tmp_path / "geo.tif", uint16_scene())

@@ -10,18 +10,15 @@ import numpy as np
 
 from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
-from dualsr_deploy.errors import DataError, OptionalDependencyError
+from dualsr_deploy.errors import DataError
+from dualsr_deploy.optional import require
 
 _INTERLEAVE_LAYOUT = {"bsq": "chw", "bil": "hcw", "bip": "hwc"}
 META_KEY = "dualsr scene base64"
 
 
 def import_envi() -> Any:
-    try:
-        import spectral.io.envi as envi
-    except ImportError:
-        raise OptionalDependencyError("ENVI files need Spectral Python: pip install 'dualsr-deploy[formats]'") from None
-    return envi
+    return require("spectral.io.envi", feature="ENVI", extra="formats")
 
 
 def header_of(path: Path) -> Path:

@@ -9,15 +9,12 @@ import numpy as np
 
 from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
-from dualsr_deploy.errors import DataError, OptionalDependencyError
+from dualsr_deploy.errors import DataError
+from dualsr_deploy.optional import require
 
 
 def import_rasterio() -> Any:
-    try:
-        import rasterio
-    except ImportError:
-        raise OptionalDependencyError("GeoTIFF needs rasterio: pip install 'dualsr-deploy[formats]'") from None
-    return rasterio
+    return require("rasterio", feature="GeoTIFF", extra="formats")
 
 
 def is_geotiff(path: Path) -> bool:
