@@ -26,7 +26,7 @@ from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.archive import Archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.errors import DataError
+from dualsr_deploy.errors import DataError, DualSRError
 from dualsr_deploy.ops.imresize import imresize
 
 STORE_VERSION = 1
@@ -160,8 +160,12 @@ def prepare_patches(
             if progress is not None:
                 progress(name, done, total)
             done += 1
-            with archive.open(entries[name]) as reader:
-                scene = reader.load(normalise)
+            try:
+                with archive.open(entries[name]) as reader:
+                    scene = reader.load(normalise)
+            except DualSRError as exc:  # one unreadable scene is reported, the store is built from the rest
+                skipped[name] = str(exc)
+                continue
             if bands is None:
                 bands = scene.shape[0]
             if scene.shape[0] != bands:

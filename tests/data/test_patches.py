@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import h5py
@@ -89,3 +90,14 @@ def test_too_few_scenes(scenes: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot be split"):
         prepare_patches(open_archive(scenes / "s0.h5"), tmp_path / "x.h5", PatchRecipe(scale=2, lr_patch=8))
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_scene_that_fails_to_read_is_skipped(scenes: Path, tmp_path: Path) -> None:
+    archive = open_archive(scenes)
+    damaged = tmp_path / "s1.h5"
+    damaged.write_bytes((scenes / "s1.h5").read_bytes()[:2000])  # probed fine, broken when read
+    archive.entries[1] = dataclasses.replace(archive.entries[1], path=damaged)
+    recipe = PatchRecipe(scale=2, lr_patch=8, rescales=(1.0,), validation=("s3",))
+    info = prepare_patches(archive, tmp_path / "store.h5", recipe)
+    assert info.train_scenes == ("s0", "s2")
+    assert "s1.h5" in info.skipped["s1"]
