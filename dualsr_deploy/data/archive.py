@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.readers import SCENE_SUFFIXES, open_scene
+from dualsr_deploy.data.readers import KEYED_FORMATS, SCENE_SUFFIXES, detect_format, open_scene
 from dualsr_deploy.data.readers.base import SceneReader
 from dualsr_deploy.data.readers.cave import band_files
 from dualsr_deploy.data.scene import Scene
@@ -78,7 +78,7 @@ class Archive:
     def open(self, entry: ArchiveEntry) -> SceneReader:
         if entry.error is not None:
             raise DataError(entry.error)
-        return open_scene(entry.path, key=entry.key, layout=None if entry.format == "cave" else self.layout)
+        return _open(entry.path, entry.key, self.layout)
 
     def scenes(self, normalise: Normalisation | None = None) -> Iterator[SceneResult]:
         """Each entry in order, loaded; an entry that fails yields its error and iteration goes on."""
@@ -239,17 +239,15 @@ def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layou
             entries.append(ArchiveEntry(name, path, key, error=error))
             continue
         try:
-            with open_scene(path, key=key, layout=layout if band_files_safe(path) is None else None) as reader:
+            with _open(path, key, layout) as reader:
                 entries.append(ArchiveEntry(name, path, reader.key, reader.format, reader.shape, str(reader.dtype)))
         except (DualSRError, OSError) as exc:
             entries.append(ArchiveEntry(name, path, key, error=str(exc)))
     return Archive(root, entries, layout=layout)
 
 
-def band_files_safe(path: Path) -> list[Path] | None:
-    if not path.is_dir():
-        return None
-    try:
-        return band_files(path)
-    except (DataError, OSError):
-        return None
+def _open(path: Path, key: str | None, layout: str | None) -> SceneReader:
+    """Open one entry; an archive-wide key or layout applies to the formats that have them (MATLAB, HDF5, NumPy)."""
+    if detect_format(path) in KEYED_FORMATS:
+        return open_scene(path, key=key, layout=layout)
+    return open_scene(path)

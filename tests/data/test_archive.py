@@ -121,3 +121,14 @@ def test_the_shared_data_folder() -> None:
     assert len(archive.readable) == 19
     assert not archive.failed
     assert sum(e.format == "cave" for e in archive.entries) == 13
+
+
+def test_archive_layout_applies_where_it_can(tmp_path: Path) -> None:
+    """--layout for an archive reaches the NumPy/MATLAB/HDF5 files and leaves self-describing TIFFs alone."""
+    data = cube(4, bands=6)
+    np.save(tmp_path / "a.npy", np.transpose(data, (1, 2, 0)))
+    write_scene(tmp_path / "b.tif", Scene("b", data, SceneMeta("b", "npy")))
+    scenes = [r.scene for r in open_archive(tmp_path, layout="hwc").scenes()]
+    for scene in scenes:
+        assert scene is not None
+        np.testing.assert_array_equal(scene.cube, data)

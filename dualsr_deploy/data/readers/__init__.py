@@ -14,6 +14,7 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 SCENE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".he5", ".npy", ".npz", ".tif", ".tiff", ".hdr"})
 FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "npy", "npz", "tiff", "geotiff", "envi")
+KEYED_FORMATS = frozenset({"mat-v5", "mat-v7.3", "hdf5", "npy", "npz"})  # formats that take key= and layout=
 
 
 def detect_format(path: Path) -> str:
@@ -59,7 +60,7 @@ def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: 
     """
     path = Path(path)
     kind = detect_format(path)
-    if kind in ("cave", "tiff", "geotiff", "envi") and (key is not None or layout is not None):
+    if kind not in KEYED_FORMATS and (key is not None or layout is not None):
         raise DataError(f"{path}: key and layout apply to MATLAB, HDF5 and NumPy files, not to {kind}")
     if kind == "cave":
         from dualsr_deploy.data.readers.cave import CaveReader
@@ -103,4 +104,4 @@ def read_scene(
         return reader.load(normalise, window)
 
 
-__all__ = ["FORMATS", "SCENE_SUFFIXES", "SceneReader", "detect_format", "open_scene", "read_scene"]
+__all__ = ["FORMATS", "KEYED_FORMATS", "SCENE_SUFFIXES", "SceneReader", "detect_format", "open_scene", "read_scene"]
