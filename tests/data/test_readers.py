@@ -188,3 +188,16 @@ def test_window_outside_the_scene(tmp_path: Path) -> None:
     np.save(tmp_path / "c.npy", np.zeros((5, 8, 8), np.float32))
     with pytest.raises(DataError, match="outside"):
         read_scene(tmp_path / "c.npy", window=Window(4, 4, 8, 2))
+
+
+def test_windows_use_the_whole_scene_factor(tmp_path: Path) -> None:
+    """A window under a statistics rule (max) is divided by the scene's maximum, not the window's."""
+    cube = np.random.default_rng(2).random((5, 16, 16)) * 3000
+    cube[0, 0, 0] = 4000  # the maximum lies outside the windows below
+    np.save(tmp_path / "units.npy", cube)
+    with open_scene(tmp_path / "units.npy") as reader:
+        whole = reader.load(Normalisation("max"))
+        for window in (Window(4, 4, 8, 8), Window(8, 0, 8, 16)):
+            part = reader.load(Normalisation("max"), window)
+            assert part.meta.scale_factor == 4000.0
+            np.testing.assert_array_equal(part.cube, whole.cube[:, window.rows, window.cols])

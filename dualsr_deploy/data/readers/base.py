@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -74,7 +74,8 @@ class SceneReader(ABC):
         self.wavelengths: tuple[float, ...] | None = None
         self.georef: GeoReference | None = None
         self.attrs: dict[str, str] = {}
-        self._whole: np.ndarray | None = None
+        # Rules that need scene statistics (max, percentile) read the whole scene once; later windows reuse it.
+        self._resolved: dict[Normalisation, tuple[str, float]] = {}
 
     @property
     def source(self) -> str:
@@ -94,12 +95,6 @@ class SceneReader(ABC):
     def _read(self, window: Window | None) -> np.ndarray:
         """Raw values ``(C, h, w)`` in the file's dtype."""
 
-    @property
-    def nbytes(self) -> int:
-        """Size of the cube once normalised to float32 (for progress and scheduling)."""
-        c, h, w = self.shape
-        return 4 * c * h * w
-
     def read_raw(self, window: Window | None = None) -> np.ndarray:
         """The stored values of ``window`` (all when ``None``) as ``(C, h, w)`` in the file's dtype."""
         c, h, w = self.shape
@@ -108,22 +103,21 @@ class SceneReader(ABC):
                 window.check(h, w)
             except ValueError as exc:
                 raise DataError(f"{self.source}: {exc}") from None
-        if window is None and self._whole is not None:
-            return self._whole
         with reading(self.source):
             data = self._read(window)
         expected = (c, h, w) if window is None else (c, window.height, window.width)
         if data.shape != expected:
             raise DataError(f"{self.source}: read {data.shape}, the header promised {expected}; is the file complete?")
-        if window is None:
-            self._whole = data
         return data
 
     def load(self, normalise: Normalisation | None = None, window: Window | None = None) -> Scene:
         """The scene (or a window of it) as float32 in [0, 1], with its metadata."""
         normalise = normalise or Normalisation()
         raw = self.read_raw(window)
-        rule, factor = normalise.resolve(self.dtype, lambda: raw if window is None else self.read_raw(), self.source)
+        if normalise not in self._resolved:
+            whole = (lambda: raw) if window is None else (lambda: self.read_raw())
+            self._resolved[normalise] = normalise.resolve(self.dtype, whole, self.source)
+        rule, factor = self._resolved[normalise]
         cube, clipped = Normalisation.apply(raw, factor, self.source)
         notes = list(self.notes)
         if clipped:
@@ -143,24 +137,8 @@ class SceneReader(ABC):
         )
         return Scene(self.name, cube, meta)
 
-    def describe(self) -> Mapping[str, Any]:
-        c, h, w = self.shape
-        return {
-            "name": self.name,
-            "format": self.format,
-            "path": str(self.path),
-            "key": self.key,
-            "bands": c,
-            "height": h,
-            "width": w,
-            "dtype": str(self.dtype),
-            "wavelengths": None if self.wavelengths is None else [self.wavelengths[0], self.wavelengths[-1]],
-            "georeferenced": self.georef is not None,
-            "notes": list(self.notes),
-        }
-
-    def close(self) -> None:
-        self._whole = None
+    def close(self) -> None:  # noqa: B027 - deliberately empty: readers without an open handle have nothing to do
+        """Release the file; subclasses holding a handle close it."""
 
     def __enter__(self) -> SceneReader:
         return self
