@@ -67,11 +67,12 @@ def version() -> None:
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint, data, export
+    from dualsr_deploy.cli import checkpoint, data, export, train
 
     checkpoint.register(app)
     data.register(app)
     export.register(app)
+    train.register(app)
 
 
 _register()

@@ -239,6 +239,8 @@ def read_store_info(path: str | Path) -> PatchStoreInfo:
     import h5py
 
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such patch store; build one with `dualsr data prepare`")
     try:
         with h5py.File(path, "r") as store:
             text = store.attrs.get("dualsr_patch_store")

@@ -44,11 +44,10 @@ class ExportResult:
 
 
 def shipped_checkpoint(scale: int) -> Path:
-    """The weights shipped with the package for ``scale``, or a clear error while there are none."""
-    raise ExportError(
-        f"no shipped ×{scale} weights yet (they come with the training issue); pass --checkpoint PATH "
-        "(a published .pth or a dualsr .safetensors)"
-    )
+    """The weights shipped with the package for ``scale`` (:mod:`dualsr_deploy.weights`), or a clear error."""
+    from dualsr_deploy.weights import shipped_weights
+
+    return shipped_weights(scale)
 
 
 def export_variant(

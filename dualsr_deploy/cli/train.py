@@ -1,0 +1,200 @@
+"""``dualsr train``: options onto :func:`dualsr_deploy.train.train`, with a Rich progress display."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from dualsr_deploy.cli.main import console, user_errors
+
+if TYPE_CHECKING:
+    from dualsr_deploy.train import TrainEvent
+
+# CLI option name → TrainConfig field, for the options a resumed run may or may not override.
+_CONFIG_OPTIONS = {
+    "scale": "scale",
+    "n_feats": "n_feats",
+    "n_blocks": "n_blocks",
+    "neighbours": "neighbour_rule",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "lr_step": "lr_step_epochs",
+    "seed": "seed",
+    "precision": "precision",
+    "max_steps": "max_steps",
+    "time_limit": "time_limit_s",
+    "checkpoint_every": "checkpoint_every_s",
+    "validate_every": "validate_every_steps",
+}
+
+
+def _given(ctx: typer.Context) -> frozenset[str]:
+    return frozenset(
+        field
+        for option, field in _CONFIG_OPTIONS.items()
+        if (source := ctx.get_parameter_source(option)) is not None and source.name != "DEFAULT"
+    )
+
+
+def _describe(event: TrainEvent) -> str:
+    text = f"epoch {min(event.epoch + 1, event.epochs)}/{event.epochs}"
+    if event.loss is not None:
+        text += f"  L1 {event.loss:.4f}  lr {event.learning_rate:.2e}"
+    return text
+
+
+@user_errors
+def train(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="A patch store (dualsr data prepare) or HR scenes (folder, glob, …)."),
+    out: Path = typer.Option(..., help="Run folder: checkpoints, logs, and the patch store when built here."),
+    scale: int | None = typer.Option(None, help="2, 3, 4 or 8; default: the patch store's scale."),
+    n_feats: int = typer.Option(64, help="Feature channels (the paper: 64)."),
+    n_blocks: int = typer.Option(2, help="ResBlocks per residual body (the paper: 2)."),
+    neighbours: str = typer.Option("paper", help="Neighbour rule recorded with the model: paper or reference."),
+    epochs: int = typer.Option(100, help="Epochs in all (a resumed run may raise it)."),
+    batch_size: int = typer.Option(64, help="Global batch size (split over torchrun processes)."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate (β = 0.9, 0.999)."),
+    lr_step: int = typer.Option(30, help="Halve the learning rate every this many epochs."),
+    seed: int = typer.Option(0, help="Seed of the initialisation and of the batch order."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many steps (batches) in all; resumable."),
+    time_limit: float | None = typer.Option(None, help="Stop after this many minutes; resumable."),
+    checkpoint_every: float = typer.Option(10.0, help="Minutes between resume files within an epoch."),
+    validate_every: int | None = typer.Option(None, help="Also validate every this many steps (long epochs)."),
+    resume: Path | None = typer.Option(None, help="Continue the run of this last.pt exactly where it stopped."),
+    init: Path | None = typer.Option(None, help="Start from these weights instead of a random initialisation."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 …; default: CUDA when available."),
+    workers: int | None = typer.Option(None, help="Data-loading processes (default: 0 on CPU, 4 on CUDA)."),
+    lr_patch: int = typer.Option(32, help="When SOURCE is scenes: LR patch side of the store built from them."),
+    validation: list[str] = typer.Option([], help="When SOURCE is scenes: a scene to hold out (repeatable)."),
+    validation_count: int = typer.Option(2, help="When SOURCE is scenes: how many to hold out (chosen by --seed)."),
+) -> None:
+    """Train CoarSR by the published recipe; Ctrl-C stops at the next batch and leaves a resume file."""
+    from dualsr_deploy.data.patches import PatchRecipe
+    from dualsr_deploy.train import TrainConfig, resolve_store
+    from dualsr_deploy.train import train as run_training
+    from dualsr_deploy.train.source import is_patch_store
+
+    # Under torchrun only rank 0 talks (the library also writes only from rank 0).
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    recipe = None
+    if not is_patch_store(source) and scale is not None:
+        recipe = PatchRecipe(
+            scale=scale, lr_patch=lr_patch, validation=tuple(validation), validation_count=validation_count, seed=seed
+        )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, disable=quiet
+    ) as bar:
+        task = bar.add_task("prepare", total=None)
+
+        def prepared(name: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"prepare {escape(name)}")
+
+        store = resolve_store(source, out, recipe, progress=prepared)
+        bar.remove_task(task)
+
+    from dualsr_deploy.data.patches import read_store_info
+
+    given = _given(ctx)
+    config = None
+    if resume is None or given:
+        config = TrainConfig(
+            scale=scale if scale is not None else read_store_info(store).scale,
+            n_feats=n_feats,
+            n_blocks=n_blocks,
+            neighbour_rule=neighbours,  # type: ignore[arg-type]  # checked by TrainConfig
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            lr_step_epochs=lr_step,
+            seed=seed,
+            precision=precision,  # type: ignore[arg-type]  # checked by TrainConfig
+            max_steps=max_steps,
+            time_limit_s=time_limit * 60 if time_limit is not None else None,
+            checkpoint_every_s=checkpoint_every * 60,
+            validate_every_steps=validate_every,
+        )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task("train", total=None)
+
+        def report(event: TrainEvent) -> None:
+            if event.kind in ("start", "step"):
+                bar.update(task, completed=event.step, total=event.total_steps, description=_describe(event))
+            elif event.kind == "validation":
+                m = event.metrics
+                bar.console.print(
+                    f"step {event.step}, epoch {event.epoch}: PSNR {m['psnr']:.3f} dB "
+                    f"(bicubic {m['bicubic_psnr']:.3f}, {m['gain_psnr']:+.3f}), "
+                    f"SSIM {m['ssim']:.4f} ({m['bicubic_ssim']:.4f}), "
+                    f"SAM {m['sam']:.3f}° ({m['bicubic_sam']:.3f}°)"
+                )
+
+        result = run_training(
+            store,
+            out,
+            config,
+            resume=resume,
+            given=given,
+            init=init,
+            device=device,
+            workers=workers,
+            progress=report,
+        )
+    if not result.main:
+        return
+    if result.stop_reason == "finished":
+        console.print(f"finished {result.epochs_done} epochs, {result.steps} steps in {result.seconds / 60:.1f} min")
+    else:
+        console.print(
+            f"[yellow]stopped ({result.stop_reason})[/] at step {result.steps}, epoch {result.epochs_done + 1}; "
+            f"continue with: dualsr train {escape(str(source))} --out {escape(str(out))} --resume "
+            f"{escape(str(result.resume_file))}"
+        )
+    if result.best_weights is not None:
+        console.print(f"best weights: {result.best_weights} (validation PSNR {result.best['psnr']:.3f} dB)")
+    console.print(f"last weights: {result.last_weights}; logs: {out / 'log.jsonl'}, {out / 'validation.csv'}")
+
+
+@user_errors
+def card(
+    weights: Path = typer.Argument(..., help="Trained weights (.safetensors with provenance, or any checkpoint)."),
+    store: Path = typer.Option(..., help="The patch store whose held-out scenes the weights are scored on."),
+    out: Path | None = typer.Option(None, help="Write the Markdown card here (default: print it)."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cpu)."),
+) -> None:
+    """Score weights on a store's held-out scenes against bicubic and write their model card."""
+    from dualsr_deploy.atomic import atomic_output
+    from dualsr_deploy.train.card import model_card, validate_weights
+
+    with console.status(f"validating {escape(str(weights))} on the held-out scenes of {escape(str(store))}"):
+        info, validation = validate_weights(weights, store, device=device)
+    text = model_card(info, validation)
+    if out is None:
+        console.print(text, markup=False, highlight=False)
+        return
+    with atomic_output(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    summary = validation.summary()
+    console.print(
+        f"wrote {out}: PSNR {summary['psnr']:.3f} dB vs bicubic {summary['bicubic_psnr']:.3f} "
+        f"({summary['gain_psnr']:+.3f}) on {len(validation.scenes)} held-out scenes"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(card)

@@ -1,0 +1,95 @@
+"""Model cards: what a set of weights is, what it was trained on, how, and what it scores on held-out scenes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
+from dualsr_deploy.data.patches import PatchDataset
+from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.train.validate import VALIDATION_METRICS, Validation, validate
+
+
+def validate_weights(
+    weights: str | os.PathLike[str], store: str | os.PathLike[str], *, device: str | None = None
+) -> tuple[CheckpointInfo, Validation]:
+    """Score ``weights`` on the held-out scenes of the patch ``store`` (model and bicubic, per scene)."""
+    model, info = read_checkpoint(weights)
+    dataset = PatchDataset(Path(store), augmentation=False)
+    if dataset.info.scale != info.scale:
+        raise TrainError(f"{store}: a ×{dataset.info.scale} patch store, {weights} is a ×{info.scale} model")
+    try:
+        result = validate(
+            model,
+            dataset.validation(),
+            rule=info.neighbour_rule,
+            device=torch.device(device or "cpu"),
+        )
+    finally:
+        dataset.close()
+    return info, result
+
+
+def _row(label: str, scores: dict[str, float]) -> str:
+    return f"| {label} | {scores['psnr']:.3f} | {scores['ssim']:.4f} | {scores['sam']:.3f} |"
+
+
+def model_card(info: CheckpointInfo, validation: Validation | None = None, *, title: str | None = None) -> str:
+    """A Markdown card from the checkpoint's provenance, and per-scene scores when ``validation`` is given."""
+    prov = dict(info.provenance)
+    lines = [f"# {title or Path(info.path).name}", ""]
+    lines += [
+        f"CoarSR ×{info.scale}, n_feats {info.n_feats}, n_blocks {info.n_blocks}, {info.parameters:,} parameters, "
+        f"neighbour rule `{info.neighbour_rule}`, trained on {info.bands} bands. SHA-256 `{info.sha256[:16]}…`.",
+        "",
+    ]
+    if "recipe" in prov:
+        recipe = TrainConfig.from_json(prov["recipe"])
+        store = prov.get("store", {})
+        lines += [
+            "## Training",
+            "",
+            f"- Data: patch store `{Path(str(store.get('path', '?'))).name}` ({store.get('patches', '?')} patches × 8 "
+            f"augmentations); training scenes: {', '.join(prov.get('train_scenes', []))}.",
+            f"- Held out for validation: {', '.join(prov.get('validation_scenes', []))}.",
+            f"- Recipe: L1, Adam lr {recipe.learning_rate:g} β {recipe.betas}, halved every {recipe.lr_step_epochs} "
+            f"epochs, batch {recipe.batch_size}, band-by-band updates, seed {recipe.seed}, precision "
+            f"{recipe.precision}.",
+            f"- Length: {prov.get('steps', '?')} steps ({prov.get('epochs', '?')} full epochs) on "
+            f"{prov.get('device', '?')} × {prov.get('processes', 1)} process(es)"
+            + (f", {float(prov['seconds']) / 60:.0f} min." if "seconds" in prov else "."),
+            "",
+        ]
+    lines += ["## Validation (held-out scenes, SR clipped to [0, 1])", ""]
+    lines += ["| | PSNR (dB) | SSIM | SAM (°) |", "|---|---|---|---|"]
+    if validation is not None:
+        for scene in validation.scenes:
+            lines.append(_row(f"{scene.name}: CoarSR", scene.model))
+            lines.append(_row(f"{scene.name}: bicubic", scene.bicubic))
+        summary = validation.summary()
+    else:
+        summary = dict(prov.get("validation", {}))
+    if summary:
+        lines.append(_row("**mean: CoarSR**", {m: summary[m] for m in VALIDATION_METRICS}))
+        lines.append(_row("**mean: bicubic**", {m: summary[f"bicubic_{m}"] for m in VALIDATION_METRICS}))
+        lines += ["", f"Gain over bicubic: {summary['psnr'] - summary['bicubic_psnr']:+.3f} dB PSNR."]
+    else:
+        lines.append("| (no validation recorded) | | | |")
+    lines += [
+        "",
+        "Bicubic is MATLAB's `imresize` of the LR cube; LR is the MATLAB bicubic degradation of the HR scene.",
+    ]
+    lines += [
+        "",
+        "<details><summary>provenance</summary>",
+        "",
+        "```json",
+        json.dumps(prov, indent=2),
+        "```",
+        "</details>",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,449 @@
+"""``train``: CoarSR on a patch store by the published recipe, resumable, single process or DDP.
+
+A run folder holds:
+
+- ``last.pt``: the resume file (written at every epoch end, every ``checkpoint_every_s`` seconds, and when the
+  run stops for any reason, including Ctrl-C or SIGTERM, which are honoured at the next batch boundary so the
+  resumed run continues exactly);
+- ``best.safetensors``: the weights with the best validation PSNR so far, in the project's format;
+- ``last.safetensors``: the weights when the run stopped;
+- ``config.json``, ``log.jsonl``, ``validation.csv`` (and ``tensorboard/`` when tensorboard is installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from dualsr_deploy.archs.coarsr import CoarSR
+from dualsr_deploy.archs.neighbours import check_band_count
+from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
+from dualsr_deploy.data.patches import PatchDataset, PatchStoreInfo, read_store_info
+from dualsr_deploy.errors import InputError
+from dualsr_deploy.train.card import model_card
+from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.train.distributed import Distributed, distributed
+from dualsr_deploy.train.log import RunLog
+from dualsr_deploy.train.sampler import EpochBatches
+from dualsr_deploy.train.schedule import autocast_dtype, train_batch
+from dualsr_deploy.train.state import Position, TrainingState, capture_rng, load_state, restore_rng, save_state
+from dualsr_deploy.train.validate import validate
+
+StopReason = Literal["finished", "max_steps", "time_limit", "interrupted"]
+RESUME_FILE = "last.pt"
+BEST_WEIGHTS = "best.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """What the loop reports to a progress callback (only on the main process)."""
+
+    kind: Literal["start", "step", "validation", "checkpoint", "stop"]
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    config: TrainConfig
+    steps: int
+    epochs_done: int
+    stop_reason: StopReason
+    seconds: float
+    best: Mapping[str, float]
+    best_weights: Path | None
+    last_weights: Path
+    resume_file: Path
+    validation: Mapping[str, float] | None
+    main: bool = True  # False in the other processes of a distributed run (which write nothing)
+
+
+ProgressCallback = Callable[[TrainEvent], None]
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag honoured at the next batch boundary; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopRequest]:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous.clear()
+        try:
+            yield self
+        finally:
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
+
+
+def _check_store(info: PatchStoreInfo, config: TrainConfig, store: Path) -> None:
+    if info.scale != config.scale:
+        raise TrainError(
+            f"{store}: a ×{info.scale} patch store, but the model is ×{config.scale}; build a ×{config.scale} store "
+            f"with `dualsr data prepare … --scale {config.scale}` or train with --scale {info.scale}"
+        )
+    try:
+        check_band_count(info.bands)
+    except InputError as exc:
+        raise TrainError(f"{store}: {exc}") from None
+
+
+def _new_model(config: TrainConfig, init: Path | None) -> CoarSR:
+    torch.manual_seed(config.seed)
+    model = CoarSR(config.model)
+    if init is not None:
+        weights, info = read_checkpoint(init)
+        if info.config != config.model:
+            raise TrainError(
+                f"{init}: --init weights are CoarSR(scale={info.scale}, n_feats={info.n_feats}, "
+                f"n_blocks={info.n_blocks}), the run asks for CoarSR(scale={config.scale}, n_feats={config.n_feats}, "
+                f"n_blocks={config.n_blocks})"
+            )
+        model.load_state_dict(weights.state_dict())
+    return model
+
+
+def _resolve(
+    config: TrainConfig | None, resume: Path | None, given: frozenset[str], info: PatchStoreInfo
+) -> tuple[TrainConfig, TrainingState | None]:
+    if resume is None:
+        return (config if config is not None else TrainConfig(scale=info.scale)), None
+    saved = load_state(resume)
+    if config is None:
+        return saved.config, saved
+    return saved.config.resumed_with(config, set(given)), saved
+
+
+def _check_resumed_store(saved: TrainingState, info: PatchStoreInfo, store: Path, resume: Path) -> None:
+    was = saved.store
+    now = {"scale": info.scale, "bands": info.bands, "patches": info.patches}
+    differs = [f"{k} {was[k]} → {v}" for k, v in now.items() if k in was and was[k] != v]
+    if differs:
+        raise TrainError(
+            f"{resume} was trained on another patch store ({was.get('path')}): {', '.join(differs)}; resume on the "
+            f"same store, or start a new run (optionally --init from its weights) on {store}"
+        )
+
+
+def train(
+    store: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    given: frozenset[str] = frozenset(),
+    init: str | Path | None = None,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    tensorboard: bool = True,
+) -> TrainResult:
+    """Train CoarSR on the patch store ``store``, writing the run folder ``out_dir``.
+
+    Args:
+        config: the run's options; ``None`` means the recipe defaults at the store's scale (or, with ``resume``,
+            the resume file's config).
+        resume: a ``last.pt`` to continue. Options named in ``given`` override the saved ones where that is safe
+            (run length, precision); any that would change the model or the optimiser raise :class:`TrainError`.
+        init: weights (any checkpoint format) to start a new run from instead of a random initialisation.
+        device: ``None`` means CUDA when available, else CPU (under torchrun: this process's GPU).
+        workers: data-loading processes; ``None`` means 0 on CPU and 4 on CUDA.
+    """
+    store_path = Path(store)
+    run_dir = Path(out_dir)
+    info = read_store_info(store_path)
+    resume_path = Path(resume) if resume is not None else None
+    config, saved = _resolve(config, resume_path, given, info)
+    _check_store(info, config, store_path)
+    if saved is not None and resume_path is not None:
+        _check_resumed_store(saved, info, store_path, resume_path)
+    if resume_path is None and (run_dir / RESUME_FILE).exists():
+        raise TrainError(
+            f"{run_dir} already holds a training run; continue it with --resume {run_dir / RESUME_FILE} or choose "
+            "another --out"
+        )
+    if init is not None and saved is not None:
+        raise TrainError("give --init (start a new run from weights) or --resume (continue a run), not both")
+    dataset = PatchDataset(store_path, augmentation=config.augmentation)
+    with distributed(device) as dist_ctx:
+        return _run(
+            config,
+            dataset,
+            run_dir,
+            dist_ctx,
+            saved,
+            Path(init) if init is not None else None,
+            workers,
+            progress,
+            tensorboard,
+        )
+
+
+def _run(
+    config: TrainConfig,
+    dataset: PatchDataset,
+    run_dir: Path,
+    ctx: Distributed,
+    saved: TrainingState | None,
+    init: Path | None,
+    workers: int | None,
+    progress: ProgressCallback | None,
+    tensorboard: bool,
+) -> TrainResult:
+    started = time.perf_counter()
+    device = ctx.device
+    info = dataset.info
+    if config.batch_size % ctx.world_size:
+        raise TrainError(f"batch size {config.batch_size} does not split over {ctx.world_size} processes")
+    batches_per_epoch = len(dataset) // config.batch_size
+    if batches_per_epoch == 0:
+        raise TrainError(
+            f"{dataset.path}: {len(dataset)} samples make no full batch of {config.batch_size}; lower --batch-size "
+            "or build a larger store"
+        )
+    total_steps = config.epochs * batches_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+
+    model = _new_model(config, init if saved is None else None).to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
+    position = Position()
+    best: dict[str, float] = {}
+    if saved is not None:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
+        restore_rng(saved.rng)
+        position = saved.position
+        best = dict(saved.best)
+    network: torch.nn.Module = model
+    if ctx.active:
+        # Band 0 does not use the recurrent merge, so some parameters get no gradient on that step.
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    amp = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
+    if workers is None:
+        workers = 4 if device.type == "cuda" else 0
+
+    main = ctx.is_main
+    log: RunLog | None = None
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+        log = RunLog(run_dir, tensorboard=tensorboard)
+    validation_scenes = list(dataset.validation()) if main else []
+    baseline: dict[str, dict[str, float]] = {}
+    store_record = {"path": str(dataset.path), "scale": info.scale, "bands": info.bands, "patches": info.patches}
+
+    def emit(event: TrainEvent) -> None:
+        if main and progress is not None:
+            progress(event)
+
+    resumed_seconds = position.seconds
+
+    def checkpoint() -> None:
+        position.seconds = resumed_seconds + time.perf_counter() - started
+        if main:
+            state = TrainingState(
+                config=config,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                position=position,
+                best=best,
+                rng=capture_rng(),
+                store=store_record,
+            )
+            save_state(state, run_dir / RESUME_FILE)
+        ctx.barrier()
+
+    def provenance(validation: Mapping[str, float] | None, scenes: Mapping[str, float] | None = None) -> dict[str, Any]:
+        hardware = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        )
+        return {
+            "trained_by": "dualsr train",
+            "recipe": config.to_json(),
+            "store": store_record,
+            "train_scenes": list(info.train_scenes),
+            "validation_scenes": list(info.validation_scenes),
+            "steps": position.step,
+            "epochs": position.epoch,
+            "device": hardware,
+            "processes": ctx.world_size,
+            "seconds": round(resumed_seconds + time.perf_counter() - started, 1),
+            "validation": dict(validation or {}),
+            "validation_psnr_per_scene": dict(scenes or {}),
+        }
+
+    validated_at = -1
+
+    def validation_round() -> dict[str, float] | None:
+        nonlocal best, validated_at
+        if validated_at == position.step:  # step-interval and epoch-end validation can coincide
+            return None
+        validated_at = position.step
+        result = None
+        if main and validation_scenes:
+            result = validate(
+                model,
+                validation_scenes,
+                rule=config.neighbour_rule,
+                device=device,
+                baseline=baseline,
+                autocast_dtype=amp,
+            )
+        ctx.barrier()
+        if result is None or log is None:
+            return None
+        summary = result.summary()
+        per_scene = {s.name: s.model["psnr"] for s in result.scenes}
+        log.validation(position.step, position.epoch, summary, per_scene)
+        if not best or summary["psnr"] > best["psnr"]:
+            best = {"psnr": summary["psnr"], "step": float(position.step), "epoch": float(position.epoch)}
+            write_checkpoint(
+                model,
+                run_dir / BEST_WEIGHTS,
+                neighbour_rule=config.neighbour_rule,
+                bands=info.bands,
+                epoch=position.epoch,
+                provenance=provenance(summary, per_scene),
+            )
+        emit(TrainEvent("validation", position.step, total_steps, position.epoch, config.epochs, metrics=summary))
+        return summary
+
+    emit(TrainEvent("start", position.step, total_steps, position.epoch, config.epochs))
+    last_checkpoint = time.perf_counter()
+    stop_reason: StopReason | None = None
+    last_summary: dict[str, float] | None = None
+    window: list[torch.Tensor] = []
+    with _StopRequest().installed() as stop:
+        while stop_reason is None and position.epoch < config.epochs:
+            batches = EpochBatches(
+                len(dataset),
+                config.batch_size,
+                seed=config.seed,
+                epoch=position.epoch,
+                rank=ctx.rank,
+                world_size=ctx.world_size,
+                start=position.batch,
+            )
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda"
+            )
+            for lr, hr in loader:
+                losses = train_batch(
+                    network,
+                    optimizer,
+                    lr.to(device, non_blocking=True),
+                    hr.to(device, non_blocking=True),
+                    scale=config.scale,
+                    rule=config.neighbour_rule,
+                    amp_dtype=amp,
+                    scaler=scaler,
+                )
+                position.batch += 1
+                position.step += 1
+                window.append(losses.mean())
+                if position.step % config.log_every_steps == 0 or position.step == total_steps:
+                    loss = float(torch.stack(window).mean())
+                    window.clear()
+                    current_lr = optimizer.param_groups[0]["lr"]
+                    if log is not None:
+                        log.record("train", position.step, epoch=position.epoch, loss=loss, lr=current_lr)
+                    emit(
+                        TrainEvent("step", position.step, total_steps, position.epoch, config.epochs, loss, current_lr)
+                    )
+                if config.validate_every_steps and position.step % config.validate_every_steps == 0:
+                    last_summary = validation_round() or last_summary
+                now = time.perf_counter()
+                wanted: StopReason | None = None
+                if config.max_steps is not None and position.step >= config.max_steps:
+                    wanted = "max_steps"
+                elif config.time_limit_s is not None and now - started >= config.time_limit_s:
+                    wanted = "time_limit"
+                elif stop.requested:
+                    wanted = "interrupted"
+                if ctx.broadcast_flag(wanted is not None):
+                    stop_reason = wanted or "interrupted"
+                    break
+                if ctx.broadcast_flag(now - last_checkpoint >= config.checkpoint_every_s):
+                    checkpoint()
+                    last_checkpoint = time.perf_counter()
+                    emit(TrainEvent("checkpoint", position.step, total_steps, position.epoch, config.epochs))
+            else:
+                # The epoch is complete.
+                scheduler.step()
+                position.epoch += 1
+                position.batch = 0
+                last_summary = validation_round() or last_summary
+                checkpoint()
+                last_checkpoint = time.perf_counter()
+        if stop_reason is None:
+            stop_reason = "finished"
+        checkpoint()
+    last_weights = run_dir / LAST_WEIGHTS
+    if main:
+        write_checkpoint(
+            model,
+            last_weights,
+            neighbour_rule=config.neighbour_rule,
+            bands=info.bands,
+            epoch=position.epoch,
+            provenance=provenance(last_summary),
+        )
+    seconds = time.perf_counter() - started
+    if main and (run_dir / BEST_WEIGHTS).exists():
+        card = model_card(read_checkpoint(run_dir / BEST_WEIGHTS)[1], title=f"{run_dir.name}: best weights")
+        (run_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    if log is not None:
+        log.record("stop", position.step, reason=stop_reason, seconds=round(seconds, 2), epoch=position.epoch)
+        log.close()
+    emit(TrainEvent("stop", position.step, total_steps, position.epoch, config.epochs, message=stop_reason))
+    dataset.close()
+    return TrainResult(
+        run_dir=run_dir,
+        config=config,
+        steps=position.step,
+        epochs_done=position.epoch,
+        stop_reason=stop_reason,
+        seconds=seconds,
+        best=best,
+        best_weights=(run_dir / BEST_WEIGHTS) if (run_dir / BEST_WEIGHTS).exists() else None,
+        last_weights=last_weights,
+        resume_file=run_dir / RESUME_FILE,
+        validation=last_summary,
+        main=main,
+    )

@@ -1,0 +1,78 @@
+"""``dualsr train`` and ``dualsr card`` end to end through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dualsr_deploy.checkpoint import read_checkpoint
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.data import write_scene
+from dualsr_deploy.data.synth import synthesize
+
+runner = CliRunner()
+TINY = ["--n-feats", "4", "--n-blocks", "1", "--batch-size", "16", "--lr", "1e-3"]
+
+
+def test_train_on_scenes_then_resume_then_card(tmp_path: Path) -> None:
+    scenes = tmp_path / "scenes"
+    for seed in range(4):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
+    run = tmp_path / "run"
+    first = runner.invoke(
+        app,
+        ["train", str(scenes), "--out", str(run), "--scale", "2", "--lr-patch", "8", "--validation", "s3",
+         "--max-steps", "3", "--validate-every", "3", *TINY],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert "stopped (max_steps) at step 3" in first.output
+    assert "--resume" in first.output
+    assert (run / "patches.h5").is_file()
+    assert (run / "MODEL_CARD.md").is_file()
+    again = runner.invoke(app, ["train", str(scenes), "--out", str(run), "--scale", "2", "--lr-patch", "8", *TINY])
+    assert again.exit_code == 2
+    assert "already holds a training run" in again.output
+    resumed = runner.invoke(
+        app, ["train", str(run / "patches.h5"), "--out", str(run), "--resume", str(run / "last.pt"), "--max-steps", "5"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert read_checkpoint(run / "last.safetensors")[1].provenance["steps"] == 5
+    clash = runner.invoke(
+        app, ["train", str(run / "patches.h5"), "--out", str(run), "--resume", str(run / "last.pt"), "--n-feats", "8"]
+    )
+    assert clash.exit_code == 2
+    assert "another model or recipe" in clash.output
+    card = runner.invoke(
+        app,
+        ["card", str(run / "best.safetensors"), "--store", str(run / "patches.h5"), "--out", str(tmp_path / "card.md")],
+    )
+    assert card.exit_code == 0, card.output
+    text = (tmp_path / "card.md").read_text()
+    assert "| s3: CoarSR |" in text
+    assert "| s3: bicubic |" in text
+
+
+def test_train_refuses_a_store_of_another_scale(tmp_path: Path) -> None:
+    scenes = tmp_path / "scenes"
+    for seed in range(3):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=32, bands=6))
+    prep = runner.invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            str(scenes),
+            str(tmp_path / "x2.h5"),
+            "--scale",
+            "2",
+            "--lr-patch",
+            "8",
+            "--validation-count",
+            "1",
+        ],
+    )
+    assert prep.exit_code == 0, prep.output
+    result = runner.invoke(app, ["train", str(tmp_path / "x2.h5"), "--out", str(tmp_path / "run"), "--scale", "4"])
+    assert result.exit_code == 2
+    assert "a ×2 patch store, but the model is ×4" in result.output
