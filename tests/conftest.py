@@ -11,9 +11,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DUALSR_SHARED", REPO.parent / "shared"))
 
 
+def _shared(folder: str, what: str) -> Path:
+    path = SHARED / folder
+    if not path.is_dir():
+        pytest.skip(f"{what} not found at {path} (set DUALSR_SHARED to the shared folder)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:
-    path = SHARED / "reference"
-    if not path.is_dir():
-        pytest.skip(f"reference fixtures not found at {path} (set DUALSR_SHARED to the shared folder)")
-    return path
+    return _shared("reference", "reference fixtures")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _shared("data", "shared scenes")
