@@ -157,7 +157,7 @@ def test_resume_files_that_do_not_fit(tiny_store: Path, tmp_path: Path) -> None:
             given=frozenset({"n_feats"}),
         )
     weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "w.safetensors", neighbour_rule="paper")
-    with pytest.raises(TrainError, match="not a dualsr training state.*--init"):
+    with pytest.raises(TrainError, match=r"not a dualsr training state.*--init"):
         train(tiny_store, tmp_path / "run", TINY, resume=weights)
     other = tmp_path / "other.pt"
     torch.save({"model": {}}, other)
