@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
-from dualsr_deploy.errors import ScaleMismatchError
+from dualsr_deploy.errors import CheckpointError, ScaleMismatchError
 from dualsr_deploy.export.onnx import ExportError
 from dualsr_deploy.export.pipeline import export_variant
 from dualsr_deploy.export.recipes import default_recipe
@@ -55,8 +55,20 @@ def test_scale_mismatch_is_refused(shared_reference: Path, tmp_path: Path) -> No
 
 
 def test_without_checkpoint_says_what_to_pass(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="--checkpoint"):
-        export_variant(default_recipe(4), out_dir=tmp_path)
+    # No ×8 weights ship; the error names the option and the shipped scales.
+    with pytest.raises(CheckpointError, match=r"shipped: ×2, ×4.*--checkpoint"):
+        export_variant(default_recipe(8), out_dir=tmp_path)
+
+
+def test_cli_export_defaults_to_the_shipped_weights(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["export", "--scale", "4", "--precision", "fp32", "--out", str(tmp_path), "--verify"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    (manifest_file,) = (tmp_path / "coarsr-x4-c31").glob("*.json")
+    manifest = json.loads(manifest_file.read_text())
+    assert Path(manifest["checkpoint"]).name == "coarsr_x4.safetensors"
+    assert "pass" in result.output
 
 
 def test_cli_export(shared_reference: Path, tmp_path: Path) -> None:
