@@ -12,13 +12,10 @@ A run folder holds:
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 import torch
@@ -36,6 +33,7 @@ from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
 from dualsr_deploy.train.schedule import autocast_dtype, train_batch
 from dualsr_deploy.train.state import Position, TrainingState, capture_rng, load_state, restore_rng, save_state
+from dualsr_deploy.train.stop import StopRequest
 from dualsr_deploy.train.validate import validate
 
 StopReason = Literal["finished", "max_steps", "time_limit", "interrupted"]
@@ -76,32 +74,6 @@ class TrainResult:
 
 
 ProgressCallback = Callable[[TrainEvent], None]
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag honoured at the next batch boundary; a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[_StopRequest]:
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous.clear()
-        try:
-            yield self
-        finally:
-            for number, handler in self._previous.items():
-                signal.signal(number, handler)
 
 
 def _check_store(info: PatchStoreInfo, config: TrainConfig, store: Path) -> None:
@@ -240,6 +212,11 @@ def _run(
     position = Position()
     best: dict[str, float] = {}
     if saved is not None:
+        if config.max_steps is not None and saved.position.step >= config.max_steps:
+            raise TrainError(
+                f"the run has done {saved.position.step} steps, its --max-steps is {config.max_steps}; pass a larger "
+                "--max-steps to continue it"
+            )
         model.load_state_dict(saved.model)
         optimizer.load_state_dict(saved.optimizer)
         scheduler.load_state_dict(saved.scheduler)
@@ -349,7 +326,7 @@ def _run(
     stop_reason: StopReason | None = None
     last_summary: dict[str, float] | None = None
     window: list[torch.Tensor] = []
-    with _StopRequest().installed() as stop:
+    with StopRequest().installed() as stop:
         while stop_reason is None and position.epoch < config.epochs:
             batches = EpochBatches(
                 len(dataset),

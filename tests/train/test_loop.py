@@ -146,6 +146,8 @@ def test_batch_larger_than_the_store(tiny_store: Path, tmp_path: Path) -> None:
 def test_resume_files_that_do_not_fit(tiny_store: Path, tmp_path: Path) -> None:
     train(tiny_store, tmp_path / "run", dataclasses.replace(TINY, max_steps=1), tensorboard=False)
     resume = tmp_path / "run" / "last.pt"
+    with pytest.raises(TrainError, match="has done 1 steps, its --max-steps is 1"):
+        train(tiny_store, tmp_path / "run", resume=resume)
     with pytest.raises(TrainError, match="already holds a training run"):
         train(tiny_store, tmp_path / "run", TINY)
     with pytest.raises(TrainError, match=r"another model or recipe.*n_feats: resume file 4, requested 8"):
