@@ -77,7 +77,7 @@ def train(
     validation_count: int = typer.Option(2, help="When SOURCE is scenes: how many to hold out (chosen by --seed)."),
 ) -> None:
     """Train CoarSR by the published recipe; Ctrl-C stops at the next batch and leaves a resume file."""
-    from dualsr_deploy.data.patches import PatchRecipe
+    from dualsr_deploy.data.patches import PatchRecipe, read_store_info
     from dualsr_deploy.train import TrainConfig, resolve_store
     from dualsr_deploy.train import train as run_training
     from dualsr_deploy.train.source import is_patch_store
@@ -99,8 +99,6 @@ def train(
 
         store = resolve_store(source, out, recipe, progress=prepared)
         bar.remove_task(task)
-
-    from dualsr_deploy.data.patches import read_store_info
 
     given = _given(ctx)
     config = None

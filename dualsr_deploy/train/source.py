@@ -44,8 +44,13 @@ def resolve_store(
     path = Path(source)
     if is_patch_store(path):
         return path
+    if not path.exists() and not any(c in str(source) for c in "*?["):
+        raise TrainError(f"{source}: no such patch store, scene file or folder")
     if recipe is None:
-        raise TrainError(f"{source}: not a patch store; training directly on scenes needs --scale")
+        raise TrainError(
+            f"{source}: not a patch store (build one with `dualsr data prepare`); to train directly on scenes, "
+            "give --scale"
+        )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TrainError(
             f"{source}: under torchrun, train on a patch store (build it once with `dualsr data prepare`) so the "

@@ -76,3 +76,15 @@ def test_train_refuses_a_store_of_another_scale(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(tmp_path / "x2.h5"), "--out", str(tmp_path / "run"), "--scale", "4"])
     assert result.exit_code == 2
     assert "a ×2 patch store, but the model is ×4" in result.output
+
+
+def test_train_says_what_is_wrong_with_its_source(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["train", str(tmp_path / "nowhere.h5"), "--out", str(tmp_path / "run")])
+    assert missing.exit_code == 2
+    assert "no such patch store, scene file or folder" in missing.output
+    (tmp_path / "scenes").mkdir()
+    no_scale = runner.invoke(app, ["train", str(tmp_path / "scenes"), "--out", str(tmp_path / "run")])
+    assert no_scale.exit_code == 2
+    assert "not a patch store" in no_scale.output
+    assert "--scale" in no_scale.output
+    assert not (tmp_path / "run").exists()

@@ -79,16 +79,21 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_store: Path, tmp_path: P
     assert _losses(tmp_path / "whole") == _losses(tmp_path / "split")
 
 
-def test_ctrl_c_stops_at_a_batch_boundary_and_leaves_a_resume_file(tiny_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_at_a_batch_boundary_and_leaves_a_resume_file(
+    tiny_store: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    previous = signal.getsignal(signum)
+
     def interrupt(event: TrainEvent) -> None:
         if event.kind == "step" and event.step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     result = train(tiny_store, tmp_path / "run", TINY, progress=interrupt, tensorboard=False)
     assert result.stop_reason == "interrupted"
     state = load_state(tmp_path / "run" / "last.pt")
     assert state.position.step == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signum) is previous  # the handler is put back
 
 
 def test_bf16_autocast_runs(tiny_store: Path, tmp_path: Path) -> None:
