@@ -56,6 +56,8 @@ def backend_statuses() -> list[BackendStatus]:
     version = tensorrt_version()
     if version is None:
         rows.append(BackendStatus("trt", False, "TensorRT not installed (pip install 'dualsr-deploy[gpu]')"))
+    elif not cuda:
+        rows.append(BackendStatus("trt", False, f"TensorRT {version} found, but torch sees no CUDA device"))
     else:
-        rows.append(BackendStatus("trt", False, f"TensorRT {version} found; the trt runtime is not implemented yet"))
+        rows.append(BackendStatus("trt", True, f"TensorRT {version} on {gpu}: plans built by dualsr export"))
     return rows

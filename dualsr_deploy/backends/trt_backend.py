@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from dualsr_deploy.backends.base import Backend, Capabilities
-from dualsr_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME
+from dualsr_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME, ExportError
 from dualsr_deploy.export.tensorrt import check_plan_manifest, require_tensorrt
 
 
@@ -46,7 +46,10 @@ class TensorRTBackend(Backend):
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            raise RuntimeError(f"{self.path}: TensorRT could not deserialise the plan")
+            raise ExportError(
+                f"{self.path}: TensorRT could not deserialise the plan (corrupt, or built by another TensorRT); "
+                "rebuild it with dualsr export"
+            )
         self._context = self._engine.create_execution_context()
 
     def close(self) -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dualsr_deploy.backends.registry import backend_statuses
 from dualsr_deploy.cli.main import console, user_errors
-from dualsr_deploy.export.pipeline import export_variant
+from dualsr_deploy.export.pipeline import TENSORRT_MODES, export_variant
 from dualsr_deploy.export.recipes import default_recipe, load_recipe
 
 
@@ -26,10 +27,16 @@ def export(
     operators: Path | None = typer.Option(
         None, help="onnx-tensorrt operators.md: fail if a graph uses an operator TensorRT cannot parse."
     ),
+    tensorrt: str = typer.Option(
+        "auto", help="TensorRT plans: auto (build when TensorRT and a GPU are here), require, or off."
+    ),
+    simplify: bool = typer.Option(False, help="Simplify the graphs with onnxslim (pip install onnxslim)."),
 ) -> None:
-    """Export CoarSR to ONNX (FP32/FP16) with a manifest beside each graph."""
+    """Export CoarSR to ONNX (FP32/FP16) and TensorRT plans, with a manifest beside each artefact."""
     if recipe is None and scale is None:
         raise typer.BadParameter("give --recipe or --scale")
+    if tensorrt not in TENSORRT_MODES:
+        raise typer.BadParameter(f"--tensorrt must be one of {', '.join(TENSORRT_MODES)}; got {tensorrt!r}")
     base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
     if recipe is not None and scale is not None and scale != base.scale:
         raise typer.BadParameter(f"--scale {scale} contradicts the recipe's scale {base.scale}")
@@ -38,10 +45,29 @@ def export(
         bands=bands,
         precisions=tuple(precision) if precision else None,
     )
-    result = export_variant(chosen, out_dir=out, verify=verify, operator_table=operators, progress=console.print)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        phases: dict[str, TaskID] = {}
+
+        def builder_step(phase: str, step: int, steps: int) -> None:  # called from TensorRT's builder threads
+            if phase not in phases:
+                phases[phase] = bar.add_task(f"TensorRT: {escape(phase)}", total=steps or None)
+            bar.update(phases[phase], completed=step, total=steps or None)
+
+        result = export_variant(
+            chosen,
+            out_dir=out,
+            verify=verify,
+            operator_table=operators,
+            tensorrt=tensorrt,
+            simplify=simplify,
+            progress=console.print,
+            build_progress=builder_step,
+        )
     table = Table(title=f"{chosen.name} (×{chosen.scale}, {chosen.bands} bands) from {result.checkpoint}")
     for column in ("artefact", "precision", "manifest"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for artefact in result.artefacts:
         table.add_row(str(artefact.path), artefact.precision, artefact.manifest.name)
     console.print(table)

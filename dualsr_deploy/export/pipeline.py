@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import onnx
 import torch
@@ -24,6 +25,9 @@ from dualsr_deploy.export.onnx import OPSET, ExportError, torch2onnx
 from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 from dualsr_deploy.export.recipes import Recipe
 from dualsr_deploy.export.verify import Comparison, verify_backends
+
+TensorRTMode = Literal["auto", "require", "off"]
+TENSORRT_MODES: tuple[TensorRTMode, ...] = ("auto", "require", "off")
 
 
 @dataclass(frozen=True)
@@ -56,15 +60,25 @@ def export_variant(
     out_dir: str | os.PathLike[str] = "engines",
     verify: bool = False,
     operator_table: str | os.PathLike[str] | None = None,
+    tensorrt: TensorRTMode = "auto",
+    simplify: bool = False,
     progress: Callable[[str], None] | None = None,
+    build_progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportResult:
-    """Export every precision of ``recipe`` to ``out_dir/<name>/`` as ONNX with a JSON manifest beside each file.
+    """Export every precision of ``recipe`` to ``out_dir/<name>/``: ONNX graphs, then TensorRT plans, a JSON
+    manifest beside each file.
 
     ``operator_table``: an onnx-tensorrt ``operators.md``; the export fails if a graph uses an operator outside it.
+    ``tensorrt``: ``auto`` builds plans when TensorRT and a CUDA GPU are usable and otherwise says why not in
+    ``skipped``; ``require`` fails instead; ``off`` builds none. Each plan is built from the graph of its own
+    precision with the recipe's profile (``<graph>.sm<CC>.plan``: one per GPU architecture).
+    ``simplify``: run onnxslim on each graph (outputs are checked by ``verify`` like any other).
     ``verify``: run every available backend against torch float64 and fail if one is out of tolerance.
+    ``build_progress(phase, step, steps)``: TensorRT's builder phases, from its builder threads.
     On any failure the artefacts written by this call are removed again.
-    TensorRT plans are not built yet (see the export issue); their absence is reported in ``skipped``.
     """
+    if tensorrt not in TENSORRT_MODES:
+        raise ExportError(f"unknown TensorRT mode {tensorrt!r}; choose one of {', '.join(TENSORRT_MODES)}")
     say = progress or (lambda _message: None)
     checkpoint = recipe.checkpoint or shipped_checkpoint(recipe.scale)
     model, info = read_checkpoint(checkpoint)
@@ -93,6 +107,7 @@ def export_variant(
                     "package_version": __version__,
                     "variant": recipe.name,
                 },
+                simplify=simplify,
             )
             graph = onnx.load(str(target))
             unsupported = unsupported_operators(graph, table) if table is not None else None
@@ -116,6 +131,7 @@ def export_variant(
                     "checkpoint": str(checkpoint),
                     "checkpoint_sha256": info.sha256,
                     "tensorrt_operator_check": "passed" if table is not None else "not run",
+                    "simplified": "onnxslim" if simplify else "no",
                     "package_version": __version__,
                     "torch_version": torch.__version__,
                     "onnx_version": onnx.__version__,
@@ -126,11 +142,17 @@ def export_variant(
             )
             artefacts.append(Artefact(target, manifest, "onnx", precision))
 
-        skipped = ["tensorrt: building plans is not implemented yet (ONNX graphs only)"]
+        skipped: list[str] = []
+        plans = _build_plans(recipe, artefacts, tensorrt, say, build_progress, skipped)
+        artefacts += plans
         comparisons: list[Comparison] = []
         if verify:
+            graphs = [a for a in artefacts if a.kind == "onnx"]
             backends: list[Backend] = [TorchBackend(core)]
-            backends += [OnnxBackend(artefact.path) for artefact in artefacts]  # ORT runs fp16 graphs on CPU too
+            backends += [OnnxBackend(artefact.path) for artefact in graphs]  # ORT runs fp16 graphs on CPU too
+            if torch.cuda.is_available():
+                backends.append(TorchBackend(core, device="cuda"))
+            backends += [_plan_backend(plan.path) for plan in plans]
             opened = []
             for backend in backends:
                 try:
@@ -138,11 +160,7 @@ def export_variant(
                     opened.append(backend)
                 except BackendUnavailableError as exc:
                     skipped.append(f"{backend.capabilities.name}: {exc}")
-            generator = torch.Generator().manual_seed(0)
-            inputs = [
-                torch.rand(1, recipe.bands, 24, 20, generator=generator),
-                torch.rand(2, recipe.bands, 17, 31, generator=generator),
-            ]
+            inputs = _verification_inputs(recipe, plans_built=bool(plans))
             say(f"verifying {len(opened)} backend(s) against torch float64")
             comparisons = verify_backends(core, opened, inputs)
             for backend in opened:
@@ -162,3 +180,65 @@ def export_variant(
             artefact.manifest.unlink(missing_ok=True)
         raise
     return ExportResult(recipe, Path(checkpoint), tuple(artefacts), tuple(comparisons), tuple(skipped))
+
+
+def _plan_backend(path: Path) -> Backend:
+    from dualsr_deploy.backends.trt_backend import TensorRTBackend
+
+    return TensorRTBackend(path)
+
+
+def _build_plans(
+    recipe: Recipe,
+    graphs: list[Artefact],
+    mode: TensorRTMode,
+    say: Callable[[str], None],
+    build_progress: Callable[[str, int, int], None] | None,
+    skipped: list[str],
+) -> list[Artefact]:
+    """TensorRT plans for every graph, or the reason there are none (in ``skipped``, or raised if required)."""
+    if mode == "off":
+        skipped.append("tensorrt: not asked for (--tensorrt off)")
+        return []
+    from dualsr_deploy.export.tensorrt import gpu_identity, onnx2engine, plan_path_for, require_tensorrt
+
+    try:
+        require_tensorrt()
+        identity = gpu_identity()
+    except BackendUnavailableError as exc:
+        if mode == "require":
+            raise ExportError(f"TensorRT plans were required but cannot be built here: {exc}") from exc
+        skipped.append(f"tensorrt: {exc}")
+        return []
+    plans: list[Artefact] = []
+    try:
+        for graph in graphs:
+            target = plan_path_for(graph.path, identity)
+            say(f"building {target} with TensorRT {identity['tensorrt']} on {identity['gpu']}")
+            plan = onnx2engine(
+                graph.path, target, precision=graph.precision, profile=recipe.tensorrt, progress=build_progress
+            )
+            plans.append(Artefact(plan, plan.with_name(plan.name + ".json"), "tensorrt", graph.precision))
+    except BaseException:
+        for artefact in plans:
+            artefact.path.unlink(missing_ok=True)
+            artefact.manifest.unlink(missing_ok=True)
+        raise
+    return plans
+
+
+def _verification_inputs(recipe: Recipe, *, plans_built: bool) -> list[torch.Tensor]:
+    """Two random tile batches and one real one: the MATLAB-bicubic LR of a synthetic scene made of measured
+    reflectances (deterministic, no data needed). With plans, every shape lies inside the recipe's profile."""
+    from dualsr_deploy.data.synth import synthesize
+    from dualsr_deploy.ops.imresize import imresize
+
+    generator = torch.Generator().manual_seed(0)
+    profile = recipe.tensorrt
+    shapes = [profile.min_tile, profile.opt_tile] if plans_built else [(1, 24, 20), (2, 17, 31)]
+    inputs = [torch.rand(b, recipe.bands, h, w, generator=generator) for b, h, w in shapes]
+    _, h, w = profile.opt_tile if plans_built else (1, 24, 24)
+    scene = synthesize(0, size=max(h, w) * recipe.scale, bands=recipe.bands)
+    hr = torch.from_numpy(scene.cube).double()
+    lr = imresize(hr, 1 / recipe.scale).clamp(0, 1).float()[:, :h, :w]
+    return [*inputs, lr.unsqueeze(0).contiguous()]

@@ -1,13 +1,18 @@
 """``onnx2engine``: a TensorRT plan from an exported ONNX graph, with a manifest tying it to its GPU and version.
 
-Written against TensorRT's documented Python API for versions 10 and 11, and NOT yet verified: the development
-machines have no TensorRT and no GPU (its tests are marked ``trt`` and skip there), and the ``tensorrt-stubs``
-10.13.0.35.1 wheel could not serve as a type check (mypy rejects syntax errors in its
-``tensorrt_bindings/tensorrt.pyi``). Differences handled:
+Written against TensorRT's documented Python API for versions 10 and 11, and NOT run against a real TensorRT:
+the development machines have no TensorRT and no GPU (the real build is tested by ``tests/export/test_tensorrt.py``
+tests marked ``trt``/``gpu``, which skip there). What runs here is the control flow against a recording stand-in
+of the API (``tests/export/fake_tensorrt.py``). The ``tensorrt-stubs`` 10.13.0.35.1 wheel could not serve as a type
+check (mypy rejects syntax errors in its ``tensorrt_bindings/tensorrt.pyi``).
 
-- TensorRT 10 has weak typing: an FP16 plan is built from the FP32 graph with ``BuilderFlag.FP16``;
-- TensorRT 11 removed weak typing and the FP16 flag: precision comes from the graph, so an FP16 plan is built
-  from the FP16 ONNX as a strongly typed network.
+Precision, for both versions:
+
+- a plan built from the graph of its own precision (the FP16 ONNX for an FP16 plan) is built as a strongly typed
+  network: the only way in TensorRT 11 (weak typing and ``BuilderFlag.FP16`` are gone; the ``STRONGLY_TYPED`` flag
+  is accepted and ignored there) and the recommended one in 10.12+;
+- TensorRT 10 can also build an FP16 plan from the FP32 graph with weak typing and ``BuilderFlag.FP16`` (TensorRT
+  then picks per layer); TensorRT 11 refuses that combination with a message saying which graph to use.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ def timing_cache_path(folder: Path, identity: dict[str, Any]) -> Path:
     return folder / f"timing-{gpu}-sm{identity['compute_capability']}-trt{identity['tensorrt']}.cache"
 
 
+def plan_path_for(onnx_path: Path, identity: dict[str, Any]) -> Path:
+    """``<graph>.sm<CC>.plan`` beside the graph: plans of several GPU architectures can share one engines folder."""
+    cc = str(identity["compute_capability"]).replace(".", "")
+    return onnx_path.with_name(f"{onnx_path.stem}.sm{cc}.plan")
+
+
 def onnx2engine(
     onnx_path: str | os.PathLike[str],
     plan_path: str | os.PathLike[str],
@@ -80,12 +91,20 @@ def onnx2engine(
     identity = gpu_identity()
     source = Path(onnx_path)
     meta = onnx_metadata(source)
+    missing = [key for key in ("scale", "bands", "precision") if key not in meta]
+    if missing:
+        raise ExportError(f"{source}: not a dualsr export (its metadata lacks {', '.join(missing)})")
     bands = int(meta["bands"])
-    strongly_typed = _major(identity["tensorrt"]) >= 11
-    if strongly_typed and precision != meta.get("precision"):
+    graph_precision = meta.get("precision")
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"TensorRT plans are built in fp32 or fp16; got {precision!r}")
+    strongly_typed = graph_precision == precision
+    if not strongly_typed and not (precision == "fp16" and graph_precision == "fp32"):
+        raise ExportError(f"{source}: cannot build a {precision} plan from a {graph_precision} graph")
+    if not strongly_typed and _major(identity["tensorrt"]) >= 11:
         raise ExportError(
             f"TensorRT {identity['tensorrt']} takes precision from the graph: build the {precision} plan from the "
-            f"{precision} ONNX (this one is {meta.get('precision')})"
+            f"{precision} ONNX (this one is {graph_precision})"
         )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -98,11 +117,11 @@ def onnx2engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mib << 20)
-    if precision == "fp16" and not strongly_typed:
+    if not strongly_typed:  # TensorRT 10 only (checked above): weak typing may pick FP16 kernels per layer
         config.set_flag(trt.BuilderFlag.FP16)
     shapes = [(b, bands, h, w) for b, h, w in (profile.min_tile, profile.opt_tile, profile.max_tile)]
     optimisation = builder.create_optimization_profile()
-    optimisation.set_shape(INPUT_NAME, *(trt.Dims(list(shape)) for shape in shapes))
+    optimisation.set_shape(INPUT_NAME, shapes[0], shapes[1], shapes[2])
     config.add_optimization_profile(optimisation)
 
     cache_file = timing_cache_path(Path(plan_path).parent, identity)
@@ -127,6 +146,7 @@ def onnx2engine(
             "onnx": source.name,
             "onnx_sha256": sha256_of(source),
             "precision": precision,
+            "typing": "strong" if strongly_typed else "weak (BuilderFlag.FP16)",
             "scale": int(meta["scale"]),
             "bands": bands,
             "profile": {"min": shapes[0], "opt": shapes[1], "max": shapes[2]},

@@ -105,3 +105,25 @@ def test_cli_backends_lists_and_explains() -> None:
     assert result.exit_code == 0
     assert "torch-cpu" in result.output
     assert "dualsr-deploy[gpu]" in result.output or "CUDA" in result.output
+
+
+def test_simplified_graphs_are_smaller_still_verify_and_stay_tensorrt_parsable(
+    shared_reference: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxslim")
+    import onnx
+
+    recipe = default_recipe(4, bands=31).with_overrides(precisions=("fp32",))
+    plain = export_variant(recipe, out_dir=tmp_path / "plain", tensorrt="off")
+    slim = export_variant(
+        recipe,
+        out_dir=tmp_path / "slim",
+        tensorrt="off",
+        simplify=True,
+        verify=True,
+        operator_table=shared_reference / "onnx_tensorrt_operators.md",
+    )
+    nodes = [len(onnx.load(str(r.artefacts[0].path)).graph.node) for r in (plain, slim)]
+    assert nodes[1] < nodes[0]
+    assert json.loads(slim.artefacts[0].manifest.read_text())["simplified"] == "onnxslim"
+    assert all(c.passed for c in slim.verification)
