@@ -67,11 +67,12 @@ def version() -> None:
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint, data, export, train
+    from dualsr_deploy.cli import checkpoint, data, export, infer, train
 
     checkpoint.register(app)
     data.register(app)
     export.register(app)
+    infer.register(app)
     train.register(app)
 
 

@@ -70,12 +70,22 @@ def backproject(
         )
     if not im_h.is_floating_point():
         raise InputError(f"backproject works on float32 or float64 cubes; got {im_h.dtype}")
+    return backproject_with_weights(im_h, im_l, iterations)[0]
+
+
+def backproject_with_weights(
+    im_h: torch.Tensor, im_l: torch.Tensor, iterations: int = 1
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`backproject` (arguments already checked) and the SAM weight of each iteration (float64)."""
     low_size = (im_l.shape[-2], im_l.shape[-1])
     high_size = (im_h.shape[-2], im_h.shape[-1])
+    weights = []
     for _ in range(iterations):
         down = imresize(im_h, size=low_size)
-        weight = sam_weight(down, im_l).to(im_h.dtype)
+        weight = sam_weight(down, im_l)
+        weights.append(weight)
+        scale = weight.to(im_h.dtype)
         if im_h.dim() == 4:
-            weight = weight.view(-1, 1, 1, 1)
-        im_h = im_h + imresize(weight * (im_l - down), size=high_size)
-    return im_h
+            scale = scale.view(-1, 1, 1, 1)
+        im_h = im_h + imresize(scale * (im_l - down), size=high_size)
+    return im_h, weights

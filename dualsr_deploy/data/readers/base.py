@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.normalise import Normalisation, check_finite
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
 from dualsr_deploy.errors import DataError, DualSRError
 
@@ -136,6 +136,25 @@ class SceneReader(ABC):
             notes=tuple(notes),
         )
         return Scene(self.name, cube, meta)
+
+    def resolve_in_strips(self, normalise: Normalisation, rows: int = 64) -> None:
+        """Settle ``normalise``'s factor from a pass over row strips instead of one whole read, for scenes too
+        large to load: the ``max`` rule and ``auto`` on float data need only the scene's range. (Percentiles need
+        every value at once and are left to the whole read.)"""
+        if normalise in self._resolved:
+            return
+        uses_range = normalise.rule == "max" or (
+            normalise.rule == "auto" and self.dtype.kind == "f" and normalise.float_rule != "percentile"
+        )
+        if not uses_range:
+            return
+        _, height, width = self.shape
+        low, high = np.inf, -np.inf
+        for top in range(0, height, rows):
+            raw = check_finite(self.read_raw(Window(top, 0, min(rows, height - top), width)), self.source)
+            low, high = min(low, float(raw.min())), max(high, float(raw.max()))
+        extremes = np.array([low, high])
+        self._resolved[normalise] = normalise.resolve(self.dtype, lambda: extremes, self.source)
 
     def close(self) -> None:  # noqa: B027 - deliberately empty: readers without an open handle have nothing to do
         """Release the file; subclasses holding a handle close it."""

@@ -1,0 +1,71 @@
+"""The fine stage for scenes too large to hold whole: the same SAM-weighted back-projection, computed in row
+strips, exactly.
+
+``backproject`` needs one SAM weight per scene, from the whole image, so it runs in two passes over strips:
+
+1. ``d = imresize(im_h, 1/f)`` strip by strip, and the sum of the per-pixel spectral angles against ``im_l``
+   (the weight is their mean, as ``SAM.m`` computes it);
+2. ``im_h + imresize(c·(im_l − d), f)`` strip by strip, written out as it is made.
+
+A strip is computed on rows widened by a margin and cut back: MATLAB's resize kernel reaches 2 pixels at the
+coarse resolution (``2f`` at the fine one), so with 8 coarse rows of margin the kept rows see exactly the inputs
+the whole-image resize gives them. At the scene's top and bottom the widened strip stops at the border, where the
+whole-image resize mirrors just the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from dualsr_deploy.metrics import sam_map
+from dualsr_deploy.ops.imresize import imresize
+
+MARGIN = 8  # coarse rows
+
+Rows = Callable[[int, int], torch.Tensor]  # rows [start, stop) of a (C, H, W) cube, as float32 on the device
+
+
+def _down(high: Rows, high_rows: int, factor: int, start: int, stop: int) -> torch.Tensor:
+    """``imresize(im_h, 1/factor)`` rows [start, stop) (coarse rows), from a widened strip of ``im_h``."""
+    lo = max(start - MARGIN, 0)
+    hi = min(stop + MARGIN, high_rows // factor)
+    strip = high(lo * factor, hi * factor)
+    down = imresize(strip, size=(hi - lo, strip.shape[-1] // factor))
+    return down[:, start - lo : stop - lo]
+
+
+def strips(rows: int, step: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, rows, step):
+        yield start, min(start + step, rows)
+
+
+def sam_weight_streamed(high: Rows, low: Rows, shape_low: tuple[int, int, int], factor: int, step: int) -> float:
+    """``min(mean SAM°(imresize(im_h, 1/f), im_l), 1)`` over the whole scene, reading ``step`` coarse rows at a
+    time."""
+    _, rows, cols = shape_low
+    total = 0.0
+    for start, stop in strips(rows, step):
+        d = _down(high, rows * factor, factor, start, stop)
+        total += float(sam_map(d, low(start, stop)).sum())
+    return min(total / (rows * cols), 1.0)
+
+
+def backproject_streamed(
+    high: Rows,
+    low: Rows,
+    shape_low: tuple[int, int, int],
+    factor: int,
+    weight: float,
+    step: int,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(first fine row, refined rows)`` strip by strip: ``im_h + imresize(c·(im_l − d), f)``."""
+    _, rows, _ = shape_low
+    for start, stop in strips(rows, step):
+        lo, hi = max(start - MARGIN, 0), min(stop + MARGIN, rows)
+        d = _down(high, rows * factor, factor, lo, hi)
+        correction = weight * (low(lo, hi) - d)
+        up = imresize(correction, size=((hi - lo) * factor, correction.shape[-1] * factor))
+        keep = up[:, (start - lo) * factor : (stop - lo) * factor]
+        yield start * factor, high(start * factor, stop * factor) + keep

@@ -1,0 +1,103 @@
+"""The run manifest: one JSON line per scene attempt in ``OUT/manifest.jsonl``, appended as each scene ends.
+
+It is what ``--resume`` reads (a scene is done when its last record says ``ok``, its input hash is unchanged and
+its output is still there) and what a person reads to see what happened to every scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+@dataclass
+class SceneRecord:
+    name: str
+    input: str
+    status: str  # ok | failed | interrupted
+    input_sha256: str | None = None
+    output: str | None = None
+    engine: str | None = None
+    stage: str | None = None
+    scale: int | None = None
+    shape_in: list[int] | None = None
+    shape_out: list[int] | None = None
+    mode: str | None = None  # memory | streamed
+    tiles: int = 0
+    sam_weight: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, [], {})}, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SceneRecord:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def input_digest(path: Path, key: str | None = None) -> str:
+    """SHA-256 over the input's bytes (every file of a folder scene, in name order), and the key if any."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    if key is not None:
+        digest.update(b"\0key\0" + key.encode())
+    return digest.hexdigest()
+
+
+class RunManifest:
+    """Append-only, thread-safe; each line flushed and fsynced so a killed run loses no finished scene."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / MANIFEST_NAME
+        self._lock = threading.Lock()
+
+    def exists(self) -> bool:
+        return self.path.is_file() and self.path.stat().st_size > 0
+
+    def records(self) -> list[SceneRecord]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(SceneRecord.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue  # a line cut short by a killed run
+        return out
+
+    def completed(self) -> dict[str, SceneRecord]:
+        """The last record of each scene whose last record is ``ok``."""
+        last: dict[str, SceneRecord] = {}
+        for record in self.records():
+            last[record.name] = record
+        return {name: record for name, record in last.items() if record.status == "ok"}
+
+    def append(self, record: SceneRecord) -> None:
+        line = record.to_json() + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and self.path.stat().st_size:
+                with self.path.open("rb") as tail:
+                    tail.seek(-1, os.SEEK_END)
+                    if tail.read(1) != b"\n":  # a line cut short by a killed run: start a fresh one
+                        line = "\n" + line
+            with self.path.open("a") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())

@@ -1,0 +1,736 @@
+"""``run_archive``: super-resolve every scene of an archive, any size, with any backend, losing nothing.
+
+archive → scenes → LR tiles (halo ≥ the receptive radius) → batches → engine → stitching → fine stage → writer.
+
+- **Overlap.** A reader thread loads (and hashes) the next scenes while the engine runs; a writer thread writes
+  finished scenes while the next ones compute. Both queues are bounded, so memory stays bounded.
+- **Batches mix scenes.** Small scenes whose tiles have the same shape are batched together.
+- **Any size.** A scene whose working set exceeds the memory budget is *streamed*: LR row strips through the
+  engine into on-disk intermediates, then the fine stage in two exact passes over strips (one SAM weight per
+  scene, :mod:`dualsr_deploy.infer.fine`), written strip by strip (HDF5 or ``.npy``).
+- **Nothing lost.** Outputs are atomic (temporary name, then rename); ``OUT/manifest.jsonl`` gets one line per
+  scene (input hash, output, engine, timings, status) as it ends; a failing scene is recorded and the run goes
+  on; Ctrl-C finishes the scenes in hand and stops (a second one abandons them); ``resume`` skips scenes whose
+  last record is ``ok`` with the same input hash and whose output is still there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy._version import __version__
+from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
+from dualsr_deploy.data.archive import Archive, ArchiveEntry, open_archive
+from dualsr_deploy.data.chunked import CHUNKED_SUFFIXES, ChunkedWriter
+from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.scene import Scene, SceneMeta, Window
+from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.errors import DualSRError, InputError
+from dualsr_deploy.infer.engines import EnginePool, EngineSpec
+from dualsr_deploy.infer.fine import backproject_streamed, sam_weight_streamed
+from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, input_digest
+from dualsr_deploy.infer.tiling import Tile, TileGrid, paste, receptive_radius
+from dualsr_deploy.ops.backproject import backproject_with_weights
+from dualsr_deploy.train.stop import StopRequest
+
+STAGES = ("coarse", "dual", "backproject")
+FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr"}
+_LIKE_INPUT = {
+    "hdf5": ".h5",
+    "mat-v7.3": ".mat",
+    "mat-v5": ".mat",
+    "npy": ".npy",
+    "npz": ".npy",
+    "tiff": ".tif",
+    "geotiff": ".tif",
+    "envi": ".hdr",
+    "cave": ".h5",
+}
+WORK_DIR = ".dualsr-work"
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class RunError(DualSRError):
+    """The run as a whole cannot start (bad options, an output folder holding another run, …)."""
+
+
+def default_memory_budget() -> int:
+    """A quarter of this machine's physical memory."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """What ``dualsr infer`` was asked to do (see the CLI's help for each)."""
+
+    scale: int = 4
+    stage: str = "dual"
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    tile: int = 64
+    batch: int = 8
+    format: str | None = None
+    clip: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    memory_budget: int | None = None
+    normalise: Normalisation = field(default_factory=Normalisation)
+    key: str | None = None
+    layout: str | None = None
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale not in SUPPORTED_SCALES:
+            raise InputError(f"scale {self.scale} is not supported; CoarSR exists for {SUPPORTED_SCALES}")
+        if self.stage not in STAGES:
+            raise InputError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        if self.tile < 8:
+            raise InputError(f"--tile must be at least 8 LR pixels; got {self.tile}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1; got {self.batch}")
+        if self.format is not None and self.format not in FORMATS:
+            raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.resume and self.overwrite:
+            raise InputError("--resume continues a run and --overwrite redoes it: give one of them")
+        if self.stage == "dual":
+            half = self.scale // 2
+            if self.scale % 2 or not self.engine.has_weights(half):
+                raise InputError(
+                    f"the dual stage at ×{self.scale} needs a ×{self.scale / 2:g} CoarSR for its fine stage, and "
+                    f"there is none{'' if self.scale % 2 else ' (pass one with --weights-half)'}; run --stage "
+                    "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
+                )
+
+    @property
+    def budget(self) -> int:
+        return self.memory_budget if self.memory_budget is not None else default_memory_budget()
+
+    def working_bytes(self, shape: tuple[int, int, int]) -> int:
+        """Estimated peak bytes to process a scene whole: LR, SR, and the fine stage's intermediates."""
+        c, h, w = shape
+        s2 = self.scale * self.scale
+        copies = 1 + 3 * s2 + (7 * s2 // 4 + s2 if self.stage != "coarse" else 0)
+        return 4 * c * h * w * copies
+
+
+@dataclass(frozen=True)
+class PlannedScene:
+    entry: ArchiveEntry
+    action: str  # run | skip | fail
+    output: Path | None = None
+    mode: str = "memory"  # memory | streamed
+    tiles: int = 0
+    reason: str | None = None
+    digest: str | None = None
+
+
+@dataclass
+class Event:
+    """A progress report: ``kind`` is plan, scene, tiles, done or message (the callback may run on worker
+    threads)."""
+
+    kind: str
+    name: str = ""
+    count: int = 0
+    total: int = 0
+    record: SceneRecord | None = None
+    text: str = ""
+
+
+@dataclass
+class ArchiveReport:
+    out_dir: Path
+    plan: list[PlannedScene]
+    records: list[SceneRecord] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    engines: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[SceneRecord]:
+        return [r for r in self.records if r.status == "ok"]
+
+    @property
+    def failed(self) -> list[SceneRecord]:
+        return [r for r in self.records if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[PlannedScene]:
+        return [p for p in self.plan if p.action == "skip"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+# --- planning ---------------------------------------------------------------------------------------------------
+
+
+def _suffix(entry: ArchiveEntry, options: InferOptions) -> str:
+    if options.format is not None:
+        return FORMATS[options.format]
+    return _LIKE_INPUT.get(entry.format or "", ".h5")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hashes: bool) -> list[PlannedScene]:
+    """What a run would do with each scene; ``hashes`` computes input hashes (needed for ``resume``)."""
+    manifest = RunManifest(out_dir)
+    done = manifest.completed() if options.resume else {}
+    inputs = {entry.path.resolve() for entry in archive.entries}
+    plan: list[PlannedScene] = []
+    outputs: set[Path] = set()
+    for entry in archive.entries:
+        if entry.error is not None or entry.shape is None:
+            plan.append(PlannedScene(entry, "fail", reason=entry.error or "unreadable"))
+            continue
+        _c, h, w = entry.shape
+        suffix = _suffix(entry, options)
+        streamed = options.working_bytes(entry.shape) > options.budget
+        if streamed and suffix not in CHUNKED_SUFFIXES:
+            if options.format is not None:
+                plan.append(
+                    PlannedScene(
+                        entry,
+                        "fail",
+                        reason=f"the scene needs ~{options.working_bytes(entry.shape) / 2**30:.1f} GiB whole, over "
+                        f"the memory budget, and is streamed, which --format {options.format} cannot take; use "
+                        "--format h5 or npy (or raise --memory-budget)",
+                    )
+                )
+                continue
+            suffix = ".h5"
+        output = out_dir / f"{entry.name}{suffix}"
+        if not _inside(output, out_dir) or output.resolve() in inputs or output in outputs:
+            why = (
+                "would overwrite an input"
+                if output.resolve() in inputs
+                else "would leave the output folder"
+                if not _inside(output, out_dir)
+                else "has the same output name as another scene"
+            )
+            plan.append(PlannedScene(entry, "fail", output=output, reason=f"{output}: the output {why}"))
+            continue
+        outputs.add(output)
+        tiles = len(TileGrid(h, w, options.tile, 0)) * (2 if options.stage == "dual" else 1)
+        digest = input_digest(entry.path, entry.key) if hashes else None
+        previous = done.get(entry.name)
+        if previous is not None and previous.input_sha256 == digest and output.is_file():
+            plan.append(PlannedScene(entry, "skip", output, reason="done in an earlier run", digest=digest))
+            continue
+        mode = "streamed" if streamed else "memory"
+        plan.append(PlannedScene(entry, "run", output, mode, tiles, digest=digest))
+    return plan
+
+
+# --- the engine side --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One tile to run: its window in ``source`` (a whole LR cube or a row strip of one) starts at
+    (``top``, ``tile.left``); its core lands in ``out``, whose first row is scene HR row ``row_offset``."""
+
+    source: torch.Tensor
+    top: int
+    tile: Tile
+    window: tuple[int, int]
+    out: torch.Tensor
+    row_offset: int = 0
+
+
+class _Engine:
+    """Coarse SR of LR cubes through the pool's backends, tile by tile, batched across scenes."""
+
+    def __init__(self, pool: EnginePool, options: InferOptions, report: Callable[[Event], None]) -> None:
+        self.pool = pool
+        self.options = options
+        self.report = report
+
+    def grid(self, scale: int, height: int, width: int) -> TileGrid:
+        return TileGrid(height, width, self.options.tile, receptive_radius(self.pool.model(scale).config))
+
+    def batch_size(self, scale: int, bands: int) -> int:
+        caps = self.pool.backend(scale, bands).capabilities
+        limit = caps.max_shape[0] if caps.max_shape is not None else self.options.batch
+        return max(1, min(self.options.batch, limit))
+
+    def run_tiles(self, scale: int, jobs: list[_Job], name: str) -> None:
+        """Run every job's window through the ×``scale`` engine, a batch at a time, and paste the cores."""
+        if not jobs:
+            return
+        bands = jobs[0].source.shape[0]
+        backend = self.pool.backend(scale, bands)
+        size = self.batch_size(scale, bands)
+        for start in range(0, len(jobs), size):
+            chunk = jobs[start : start + size]
+            windows = [
+                job.source[:, job.top : job.top + job.window[0], job.tile.left : job.tile.left + job.window[1]]
+                for job in chunk
+            ]
+            sr = backend.run(torch.stack(windows))
+            for job, one in zip(chunk, sr, strict=True):
+                paste(job.out, job.tile, one, scale, row_offset=job.row_offset)
+            self.report(Event("tiles", name, count=len(chunk)))
+
+    def coarse(self, scale: int, cubes: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
+        """Whole-scene coarse SR ``(C, s·h, s·w)`` of same-window-shape LR cubes, tiles batched together."""
+        device = self.pool.backend(scale, cubes[0].shape[0]).device
+        outs: list[torch.Tensor] = []
+        jobs: list[_Job] = []
+        for cube in cubes:
+            c, h, w = cube.shape
+            out = torch.empty((c, scale * h, scale * w), device=device)
+            outs.append(out)
+            grid = self.grid(scale, h, w)
+            jobs += [_Job(cube, tile.top, tile, (grid.window_h, grid.window_w), out) for tile in grid]
+        self.run_tiles(scale, jobs, names[0] if len(names) == 1 else f"{len(names)} scenes")
+        return outs
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    planned: PlannedScene
+    scene: Scene | None = None
+    error: str | None = None
+    read_seconds: float = 0.0
+
+
+def _attrs(options: InferOptions, pool: EnginePool, stage: str) -> dict[str, str]:
+    attrs = {
+        "model": f"CoarSR ×{options.scale}",
+        "scale": str(options.scale),
+        "stage": stage,
+        "engine": options.engine.label,
+        "weights_sha256": pool.model(options.scale).info.sha256,
+        "dualsr_version": __version__,
+    }
+    if stage == "dual":
+        attrs["weights_half_sha256"] = pool.model(options.scale // 2).info.sha256
+    return attrs
+
+
+def _output_meta(meta: SceneMeta, scale: int) -> SceneMeta:
+    georef = meta.georef.scaled(scale) if meta.georef is not None else None
+    return meta.replace(georef=georef)
+
+
+def _clean_stale(out_dir: Path) -> None:
+    """Temporary files a killed run left (atomic writes, streamed intermediates)."""
+    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+    for stale in out_dir.rglob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def run_archive(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: InferOptions | None = None,
+    *,
+    progress: Callable[[Event], None] | None = None,
+    dry_run: bool = False,
+) -> ArchiveReport:
+    """Super-resolve every scene of ``source`` into ``out_dir``; see the module docstring.
+
+    Returns the report (its ``exit_code``: 0 all done, 1 some scene failed, 130 interrupted). Raises
+    :class:`RunError` only for what stops the whole run before it starts.
+    """
+    options = options or InferOptions()
+    report_to = progress or (lambda _event: None)
+    out = Path(out_dir)
+    archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
+    if _inside(out, archive.root) and out.resolve() == archive.root.resolve():
+        raise RunError(f"{out}: the output folder is the archive's own folder; choose another -o")
+    manifest = RunManifest(out)
+    if manifest.exists() and not (options.resume or options.overwrite) and not dry_run:
+        raise RunError(
+            f"{out} holds an earlier run ({manifest.path.name}); --resume to continue it, --overwrite to redo "
+            "every scene, or choose another -o"
+        )
+    plan = plan_archive(archive, out, options, hashes=options.resume or not dry_run)
+    result = ArchiveReport(out, plan)
+    total_tiles = sum(p.tiles for p in plan if p.action == "run")
+    report_to(Event("plan", count=sum(p.action == "run" for p in plan), total=total_tiles))
+    if dry_run:
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+    if options.resume:
+        _clean_stale(out)
+    started = time.perf_counter()
+    pool = EnginePool(options.engine, say=lambda text: report_to(Event("message", text=text)))
+    engine = _Engine(pool, options, report_to)
+
+    def finish(record: SceneRecord) -> None:
+        manifest.append(record)
+        result.records.append(record)
+        report_to(Event("done", record.name, record=record))
+
+    for planned in plan:
+        if planned.action == "fail":
+            finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
+
+    stop = StopRequest()
+    runner = _Runner(archive, plan, options, pool, engine, finish, report_to, stop)
+    try:
+        with stop.installed():
+            runner.run()
+    finally:
+        pool.close()
+        result.engines = pool.opened
+        result.interrupted = runner.interrupted
+        result.seconds = time.perf_counter() - started
+        shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    return result
+
+
+class _Runner:
+    def __init__(
+        self,
+        archive: Archive,
+        plan: list[PlannedScene],
+        options: InferOptions,
+        pool: EnginePool,
+        engine: _Engine,
+        finish: Callable[[SceneRecord], None],
+        report: Callable[[Event], None],
+        stop: StopRequest,
+    ) -> None:
+        self.archive = archive
+        self.todo = [p for p in plan if p.action == "run"]
+        self.options = options
+        self.pool = pool
+        self.engine = engine
+        self.finish = finish
+        self.report = report
+        self.stop = stop
+        self.interrupted = False
+        self._halt = threading.Event()
+        self.loaded: queue.Queue[_Item | None] = queue.Queue(maxsize=2)
+        self.written: queue.Queue[tuple[SceneRecord, Path, Scene, dict[str, str]] | None] = queue.Queue(maxsize=2)
+
+    # reader thread: loads in-memory scenes ahead of the engine (streamed ones are read by the engine itself)
+    def _read(self) -> None:
+        try:
+            for planned in self.todo:
+                if self._halt.is_set():
+                    break
+                item = _Item(planned)
+                if planned.mode == "memory":
+                    started = time.perf_counter()
+                    try:
+                        with self.archive.open(planned.entry) as reader:
+                            item.scene = reader.load(self.options.normalise)
+                    except (DualSRError, OSError, ValueError) as exc:
+                        item.error = str(exc)
+                    item.read_seconds = time.perf_counter() - started
+                while not self._halt.is_set():
+                    try:
+                        self.loaded.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            self._put_end(self.loaded)
+
+    def _put_end(self, q: queue.Queue[Any]) -> None:
+        while True:
+            try:
+                q.put(None, timeout=0.2)
+                return
+            except queue.Full:
+                if self._halt.is_set():
+                    with contextlib.suppress(queue.Empty):
+                        q.get_nowait()
+
+    # writer thread: writes finished in-memory scenes atomically, then records them
+    def _write(self) -> None:
+        while True:
+            job = self.written.get()
+            if job is None:
+                return
+            record, path, scene, attrs = job
+            started = time.perf_counter()
+            try:
+                write_scene(path, scene, attrs=attrs)
+            except Exception as exc:  # any failure is this scene's, never the run's
+                record.status, record.error, record.output = "failed", f"writing {path}: {exc}", None
+            record.seconds["write"] = round(time.perf_counter() - started, 3)
+            record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
+            self.finish(record)
+
+    def run(self) -> None:
+        reader = threading.Thread(target=self._read, name="dualsr-reader", daemon=True)
+        writer = threading.Thread(target=self._write, name="dualsr-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            for group in self._groups():
+                self._process(group)
+                if self.stop.requested:
+                    self.interrupted = True
+                    break
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            self._halt.set()
+            self.written.put(None)
+            writer.join()
+            reader.join(timeout=5)
+
+    def _groups(self) -> Iterator[list[_Item]]:
+        """Items in order; consecutive in-memory scenes with the same tile shapes are grouped up to a batch."""
+        pending: _Item | None = None
+        while True:
+            first = pending if pending is not None else self.loaded.get()
+            pending = None
+            if first is None:
+                return
+            group = [first]
+            key = self._key(first)
+            tiles = first.planned.tiles
+            while key is not None and tiles < self.options.batch:
+                try:
+                    nxt = self.loaded.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    yield group
+                    return
+                if self._key(nxt) != key:
+                    pending = nxt
+                    break
+                group.append(nxt)
+                tiles += nxt.planned.tiles
+            yield group
+            if self.stop.requested:
+                return
+
+    def _key(self, item: _Item) -> tuple[Any, ...] | None:
+        if item.scene is None or item.error is not None:
+            return None
+        c, h, w = item.scene.cube.shape
+        scales = [self.options.scale] + ([self.options.scale // 2] if self.options.stage == "dual" else [])
+        windows = []
+        for scale in scales:
+            grid = self.engine.grid(scale, h, w)
+            windows.append((grid.window_h, grid.window_w))
+        return (c, *windows)
+
+    def _record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
+        entry = planned.entry
+        return SceneRecord(
+            entry.name,
+            str(entry.path),
+            status,
+            input_sha256=planned.digest,
+            engine=self.options.engine.label,
+            stage=self.options.stage,
+            scale=self.options.scale,
+            shape_in=list(entry.shape) if entry.shape else None,
+            mode=planned.mode,
+            tiles=planned.tiles,
+            **facts,
+        )
+
+    def _process(self, group: list[_Item]) -> None:
+        for item in group:
+            self.report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
+        live = [item for item in group if item.error is None]
+        for item in group:
+            if item.error is not None:
+                self.finish(self._record(item.planned, "failed", error=item.error))
+        if not live:
+            return
+        if live[0].planned.mode == "streamed":
+            self._streamed(live[0])
+            return
+        try:
+            self._in_memory(live)
+        except KeyboardInterrupt:
+            for item in live:
+                self.finish(self._record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
+            raise
+        except (DualSRError, RuntimeError, ValueError, OSError) as exc:
+            for item in live:
+                self.finish(self._record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
+
+    def _in_memory(self, items: list[_Item]) -> None:
+        options = self.options
+        scale = options.scale
+        scenes = [item.scene for item in items]
+        assert all(scene is not None for scene in scenes)
+        names = [item.planned.entry.name for item in items]
+        device = self.pool.backend(scale, scenes[0].cube.shape[0]).device  # type: ignore[union-attr]
+        cubes = [torch.from_numpy(scene.cube).to(device) for scene in scenes]  # type: ignore[union-attr]
+        t0 = time.perf_counter()
+        highs = self.engine.coarse(scale, cubes, names)
+        lows = self.engine.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
+        coarse_seconds = (time.perf_counter() - t0) / len(items)
+        for index, item in enumerate(items):
+            t1 = time.perf_counter()
+            high = highs[index]
+            weight = None
+            if options.stage == "coarse":
+                sr = high
+            else:
+                high = high.clamp(0, 1)
+                guide = lows[index].clamp(0, 1) if lows is not None else cubes[index]
+                sr, weights = backproject_with_weights(high, guide)
+                weight = float(weights[0])
+            if options.clip:
+                sr = sr.clamp(0, 1)
+            fine_seconds = time.perf_counter() - t1
+            scene = items[index].scene
+            assert scene is not None
+            assert item.planned.output is not None
+            result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), _output_meta(scene.meta, scale))
+            record = self._record(
+                item.planned,
+                "ok",
+                output=str(item.planned.output),
+                shape_out=list(result.cube.shape),
+                sam_weight=weight,
+                seconds={
+                    "read": round(item.read_seconds, 3),
+                    "coarse": round(coarse_seconds, 3),
+                    "fine": round(fine_seconds, 3),
+                },
+            )
+            self.written.put((record, item.planned.output, result, _attrs(options, self.pool, options.stage)))
+
+    def _streamed(self, item: _Item) -> None:
+        planned = item.planned
+        try:
+            record = _stream_scene(self, planned)
+        except KeyboardInterrupt:
+            self.finish(self._record(planned, "interrupted", error="abandoned by a second Ctrl-C"))
+            raise
+        except (DualSRError, RuntimeError, ValueError, OSError) as exc:
+            record = self._record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
+        self.finish(record)
+
+
+def _stream_scene(runner: _Runner, planned: PlannedScene) -> SceneRecord:
+    """One scene too large to hold: coarse SR in LR row strips, the fine stage in two passes over strips."""
+    options, pool, engine = runner.options, runner.pool, runner.engine
+    entry, scale = planned.entry, options.scale
+    assert entry.shape is not None
+    assert planned.output is not None
+    c, h, w = entry.shape
+    seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
+    work = planned.output.parent / WORK_DIR / f"{abs(hash(entry.name)):x}"
+    work.mkdir(parents=True, exist_ok=True)
+    device = pool.backend(scale, c).device
+    with runner.archive.open(entry) as reader:
+        reader.resolve_in_strips(options.normalise)
+        meta = reader.load(options.normalise, Window(0, 0, 1, w)).meta
+
+        def lr_rows(start: int, stop: int) -> torch.Tensor:
+            t = time.perf_counter()
+            cube = reader.load(options.normalise, Window(start, 0, stop - start, w)).cube
+            seconds["read"] += time.perf_counter() - t
+            return torch.from_numpy(cube).to(device)
+
+        def coarse_into(model_scale: int, sink: Callable[[int, torch.Tensor], None], clip: bool) -> None:
+            grid = engine.grid(model_scale, h, w)
+            for row in grid.rows():
+                first = row[0]
+                strip = lr_rows(first.top, first.top + grid.window_h)
+                t = time.perf_counter()
+                buf = torch.empty((c, model_scale * first.core_height, model_scale * w), device=device)
+                offset = model_scale * first.core_top
+                window = (grid.window_h, grid.window_w)
+                engine.run_tiles(model_scale, [_Job(strip, 0, tile, window, buf, offset) for tile in row], entry.name)
+                seconds["coarse"] += time.perf_counter() - t
+                sink(offset, buf.clamp(0, 1) if clip else buf)
+
+        def into(array: np.ndarray) -> Callable[[int, torch.Tensor], None]:
+            def sink(first_row: int, rows: torch.Tensor) -> None:
+                array[:, first_row : first_row + rows.shape[1]] = rows.cpu().numpy()
+
+            return sink
+
+        attrs = _attrs(options, pool, options.stage)
+        out_meta = _output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
+        weight = None
+        with ChunkedWriter(planned.output, (c, scale * h, scale * w), out_meta, attrs) as writer:
+
+            def write(first_row: int, rows: torch.Tensor) -> None:
+                t = time.perf_counter()
+                writer.write(first_row, rows.cpu().numpy())
+                seconds["write"] += time.perf_counter() - t
+
+            if options.stage == "coarse":
+                coarse_into(scale, write, options.clip)
+            else:
+                high_mm = np.lib.format.open_memmap(
+                    work / "high.npy", mode="w+", dtype=np.float32, shape=(c, scale * h, scale * w)
+                )
+                coarse_into(scale, into(high_mm), True)
+
+                def high(start: int, stop: int) -> torch.Tensor:
+                    return torch.from_numpy(np.array(high_mm[:, start:stop])).to(device)
+
+                if options.stage == "dual":
+                    half = scale // 2
+                    low_mm = np.lib.format.open_memmap(
+                        work / "low.npy", mode="w+", dtype=np.float32, shape=(c, half * h, half * w)
+                    )
+                    coarse_into(half, into(low_mm), True)
+
+                    def low(start: int, stop: int) -> torch.Tensor:
+                        return torch.from_numpy(np.array(low_mm[:, start:stop])).to(device)
+
+                    factor, low_shape = 2, (c, half * h, half * w)
+                else:
+                    low, factor, low_shape = lr_rows, scale, (c, h, w)
+                t = time.perf_counter()
+                row_bytes = 4 * c * low_shape[2] * factor * factor * 12
+                step = max(8, min(low_shape[1], options.budget // max(row_bytes, 1)))
+                weight = sam_weight_streamed(high, low, low_shape, factor, step)
+                for first, rows in backproject_streamed(high, low, low_shape, factor, weight, step):
+                    write(first, rows.clamp(0, 1) if options.clip else rows)
+                seconds["fine"] += time.perf_counter() - t - seconds["write"]
+            t = time.perf_counter()
+            writer.commit()
+            seconds["write"] += time.perf_counter() - t
+    shutil.rmtree(work, ignore_errors=True)
+    seconds = {k: round(v, 3) for k, v in seconds.items()}
+    seconds["total"] = round(sum(seconds.values()), 3)
+    return runner._record(
+        planned,
+        "ok",
+        output=str(planned.output),
+        shape_out=[c, scale * h, scale * w],
+        sam_weight=weight,
+        seconds=seconds,
+    )
+
+
+__all__ = ["ArchiveReport", "Event", "InferOptions", "PlannedScene", "RunError", "plan_archive", "run_archive"]
