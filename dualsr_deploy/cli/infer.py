@@ -81,6 +81,7 @@ def infer(
         engines_dir=engines,
         weights=tuple(chosen.items()),
         compile=compile_model,
+        half_scales=(scale // 2,) if stage == "dual" else (),
     )
     options = InferOptions(
         scale=scale,
@@ -131,6 +132,9 @@ def infer(
                     bar.console.print(f"[{colour}]{record.status}[/] {escape(record.name)}{detail}")
                 if record.mode is not None:  # scenes that failed before running were never counted in
                     bar.advance(tasks["scenes"])  # type: ignore[arg-type]
+            elif event.kind == "skip":
+                bar.advance(tasks["scenes"])  # type: ignore[arg-type]
+                bar.advance(tasks["tiles"], event.count)  # type: ignore[arg-type]
             elif event.kind == "message":
                 bar.console.print(escape(event.text))
 

@@ -36,6 +36,7 @@ class EngineSpec:
     engines_dir: Path = Path("engines")
     weights: tuple[tuple[int, Path], ...] = ()
     compile: bool = False
+    half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -47,8 +48,15 @@ class EngineSpec:
         for s, path in self.weights:
             if s == scale:
                 return path
-        from dualsr_deploy.weights import shipped_weights
+        from dualsr_deploy.weights import shipped_scales, shipped_weights
 
+        if scale not in shipped_scales():
+            have = ", ".join(f"×{s}" for s in shipped_scales()) or "none"
+            option = "--weights-half" if scale in self.half_scales else "--weights"
+            raise CheckpointError(
+                f"no shipped ×{scale} weights (shipped: {have}); pass {option} PATH, or train one with "
+                f"`dualsr train … --scale {scale}`"
+            )
         return shipped_weights(scale)
 
     def has_weights(self, scale: int) -> bool:

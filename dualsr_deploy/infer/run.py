@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +120,12 @@ class InferOptions:
         return self.memory_budget if self.memory_budget is not None else default_memory_budget()
 
     def working_bytes(self, shape: tuple[int, int, int]) -> int:
-        """Estimated peak bytes to process a scene whole: LR, SR, and the fine stage's intermediates."""
+        """Estimated peak bytes to process a scene whole: LR, the coarse SR cube(s), the fine stage's resizes and
+        differences and the written copy; about 12 HR copies for the fine stages, 5 for coarse alone (measured: a
+        31×256×256 LR scene at ×4 dual peaked 1.6 GB above the process, ~12.5 HR copies)."""
         c, h, w = shape
         s2 = self.scale * self.scale
-        copies = 1 + 3 * s2 + (7 * s2 // 4 + s2 if self.stage != "coarse" else 0)
-        return 4 * c * h * w * copies
+        return 4 * c * h * w * (1 + (5 if self.stage == "coarse" else 12) * s2)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class ArchiveReport:
     interrupted: bool = False
     seconds: float = 0.0
     engines: list[str] = field(default_factory=list)
+    resumed: list[PlannedScene] = field(default_factory=list)
 
     @property
     def ok(self) -> list[SceneRecord]:
@@ -170,7 +172,8 @@ class ArchiveReport:
 
     @property
     def skipped(self) -> list[PlannedScene]:
-        return [p for p in self.plan if p.action == "skip"]
+        """Scenes done by an earlier run (``resume``), found so in planning (dry run) or by the reader thread."""
+        return [p for p in self.plan if p.action == "skip"] + self.resumed
 
     @property
     def exit_code(self) -> int:
@@ -197,7 +200,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hashes: bool) -> list[PlannedScene]:
-    """What a run would do with each scene; ``hashes`` computes input hashes (needed for ``resume``)."""
+    """What a run would do with each scene. ``hashes``: hash every input now to decide ``resume`` skips (the dry
+    run); a real run leaves hashing, and so the skip decision, to its reader thread, overlapped with compute."""
     manifest = RunManifest(out_dir)
     done = manifest.completed() if options.resume else {}
     inputs = {entry.path.resolve() for entry in archive.entries}
@@ -273,10 +277,14 @@ class _Engine:
     def grid(self, scale: int, height: int, width: int) -> TileGrid:
         return TileGrid(height, width, self.options.tile, receptive_radius(self.pool.model(scale).config))
 
-    def batch_size(self, scale: int, bands: int) -> int:
+    def batch_size(self, scale: int, bands: int, window: tuple[int, int]) -> int:
+        """``--batch``, capped by an engine profile and by a quarter of the memory budget: per tile, the output,
+        skip and sum (3·s² floats per LR pixel and band) and the recurrent scan's two F-channel maps."""
         caps = self.pool.backend(scale, bands).capabilities
         limit = caps.max_shape[0] if caps.max_shape is not None else self.options.batch
-        return max(1, min(self.options.batch, limit))
+        n_feats = self.pool.model(scale).config.n_feats
+        per_tile = 4 * bands * window[0] * window[1] * (3 * scale * scale + 2 * n_feats)
+        return max(1, min(self.options.batch, limit, self.options.budget // 4 // per_tile))
 
     def run_tiles(self, scale: int, jobs: list[_Job], name: str) -> None:
         """Run every job's window through the ×``scale`` engine, a batch at a time, and paste the cores."""
@@ -284,7 +292,7 @@ class _Engine:
             return
         bands = jobs[0].source.shape[0]
         backend = self.pool.backend(scale, bands)
-        size = self.batch_size(scale, bands)
+        size = self.batch_size(scale, bands, jobs[0].window)
         for start in range(0, len(jobs), size):
             chunk = jobs[start : start + size]
             windows = [
@@ -317,6 +325,7 @@ class _Engine:
 @dataclass
 class _Item:
     planned: PlannedScene
+    skip: bool = False
     scene: Scene | None = None
     error: str | None = None
     read_seconds: float = 0.0
@@ -373,7 +382,10 @@ def run_archive(
             f"{out} holds an earlier run ({manifest.path.name}); --resume to continue it, --overwrite to redo "
             "every scene, or choose another -o"
         )
-    plan = plan_archive(archive, out, options, hashes=options.resume or not dry_run)
+    pool = EnginePool(options.engine, say=lambda text: report_to(Event("message", text=text)))
+    for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
+        pool.model(scale)  # missing or mismatched weights stop the run before anything is written
+    plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
     result = ArchiveReport(out, plan)
     total_tiles = sum(p.tiles for p in plan if p.action == "run")
     report_to(Event("plan", count=sum(p.action == "run" for p in plan), total=total_tiles))
@@ -383,7 +395,6 @@ def run_archive(
     if options.resume:
         _clean_stale(out)
     started = time.perf_counter()
-    pool = EnginePool(options.engine, say=lambda text: report_to(Event("message", text=text)))
     engine = _Engine(pool, options, report_to)
 
     def finish(record: SceneRecord) -> None:
@@ -396,7 +407,7 @@ def run_archive(
             finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
 
     stop = StopRequest()
-    runner = _Runner(archive, plan, options, pool, engine, finish, report_to, stop)
+    runner = _Runner(archive, plan, options, pool, engine, finish, report_to, stop, manifest)
     try:
         with stop.installed():
             runner.run()
@@ -404,6 +415,7 @@ def run_archive(
         pool.close()
         result.engines = pool.opened
         result.interrupted = runner.interrupted
+        result.resumed = runner.resumed
         result.seconds = time.perf_counter() - started
         shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return result
@@ -420,6 +432,7 @@ class _Runner:
         finish: Callable[[SceneRecord], None],
         report: Callable[[Event], None],
         stop: StopRequest,
+        manifest: RunManifest,
     ) -> None:
         self.archive = archive
         self.todo = [p for p in plan if p.action == "run"]
@@ -430,6 +443,8 @@ class _Runner:
         self.report = report
         self.stop = stop
         self.interrupted = False
+        self.resumed: list[PlannedScene] = []
+        self.done = manifest.completed() if options.resume else {}
         self._halt = threading.Event()
         self.loaded: queue.Queue[_Item | None] = queue.Queue(maxsize=2)
         self.written: queue.Queue[tuple[SceneRecord, Path, Scene, dict[str, str]] | None] = queue.Queue(maxsize=2)
@@ -440,15 +455,28 @@ class _Runner:
             for planned in self.todo:
                 if self._halt.is_set():
                     break
+                started = time.perf_counter()
+                try:
+                    planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
+                except OSError as exc:
+                    planned = replace(planned, reason=f"cannot hash the input: {exc}")
                 item = _Item(planned)
-                if planned.mode == "memory":
-                    started = time.perf_counter()
+                previous = self.done.get(planned.entry.name)
+                if (
+                    previous is not None
+                    and planned.digest is not None
+                    and previous.input_sha256 == planned.digest
+                    and planned.output is not None
+                    and planned.output.is_file()
+                ):
+                    item.skip = True
+                elif planned.mode == "memory":
                     try:
                         with self.archive.open(planned.entry) as reader:
                             item.scene = reader.load(self.options.normalise)
                     except (DualSRError, OSError, ValueError) as exc:
                         item.error = str(exc)
-                    item.read_seconds = time.perf_counter() - started
+                item.read_seconds = time.perf_counter() - started
                 while not self._halt.is_set():
                     try:
                         self.loaded.put(item, timeout=0.2)
@@ -532,7 +560,7 @@ class _Runner:
                 return
 
     def _key(self, item: _Item) -> tuple[Any, ...] | None:
-        if item.scene is None or item.error is not None:
+        if item.skip or item.scene is None or item.error is not None:
             return None
         c, h, w = item.scene.cube.shape
         scales = [self.options.scale] + ([self.options.scale // 2] if self.options.stage == "dual" else [])
@@ -559,6 +587,10 @@ class _Runner:
         )
 
     def _process(self, group: list[_Item]) -> None:
+        if group[0].skip:
+            self.resumed.append(group[0].planned)
+            self.report(Event("skip", group[0].planned.entry.name, count=group[0].planned.tiles))
+            return
         for item in group:
             self.report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
         live = [item for item in group if item.error is None]
