@@ -278,12 +278,20 @@ class _Engine:
         return TileGrid(height, width, self.options.tile, receptive_radius(self.pool.model(scale).config))
 
     def batch_size(self, scale: int, bands: int, window: tuple[int, int]) -> int:
-        """``--batch``, capped by an engine profile and by a quarter of the memory budget: per tile, the output,
-        skip and sum (3·s² floats per LR pixel and band) and the recurrent scan's two F-channel maps."""
-        caps = self.pool.backend(scale, bands).capabilities
+        """``--batch``, capped by an engine profile and by a quarter of the memory budget.
+
+        Per tile: the output, skip and sum (3·s² floats per LR pixel and band) and the recurrent scan's two
+        F-channel maps; an exported graph also holds the network's activations for every plane at once (the torch
+        engine runs them in chunks), ~3× the model's peak per pixel as measured with ONNX Runtime on CPU.
+        """
+        backend = self.pool.backend(scale, bands)
+        caps = backend.capabilities
         limit = caps.max_shape[0] if caps.max_shape is not None else self.options.batch
-        n_feats = self.pool.model(scale).config.n_feats
-        per_tile = 4 * bands * window[0] * window[1] * (3 * scale * scale + 2 * n_feats)
+        core = self.pool.model(scale).core
+        per_pixel = 4 * (3 * scale * scale + 2 * core.config.n_feats)
+        if self.options.engine.engine != "torch":
+            per_pixel += 3 * core.activation_bytes_per_pixel()
+        per_tile = bands * window[0] * window[1] * per_pixel
         return max(1, min(self.options.batch, limit, self.options.budget // 4 // per_tile))
 
     def run_tiles(self, scale: int, jobs: list[_Job], name: str) -> None:
@@ -374,8 +382,13 @@ def run_archive(
     report_to = progress or (lambda _event: None)
     out = Path(out_dir)
     archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
-    if _inside(out, archive.root) and out.resolve() == archive.root.resolve():
+    if out.resolve() == archive.root.resolve():
         raise RunError(f"{out}: the output folder is the archive's own folder; choose another -o")
+    if Path(source).is_dir() and _inside(out, archive.root):
+        raise RunError(
+            f"{out} lies inside the archive folder {archive.root}: its outputs would be read as scenes by the next "
+            "run (or --resume); choose an -o outside it"
+        )
     manifest = RunManifest(out)
     if manifest.exists() and not (options.resume or options.overwrite) and not dry_run:
         raise RunError(
@@ -412,8 +425,8 @@ def run_archive(
         with stop.installed():
             runner.run()
     finally:
-        pool.close()
         result.engines = pool.opened
+        pool.close()
         result.interrupted = runner.interrupted
         result.resumed = runner.resumed
         result.seconds = time.perf_counter() - started

@@ -157,10 +157,14 @@ def test_bad_options_are_one_line_errors(mixed_archive: Path, tmp_path: Path, ar
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-def test_outputs_never_overwrite_inputs(mixed_archive: Path) -> None:
+def test_outputs_never_overwrite_or_join_the_inputs(mixed_archive: Path) -> None:
     result = runner.invoke(app, ["infer", str(mixed_archive), "-o", str(mixed_archive)], terminal_width=300)
     assert result.exit_code == 2
     assert "archive's own folder" in result.output
+    inside = runner.invoke(app, ["infer", str(mixed_archive), "-o", str(mixed_archive / "sr")], terminal_width=300)
+    assert inside.exit_code == 2
+    assert "would be read as scenes" in inside.output
+    assert not (mixed_archive / "sr").exists()
 
 
 def _infer_process(archive: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
