@@ -67,12 +67,13 @@ def version() -> None:
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint, data, export, infer, train
+    from dualsr_deploy.cli import checkpoint, data, evaluate, export, infer, train
 
     checkpoint.register(app)
     data.register(app)
     export.register(app)
     infer.register(app)
+    evaluate.register(app)
     train.register(app)
 
 

@@ -778,4 +778,58 @@ def _stream_scene(runner: _Runner, planned: PlannedScene) -> SceneRecord:
     )
 
 
-__all__ = ["ArchiveReport", "Event", "InferOptions", "PlannedScene", "RunError", "plan_archive", "run_archive"]
+@dataclass
+class Stages:
+    """One LR cube super-resolved: the clipped coarse result and, for the fine stages, the refined one."""
+
+    coarse: torch.Tensor
+    fine: torch.Tensor | None
+    sam_weight: float | None
+
+
+class Upscaler:
+    """What :func:`run_archive` computes for one in-memory scene, for callers that want the tensors (``eval``,
+    ``demo``): ``Upscaler(options)(lr)`` → :class:`Stages`. Close it (or use it as a context manager)."""
+
+    def __init__(self, options: InferOptions) -> None:
+        self.options = options
+        self.pool = EnginePool(options.engine)
+        self.engine = _Engine(self.pool, options, lambda _event: None)
+
+    def __call__(self, lr: torch.Tensor) -> Stages:
+        options, scale = self.options, self.options.scale
+        device = self.pool.backend(scale, lr.shape[0]).device
+        cube = lr.to(device)
+        (high,) = self.engine.coarse(scale, [cube], ["scene"])
+        high = high.clamp(0, 1)
+        if options.stage == "coarse":
+            return Stages(high, None, None)
+        guide = self.engine.coarse(scale // 2, [cube], ["scene"])[0].clamp(0, 1) if options.stage == "dual" else cube
+        fine, weights = backproject_with_weights(high, guide)
+        return Stages(high, fine.clamp(0, 1) if options.clip else fine, float(weights[0]))
+
+    @property
+    def label(self) -> str:
+        return self.options.engine.label
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Upscaler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "ArchiveReport",
+    "Event",
+    "InferOptions",
+    "PlannedScene",
+    "RunError",
+    "Stages",
+    "Upscaler",
+    "plan_archive",
+    "run_archive",
+]

@@ -1,0 +1,158 @@
+"""``dualsr eval`` and ``dualsr demo``: thin layers over :mod:`dualsr_deploy.evaluation`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.errors import InputError
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def _summary(report: object, paths: dict[str, Path]) -> None:
+    from dualsr_deploy.evaluation.core import PAPER_CAVE, EvalReport
+
+    assert isinstance(report, EvalReport)
+    table = Table(
+        title=f"×{report.scale}, mean over {len(report.scenes)} scenes ({report.protocol})", title_justify="left"
+    )
+    for column in ("method", "PSNR (dB)", "SSIM", "SAM (°)", "ERGAS"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for method in report.methods:
+        mean = report.mean(method)
+        if mean:
+            table.add_row(
+                escape(method),
+                f"{mean['psnr']:.3f}",
+                f"{mean['ssim']:.4f}",
+                f"{mean['sam']:.3f}",
+                f"{mean['ergas']:.3f}",
+            )
+    for name, row in PAPER_CAVE.get(report.scale, {}).items():
+        table.add_row(
+            f"[dim]paper, CAVE: {name} (reference)[/]",
+            f"[dim]{row['psnr']:.3f}[/]",
+            f"[dim]{row['ssim']:.4f}[/]",
+            f"[dim]{row['sam']:.3f}[/]",
+            "",
+        )
+    console.print(table)
+    for name, error in report.failed:
+        console.print(f"[red]failed[/] {escape(name)}: {escape(error)}", soft_wrap=True)
+    console.print("report: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _pixels(values: list[str] | None) -> tuple[tuple[int, int], ...] | None:
+    if not values:
+        return None
+    out = []
+    for value in values:
+        try:
+            row, col = (int(v) for v in value.split(","))
+        except ValueError:
+            raise InputError(f"--pixel takes ROW,COL (e.g. 120,64); got {value!r}") from None
+        out.append((row, col))
+    return tuple(out)
+
+
+@user_errors
+def eval_command(
+    hr: str = typer.Argument(
+        ..., help="HR scenes (ground truth): a file, folder, glob, list file or multi-scene HDF5."
+    ),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}."),
+    scale: int = typer.Option(4, help="Super-resolution factor."),
+    stage: str = typer.Option("dual", help="dual, coarse or backproject (see dualsr infer)."),
+    engine: list[str] | None = typer.Option(None, help="torch, onnx or trt; repeat to compare engines side by side."),
+    device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
+    precision: list[str] | None = typer.Option(None, help="fp32/fp16/bf16, one per --engine (default fp32)."),
+    weights: Path | None = typer.Option(None, help="×scale checkpoint (default: shipped)."),
+    weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
+    engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Where exported engines are found."),
+    lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
+    sr: Path | None = typer.Option(None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o)."),
+    blur: str | None = typer.Option(None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5)."),
+    noise: float = typer.Option(0.0, help="Gaussian noise σ on the LR ([0, 1] scale)."),
+    band: list[int] | None = typer.Option(None, help="Band index for the error maps (repeat; default: 3 spread)."),
+    pixel: list[str] | None = typer.Option(None, help="ROW,COL for the spectra figure (repeat; default: picked)."),
+    figures: bool = typer.Option(True, help="Draw the figures of the HTML report (matplotlib)."),
+    tile: int = typer.Option(64, help="LR tile size."),
+) -> None:
+    """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""
+    from dualsr_deploy.data.degrade import Blur
+    from dualsr_deploy.evaluation import EvalOptions, evaluate_archive, write_reports
+    from dualsr_deploy.infer.engines import EngineSpec, check_device, default_device
+
+    engines = engine or ["torch"]
+    precisions = precision or ["fp32"] * len(engines)
+    if len(precisions) != len(engines):
+        raise InputError(f"give one --precision per --engine ({len(engines)}), or none")
+    chosen = {scale: weights} if weights is not None else {}
+    if weights_half is not None:
+        chosen[scale // 2] = weights_half
+    target = check_device(device or default_device())
+    specs = tuple(
+        EngineSpec(engine=e, device=target, precision=p, engines_dir=engines_dir, weights=tuple(chosen.items()))
+        for e, p in zip(engines, precisions, strict=True)
+    )
+    options = EvalOptions(
+        scale=scale,
+        engines=specs,
+        stage=stage,
+        blur=Blur.parse(blur) if blur else None,
+        noise_sigma=noise,
+        tile=tile,
+        lr=lr,
+        sr=sr,
+        bands_shown=tuple(band) if band else None,
+        pixels=_pixels(pixel),
+        figures=figures,
+    )
+    with _progress() as bar:
+        task = bar.add_task("scenes", total=None)
+
+        def report_progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(name), completed=done, total=total)
+
+        report = evaluate_archive(hr, options, progress=report_progress)
+        paths = write_reports(report, out, options, progress=lambda n, d, t: report_progress(f"figures: {n}", d, t))
+    _summary(report, paths)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the example scenes and the report."),
+    scenes: int = typer.Option(2, help="How many example scenes to make."),
+    size: int = typer.Option(256, help="Their size in pixels (HR)."),
+) -> None:
+    """The built-in example: synthetic CAVE-like scenes, the shipped ×4 weights, DualSR vs bicubic, a report."""
+    from dualsr_deploy.evaluation.demo import run_demo
+
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("demo", total=None)
+
+        def report_progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(name), completed=done, total=total)
+
+        report, paths = run_demo(out, scenes=scenes, size=size, progress=report_progress)
+    _summary(report, paths)
+    console.print(f"done in {time.perf_counter() - started:.1f} s; open [bold]{paths['html']}[/] in a browser")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command()(demo)

@@ -1,0 +1,248 @@
+"""``evaluate_archive``: bicubic, the coarse stage and the fine stage (per engine) scored against ground truth.
+
+Inputs are HR scenes, from which LR is simulated by the paper's protocol (optional Gaussian blur, MATLAB bicubic
+×1/s, optional noise: :func:`dualsr_deploy.data.degrade.degrade`), or HR scenes with their LR given (``lr=``,
+matched by name), and optionally existing SR outputs (``sr=``, e.g. a ``dualsr infer`` folder, matched by name).
+Every score is :func:`dualsr_deploy.metrics.evaluate` on the clipped result against the HR cube cropped to a
+multiple of the scale.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy import metrics
+from dualsr_deploy._version import __version__
+from dualsr_deploy.data.archive import open_archive
+from dualsr_deploy.data.degrade import Blur, degrade, modcrop
+from dualsr_deploy.data.readers import read_scene
+from dualsr_deploy.errors import DataError, InputError
+from dualsr_deploy.infer.engines import EngineSpec
+from dualsr_deploy.infer.run import InferOptions, Upscaler
+from dualsr_deploy.ops.imresize import imresize
+
+# The DualSR paper's CAVE results (its own test split), for orientation only: never computed here.
+PAPER_CAVE = {
+    4: {
+        "bicubic": {"psnr": 35.755, "ssim": 0.9071, "sam": 3.944},
+        "CoarSR": {"psnr": 39.665, "ssim": 0.9328, "sam": 3.152},
+        "DualSR": {"psnr": 39.813, "ssim": 0.9339, "sam": 3.130},
+    },
+    8: {
+        "bicubic": {"psnr": 31.805, "ssim": 0.8485, "sam": 5.291},
+        "CoarSR": {"psnr": 35.475, "ssim": 0.8828, "sam": 4.269},
+        "DualSR": {"psnr": 35.628, "ssim": 0.8862, "sam": 4.411},
+    },
+}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    scale: int = 4
+    engines: tuple[EngineSpec, ...] = (EngineSpec(),)
+    stage: str = "dual"
+    blur: Blur | None = None
+    noise_sigma: float = 0.0
+    seed: int = 0
+    tile: int = 64
+    lr: Path | None = None
+    sr: Path | None = None
+    bands_shown: tuple[int, ...] | None = None
+    pixels: tuple[tuple[int, int], ...] | None = None
+    figures: bool = True
+    limit: int | None = None
+
+
+@dataclass
+class SceneResult:
+    name: str
+    shape: tuple[int, int, int]
+    wavelengths: tuple[float, ...] | None
+    scores: dict[str, dict[str, float]]  # method → metric → value
+    bands: dict[str, dict[str, list[float]]]  # method → psnr/ssim → per band
+    sam_quantiles: dict[str, list[float]]  # method → SAM° at 0, 5, …, 100 %
+    seconds: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    cubes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for figures; dropped after
+
+
+@dataclass
+class EvalReport:
+    scale: int
+    protocol: str
+    methods: list[str]
+    scenes: list[SceneResult]
+    failed: list[tuple[str, str]]
+    seconds: float
+    versions: dict[str, str]
+
+    def mean(self, method: str) -> dict[str, float]:
+        rows = [scene.scores[method] for scene in self.scenes if method in scene.scores]
+        if not rows:
+            return {}
+        return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "protocol": self.protocol,
+            "methods": self.methods,
+            "mean": {method: self.mean(method) for method in self.methods},
+            "scenes": [
+                {
+                    "name": s.name,
+                    "shape": list(s.shape),
+                    "scores": s.scores,
+                    "bands": s.bands,
+                    "sam_quantiles": s.sam_quantiles,
+                    "seconds": s.seconds,
+                    "notes": s.notes,
+                }
+                for s in self.scenes
+            ],
+            "failed": [{"name": n, "error": e} for n, e in self.failed],
+            "paper_reference": {
+                "note": "the DualSR paper's CAVE results on its own test split, for orientation; not computed here",
+                "rows": PAPER_CAVE.get(self.scale, {}),
+            },
+            "seconds": self.seconds,
+            "versions": self.versions,
+        }
+
+
+def method_names(options: EvalOptions) -> list[str]:
+    names = ["bicubic"]
+    several = len(options.engines) > 1
+    for spec in options.engines:
+        suffix = f" [{spec.label}]" if several else ""
+        names.append(f"coarse{suffix}")
+        if options.stage != "coarse":
+            names.append(f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}")
+    if options.sr is not None:
+        names.append(f"given ({options.sr.name})")
+    return names
+
+
+def _find(folder: Path, name: str) -> Path:
+    matches = sorted(p for p in folder.glob(f"{name}.*") if not p.name.endswith(".json"))
+    matches += [p for p in [folder / name, folder / f"{name}_ms"] if p.is_dir()]
+    if not matches:
+        raise DataError(f"{folder}: no file named {name}.* to pair with HR scene {name}")
+    return matches[0]
+
+
+def evaluate_archive(
+    hr_source: str | os.PathLike[str],
+    options: EvalOptions | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EvalReport:
+    """Score every HR scene of ``hr_source``; scenes that fail are listed in ``failed`` and the rest go on."""
+    options = options or EvalOptions()
+    if options.stage not in ("coarse", "dual", "backproject"):
+        raise InputError(f"unknown stage {options.stage!r}")
+    say = progress or (lambda _name, _done, _total: None)
+    archive = open_archive(hr_source)
+    upscalers = [
+        Upscaler(InferOptions(scale=options.scale, stage=options.stage, engine=spec, tile=options.tile))
+        for spec in options.engines
+    ]
+    methods = method_names(options)
+    protocol = (
+        f"LR given ({options.lr})"
+        if options.lr
+        else f"LR = MATLAB bicubic ×1/{options.scale}"
+        + (
+            f" after Gaussian blur {options.blur.size}×{options.blur.size}, σ {options.blur.sigma:g}"
+            if options.blur
+            else ""
+        )
+        + (f", noise σ {options.noise_sigma:g} (seed {options.seed})" if options.noise_sigma else "")
+    )
+    started = time.perf_counter()
+    scenes: list[SceneResult] = []
+    failed: list[tuple[str, str]] = []
+    entries = archive.entries[: options.limit] if options.limit else archive.entries
+    try:
+        for index, entry in enumerate(entries):
+            say(entry.name, index, len(entries))
+            try:
+                scenes.append(_one(entry.name, entry.path, entry.key, options, upscalers, methods))
+            except (DataError, InputError, OSError, ValueError, RuntimeError) as exc:
+                failed.append((entry.name, entry.error or str(exc)))
+            say(entry.name, index + 1, len(entries))
+    finally:
+        for upscaler in upscalers:
+            upscaler.close()
+    versions = {"dualsr": __version__, "torch": torch.__version__}
+    for spec, upscaler in zip(options.engines, upscalers, strict=True):
+        info = upscaler.pool.model(options.scale).info
+        versions[f"weights ×{options.scale} [{spec.label}]"] = f"{Path(info.path).name} {info.sha256[:12]}"
+    return EvalReport(options.scale, protocol, methods, scenes, failed, time.perf_counter() - started, versions)
+
+
+def _one(
+    name: str, path: Path, key: str | None, options: EvalOptions, upscalers: Sequence[Upscaler], methods: list[str]
+) -> SceneResult:
+    s = options.scale
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    scene = read_scene(path, key=key)
+    hr = modcrop(torch.from_numpy(scene.cube), s)
+    if options.lr is not None:
+        lr = torch.from_numpy(read_scene(_find(options.lr, Path(name).name)).cube)
+        if tuple(lr.shape) != (hr.shape[0], hr.shape[1] // s, hr.shape[2] // s):
+            raise DataError(f"{name}: LR {tuple(lr.shape)} does not match HR {tuple(hr.shape)} at ×{s}")
+    else:
+        lr = degrade(hr, s, blur=options.blur, noise_sigma=options.noise_sigma, seed=options.seed)
+    timings["read"] = time.perf_counter() - t
+    results: dict[str, torch.Tensor] = {}
+    t = time.perf_counter()
+    results["bicubic"] = imresize(lr.double(), s).clamp(0, 1).float()
+    timings["bicubic"] = time.perf_counter() - t
+    several = len(upscalers) > 1
+    for upscaler in upscalers:
+        suffix = f" [{upscaler.label}]" if several else ""
+        t = time.perf_counter()
+        stages = upscaler(lr)
+        timings[f"sr{suffix}"] = time.perf_counter() - t
+        results[f"coarse{suffix}"] = stages.coarse.cpu()
+        if stages.fine is not None:
+            results[f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}"] = stages.fine.cpu()
+    if options.sr is not None:
+        given = torch.from_numpy(read_scene(_find(options.sr, Path(name).name)).cube)
+        if given.shape != hr.shape:
+            raise DataError(f"{name}: the given SR is {tuple(given.shape)}, the HR {tuple(hr.shape)}")
+        results[methods[-1]] = given.clamp(0, 1)
+    t = time.perf_counter()
+    hr64 = hr.double()
+    scores, bands, quantiles = {}, {}, {}
+    levels = torch.linspace(0, 1, 21, dtype=torch.float64)
+    for method, sr in results.items():
+        scores[method] = metrics.evaluate(sr.double(), hr64, scale=s)
+        per_band = metrics.band_metrics(sr.double(), hr64)
+        bands[method] = {"psnr": per_band["psnr"].tolist(), "ssim": per_band["ssim"].tolist()}
+        angles = metrics.sam_map(sr, hr).flatten()
+        stride = max(1, angles.numel() // 2**24 + 1)  # torch.quantile takes at most 2^24 values
+        quantiles[method] = torch.quantile(angles[::stride], levels).tolist()
+    timings["metrics"] = time.perf_counter() - t
+    cubes = {"HR": hr.numpy(), **{m: r.numpy() for m, r in results.items()}} if options.figures else {}
+    return SceneResult(
+        name,
+        tuple(hr.shape),  # type: ignore[arg-type]
+        scene.meta.wavelengths,
+        scores,
+        bands,
+        quantiles,
+        {k: round(v, 3) for k, v in timings.items()},
+        list(scene.meta.notes),
+        cubes,
+    )

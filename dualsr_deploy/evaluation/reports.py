@@ -1,0 +1,198 @@
+"""Writing an :class:`EvalReport`: JSON (complete), CSV, Markdown, and one self-contained HTML page with figures.
+
+Every file is written atomically. The HTML page embeds its figures as PNG data URIs, so it can be mailed or
+archived alone; a small script marks ``<body data-images-loaded="N">`` once the page has loaded, which is what
+the browser test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.evaluation.core import PAPER_CAVE, EvalOptions, EvalReport
+
+METRICS = ("psnr", "mpsnr", "ssim", "sam", "ergas", "rmse", "cc")
+HEADERS = {
+    "psnr": "PSNR (dB)",
+    "mpsnr": "MPSNR",
+    "ssim": "SSIM",
+    "sam": "SAM (°)",
+    "ergas": "ERGAS",
+    "rmse": "RMSE",
+    "cc": "CC",
+}
+
+
+def _fmt(key: str, value: float) -> str:
+    return f"{value:.4f}" if key in ("ssim", "cc", "rmse") else f"{value:.3f}"
+
+
+def write_reports(
+    report: EvalReport,
+    out_dir: str | os.PathLike[str],
+    options: EvalOptions,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Path]:
+    """``report.json``, ``report.csv``, ``report.md`` and ``report.html`` in ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out / f"report.{kind}" for kind in ("json", "csv", "md", "html")}
+    with atomic_output(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    with atomic_output(paths["csv"]) as tmp:
+        tmp.write_text(_csv(report))
+    with atomic_output(paths["md"]) as tmp:
+        tmp.write_text(_markdown(report))
+    figures: dict[str, dict[str, bytes]] = {}
+    if options.figures:
+        from dualsr_deploy.evaluation.figures import scene_figures
+
+        methods = [m for m in report.methods]
+        for index, scene in enumerate(report.scenes):
+            if progress is not None:
+                progress(scene.name, index, len(report.scenes))
+            figures[scene.name] = scene_figures(scene, methods, bands=options.bands_shown, pixels=options.pixels)
+    with atomic_output(paths["html"]) as tmp:
+        tmp.write_text(_html(report, figures))
+    return paths
+
+
+def _csv(report: EvalReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["scene", "method", *METRICS])
+    for scene in report.scenes:
+        for method, scores in scene.scores.items():
+            writer.writerow([scene.name, method, *(f"{scores[k]:.6f}" for k in METRICS)])
+    for method in report.methods:
+        mean = report.mean(method)
+        if mean:
+            writer.writerow(["(mean)", method, *(f"{mean[k]:.6f}" for k in METRICS)])
+    return buffer.getvalue()
+
+
+def _markdown(report: EvalReport) -> str:
+    lines = [
+        f"# DualSR evaluation, ×{report.scale}",
+        "",
+        f"{len(report.scenes)} scenes; {report.protocol}. Scores: `dualsr_deploy.metrics.evaluate` on clipped results.",
+        "",
+        "| method | " + " | ".join(HEADERS[k] for k in METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
+    for method in report.methods:
+        mean = report.mean(method)
+        if mean:
+            lines.append(f"| {method} (mean) | " + " | ".join(_fmt(k, mean[k]) for k in METRICS) + " |")
+    for name, row in PAPER_CAVE.get(report.scale, {}).items():
+        cells = [f"{row[k]:.3f}" if k in row else "" for k in METRICS]
+        lines.append(
+            f"| *paper, CAVE ×{report.scale}: {name} (its test split, reference only)* | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "## Per scene",
+        "",
+        "| scene | method | PSNR (dB) | SSIM | SAM (°) | ERGAS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scene in report.scenes:
+        for method, s in scene.scores.items():
+            lines.append(
+                f"| {scene.name} | {method} | {s['psnr']:.3f} | {s['ssim']:.4f} | {s['sam']:.3f} | {s['ergas']:.3f} |"
+            )
+    if report.failed:
+        lines += ["", "## Failed", ""] + [f"- {name}: {error}" for name, error in report.failed]
+    return "\n".join(lines) + "\n"
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
+padding:0 1rem}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}tr.paper td{color:#666;font-style:italic;background:#f6f6f6}
+td.best{font-weight:bold}img{max-width:100%;display:block;margin:.5rem 0}.meta{color:#555;font-size:.85rem}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', () => {
+  const loaded = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.imagesLoaded = String(loaded);
+});
+"""
+
+
+def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{HEADERS[k]}</th>" for k in METRICS)
+    means = {m: report.mean(m) for m in report.methods if report.mean(m)}
+    best: dict[str, str] = {}
+    for k in METRICS:
+        if means:
+            ranked = sorted(means, key=lambda m, k=k: means[m][k])  # type: ignore[misc]
+            best[k] = ranked[-1] if k in ("psnr", "mpsnr", "ssim", "cc") else ranked[0]
+    rows = []
+    for method, mean in means.items():
+        cells = "".join(
+            f'<td class="{"best" if best.get(k) == method else ""}">{_fmt(k, mean[k])}</td>' for k in METRICS
+        )
+        rows.append(f"<tr><td>{esc(method)}</td>{cells}</tr>")
+    for name, ref in PAPER_CAVE.get(report.scale, {}).items():
+        cells = "".join(f"<td>{_fmt(k, ref[k])}</td>" if k in ref else "<td></td>" for k in METRICS)
+        rows.append(f'<tr class="paper"><td>paper, CAVE ×{report.scale}: {esc(name)} (reference)</td>{cells}</tr>')
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>DualSR evaluation ×{report.scale}</title><style>{_STYLE}</style>",
+        f"<script>{_SCRIPT}</script></head><body>",
+        f"<h1>DualSR evaluation, ×{report.scale}: {len(report.scenes)} scenes</h1>",
+        f"<p class='meta'>{esc(report.protocol)}. Scores are <code>dualsr_deploy.metrics.evaluate</code> of the "
+        "clipped results against the HR cube. Rows in grey are the paper's CAVE results on its own test split, "
+        f"shown for orientation only. {report.seconds:.1f} s. "
+        + esc(", ".join(f"{k} {v}" for k, v in report.versions.items()))
+        + "</p>",
+        "<h2>Mean over scenes</h2>",
+        f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>",
+        "<h2>Per scene</h2><table><tr><th>scene</th><th>method</th><th>PSNR (dB)</th><th>SSIM</th><th>SAM (°)</th>"
+        "<th>ERGAS</th></tr>",
+    ]
+    for scene in report.scenes:
+        for method, s in scene.scores.items():
+            parts.append(
+                f"<tr><td>{esc(scene.name)}</td><td>{esc(method)}</td><td>{s['psnr']:.3f}</td><td>{s['ssim']:.4f}</td>"
+                f"<td>{s['sam']:.3f}</td><td>{s['ergas']:.3f}</td></tr>"
+            )
+    parts.append("</table>")
+    if report.failed:
+        parts.append("<h2>Failed</h2><ul>")
+        parts += [f"<li>{esc(name)}: {esc(error)}</li>" for name, error in report.failed]
+        parts.append("</ul>")
+    captions = {
+        "rgb": "Pseudo-RGB renderings (sRGB under D65 from the spectra when the wavelengths are visible)",
+        "errors": "Absolute error of chosen bands, one colour scale for all methods",
+        "bands": "Per-band PSNR, and the distribution of per-pixel spectral angles",
+        "spectra": "Spectra at picked pixels against ground truth",
+    }
+    for scene in report.scenes:
+        if scene.name not in figures:
+            continue
+        parts.append(f"<h2 id='{esc(scene.name)}'>{esc(scene.name)} ({'×'.join(map(str, scene.shape))})</h2>")
+        for key, caption in captions.items():
+            parts.append(f"<p class='meta'>{caption}</p>{_img(figures[scene.name][key], f'{scene.name}: {caption}')}")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
