@@ -39,6 +39,16 @@ def _summary(report: object, paths: dict[str, Path]) -> None:
                 f"{mean['sam']:.3f}",
                 f"{mean['ergas']:.3f}",
             )
+    if report.mixed:
+        for method in report.methods:
+            held = report.mean(method, held_out_only=True)
+            table.add_row(
+                escape(f"{method}, not seen in training"),
+                f"{held['psnr']:.3f}",
+                f"{held['ssim']:.4f}",
+                f"{held['sam']:.3f}",
+                f"{held['ergas']:.3f}",
+            )
     for name, row in PAPER_CAVE.get(report.scale, {}).items():
         table.add_row(
             f"[dim]paper, CAVE: {name} (reference)[/]",

@@ -72,6 +72,7 @@ class SceneResult:
     seconds: dict[str, float]
     notes: list[str] = field(default_factory=list)
     cubes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for figures; dropped after
+    in_training: bool = False  # the scene was in the training set of the weights used (their provenance says)
 
 
 @dataclass
@@ -84,8 +85,17 @@ class EvalReport:
     seconds: float
     versions: dict[str, str]
 
-    def mean(self, method: str) -> dict[str, float]:
-        rows = [scene.scores[method] for scene in self.scenes if method in scene.scores]
+    @property
+    def mixed(self) -> bool:
+        """Some scenes, not all, were seen in training: means over the held-out ones are worth showing apart."""
+        return any(s.in_training for s in self.scenes) and not all(s.in_training for s in self.scenes)
+
+    def mean(self, method: str, *, held_out_only: bool = False) -> dict[str, float]:
+        rows = [
+            scene.scores[method]
+            for scene in self.scenes
+            if method in scene.scores and not (held_out_only and scene.in_training)
+        ]
         if not rows:
             return {}
         return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
@@ -96,6 +106,7 @@ class EvalReport:
             "protocol": self.protocol,
             "methods": self.methods,
             "mean": {method: self.mean(method) for method in self.methods},
+            "mean_held_out": {method: self.mean(method, held_out_only=True) for method in self.methods},
             "scenes": [
                 {
                     "name": s.name,
@@ -105,6 +116,7 @@ class EvalReport:
                     "sam_quantiles": s.sam_quantiles,
                     "seconds": s.seconds,
                     "notes": s.notes,
+                    "in_training": s.in_training,
                 }
                 for s in self.scenes
             ],
@@ -171,11 +183,20 @@ def evaluate_archive(
     scenes: list[SceneResult] = []
     failed: list[tuple[str, str]] = []
     entries = archive.entries[: options.limit] if options.limit else archive.entries
+    trained_on: set[str] = set()
+    for upscaler in upscalers:
+        for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
+            trained_on.update(upscaler.pool.model(scale).info.provenance.get("train_scenes", []))
     try:
         for index, entry in enumerate(entries):
             say(entry.name, index, len(entries))
             try:
-                scenes.append(_one(entry.name, entry.path, entry.key, options, upscalers, methods))
+                result = _one(entry.name, entry.path, entry.key, options, upscalers, methods)
+                base = Path(entry.name).name
+                result.in_training = base in trained_on or base.removesuffix("_ms") in trained_on
+                if result.in_training:
+                    result.notes.append("seen in training by the weights used (their provenance lists it)")
+                scenes.append(result)
             except (DataError, InputError, OSError, ValueError, RuntimeError) as exc:
                 failed.append((entry.name, entry.error or str(exc)))
             say(entry.name, index + 1, len(entries))

@@ -93,8 +93,14 @@ def _markdown(report: EvalReport) -> str:
         mean = report.mean(method)
         if mean:
             lines.append(f"| {method} (mean) | " + " | ".join(_fmt(k, mean[k]) for k in METRICS) + " |")
+    if report.mixed:
+        for method in report.methods:
+            mean = report.mean(method, held_out_only=True)
+            if mean:
+                values = " | ".join(_fmt(k, mean[k]) for k in METRICS)
+                lines.append(f"| {method} (mean over scenes not seen in training) | {values} |")
     for name, row in PAPER_CAVE.get(report.scale, {}).items():
-        cells = [f"{row[k]:.3f}" if k in row else "" for k in METRICS]
+        cells = [_fmt(k, row[k]) if k in row else "" for k in METRICS]
         lines.append(
             f"| *paper, CAVE ×{report.scale}: {name} (its test split, reference only)* | " + " | ".join(cells) + " |"
         )
@@ -107,9 +113,11 @@ def _markdown(report: EvalReport) -> str:
     ]
     for scene in report.scenes:
         for method, s in scene.scores.items():
-            lines.append(
-                f"| {scene.name} | {method} | {s['psnr']:.3f} | {s['ssim']:.4f} | {s['sam']:.3f} | {s['ergas']:.3f} |"
-            )
+            mark = " †" if scene.in_training else ""
+            values = f"{s['psnr']:.3f} | {s['ssim']:.4f} | {s['sam']:.3f} | {s['ergas']:.3f}"
+            lines.append(f"| {scene.name}{mark} | {method} | {values} |")
+    if any(scene.in_training for scene in report.scenes):
+        lines += ["", "† seen in training by the weights used: its scores flatter the method."]
     if report.failed:
         lines += ["", "## Failed", ""] + [f"- {name}: {error}" for name, error in report.failed]
     return "\n".join(lines) + "\n"
@@ -153,6 +161,12 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
             f'<td class="{"best" if best.get(k) == method else ""}">{_fmt(k, mean[k])}</td>' for k in METRICS
         )
         rows.append(f"<tr><td>{esc(method)}</td>{cells}</tr>")
+    if report.mixed:
+        for method in report.methods:
+            held = report.mean(method, held_out_only=True)
+            if held:
+                cells = "".join(f"<td>{_fmt(k, held[k])}</td>" for k in METRICS)
+                rows.append(f"<tr><td>{esc(method)}, scenes not seen in training</td>{cells}</tr>")
     for name, ref in PAPER_CAVE.get(report.scale, {}).items():
         cells = "".join(f"<td>{_fmt(k, ref[k])}</td>" if k in ref else "<td></td>" for k in METRICS)
         rows.append(f'<tr class="paper"><td>paper, CAVE ×{report.scale}: {esc(name)} (reference)</td>{cells}</tr>')
@@ -173,11 +187,17 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
     ]
     for scene in report.scenes:
         for method, s in scene.scores.items():
+            mark = " †" if scene.in_training else ""
             parts.append(
-                f"<tr><td>{esc(scene.name)}</td><td>{esc(method)}</td><td>{s['psnr']:.3f}</td><td>{s['ssim']:.4f}</td>"
+                f"<tr><td>{esc(scene.name)}{mark}</td><td>{esc(method)}</td><td>{s['psnr']:.3f}</td><td>{s['ssim']:.4f}</td>"
                 f"<td>{s['sam']:.3f}</td><td>{s['ergas']:.3f}</td></tr>"
             )
     parts.append("</table>")
+    if any(scene.in_training for scene in report.scenes):
+        parts.append(
+            "<p class='meta'>† seen in training by the weights used (their provenance lists it): its scores flatter "
+            "the method.</p>"
+        )
     if report.failed:
         parts.append("<h2>Failed</h2><ul>")
         parts += [f"<li>{esc(name)}: {esc(error)}</li>" for name, error in report.failed]

@@ -20,7 +20,7 @@ from dualsr_deploy.data.degrade import degrade
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
 from dualsr_deploy.data.writers import write_scene
-from dualsr_deploy.evaluation import EvalOptions, evaluate_archive
+from dualsr_deploy.evaluation import EvalOptions, evaluate_archive, write_reports
 from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
 
@@ -147,3 +147,19 @@ def test_demo_writes_a_report_and_says_where(tmp_path: Path) -> None:
     assert "report.html" in result.output
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["methods"] == ["bicubic", "coarse", "fine"]
+
+
+def test_scenes_the_weights_were_trained_on_are_marked(tmp_path: Path) -> None:
+    # The shipped weights' provenance lists their training scenes; a scene of that name is marked, and the
+    # held-out mean is reported apart.
+    write_scene(tmp_path / "hr" / "beads.h5", synthesize(3, size=64, bands=31))
+    write_scene(tmp_path / "hr" / "other.h5", synthesize(4, size=64, bands=31))
+    options = EvalOptions(tile=16, figures=False)
+    report = evaluate_archive(tmp_path / "hr", options)
+    assert {s.name: s.in_training for s in report.scenes} == {"beads": True, "other": False}
+    assert report.mixed
+    held = report.mean("fine", held_out_only=True)
+    assert held["psnr"] == pytest.approx(report.scenes[1].scores["fine"]["psnr"])
+    paths = write_reports(report, tmp_path / "out", options)
+    assert "beads †" in paths["md"].read_text()
+    assert "not seen in training" in paths["html"].read_text()
