@@ -16,23 +16,16 @@ import time
 from collections.abc import Callable
 
 import torch
+from memory import status_bytes
 
 from dualsr_deploy import backproject, imresize, metrics
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _reset_peak_rss() -> int:
     """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS and return that RSS."""
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
-    return _status_bytes("VmRSS")
+    return status_bytes("VmRSS")
 
 
 def measure(name: str, fn: Callable[[], object], repeats: int, device: torch.device, cube_bytes: int) -> None:
@@ -49,7 +42,7 @@ def measure(name: str, fn: Callable[[], object], repeats: int, device: torch.dev
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _status_bytes("VmHWM")) - base
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else status_bytes("VmHWM")) - base
     print(
         f"{name:12s} median {statistics.median(times):7.3f} s  min {min(times):7.3f} s  "
         f"peak +{peak / 2**20:8.1f} MiB (= {peak / cube_bytes:4.2f} float32 HR cubes)"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from memory import status_bytes
 
 from dualsr_deploy.data import open_archive, write_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
@@ -26,14 +27,6 @@ from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
 
 SHARED = Path(os.environ.get("DUALSR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 class AnonPeak:
@@ -50,7 +43,7 @@ class AnonPeak:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _status_bytes("RssAnon"))
+            self.peak = max(self.peak, status_bytes("RssAnon"))
             self._stop.wait(0.005)
 
     def __enter__(self) -> AnonPeak:
@@ -85,7 +78,7 @@ def one_run(args: argparse.Namespace, folder: Path, work: Path, engine: str, sta
     report = run_archive(folder, work / "out", options)
     seconds = time.perf_counter() - started
     assert report.exit_code == 0, report.failed
-    return seconds, _status_bytes("VmHWM")
+    return seconds, status_bytes("VmHWM")
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -121,12 +114,12 @@ def streamed(args: argparse.Namespace) -> None:
         options = InferOptions(scale=args.scale, stage="dual", tile=args.tile, memory_budget=args.budget << 20)
         whole = options.working_bytes((c, h, w))
         out_bytes = 4 * c * h * w * args.scale**2
-        baseline = _status_bytes("RssAnon")
+        baseline = status_bytes("RssAnon")
         started = time.perf_counter()
         with AnonPeak() as anon:
             report = run_archive(Path(tmp) / "lr", Path(tmp) / "out", options)
         seconds = time.perf_counter() - started
-        peak = _status_bytes("VmHWM")
+        peak = status_bytes("VmHWM")
         assert report.exit_code == 0, report.failed
         print(
             f"scene {c}×{h}×{w} LR at ×{args.scale} dual: output {out_bytes / 2**20:.0f} MiB, whole-scene working "

@@ -639,17 +639,7 @@ class _Runner:
         coarse_seconds = (time.perf_counter() - t0) / len(items)
         for index, item in enumerate(items):
             t1 = time.perf_counter()
-            high = highs[index]
-            weight = None
-            if options.stage == "coarse":
-                sr = high
-            else:
-                high = high.clamp(0, 1)
-                guide = lows[index].clamp(0, 1) if lows is not None else cubes[index]
-                sr, weights = backproject_with_weights(high, guide)
-                weight = float(weights[0])
-            if options.clip:
-                sr = sr.clamp(0, 1)
+            sr, weight = finish_stage(options, highs[index], lows[index] if lows is not None else None, cubes[index])
             fine_seconds = time.perf_counter() - t1
             scene = items[index].scene
             assert scene is not None
@@ -778,6 +768,19 @@ def _stream_scene(runner: _Runner, planned: PlannedScene) -> SceneRecord:
     )
 
 
+def finish_stage(
+    options: InferOptions, high: torch.Tensor, low: torch.Tensor | None, lr: torch.Tensor
+) -> tuple[torch.Tensor, float | None]:
+    """A scene's result from its coarse ×s output (and its ×s/2 one for ``dual``), clipped per ``options.clip``,
+    with the fine stage's SAM weight. Both coarse results are clipped before the fine stage, as the published
+    test script does; ``backproject`` projects onto the LR input itself."""
+    if options.stage == "coarse":
+        return (high.clamp(0, 1) if options.clip else high), None
+    guide = low.clamp(0, 1) if low is not None else lr
+    sr, weights = backproject_with_weights(high.clamp(0, 1), guide)
+    return (sr.clamp(0, 1) if options.clip else sr), float(weights[0])
+
+
 @dataclass
 class Stages:
     """One LR cube super-resolved: the clipped coarse result and, for the fine stages, the refined one."""
@@ -801,12 +804,11 @@ class Upscaler:
         device = self.pool.backend(scale, lr.shape[0]).device
         cube = lr.to(device)
         (high,) = self.engine.coarse(scale, [cube], ["scene"])
-        high = high.clamp(0, 1)
         if options.stage == "coarse":
-            return Stages(high, None, None)
-        guide = self.engine.coarse(scale // 2, [cube], ["scene"])[0].clamp(0, 1) if options.stage == "dual" else cube
-        fine, weights = backproject_with_weights(high, guide)
-        return Stages(high, fine.clamp(0, 1) if options.clip else fine, float(weights[0]))
+            return Stages(high.clamp(0, 1), None, None)
+        low = self.engine.coarse(scale // 2, [cube], ["scene"])[0] if options.stage == "dual" else None
+        fine, weight = finish_stage(options, high, low, cube)
+        return Stages(high.clamp(0, 1), fine, weight)
 
     @property
     def label(self) -> str:
