@@ -67,13 +67,14 @@ def version() -> None:
 
 
 def _register() -> None:
-    from dualsr_deploy.cli import checkpoint, data, evaluate, export, infer, train
+    from dualsr_deploy.cli import bench, checkpoint, data, evaluate, export, infer, train
 
     checkpoint.register(app)
     data.register(app)
     export.register(app)
     infer.register(app)
     evaluate.register(app)
+    bench.register(app)
     train.register(app)
 
 

@@ -1,0 +1,420 @@
+"""``dualsr bench``: how fast each backend super-resolves a CAVE-size scene, against the eager per-band loop and
+against the device's own matmul ceiling.
+
+One measurement is one whole LR scene (``--size`` HR pixels, 31 bands) through a backend, tile by tile with the
+receptive-field halo, exactly as ``dualsr infer`` runs it (coarse stage). Each configuration is warmed up once and
+timed ``repeats`` times (CUDA events on a GPU, ``perf_counter`` on CPU). The baseline is the published per-band
+eager loop in float32 on the same device and the same whole scene, timed in the same run, so every figure has a
+ratio against it. Achieved GFLOP/s counts the network's useful FLOPs (one scene, halos excluded, from
+``torch.utils.flop_counter``) over the median time, and is given as a fraction of a large square matmul measured on
+the same device and precision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dualsr_deploy._version import __version__
+from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
+from dualsr_deploy.archs.fold import fold_coarsr
+from dualsr_deploy.backends.base import Backend, BackendUnavailableError
+from dualsr_deploy.errors import InputError
+from dualsr_deploy.infer.tiling import TileGrid, paste, receptive_radius
+
+MODELS = {"shipped": (16, 1), "paper": (64, 2)}  # (n_feats, n_blocks): the shipped weights' size, the paper's
+SPREAD_WARNING = 0.10  # (max − min) / median above this: the figure is noisy
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    scales: tuple[int, ...] = (4,)
+    size: int = 512  # HR side (CAVE: 512)
+    bands: int = 31
+    tiles: tuple[int, ...] = (64,)
+    batch: int = 8
+    backends: tuple[str, ...] = ("torch", "onnx")
+    precisions: tuple[str, ...] = ("fp32",)
+    device: str = "cpu"
+    model: str = "shipped"
+    repeats: int = 3
+    baseline: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        if self.repeats < 1:
+            raise InputError("--repeats must be at least 1")
+        bad = [s for s in self.scales if self.size % s]
+        if bad:
+            raise InputError(f"--size {self.size} is not a multiple of scale(s) {bad}")
+
+
+@dataclass
+class Row:
+    backend: str
+    precision: str
+    scale: int
+    tile: int | None  # None: the baseline (whole scene, band by band)
+    times: list[float]
+    flops: float
+    lr_pixels_bands: int
+    ceiling_gflops: float
+    peak_memory: int
+    memory_kind: str
+    baseline_median: float | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def p90(self) -> float:
+        return percentile(self.times, 90)
+
+    @property
+    def spread(self) -> float:
+        return (max(self.times) - min(self.times)) / self.median if self.median > 0 else 0.0
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.median / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            median=self.median,
+            p90=self.p90,
+            min=min(self.times),
+            max=max(self.times),
+            spread=self.spread,
+            noisy=self.spread > SPREAD_WARNING,
+            scenes_per_s=1 / self.median,
+            lr_mpx_bands_per_s=self.lr_pixels_bands / self.median / 1e6,
+            gflops=self.gflops,
+            fraction_of_ceiling=self.gflops / self.ceiling_gflops if self.ceiling_gflops else None,
+            speedup_vs_baseline=(self.baseline_median / self.median) if self.baseline_median else None,
+        )
+        return data
+
+
+@dataclass
+class BenchReport:
+    options: BenchOptions
+    machine: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "options": asdict(self.options),
+            "machine": self.machine,
+            "rows": [row.to_dict() for row in self.rows],
+            "skipped": self.skipped,
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), on a plain list."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_runs(fn: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
+    """One warm-up, then ``repeats`` timed runs: CUDA events on a GPU, ``perf_counter`` otherwise."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+    return times
+
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def matmul_ceiling(device: torch.device, precision: str) -> float:
+    """GFLOP/s of a large square matmul (2048² on CPU, 8192² on GPU) in ``precision`` on ``device``."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = _DTYPES.get(precision, torch.float32)
+    if device.type == "cpu" and dtype == torch.float16:
+        dtype = torch.float32
+    a = torch.rand(n, n, device=device, dtype=dtype)
+    b = torch.rand(n, n, device=device, dtype=dtype)
+    times = time_runs(lambda: a @ b, 3, device)
+    return 2 * n**3 / min(times) / 1e9
+
+
+class _MemoryPeak:
+    """Peak memory while running: torch's CUDA allocator peak, or on CPU the sampled anonymous RSS (Linux)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = 0
+
+    @staticmethod
+    def _anon() -> int:
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    @property
+    def kind(self) -> str:
+        return "CUDA allocator peak" if self.device.type == "cuda" else "anonymous RSS above start (sampled)"
+
+    def __enter__(self) -> _MemoryPeak:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._base = self._anon()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._anon() - self._base)
+            self._stop.wait(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            self._stop.set()
+            assert self._thread is not None
+            self._thread.join()
+
+
+def _scene(options: BenchOptions, scale: int, device: torch.device) -> torch.Tensor:
+    lr = options.size // scale
+    return torch.rand(1, options.bands, lr, lr, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _model(options: BenchOptions, scale: int) -> CoarSR:
+    feats, blocks = MODELS[options.model]
+    torch.manual_seed(0)
+    return CoarSR(CoarSRConfig(scale, feats, blocks)).eval()
+
+
+def useful_flops(model: CoarSR, bands: int, height: int, width: int) -> float:
+    """FLOPs of the folded network for one LR cube (no halos), counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    core = fold_coarsr(model, "paper").use_channels_last(False)
+    core.pixels_per_call = None
+    probe = torch.rand(1, bands, min(height, 32), min(width, 32))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        core(probe)
+    per_pixel = counter.get_total_flops() / (probe.shape[-1] * probe.shape[-2])
+    return float(per_pixel * height * width)
+
+
+def tiled_scene(backend: Backend, lr: torch.Tensor, tile: int, halo: int, batch: int) -> torch.Tensor:
+    """The coarse SR of one LR scene through ``backend``, tiled as ``dualsr infer`` tiles it."""
+    _, c, h, w = lr.shape
+    s = backend.capabilities.scale
+    grid = TileGrid(h, w, tile, halo)
+    out = torch.empty((c, s * h, s * w), device=backend.device)
+    tiles = list(grid)
+    for start in range(0, len(tiles), batch):
+        chunk = tiles[start : start + batch]
+        windows = torch.stack([lr[0, :, t.top : t.top + grid.window_h, t.left : t.left + grid.window_w] for t in chunk])
+        for t, sr in zip(chunk, backend.run(windows), strict=True):
+            paste(out, t, sr, s)
+    return out
+
+
+def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[str]) -> list[tuple[str, str, Backend]]:
+    from dualsr_deploy.backends.onnx_backend import OnnxBackend
+    from dualsr_deploy.backends.torch_backend import TorchBackend
+    from dualsr_deploy.export.onnx import torch2onnx
+
+    core = fold_coarsr(model, "paper")
+    found: list[tuple[str, str, Backend]] = []
+    for name in options.backends:
+        for precision in options.precisions:
+            try:
+                if name == "torch":
+                    found.append((name, precision, TorchBackend(core, device=options.device, precision=precision)))
+                elif name == "onnx":
+                    if precision not in ("fp32", "fp16"):
+                        raise InputError(f"ONNX graphs are fp32 or fp16, not {precision}")
+                    graph = torch2onnx(
+                        core,
+                        work / f"x{core.scale}_{precision}.onnx",
+                        bands=options.bands,
+                        precision="fp16" if precision == "fp16" else "fp32",
+                    )
+                    provider = "cpu" if options.device == "cpu" else "cuda"
+                    found.append((name, precision, OnnxBackend(graph, provider=provider)))
+                elif name == "trt":
+                    raise BackendUnavailableError(
+                        "dualsr bench does not build TensorRT plans itself yet; export with dualsr export and run "
+                        "dualsr infer --engine trt to time them"
+                    )
+                else:
+                    raise InputError(f"unknown backend {name!r}; choose torch, onnx or trt")
+            except (BackendUnavailableError, InputError) as exc:
+                skipped.append(f"{name}-{precision}: {exc}")
+    return found
+
+
+def run_bench(
+    options: BenchOptions, *, work_dir: str | os.PathLike[str], progress: Callable[[str], None] | None = None
+) -> BenchReport:
+    """Measure every backend × precision × tile size × scale, and the eager baseline per scale."""
+    say = progress or (lambda _text: None)
+    device = torch.device(options.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("--device cuda: torch sees no CUDA device")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dualsr": __version__,
+        "python": platform.python_version(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    report = BenchReport(options, machine)
+    ceilings: dict[str, float] = {}
+    for precision in {"fp32", *options.precisions}:
+        say(f"matmul ceiling ({precision})")
+        ceilings[precision] = matmul_ceiling(device, precision)
+    machine["matmul_ceiling_gflops"] = ceilings
+    for scale in options.scales:
+        model = _model(options, scale)
+        lr = _scene(options, scale, device)
+        _, c, h, w = lr.shape
+        flops = useful_flops(model, c, h, w)
+        halo = receptive_radius(model.config)
+        baseline_median = None
+        if options.baseline:
+            say(f"×{scale}: eager per-band loop, float32")
+            eager = model.to(device)
+            with _MemoryPeak(device) as memory, torch.inference_mode():
+                times = time_runs(
+                    lambda eager=eager, lr=lr: per_band_loop(eager, lr, "paper"),  # type: ignore[misc]
+                    options.repeats,
+                    device,
+                )
+            row = Row(
+                "eager loop", "fp32", scale, None, times, flops, c * h * w, ceilings["fp32"], memory.peak, memory.kind
+            )
+            baseline_median = row.median
+            row.baseline_median = baseline_median
+            report.rows.append(row)
+        for name, precision, backend in _backends(options, model.cpu(), work, report.skipped):
+            try:
+                backend.open()
+            except BackendUnavailableError as exc:
+                report.skipped.append(f"{name}-{precision}: {exc}")
+                continue
+            try:
+                for tile in options.tiles:
+                    say(f"×{scale}: {backend.capabilities.name}, tile {tile}")
+                    with _MemoryPeak(device) as memory:
+                        times = time_runs(
+                            lambda b=backend, x=lr, t=tile, r=halo: tiled_scene(b, x, t, r, options.batch),  # type: ignore[misc]
+                            options.repeats,
+                            device,
+                        )
+                    report.rows.append(
+                        Row(
+                            name,
+                            precision,
+                            scale,
+                            tile,
+                            times,
+                            flops,
+                            c * h * w,
+                            ceilings[precision],
+                            memory.peak,
+                            memory.kind,
+                            baseline_median,
+                        )
+                    )
+            finally:
+                backend.close()
+    return report
+
+
+def write_outputs(report: BenchReport, *, json_path: Path | None, plot_path: Path | None, history: Path | None) -> None:
+    from dualsr_deploy.atomic import atomic_output
+
+    data = report.to_dict()
+    if json_path is not None:
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+    if history is not None:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        with history.open("a") as handle:
+            handle.write(json.dumps(data) + "\n")
+    if plot_path is not None:
+        from dualsr_deploy.evaluation.figures import _png, _pyplot
+
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        series: dict[str, list[tuple[int, float]]] = {}
+        for row in report.rows:
+            if row.tile is not None:
+                series.setdefault(f"{row.backend} {row.precision} ×{row.scale}", []).append(
+                    (row.tile, row.lr_pixels_bands / row.median / 1e6)
+                )
+        for label, points in series.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        for row in report.rows:
+            if row.tile is None:
+                ax.axhline(row.lr_pixels_bands / row.median / 1e6, linestyle="--", color="grey")
+                ax.annotate(
+                    f"eager loop ×{row.scale}", (ax.get_xlim()[0], row.lr_pixels_bands / row.median / 1e6), fontsize=8
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("tile (LR pixels)")
+        ax.set_ylabel("LR Mpx·bands / s")
+        ax.set_title(f"{report.machine['device']}, {report.machine['threads']} threads", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        with atomic_output(plot_path) as tmp:
+            tmp.write_bytes(_png(fig))

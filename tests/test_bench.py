@@ -1,0 +1,83 @@
+"""``dualsr bench``: statistics, the baseline ratio, FLOP counting and the outputs (timings themselves are never
+asserted: they belong to benchmarks, not tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig
+from dualsr_deploy.bench import BenchOptions, percentile, run_bench, useful_flops, write_outputs
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.errors import InputError
+
+
+@pytest.mark.parametrize("values", [[3.0], [1.0, 2.0], [5.0, 1.0, 4.0, 2.0, 3.0], [0.1, 0.7, 0.2, 9.0]])
+def test_percentile_matches_numpy(values: list[float]) -> None:
+    for q in (0, 50, 90, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_flops_scale_with_pixels_and_match_the_design_note() -> None:
+    model = CoarSR(CoarSRConfig(4, 64, 2))
+    per_pixel_band = useful_flops(model, 31, 64, 64) / (31 * 64 * 64)
+    # DESIGN.md: about 6.3 MFLOP per LR pixel per band at ×4 for the paper's model
+    assert per_pixel_band == pytest.approx(6.3e6, rel=0.1)
+    assert useful_flops(model, 31, 128, 64) == pytest.approx(2 * useful_flops(model, 31, 64, 64))
+
+
+def test_run_bench_rows_ratios_and_outputs(tmp_path: Path) -> None:
+    options = BenchOptions(size=64, tiles=(8, 16), repeats=2, backends=("torch", "onnx"))
+    report = run_bench(options, work_dir=tmp_path / "work")
+    kinds = [(r.backend, r.tile) for r in report.rows]
+    assert kinds == [("eager loop", None), ("torch", 8), ("torch", 16), ("onnx", 8), ("onnx", 16)]
+    baseline = report.rows[0].median
+    for row in report.rows:
+        data = row.to_dict()
+        assert len(row.times) == 2
+        assert data["speedup_vs_baseline"] == pytest.approx(baseline / row.median)
+        assert data["fraction_of_ceiling"] > 0
+        assert data["lr_mpx_bands_per_s"] == pytest.approx(31 * 16 * 16 / row.median / 1e6)
+    write_outputs(report, json_path=tmp_path / "b.json", plot_path=tmp_path / "b.png", history=tmp_path / "h.jsonl")
+    write_outputs(report, json_path=None, plot_path=None, history=tmp_path / "h.jsonl")
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["machine"]["matmul_ceiling_gflops"]["fp32"] > 0
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_options() -> None:
+    with pytest.raises(InputError, match="not a multiple"):
+        BenchOptions(size=100, scales=(8,))
+    with pytest.raises(InputError, match="--model"):
+        BenchOptions(model="huge")
+
+
+def test_cli_bench_prints_a_table_and_says_what_it_skipped(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--size",
+            "64",
+            "--tile",
+            "16",
+            "--repeats",
+            "1",
+            "--backend",
+            "torch",
+            "--backend",
+            "trt",
+            "--json",
+            str(tmp_path / "b.json"),
+        ],
+        terminal_width=250,
+    )
+    assert result.exit_code == 0, result.output
+    assert "eager" in result.output
+    assert "skipped" in result.output
+    assert (tmp_path / "b.json").is_file()
