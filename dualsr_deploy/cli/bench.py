@@ -54,40 +54,32 @@ def bench(
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in machine["matmul_ceiling_gflops"].items())
     )
     table = Table(title=title, title_justify="left")
-    for column in (
-        "backend",
-        "prec.",
-        "×",
-        "tile",
-        "median s",
-        "p90 s",
-        "min–max s",
-        "scenes/s",
-        "LR Mpx·bands/s",
-        "GFLOP/s",
-        "of ceiling",
-        "vs eager",
-        "peak memory",
-    ):
+    # A narrow terminal gets the essential columns; every figure is in --json.
+    wide = console.width >= 150
+    columns = ["backend", "prec.", "×", "tile", "median s"]
+    columns += ["p90 s", "min–max s", "scenes/s"] if wide else []
+    columns += ["LR Mpx·bands/s", "GFLOP/s", "of ceiling", "vs eager", "peak memory"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("backend", "prec.") else "right", overflow="fold")
     for row in report.rows:
         data = row.to_dict()
         noisy = " [yellow]±[/]" if data["noisy"] else ""
-        table.add_row(
-            row.backend,
-            row.precision,
-            str(row.scale),
-            "scene" if row.tile is None else str(row.tile),
-            f"{row.median:.3f}{noisy}",
-            f"{row.p90:.3f}",
-            f"{min(row.times):.3f}–{max(row.times):.3f}",
-            f"{data['scenes_per_s']:.3f}",
-            f"{data['lr_mpx_bands_per_s']:.3f}",
-            f"{row.gflops:.1f}",
-            f"{data['fraction_of_ceiling']:.0%}",
-            f"{data['speedup_vs_baseline']:.2f}×" if data["speedup_vs_baseline"] else "-",
-            f"{row.peak_memory / 2**20:.0f} MiB",
-        )
+        cells = {
+            "backend": row.backend,
+            "prec.": row.precision,
+            "×": str(row.scale),
+            "tile": "scene" if row.tile is None else str(row.tile),
+            "median s": f"{row.median:.3f}{noisy}",
+            "p90 s": f"{row.p90:.3f}",
+            "min–max s": f"{min(row.times):.3f}–{max(row.times):.3f}",
+            "scenes/s": f"{data['scenes_per_s']:.3f}",
+            "LR Mpx·bands/s": f"{data['lr_mpx_bands_per_s']:.3f}",
+            "GFLOP/s": f"{row.gflops:.1f}",
+            "of ceiling": f"{data['fraction_of_ceiling']:.0%}",
+            "vs eager": f"{data['speedup_vs_baseline']:.2f}×" if data["speedup_vs_baseline"] else "-",
+            "peak memory": f"{row.peak_memory / 2**20:.0f} MiB",
+        }
+        table.add_row(*(cells[column] for column in columns))
     console.print(table)
     if any(row.to_dict()["noisy"] for row in report.rows):
         console.print(
