@@ -19,7 +19,7 @@ def bench(
     bands: int = typer.Option(31, help="Bands of the scene."),
     tile: list[int] | None = typer.Option(None, help="LR tile sizes (repeat; default 64)."),
     batch: int = typer.Option(8, help="Tiles per engine call."),
-    backend: list[str] | None = typer.Option(None, help="torch, onnx (repeat; default both)."),
+    backend: list[str] | None = typer.Option(None, help="torch, onnx, trt (repeat; default torch and onnx)."),
     precision: list[str] | None = typer.Option(None, help="fp32, fp16, bf16 (repeat; default fp32)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     model: str = typer.Option("shipped", help="shipped (n_feats 16, n_blocks 1) or paper (64, 2); random weights."),
