@@ -95,7 +95,7 @@ def throughput(args: argparse.Namespace) -> None:
             for stage in args.stages:
                 work = Path(tmp) / f"{engine}-{stage}"
                 command = [sys.executable, __file__, "--one", engine, stage, str(folder), str(work)]
-                command += ["--scale", str(args.scale), "--tile", str(args.tile)]
+                command += ["--scale", str(args.scale)] + (["--tile", str(args.tile)] if args.tile else [])
                 out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
                 seconds, peak = float(out[-2]), int(out[-1])
                 print(
@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=13)
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--tile", type=int, default=None, help="LR tile (default: as dualsr infer chooses)")
     parser.add_argument("--engines", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--stages", nargs="+", default=["coarse", "dual"])
     parser.add_argument("--streamed-only", action="store_true")

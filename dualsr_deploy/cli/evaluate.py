@@ -97,7 +97,7 @@ def eval_command(
     band: list[int] | None = typer.Option(None, help="Band index for the error maps (repeat; default: 3 spread)."),
     pixel: list[str] | None = typer.Option(None, help="ROW,COL for the spectra figure (repeat; default: picked)."),
     figures: bool = typer.Option(True, help="Draw the figures of the HTML report (matplotlib)."),
-    tile: int = typer.Option(64, help="LR tile size."),
+    tile: int | None = typer.Option(None, help="LR tile size (default: as dualsr infer chooses)."),
 ) -> None:
     """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""
     from dualsr_deploy.data.degrade import Blur

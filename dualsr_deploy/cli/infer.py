@@ -48,7 +48,11 @@ def infer(
     weights: Path | None = typer.Option(None, help="×scale checkpoint (default: the shipped weights)."),
     weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
     engines: Path = typer.Option(Path("engines"), help="Where exported engines are found (and exported to)."),
-    tile: int = typer.Option(64, help="LR tile size (cores; each tile is run with a halo ≥ the receptive field)."),
+    tile: int | None = typer.Option(
+        None,
+        help="LR tile size (cores; each runs with a halo ≥ the receptive field). Default: 128, or the largest a "
+        "TensorRT plan's profile takes.",
+    ),
     batch: int = typer.Option(8, help="Tiles per engine call (capped by a TensorRT profile)."),
     output_format: str | None = typer.Option(
         None, "--format", help="h5, npy, mat, tif or envi (default: the input's format; CAVE folders → h5)."

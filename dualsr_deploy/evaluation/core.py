@@ -52,7 +52,7 @@ class EvalOptions:
     blur: Blur | None = None
     noise_sigma: float = 0.0
     seed: int = 0
-    tile: int = 64
+    tile: int | None = None  # None: as dualsr infer chooses
     lr: Path | None = None
     sr: Path | None = None
     bands_shown: tuple[int, ...] | None = None
