@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 
 import torch
-from memory import status_bytes
 
 from dualsr_deploy import backproject, imresize, metrics
+from dualsr_deploy.bench import status_bytes
 
 
 def _reset_peak_rss() -> int:

@@ -19,40 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from memory import status_bytes
 
+from dualsr_deploy.bench import MemoryPeak, status_bytes
 from dualsr_deploy.data import open_archive, write_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
 
 SHARED = Path(os.environ.get("DUALSR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
-class AnonPeak:
-    """Peak anonymous resident memory (RssAnon, sampled every 5 ms): what the kernel cannot reclaim. File-backed
-    pages of memory-mapped outputs and intermediates count in VmHWM but are page cache, written back and dropped
-    under memory pressure."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, status_bytes("RssAnon"))
-            self._stop.wait(0.005)
-
-    def __enter__(self) -> AnonPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def lr_archive(folder: Path, count: int, scale: int) -> tuple[Path, int]:
@@ -114,9 +88,8 @@ def streamed(args: argparse.Namespace) -> None:
         options = InferOptions(scale=args.scale, stage="dual", tile=args.tile, memory_budget=args.budget << 20)
         whole = options.working_bytes((c, h, w))
         out_bytes = 4 * c * h * w * args.scale**2
-        baseline = status_bytes("RssAnon")
         started = time.perf_counter()
-        with AnonPeak() as anon:
+        with MemoryPeak(torch.device("cpu")) as anon:
             report = run_archive(Path(tmp) / "lr", Path(tmp) / "out", options)
         seconds = time.perf_counter() - started
         peak = status_bytes("VmHWM")
@@ -127,8 +100,7 @@ def streamed(args: argparse.Namespace) -> None:
         )
         print(
             f"mode {report.records[0].mode}, {seconds:.1f} s, peak RSS of the process {peak / 2**20:.0f} MiB, peak "
-            f"anonymous memory {anon.peak / 2**20:.0f} MiB ({(anon.peak - baseline) / 2**20:.0f} MiB above the "
-            "process before the run)"
+            f"anonymous memory {anon.peak / 2**20:.0f} MiB above the process before the run"
         )
 
 

@@ -175,8 +175,22 @@ def matmul_ceiling(device: torch.device, precision: str) -> float:
     return 2 * n**3 / min(times) / 1e9
 
 
-class _MemoryPeak:
-    """Peak memory while running: torch's CUDA allocator peak, or on CPU the sampled anonymous RSS (Linux)."""
+def status_bytes(field: str) -> int:
+    """``VmRSS``, ``VmHWM``, ``RssAnon``, … of this process in bytes, from ``/proc/self/status`` (0 off Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class MemoryPeak:
+    """Peak memory above the start while running: torch's CUDA allocator peak, or on CPU the anonymous resident
+    memory (``RssAnon``, sampled every 5 ms; what the kernel cannot reclaim, unlike the page cache of memory-mapped
+    files, which ``VmHWM`` counts too)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -187,20 +201,13 @@ class _MemoryPeak:
 
     @staticmethod
     def _anon() -> int:
-        try:
-            with open("/proc/self/status") as status:
-                for line in status:
-                    if line.startswith("RssAnon:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return status_bytes("RssAnon")
 
     @property
     def kind(self) -> str:
         return "CUDA allocator peak" if self.device.type == "cuda" else "anonymous RSS above start (sampled)"
 
-    def __enter__(self) -> _MemoryPeak:
+    def __enter__(self) -> MemoryPeak:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
@@ -360,7 +367,7 @@ def run_bench(
         if options.baseline:
             say(f"×{scale}: eager per-band loop, float32")
             eager = model.to(device)
-            with _MemoryPeak(device) as memory, torch.inference_mode():
+            with MemoryPeak(device) as memory, torch.inference_mode():
                 times = time_runs(
                     lambda eager=eager, lr=lr: per_band_loop(eager, lr, "paper"),  # type: ignore[misc]
                     options.repeats,
@@ -381,7 +388,7 @@ def run_bench(
             try:
                 for tile in options.tiles:
                     say(f"×{scale}: {backend.capabilities.name}, tile {tile}")
-                    with _MemoryPeak(device) as memory:
+                    with MemoryPeak(device) as memory:
                         times = time_runs(
                             lambda b=backend, x=lr, t=tile, r=halo: tiled_scene(b, x, t, r, options.batch),  # type: ignore[misc]
                             options.repeats,
@@ -419,9 +426,9 @@ def write_outputs(report: BenchReport, *, json_path: Path | None, plot_path: Pat
         with history.open("a") as handle:
             handle.write(json.dumps(data) + "\n")
     if plot_path is not None:
-        from dualsr_deploy.evaluation.figures import _png, _pyplot
+        from dualsr_deploy.evaluation.figures import png_bytes, pyplot
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 4))
         series: dict[str, list[tuple[int, float]]] = {}
         for row in report.rows:
@@ -443,4 +450,4 @@ def write_outputs(report: BenchReport, *, json_path: Path | None, plot_path: Pat
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         with atomic_output(plot_path) as tmp:
-            tmp.write_bytes(_png(fig))
+            tmp.write_bytes(png_bytes(fig))

@@ -15,7 +15,7 @@ import numpy as np
 from dualsr_deploy.evaluation.core import SceneResult
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
@@ -28,10 +28,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -89,7 +89,7 @@ def scene_figures(
     pixels: tuple[tuple[int, int], ...] | None = None,
 ) -> dict[str, bytes]:
     """PNG bytes by figure name: ``rgb``, ``errors``, ``bands``, ``spectra``."""
-    plt = _pyplot()
+    plt = pyplot()
     hr = scene.cubes["HR"]
     c = hr.shape[0]
     shown = bands or default_bands(c)
@@ -112,7 +112,7 @@ def scene_figures(
         title = name if name == "HR" else f"{name}\n{scene.scores[name]['psnr']:.2f} dB"
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    out["rgb"] = _png(fig)
+    out["rgb"] = png_bytes(fig)
 
     errors = [np.abs(scene.cubes[m] - hr) for m in methods]
     top = max(float(np.percentile(np.stack([e[list(shown)] for e in errors]), 99.5)), 1e-6)
@@ -125,7 +125,7 @@ def scene_figures(
             ax.set_title(f"{method} · {label(band)}", fontsize=8)
             ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.6, label="|SR − HR|")
-    out["errors"] = _png(fig)
+    out["errors"] = png_bytes(fig)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.asarray(wl) if wl and len(wl) == c else np.arange(c)
@@ -141,7 +141,7 @@ def scene_figures(
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     right.grid(alpha=0.3)
-    out["bands"] = _png(fig)
+    out["bands"] = png_bytes(fig)
 
     picks = list(pixels) if pixels else pick_pixels(scene, methods)
     fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 3.4), squeeze=False)
@@ -156,5 +156,5 @@ def scene_figures(
         ax.set_title(f"pixel (row {y}, col {xx})", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    out["spectra"] = _png(fig)
+    out["spectra"] = png_bytes(fig)
     return out

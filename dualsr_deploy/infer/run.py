@@ -109,6 +109,11 @@ class InferOptions:
             raise InputError("--resume continues a run and --overwrite redoes it: give one of them")
         if self.stage == "dual":
             half = self.scale // 2
+            if self.scale == 2:
+                raise InputError(
+                    "the dual stage needs a ×s/2 CoarSR for its fine stage, and ×2 has none (s/2 = 1); run --stage "
+                    "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
+                )
             if self.scale % 2 or not self.engine.has_weights(half):
                 raise InputError(
                     f"the dual stage at ×{self.scale} needs a ×{self.scale / 2:g} CoarSR for its fine stage, and "
@@ -227,7 +232,10 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
                     )
                 )
                 continue
+            note = f"streamed, so written as .h5 ({suffix} cannot be written in strips)"
             suffix = ".h5"
+        else:
+            note = None
         output = out_dir / f"{entry.name}{suffix}"
         if not _inside(output, out_dir) or output.resolve() in inputs or output in outputs:
             why = (
@@ -247,7 +255,7 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
             plan.append(PlannedScene(entry, "skip", output, reason="done in an earlier run", digest=digest))
             continue
         mode = "streamed" if streamed else "memory"
-        plan.append(PlannedScene(entry, "run", output, mode, tiles, digest=digest))
+        plan.append(PlannedScene(entry, "run", output, mode, tiles, reason=note, digest=digest))
     return plan
 
 
@@ -610,6 +618,7 @@ class _Runner:
             shape_in=list(entry.shape) if entry.shape else None,
             mode=planned.mode,
             tiles=planned.tiles,
+            notes=[planned.reason] if planned.reason and status == "ok" else [],
             **facts,
         )
 

@@ -122,6 +122,17 @@ def test_scenes_over_the_memory_budget_stream_to_the_same_result(stage: str, tmp
     assert not (tmp_path / "streamed" / ".dualsr-work").exists()
 
 
+def test_streamed_scene_keeps_a_chunkable_format_and_says_so(tmp_path: Path) -> None:
+    archive = tmp_path / "lr"
+    write_scene(archive / "big.tif", lr_scene(5, 24, 31))
+    report = run_archive(archive, tmp_path / "out", InferOptions(stage="coarse", tile=16, memory_budget=100_000))
+    assert report.exit_code == 0
+    (record,) = report.records
+    assert record.output == str(tmp_path / "out" / "big.h5")
+    assert record.notes == ["streamed, so written as .h5 (.tif cannot be written in strips)"]
+    assert "streamed, so written as .h5" in (tmp_path / "out" / "manifest.jsonl").read_text()
+
+
 def test_streamed_scene_in_a_format_that_cannot_stream_is_reported(tmp_path: Path) -> None:
     archive = tmp_path / "lr"
     write_scene(archive / "big.h5", lr_scene(5, 24, 31))
@@ -142,6 +153,7 @@ def test_dry_run_lists_and_writes_nothing(mixed_archive: Path, tmp_path: Path) -
     ("args", "message"),
     [
         (["--scale", "3"], "needs a ×1.5 CoarSR"),
+        (["--scale", "2"], "×2 has none (s/2 = 1)"),
         (["--scale", "8"], "no shipped ×8 weights (shipped: ×2, ×4); pass --weights PATH"),
         (["--stage", "fine"], "unknown stage"),
         (["--engine", "tensorrt"], "unknown engine"),
