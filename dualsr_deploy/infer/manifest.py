@@ -35,6 +35,7 @@ class SceneRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    worker: str | None = None  # host:pid of the cluster worker that wrote it (cluster runs)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, [], {})}, sort_keys=True)

@@ -17,6 +17,7 @@ archive → scenes → LR tiles (halo ≥ the receptive radius) → batches → 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import queue
 import shutil
@@ -361,6 +362,145 @@ class _Item:
     read_seconds: float = 0.0
 
 
+@dataclass
+class _Context:
+    """What processing a scene takes, shared by the single-process run and the cluster workers
+    (:mod:`dualsr_deploy.infer.cluster`); ``worker`` names the process in the records."""
+
+    archive: Archive
+    options: InferOptions
+    pool: EnginePool
+    engine: _Engine
+    worker: str | None = None
+
+    def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
+        entry = planned.entry
+        return SceneRecord(
+            entry.name,
+            str(entry.path),
+            status,
+            input_sha256=planned.digest,
+            engine=self.options.engine.label,
+            stage=self.options.stage,
+            scale=self.options.scale,
+            shape_in=list(entry.shape) if entry.shape else None,
+            mode=planned.mode,
+            tiles=planned.tiles,
+            notes=[planned.reason] if planned.reason and status == "ok" else [],
+            worker=self.worker,
+            **facts,
+        )
+
+
+_Written = tuple[SceneRecord, Path, Scene, dict[str, str]]
+
+
+def _load(ctx: _Context, planned: PlannedScene, previous: str | None) -> _Item:
+    """Hash the input, decide a ``resume`` skip (``previous``: the input hash of the scene's last ``ok`` record),
+    and read an in-memory scene (a streamed one is read strip by strip later)."""
+    started = time.perf_counter()
+    try:
+        planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
+    except OSError as exc:
+        planned = replace(planned, reason=f"cannot hash the input: {exc}")
+    item = _Item(planned)
+    if (
+        previous is not None
+        and planned.digest is not None
+        and previous == planned.digest
+        and planned.output is not None
+        and planned.output.is_file()
+    ):
+        item.skip = True
+    elif planned.mode == "memory":
+        try:
+            with ctx.archive.open(planned.entry) as reader:
+                item.scene = reader.load(ctx.options.normalise)
+        except (DualSRError, OSError, ValueError) as exc:
+            item.error = str(exc)
+    item.read_seconds = time.perf_counter() - started
+    return item
+
+
+def _compute(ctx: _Context, items: list[_Item]) -> list[_Written]:
+    """Coarse SR (tiles of all ``items`` batched together) and the fine stage of in-memory scenes: what to write."""
+    options = ctx.options
+    scale = options.scale
+    scenes = [item.scene for item in items]
+    assert all(scene is not None for scene in scenes)
+    names = [item.planned.entry.name for item in items]
+    device = ctx.pool.backend(scale, scenes[0].cube.shape[0]).device  # type: ignore[union-attr]
+    cubes = [torch.from_numpy(scene.cube).to(device) for scene in scenes]  # type: ignore[union-attr]
+    t0 = time.perf_counter()
+    highs = ctx.engine.coarse(scale, cubes, names)
+    lows = ctx.engine.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
+    coarse_seconds = (time.perf_counter() - t0) / len(items)
+    jobs: list[_Written] = []
+    for index, item in enumerate(items):
+        t1 = time.perf_counter()
+        sr, weight = finish_stage(options, highs[index], lows[index] if lows is not None else None, cubes[index])
+        fine_seconds = time.perf_counter() - t1
+        scene = item.scene
+        assert scene is not None
+        assert item.planned.output is not None
+        result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), _output_meta(scene.meta, scale))
+        record = ctx.record(
+            item.planned,
+            "ok",
+            output=str(item.planned.output),
+            shape_out=list(result.cube.shape),
+            sam_weight=weight,
+            seconds={
+                "read": round(item.read_seconds, 3),
+                "coarse": round(coarse_seconds, 3),
+                "fine": round(fine_seconds, 3),
+            },
+        )
+        jobs.append((record, item.planned.output, result, _attrs(options, ctx.pool, options.stage)))
+    return jobs
+
+
+def _write(job: _Written) -> SceneRecord:
+    """Write one finished scene atomically; a failure is this scene's, recorded in what is returned."""
+    record, path, scene, attrs = job
+    started = time.perf_counter()
+    try:
+        write_scene(path, scene, attrs=attrs)
+    except Exception as exc:  # any failure is this scene's, never the run's
+        record.status, record.error, record.output = "failed", f"writing {path}: {exc}", None
+    record.seconds["write"] = round(time.perf_counter() - started, 3)
+    record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
+    return record
+
+
+_SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
+
+
+def _streamed(ctx: _Context, planned: PlannedScene) -> SceneRecord:
+    try:
+        return _stream_scene(ctx, planned)
+    except _SCENE_ERRORS as exc:
+        return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def process_scene(ctx: _Context, planned: PlannedScene, previous: str | None) -> SceneRecord | None:
+    """One scene start to end in this process (what a cluster worker runs): hash, read, compute, write. Returns
+    its record, or None when ``resume`` finds it done (``previous``: see :func:`_load`). A scene's failure is in
+    its record; only what kills the process escapes."""
+    item = _load(ctx, planned, previous)
+    if item.skip:
+        return None
+    if item.error is not None:
+        return ctx.record(item.planned, "failed", error=item.error)
+    if item.planned.mode == "streamed":
+        return _streamed(ctx, item.planned)
+    try:
+        (job,) = _compute(ctx, [item])
+    except _SCENE_ERRORS as exc:
+        return ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}")
+    return _write(job)
+
+
 def _attrs(options: InferOptions, pool: EnginePool, stage: str) -> dict[str, str]:
     attrs = {
         "model": f"CoarSR ×{options.scale}",
@@ -442,7 +582,7 @@ def run_archive(
             finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
 
     stop = StopRequest()
-    runner = _Runner(archive, plan, options, pool, engine, finish, report_to, stop, manifest)
+    runner = _Runner(_Context(archive, options, pool, engine), plan, finish, report_to, stop, manifest)
     try:
         with stop.installed():
             runner.run()
@@ -459,30 +599,25 @@ def run_archive(
 class _Runner:
     def __init__(
         self,
-        archive: Archive,
+        ctx: _Context,
         plan: list[PlannedScene],
-        options: InferOptions,
-        pool: EnginePool,
-        engine: _Engine,
         finish: Callable[[SceneRecord], None],
         report: Callable[[Event], None],
         stop: StopRequest,
         manifest: RunManifest,
     ) -> None:
-        self.archive = archive
+        self.ctx = ctx
         self.todo = [p for p in plan if p.action == "run"]
-        self.options = options
-        self.pool = pool
-        self.engine = engine
+        self.options = ctx.options
         self.finish = finish
         self.report = report
         self.stop = stop
         self.interrupted = False
         self.resumed: list[PlannedScene] = []
-        self.done = manifest.completed() if options.resume else {}
+        self.done = manifest.completed() if ctx.options.resume else {}
         self._halt = threading.Event()
         self.loaded: queue.Queue[_Item | None] = queue.Queue(maxsize=2)
-        self.written: queue.Queue[tuple[SceneRecord, Path, Scene, dict[str, str]] | None] = queue.Queue(maxsize=2)
+        self.written: queue.Queue[_Written | None] = queue.Queue(maxsize=2)
 
     # reader thread: loads in-memory scenes ahead of the engine (streamed ones are read by the engine itself)
     def _read(self) -> None:
@@ -490,28 +625,8 @@ class _Runner:
             for planned in self.todo:
                 if self._halt.is_set():
                     break
-                started = time.perf_counter()
-                try:
-                    planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
-                except OSError as exc:
-                    planned = replace(planned, reason=f"cannot hash the input: {exc}")
-                item = _Item(planned)
                 previous = self.done.get(planned.entry.name)
-                if (
-                    previous is not None
-                    and planned.digest is not None
-                    and previous.input_sha256 == planned.digest
-                    and planned.output is not None
-                    and planned.output.is_file()
-                ):
-                    item.skip = True
-                elif planned.mode == "memory":
-                    try:
-                        with self.archive.open(planned.entry) as reader:
-                            item.scene = reader.load(self.options.normalise)
-                    except (DualSRError, OSError, ValueError) as exc:
-                        item.error = str(exc)
-                item.read_seconds = time.perf_counter() - started
+                item = _load(self.ctx, planned, previous.input_sha256 if previous is not None else None)
                 while not self._halt.is_set():
                     try:
                         self.loaded.put(item, timeout=0.2)
@@ -537,15 +652,7 @@ class _Runner:
             job = self.written.get()
             if job is None:
                 return
-            record, path, scene, attrs = job
-            started = time.perf_counter()
-            try:
-                write_scene(path, scene, attrs=attrs)
-            except Exception as exc:  # any failure is this scene's, never the run's
-                record.status, record.error, record.output = "failed", f"writing {path}: {exc}", None
-            record.seconds["write"] = round(time.perf_counter() - started, 3)
-            record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
-            self.finish(record)
+            self.finish(_write(job))
 
     def run(self) -> None:
         reader = threading.Thread(target=self._read, name="dualsr-reader", daemon=True)
@@ -601,26 +708,9 @@ class _Runner:
         scales = [self.options.scale] + ([self.options.scale // 2] if self.options.stage == "dual" else [])
         windows = []
         for scale in scales:
-            grid = self.engine.grid(scale, h, w, c)
+            grid = self.ctx.engine.grid(scale, h, w, c)
             windows.append((grid.window_h, grid.window_w))
         return (c, *windows)
-
-    def _record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
-        entry = planned.entry
-        return SceneRecord(
-            entry.name,
-            str(entry.path),
-            status,
-            input_sha256=planned.digest,
-            engine=self.options.engine.label,
-            stage=self.options.stage,
-            scale=self.options.scale,
-            shape_in=list(entry.shape) if entry.shape else None,
-            mode=planned.mode,
-            tiles=planned.tiles,
-            notes=[planned.reason] if planned.reason and status == "ok" else [],
-            **facts,
-        )
 
     def _process(self, group: list[_Item]) -> None:
         if group[0].skip:
@@ -632,80 +722,36 @@ class _Runner:
         live = [item for item in group if item.error is None]
         for item in group:
             if item.error is not None:
-                self.finish(self._record(item.planned, "failed", error=item.error))
+                self.finish(self.ctx.record(item.planned, "failed", error=item.error))
         if not live:
             return
-        if live[0].planned.mode == "streamed":
-            self._streamed(live[0])
-            return
         try:
-            self._in_memory(live)
+            if live[0].planned.mode == "streamed":
+                self.finish(_streamed(self.ctx, live[0].planned))
+                return
+            for job in _compute(self.ctx, live):
+                self.written.put(job)
         except KeyboardInterrupt:
             for item in live:
-                self.finish(self._record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
+                self.finish(self.ctx.record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
             raise
-        except (DualSRError, RuntimeError, ValueError, OSError) as exc:
+        except _SCENE_ERRORS as exc:
             for item in live:
-                self.finish(self._record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
-
-    def _in_memory(self, items: list[_Item]) -> None:
-        options = self.options
-        scale = options.scale
-        scenes = [item.scene for item in items]
-        assert all(scene is not None for scene in scenes)
-        names = [item.planned.entry.name for item in items]
-        device = self.pool.backend(scale, scenes[0].cube.shape[0]).device  # type: ignore[union-attr]
-        cubes = [torch.from_numpy(scene.cube).to(device) for scene in scenes]  # type: ignore[union-attr]
-        t0 = time.perf_counter()
-        highs = self.engine.coarse(scale, cubes, names)
-        lows = self.engine.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
-        coarse_seconds = (time.perf_counter() - t0) / len(items)
-        for index, item in enumerate(items):
-            t1 = time.perf_counter()
-            sr, weight = finish_stage(options, highs[index], lows[index] if lows is not None else None, cubes[index])
-            fine_seconds = time.perf_counter() - t1
-            scene = items[index].scene
-            assert scene is not None
-            assert item.planned.output is not None
-            result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), _output_meta(scene.meta, scale))
-            record = self._record(
-                item.planned,
-                "ok",
-                output=str(item.planned.output),
-                shape_out=list(result.cube.shape),
-                sam_weight=weight,
-                seconds={
-                    "read": round(item.read_seconds, 3),
-                    "coarse": round(coarse_seconds, 3),
-                    "fine": round(fine_seconds, 3),
-                },
-            )
-            self.written.put((record, item.planned.output, result, _attrs(options, self.pool, options.stage)))
-
-    def _streamed(self, item: _Item) -> None:
-        planned = item.planned
-        try:
-            record = _stream_scene(self, planned)
-        except KeyboardInterrupt:
-            self.finish(self._record(planned, "interrupted", error="abandoned by a second Ctrl-C"))
-            raise
-        except (DualSRError, RuntimeError, ValueError, OSError) as exc:
-            record = self._record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
-        self.finish(record)
+                self.finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
 
 
-def _stream_scene(runner: _Runner, planned: PlannedScene) -> SceneRecord:
+def _stream_scene(ctx: _Context, planned: PlannedScene) -> SceneRecord:
     """One scene too large to hold: coarse SR in LR row strips, the fine stage in two passes over strips."""
-    options, pool, engine = runner.options, runner.pool, runner.engine
+    options, pool, engine = ctx.options, ctx.pool, ctx.engine
     entry, scale = planned.entry, options.scale
     assert entry.shape is not None
     assert planned.output is not None
     c, h, w = entry.shape
     seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
-    work = planned.output.parent / WORK_DIR / f"{abs(hash(entry.name)):x}"
+    work = planned.output.parent / WORK_DIR / hashlib.sha1(entry.name.encode()).hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
     device = pool.backend(scale, c).device
-    with runner.archive.open(entry) as reader:
+    with ctx.archive.open(entry) as reader:
         reader.resolve_in_strips(options.normalise)
         meta = reader.load(options.normalise, Window(0, 0, 1, w)).meta
 
@@ -781,7 +827,7 @@ def _stream_scene(runner: _Runner, planned: PlannedScene) -> SceneRecord:
     shutil.rmtree(work, ignore_errors=True)
     seconds = {k: round(v, 3) for k, v in seconds.items()}
     seconds["total"] = round(sum(seconds.values()), 3)
-    return runner._record(
+    return ctx.record(
         planned,
         "ok",
         output=str(planned.output),
