@@ -69,6 +69,15 @@ def infer(
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
     root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the torch engine."),
+    cluster: str | None = typer.Option(
+        None,
+        help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
+        "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy[cluster].",
+    ),
+    worker_cores: int | None = typer.Option(
+        None, help="CPU cores per cluster worker on CPU (default: local:N splits this machine's; else 4)."
+    ),
+    retries: int = typer.Option(2, help="Times a scene is given out again after the cluster worker holding it died."),
 ) -> None:
     """Super-resolve every scene of an archive: tiles, any backend, the fine stage, a manifest; resumable."""
     from dualsr_deploy.data.normalise import Normalisation
@@ -78,9 +87,20 @@ def infer(
     chosen = {scale: weights} if weights is not None else {}
     if weights_half is not None:
         chosen[scale // 2] = weights_half
+    cluster_spec = None
+    if cluster is not None:
+        from dualsr_deploy.infer.cluster import ClusterSpec, require_ray
+
+        cluster_spec = ClusterSpec.parse(cluster, worker_cores=worker_cores, retries=retries, device=device)
+        if not dry_run:
+            require_ray()
+        # the workers' device is the cluster's to decide (cuda where it has GPUs), not this machine's
+        run_device = device or ("cuda" if engine == "trt" else "cpu")
+    else:
+        run_device = check_device(device or default_device())
     spec = EngineSpec(
         engine=engine,
-        device=check_device(device or default_device()),
+        device=run_device,
         precision=precision,
         engines_dir=engines,
         weights=tuple(chosen.items()),
@@ -142,7 +162,7 @@ def infer(
             elif event.kind == "message":
                 bar.console.print(escape(event.text))
 
-        report_result = run_archive(source, out, options, progress=report, dry_run=dry_run)
+        report_result = run_archive(source, out, options, progress=report, dry_run=dry_run, cluster=cluster_spec)
 
     if dry_run:
         table = Table(title=f"dry run: {source} → {out}", title_justify="left")
@@ -157,17 +177,24 @@ def infer(
         console.print(table)
         return
 
-    table = Table(title=f"{source} → {out} (×{scale}, {stage}, {spec.label})", title_justify="left")
-    for column in ("scene", "status", "output (bands × H × W)", "mode", "seconds", "SAM weight", "error"):
-        table.add_column(column, overflow="fold")
+    label = ", ".join(report_result.engines) if cluster_spec is not None and report_result.engines else spec.label
+    where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
+    table = Table(title=f"{source} → {out} (×{scale}, {stage}, {label}{where})", title_justify="left")
+    heads = ["scene", "status", "output (bands × H × W)", "mode", "seconds", "SAM weight", "error"]
+    if cluster_spec is not None:
+        heads.insert(4, "worker")
+    for head in heads:
+        table.add_column(head, overflow="fold")
     for record in report_result.records:
         colour = "green" if record.status == "ok" else "red"
         shape = "×".join(map(str, record.shape_out)) if record.shape_out else "-"
+        worker = [escape(record.worker or "-")] if cluster_spec is not None else []
         table.add_row(
             escape(record.name),
             f"[{colour}]{record.status}[/]",
             shape,
             record.mode or "-",
+            *worker,
             f"{record.seconds.get('total', 0):.1f}",
             f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
             escape(record.error or ""),

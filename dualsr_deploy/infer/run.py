@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, input_digest
 from dualsr_deploy.infer.tiling import Tile, TileGrid, paste, receptive_radius
 from dualsr_deploy.ops.backproject import backproject_with_weights
 from dualsr_deploy.train.stop import StopRequest
+
+if TYPE_CHECKING:
+    from dualsr_deploy.infer.cluster import ClusterSpec
 
 STAGES = ("coarse", "dual", "backproject")
 FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr"}
@@ -534,8 +537,11 @@ def run_archive(
     *,
     progress: Callable[[Event], None] | None = None,
     dry_run: bool = False,
+    cluster: ClusterSpec | None = None,
 ) -> ArchiveReport:
-    """Super-resolve every scene of ``source`` into ``out_dir``; see the module docstring.
+    """Super-resolve every scene of ``source`` into ``out_dir``; see the module docstring. With ``cluster``, the
+    scenes are given to workers on a Ray cluster (:mod:`dualsr_deploy.infer.cluster`), with the same outputs,
+    manifest and ``resume``.
 
     Returns the report (its ``exit_code``: 0 all done, 1 some scene failed, 130 interrupted). Raises
     :class:`RunError` only for what stops the whole run before it starts.
@@ -557,42 +563,90 @@ def run_archive(
             f"{out} holds an earlier run ({manifest.path.name}); --resume to continue it, --overwrite to redo "
             "every scene, or choose another -o"
         )
-    pool = EnginePool(options.engine, say=lambda text: report_to(Event("message", text=text)))
-    for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
-        pool.model(scale)  # missing or mismatched weights stop the run before anything is written
-    plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
-    result = ArchiveReport(out, plan)
-    total_tiles = sum(p.tiles for p in plan if p.action == "run")
-    report_to(Event("plan", count=sum(p.action == "run" for p in plan), total=total_tiles))
-    if dry_run:
-        return result
-    out.mkdir(parents=True, exist_ok=True)
-    if options.resume:
-        _clean_stale(out)
-    started = time.perf_counter()
-    engine = _Engine(pool, options, report_to)
+    with contextlib.ExitStack() as stack:
+        session = None
+        if cluster is not None:
+            from dualsr_deploy.infer.cluster import ClusterSession, layout_workers
 
-    def finish(record: SceneRecord) -> None:
-        manifest.append(record)
-        result.records.append(record)
-        report_to(Event("done", record.name, record=record))
+            session = stack.enter_context(ClusterSession(cluster)) if not dry_run else None
+            if session is not None:
+                layout = layout_workers(cluster, session.nodes(), cluster.device or session.default_device())
+                options = replace(
+                    options,
+                    engine=replace(options.engine, device=layout.device),
+                    memory_budget=options.memory_budget or layout.memory_budget,
+                )
+                report_to(
+                    Event(
+                        "message",
+                        text=f"Ray cluster {cluster.text}: {layout.count} worker(s) on {len(session.nodes())} "
+                        f"node(s), {layout.cpus} CPU(s){' and 1 GPU' if layout.gpus else ''} each",
+                    )
+                )
+        pool = EnginePool(options.engine, say=lambda text: report_to(Event("message", text=text)))
+        scales = (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,)
+        for scale in scales:
+            pool.model(scale)  # missing or mismatched weights stop the run before anything is written
+        plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
+        result = ArchiveReport(out, plan)
+        total_tiles = sum(p.tiles for p in plan if p.action == "run")
+        report_to(Event("plan", count=sum(p.action == "run" for p in plan), total=total_tiles))
+        if dry_run:
+            return result
+        out.mkdir(parents=True, exist_ok=True)
+        if options.resume:
+            _clean_stale(out)
+        started = time.perf_counter()
 
-    for planned in plan:
-        if planned.action == "fail":
-            finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
+        def finish(record: SceneRecord) -> None:
+            manifest.append(record)
+            result.records.append(record)
+            report_to(Event("done", record.name, record=record))
 
-    stop = StopRequest()
-    runner = _Runner(_Context(archive, options, pool, engine), plan, finish, report_to, stop, manifest)
-    try:
-        with stop.installed():
-            runner.run()
-    finally:
-        result.engines = pool.opened
-        pool.close()
-        result.interrupted = runner.interrupted
-        result.resumed = runner.resumed
-        result.seconds = time.perf_counter() - started
-        shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+        for planned in plan:
+            if planned.action == "fail":
+                finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
+
+        stop = StopRequest()
+        try:
+            if session is not None:
+                from dualsr_deploy.infer.cluster import run_on_cluster
+
+                with stop.installed():
+                    outcome = run_on_cluster(
+                        session,
+                        layout,
+                        [p for p in plan if p.action == "run"],
+                        options,
+                        out_dir=out,
+                        weights={scale: pool.model(scale).info.sha256 for scale in scales},
+                        done=manifest.completed() if options.resume else {},
+                        finish=finish,
+                        report=report_to,
+                        stop=stop,
+                    )
+                result.engines, result.interrupted = outcome.engines, outcome.interrupted
+                result.resumed = outcome.resumed
+            else:
+                runner = _Runner(
+                    _Context(archive, options, pool, _Engine(pool, options, report_to)),
+                    plan,
+                    finish,
+                    report_to,
+                    stop,
+                    manifest,
+                )
+                try:
+                    with stop.installed():
+                        runner.run()
+                finally:
+                    result.engines = pool.opened
+                    result.interrupted = runner.interrupted
+                    result.resumed = runner.resumed
+        finally:
+            pool.close()
+            result.seconds = time.perf_counter() - started
+            shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return result
 
 
