@@ -420,6 +420,7 @@ def run_on_cluster(
         except ray.exceptions.RayError as exc:  # the worker process died (or its node): Ray restarts it
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             deaths.setdefault(name, []).append(why)
+            _remove_partial(held.planned)
             attempt = held.attempt + 1
             preparing[held.actor.prepare.remote(__version__, str(out_dir.resolve()), weights, needs)] = held.actor
             if attempt > session.spec.retries:
@@ -476,6 +477,15 @@ def run_on_cluster(
             ray.kill(actor, no_restart=True)
     outcome.interrupted = outcome.interrupted or stop.requested
     return outcome
+
+
+def _remove_partial(planned: PlannedScene) -> None:
+    """The temporary file a worker that died while writing ``planned`` left (its output's atomic write); the final
+    name was never touched. Called before the scene is given out again, so no live writer owns it."""
+    if planned.output is None:
+        return
+    for partial in planned.output.parent.glob(f".{planned.output.name}.*.tmp"):
+        partial.unlink(missing_ok=True)
 
 
 def _failed(

@@ -121,7 +121,7 @@ class EnginePool:
             return TorchBackend(model.core, device=spec.device, precision=spec.precision, compile=spec.compile)
         if spec.precision not in ("fp32", "fp16"):
             raise InputError(f"exported engines are fp32 or fp16; got --precision {spec.precision}")
-        graph = self._artefact(scale, bands, model)
+        graph = self.graph(scale, bands)
         if spec.engine == "onnx":
             from dualsr_deploy.backends.onnx_backend import OnnxBackend
 
@@ -136,7 +136,10 @@ class EnginePool:
             self._export(scale, bands, model, tensorrt="require")
         return TensorRTBackend(plan)
 
-    def _artefact(self, scale: int, bands: int, model: Model) -> Path:
+    def graph(self, scale: int, bands: int) -> Path:
+        """The ONNX graph of the ×``scale`` ``bands``-band model in the engines folder, checked against this run's
+        weights, exported first if absent."""
+        model = self.model(scale)
         folder = self.spec.engines_dir / f"coarsr-x{scale}-c{bands}"
         graph = folder / f"coarsr_x{scale}_c{bands}_{self.spec.precision}.onnx"
         manifest = graph.with_name(graph.name + ".json")

@@ -593,6 +593,10 @@ def run_archive(
         report_to(Event("plan", count=sum(p.action == "run" for p in plan), total=total_tiles))
         if dry_run:
             return result
+        if session is not None and options.engine.engine != "torch":  # exported once here, not by every worker
+            for bands in sorted({p.entry.shape[0] for p in plan if p.action == "run" and p.entry.shape}):
+                for scale in scales:
+                    pool.graph(scale, bands)
         out.mkdir(parents=True, exist_ok=True)
         if options.resume:
             _clean_stale(out)

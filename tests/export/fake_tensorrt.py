@@ -128,6 +128,19 @@ def make_fake_tensorrt(version: str, *, parse_ok: bool = True, build_ok: bool = 
         def get_error(self, index: int) -> ParserError:
             return ParserError()
 
+    class Engine:  # what the runtime deserialises: enough for a backend to open
+        def create_execution_context(self) -> object:
+            calls.append(("context",))
+            return object()
+
+    class Runtime:
+        def __init__(self, logger: Logger) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
+            calls.append(("deserialize", len(data)))
+            return Engine() if data.startswith(b"PLAN") else None
+
     for name, value in list(locals().items()):
         if isinstance(value, type):
             setattr(trt, name, value)
