@@ -1,7 +1,12 @@
-"""A mixed archive of small LR scenes: several formats, band counts 5, 31 and 48, and one corrupt file."""
+"""Shared by the infer tests: a mixed archive of small LR scenes (several formats, band counts 5, 31 and 48, one
+corrupt file), an archive of eight with its reference outputs, and ``dualsr infer`` run as a separate process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,10 @@ import pytest
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
 from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def lr_scene(seed: int, size: int, bands: int, scale: int = 4) -> Scene:
@@ -30,3 +38,30 @@ def mixed_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_scene(folder / "e.hdr", lr_scene(4, 16, 31))
     (folder / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an HDF5 signature, then nothing
     return folder
+
+
+def infer_process(archive: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "dualsr_deploy", "infer", str(archive), "-o", str(out), "--tile", "16", *extra]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for_ok(out: Path, process: subprocess.Popen[bytes], count: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        path = out / "manifest.jsonl"
+        if path.is_file() and path.read_text().count('"status": "ok"') >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no {count} finished scenes before the run ended: {process.communicate()[0].decode()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def archive_of_eight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Eight scenes and the outputs of one uninterrupted run over them."""
+    folder = tmp_path_factory.mktemp("eight")
+    for seed in range(8):
+        write_scene(folder / "lr" / f"s{seed}.h5", lr_scene(seed, 32, 31))
+    report = run_archive(folder / "lr", folder / "reference", InferOptions(tile=16))
+    assert report.exit_code == 0
+    return folder / "lr", folder / "reference"

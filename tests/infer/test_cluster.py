@@ -42,7 +42,7 @@ from dualsr_deploy.infer.cluster import (
     layout_workers,
 )
 from dualsr_deploy.infer.run import Event, plan_archive
-from tests.infer.conftest import lr_scene
+from tests.infer.conftest import infer_process, lr_scene, wait_for_ok
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -349,3 +349,26 @@ def test_cli_starts_its_own_local_cluster(archive: Path, single: Path, tmp_path:
     assert "Ray cluster local:2: 2 worker(s)" in done.stdout
     assert "8 done, 1 failed, 0 skipped" in done.stdout
     assert_same_outputs(single, out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_cluster_run_keeps_finished_scenes_and_a_local_run_resumes_it(
+    archive_of_eight: tuple[Path, Path], tmp_path: Path
+) -> None:
+    need_ray()
+    archive, reference = archive_of_eight
+    out = tmp_path / "out"
+    process = infer_process(archive, out, "--cluster", "local:2")
+    wait_for_ok(out, process, 1)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output[-2000:]
+    assert "--resume" in output
+    finished = [str(r["name"]) for r in manifest(out) if r["status"] == "ok"]
+    assert 1 <= len(finished) < 8
+    resumed = infer_process(archive, out, "--resume")  # on this machine alone, without Ray
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()[0].decode()[-2000:]
+    assert sorted(str(r["name"]) for r in manifest(out) if r["status"] == "ok") == [f"s{i}" for i in range(8)]
+    for seed in range(8):
+        assert np.array_equal(read_scene(out / f"s{seed}.h5").cube, read_scene(reference / f"s{seed}.h5").cube)
+    assert not leftovers(out)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +17,7 @@ from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
 from dualsr_deploy.weights import shipped_weights
-from tests.infer.conftest import lr_scene
+from tests.infer.conftest import infer_process, lr_scene, wait_for_ok
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -179,44 +175,17 @@ def test_outputs_never_overwrite_or_join_the_inputs(mixed_archive: Path) -> None
     assert not (mixed_archive / "sr").exists()
 
 
-def _infer_process(archive: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "dualsr_deploy", "infer", str(archive), "-o", str(out), "--tile", "16", *extra]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _wait_for_ok(out: Path, process: subprocess.Popen[bytes], count: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        path = out / "manifest.jsonl"
-        if path.is_file() and path.read_text().count('"status": "ok"') >= count:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"no {count} finished scenes before the run ended: {process.communicate()[0].decode()[-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def archive_of_eight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Eight scenes and the outputs of one uninterrupted run over them."""
-    folder = tmp_path_factory.mktemp("eight")
-    for seed in range(8):
-        write_scene(folder / "lr" / f"s{seed}.h5", lr_scene(seed, 32, 31))
-    report = run_archive(folder / "lr", folder / "reference", InferOptions(tile=16))
-    assert report.exit_code == 0
-    return folder / "lr", folder / "reference"
-
-
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_identical_outputs(archive_of_eight: tuple[Path, Path], tmp_path: Path) -> None:
     archive, reference = archive_of_eight
     out = tmp_path / "out"
-    process = _infer_process(archive, out)
-    _wait_for_ok(out, process, 2)
+    process = infer_process(archive, out)
+    wait_for_ok(out, process, 2)
     process.kill()  # SIGKILL: no handler runs, whatever was half-written stays half-written
     process.wait()
     done_before = sum(r["status"] == "ok" for r in manifest(out))
     assert done_before < 8, "the run finished before it could be killed"
-    resumed = _infer_process(archive, out, "--resume")
+    resumed = infer_process(archive, out, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[0].decode()[-2000:]
     records = manifest(out)
     assert sorted(str(r["name"]) for r in records if r["status"] == "ok") == [f"s{i}" for i in range(8)]
@@ -229,8 +198,8 @@ def test_a_killed_run_resumes_to_identical_outputs(archive_of_eight: tuple[Path,
 def test_ctrl_c_keeps_finished_scenes_and_exits_130(archive_of_eight: tuple[Path, Path], tmp_path: Path) -> None:
     archive, reference = archive_of_eight
     out = tmp_path / "out"
-    process = _infer_process(archive, out)
-    _wait_for_ok(out, process, 1)
+    process = infer_process(archive, out)
+    wait_for_ok(out, process, 1)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0].decode()
     assert process.returncode == 130, output[-2000:]
