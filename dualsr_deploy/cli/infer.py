@@ -72,7 +72,7 @@ def infer(
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
-        "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy[cluster].",
+        "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy\\[cluster].",
     ),
     worker_cores: int | None = typer.Option(
         None, help="CPU cores per cluster worker on CPU (default: local:N splits this machine's; else 4)."

@@ -148,13 +148,18 @@ class SceneWorker:
         self.ctx = _Context(Archive(Path("/"), [], layout=layout), options, self.pool, engine, worker=self.name)
 
     def prepare(
-        self, version: str, out_dir: str, weights: dict[int, str], needs: list[tuple[int, int]]
+        self, version: str, out_dir: str, weights: dict[int, str], needs: list[tuple[int, int]], archive: str = "/"
     ) -> dict[str, Any]:
         """The per-node checks (see the module docstring); raises :class:`WorkerRefusedError` with the reason."""
         where = f"worker {self.name}"
         if version != __version__:
             raise WorkerRefusedError(
                 f"{where} runs dualsr-deploy {__version__}, the driver {version}; install the same"
+            )
+        if not Path(archive).exists():
+            raise WorkerRefusedError(
+                f"{where} does not see the archive at {archive}; it must be on storage every node mounts under the "
+                "same path"
             )
         out = Path(out_dir)
         try:
@@ -330,6 +335,7 @@ def run_on_cluster(
     options: InferOptions,
     *,
     out_dir: Path,
+    archive_root: Path,
     weights: dict[int, str],
     done: dict[str, SceneRecord],
     finish: Callable[[SceneRecord], None],
@@ -353,7 +359,8 @@ def run_on_cluster(
         scheduling_strategy="SPREAD",
     )
     actors = [actor_class.remote(options, options.layout, layout.cpus) for _ in range(layout.count)]
-    preparing = {actor.prepare.remote(__version__, str(out_dir.resolve()), weights, needs): actor for actor in actors}
+    checks = (__version__, str(out_dir.resolve()), weights, needs, str(archive_root.resolve()))
+    preparing = {actor.prepare.remote(*checks): actor for actor in actors}
     idle: collections.deque[Any] = collections.deque()
     holding: dict[Any, _Holding] = {}
     pending = collections.deque((p, 0) for p in todo)
@@ -392,7 +399,7 @@ def run_on_cluster(
                 ray.kill(actor, no_restart=True)
                 return
             report(Event("message", text=f"a worker died while starting ({type(exc).__name__}); asking again"))
-            preparing[actor.prepare.remote(__version__, str(out_dir.resolve()), weights, needs)] = actor
+            preparing[actor.prepare.remote(*checks)] = actor
             return
         for message in info.get("messages", []):
             report(Event("message", text=f"{info['worker']}: {message}"))
@@ -422,7 +429,7 @@ def run_on_cluster(
             deaths.setdefault(name, []).append(why)
             _remove_partial(held.planned)
             attempt = held.attempt + 1
-            preparing[held.actor.prepare.remote(__version__, str(out_dir.resolve()), weights, needs)] = held.actor
+            preparing[held.actor.prepare.remote(*checks)] = held.actor
             if attempt > session.spec.retries:
                 finish(
                     _failed(

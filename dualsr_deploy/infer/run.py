@@ -623,6 +623,7 @@ def run_archive(
                         [p for p in plan if p.action == "run"],
                         options,
                         out_dir=out,
+                        archive_root=archive.root,
                         weights={scale: pool.model(scale).info.sha256 for scale in scales},
                         done=manifest.completed() if options.resume else {},
                         finish=finish,

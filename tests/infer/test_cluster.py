@@ -127,6 +127,8 @@ def test_a_worker_refuses_a_node_that_cannot_run_the_job(tmp_path: Path) -> None
         worker.prepare(__version__, str(tmp_path / "not-mounted-here"), {4: sha}, [])
     with pytest.raises(WorkerRefusedError, match="other ×4 weights"):
         worker.prepare(__version__, str(tmp_path), {4: "0" * 64}, [])
+    with pytest.raises(WorkerRefusedError, match="does not see the archive"):
+        worker.prepare(__version__, str(tmp_path), {4: sha}, [], str(tmp_path / "elsewhere"))
 
 
 def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_one(
