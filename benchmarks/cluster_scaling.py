@@ -44,7 +44,9 @@ def main() -> None:
     options = InferOptions(scale=args.scale, stage=args.stage)
     with tempfile.TemporaryDirectory() as tmp:
         folder, _pixels = lr_archive(Path(tmp) / "lr", args.count, args.scale)
-        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+        )
         print(f"{args.count} CAVE scenes at ×{args.scale}, {args.stage} stage, torch on CPU, {cores} cores")
         print("| run | workers × threads | seconds | scenes/min | first worker ready after |")
         print("|---|---|---|---|---|", flush=True)

@@ -220,6 +220,7 @@ def layout_workers(spec: ClusterSpec, nodes: list[dict[str, Any]], device: str) 
     sharing the node's cores); the memory budget (when none was given) is a quarter of the smallest per-worker
     share of a node's memory, as a single-machine run takes a quarter of the machine's."""
     resources = [node.get("Resources", {}) for node in nodes]
+    cpus_per_node = [int(r.get("CPU", 0)) for r in resources]
     if device.startswith("cuda"):
         per_node = [int(r.get("GPU", 0)) for r in resources]
         if not sum(per_node):
@@ -228,12 +229,11 @@ def layout_workers(spec: ClusterSpec, nodes: list[dict[str, Any]], device: str) 
         gpus = 1
     else:
         gpus = 0
-        cpus_per_node = [int(r.get("CPU", 0)) for r in resources]
         if spec.address is None:  # local[:N]: N workers sharing this machine's cores
             workers = spec.local_workers
             cores = spec.worker_cores or max(1, sum(cpus_per_node) // workers)
-        else:
-            cores = spec.worker_cores or DEFAULT_WORKER_CORES
+        else:  # nodes smaller than the default get one worker with all their cores
+            cores = spec.worker_cores or max(1, min(DEFAULT_WORKER_CORES, max(cpus_per_node, default=1)))
         per_node = [n // cores for n in cpus_per_node]
         if spec.address is None:
             per_node = _cap(per_node, spec.local_workers)
@@ -242,7 +242,10 @@ def layout_workers(spec: ClusterSpec, nodes: list[dict[str, Any]], device: str) 
     budget = min(shares) // 4 if shares and min(shares) > 0 else None
     count = sum(per_node)
     if not count:
-        raise ClusterError("the cluster has no node with a free CPU for a worker")
+        raise ClusterError(
+            f"no node of the cluster has {cores} CPU(s) for a worker (nodes: {', '.join(map(str, cpus_per_node))} "
+            "CPUs); lower --worker-cores"
+        )
     return WorkerLayout(count, cpus, gpus, "cuda" if gpus else "cpu", budget)
 
 
@@ -287,7 +290,7 @@ class ClusterSession:
             if self.spec.address is None:
                 workers = self.spec.local_workers
                 cores = self.spec.worker_cores or max(1, (os.cpu_count() or 1) // workers)
-                ray.init(num_cpus=workers * cores, include_dashboard=False, **quiet)
+                ray.init(address="local", num_cpus=workers * cores, include_dashboard=False, **quiet)
             else:
                 ray.init(address=self.spec.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -110,6 +110,10 @@ def test_layout_is_one_worker_per_gpu_or_per_worker_cores() -> None:
     assert layout.count == 2
     layout = layout_workers(ClusterSpec.parse("local:2"), [node(2)], "cpu")
     assert (layout.count, layout.cpus) == (2, 1)
+    layout = layout_workers(ClusterSpec.parse("auto"), [node(2)], "cpu")  # smaller than the default 4 cores
+    assert (layout.count, layout.cpus) == (1, 2)
+    with pytest.raises(ClusterError, match="no node of the cluster has 32 CPU"):
+        layout_workers(ClusterSpec.parse("auto", worker_cores=32), cpu_nodes, "cpu")
     with pytest.raises(ClusterError, match="no GPU"):
         layout_workers(ClusterSpec.parse("auto"), cpu_nodes, "cuda")
 
@@ -197,7 +201,7 @@ def need_ray() -> types.ModuleType:
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     ray = need_ray()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     yield
     ray.shutdown()
 
