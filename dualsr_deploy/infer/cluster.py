@@ -35,7 +35,6 @@ import os
 import re
 import socket
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -261,8 +260,7 @@ def _cap(per_node: list[int], total: int) -> list[int]:
 class _Holding:
     actor: Any
     planned: PlannedScene
-    attempt: int
-    started: float
+    attempt: int  # how many times a worker died holding it before
 
 
 @dataclass
@@ -377,7 +375,7 @@ def run_on_cluster(
             planned, attempt = pending.popleft()
             previous = done.get(planned.entry.name)
             ref = actor.process.remote(planned, previous.input_sha256 if previous is not None else None)
-            holding[ref] = _Holding(actor, planned, attempt, time.perf_counter())
+            holding[ref] = _Holding(actor, planned, attempt)
             report(Event("scene", planned.entry.name, total=planned.tiles))
 
     def prepared(ref: Any) -> None:
