@@ -3,10 +3,11 @@
     python benchmarks/cluster_scaling.py                 # 13 CAVE scenes at ×4, dual stage, torch on CPU
     python benchmarks/cluster_scaling.py --count 6 --stage coarse
 
-Every configuration has the machine's cores: the single process uses them all as torch threads; ``local:1`` is
-one worker with all of them; ``local:2`` is two workers with half each. Ray is started once, before the timed
-runs (``ray.init``, ~5 s here, is not in the figures); each timed cluster run includes starting its workers
-(importing torch, loading the weights), as every ``dualsr infer --cluster`` run does. LR scenes are made as in
+Two questions, two sets of rows. Scaling with workers at a fixed thread count: ``local:1`` and ``local:2`` with one
+core per worker (``--worker-cores 1``). And the use of this machine: the single process and ``local:1`` use both
+cores as torch threads, ``local:2`` as two workers of one thread. Ray is started once, before the timed runs
+(``ray.init``, ~5 s here, is not in the figures); each timed cluster run includes starting its workers (importing
+torch, loading the weights), as every ``dualsr infer --cluster`` run does. LR scenes are made as in
 ``infer_archive.py``.
 """
 
@@ -50,11 +51,15 @@ def main() -> None:
         print(f"{args.count} CAVE scenes at ×{args.scale}, {args.stage} stage, torch on CPU, {cores} cores")
         print("| run | workers × threads | seconds | scenes/min | first worker ready after |")
         print("|---|---|---|---|---|", flush=True)
-        configs: list[tuple[str, ClusterSpec | None]] = [("single process", None)]
-        configs += [(f"--cluster local:{n}", ClusterSpec.parse(f"local:{n}")) for n in (1, 2)]
-        for repeat in range(args.repeats):
+        configs: list[tuple[str, ClusterSpec | None]] = [
+            ("--cluster local:1 --worker-cores 1", ClusterSpec.parse("local:1", worker_cores=1)),
+            ("--cluster local:2", ClusterSpec.parse("local:2")),
+            ("single process", None),
+            ("--cluster local:1", ClusterSpec.parse("local:1")),
+        ]
+        for _repeat in range(args.repeats):
             for label, spec in configs:
-                out = Path(tmp) / f"out-{label.split(':')[-1].replace(' ', '-')}-{repeat}"
+                out = Path(tmp) / f"out-{len(list(Path(tmp).glob('out-*')))}"
                 ready: list[float] = []
                 started = time.perf_counter()
 
@@ -65,11 +70,10 @@ def main() -> None:
                 report = run_archive(folder, out, options, cluster=spec, progress=note)
                 seconds = time.perf_counter() - started
                 assert report.exit_code == 0, report.failed
-                shape = (
-                    f"1 × {torch.get_num_threads()}"
-                    if spec is None
-                    else f"{spec.workers} × {cores // (spec.workers or 1)}"
-                )
+                if spec is None:
+                    shape = f"1 × {torch.get_num_threads()}"
+                else:
+                    shape = f"{spec.local_workers} × {spec.worker_cores or cores // spec.local_workers}"
                 first = f"{ready[0]:.1f} s" if ready else "-"
                 print(f"| {label} | {shape} | {seconds:.1f} | {60 * args.count / seconds:.1f} | {first} |", flush=True)
         ray.shutdown()

@@ -11,9 +11,12 @@ records, and its actor restarts bring a dead worker back. What this module adds 
   plans are per GPU architecture (``<graph>.sm<CC>.plan``): a worker builds the plan for its GPU when the folder
   has none, and the plan's manifest is checked against the GPU that loads it (a mismatched plan is refused,
   never loaded). A worker that fails a check is retired with the reason; the others go on.
-- **Scenes are tasks**, given one at a time to whichever worker is free (``ray.wait``). The worker runs the
-  single-machine code for one scene (:func:`~dualsr_deploy.infer.run.process_scene`): hash, read, compute,
-  write atomically to the shared output folder. The driver alone appends ``manifest.jsonl``, so a cluster run and
+- **Scenes are tasks**, given to the least busy worker as workers report back (``ray.wait``), up to
+  :data:`SLOTS` per worker: a worker is a threaded actor whose engines serve one scene at a time, so the next
+  scene is read and the last one written while one computes (on a GPU, writing an HDF5 output takes longer than
+  the network). The worker runs the single-machine code for one scene
+  (:func:`~dualsr_deploy.infer.run.process_scene`): hash, read, compute, write atomically to the shared output
+  folder. The driver alone appends ``manifest.jsonl``, so a cluster run and
   a local run write the same manifest and ``--resume`` one another.
 - **Failures.** A scene that fails (bad data, an error in the code) comes back as a ``failed`` record, once. A
   worker process that dies mid-scene (killed, out of memory, a lost node) is restarted by Ray
@@ -35,6 +38,7 @@ import os
 import re
 import socket
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -61,6 +65,8 @@ from dualsr_deploy.train.stop import StopRequest
 
 INSTALL_HINT = "pip install 'dualsr-deploy[cluster]'"
 DEFAULT_WORKER_CORES = 4
+# scenes a worker holds at once: one uses the engines while the other is read or written (a threaded actor)
+SLOTS = 2
 _ADDRESS = re.compile(r"ray://[^\s:/]+:\d+")
 
 
@@ -145,6 +151,7 @@ class SceneWorker:
         self.pool = EnginePool(options.engine, say=self.messages.append)
         engine = _Engine(self.pool, options, lambda _event: None)
         self.ctx = _Context(Archive(Path("/"), [], layout=layout), options, self.pool, engine, worker=self.name)
+        self.engine_lock = threading.Lock()
 
     def prepare(
         self, version: str, out_dir: str, weights: dict[int, str], needs: list[tuple[int, int]], archive: str = "/"
@@ -193,7 +200,8 @@ class SceneWorker:
         }
 
     def process(self, planned: PlannedScene, previous: str | None) -> SceneRecord | None:
-        return process_scene(self.ctx, planned, previous)
+        """Runs on one of the actor's :data:`SLOTS` threads; the engines are used by one scene at a time."""
+        return process_scene(self.ctx, planned, previous, self.engine_lock)
 
 
 # --- the driver --------------------------------------------------------------------------------------------------
@@ -357,12 +365,13 @@ def run_on_cluster(
         num_gpus=layout.gpus,
         max_restarts=-1,  # Ray brings a dead worker back; each scene's retries are bounded below
         max_task_retries=0,
+        max_concurrency=SLOTS,
         scheduling_strategy="SPREAD",
     )
     actors = [actor_class.remote(options, options.layout, layout.cpus) for _ in range(layout.count)]
     checks = (__version__, str(out_dir.resolve()), weights, needs, str(archive_root.resolve()))
     preparing = {actor.prepare.remote(*checks): actor for actor in actors}
-    idle: collections.deque[Any] = collections.deque()
+    free: dict[Any, int] = {}  # ready workers → scenes they can take now
     holding: dict[Any, _Holding] = {}
     pending = collections.deque((p, 0) for p in todo)
     refusals: list[str] = []
@@ -370,8 +379,11 @@ def run_on_cluster(
     starts: dict[Any, int] = {}
 
     def give_out() -> None:
-        while idle and pending and not stop.requested:
-            actor = idle.popleft()
+        while pending and not stop.requested and free:
+            actor = max(free, key=lambda a: free[a])  # the least busy worker
+            if not free[actor]:
+                return
+            free[actor] -= 1
             planned, attempt = pending.popleft()
             previous = done.get(planned.entry.name)
             ref = actor.process.remote(planned, previous.input_sha256 if previous is not None else None)
@@ -413,7 +425,11 @@ def run_on_cluster(
                 f"{', '.join(dict.fromkeys(info['engines']))}",
             )
         )
-        idle.append(actor)
+        free[actor] = SLOTS
+
+    def release(actor: Any) -> None:
+        if actor in free:  # not when it died meanwhile (it is being asked again)
+            free[actor] += 1
 
     def returned(ref: Any) -> None:
         held = holding.pop(ref)
@@ -421,7 +437,7 @@ def run_on_cluster(
         try:
             record = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # an error escaped the scene's own handling: deterministic
-            idle.append(held.actor)
+            release(held.actor)
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             finish(_failed(options, held.planned, f"{type(cause).__name__}: {cause}", deaths.get(name)))
             return
@@ -430,7 +446,9 @@ def run_on_cluster(
             deaths.setdefault(name, []).append(why)
             _remove_partial(held.planned)
             attempt = held.attempt + 1
-            preparing[held.actor.prepare.remote(*checks)] = held.actor
+            if held.actor in free:  # the first of its scenes to report the death: ask the restarted one again
+                del free[held.actor]
+                preparing[held.actor.prepare.remote(*checks)] = held.actor
             if attempt > session.spec.retries:
                 finish(
                     _failed(
@@ -450,7 +468,7 @@ def run_on_cluster(
                 )
                 pending.appendleft((held.planned, attempt))
             return
-        idle.append(held.actor)
+        release(held.actor)
         if record is None:
             outcome.resumed.append(held.planned)
             report(Event("skip", name, count=held.planned.tiles))
@@ -463,7 +481,7 @@ def run_on_cluster(
     try:
         while (pending and not stop.requested) or holding:
             give_out()
-            if not holding and not preparing and not idle:
+            if not holding and not preparing and not free:
                 why = "; ".join(dict.fromkeys(refusals)) or "none was left"
                 for planned, _attempt in pending:
                     finish(_failed(options, planned, f"no cluster worker could run it: {why}", None))

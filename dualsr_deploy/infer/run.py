@@ -486,21 +486,33 @@ def _streamed(ctx: _Context, planned: PlannedScene) -> SceneRecord:
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def process_scene(ctx: _Context, planned: PlannedScene, previous: str | None) -> SceneRecord | None:
+def process_scene(
+    ctx: _Context,
+    planned: PlannedScene,
+    previous: str | None,
+    engine_lock: contextlib.AbstractContextManager[Any] | None = None,
+) -> SceneRecord | None:
     """One scene start to end in this process (what a cluster worker runs): hash, read, compute, write. Returns
     its record, or None when ``resume`` finds it done (``previous``: see :func:`_load`). A scene's failure is in
-    its record; only what kills the process escapes."""
+    its record; only what kills the process escapes.
+
+    ``engine_lock`` is held while the scene uses the engines (the whole of a streamed scene), so that callers on
+    several threads overlap one scene's reading and writing with another's compute, as the single-process run
+    does with its reader and writer threads."""
+    lock = engine_lock if engine_lock is not None else contextlib.nullcontext()
     item = _load(ctx, planned, previous)
     if item.skip:
         return None
     if item.error is not None:
         return ctx.record(item.planned, "failed", error=item.error)
-    if item.planned.mode == "streamed":
-        return _streamed(ctx, item.planned)
-    try:
-        (job,) = _compute(ctx, [item])
-    except _SCENE_ERRORS as exc:
-        return ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}")
+    with lock:
+        if item.planned.mode == "streamed":
+            return _streamed(ctx, item.planned)
+        try:
+            (job,) = _compute(ctx, [item])
+        except _SCENE_ERRORS as exc:
+            return ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}")
+    item.scene = None  # the LR cube: not needed while writing
     return _write(job)
 
 

@@ -3,7 +3,9 @@ corrupt file), an archive of eight with its reference outputs, and ``dualsr infe
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,3 +67,18 @@ def archive_of_eight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     report = run_archive(folder / "lr", folder / "reference", InferOptions(tile=16))
     assert report.exit_code == 0
     return folder / "lr", folder / "reference"
+
+
+def interrupt_after_first_scene(archive: Path, out: Path, *extra: str) -> list[str]:
+    """Run ``dualsr infer`` as a process, send SIGINT once a scene is done, check it exits 130 saying how to
+    continue with part of the archive done, and return the scenes it finished."""
+    process = infer_process(archive, out, *extra)
+    wait_for_ok(out, process, 1)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output[-2000:]
+    assert "--resume" in output
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    finished = [str(record["name"]) for record in map(json.loads, lines) if record["status"] == "ok"]
+    assert 1 <= len(finished) < len(list(archive.iterdir()))
+    return finished

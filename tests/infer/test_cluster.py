@@ -35,6 +35,7 @@ from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import InputError
 from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
 from dualsr_deploy.infer.cluster import (
+    SLOTS,
     ClusterError,
     ClusterSpec,
     SceneWorker,
@@ -42,7 +43,7 @@ from dualsr_deploy.infer.cluster import (
     layout_workers,
 )
 from dualsr_deploy.infer.run import Event, plan_archive
-from tests.infer.conftest import infer_process, lr_scene, wait_for_ok
+from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -310,7 +311,7 @@ def test_a_worker_killed_mid_scene_still_ends_with_every_scene_written_once(
     assert sorted(names) == sorted(set(names))  # one record per scene: the dead worker's scene was not lost
     assert {r["name"] for r in records if r["status"] == "ok"} == {f"s{i}" for i in range(8)}
     retried = [r for r in records if any("retried after its worker died" in n for n in r.get("notes", []))]
-    assert len(retried) == 1
+    assert 1 <= len(retried) <= SLOTS  # what the killed worker held: one scene computing, maybe one being written
     assert any("died" in e.text and "retrying it (1/2)" in e.text for e in events if e.kind == "message")
     assert_same_outputs(single, out)
     assert not leftovers(out)
@@ -324,12 +325,12 @@ def test_retries_are_bounded(local_ray: None, archive: Path, tmp_path: Path) -> 
     watcher.join()
     assert len(killed) == 1
     records = manifest(out)
-    gave_up = [r for r in records if "given up after 0 retries" in str(r.get("error"))]
-    assert len(gave_up) == 1
-    assert len(result.ok) == 7
+    gave_up = sorted(str(r["name"]) for r in records if "given up after 0 retries" in str(r.get("error")))
+    assert 1 <= len(gave_up) <= SLOTS
+    assert len(result.ok) == 8 - len(gave_up)
     assert sorted(r["name"] for r in records) == sorted({str(r["name"]) for r in records})
     resumed = run_archive(archive, out, RESUME, cluster=spec)
-    assert [r.name for r in resumed.ok] == [gave_up[0]["name"]]  # --resume picks up what was given up
+    assert sorted(r.name for r in resumed.ok) == gave_up  # --resume picks up what was given up
 
 
 def test_workers_that_all_refuse_fail_the_scenes_with_the_reason(
@@ -364,14 +365,7 @@ def test_ctrl_c_on_a_cluster_run_keeps_finished_scenes_and_a_local_run_resumes_i
     need_ray()
     archive, reference = archive_of_eight
     out = tmp_path / "out"
-    process = infer_process(archive, out, "--cluster", "local:2")
-    wait_for_ok(out, process, 1)
-    process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=120)[0].decode()
-    assert process.returncode == 130, output[-2000:]
-    assert "--resume" in output
-    finished = [str(r["name"]) for r in manifest(out) if r["status"] == "ok"]
-    assert 1 <= len(finished) < 8
+    interrupt_after_first_scene(archive, out, "--cluster", "local:2")
     resumed = infer_process(archive, out, "--resume")  # on this machine alone, without Ray
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[0].decode()[-2000:]
     assert sorted(str(r["name"]) for r in manifest(out) if r["status"] == "ok") == [f"s{i}" for i in range(8)]

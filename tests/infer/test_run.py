@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
 from dualsr_deploy.weights import shipped_weights
-from tests.infer.conftest import infer_process, lr_scene, wait_for_ok
+from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene, wait_for_ok
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -198,13 +197,6 @@ def test_a_killed_run_resumes_to_identical_outputs(archive_of_eight: tuple[Path,
 def test_ctrl_c_keeps_finished_scenes_and_exits_130(archive_of_eight: tuple[Path, Path], tmp_path: Path) -> None:
     archive, reference = archive_of_eight
     out = tmp_path / "out"
-    process = infer_process(archive, out)
-    wait_for_ok(out, process, 1)
-    process.send_signal(signal.SIGINT)
-    output = process.communicate(timeout=120)[0].decode()
-    assert process.returncode == 130, output[-2000:]
-    assert "--resume" in output
-    finished = [str(r["name"]) for r in manifest(out) if r["status"] == "ok"]
-    assert 1 <= len(finished) < 8
+    finished = interrupt_after_first_scene(archive, out)
     for name in finished:
         assert np.array_equal(read_scene(out / f"{name}.h5").cube, read_scene(reference / f"{name}.h5").cube)
