@@ -60,6 +60,7 @@ from dualsr_deploy.infer.run import (
     _Context,
     _Engine,
     process_scene,
+    scene_record,
 )
 from dualsr_deploy.train.stop import StopRequest
 
@@ -522,20 +523,8 @@ def _failed(
     *,
     status: str = "failed",
 ) -> SceneRecord:
-    entry = planned.entry
-    return SceneRecord(
-        entry.name,
-        str(entry.path),
-        status,
-        engine=options.engine.label,
-        stage=options.stage,
-        scale=options.scale,
-        shape_in=list(entry.shape) if entry.shape else None,
-        mode=planned.mode,
-        tiles=planned.tiles,
-        error=error,
-        notes=[f"worker deaths: {'; '.join(deaths)}"] if deaths else [],
-    )
+    notes = [f"worker deaths: {'; '.join(deaths)}"] if deaths else []
+    return scene_record(options, planned, status, error=error, notes=notes)
 
 
 __all__ = [

@@ -377,22 +377,28 @@ class _Context:
     worker: str | None = None
 
     def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
-        entry = planned.entry
-        return SceneRecord(
-            entry.name,
-            str(entry.path),
-            status,
-            input_sha256=planned.digest,
-            engine=self.options.engine.label,
-            stage=self.options.stage,
-            scale=self.options.scale,
-            shape_in=list(entry.shape) if entry.shape else None,
-            mode=planned.mode,
-            tiles=planned.tiles,
-            notes=[planned.reason] if planned.reason and status == "ok" else [],
-            worker=self.worker,
-            **facts,
-        )
+        return scene_record(self.options, planned, status, worker=self.worker, **facts)
+
+
+def scene_record(
+    options: InferOptions, planned: PlannedScene, status: str, *, notes: list[str] | None = None, **facts: Any
+) -> SceneRecord:
+    """The manifest record of a planned scene that ended with ``status`` (``facts``: the other fields)."""
+    entry = planned.entry
+    return SceneRecord(
+        entry.name,
+        str(entry.path),
+        status,
+        input_sha256=planned.digest,
+        engine=options.engine.label,
+        stage=options.stage,
+        scale=options.scale,
+        shape_in=list(entry.shape) if entry.shape else None,
+        mode=planned.mode,
+        tiles=planned.tiles,
+        notes=([planned.reason] if planned.reason and status == "ok" else []) + (notes or []),
+        **facts,
+    )
 
 
 _Written = tuple[SceneRecord, Path, Scene, dict[str, str]]
