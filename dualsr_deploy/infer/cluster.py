@@ -57,8 +57,8 @@ from dualsr_deploy.infer.run import (
     InferOptions,
     PlannedScene,
     RunError,
-    _Context,
-    _Engine,
+    SceneContext,
+    TileEngine,
     process_scene,
     scene_record,
 )
@@ -150,8 +150,8 @@ class SceneWorker:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.messages: list[str] = []
         self.pool = EnginePool(options.engine, say=self.messages.append)
-        engine = _Engine(self.pool, options, lambda _event: None)
-        self.ctx = _Context(Archive(Path("/"), [], layout=layout), options, self.pool, engine, worker=self.name)
+        engine = TileEngine(self.pool, options, lambda _event: None)
+        self.ctx = SceneContext(Archive(Path("/"), [], layout=layout), options, self.pool, engine, worker=self.name)
         self.engine_lock = threading.Lock()
 
     def prepare(

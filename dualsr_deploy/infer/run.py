@@ -63,7 +63,7 @@ _LIKE_INPUT = {
     "cave": ".h5",
 }
 WORK_DIR = ".dualsr-work"
-AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see _Engine.tile_for)
+AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileEngine.tile_for)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
@@ -86,7 +86,7 @@ class InferOptions:
     scale: int = 4
     stage: str = "dual"
     engine: EngineSpec = field(default_factory=EngineSpec)
-    tile: int | None = None  # None: auto (see _Engine.tile_for)
+    tile: int | None = None  # None: auto (see TileEngine.tile_for)
     batch: int = 8
     format: str | None = None
     clip: bool = True
@@ -279,7 +279,7 @@ class _Job:
     row_offset: int = 0
 
 
-class _Engine:
+class TileEngine:
     """Coarse SR of LR cubes through the pool's backends, tile by tile, batched across scenes."""
 
     def __init__(self, pool: EnginePool, options: InferOptions, report: Callable[[Event], None]) -> None:
@@ -366,14 +366,14 @@ class _Item:
 
 
 @dataclass
-class _Context:
+class SceneContext:
     """What processing a scene takes, shared by the single-process run and the cluster workers
     (:mod:`dualsr_deploy.infer.cluster`); ``worker`` names the process in the records."""
 
     archive: Archive
     options: InferOptions
     pool: EnginePool
-    engine: _Engine
+    engine: TileEngine
     worker: str | None = None
 
     def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
@@ -404,7 +404,7 @@ def scene_record(
 _Written = tuple[SceneRecord, Path, Scene, dict[str, str]]
 
 
-def _load(ctx: _Context, planned: PlannedScene, previous: str | None) -> _Item:
+def _load(ctx: SceneContext, planned: PlannedScene, previous: str | None) -> _Item:
     """Hash the input, decide a ``resume`` skip (``previous``: the input hash of the scene's last ``ok`` record),
     and read an in-memory scene (a streamed one is read strip by strip later)."""
     started = time.perf_counter()
@@ -431,7 +431,7 @@ def _load(ctx: _Context, planned: PlannedScene, previous: str | None) -> _Item:
     return item
 
 
-def _compute(ctx: _Context, items: list[_Item]) -> list[_Written]:
+def _compute(ctx: SceneContext, items: list[_Item]) -> list[_Written]:
     """Coarse SR (tiles of all ``items`` batched together) and the fine stage of in-memory scenes: what to write."""
     options = ctx.options
     scale = options.scale
@@ -485,7 +485,7 @@ def _write(job: _Written) -> SceneRecord:
 _SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
 
 
-def _streamed(ctx: _Context, planned: PlannedScene) -> SceneRecord:
+def _streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     try:
         return _stream_scene(ctx, planned)
     except _SCENE_ERRORS as exc:
@@ -493,7 +493,7 @@ def _streamed(ctx: _Context, planned: PlannedScene) -> SceneRecord:
 
 
 def process_scene(
-    ctx: _Context,
+    ctx: SceneContext,
     planned: PlannedScene,
     previous: str | None,
     engine_lock: contextlib.AbstractContextManager[Any] | None = None,
@@ -652,7 +652,7 @@ def run_archive(
                 result.resumed = outcome.resumed
             else:
                 runner = _Runner(
-                    _Context(archive, options, pool, _Engine(pool, options, report_to)),
+                    SceneContext(archive, options, pool, TileEngine(pool, options, report_to)),
                     plan,
                     finish,
                     report_to,
@@ -676,7 +676,7 @@ def run_archive(
 class _Runner:
     def __init__(
         self,
-        ctx: _Context,
+        ctx: SceneContext,
         plan: list[PlannedScene],
         finish: Callable[[SceneRecord], None],
         report: Callable[[Event], None],
@@ -817,7 +817,7 @@ class _Runner:
                 self.finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
 
 
-def _stream_scene(ctx: _Context, planned: PlannedScene) -> SceneRecord:
+def _stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     """One scene too large to hold: coarse SR in LR row strips, the fine stage in two passes over strips."""
     options, pool, engine = ctx.options, ctx.pool, ctx.engine
     entry, scale = planned.entry, options.scale
@@ -943,7 +943,7 @@ class Upscaler:
     def __init__(self, options: InferOptions) -> None:
         self.options = options
         self.pool = EnginePool(options.engine)
-        self.engine = _Engine(self.pool, options, lambda _event: None)
+        self.engine = TileEngine(self.pool, options, lambda _event: None)
 
     def __call__(self, lr: torch.Tensor) -> Stages:
         options, scale = self.options, self.options.scale
@@ -976,8 +976,12 @@ __all__ = [
     "InferOptions",
     "PlannedScene",
     "RunError",
+    "SceneContext",
     "Stages",
+    "TileEngine",
     "Upscaler",
     "plan_archive",
+    "process_scene",
     "run_archive",
+    "scene_record",
 ]
