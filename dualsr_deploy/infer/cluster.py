@@ -232,7 +232,10 @@ def layout_workers(spec: ClusterSpec, nodes: list[dict[str, Any]], device: str) 
     if device.startswith("cuda"):
         per_node = [int(r.get("GPU", 0)) for r in resources]
         if not sum(per_node):
-            raise ClusterError(f"--device {device}: the cluster has no GPU; run with --device cpu")
+            raise ClusterError(
+                f"the cluster has no GPU for --device {device} (the trt engine always needs one); run with --device "
+                "cpu and the torch or onnx engine"
+            )
         cpus = max(1, min(int(r.get("CPU", 1)) // g for r, g in zip(resources, per_node, strict=True) if g))
         gpus = 1
     else:

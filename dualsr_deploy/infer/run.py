@@ -588,7 +588,8 @@ def run_archive(
 
             session = stack.enter_context(ClusterSession(cluster)) if not dry_run else None
             if session is not None:
-                layout = layout_workers(cluster, session.nodes(), cluster.device or session.default_device())
+                wanted = cluster.device or ("cuda" if options.engine.engine == "trt" else session.default_device())
+                layout = layout_workers(cluster, session.nodes(), wanted)
                 options = replace(
                     options,
                     engine=replace(options.engine, device=layout.device),

@@ -345,6 +345,15 @@ def test_workers_that_all_refuse_fail_the_scenes_with_the_reason(
     )
 
 
+def test_a_gpu_engine_on_a_cluster_without_gpus_is_refused_before_anything_is_written(
+    local_ray: None, archive: Path, tmp_path: Path
+) -> None:
+    options = InferOptions(engine=EngineSpec(engine="trt", device="cuda"))
+    with pytest.raises(ClusterError, match="the cluster has no GPU for --device cuda"):
+        run_archive(archive, tmp_path / "out", options, cluster=ClusterSpec.parse("local:2"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_starts_its_own_local_cluster(archive: Path, single: Path, tmp_path: Path) -> None:
     need_ray()
     out = tmp_path / "out"
