@@ -39,6 +39,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,6 +69,7 @@ INSTALL_HINT = "pip install 'dualsr-deploy[cluster]'"
 DEFAULT_WORKER_CORES = 4
 # scenes a worker holds at once: one uses the engines while the other is read or written (a threaded actor)
 SLOTS = 2
+WAIT_NOTICE_S = 60.0  # say why nothing happens when no worker has started by then (a busy cluster)
 _ADDRESS = re.compile(r"ray://[^\s:/]+:\d+")
 
 
@@ -155,7 +157,7 @@ class SceneWorker:
         self.engine_lock = threading.Lock()
 
     def prepare(
-        self, version: str, out_dir: str, weights: dict[int, str], needs: list[tuple[int, int]], archive: str = "/"
+        self, version: str, out_dir: str, archive: str, weights: dict[int, str], needs: list[tuple[int, int]]
     ) -> dict[str, Any]:
         """The per-node checks (see the module docstring); raises :class:`WorkerRefusedError` with the reason."""
         where = f"worker {self.name}"
@@ -373,7 +375,7 @@ def run_on_cluster(
         scheduling_strategy="SPREAD",
     )
     actors = [actor_class.remote(options, options.layout, layout.cpus) for _ in range(layout.count)]
-    checks = (__version__, str(out_dir.resolve()), weights, needs, str(archive_root.resolve()))
+    checks = (__version__, str(out_dir.resolve()), str(archive_root.resolve()), weights, needs)
     preparing = {actor.prepare.remote(*checks): actor for actor in actors}
     free: dict[Any, int] = {}  # ready workers → scenes they can take now
     holding: dict[Any, _Holding] = {}
@@ -482,9 +484,21 @@ def run_on_cluster(
         report(Event("tiles", name, count=held.planned.tiles))
         finish(record)
 
+    started, noticed = time.monotonic(), False
     try:
         while (pending and not stop.requested) or holding:
             give_out()
+            if not (free or holding or noticed) and preparing and time.monotonic() - started > WAIT_NOTICE_S:
+                noticed = True
+                report(
+                    Event(
+                        "message",
+                        text=f"no worker is ready after {WAIT_NOTICE_S:.0f} s ({len(preparing)} waiting to be placed "
+                        f"or started, each asking {layout.cpus} CPU(s)"
+                        f"{' and 1 GPU' if layout.gpus else ''}): Ray places them when the cluster has room; "
+                        "`ray status` shows what is busy",
+                    )
+                )
             if not holding and not preparing and not free:
                 why = "; ".join(dict.fromkeys(refusals)) or "none was left"
                 for planned, _attempt in pending:

@@ -125,15 +125,17 @@ def test_a_worker_refuses_a_node_that_cannot_run_the_job(tmp_path: Path) -> None
     options = InferOptions(stage="coarse")
     worker = SceneWorker(options, None, 1)
     sha = worker.pool.model(4).info.sha256
-    assert worker.prepare(__version__, str(tmp_path), {4: sha}, [(4, 5)])["engines"] == ["torch-cpu-fp32"]
+    assert worker.prepare(__version__, str(tmp_path), str(tmp_path), {4: sha}, [(4, 5)])["engines"] == [
+        "torch-cpu-fp32"
+    ]
     with pytest.raises(WorkerRefusedError, match=r"runs dualsr-deploy .*, the driver 0\.0\.1"):
-        worker.prepare("0.0.1", str(tmp_path), {4: sha}, [])
+        worker.prepare("0.0.1", str(tmp_path), str(tmp_path), {4: sha}, [])
     with pytest.raises(WorkerRefusedError, match=r"cannot write to .*mounts under the same path"):
-        worker.prepare(__version__, str(tmp_path / "not-mounted-here"), {4: sha}, [])
+        worker.prepare(__version__, str(tmp_path / "not-mounted-here"), str(tmp_path), {4: sha}, [])
     with pytest.raises(WorkerRefusedError, match="other ×4 weights"):
-        worker.prepare(__version__, str(tmp_path), {4: "0" * 64}, [])
+        worker.prepare(__version__, str(tmp_path), str(tmp_path), {4: "0" * 64}, [])
     with pytest.raises(WorkerRefusedError, match="does not see the archive"):
-        worker.prepare(__version__, str(tmp_path), {4: sha}, [], str(tmp_path / "elsewhere"))
+        worker.prepare(__version__, str(tmp_path), str(tmp_path / "elsewhere"), {4: sha}, [])
 
 
 def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_one(
@@ -159,13 +161,13 @@ def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_
     folder = engines / "coarsr-x4-c5"
 
     gpu("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")  # the first node: builds its plan
-    info = SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), sha, [(4, 5)])
+    info = SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), str(tmp_path), sha, [(4, 5)])
     assert info["engines"] == ["trt-fp32"]
     assert sorted(p.name for p in folder.glob("*.plan")) == ["coarsr_x4_c5_fp32.sm90.plan"]
 
     trt = gpu("NVIDIA A100-SXM4-80GB", (8, 0), "10.13.0.35")  # another architecture: its own plan, sm90 untouched
     stamp = (folder / "coarsr_x4_c5_fp32.sm90.plan").stat().st_mtime_ns
-    SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), sha, [(4, 5)])
+    SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), str(tmp_path), sha, [(4, 5)])
     assert sorted(p.name for p in folder.glob("*.plan")) == [
         "coarsr_x4_c5_fp32.sm80.plan",
         "coarsr_x4_c5_fp32.sm90.plan",
@@ -175,7 +177,7 @@ def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_
 
     trt = gpu("NVIDIA H100 80GB HBM3", (9, 0), "10.14.1.48")  # same GPU, other TensorRT: refused, not loaded
     with pytest.raises(WorkerRefusedError, match=r"built for tensorrt '10.13.0.35', running on '10.14.1.48'.*rebuild"):
-        SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), sha, [(4, 5)])
+        SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), str(tmp_path), sha, [(4, 5)])
     assert not any(call[0] == "deserialize" for call in trt.calls)
 
 
@@ -343,6 +345,33 @@ def test_workers_that_all_refuse_fail_the_scenes_with_the_reason(
     assert all(
         "no cluster worker could run it" in str(r.error) and "the driver 0.0.1" in str(r.error) for r in result.failed
     )
+
+
+def test_a_busy_cluster_is_waited_for_with_a_notice(
+    local_ray: None, archive: Path, single: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = need_ray()
+    monkeypatch.setattr("dualsr_deploy.infer.cluster.WAIT_NOTICE_S", 1.0)
+
+    class Hog:  # another job holding both CPUs
+        def ready(self) -> bool:
+            return True
+
+    hog = ray.remote(Hog).options(num_cpus=2).remote()
+    assert ray.get(hog.ready.remote())
+    notices: list[str] = []
+
+    def progress(event: Event) -> None:
+        if event.kind == "message" and "no worker is ready" in event.text:
+            notices.append(event.text)
+            ray.kill(hog)  # the other job ends: Ray places the workers
+
+    result = run_archive(archive, tmp_path / "out", OPTIONS, cluster=ClusterSpec.parse("local:2"), progress=progress)
+    assert len(notices) == 1
+    assert "2 waiting to be placed or started" in notices[0]
+    assert "ray status" in notices[0]
+    assert result.exit_code == 1  # the NaN scene alone
+    assert_same_outputs(single, tmp_path / "out")
 
 
 def test_a_gpu_engine_on_a_cluster_without_gpus_is_refused_before_anything_is_written(
