@@ -26,9 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from infer_archive import lr_archive
 
-from dualsr_deploy.infer import InferOptions, run_archive
-from dualsr_deploy.infer.cluster import ClusterSpec
-from dualsr_deploy.infer.run import Event
+from dualsr_deploy.infer import Event, InferOptions, run_archive
+from dualsr_deploy.infer.executors.ray_spec import ClusterSpec
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import torch
 from dualsr_deploy.bench import MemoryPeak, status_bytes
 from dualsr_deploy.data import open_archive, write_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
-from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
+from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
 
 SHARED = Path(os.environ.get("DUALSR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -44,8 +44,8 @@ def lr_archive(folder: Path, count: int, scale: int) -> tuple[Path, int]:
 
 def one_run(args: argparse.Namespace, folder: Path, work: Path, engine: str, stage: str) -> tuple[float, int]:
     """(seconds, peak RSS of this process) for one run; the ONNX export happens before the timed run."""
-    spec = EngineSpec(engine=engine, engines_dir=work / "engines")
-    options = InferOptions(scale=args.scale, stage=stage, engine=spec, tile=args.tile)
+    spec = BackendSpec(backend=engine, artefacts_dir=work / "engines")
+    options = InferOptions(scale=args.scale, stage=stage, backend=spec, tile=args.tile)
     if engine == "onnx":
         run_archive(folder, work / "warm", options)
     started = time.perf_counter()

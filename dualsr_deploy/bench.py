@@ -28,9 +28,11 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.backends.base import Backend, BackendUnavailableError
-from dualsr_deploy.errors import InputError
-from dualsr_deploy.infer.tiling import TileGrid, paste, receptive_radius
+from dualsr_deploy.backends import Backend, check_backend, create
+from dualsr_deploy.backends.base import PRECISION_DTYPES
+from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.infer.batching import grid_jobs, run_batches
+from dualsr_deploy.infer.tiling import TileGrid, receptive_radius
 
 MODELS = {"shipped": (16, 1), "paper": (64, 2)}  # (n_feats, n_blocks): the shipped weights' size, the paper's
 SPREAD_WARNING = 0.10  # (max − min) / median above this: the figure is noisy
@@ -160,13 +162,10 @@ def time_runs(fn: Callable[[], object], repeats: int, device: torch.device) -> l
     return times
 
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def matmul_ceiling(device: torch.device, precision: str) -> float:
     """GFLOP/s of a large square matmul (2048² on CPU, 8192² on GPU) in ``precision`` on ``device``."""
     n = 8192 if device.type == "cuda" else 2048
-    dtype = _DTYPES.get(precision, torch.float32)
+    dtype = PRECISION_DTYPES.get(precision, torch.float32)
     if device.type == "cpu" and dtype == torch.float16:
         dtype = torch.float32
     a = torch.rand(n, n, device=device, dtype=dtype)
@@ -256,61 +255,49 @@ def useful_flops(model: CoarSR, bands: int, height: int, width: int) -> float:
 
 
 def tiled_scene(backend: Backend, lr: torch.Tensor, tile: int, halo: int, batch: int) -> torch.Tensor:
-    """The coarse SR of one LR scene through ``backend``, tiled as ``dualsr infer`` tiles it."""
+    """The coarse SR of one LR scene ``(1, C, h, w)`` through ``backend``, tiled and batched as ``dualsr infer``
+    does it (:func:`dualsr_deploy.infer.batching.run_batches`)."""
     _, c, h, w = lr.shape
     s = backend.capabilities.scale
-    grid = TileGrid(h, w, tile, halo)
     out = torch.empty((c, s * h, s * w), device=backend.device)
-    tiles = list(grid)
-    for start in range(0, len(tiles), batch):
-        chunk = tiles[start : start + batch]
-        windows = torch.stack([lr[0, :, t.top : t.top + grid.window_h, t.left : t.left + grid.window_w] for t in chunk])
-        for t, sr in zip(chunk, backend.run(windows), strict=True):
-            paste(out, t, sr, s)
+    run_batches(backend, grid_jobs(lr[0], TileGrid(h, w, tile, halo), out), batch)
     return out
 
 
 def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[str]) -> list[tuple[str, str, Backend]]:
-    from dualsr_deploy.backends.onnx_backend import OnnxBackend
-    from dualsr_deploy.backends.torch_backend import TorchBackend
-    from dualsr_deploy.export.onnx import torch2onnx
+    """Every backend × precision asked for, built by :func:`dualsr_deploy.backends.create` (graphs and plans
+    exported into ``work`` first); those that cannot be made here are listed in ``skipped`` with the reason."""
+    from dualsr_deploy.export.onnx import Precision, torch2onnx
 
     core = fold_coarsr(model, "paper")
     found: list[tuple[str, str, Backend]] = []
     for name in options.backends:
         for precision in options.precisions:
             try:
-                if name == "torch":
-                    found.append((name, precision, TorchBackend(core, device=options.device, precision=precision)))
-                elif name == "onnx":
-                    if precision not in ("fp32", "fp16"):
-                        raise InputError(f"ONNX graphs are fp32 or fp16, not {precision}")
-                    graph = torch2onnx(
-                        core,
-                        work / f"x{core.scale}_{precision}.onnx",
-                        bands=options.bands,
-                        precision="fp16" if precision == "fp16" else "fp32",
-                    )
-                    provider = "cpu" if options.device == "cpu" else "cuda"
-                    found.append((name, precision, OnnxBackend(graph, provider=provider)))
+                check_backend(name, precision, options.device)
+                artefact: Path | None = None
+                if name == "onnx":
+                    graph_precision: Precision = "fp16" if precision == "fp16" else "fp32"
+                    graph = work / f"x{core.scale}_{precision}.onnx"
+                    artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision)
                 elif name == "trt":
-                    found.append((name, precision, _plan_backend(options, core, work, precision)))
-                else:
-                    raise InputError(f"unknown backend {name!r}; choose torch, onnx or trt")
+                    artefact = _build_plan(options, core, work, precision)
+                backend = create(name, core=core, artefact=artefact, device=options.device, precision=precision)
+                found.append((name, precision, backend))
             except (BackendUnavailableError, InputError) as exc:
                 skipped.append(f"{name}-{precision}: {exc}")
     return found
 
 
-def _plan_backend(options: BenchOptions, core: Any, work: Path, precision: str) -> Backend:
+def _build_plan(options: BenchOptions, core: Any, work: Path, precision: str) -> Path:
     """A TensorRT plan of ``core`` whose profile covers every tile window of the run (built here, per GPU).
 
     Written against TensorRT's documented API like :mod:`dualsr_deploy.export.tensorrt`; not run here (no
     TensorRT on the development machines)."""
-    from dualsr_deploy.backends.trt_backend import TensorRTBackend
     from dualsr_deploy.export.onnx import torch2onnx
     from dualsr_deploy.export.recipes import TensorRTProfile
-    from dualsr_deploy.export.tensorrt import onnx2engine, require_tensorrt
+    from dualsr_deploy.export.tensorrt import onnx2engine
+    from dualsr_deploy.runtimes import require_tensorrt
 
     require_tensorrt()
     if precision not in ("fp32", "fp16"):
@@ -329,8 +316,7 @@ def _plan_backend(options: BenchOptions, core: Any, work: Path, precision: str) 
         bands=options.bands,
         precision="fp16" if precision == "fp16" else "fp32",
     )
-    plan = onnx2engine(graph, work / f"x{core.scale}_{precision}.plan", precision=precision, profile=profile)
-    return TensorRTBackend(plan)
+    return onnx2engine(graph, work / f"x{core.scale}_{precision}.plan", precision=precision, profile=profile)
 
 
 def run_bench(

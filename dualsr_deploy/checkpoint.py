@@ -13,7 +13,6 @@ Two formats are read:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES, CoarSR, CoarSRConfig
 from dualsr_deploy.archs.neighbours import NeighbourRule, check_rule
+from dualsr_deploy.artefacts import sha256_of
 from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.errors import CheckpointError
 
@@ -62,14 +62,6 @@ class CheckpointInfo:
         data = asdict(self)
         data["provenance"] = dict(self.provenance)
         return data
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _listed(keys: list[str]) -> str:

@@ -1,6 +1,7 @@
 """The backend contract: open, run an LR tile batch, close, and say what you can do.
 
-Every backend computes the coarse residual of a tile batch; :meth:`Backend.run` checks the batch against the
+A *backend* is the runtime a user picks (``--backend torch|onnx|trt``) around one coarse model. Every backend
+computes the coarse residual of a tile batch; :meth:`Backend.run` checks the batch against the
 backend's capabilities and adds the bicubic skip in torch, on the backend's device. Callers decide on
 :class:`Capabilities`, never on a backend's name.
 """
@@ -15,15 +16,10 @@ import torch
 
 from dualsr_deploy.archs.coarsr import bicubic_upsample
 from dualsr_deploy.archs.cube import check_lr
-from dualsr_deploy.errors import DualSRError, InputError
+from dualsr_deploy.errors import BackendUnavailableError, InputError, ShapeOutOfProfileError
 
-
-class BackendUnavailableError(DualSRError):
-    """A backend cannot run on this machine (missing package, GPU or TensorRT)."""
-
-
-class ShapeOutOfProfileError(InputError):
-    """A tile batch lies outside the shapes an engine was built for."""
+# Precisions by name, and the torch dtype each computes in (fp64: the verification reference).
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,7 @@ class Capabilities:
     """What a backend accepts and where it runs.
 
     ``bands``: the fixed band count of an exported graph (``None``: any ≥ 5). ``min_shape``/``max_shape``:
-    ``(batch, h, w)`` bounds of an engine profile (``None``: unbounded). ``device_tensors``: takes and returns
+    ``(batch, h, w)`` bounds of a TensorRT plan's profile (``None``: unbounded). ``device_tensors``: takes and returns
     tensors on ``device`` without host copies.
     """
 
@@ -52,7 +48,7 @@ class Backend(ABC):
 
     @abstractmethod
     def open(self) -> None:
-        """Acquire the runtime's resources (sessions, engines, device memory)."""
+        """Acquire the runtime's resources (sessions, TensorRT engines, device memory)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -77,19 +73,19 @@ class Backend(ABC):
         caps = self.capabilities
         if caps.bands is not None and lr.shape[1] != caps.bands:
             raise InputError(
-                f"{caps.name}: this engine was exported for {caps.bands} bands, the input has {lr.shape[1]}; "
+                f"{caps.name}: this graph was exported for {caps.bands} bands, the input has {lr.shape[1]}; "
                 f"export one with --bands {lr.shape[1]}"
             )
         shape = (lr.shape[0], lr.shape[2], lr.shape[3])
         text = "×".join(map(str, shape))
         if caps.min_shape is not None and any(v < lo for v, lo in zip(shape, caps.min_shape, strict=True)):
             raise ShapeOutOfProfileError(
-                f"{caps.name}: tile batch {text} (batch×h×w) is below the engine profile minimum "
+                f"{caps.name}: tile batch {text} (batch×h×w) is below the plan's profile minimum "
                 f"{'×'.join(map(str, caps.min_shape))}; use larger tiles or rebuild with a smaller --min-tile"
             )
         if caps.max_shape is not None and any(v > hi for v, hi in zip(shape, caps.max_shape, strict=True)):
             raise ShapeOutOfProfileError(
-                f"{caps.name}: tile batch {text} (batch×h×w) exceeds the engine profile maximum "
+                f"{caps.name}: tile batch {text} (batch×h×w) exceeds the plan's profile maximum "
                 f"{'×'.join(map(str, caps.max_shape))}; rebuild with a larger --max-tile or run with smaller tiles"
             )
 
@@ -107,3 +103,12 @@ class Backend(ABC):
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+__all__ = [
+    "PRECISION_DTYPES",
+    "Backend",
+    "BackendUnavailableError",
+    "Capabilities",
+    "ShapeOutOfProfileError",
+]

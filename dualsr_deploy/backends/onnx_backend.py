@@ -12,38 +12,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualsr_deploy.backends.base import Backend, BackendUnavailableError, Capabilities
-from dualsr_deploy.errors import InputError
-from dualsr_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_metadata
-
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-
-
-def import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "ONNX Runtime is not installed: pip install 'dualsr-deploy[cpu]' (or '[gpu]' on a CUDA machine)"
-        ) from exc
-    return onnxruntime
+from dualsr_deploy.artefacts import INPUT_NAME, OUTPUT_NAME, graph_metadata
+from dualsr_deploy.backends.base import Backend, Capabilities
+from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.runtimes import ORT_PROVIDERS, import_onnxruntime
 
 
 class OnnxBackend(Backend):
     """Runs an ONNX graph written by :func:`dualsr_deploy.export.onnx.torch2onnx` with ``provider``."""
 
     def __init__(self, path: str | os.PathLike[str], *, provider: str = "cpu", threads: int | None = None) -> None:
-        if provider not in PROVIDERS:
-            raise InputError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        if provider not in ORT_PROVIDERS:
+            raise InputError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(ORT_PROVIDERS)}")
         self.path = Path(path)
-        meta = onnx_metadata(self.path)
-        missing = [key for key in ("scale", "bands", "precision") if key not in meta]
-        if missing:
-            raise InputError(f"{self.path}: not a dualsr export (metadata lacks {', '.join(missing)})")
+        meta = graph_metadata(self.path)
         self._provider = provider
         self._threads = threads
         self._session: Any = None
@@ -61,7 +43,7 @@ class OnnxBackend(Backend):
         if self._session is not None:
             return
         ort = import_onnxruntime()
-        wanted = PROVIDERS[self._provider]
+        wanted = ORT_PROVIDERS[self._provider]
         if wanted not in ort.get_available_providers():
             raise BackendUnavailableError(
                 f"ONNX Runtime {ort.__version__} has no {wanted} here (available: "

@@ -8,11 +8,9 @@ from collections.abc import Callable
 import torch
 
 from dualsr_deploy.archs.cube import FoldedCoarSR
-from dualsr_deploy.backends.base import Backend, BackendUnavailableError, Capabilities
-from dualsr_deploy.errors import InputError
+from dualsr_deploy.backends.base import PRECISION_DTYPES, Backend, Capabilities
+from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.models import default_pixels_per_call
-
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
 class TorchBackend(Backend):
@@ -29,15 +27,15 @@ class TorchBackend(Backend):
         precision: str = "fp32",
         compile: bool = False,
     ) -> None:
-        if precision not in _DTYPES:
-            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(_DTYPES)}")
+        if precision not in PRECISION_DTYPES:
+            raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_DTYPES)}")
         target = torch.device(device)
         if target.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("torch backend: CUDA was requested but torch sees no CUDA device")
         if target.type == "cpu" and precision == "fp16":
             raise InputError("torch backend: fp16 convolutions are not a CPU path; use fp32 or bf16 on CPU")
         self._source = core
-        self._dtype = _DTYPES[precision]
+        self._dtype = PRECISION_DTYPES[precision]
         self._compile = compile
         self._model: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.capabilities = Capabilities(

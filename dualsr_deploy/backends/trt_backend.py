@@ -12,13 +12,15 @@ from typing import Any
 
 import torch
 
+from dualsr_deploy.artefacts import INPUT_NAME, OUTPUT_NAME, check_plan_manifest
 from dualsr_deploy.backends.base import Backend, Capabilities
-from dualsr_deploy.export.onnx import INPUT_NAME, OUTPUT_NAME, ExportError
-from dualsr_deploy.export.tensorrt import check_plan_manifest, require_tensorrt
+from dualsr_deploy.errors import ExportError
+from dualsr_deploy.runtimes import require_tensorrt
 
 
 class TensorRTBackend(Backend):
-    """Runs a plan written by :func:`dualsr_deploy.export.tensorrt.onnx2engine`; refuses mismatched plans."""
+    """Runs a plan written by ``dualsr export`` (:func:`dualsr_deploy.export.tensorrt.onnx2engine`); refuses
+    mismatched plans."""
 
     def __init__(self, plan_path: str | os.PathLike[str]) -> None:
         self.path = Path(plan_path)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.cli.common import Column, console, print_table, user_errors
+
+if TYPE_CHECKING:
+    from dualsr_deploy.bench import Row
 
 
 @user_errors
@@ -18,7 +21,7 @@ def bench(
     size: int = typer.Option(512, help="HR side of the scene (CAVE: 512); 31 bands by default."),
     bands: int = typer.Option(31, help="Bands of the scene."),
     tile: list[int] | None = typer.Option(None, help="LR tile sizes (repeat; default 64)."),
-    batch: int = typer.Option(8, help="Tiles per engine call."),
+    batch: int = typer.Option(8, help="Tiles per backend call."),
     backend: list[str] | None = typer.Option(None, help="torch, onnx, trt (repeat; default torch and onnx)."),
     precision: list[str] | None = typer.Option(None, help="fp32, fp16, bf16 (repeat; default fp32)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
@@ -53,34 +56,22 @@ def bench(
         f"{machine['threads']} threads; matmul ceiling "
         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in machine["matmul_ceiling_gflops"].items())
     )
-    table = Table(title=title, title_justify="left")
-    # A narrow terminal gets the essential columns; every figure is in --json.
-    wide = console.width >= 150
-    columns = ["backend", "prec.", "×", "tile", "median s"]
-    columns += ["p90 s", "min–max s", "scenes/s"] if wide else []
-    columns += ["LR Mpx·bands/s", "GFLOP/s", "of ceiling", "vs eager", "peak memory"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("backend", "prec.") else "right", overflow="fold")
-    for row in report.rows:
-        data = row.to_dict()
-        noisy = " [yellow]±[/]" if data["noisy"] else ""
-        cells = {
-            "backend": row.backend,
-            "prec.": row.precision,
-            "×": str(row.scale),
-            "tile": "scene" if row.tile is None else str(row.tile),
-            "median s": f"{row.median:.3f}{noisy}",
-            "p90 s": f"{row.p90:.3f}",
-            "min–max s": f"{min(row.times):.3f}–{max(row.times):.3f}",
-            "scenes/s": f"{data['scenes_per_s']:.3f}",
-            "LR Mpx·bands/s": f"{data['lr_mpx_bands_per_s']:.3f}",
-            "GFLOP/s": f"{row.gflops:.1f}",
-            "of ceiling": f"{data['fraction_of_ceiling']:.0%}",
-            "vs eager": f"{data['speedup_vs_baseline']:.2f}×" if data["speedup_vs_baseline"] else "-",
-            "peak memory": f"{row.peak_memory / 2**20:.0f} MiB",
-        }
-        table.add_row(*(cells[column] for column in columns))
-    console.print(table)
+    columns = [
+        Column("backend"),
+        Column("prec.", "prec"),
+        Column("×", "×", "right"),
+        Column("tile", "tile", "right"),
+        Column("median s", "median s", "right"),
+        Column("p90 s", None, "right"),
+        Column("min–max s", None, "right"),
+        Column("scenes/s", None, "right"),
+        Column("LR Mpx·bands/s", None, "right"),
+        Column("GFLOP/s", "GFLOP/s", "right"),
+        Column("of ceiling", "of max", "right"),
+        Column("vs eager", "vs eager", "right"),
+        Column("peak memory", "memory", "right"),
+    ]
+    print_table(title, columns, [_cells(row) for row in report.rows])
     if any(row.to_dict()["noisy"] for row in report.rows):
         console.print(
             f"[yellow]±[/]: runs spread by more than {SPREAD_WARNING:.0%} of the median; the machine was busy"
@@ -91,6 +82,26 @@ def bench(
     for path in (json_out, plot, history):
         if path is not None:
             console.print(f"wrote {path}")
+
+
+def _cells(row: Row) -> list[str]:
+    data = row.to_dict()
+    noisy = " [yellow]±[/]" if data["noisy"] else ""
+    return [
+        row.backend,
+        row.precision,
+        str(row.scale),
+        "scene" if row.tile is None else str(row.tile),
+        f"{row.median:.3f}{noisy}",
+        f"{row.p90:.3f}",
+        f"{min(row.times):.3f}–{max(row.times):.3f}",
+        f"{data['scenes_per_s']:.3f}",
+        f"{data['lr_mpx_bands_per_s']:.3f}",
+        f"{row.gflops:.1f}",
+        f"{data['fraction_of_ceiling']:.0%}",
+        f"{data['speedup_vs_baseline']:.2f}×" if data["speedup_vs_baseline"] else "-",
+        f"{row.peak_memory / 2**20:.0f} MiB",
+    ]
 
 
 def register(app: typer.Typer) -> None:

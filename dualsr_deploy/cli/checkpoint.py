@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dualsr_deploy.archs.neighbours import NEIGHBOUR_RULES, check_rule
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint, write_checkpoint
-from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.cli.common import console, user_errors
 from dualsr_deploy.errors import CheckpointError
 
 

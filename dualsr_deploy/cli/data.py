@@ -8,25 +8,22 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from dualsr_deploy.cli.main import console, error_console, user_errors
+from dualsr_deploy.cli.common import (
+    NORMALISE_HELP,
+    Column,
+    console,
+    error_console,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from dualsr_deploy.data.archive import Archive
     from dualsr_deploy.data.batch import SceneTransform
 
 data_app = typer.Typer(help="Scene archives: inspect, convert, degrade, synthesise, prepare training patches.")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
-    )
-
-
-NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
 
 
 @user_errors
@@ -58,15 +55,28 @@ def info(
         ]
         console.print_json(json.dumps(rows))
     else:
-        table = Table(title=f"{len(found)} scenes in {archive}", title_justify="left")
-        for column in ("scene", "format", "bands × H × W", "dtype", "MB (float32)", "status"):
-            right = column.startswith(("bands", "MB"))
-            table.add_column(column, justify="right" if right else "left", overflow="fold")
-        for e in found.entries:
-            shape = "×".join(map(str, e.shape)) if e.shape else "-"
-            status = "[green]ok[/]" if e.error is None else f"[red]{escape(e.error)}[/]"
-            table.add_row(escape(e.name), e.format or "-", shape, e.dtype or "-", f"{e.nbytes / 1e6:.1f}", status)
-        console.print(table)
+        columns = [
+            Column("scene", text=True),
+            Column("format"),
+            Column("bands × H × W", "C×H×W", "right"),
+            Column("dtype"),
+            Column("MB (float32)", "MB", "right"),
+            Column("status"),
+            Column("error", note=True),
+        ]
+        cells = [
+            [
+                escape(e.name),
+                e.format or "-",
+                "×".join(map(str, e.shape)) if e.shape else "-",
+                e.dtype or "-",
+                f"{e.nbytes / 1e6:.1f}",
+                "[green]ok[/]" if e.error is None else "[red]failed[/]",
+                escape(e.error or ""),
+            ]
+            for e in found.entries
+        ]
+        print_table(f"{len(found)} scenes in {archive}", columns, cells)
         console.print(
             f"{len(found.readable)} readable, {len(found.failed)} failed, {found.nbytes / 1e9:.2f} GB as float32"
         )
@@ -130,7 +140,7 @@ def _run_batch(
     from dualsr_deploy.data.normalise import Normalisation
 
     failures: list[BatchResult] = []
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(verb, total=len(found))
 
         def report(result: BatchResult, done: int, total: int) -> None:
@@ -169,7 +179,7 @@ def synth(
     from dualsr_deploy.data.synth import render_srgb, synthesize
     from dualsr_deploy.data.writers import write_scene
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("synthesise", total=count)
         for index in range(count):
             scene = synthesize(seed + index, size=size, bands=bands)
@@ -237,7 +247,7 @@ def prepare(
     found = open_archive(archive)
     for entry in found.failed:
         error_console.print(f"[yellow]skipped[/] {escape(entry.name)}: {escape(entry.error or '')}")
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("prepare", total=len(found.readable))
 
         def report(name: str, done: int, total: int) -> None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.cli.common import console, user_errors
 from dualsr_deploy.errors import InputError
 
 
@@ -84,12 +84,14 @@ def eval_command(
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}."),
     scale: int = typer.Option(4, help="Super-resolution factor."),
     stage: str = typer.Option("dual", help="dual, coarse or backproject (see dualsr infer)."),
-    engine: list[str] | None = typer.Option(None, help="torch, onnx or trt; repeat to compare engines side by side."),
+    backend: list[str] | None = typer.Option(
+        None, "--backend", "--engine", help="torch, onnx or trt; repeat to compare backends side by side."
+    ),
     device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
-    precision: list[str] | None = typer.Option(None, help="fp32/fp16/bf16, one per --engine (default fp32)."),
+    precision: list[str] | None = typer.Option(None, help="fp32/fp16/bf16, one per --backend (default fp32)."),
     weights: Path | None = typer.Option(None, help="×scale checkpoint (default: shipped)."),
     weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
-    engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Where exported engines are found."),
+    engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Artefacts folder: exported graphs and plans."),
     lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
     sr: Path | None = typer.Option(None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o)."),
     blur: str | None = typer.Option(None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5)."),
@@ -102,23 +104,28 @@ def eval_command(
     """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""
     from dualsr_deploy.data.degrade import Blur
     from dualsr_deploy.evaluation import EvalOptions, evaluate_archive, write_reports
-    from dualsr_deploy.infer.engines import EngineSpec, check_device, default_device
+    from dualsr_deploy.infer import BackendSpec
 
-    engines = engine or ["torch"]
-    precisions = precision or ["fp32"] * len(engines)
-    if len(precisions) != len(engines):
-        raise InputError(f"give one --precision per --engine ({len(engines)}), or none")
-    chosen = {scale: weights} if weights is not None else {}
-    if weights_half is not None:
-        chosen[scale // 2] = weights_half
-    target = check_device(device or default_device())
+    backends = backend or ["torch"]
+    precisions = precision or ["fp32"] * len(backends)
+    if len(precisions) != len(backends):
+        raise InputError(f"give one --precision per --backend ({len(backends)}), or none")
     specs = tuple(
-        EngineSpec(engine=e, device=target, precision=p, engines_dir=engines_dir, weights=tuple(chosen.items()))
-        for e, p in zip(engines, precisions, strict=True)
+        BackendSpec.for_run(
+            name,
+            scale=scale,
+            stage=stage,
+            device=device,
+            precision=chosen,
+            artefacts_dir=engines_dir,
+            weights=weights,
+            weights_half=weights_half,
+        )
+        for name, chosen in zip(backends, precisions, strict=True)
     )
     options = EvalOptions(
         scale=scale,
-        engines=specs,
+        backends=specs,
         stage=stage,
         blur=Blur.parse(blur) if blur else None,
         noise_sigma=noise,

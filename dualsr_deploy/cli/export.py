@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.backends.registry import backend_statuses
-from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.backends.status import backend_statuses
+from dualsr_deploy.cli.common import console, user_errors
 from dualsr_deploy.export.pipeline import TENSORRT_MODES, export_variant
 from dualsr_deploy.export.recipes import default_recipe, load_recipe
 

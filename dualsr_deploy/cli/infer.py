@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -11,25 +11,25 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from dualsr_deploy.cli.data import NORMALISE_HELP
-from dualsr_deploy.cli.main import console, user_errors
-from dualsr_deploy.errors import InputError
+from dualsr_deploy.cli.common import (
+    BACKEND_HELP,
+    NORMALISE_HELP,
+    Column,
+    console,
+    parse_bytes,
+    print_table,
+    user_errors,
+)
 
-
-def parse_bytes(text: str) -> int:
-    """``512M``, ``4G``, ``1.5GiB``, ``2000000`` → bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)
-    if match is None:
-        raise InputError(f"cannot read {text!r} as a size; write e.g. 512M or 4G")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    return int(number * 1024 ** " KMGT".index(unit or " "))
+if TYPE_CHECKING:
+    from dualsr_deploy.infer import ArchiveReport, Event
 
 
 @user_errors
@@ -42,18 +42,18 @@ def infer(
         help="dual (CoarSR + back-projection onto the ×s/2 result, the paper), coarse (CoarSR only), or "
         "backproject (CoarSR + back-projection onto the LR input, for scales without a ×s/2 model).",
     ),
-    engine: str = typer.Option("torch", help="torch, onnx (ONNX Runtime) or trt (TensorRT plans; needs a GPU)."),
+    backend: str = typer.Option("torch", "--backend", "--engine", help=BACKEND_HELP),
     device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
-    precision: str = typer.Option("fp32", help="fp32, or fp16/bf16 on GPU (fp16 for exported engines)."),
+    precision: str = typer.Option("fp32", help="fp32, or fp16/bf16 on GPU (fp16 for exported graphs and plans)."),
     weights: Path | None = typer.Option(None, help="×scale checkpoint (default: the shipped weights)."),
     weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
-    engines: Path = typer.Option(Path("engines"), help="Where exported engines are found (and exported to)."),
+    engines: Path = typer.Option(Path("engines"), help="Artefacts folder: where exported graphs and plans are found."),
     tile: int | None = typer.Option(
         None,
         help="LR tile size (cores; each runs with a halo ≥ the receptive field). Default: 128, or the largest a "
         "TensorRT plan's profile takes.",
     ),
-    batch: int = typer.Option(8, help="Tiles per engine call (capped by a TensorRT profile)."),
+    batch: int = typer.Option(8, help="Tiles per backend call (capped by a TensorRT plan's profile)."),
     output_format: str | None = typer.Option(
         None, "--format", help="h5, npy, mat, tif or envi (default: the input's format; CAVE folders → h5)."
     ),
@@ -68,7 +68,7 @@ def infer(
     key: str | None = typer.Option(None, help="Array inside MATLAB/HDF5/NPZ files (default: the largest 3-D one)."),
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
     root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the torch engine."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the torch backend."),
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
@@ -81,36 +81,30 @@ def infer(
 ) -> None:
     """Super-resolve every scene of an archive: tiles, any backend, the fine stage, a manifest; resumable."""
     from dualsr_deploy.data.normalise import Normalisation
-    from dualsr_deploy.infer.engines import EngineSpec, check_device, default_device
-    from dualsr_deploy.infer.run import InferOptions, run_archive
+    from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
+    from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, require_ray
 
-    chosen = {scale: weights} if weights is not None else {}
-    if weights_half is not None:
-        chosen[scale // 2] = weights_half
     cluster_spec = None
     if cluster is not None:
-        from dualsr_deploy.infer.cluster import ClusterSpec, require_ray
-
         cluster_spec = ClusterSpec.parse(cluster, worker_cores=worker_cores, retries=retries, device=device)
         if not dry_run:
             require_ray()
-        # the workers' device is the cluster's to decide (cuda where it has GPUs), not this machine's
-        run_device = device or ("cuda" if engine == "trt" else "cpu")
-    else:
-        run_device = check_device(device or default_device())
-    spec = EngineSpec(
-        engine=engine,
-        device=run_device,
+    spec = BackendSpec.for_run(
+        backend,
+        scale=scale,
+        stage=stage,
+        device=device,
         precision=precision,
-        engines_dir=engines,
-        weights=tuple(chosen.items()),
+        artefacts_dir=engines,
+        weights=weights,
+        weights_half=weights_half,
         compile=compile_model,
-        half_scales=(scale // 2,) if stage == "dual" else (),
+        on_cluster=cluster is not None,
     )
     options = InferOptions(
         scale=scale,
         stage=stage,
-        engine=spec,
+        backend=spec,
         tile=tile,
         batch=batch,
         format=output_format,
@@ -123,92 +117,121 @@ def infer(
         layout=layout,
         root=root,
     )
-    from dualsr_deploy.infer.run import Event
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=dry_run) as bar:
-        tasks: dict[str, object] = {}
-
-        def report(event: Event) -> None:
-            if event.kind == "plan":
-                tasks["scenes"] = bar.add_task("scenes", total=event.count or None, rate="")
-                tasks["tiles"] = bar.add_task("tiles", total=event.total or None, rate="")
-            elif event.kind == "scene":
-                bar.update(tasks["tiles"], description=f"tiles of {escape(event.name)}")  # type: ignore[arg-type]
-            elif event.kind == "tiles":
-                bar.advance(tasks["tiles"], event.count)  # type: ignore[arg-type]
-                task = bar.tasks[tasks["tiles"]]  # type: ignore[call-overload]
-                if task.speed:
-                    bar.update(tasks["tiles"], rate=f"{task.speed:.1f} tiles/s")  # type: ignore[arg-type]
-            elif event.kind == "done" and event.record is not None:
-                record = event.record
-                if record.status != "ok" or record.mode == "streamed":
-                    colour = "green" if record.status == "ok" else "red"
-                    detail = f": {escape(record.error)}" if record.error else " (streamed)"
-                    bar.console.print(f"[{colour}]{record.status}[/] {escape(record.name)}{detail}")
-                if record.mode is not None:  # scenes that failed before running were never counted in
-                    bar.advance(tasks["scenes"])  # type: ignore[arg-type]
-            elif event.kind == "skip":
-                bar.advance(tasks["scenes"])  # type: ignore[arg-type]
-                bar.advance(tasks["tiles"], event.count)  # type: ignore[arg-type]
-            elif event.kind == "message":
-                bar.console.print(escape(event.text))
-
-        report_result = run_archive(source, out, options, progress=report, dry_run=dry_run, cluster=cluster_spec)
-
+    with InferProgress(disable=dry_run) as bar:
+        report = run_archive(source, out, options, progress=bar.on_event, dry_run=dry_run, cluster=cluster_spec)
     if dry_run:
-        table = Table(title=f"dry run: {source} → {out}", title_justify="left")
-        for column in ("scene", "bands × h × w", "action", "mode", "tiles", "output / reason"):
-            table.add_column(column, overflow="fold")
-        for planned in report_result.plan:
-            shape = "×".join(map(str, planned.entry.shape)) if planned.entry.shape else "-"
-            where = str(planned.output) if planned.action == "run" else (planned.reason or "")
-            table.add_row(
-                escape(planned.entry.name), shape, planned.action, planned.mode, str(planned.tiles), escape(where)
-            )
-        console.print(table)
+        _plan_table(report, f"dry run: {source} → {out}")
         return
-
-    label = ", ".join(report_result.engines) if cluster_spec is not None and report_result.engines else spec.label
+    label = ", ".join(report.backends) if cluster_spec is not None and report.backends else spec.label
     where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
-    table = Table(title=f"{source} → {out} (×{scale}, {stage}, {label}{where})", title_justify="left")
-    heads = ["scene", "status", "output (bands × H × W)", "mode", "seconds", "SAM weight", "error"]
-    if cluster_spec is not None:
-        heads.insert(4, "worker")
-    for head in heads:
-        table.add_column(head, overflow="fold")
-    for record in report_result.records:
-        colour = "green" if record.status == "ok" else "red"
-        shape = "×".join(map(str, record.shape_out)) if record.shape_out else "-"
-        worker = [escape(record.worker or "-")] if cluster_spec is not None else []
-        table.add_row(
-            escape(record.name),
-            f"[{colour}]{record.status}[/]",
-            shape,
-            record.mode or "-",
-            *worker,
-            f"{record.seconds.get('total', 0):.1f}",
-            f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
-            escape(record.error or ""),
+    _summary(report, f"{source} → {out} (×{scale}, {stage}, {label}{where})", cluster_spec is not None)
+    raise typer.Exit(report.exit_code)
+
+
+class InferProgress:
+    """Two bars (scenes and tiles) driven by the run's events; failed and streamed scenes are printed above."""
+
+    def __init__(self, *, disable: bool) -> None:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
         )
-    console.print(table)
-    done = len(report_result.ok)
-    per_minute = 60 * done / report_result.seconds if report_result.seconds else 0.0
+        self.bar = Progress(*columns, console=console, disable=disable)
+        self.scenes = self.tiles = TaskID(0)
+
+    def __enter__(self) -> InferProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def on_event(self, event: Event) -> None:
+        bar = self.bar
+        if event.kind == "plan":
+            self.scenes = bar.add_task("scenes", total=event.count or None, rate="")
+            self.tiles = bar.add_task("tiles", total=event.total or None, rate="")
+        elif event.kind == "scene":
+            bar.update(self.tiles, description=f"tiles of {escape(event.name)}")
+        elif event.kind == "tiles":
+            bar.advance(self.tiles, event.count)
+            speed = bar.tasks[self.tiles].speed
+            if speed:
+                bar.update(self.tiles, rate=f"{speed:.1f} tiles/s")
+        elif event.kind == "done" and event.record is not None:
+            record = event.record
+            if record.status != "ok" or record.mode == "streamed":
+                colour = "green" if record.status == "ok" else "red"
+                detail = f": {escape(record.error)}" if record.error else " (streamed)"
+                bar.console.print(f"[{colour}]{record.status}[/] {escape(record.name)}{detail}")
+            if record.mode is not None:  # scenes that failed before running were never counted in
+                bar.advance(self.scenes)
+        elif event.kind == "skip":
+            bar.advance(self.scenes)
+            bar.advance(self.tiles, event.count)
+        elif event.kind == "message":
+            bar.console.print(escape(event.text))
+
+
+def _plan_table(report: ArchiveReport, title: str) -> None:
+    columns = [
+        Column("scene", text=True),
+        Column("bands × h × w", "C×h×w", "right"),
+        Column("action"),
+        Column("mode", None),
+        Column("tiles", None, "right"),
+        Column("output / reason", "output", text=True),
+    ]
+    rows = []
+    for planned in report.plan:
+        shape = "×".join(map(str, planned.entry.shape)) if planned.entry.shape else "-"
+        where = str(planned.output) if planned.action == "run" else (planned.reason or "")
+        rows.append(
+            [escape(planned.entry.name), shape, planned.action, planned.mode, str(planned.tiles), escape(where)]
+        )
+    print_table(title, columns, rows)
+
+
+def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
+    columns = [
+        Column("scene", text=True),
+        Column("status"),
+        Column("output (bands × H × W)", "output", "right"),
+        Column("mode", None),
+        *([Column("worker", None)] if on_cluster else []),
+        Column("seconds", "s", "right"),
+        Column("SAM weight", None, "right"),
+        Column("error", note=True),
+    ]
+    rows = []
+    for record in report.records:
+        colour = "green" if record.status == "ok" else "red"
+        rows.append(
+            [
+                escape(record.name),
+                f"[{colour}]{record.status}[/]",
+                "×".join(map(str, record.shape_out)) if record.shape_out else "-",
+                record.mode or "-",
+                *([escape(record.worker or "-")] if on_cluster else []),
+                f"{record.seconds.get('total', 0):.1f}",
+                f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
+                escape(record.error or ""),
+            ]
+        )
+    print_table(title, columns, rows)
+    done = len(report.ok)
+    per_minute = 60 * done / report.seconds if report.seconds else 0.0
     console.print(
-        f"{done} done, {len(report_result.failed)} failed, {len(report_result.skipped)} skipped (done before) in "
-        f"{report_result.seconds:.1f} s ({per_minute:.1f} scenes/min); manifest: {out / 'manifest.jsonl'}"
+        f"{done} done, {len(report.failed)} failed, {len(report.skipped)} skipped (done before) in "
+        f"{report.seconds:.1f} s ({per_minute:.1f} scenes/min); manifest: {report.out_dir / 'manifest.jsonl'}"
     )
-    if report_result.interrupted:
+    if report.interrupted:
         console.print("[yellow]interrupted[/]: finished scenes are kept; continue with the same command and --resume")
-    raise typer.Exit(report_result.exit_code)
 
 
 def register(app: typer.Typer) -> None:

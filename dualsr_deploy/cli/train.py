@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,10 +12,10 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dualsr_deploy.cli.main import console, user_errors
+from dualsr_deploy.cli.common import console, user_errors
 
 if TYPE_CHECKING:
-    from dualsr_deploy.train import TrainEvent
+    from dualsr_deploy.train import TrainEvent, TrainResult
 
 # CLI option name → TrainConfig field, for the options a resumed run may or may not override.
 _CONFIG_OPTIONS = {
@@ -119,6 +121,17 @@ def train(
             checkpoint_every_s=checkpoint_every * 60,
             validate_every_steps=validate_every,
         )
+    with _training_bar(quiet) as (bar, report):
+        result = run_training(
+            store, out, config, resume=resume, given=given, init=init, device=device, workers=workers, progress=report
+        )
+    if result.main:
+        _summary(result, source, out)
+
+
+@contextlib.contextmanager
+def _training_bar(quiet: bool) -> Iterator[tuple[Progress, Callable[[TrainEvent], None]]]:
+    """A bar over the run's steps, and the callback that drives it (validation rounds are printed above it)."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -141,19 +154,10 @@ def train(
                     f"SAM {m['sam']:.3f}° ({m['bicubic_sam']:.3f}°)"
                 )
 
-        result = run_training(
-            store,
-            out,
-            config,
-            resume=resume,
-            given=given,
-            init=init,
-            device=device,
-            workers=workers,
-            progress=report,
-        )
-    if not result.main:
-        return
+        yield bar, report
+
+
+def _summary(result: TrainResult, source: Path, out: Path) -> None:
     if result.stop_reason == "finished":
         console.print(f"finished {result.epochs_done} epochs, {result.steps} steps in {result.seconds / 60:.1f} min")
     else:

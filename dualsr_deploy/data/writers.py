@@ -1,7 +1,7 @@
 """Write scenes: HDF5, NumPy, MATLAB (v5, or v7.3 past 2 GB), GeoTIFF/TIFF and ENVI, always atomically.
 
 Every writer stores the scene's metadata (source, wavelengths, georeferencing, the caller's attributes such as
-model, scale, stage and engine) where the format can hold it, so reading the file back gives it again.
+model, scale, stage and backend) where the format can hold it, so reading the file back gives it again.
 ``units="source"`` writes the values back in the source's units and dtype (``Scene.raw()``).
 """
 
@@ -35,7 +35,7 @@ def write_scene(
 ) -> Path:
     """Write ``scene`` to ``path`` in the format its suffix names; return the path written.
 
-    ``attrs``: extra string attributes (e.g. ``model``, ``scale``, ``stage``, ``engine``) stored with the cube.
+    ``attrs``: extra string attributes (e.g. ``model``, ``scale``, ``stage``, ``backend``) stored with the cube.
     ``units``: ``normalised`` (float32 in [0, 1]) or ``source`` (the source's units and dtype).
     ``mat_version``: ``5`` or ``7.3`` for ``.mat``; default 7.3 only when the cube passes 2 GB.
     """

@@ -1,4 +1,4 @@
-"""``evaluate_archive``: bicubic, the coarse stage and the fine stage (per engine) scored against ground truth.
+"""``evaluate_archive``: bicubic, the coarse stage and the fine stage (per backend) scored against ground truth.
 
 Inputs are HR scenes, from which LR is simulated by the paper's protocol (optional Gaussian blur, MATLAB bicubic
 ×1/s, optional noise: :func:`dualsr_deploy.data.degrade.degrade`), or HR scenes with their LR given (``lr=``,
@@ -25,8 +25,8 @@ from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.readers import read_scene
 from dualsr_deploy.errors import DataError, InputError
-from dualsr_deploy.infer.engines import EngineSpec
-from dualsr_deploy.infer.run import InferOptions, Upscaler
+from dualsr_deploy.infer.options import BackendSpec, InferOptions
+from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.ops.imresize import imresize
 
 # The DualSR paper's CAVE results (its own test split), for orientation only: never computed here.
@@ -47,7 +47,7 @@ PAPER_CAVE = {
 @dataclass(frozen=True)
 class EvalOptions:
     scale: int = 4
-    engines: tuple[EngineSpec, ...] = (EngineSpec(),)
+    backends: tuple[BackendSpec, ...] = (BackendSpec(),)
     stage: str = "dual"
     blur: Blur | None = None
     noise_sigma: float = 0.0
@@ -132,8 +132,8 @@ class EvalReport:
 
 def method_names(options: EvalOptions) -> list[str]:
     names = ["bicubic"]
-    several = len(options.engines) > 1
-    for spec in options.engines:
+    several = len(options.backends) > 1
+    for spec in options.backends:
         suffix = f" [{spec.label}]" if several else ""
         names.append(f"coarse{suffix}")
         if options.stage != "coarse":
@@ -164,8 +164,8 @@ def evaluate_archive(
     say = progress or (lambda _name, _done, _total: None)
     archive = open_archive(hr_source)
     upscalers = [
-        Upscaler(InferOptions(scale=options.scale, stage=options.stage, engine=spec, tile=options.tile))
-        for spec in options.engines
+        Upscaler(InferOptions(scale=options.scale, stage=options.stage, backend=spec, tile=options.tile))
+        for spec in options.backends
     ]
     methods = method_names(options)
     protocol = (
@@ -204,7 +204,7 @@ def evaluate_archive(
         for upscaler in upscalers:
             upscaler.close()
     versions = {"dualsr": __version__, "torch": torch.__version__}
-    for spec, upscaler in zip(options.engines, upscalers, strict=True):
+    for spec, upscaler in zip(options.backends, upscalers, strict=True):
         info = upscaler.pool.model(options.scale).info
         versions[f"weights ×{options.scale} [{spec.label}]"] = f"{Path(info.path).name} {info.sha256[:12]}"
     return EvalReport(options.scale, protocol, methods, scenes, failed, time.perf_counter() - started, versions)

@@ -17,13 +17,13 @@ from dualsr_deploy.data.synth import synthesize
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.evaluation.core import EvalOptions, EvalReport, evaluate_archive
 from dualsr_deploy.evaluation.reports import write_reports
-from dualsr_deploy.infer.engines import EngineSpec
+from dualsr_deploy.infer.options import BackendSpec
 
 
-def best_engine() -> EngineSpec:
-    """The fastest engine measured here: torch (its cube model beat ONNX Runtime on CPU, benchmarks/
+def best_backend() -> BackendSpec:
+    """The fastest backend measured here: torch (its cube model beat ONNX Runtime on CPU, benchmarks/
     infer_archive.py); on CUDA, torch with bf16 is not yet measured, so fp32."""
-    return EngineSpec(engine="torch", device="cuda" if torch.cuda.is_available() else "cpu")
+    return BackendSpec(backend="torch", device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_demo(
@@ -39,6 +39,6 @@ def run_demo(
         if progress is not None:
             progress(f"making example scene {seed + 1}", seed, scenes)
         write_scene(hr_dir / f"example_{seed}.h5", synthesize(seed, size=size, bands=31))
-    options = EvalOptions(scale=4, engines=(best_engine(),), stage="dual")
+    options = EvalOptions(scale=4, backends=(best_backend(),), stage="dual")
     report = evaluate_archive(hr_dir, options, progress=progress)
     return report, write_reports(report, out, options, progress=progress)

@@ -13,15 +13,11 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.evaluation.core import SceneResult
+from dualsr_deploy.optional import require
 
 
 def pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        from dualsr_deploy.errors import DualSRError
-
-        raise DualSRError("figures need matplotlib: pip install 'dualsr-deploy[report]' (or --no-figures)") from exc
+    matplotlib = require("matplotlib", feature="drawing figures", extra="report", hint="(or --no-figures)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

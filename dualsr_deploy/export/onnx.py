@@ -24,18 +24,14 @@ from torch.jit._trace import TracerWarning
 
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.neighbours import check_band_count
+from dualsr_deploy.artefacts import INPUT_NAME, OUTPUT_NAME, onnx_metadata
 from dualsr_deploy.atomic import atomic_output
-from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.errors import ExportError
+from dualsr_deploy.optional import require
 
 OPSET = 17
-INPUT_NAME = "lr"
-OUTPUT_NAME = "residual"
 Precision = Literal["fp32", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16")
-
-
-class ExportError(DualSRError):
-    """An export could not be made or did not pass its checks."""
 
 
 class _HalfPrecision(nn.Module):
@@ -121,18 +117,9 @@ def torch2onnx(
 
 
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    try:
-        import onnxslim
-    except ImportError as exc:
-        raise ExportError("graph simplification needs onnxslim: pip install onnxslim") from exc
+    onnxslim = require("onnxslim", feature="graph simplification (--simplify)", extra="slim", error=ExportError)
     simplified: onnx.ModelProto = onnxslim.slim(model)
     return simplified
 
 
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file, or :class:`ExportError` if it cannot be read."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ValueError
-        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
-    return {prop.key: prop.value for prop in model.metadata_props}
+__all__ = ["OPSET", "PRECISIONS", "ExportError", "Precision", "onnx_metadata", "torch2onnx"]

@@ -14,14 +14,13 @@ import onnx
 import torch
 
 from dualsr_deploy._version import __version__
+from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.backends.base import Backend, BackendUnavailableError
-from dualsr_deploy.backends.onnx_backend import OnnxBackend
-from dualsr_deploy.backends.torch_backend import TorchBackend
-from dualsr_deploy.checkpoint import read_checkpoint
-from dualsr_deploy.errors import ScaleMismatchError
-from dualsr_deploy.export.manifest import write_manifest
-from dualsr_deploy.export.onnx import OPSET, ExportError, torch2onnx
+from dualsr_deploy.artefacts import graph_filename, plan_path_for, write_manifest
+from dualsr_deploy.backends import create as backends_create
+from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
+from dualsr_deploy.errors import BackendUnavailableError, ExportError, ScaleMismatchError
+from dualsr_deploy.export.onnx import OPSET, Precision, torch2onnx
 from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 from dualsr_deploy.export.recipes import Recipe
 from dualsr_deploy.export.verify import Comparison, verify_backends
@@ -80,112 +79,135 @@ def export_variant(
     if tensorrt not in TENSORRT_MODES:
         raise ExportError(f"unknown TensorRT mode {tensorrt!r}; choose one of {', '.join(TENSORRT_MODES)}")
     say = progress or (lambda _message: None)
-    checkpoint = recipe.checkpoint or shipped_checkpoint(recipe.scale)
-    model, info = read_checkpoint(checkpoint)
-    if info.scale != recipe.scale:
-        raise ScaleMismatchError(
-            f"{checkpoint}: a ×{info.scale} model, but recipe {recipe.name!r} asks for ×{recipe.scale}"
-        )
-    rule = recipe.neighbours or info.neighbour_rule
-    core = fold_coarsr(model, rule)
-    folder = Path(out_dir) / recipe.name
+    source = _Source.load(recipe)
     table = read_operator_table(operator_table) if operator_table is not None else None
     artefacts: list[Artefact] = []
     try:
         for precision in recipe.precisions:
-            target = folder / f"coarsr_x{recipe.scale}_c{recipe.bands}_{precision}.onnx"
-            say(f"exporting {target}")
-            started = time.perf_counter()
-            torch2onnx(
-                core,
-                target,
-                bands=recipe.bands,
-                precision=precision,
-                metadata={
-                    "checkpoint_sha256": info.sha256,
-                    "checkpoint": Path(checkpoint).name,
-                    "package_version": __version__,
-                    "variant": recipe.name,
-                },
-                simplify=simplify,
-            )
-            graph = onnx.load(str(target))
-            unsupported = unsupported_operators(graph, table) if table is not None else None
-            if unsupported:
-                target.unlink()
-                raise ExportError(
-                    f"{target}: operators outside TensorRT's ONNX parser support: {', '.join(unsupported)}"
-                )
-            manifest = write_manifest(
-                target,
-                {
-                    "kind": "onnx",
-                    "variant": recipe.name,
-                    "precision": precision,
-                    "scale": recipe.scale,
-                    "bands": recipe.bands,
-                    "neighbour_rule": rule,
-                    "opset": OPSET,
-                    "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
-                    "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
-                    "checkpoint": str(checkpoint),
-                    "checkpoint_sha256": info.sha256,
-                    "tensorrt_operator_check": "passed" if table is not None else "not run",
-                    "simplified": "onnxslim" if simplify else "no",
-                    "package_version": __version__,
-                    "torch_version": torch.__version__,
-                    "onnx_version": onnx.__version__,
-                    "python_version": platform.python_version(),
-                    "export_seconds": round(time.perf_counter() - started, 3),
-                    "created_unix": int(time.time()),
-                },
-            )
-            artefacts.append(Artefact(target, manifest, "onnx", precision))
-
+            artefacts.append(_export_graph(source, Path(out_dir), precision, table, simplify, say))
         skipped: list[str] = []
         plans = _build_plans(recipe, artefacts, tensorrt, say, build_progress, skipped)
         artefacts += plans
-        comparisons: list[Comparison] = []
-        if verify:
-            graphs = [a for a in artefacts if a.kind == "onnx"]
-            backends: list[Backend] = [TorchBackend(core)]
-            backends += [OnnxBackend(artefact.path) for artefact in graphs]  # ORT runs fp16 graphs on CPU too
-            if torch.cuda.is_available():
-                backends.append(TorchBackend(core, device="cuda"))
-            backends += [_plan_backend(plan.path) for plan in plans]
-            opened = []
-            for backend in backends:
-                try:
-                    backend.open()
-                    opened.append(backend)
-                except BackendUnavailableError as exc:
-                    skipped.append(f"{backend.capabilities.name}: {exc}")
-            inputs = _verification_inputs(recipe, plans_built=bool(plans))
-            say(f"verifying {len(opened)} backend(s) against torch float64")
-            comparisons = verify_backends(core, opened, inputs)
-            for backend in opened:
-                backend.close()
-            failed = [c for c in comparisons if not c.passed]
-            if failed:
-                details = "; ".join(
-                    f"{c.backend}: max {c.max_abs:.2e} (≤ {c.tolerance.max_abs:.0e}), mean {c.mean_abs:.2e} "
-                    f"(≤ {c.tolerance.mean_abs:.0e})"
-                    for c in failed
-                )
-                raise ExportError(f"verification failed: {details}")
+        comparisons = _verify(source, artefacts, say, skipped) if verify else []
     except BaseException:
         # Nothing half-made or unverified stays under a final name: remove what this run wrote.
         for artefact in artefacts:
             artefact.path.unlink(missing_ok=True)
             artefact.manifest.unlink(missing_ok=True)
         raise
-    return ExportResult(recipe, Path(checkpoint), tuple(artefacts), tuple(comparisons), tuple(skipped))
+    return ExportResult(recipe, source.checkpoint, tuple(artefacts), tuple(comparisons), tuple(skipped))
 
 
-def _plan_backend(path: Path) -> Backend:
-    from dualsr_deploy.backends.trt_backend import TensorRTBackend
+@dataclass(frozen=True)
+class _Source:
+    """What a recipe exports: its checkpoint, read and folded with the recipe's neighbour rule."""
 
-    return TensorRTBackend(path)
+    recipe: Recipe
+    checkpoint: Path
+    info: CheckpointInfo
+    core: FoldedCoarSR
+
+    @classmethod
+    def load(cls, recipe: Recipe) -> _Source:
+        checkpoint = Path(recipe.checkpoint or shipped_checkpoint(recipe.scale))
+        model, info = read_checkpoint(checkpoint)
+        if info.scale != recipe.scale:
+            raise ScaleMismatchError(
+                f"{checkpoint}: a ×{info.scale} model, but recipe {recipe.name!r} asks for ×{recipe.scale}"
+            )
+        return cls(recipe, checkpoint, info, fold_coarsr(model, recipe.neighbours or info.neighbour_rule))
+
+
+def _export_graph(
+    source: _Source,
+    out_dir: Path,
+    precision: Precision,
+    table: dict[str, bool] | None,
+    simplify: bool,
+    say: Callable[[str], None],
+) -> Artefact:
+    """One precision's ONNX graph, checked against the operator table when one is given, with its manifest."""
+    recipe, info = source.recipe, source.info
+    target = out_dir / recipe.name / graph_filename(recipe.scale, recipe.bands, precision)
+    say(f"exporting {target}")
+    started = time.perf_counter()
+    torch2onnx(
+        source.core,
+        target,
+        bands=recipe.bands,
+        precision=precision,
+        metadata={
+            "checkpoint_sha256": info.sha256,
+            "checkpoint": source.checkpoint.name,
+            "package_version": __version__,
+            "variant": recipe.name,
+        },
+        simplify=simplify,
+    )
+    unsupported = unsupported_operators(onnx.load(str(target)), table) if table is not None else None
+    if unsupported:
+        target.unlink()
+        raise ExportError(f"{target}: operators outside TensorRT's ONNX parser support: {', '.join(unsupported)}")
+    manifest = write_manifest(
+        target,
+        {
+            "kind": "onnx",
+            "variant": recipe.name,
+            "precision": precision,
+            "scale": recipe.scale,
+            "bands": recipe.bands,
+            "neighbour_rule": source.core.rule,
+            "opset": OPSET,
+            "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
+            "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+            "checkpoint": str(source.checkpoint),
+            "checkpoint_sha256": info.sha256,
+            "tensorrt_operator_check": "passed" if table is not None else "not run",
+            "simplified": "onnxslim" if simplify else "no",
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+            "onnx_version": onnx.__version__,
+            "python_version": platform.python_version(),
+            "export_seconds": round(time.perf_counter() - started, 3),
+            "created_unix": int(time.time()),
+        },
+    )
+    return Artefact(target, manifest, "onnx", precision)
+
+
+def _verify(
+    source: _Source, artefacts: list[Artefact], say: Callable[[str], None], skipped: list[str]
+) -> list[Comparison]:
+    """Every backend that can run here (torch on CPU and CUDA, ONNX Runtime on every graph, every plan) against
+    torch float64; an :class:`ExportError` when one is out of tolerance."""
+    core = source.core
+    backends = [backends_create("torch", core=core)]
+    backends += [backends_create("onnx", artefact=a.path) for a in artefacts if a.kind == "onnx"]  # fp16 too
+    if torch.cuda.is_available():
+        backends.append(backends_create("torch", core=core, device="cuda"))
+    plans = [a for a in artefacts if a.kind == "tensorrt"]
+    backends += [backends_create("trt", artefact=a.path, device="cuda") for a in plans]
+    opened = []
+    for backend in backends:
+        try:
+            backend.open()
+            opened.append(backend)
+        except BackendUnavailableError as exc:
+            skipped.append(f"{backend.capabilities.name}: {exc}")
+    inputs = _verification_inputs(source.recipe, plans_built=bool(plans))
+    say(f"verifying {len(opened)} backend(s) against torch float64")
+    comparisons = verify_backends(core, opened, inputs)
+    for backend in opened:
+        backend.close()
+    failed = [c for c in comparisons if not c.passed]
+    if failed:
+        details = "; ".join(
+            f"{c.backend}: max {c.max_abs:.2e} (≤ {c.tolerance.max_abs:.0e}), mean {c.mean_abs:.2e} "
+            f"(≤ {c.tolerance.mean_abs:.0e})"
+            for c in failed
+        )
+        raise ExportError(f"verification failed: {details}")
+    return comparisons
 
 
 def _build_plans(
@@ -200,7 +222,8 @@ def _build_plans(
     if mode == "off":
         skipped.append("tensorrt: not asked for (--tensorrt off)")
         return []
-    from dualsr_deploy.export.tensorrt import gpu_identity, onnx2engine, plan_path_for, require_tensorrt
+    from dualsr_deploy.export.tensorrt import onnx2engine
+    from dualsr_deploy.runtimes import gpu_identity, require_tensorrt
 
     try:
         require_tensorrt()

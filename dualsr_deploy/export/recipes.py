@@ -26,13 +26,9 @@ from typing import Any
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.archs.neighbours import MIN_BANDS, NeighbourRule, check_rule
-from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.artefacts import variant_name
+from dualsr_deploy.errors import RecipeError
 from dualsr_deploy.export.onnx import PRECISIONS, Precision
-
-
-class RecipeError(DualSRError):
-    """A recipe file is malformed or asks for something that cannot be built."""
-
 
 Tile = tuple[int, int, int]
 
@@ -89,7 +85,7 @@ class Recipe:
 
 def default_recipe(scale: int, bands: int = 31) -> Recipe:
     """The recipe ``dualsr export --scale S`` uses when no recipe file is given."""
-    return Recipe(name=f"coarsr-x{scale}-c{bands}", scale=scale, bands=bands)
+    return Recipe(name=variant_name(scale, bands), scale=scale, bands=bands)
 
 
 _TOP_KEYS = {"name", "scale", "bands", "precisions", "checkpoint", "neighbours", "tensorrt"}

@@ -17,43 +17,24 @@ Precision, for both versions:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from dualsr_deploy.artefacts import (
+    INPUT_NAME,
+    check_plan_manifest,
+    graph_metadata,
+    plan_path_for,
+    sha256_of,
+    write_manifest,
+)
 from dualsr_deploy.atomic import atomic_output
-from dualsr_deploy.backends.base import BackendUnavailableError
-from dualsr_deploy.backends.registry import tensorrt_version
-from dualsr_deploy.checkpoint import sha256_of
-from dualsr_deploy.export.manifest import write_manifest
-from dualsr_deploy.export.onnx import INPUT_NAME, ExportError, onnx_metadata
+from dualsr_deploy.errors import ExportError
 from dualsr_deploy.export.recipes import TensorRTProfile
-
-
-def require_tensorrt() -> None:
-    """Raise :class:`BackendUnavailableError` unless a usable TensorRT is installed (type stubs alone are not)."""
-    if tensorrt_version() is None:
-        raise BackendUnavailableError(
-            "TensorRT is not installed (or only its type stubs are): pip install 'dualsr-deploy[gpu]' on a CUDA machine"
-        )
-
-
-def gpu_identity() -> dict[str, Any]:
-    """What a plan is tied to: GPU name, compute capability, CUDA and TensorRT versions."""
-    if not torch.cuda.is_available():
-        raise BackendUnavailableError("TensorRT plans need a CUDA GPU; torch sees none")
-    major, minor = torch.cuda.get_device_capability(0)
-    return {
-        "gpu": torch.cuda.get_device_name(0),
-        "compute_capability": f"{major}.{minor}",
-        "cuda": torch.version.cuda,
-        "tensorrt": tensorrt_version(),
-    }
+from dualsr_deploy.runtimes import gpu_identity, require_tensorrt
 
 
 def _major(version: str | None) -> int:
@@ -64,12 +45,6 @@ def timing_cache_path(folder: Path, identity: dict[str, Any]) -> Path:
     """One timing cache per GPU model and TensorRT version, kept beside the plans."""
     gpu = "".join(c if c.isalnum() else "-" for c in str(identity["gpu"]))
     return folder / f"timing-{gpu}-sm{identity['compute_capability']}-trt{identity['tensorrt']}.cache"
-
-
-def plan_path_for(onnx_path: Path, identity: dict[str, Any]) -> Path:
-    """``<graph>.sm<CC>.plan`` beside the graph: plans of several GPU architectures can share one engines folder."""
-    cc = str(identity["compute_capability"]).replace(".", "")
-    return onnx_path.with_name(f"{onnx_path.stem}.sm{cc}.plan")
 
 
 def onnx2engine(
@@ -90,10 +65,7 @@ def onnx2engine(
 
     identity = gpu_identity()
     source = Path(onnx_path)
-    meta = onnx_metadata(source)
-    missing = [key for key in ("scale", "bands", "precision") if key not in meta]
-    if missing:
-        raise ExportError(f"{source}: not a dualsr export (its metadata lacks {', '.join(missing)})")
+    meta = graph_metadata(source)
     bands = int(meta["bands"])
     graph_precision = meta.get("precision")
     if precision not in ("fp32", "fp16"):
@@ -180,20 +152,11 @@ def _monitor(report: Callable[[str, int, int], None]) -> Any:
     return _Progress()
 
 
-def check_plan_manifest(plan_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Refuse a plan whose manifest names another GPU or TensorRT version than the running ones."""
-    plan = Path(plan_path)
-    manifest_file = plan.with_name(plan.name + ".json")
-    if not manifest_file.is_file():
-        raise ExportError(f"{plan}: no manifest beside the plan ({manifest_file.name}); rebuild it with dualsr export")
-    manifest: dict[str, Any] = json.loads(manifest_file.read_text())
-    running = gpu_identity()
-    for key in ("gpu", "compute_capability", "tensorrt"):
-        if manifest.get(key) != running[key]:
-            raise ExportError(
-                f"{plan}: built for {key} {manifest.get(key)!r}, running on {running[key]!r}; TensorRT plans are tied "
-                "to one GPU model and TensorRT version: rebuild with `dualsr export` on this machine"
-            )
-    if manifest.get("sha256") != sha256_of(plan):
-        raise ExportError(f"{plan}: the file does not match its manifest's SHA-256; rebuild it")
-    return manifest
+__all__ = [
+    "check_plan_manifest",
+    "gpu_identity",
+    "onnx2engine",
+    "plan_path_for",
+    "require_tensorrt",
+    "timing_cache_path",
+]

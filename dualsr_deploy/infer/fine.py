@@ -1,5 +1,6 @@
-"""The fine stage for scenes too large to hold whole: the same SAM-weighted back-projection, computed in row
-strips, exactly.
+"""The fine stage: SAM-weighted back-projection of the coarse result onto a lower-resolution guide (the ×s/2
+coarse result for ``dual``, the LR input for ``backproject``). :func:`finish_stage` does it on whole cubes; for
+scenes too large to hold whole, the same back-projection is computed in row strips, exactly.
 
 ``backproject`` needs one SAM weight per scene, from the whole image, so it runs in two passes over strips:
 
@@ -20,7 +21,23 @@ from collections.abc import Callable, Iterator
 import torch
 
 from dualsr_deploy.metrics import sam_map
+from dualsr_deploy.ops.backproject import backproject_with_weights
 from dualsr_deploy.ops.imresize import imresize
+
+
+def finish_stage(
+    stage: str, clip: bool, high: torch.Tensor, low: torch.Tensor | None, lr: torch.Tensor
+) -> tuple[torch.Tensor, float | None]:
+    """A scene's result from its coarse ×s output ``high`` (and its ×s/2 one ``low`` for ``dual``), clipped to
+    [0, 1] when ``clip``, with the fine stage's SAM weight (None for ``coarse``). Both coarse results are clipped
+    before the fine stage, as the published test script does; ``backproject`` projects onto the LR input itself.
+    All ``(C, H, W)`` float32 on one device."""
+    if stage == "coarse":
+        return (high.clamp(0, 1) if clip else high), None
+    guide = low.clamp(0, 1) if low is not None else lr
+    sr, weights = backproject_with_weights(high.clamp(0, 1), guide)
+    return (sr.clamp(0, 1) if clip else sr), float(weights[0])
+
 
 MARGIN = 8  # coarse rows
 

@@ -24,7 +24,7 @@ class SceneRecord:
     status: str  # ok | failed | interrupted
     input_sha256: str | None = None
     output: str | None = None
-    engine: str | None = None
+    backend: str | None = None  # label: backend-device-precision
     stage: str | None = None
     scale: int | None = None
     shape_in: list[int] | None = None
@@ -42,6 +42,9 @@ class SceneRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SceneRecord:
+        data = dict(data)
+        if "engine" in data:  # manifests written before the field was called backend
+            data.setdefault("backend", data.pop("engine"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

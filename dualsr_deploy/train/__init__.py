@@ -1,6 +1,7 @@
 """Training CoarSR: the published recipe (L1, Adam, band-by-band updates), resumable, DDP under torchrun."""
 
-from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.errors import TrainError
+from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.loop import TrainEvent, TrainResult, train
 from dualsr_deploy.train.source import resolve_store
 

@@ -10,7 +10,8 @@ import torch
 
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.data.patches import PatchDataset
-from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.errors import TrainError
+from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.validate import VALIDATION_METRICS, Validation, validate
 
 

@@ -8,17 +8,13 @@ from typing import Any, Literal
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES, CoarSRConfig
 from dualsr_deploy.archs.neighbours import NeighbourRule, check_rule
-from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.errors import TrainError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
 
 # Fields that define the model; a resumed run must agree with its resume file on these.
 MODEL_FIELDS = ("scale", "n_feats", "n_blocks", "neighbour_rule")
-
-
-class TrainError(DualSRError):
-    """A training run cannot start or continue (bad options, a store or resume file that does not fit)."""
 
 
 @dataclass(frozen=True)

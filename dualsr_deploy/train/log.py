@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dualsr_deploy.optional import find
+
 
 class RunLog:
     """Appends to the run folder's logs; a resumed run continues the same files."""
@@ -17,13 +19,9 @@ class RunLog:
         self.jsonl = run_dir / "log.jsonl"
         self.csv = run_dir / "validation.csv"
         self._writer: Any = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self._writer = None
+        board = find("torch.utils.tensorboard") if tensorboard else None  # tensorboard is optional
+        if board is not None:
+            self._writer = board.SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     @property
     def has_tensorboard(self) -> bool:

@@ -25,9 +25,9 @@ from dualsr_deploy.archs.coarsr import CoarSR
 from dualsr_deploy.archs.neighbours import check_band_count
 from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
 from dualsr_deploy.data.patches import PatchDataset, PatchStoreInfo, read_store_info
-from dualsr_deploy.errors import InputError
+from dualsr_deploy.errors import InputError, TrainError
 from dualsr_deploy.train.card import model_card
-from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.distributed import Distributed, distributed
 from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
@@ -190,237 +190,291 @@ def _run(
     progress: ProgressCallback | None,
     tensorboard: bool,
 ) -> TrainResult:
-    started = time.perf_counter()
-    device = ctx.device
-    info = dataset.info
-    if config.batch_size % ctx.world_size:
-        raise TrainError(f"batch size {config.batch_size} does not split over {ctx.world_size} processes")
-    batches_per_epoch = len(dataset) // config.batch_size
-    if batches_per_epoch == 0:
-        raise TrainError(
-            f"{dataset.path}: {len(dataset)} samples make no full batch of {config.batch_size}; lower --batch-size "
-            "or build a larger store"
-        )
-    total_steps = config.epochs * batches_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    trainer = Trainer(config, dataset, run_dir, ctx, saved, init, workers, progress, tensorboard)
+    return trainer.run()
 
-    model = _new_model(config, init if saved is None else None).to(device)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
-    position = Position()
-    best: dict[str, float] = {}
-    if saved is not None:
+
+class Trainer:
+    """One training run over one state (model, optimiser, scheduler, position, best): set up in ``__init__``, then
+    :meth:`run` trains epoch by epoch (:meth:`train_epoch`), validates (:meth:`validate`), writes resume files
+    (:meth:`checkpoint`), stops when :meth:`should_stop` says so, and ends with :meth:`finish`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: PatchDataset,
+        run_dir: Path,
+        ctx: Distributed,
+        saved: TrainingState | None,
+        init: Path | None,
+        workers: int | None,
+        progress: ProgressCallback | None,
+        tensorboard: bool,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.config, self.dataset, self.run_dir, self.ctx = config, dataset, run_dir, ctx
+        self.device = device = ctx.device
+        self.info = info = dataset.info
+        if config.batch_size % ctx.world_size:
+            raise TrainError(f"batch size {config.batch_size} does not split over {ctx.world_size} processes")
+        batches_per_epoch = len(dataset) // config.batch_size
+        if batches_per_epoch == 0:
+            raise TrainError(
+                f"{dataset.path}: {len(dataset)} samples make no full batch of {config.batch_size}; lower "
+                "--batch-size or build a larger store"
+            )
+        self.total_steps = config.epochs * batches_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+
+        self.model = _new_model(config, init if saved is None else None).to(device)
+        self.model.train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, betas=config.betas)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
+        )
+        self.position = Position()
+        self.best: dict[str, float] = {}
+        if saved is not None:
+            self._restore(saved)
+        self.network: torch.nn.Module = self.model
+        if ctx.active:
+            # Band 0 does not use the recurrent merge, so some parameters get no gradient on that step.
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
+        self.amp = autocast_dtype(config.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 and device.type == "cuda" else None
+        self.workers = workers if workers is not None else (4 if device.type == "cuda" else 0)
+        self.progress = progress
+        self.main = ctx.is_main
+        self.log: RunLog | None = None
+        if self.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+            self.log = RunLog(run_dir, tensorboard=tensorboard)
+        self.validation_scenes = list(dataset.validation()) if self.main else []
+        self.baseline: dict[str, dict[str, float]] = {}
+        self.store_record = {
+            "path": str(dataset.path),
+            "scale": info.scale,
+            "bands": info.bands,
+            "patches": info.patches,
+        }
+        self.resumed_seconds = self.position.seconds
+        self.validated_at = -1
+        self.last_summary: dict[str, float] | None = None
+        self.window: list[torch.Tensor] = []
+        self.last_checkpoint = time.perf_counter()
+
+    def _restore(self, saved: TrainingState) -> None:
+        config = self.config
         if config.max_steps is not None and saved.position.step >= config.max_steps:
             raise TrainError(
                 f"the run has done {saved.position.step} steps, its --max-steps is {config.max_steps}; pass a larger "
                 "--max-steps to continue it"
             )
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optimizer)
-        scheduler.load_state_dict(saved.scheduler)
+        self.model.load_state_dict(saved.model)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(saved.scheduler)
         restore_rng(saved.rng)
-        position = saved.position
-        best = dict(saved.best)
-    network: torch.nn.Module = model
-    if ctx.active:
-        # Band 0 does not use the recurrent merge, so some parameters get no gradient on that step.
-        network = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
-    amp = autocast_dtype(config.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 and device.type == "cuda" else None
-    if workers is None:
-        workers = 4 if device.type == "cuda" else 0
+        self.position = saved.position
+        self.best = dict(saved.best)
 
-    main = ctx.is_main
-    log: RunLog | None = None
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
-        log = RunLog(run_dir, tensorboard=tensorboard)
-    validation_scenes = list(dataset.validation()) if main else []
-    baseline: dict[str, dict[str, float]] = {}
-    store_record = {"path": str(dataset.path), "scale": info.scale, "bands": info.bands, "patches": info.patches}
-
-    def emit(event: TrainEvent) -> None:
-        if main and progress is not None:
-            progress(event)
-
-    resumed_seconds = position.seconds
-
-    def checkpoint() -> None:
-        position.seconds = resumed_seconds + time.perf_counter() - started
-        if main:
-            state = TrainingState(
-                config=config,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                position=position,
-                best=best,
-                rng=capture_rng(),
-                store=store_record,
+    def emit(self, kind: Literal["start", "step", "validation", "checkpoint", "stop"], **facts: Any) -> None:
+        if self.main and self.progress is not None:
+            position = self.position
+            self.progress(
+                TrainEvent(kind, position.step, self.total_steps, position.epoch, self.config.epochs, **facts)
             )
-            save_state(state, run_dir / RESUME_FILE)
-        ctx.barrier()
 
-    def provenance(validation: Mapping[str, float] | None, scenes: Mapping[str, float] | None = None) -> dict[str, Any]:
+    def checkpoint(self) -> None:
+        """Write the resume file (the main process; every process waits for it)."""
+        self.position.seconds = self.resumed_seconds + time.perf_counter() - self.started
+        if self.main:
+            state = TrainingState(
+                config=self.config,
+                model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                position=self.position,
+                best=self.best,
+                rng=capture_rng(),
+                store=self.store_record,
+            )
+            save_state(state, self.run_dir / RESUME_FILE)
+        self.ctx.barrier()
+        self.last_checkpoint = time.perf_counter()
+
+    def provenance(
+        self, validation: Mapping[str, float] | None, scenes: Mapping[str, float] | None = None
+    ) -> dict[str, Any]:
+        device, info = self.device, self.info
         hardware = (
             torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         )
         return {
             "trained_by": "dualsr train",
-            "recipe": config.to_json(),
-            "store": store_record,
+            "recipe": self.config.to_json(),
+            "store": self.store_record,
             "train_scenes": list(info.train_scenes),
             "validation_scenes": list(info.validation_scenes),
-            "steps": position.step,
-            "epochs": position.epoch,
+            "steps": self.position.step,
+            "epochs": self.position.epoch,
             "device": hardware,
-            "processes": ctx.world_size,
-            "seconds": round(resumed_seconds + time.perf_counter() - started, 1),
+            "processes": self.ctx.world_size,
+            "seconds": round(self.resumed_seconds + time.perf_counter() - self.started, 1),
             "validation": dict(validation or {}),
             "validation_psnr_per_scene": dict(scenes or {}),
         }
 
-    validated_at = -1
-
-    def validation_round() -> dict[str, float] | None:
-        nonlocal best, validated_at
-        if validated_at == position.step:  # step-interval and epoch-end validation can coincide
-            return None
-        validated_at = position.step
+    def validate(self) -> None:
+        """Score the held-out scenes (once per step), log them, and keep the best weights."""
+        position = self.position
+        if self.validated_at == position.step:  # step-interval and epoch-end validation can coincide
+            return
+        self.validated_at = position.step
         result = None
-        if main and validation_scenes:
+        if self.main and self.validation_scenes:
             result = validate(
-                model,
-                validation_scenes,
-                rule=config.neighbour_rule,
-                device=device,
-                baseline=baseline,
-                autocast_dtype=amp,
+                self.model,
+                self.validation_scenes,
+                rule=self.config.neighbour_rule,
+                device=self.device,
+                baseline=self.baseline,
+                autocast_dtype=self.amp,
             )
-        ctx.barrier()
-        if result is None or log is None:
-            return None
+        self.ctx.barrier()
+        if result is None or self.log is None:
+            return
         summary = result.summary()
         per_scene = {s.name: s.model["psnr"] for s in result.scenes}
-        log.validation(position.step, position.epoch, summary, per_scene)
-        if not best or summary["psnr"] > best["psnr"]:
-            best = {"psnr": summary["psnr"], "step": float(position.step), "epoch": float(position.epoch)}
+        self.log.validation(position.step, position.epoch, summary, per_scene)
+        if not self.best or summary["psnr"] > self.best["psnr"]:
+            self.best = {"psnr": summary["psnr"], "step": float(position.step), "epoch": float(position.epoch)}
             write_checkpoint(
-                model,
-                run_dir / BEST_WEIGHTS,
-                neighbour_rule=config.neighbour_rule,
-                bands=info.bands,
+                self.model,
+                self.run_dir / BEST_WEIGHTS,
+                neighbour_rule=self.config.neighbour_rule,
+                bands=self.info.bands,
                 epoch=position.epoch,
-                provenance=provenance(summary, per_scene),
+                provenance=self.provenance(summary, per_scene),
             )
-        emit(TrainEvent("validation", position.step, total_steps, position.epoch, config.epochs, metrics=summary))
-        return summary
+        self.emit("validation", metrics=summary)
+        self.last_summary = summary
 
-    emit(TrainEvent("start", position.step, total_steps, position.epoch, config.epochs))
-    last_checkpoint = time.perf_counter()
-    stop_reason: StopReason | None = None
-    last_summary: dict[str, float] | None = None
-    window: list[torch.Tensor] = []
-    with StopRequest().installed() as stop:
-        while stop_reason is None and position.epoch < config.epochs:
-            batches = EpochBatches(
-                len(dataset),
-                config.batch_size,
-                seed=config.seed,
-                epoch=position.epoch,
-                rank=ctx.rank,
-                world_size=ctx.world_size,
-                start=position.batch,
-            )
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda"
-            )
-            for lr, hr in loader:
-                losses = train_batch(
-                    network,
-                    optimizer,
-                    lr.to(device, non_blocking=True),
-                    hr.to(device, non_blocking=True),
-                    scale=config.scale,
-                    rule=config.neighbour_rule,
-                    amp_dtype=amp,
-                    scaler=scaler,
-                )
-                position.batch += 1
-                position.step += 1
-                window.append(losses.mean())
-                if position.step % config.log_every_steps == 0 or position.step == total_steps:
-                    loss = float(torch.stack(window).mean())
-                    window.clear()
-                    current_lr = optimizer.param_groups[0]["lr"]
-                    if log is not None:
-                        log.record("train", position.step, epoch=position.epoch, loss=loss, lr=current_lr)
-                    emit(
-                        TrainEvent("step", position.step, total_steps, position.epoch, config.epochs, loss, current_lr)
-                    )
-                if config.validate_every_steps and position.step % config.validate_every_steps == 0:
-                    last_summary = validation_round() or last_summary
-                now = time.perf_counter()
-                wanted: StopReason | None = None
-                if config.max_steps is not None and position.step >= config.max_steps:
-                    wanted = "max_steps"
-                elif config.time_limit_s is not None and now - started >= config.time_limit_s:
-                    wanted = "time_limit"
-                elif stop.requested:
-                    wanted = "interrupted"
-                if ctx.broadcast_flag(wanted is not None):
-                    stop_reason = wanted or "interrupted"
-                    break
-                if ctx.broadcast_flag(now - last_checkpoint >= config.checkpoint_every_s):
-                    checkpoint()
-                    last_checkpoint = time.perf_counter()
-                    emit(TrainEvent("checkpoint", position.step, total_steps, position.epoch, config.epochs))
-            else:
-                # The epoch is complete.
-                scheduler.step()
-                position.epoch += 1
-                position.batch = 0
-                last_summary = validation_round() or last_summary
-                checkpoint()
-                last_checkpoint = time.perf_counter()
-        if stop_reason is None:
-            stop_reason = "finished"
-        checkpoint()
-    last_weights = run_dir / LAST_WEIGHTS
-    if main:
-        write_checkpoint(
-            model,
-            last_weights,
-            neighbour_rule=config.neighbour_rule,
-            bands=info.bands,
+    def should_stop(self, stop: StopRequest) -> StopReason | None:
+        """Why the run stops after this batch (agreed by every process), or None."""
+        config, now = self.config, time.perf_counter()
+        wanted: StopReason | None = None
+        if config.max_steps is not None and self.position.step >= config.max_steps:
+            wanted = "max_steps"
+        elif config.time_limit_s is not None and now - self.started >= config.time_limit_s:
+            wanted = "time_limit"
+        elif stop.requested:
+            wanted = "interrupted"
+        if self.ctx.broadcast_flag(wanted is not None):
+            return wanted or "interrupted"
+        return None
+
+    def train_epoch(self, stop: StopRequest) -> StopReason | None:
+        """Train the rest of the current epoch; the reason the run stopped in it, or None when it completed."""
+        config, position, device = self.config, self.position, self.device
+        batches = EpochBatches(
+            len(self.dataset),
+            config.batch_size,
+            seed=config.seed,
             epoch=position.epoch,
-            provenance=provenance(last_summary),
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            start=position.batch,
         )
-    seconds = time.perf_counter() - started
-    if main and (run_dir / BEST_WEIGHTS).exists():
-        card = model_card(read_checkpoint(run_dir / BEST_WEIGHTS)[1], title=f"{run_dir.name}: best weights")
-        (run_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    if log is not None:
-        log.record("stop", position.step, reason=stop_reason, seconds=round(seconds, 2), epoch=position.epoch)
-        log.close()
-    emit(TrainEvent("stop", position.step, total_steps, position.epoch, config.epochs, message=stop_reason))
-    dataset.close()
-    return TrainResult(
-        run_dir=run_dir,
-        config=config,
-        steps=position.step,
-        epochs_done=position.epoch,
-        stop_reason=stop_reason,
-        seconds=seconds,
-        best=best,
-        best_weights=(run_dir / BEST_WEIGHTS) if (run_dir / BEST_WEIGHTS).exists() else None,
-        last_weights=last_weights,
-        resume_file=run_dir / RESUME_FILE,
-        validation=last_summary,
-        main=main,
-    )
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=device.type == "cuda"
+        )
+        for lr, hr in loader:
+            losses = train_batch(
+                self.network,
+                self.optimizer,
+                lr.to(device, non_blocking=True),
+                hr.to(device, non_blocking=True),
+                scale=config.scale,
+                rule=config.neighbour_rule,
+                amp_dtype=self.amp,
+                scaler=self.scaler,
+            )
+            position.batch += 1
+            position.step += 1
+            self.window.append(losses.mean())
+            if position.step % config.log_every_steps == 0 or position.step == self.total_steps:
+                self._log_step()
+            if config.validate_every_steps and position.step % config.validate_every_steps == 0:
+                self.validate()
+            reason = self.should_stop(stop)
+            if reason is not None:
+                return reason
+            if self.ctx.broadcast_flag(time.perf_counter() - self.last_checkpoint >= config.checkpoint_every_s):
+                self.checkpoint()
+                self.emit("checkpoint")
+        return None
+
+    def _log_step(self) -> None:
+        loss = float(torch.stack(self.window).mean())
+        self.window.clear()
+        current_lr = self.optimizer.param_groups[0]["lr"]
+        if self.log is not None:
+            self.log.record("train", self.position.step, epoch=self.position.epoch, loss=loss, lr=current_lr)
+        self.emit("step", loss=loss, learning_rate=current_lr)
+
+    def run(self) -> TrainResult:
+        self.emit("start")
+        stop_reason: StopReason | None = None
+        with StopRequest().installed() as stop:
+            while stop_reason is None and self.position.epoch < self.config.epochs:
+                stop_reason = self.train_epoch(stop)
+                if stop_reason is None:  # the epoch is complete
+                    self.scheduler.step()
+                    self.position.epoch += 1
+                    self.position.batch = 0
+                    self.validate()
+                    self.checkpoint()
+            stop_reason = stop_reason or "finished"
+            self.checkpoint()
+        return self.finish(stop_reason)
+
+    def finish(self, stop_reason: StopReason) -> TrainResult:
+        """The last weights, the model card of the best ones, the log's last line; what the run did."""
+        run_dir, position = self.run_dir, self.position
+        last_weights = run_dir / LAST_WEIGHTS
+        if self.main:
+            write_checkpoint(
+                self.model,
+                last_weights,
+                neighbour_rule=self.config.neighbour_rule,
+                bands=self.info.bands,
+                epoch=position.epoch,
+                provenance=self.provenance(self.last_summary),
+            )
+        seconds = time.perf_counter() - self.started
+        if self.main and (run_dir / BEST_WEIGHTS).exists():
+            card = model_card(read_checkpoint(run_dir / BEST_WEIGHTS)[1], title=f"{run_dir.name}: best weights")
+            (run_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        if self.log is not None:
+            self.log.record("stop", position.step, reason=stop_reason, seconds=round(seconds, 2), epoch=position.epoch)
+            self.log.close()
+        self.emit("stop", message=stop_reason)
+        self.dataset.close()
+        return TrainResult(
+            run_dir=run_dir,
+            config=self.config,
+            steps=position.step,
+            epochs_done=position.epoch,
+            stop_reason=stop_reason,
+            seconds=seconds,
+            best=self.best,
+            best_weights=(run_dir / BEST_WEIGHTS) if (run_dir / BEST_WEIGHTS).exists() else None,
+            last_weights=last_weights,
+            resume_file=run_dir / RESUME_FILE,
+            validation=self.last_summary,
+            main=self.main,
+        )

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.patches import PatchRecipe, ProgressCallback, prepare_patches, read_store_info
-from dualsr_deploy.errors import DataError
-from dualsr_deploy.train.config import TrainError
+from dualsr_deploy.errors import DataError, TrainError
 
 STORE_NAME = "patches.h5"
 

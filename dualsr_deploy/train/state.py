@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from dualsr_deploy.atomic import atomic_output
-from dualsr_deploy.train.config import TrainConfig, TrainError
+from dualsr_deploy.errors import TrainError
+from dualsr_deploy.train.config import TrainConfig
 
 STATE_FORMAT = "dualsr-train-state/1"
 

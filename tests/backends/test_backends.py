@@ -11,9 +11,10 @@ import torch
 from dualsr_deploy.archs.coarsr import bicubic_upsample
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends.base import Backend, Capabilities, ShapeOutOfProfileError
-from dualsr_deploy.backends.registry import backend_statuses, tensorrt_version
+from dualsr_deploy.backends.status import backend_statuses
 from dualsr_deploy.backends.torch_backend import TorchBackend
 from dualsr_deploy.errors import InputError
+from dualsr_deploy.runtimes import tensorrt_version
 from tests.helpers import random_coarsr
 
 
@@ -50,7 +51,7 @@ def test_tiles_outside_the_profile_are_refused_with_a_fix() -> None:
     backend.run(torch.rand(2, 5, 32, 32))
     with pytest.raises(ShapeOutOfProfileError, match=r"exceeds .* 4×64×64; rebuild with a larger --max-tile"):
         backend.run(torch.rand(1, 5, 128, 32))
-    with pytest.raises(ShapeOutOfProfileError, match="below the engine profile minimum"):
+    with pytest.raises(ShapeOutOfProfileError, match="below the plan's profile minimum"):
         backend.run(torch.rand(1, 5, 8, 32))
     with pytest.raises(ShapeOutOfProfileError, match="exceeds"):
         backend.run(torch.rand(5, 5, 32, 32))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dualsr_deploy.export.recipes import RecipeError, load_recipe
+from dualsr_deploy.errors import RecipeError
+from dualsr_deploy.export.recipes import load_recipe
 from tests.conftest import REPO
 
 COMMITTED = sorted((REPO / "export").glob("*.toml"))

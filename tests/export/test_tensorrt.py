@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.backends.base import BackendUnavailableError
-from dualsr_deploy.backends.registry import tensorrt_version
-from dualsr_deploy.checkpoint import sha256_of
+from dualsr_deploy.artefacts import sha256_of
+from dualsr_deploy.errors import BackendUnavailableError
 from dualsr_deploy.export.onnx import ExportError, torch2onnx
 from dualsr_deploy.export.recipes import TensorRTProfile
 from dualsr_deploy.export.tensorrt import onnx2engine
+from dualsr_deploy.runtimes import tensorrt_version
 from tests.export.fake_tensorrt import make_fake_tensorrt
 from tests.helpers import random_coarsr
 
@@ -211,7 +211,7 @@ def test_export_without_tensorrt_says_why_or_fails_when_required(tmp_path: Path)
 
 
 def test_backends_lists_trt_when_tensorrt_and_a_gpu_are_there(fake_gpu: Callable[..., types.ModuleType]) -> None:
-    from dualsr_deploy.backends.registry import backend_statuses
+    from dualsr_deploy.backends.status import backend_statuses
 
     fake_gpu("10.13.0.35")
     (row,) = [r for r in backend_statuses() if r.name == "trt"]

@@ -32,17 +32,11 @@ from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
-from dualsr_deploy.errors import InputError
-from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
-from dualsr_deploy.infer.cluster import (
-    SLOTS,
-    ClusterError,
-    ClusterSpec,
-    SceneWorker,
-    WorkerRefusedError,
-    layout_workers,
-)
-from dualsr_deploy.infer.run import Event, plan_archive
+from dualsr_deploy.errors import ClusterError, InputError, WorkerRefusedError
+from dualsr_deploy.infer import BackendSpec, Event, InferOptions, run_archive
+from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, layout_workers
+from dualsr_deploy.infer.executors.ray_worker import SLOTS, SceneWorker
+from dualsr_deploy.infer.plan import plan_archive
 from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene
 
 runner = CliRunner()
@@ -125,7 +119,7 @@ def test_a_worker_refuses_a_node_that_cannot_run_the_job(tmp_path: Path) -> None
     options = InferOptions(stage="coarse")
     worker = SceneWorker(options, None, 1)
     sha = worker.pool.model(4).info.sha256
-    assert worker.prepare(__version__, str(tmp_path), str(tmp_path), {4: sha}, [(4, 5)])["engines"] == [
+    assert worker.prepare(__version__, str(tmp_path), str(tmp_path), {4: sha}, [(4, 5)])["backends"] == [
         "torch-cpu-fp32"
     ]
     with pytest.raises(WorkerRefusedError, match=r"runs dualsr-deploy .*, the driver 0\.0\.1"):
@@ -155,14 +149,14 @@ def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_
         return module
 
     engines = tmp_path / "engines"
-    spec = EngineSpec(engine="trt", device="cuda", engines_dir=engines)
-    options = InferOptions(stage="coarse", engine=spec)
+    spec = BackendSpec(backend="trt", device="cuda", artefacts_dir=engines)
+    options = InferOptions(stage="coarse", backend=spec)
     sha = {4: SceneWorker(options, None, 1).pool.model(4).info.sha256}
     folder = engines / "coarsr-x4-c5"
 
     gpu("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")  # the first node: builds its plan
     info = SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), str(tmp_path), sha, [(4, 5)])
-    assert info["engines"] == ["trt-fp32"]
+    assert info["backends"] == ["trt-fp32"]
     assert sorted(p.name for p in folder.glob("*.plan")) == ["coarsr_x4_c5_fp32.sm90.plan"]
 
     trt = gpu("NVIDIA A100-SXM4-80GB", (8, 0), "10.13.0.35")  # another architecture: its own plan, sm90 untouched
@@ -338,7 +332,9 @@ def test_retries_are_bounded(local_ray: None, archive: Path, tmp_path: Path) -> 
 def test_workers_that_all_refuse_fail_the_scenes_with_the_reason(
     local_ray: None, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dualsr_deploy.infer.cluster.__version__", "0.0.1")  # the driver only: workers differ
+    monkeypatch.setattr(
+        "dualsr_deploy.infer.executors.ray_driver.__version__", "0.0.1"
+    )  # the driver only: workers differ
     result = run_archive(archive, tmp_path / "out", OPTIONS, cluster=ClusterSpec.parse("local:2"))
     assert result.exit_code == 1
     assert not result.ok
@@ -351,7 +347,7 @@ def test_a_busy_cluster_is_waited_for_with_a_notice(
     local_ray: None, archive: Path, single: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ray = need_ray()
-    monkeypatch.setattr("dualsr_deploy.infer.cluster.WAIT_NOTICE_S", 1.0)
+    monkeypatch.setattr("dualsr_deploy.infer.executors.ray_driver.WAIT_NOTICE_S", 1.0)
 
     class Hog:  # another job holding both CPUs
         def ready(self) -> bool:
@@ -377,7 +373,7 @@ def test_a_busy_cluster_is_waited_for_with_a_notice(
 def test_a_gpu_engine_on_a_cluster_without_gpus_is_refused_before_anything_is_written(
     local_ray: None, archive: Path, tmp_path: Path
 ) -> None:
-    options = InferOptions(engine=EngineSpec(engine="trt", device="cuda"))
+    options = InferOptions(backend=BackendSpec(backend="trt", device="cuda"))
     with pytest.raises(ClusterError, match="the cluster has no GPU for --device cuda"):
         run_archive(archive, tmp_path / "out", options, cluster=ClusterSpec.parse("local:2"))
     assert not (tmp_path / "out").exists()

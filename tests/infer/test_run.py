@@ -14,7 +14,7 @@ from dualsr_deploy import backproject, load_coarsr
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.writers import write_scene
-from dualsr_deploy.infer import EngineSpec, InferOptions, run_archive
+from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
 from dualsr_deploy.weights import shipped_weights
 from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene, wait_for_ok
 
@@ -50,7 +50,7 @@ def test_mixed_archive_end_to_end_then_resume(mixed_archive: Path, tmp_path: Pat
         sr = read_scene(out / name)
         assert sr.cube.shape == (bands, 4 * lr.shape[1], 4 * lr.shape[2])
         assert sr.meta.attrs["stage"] == "dual"
-        assert sr.meta.attrs["engine"] == "torch-cpu-fp32"
+        assert sr.meta.attrs["backend"] == "torch-cpu-fp32"
         # tiles of 16 LR px, scenes batched together: still the whole-image dual stage
         assert np.abs(sr.cube - dual_reference(lr).numpy()).max() <= 1e-5
     assert "broken" in result.output
@@ -84,11 +84,11 @@ def test_onnx_engine_exports_per_band_count_and_matches_torch(mixed_archive: Pat
     events: list[str] = []
     common = {"tile": 16, "root": mixed_archive}
     torch_run = run_archive(mixed_archive / "sub", tmp_path / "torch", InferOptions(**common))  # type: ignore[arg-type]
-    spec = EngineSpec(engine="onnx", engines_dir=tmp_path / "engines")
+    spec = BackendSpec(backend="onnx", artefacts_dir=tmp_path / "engines")
     onnx_run = run_archive(
         mixed_archive / "sub",
         tmp_path / "onnx",
-        InferOptions(engine=spec, **common),  # type: ignore[arg-type]
+        InferOptions(backend=spec, **common),  # type: ignore[arg-type]
         progress=lambda e: events.append(e.text) if e.kind == "message" else None,
     )
     assert torch_run.exit_code == onnx_run.exit_code == 0
@@ -98,7 +98,7 @@ def test_onnx_engine_exports_per_band_count_and_matches_torch(mixed_archive: Pat
     a = read_scene(tmp_path / "torch" / "c.mat").cube
     b = read_scene(tmp_path / "onnx" / "c.mat").cube
     assert np.abs(a - b).max() <= 1e-5
-    assert read_scene(tmp_path / "onnx" / "c.mat").meta.attrs["engine"] == "onnx-cpu-fp32"
+    assert read_scene(tmp_path / "onnx" / "c.mat").meta.attrs["backend"] == "onnx-cpu-fp32"
 
 
 @pytest.mark.parametrize("stage", ["coarse", "dual", "backproject"])
@@ -151,7 +151,7 @@ def test_dry_run_lists_and_writes_nothing(mixed_archive: Path, tmp_path: Path) -
         (["--scale", "2"], "×2 has none (s/2 = 1)"),
         (["--scale", "8"], "no shipped ×8 weights (shipped: ×2, ×4); pass --weights PATH"),
         (["--stage", "fine"], "unknown stage"),
-        (["--engine", "tensorrt"], "unknown engine"),
+        (["--engine", "tensorrt"], "unknown backend"),
         (["--format", "png"], "unknown --format"),
         (["--memory-budget", "lots"], "cannot read 'lots' as a size"),
         (["--resume", "--overwrite"], "give one of them"),

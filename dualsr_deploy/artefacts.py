@@ -1,0 +1,127 @@
+"""Facts about the artefacts ``dualsr export`` writes (ONNX graphs, TensorRT plans) that both the exporter and the
+backends that run them need: tensor names, metadata keys, file names, the JSON manifest beside every artefact
+(write, read, check against the running GPU) and file hashing.
+
+Vocabulary: a *graph* is an ONNX file, a *plan* a serialised TensorRT engine; both are *artefacts*, kept in the
+artefacts folder (``engines/`` by default, as DESIGN.md names it), one sub-folder per *variant*
+(``coarsr-x4-c31``: scale and band count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.errors import ExportError
+
+INPUT_NAME = "lr"
+OUTPUT_NAME = "residual"
+GRAPH_KEYS = ("scale", "bands", "precision")  # metadata every dualsr graph carries (with neighbour_rule, opset, …)
+MANIFEST_SUFFIX = ".json"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def variant_name(scale: int, bands: int) -> str:
+    """The default variant (artefacts sub-folder) for a scale and band count."""
+    return f"coarsr-x{scale}-c{bands}"
+
+
+def graph_filename(scale: int, bands: int, precision: str) -> str:
+    return f"coarsr_x{scale}_c{bands}_{precision}.onnx"
+
+
+def plan_path_for(graph: Path, identity: Mapping[str, Any]) -> Path:
+    """``<graph>.sm<CC>.plan`` beside the graph: plans of several GPU architectures can share one folder."""
+    cc = str(identity["compute_capability"]).replace(".", "")
+    return graph.with_name(f"{graph.stem}.sm{cc}.plan")
+
+
+def manifest_path(artefact: Path) -> Path:
+    return artefact.with_name(artefact.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(artefact: Path, facts: Mapping[str, Any]) -> Path:
+    """Write ``<artefact>.json`` with ``facts`` plus the artefact's name, size and SHA-256."""
+    record = {"artefact": artefact.name, "bytes": artefact.stat().st_size, "sha256": sha256_of(artefact)}
+    record.update(facts)
+    target = manifest_path(artefact)
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def read_manifest(artefact: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(manifest_path(artefact).read_text())
+    return data
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file, or :class:`ExportError` if it cannot be read."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ValueError
+        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def graph_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """:func:`onnx_metadata`, refused unless it is a dualsr graph (it carries :data:`GRAPH_KEYS`)."""
+    meta = onnx_metadata(path)
+    missing = [key for key in GRAPH_KEYS if key not in meta]
+    if missing:
+        raise ExportError(f"{path}: not a dualsr export (its metadata lacks {', '.join(missing)})")
+    return meta
+
+
+def check_plan_manifest(plan: str | os.PathLike[str]) -> dict[str, Any]:
+    """A plan's manifest, refused when it names another GPU or TensorRT version than the running ones, or when the
+    file does not match its SHA-256."""
+    from dualsr_deploy.runtimes import gpu_identity
+
+    plan = Path(plan)
+    manifest_file = manifest_path(plan)
+    if not manifest_file.is_file():
+        raise ExportError(f"{plan}: no manifest beside the plan ({manifest_file.name}); rebuild it with dualsr export")
+    manifest: dict[str, Any] = json.loads(manifest_file.read_text())
+    running = gpu_identity()
+    for key in ("gpu", "compute_capability", "tensorrt"):
+        if manifest.get(key) != running[key]:
+            raise ExportError(
+                f"{plan}: built for {key} {manifest.get(key)!r}, running on {running[key]!r}; TensorRT plans are tied "
+                "to one GPU model and TensorRT version: rebuild with `dualsr export` on this machine"
+            )
+    if manifest.get("sha256") != sha256_of(plan):
+        raise ExportError(f"{plan}: the file does not match its manifest's SHA-256; rebuild it")
+    return manifest
+
+
+__all__ = [
+    "GRAPH_KEYS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "check_plan_manifest",
+    "graph_filename",
+    "graph_metadata",
+    "manifest_path",
+    "onnx_metadata",
+    "plan_path_for",
+    "read_manifest",
+    "sha256_of",
+    "variant_name",
+    "write_manifest",
+]

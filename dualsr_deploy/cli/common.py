@@ -1,0 +1,133 @@
+"""What every command module shares: the consoles, turning a :class:`DualSRError` into one line and exit status 2,
+options written once (sizes, normalisation), progress bars, and tables that stay readable at any terminal width.
+
+Command modules import this module, never :mod:`dualsr_deploy.cli.main` (which imports them), so each one
+imports on its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dualsr_deploy.errors import DualSRError, InputError
+
+console = Console()
+error_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_USER_ERROR = 2
+WIDE = 120  # terminal columns from which tables show every column
+NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
+BACKEND_HELP = "torch, onnx (ONNX Runtime) or trt (TensorRT plans; needs a GPU). --engine is an alias."
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Print a :class:`DualSRError` as one red line and exit with status 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DualSRError as exc:
+            error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+    return wrapper
+
+
+def parse_bytes(text: str) -> int:
+    """``512M``, ``4G``, ``1.5GiB``, ``2000000`` → bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)
+    if match is None:
+        raise InputError(f"cannot read {text!r} as a size; write e.g. 512M or 4G")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    return int(number * 1024 ** " KMGT".index(unit or " "))
+
+
+def progress_bar() -> Progress:
+    """A bar with a description, done/total and the time remaining."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. ``narrow``: its header below :data:`WIDE` columns (None: dropped there). ``text``: a name
+    or path, which may wrap (every other column keeps its width, so names are not squeezed to a letter a line).
+    ``note``: long free text (errors), shown in the table only when wide, else as numbered notes under it."""
+
+    header: str
+    narrow: str | None = ""  # "" : the same header
+    justify: Literal["left", "right"] = "left"
+    text: bool = False
+    note: bool = False
+
+
+def fitted_table(
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], *, width: int | None = None
+) -> tuple[Table, list[str]]:
+    """A Rich table of ``rows`` (one cell per column, Rich markup allowed) for a terminal ``width`` wide (default:
+    the console's), and the notes to print under it (the ``note`` columns' texts, when narrow)."""
+    wide = (width if width is not None else console.width) >= WIDE
+    shown = [i for i, column in enumerate(columns) if wide or column.narrow is not None]
+    notes: list[str] = []
+    table = Table(title=title, title_justify="left")
+    for i in shown:
+        column = columns[i]
+        header = column.header if wide or not column.narrow else column.narrow
+        if column.note and not wide:
+            header = "note"
+        table.add_column(
+            header,
+            justify=column.justify,
+            overflow="fold",
+            no_wrap=not (column.text or (column.note and wide)),
+            min_width=12 if column.text else None,
+        )
+    for row in rows:
+        cells = []
+        for i in shown:
+            cell = row[i]
+            if columns[i].note and not wide and cell:
+                notes.append(f"[{len(notes) + 1}] {row[0]}: {cell}")
+                cell = f"[{len(notes)}]"
+            cells.append(cell)
+        table.add_row(*cells)
+    return table, notes
+
+
+def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> None:
+    """:func:`fitted_table`, printed with its notes."""
+    table, notes = fitted_table(title, columns, rows)
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
+
+
+__all__ = [
+    "BACKEND_HELP",
+    "EXIT_USER_ERROR",
+    "NORMALISE_HELP",
+    "WIDE",
+    "Column",
+    "console",
+    "error_console",
+    "fitted_table",
+    "parse_bytes",
+    "print_table",
+    "progress_bar",
+    "user_errors",
+]

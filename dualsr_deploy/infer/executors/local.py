@@ -1,0 +1,166 @@
+"""The local executor: every scene in this process, with reading, compute and writing overlapped.
+
+- A reader thread hashes (for ``resume``) and loads the next scenes while the backends run; a writer thread
+  writes finished scenes while the next ones compute. Both queues are bounded, so memory stays bounded.
+- Consecutive in-memory scenes with the same band count and tile windows are batched together, up to a batch of
+  tiles.
+- Ctrl-C (or SIGTERM) finishes the scenes in hand and stops; a second Ctrl-C abandons them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext
+from dualsr_deploy.infer.executors.base import Job, Outcome
+from dualsr_deploy.infer.options import Event
+from dualsr_deploy.infer.pipeline import LoadedScene, Result, compute_scenes, load_scene, streamed, write_result
+
+QUEUE_DEPTH = 2  # scenes read ahead, and results waiting to be written
+
+
+class LocalExecutor:
+    def __init__(self, ctx: SceneContext) -> None:
+        self.ctx = ctx
+
+    def run(self, job: Job) -> Outcome:
+        return _LocalRun(self.ctx, job).run()
+
+
+class _LocalRun:
+    def __init__(self, ctx: SceneContext, job: Job) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.options = job.options
+        self.outcome = Outcome()
+        self._halt = threading.Event()
+        self.loaded: queue.Queue[LoadedScene | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.written: queue.Queue[Result | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+
+    def run(self) -> Outcome:
+        reader = threading.Thread(target=self._read, name="dualsr-reader", daemon=True)
+        writer = threading.Thread(target=self._write, name="dualsr-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            for group in self._groups():
+                self._process(group)
+                if self.job.stop.requested:
+                    self.outcome.interrupted = True
+                    break
+        except KeyboardInterrupt:
+            self.outcome.interrupted = True
+        finally:
+            self._halt.set()
+            self.written.put(None)
+            writer.join()
+            reader.join(timeout=5)
+            self.outcome.backends = self.ctx.pool.opened
+        return self.outcome
+
+    # reader thread: loads in-memory scenes ahead of the backends (streamed ones are read in strips later)
+    def _read(self) -> None:
+        try:
+            for planned in self.job.todo:
+                if self._halt.is_set():
+                    break
+                item = load_scene(self.ctx, planned, self.job.previous_digest(planned))
+                while not self._halt.is_set():
+                    try:
+                        self.loaded.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            self._put_end(self.loaded)
+
+    def _put_end(self, q: queue.Queue[Any]) -> None:
+        while True:
+            try:
+                q.put(None, timeout=0.2)
+                return
+            except queue.Full:
+                if self._halt.is_set():
+                    with contextlib.suppress(queue.Empty):
+                        q.get_nowait()
+
+    # writer thread: writes finished in-memory scenes atomically, then records them
+    def _write(self) -> None:
+        while True:
+            result = self.written.get()
+            if result is None:
+                return
+            self.job.finish(write_result(result))
+
+    def _groups(self) -> Iterator[list[LoadedScene]]:
+        """Items in order; consecutive in-memory scenes with the same tile shapes are grouped up to a batch."""
+        pending: LoadedScene | None = None
+        while True:
+            first = pending if pending is not None else self.loaded.get()
+            pending = None
+            if first is None:
+                return
+            group = [first]
+            key = self._key(first)
+            tiles = first.planned.tiles
+            while key is not None and tiles < self.options.batch:
+                try:
+                    nxt = self.loaded.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    yield group
+                    return
+                if self._key(nxt) != key:
+                    pending = nxt
+                    break
+                group.append(nxt)
+                tiles += nxt.planned.tiles
+            yield group
+            if self.job.stop.requested:
+                return
+
+    def _key(self, item: LoadedScene) -> tuple[Any, ...] | None:
+        if item.skip or item.scene is None or item.error is not None:
+            return None
+        c, h, w = item.scene.cube.shape
+        windows = []
+        for scale in self.options.scales:
+            grid = self.ctx.runner.grid(scale, h, w, c)
+            windows.append((grid.window_h, grid.window_w))
+        return (c, *windows)
+
+    def _process(self, group: list[LoadedScene]) -> None:
+        report, finish = self.job.report, self.job.finish
+        if group[0].skip:
+            self.outcome.resumed.append(group[0].planned)
+            report(Event("skip", group[0].planned.entry.name, count=group[0].planned.tiles))
+            return
+        for item in group:
+            report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
+        live = [item for item in group if item.error is None]
+        for item in group:
+            if item.error is not None:
+                finish(self.ctx.record(item.planned, "failed", error=item.error))
+        if not live:
+            return
+        try:
+            if live[0].planned.mode == "streamed":
+                finish(streamed(self.ctx, live[0].planned))
+                return
+            for result in compute_scenes(self.ctx, live):
+                self.written.put(result)
+        except KeyboardInterrupt:
+            for item in live:
+                finish(self.ctx.record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
+            raise
+        except SCENE_ERRORS as exc:
+            for item in live:
+                finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
+
+
+__all__ = ["LocalExecutor"]

@@ -1,0 +1,198 @@
+"""What an inference run is asked to do: :class:`BackendSpec` (which backend, where, in which precision, with which
+weights) and :class:`InferOptions` (scale, stage, tiles, output format, resume, memory budget, how to read scenes),
+both validated when made; and :class:`Event`, what a run reports to its progress callback."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
+from dualsr_deploy.backends import check_backend
+from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.errors import CheckpointError, InputError
+from dualsr_deploy.infer.manifest import SceneRecord
+from dualsr_deploy.runtimes import check_device, default_device
+
+STAGES = ("coarse", "dual", "backproject")
+FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr"}
+AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
+WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def default_memory_budget() -> int:
+    """A quarter of this machine's physical memory."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which backend, where, in which precision; ``weights`` maps scale → checkpoint (default: shipped);
+    ``artefacts_dir``: where exported graphs and plans are found (and exported to on first need)."""
+
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    artefacts_dir: Path = Path("engines")
+    weights: tuple[tuple[int, Path], ...] = ()
+    compile: bool = False
+    half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend, self.precision, self.device)
+
+    @classmethod
+    def for_run(
+        cls,
+        backend: str = "torch",
+        *,
+        scale: int,
+        stage: str,
+        device: str | None = None,
+        precision: str = "fp32",
+        artefacts_dir: Path = Path("engines"),
+        weights: Path | None = None,
+        weights_half: Path | None = None,
+        compile: bool = False,
+        on_cluster: bool = False,
+    ) -> BackendSpec:
+        """The spec a command line asks for. ``device`` None: this machine's CUDA device if any, else the CPU; on
+        a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's."""
+        if on_cluster:
+            chosen = device or ("cuda" if backend == "trt" else "cpu")
+        else:
+            chosen = check_device(device or default_device())
+        given = {scale: weights} if weights is not None else {}
+        if weights_half is not None:
+            given[scale // 2] = weights_half
+        return cls(
+            backend=backend,
+            device=chosen,
+            precision=precision,
+            artefacts_dir=artefacts_dir,
+            weights=tuple(given.items()),
+            compile=compile,
+            half_scales=(scale // 2,) if stage == "dual" else (),
+        )
+
+    def checkpoint(self, scale: int) -> Path:
+        for s, path in self.weights:
+            if s == scale:
+                return path
+        from dualsr_deploy.weights import shipped_scales, shipped_weights
+
+        if scale not in shipped_scales():
+            have = ", ".join(f"×{s}" for s in shipped_scales()) or "none"
+            option = "--weights-half" if scale in self.half_scales else "--weights"
+            raise CheckpointError(
+                f"no shipped ×{scale} weights (shipped: {have}); pass {option} PATH, or train one with "
+                f"`dualsr train … --scale {scale}`"
+            )
+        return shipped_weights(scale)
+
+    def has_weights(self, scale: int) -> bool:
+        if any(s == scale for s, _ in self.weights):
+            return True
+        from dualsr_deploy.weights import shipped_scales
+
+        return scale in shipped_scales()
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}-{self.device}-{self.precision}"
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """What ``dualsr infer`` was asked to do (see the CLI's help for each)."""
+
+    scale: int = 4
+    stage: str = "dual"
+    backend: BackendSpec = field(default_factory=BackendSpec)
+    tile: int | None = None  # None: auto (see TileRunner.tile_for)
+    batch: int = 8
+    format: str | None = None
+    clip: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    memory_budget: int | None = None
+    normalise: Normalisation = field(default_factory=Normalisation)
+    key: str | None = None
+    layout: str | None = None
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale not in SUPPORTED_SCALES:
+            raise InputError(f"scale {self.scale} is not supported; CoarSR exists for {SUPPORTED_SCALES}")
+        if self.stage not in STAGES:
+            raise InputError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        if self.tile is not None and self.tile < 8:
+            raise InputError(f"--tile must be at least 8 LR pixels; got {self.tile}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1; got {self.batch}")
+        if self.format is not None and self.format not in FORMATS:
+            raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.resume and self.overwrite:
+            raise InputError("--resume continues a run and --overwrite redoes it: give one of them")
+        if self.stage == "dual":
+            if self.scale == 2:
+                raise InputError(
+                    "the dual stage needs a ×s/2 CoarSR for its fine stage, and ×2 has none (s/2 = 1); run --stage "
+                    "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
+                )
+            if self.scale % 2 or not self.backend.has_weights(self.scale // 2):
+                raise InputError(
+                    f"the dual stage at ×{self.scale} needs a ×{self.scale / 2:g} CoarSR for its fine stage, and "
+                    f"there is none{'' if self.scale % 2 else ' (pass one with --weights-half)'}; run --stage "
+                    "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
+                )
+
+    @property
+    def budget(self) -> int:
+        return self.memory_budget if self.memory_budget is not None else default_memory_budget()
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """The coarse models the stage runs: ×s, and ×s/2 for ``dual``."""
+        return (self.scale, self.scale // 2) if self.stage == "dual" else (self.scale,)
+
+    def working_bytes(self, shape: tuple[int, int, int]) -> int:
+        """Estimated peak bytes to process a scene whole: LR, the coarse SR cube(s), the fine stage's resizes and
+        differences and the written copy; about 12 HR copies for the fine stages, 5 for coarse alone (measured: a
+        31×256×256 LR scene at ×4 dual peaked 1.6 GB above the process, ~12.5 HR copies)."""
+        c, h, w = shape
+        s2 = self.scale * self.scale
+        return 4 * c * h * w * (1 + (5 if self.stage == "coarse" else 12) * s2)
+
+
+@dataclass
+class Event:
+    """A progress report: ``kind`` is plan, scene, tiles, skip, done or message (the callback may run on worker
+    threads)."""
+
+    kind: str
+    name: str = ""
+    count: int = 0
+    total: int = 0
+    record: SceneRecord | None = None
+    text: str = ""
+
+
+__all__ = [
+    "AUTO_TILE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "FORMATS",
+    "STAGES",
+    "WORK_DIR",
+    "BackendSpec",
+    "Event",
+    "InferOptions",
+    "default_memory_budget",
+]

@@ -1,0 +1,165 @@
+"""One scene start to end: hash and read (:func:`load_scene`), coarse SR and the fine stage
+(:func:`compute_scenes`, several same-shaped scenes batched together), write atomically (:func:`write_result`).
+:func:`process_scene` chains them for one scene, as a cluster worker runs it; the local executor runs the steps on
+its reader, compute and writer threads. A scene too large to hold goes to :mod:`dualsr_deploy.infer.streaming`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
+from dualsr_deploy.infer.fine import finish_stage
+from dualsr_deploy.infer.manifest import SceneRecord, input_digest
+from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.streaming import stream_scene
+
+
+@dataclass
+class LoadedScene:
+    """A planned scene after reading: ``skip`` (done in an earlier run), its LR ``scene`` (in-memory scenes), or
+    the ``error`` that kept it from being read."""
+
+    planned: PlannedScene
+    skip: bool = False
+    scene: Scene | None = None
+    error: str | None = None
+    read_seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    """A computed scene, ready to write: its record (completed by :func:`write_result`), path, cube and attrs."""
+
+    record: SceneRecord
+    path: Path
+    scene: Scene
+    attrs: dict[str, str]
+
+
+def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -> LoadedScene:
+    """Hash the input, decide a ``resume`` skip (``previous``: the input hash of the scene's last ``ok`` record),
+    and read an in-memory scene (a streamed one is read strip by strip later)."""
+    started = time.perf_counter()
+    try:
+        planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
+    except OSError as exc:
+        planned = replace(planned, reason=f"cannot hash the input: {exc}")
+    item = LoadedScene(planned)
+    if (
+        previous is not None
+        and planned.digest is not None
+        and previous == planned.digest
+        and planned.output is not None
+        and planned.output.is_file()
+    ):
+        item.skip = True
+    elif planned.mode == "memory":
+        try:
+            with ctx.archive.open(planned.entry) as reader:
+                item.scene = reader.load(ctx.options.normalise)
+        except (DualSRError, OSError, ValueError) as exc:
+            item.error = str(exc)
+    item.read_seconds = time.perf_counter() - started
+    return item
+
+
+def compute_scenes(ctx: SceneContext, items: list[LoadedScene]) -> list[Result]:
+    """Coarse SR (the tiles of all ``items``, same band count and window shapes, batched together) and the fine
+    stage of in-memory scenes: what to write."""
+    options, scale = ctx.options, ctx.options.scale
+    scenes = [item.scene for item in items if item.scene is not None]
+    assert len(scenes) == len(items)
+    names = [item.planned.entry.name for item in items]
+    device = ctx.pool.backend(scale, scenes[0].cube.shape[0]).device
+    cubes = [torch.from_numpy(scene.cube).to(device) for scene in scenes]
+    t0 = time.perf_counter()
+    highs = ctx.runner.coarse(scale, cubes, names)
+    lows = ctx.runner.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
+    coarse_seconds = (time.perf_counter() - t0) / len(items)
+    results: list[Result] = []
+    for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
+        t1 = time.perf_counter()
+        low = lows[index] if lows is not None else None
+        sr, weight = finish_stage(options.stage, options.clip, highs[index], low, cubes[index])
+        fine_seconds = time.perf_counter() - t1
+        assert item.planned.output is not None
+        result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), output_meta(scene.meta, scale))
+        record = ctx.record(
+            item.planned,
+            "ok",
+            output=str(item.planned.output),
+            shape_out=list(result.cube.shape),
+            sam_weight=weight,
+            seconds={
+                "read": round(item.read_seconds, 3),
+                "coarse": round(coarse_seconds, 3),
+                "fine": round(fine_seconds, 3),
+            },
+        )
+        results.append(Result(record, item.planned.output, result, ctx.output_attrs()))
+    return results
+
+
+def write_result(result: Result) -> SceneRecord:
+    """Write one finished scene atomically; a failure is this scene's, recorded in what is returned."""
+    record = result.record
+    started = time.perf_counter()
+    try:
+        write_scene(result.path, result.scene, attrs=result.attrs)
+    except Exception as exc:  # any failure is this scene's, never the run's
+        record.status, record.error, record.output = "failed", f"writing {result.path}: {exc}", None
+    record.seconds["write"] = round(time.perf_counter() - started, 3)
+    record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
+    return record
+
+
+def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
+    """A streamed scene start to end; its failure is in its record."""
+    try:
+        return stream_scene(ctx, planned)
+    except SCENE_ERRORS as exc:
+        return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def process_scene(
+    ctx: SceneContext,
+    planned: PlannedScene,
+    previous: str | None,
+    engine_lock: contextlib.AbstractContextManager[Any] | None = None,
+) -> SceneRecord | None:
+    """One scene start to end in this process (what a cluster worker runs): hash, read, compute, write. Returns
+    its record, or None when ``resume`` finds it done (``previous``: see :func:`load_scene`). A scene's failure is
+    in its record; only what kills the process escapes.
+
+    ``engine_lock`` is held while the scene uses the backends (the whole of a streamed scene), so that callers on
+    several threads overlap one scene's reading and writing with another's compute, as the local executor does
+    with its reader and writer threads."""
+    lock = engine_lock if engine_lock is not None else contextlib.nullcontext()
+    item = load_scene(ctx, planned, previous)
+    if item.skip:
+        return None
+    if item.error is not None:
+        return ctx.record(item.planned, "failed", error=item.error)
+    with lock:
+        if item.planned.mode == "streamed":
+            return streamed(ctx, item.planned)
+        try:
+            (result,) = compute_scenes(ctx, [item])
+        except SCENE_ERRORS as exc:
+            return ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}")
+    item.scene = None  # the LR cube: not needed while writing
+    return write_result(result)
+
+
+__all__ = ["LoadedScene", "Result", "compute_scenes", "load_scene", "process_scene", "streamed", "write_result"]

@@ -1,0 +1,104 @@
+"""What this machine can run: CUDA, ONNX Runtime and its providers, TensorRT. Probes only; nothing here builds or
+runs a model, so :mod:`dualsr_deploy.backends` and :mod:`dualsr_deploy.export` both depend on it, never on each
+other for these facts."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.optional import find, require
+
+ORT_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def default_device() -> str:
+    """``cuda`` when torch sees a CUDA device, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``, normalised; CUDA must be there."""
+    try:
+        target = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device must be cpu or cuda[:N]; got {device!r}") from exc
+    if target.type not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda[:N]; got {device!r}")
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"--device {device}: torch sees no CUDA device on this machine")
+    return str(target)
+
+
+def import_onnxruntime() -> ModuleType:
+    """The ``onnxruntime`` module, or :class:`BackendUnavailableError` naming the extras."""
+    return require(
+        "onnxruntime",
+        feature="ONNX Runtime",
+        extra="cpu",
+        error=BackendUnavailableError,
+        hint="(or '[gpu]' on a CUDA machine)",
+    )
+
+
+def onnxruntime_providers() -> tuple[str | None, list[str]]:
+    """(ONNX Runtime's version, its available execution providers); (None, []) when it is not installed."""
+    ort = find("onnxruntime")
+    if ort is None:
+        return None, []
+    return str(ort.__version__), list(ort.get_available_providers())
+
+
+def tensorrt_version() -> str | None:
+    """The usable TensorRT's version, or ``None``.
+
+    ``tensorrt-stubs`` makes ``import tensorrt`` succeed with an empty module, so a usable TensorRT is detected
+    by what it provides (``Builder`` and a parseable ``__version__``), not by the import alone.
+    """
+    tensorrt = find("tensorrt")
+    if tensorrt is None:
+        return None
+    version = getattr(tensorrt, "__version__", "")
+    if not hasattr(tensorrt, "Builder") or not version[:1].isdigit():
+        return None
+    return str(version)
+
+
+def require_tensorrt() -> None:
+    """Raise :class:`BackendUnavailableError` unless a usable TensorRT is installed (type stubs alone are not)."""
+    if tensorrt_version() is None:
+        raise BackendUnavailableError(
+            "TensorRT is not installed (or only its type stubs are): pip install 'dualsr-deploy[gpu]' on a CUDA machine"
+        )
+
+
+def gpu_identity() -> dict[str, Any]:
+    """What a TensorRT plan is tied to: GPU name, compute capability, CUDA and TensorRT versions."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError("TensorRT plans need a CUDA GPU; torch sees none")
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "compute_capability": f"{major}.{minor}",
+        "cuda": torch.version.cuda,
+        "tensorrt": tensorrt_version(),
+    }
+
+
+__all__ = [
+    "ORT_PROVIDERS",
+    "check_device",
+    "default_device",
+    "gpu_identity",
+    "import_onnxruntime",
+    "onnxruntime_providers",
+    "require_tensorrt",
+    "tensorrt_version",
+]
