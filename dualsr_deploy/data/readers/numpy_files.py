@@ -63,7 +63,8 @@ class NpyReader(SceneReader):
         return np.dtype(self._array.dtype)
 
     def _read(self, window: Window | None) -> np.ndarray:
-        return read_window(self._array, self.layout, window)
+        # a copy: a view of the memory map would outlive close() and crash whoever reads it then
+        return np.array(read_window(self._array, self.layout, window), copy=True)
 
     def close(self) -> None:
         super().close()
