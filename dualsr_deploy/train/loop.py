@@ -166,32 +166,9 @@ def train(
         raise TrainError("give --init (start a new run from weights) or --resume (continue a run), not both")
     dataset = PatchDataset(store_path, augmentation=config.augmentation)
     with distributed(device) as dist_ctx:
-        return _run(
-            config,
-            dataset,
-            run_dir,
-            dist_ctx,
-            saved,
-            Path(init) if init is not None else None,
-            workers,
-            progress,
-            tensorboard,
-        )
-
-
-def _run(
-    config: TrainConfig,
-    dataset: PatchDataset,
-    run_dir: Path,
-    ctx: Distributed,
-    saved: TrainingState | None,
-    init: Path | None,
-    workers: int | None,
-    progress: ProgressCallback | None,
-    tensorboard: bool,
-) -> TrainResult:
-    trainer = Trainer(config, dataset, run_dir, ctx, saved, init, workers, progress, tensorboard)
-    return trainer.run()
+        init_path = Path(init) if init is not None else None
+        trainer = Trainer(config, dataset, run_dir, dist_ctx, saved, init_path, workers, progress, tensorboard)
+        return trainer.run()
 
 
 class Trainer:
