@@ -65,6 +65,16 @@ def infer(
         None, help="Bytes a scene may take whole (e.g. 8G); larger scenes are streamed. Default: RAM/4."
     ),
     normalise: str = typer.Option("auto", help=NORMALISE_HELP),
+    nodata: list[float] | None = typer.Option(
+        None, help="A value marking invalid pixels, besides the file's declared no-data (repeat for several)."
+    ),
+    bad_bands: str | None = typer.Option(
+        None, help="Bands not to super-resolve, 0-based indices and/or wavelengths: 0-4,103-110,1340-1450nm."
+    ),
+    units: str = typer.Option(
+        "source",
+        help="source (the input's units and dtype, no-data and bad bands kept) or normalised (float32 in [0, 1]).",
+    ),
     key: str | None = typer.Option(None, help="Array inside MATLAB/HDF5/NPZ files (default: the largest 3-D one)."),
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
     root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
@@ -81,6 +91,7 @@ def infer(
 ) -> None:
     """Super-resolve every scene of an archive: tiles, any backend, the fine stage, a manifest; resumable."""
     from dualsr_deploy.data.normalise import Normalisation
+    from dualsr_deploy.data.validity import BadBandSpec, Masking
     from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
     from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, require_ray
 
@@ -113,6 +124,8 @@ def infer(
         overwrite=overwrite,
         memory_budget=parse_bytes(memory_budget) if memory_budget else None,
         normalise=Normalisation.parse(normalise),
+        masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None),
+        units=units,
         key=key,
         layout=layout,
         root=root,

@@ -2,8 +2,11 @@
 
 Rules (``Normalisation.rule``):
 
-- ``auto`` (default): integers divide by their dtype's maximum (``uint16`` → 65535); floats already within
-  [0, 1] are kept; other floats follow ``float_rule`` (``max`` unless told otherwise).
+- ``auto`` (default): a scale factor the file declares (ENVI ``reflectance scale factor``, GeoTIFF band scales)
+  is used; otherwise integers from a format that uses their full range (CAVE's 16-bit PNGs) divide by their
+  dtype's maximum (``uint16`` → 65535), other integers (sensor DN, reflectance ×10⁴) by the scene's maximum over
+  its valid pixels and good bands; floats already within [0, 1] are kept; other floats follow ``float_rule``
+  (``max`` unless told otherwise).
 - ``dtype``: divide by the dtype's maximum (integers only).
 - ``max``: divide by the scene's maximum.
 - ``percentile``: divide by the scene's ``percentile``-th percentile (robust to hot pixels); values above clip to 1.
@@ -56,12 +59,24 @@ class Normalisation:
             raise DataError(f"--normalise {name} takes no value (got {text!r})")
         return cls(rule=name)
 
-    def resolve(self, dtype: np.dtype, data: Callable[[], np.ndarray], source: str) -> tuple[str, float]:
-        """The rule actually applied and the factor to divide by; ``data()`` gives the whole scene if needed."""
+    def resolve(
+        self,
+        dtype: np.dtype,
+        data: Callable[[], np.ndarray],
+        source: str,
+        *,
+        declared: float | None = None,
+        full_range: bool = False,
+    ) -> tuple[str, float]:
+        """The rule actually applied and the factor to divide by; ``data()`` gives the scene's valid values if
+        needed. ``declared``: the factor the file declares (divide by it); ``full_range``: integers of this format
+        use their dtype's whole range."""
         rule = self.rule
         if rule == "auto":
+            if declared is not None:
+                return f"declared:{declared:g}", float(declared)
             if dtype.kind in "ui":
-                rule = "dtype"
+                rule = "dtype" if full_range else "max"
             elif dtype.kind == "b":
                 return "none", 1.0
             else:

@@ -68,6 +68,9 @@ class SceneMeta:
     normalisation: str = "none"
     scale_factor: float = 1.0
     wavelengths: tuple[float, ...] | None = None
+    fwhm: tuple[float, ...] | None = None
+    nodata: float | None = None  # the file's declared no-data value (written back on output)
+    bad_bands: tuple[int, ...] = ()  # 0-based; not super-resolved (nearest-neighbour upsampled, flags kept)
     georef: GeoReference | None = None
     attrs: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -87,8 +90,10 @@ class SceneMeta:
     def from_dict(cls, data: Mapping[str, Any]) -> SceneMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if values.get("wavelengths") is not None:
-            values["wavelengths"] = tuple(float(w) for w in values["wavelengths"])
+        for name in ("wavelengths", "fwhm"):
+            if values.get(name) is not None:
+                values[name] = tuple(float(w) for w in values[name])
+        values["bad_bands"] = tuple(int(b) for b in values.get("bad_bands") or ())
         if values.get("georef") is not None:
             geo = values["georef"]
             values["georef"] = GeoReference(tuple(float(t) for t in geo["transform"]), geo.get("crs"))  # type: ignore[arg-type]
@@ -103,17 +108,35 @@ class SceneMeta:
 
 @dataclass(frozen=True)
 class Scene:
-    """A hyperspectral scene: ``cube`` is ``(C, H, W)`` float32, normally in [0, 1] (C-contiguous)."""
+    """A hyperspectral scene: ``cube`` is ``(C, H, W)`` float32, normally in [0, 1] (C-contiguous).
+
+    ``valid``: ``(H, W)`` bool, the pixels valid in every good band (None: all); ``cube`` holds 0 at the others.
+    ``passthrough``: the raw values of the bad bands (``meta.bad_bands``), ``(len(bad_bands), H, W)`` in the
+    source's dtype, so that they can be written back exactly.
+    """
 
     name: str
     cube: np.ndarray
     meta: SceneMeta
+    valid: np.ndarray | None = None
+    passthrough: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.cube.ndim != 3:
             raise ValueError(f"scene {self.name!r}: cube must be (C, H, W), got shape {self.cube.shape}")
         if self.cube.dtype != np.float32:
             raise ValueError(f"scene {self.name!r}: cube must be float32, got {self.cube.dtype}")
+        if self.valid is not None and self.valid.shape != self.cube.shape[1:]:
+            raise ValueError(
+                f"scene {self.name!r}: valid mask {self.valid.shape} is not the cube's {self.cube.shape[1:]}"
+            )
+
+    @property
+    def good(self) -> np.ndarray:
+        """``(C,)`` bool: the good bands."""
+        good = np.ones(self.cube.shape[0], dtype=bool)
+        good[list(self.meta.bad_bands)] = False
+        return good
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -121,10 +144,45 @@ class Scene:
         return int(c), int(h), int(w)
 
     def raw(self) -> np.ndarray:
-        """The cube in the source's units and dtype (integers rounded and clipped to their range)."""
+        """The cube in the source's units and dtype (integers rounded and clipped to their range), bad bands as
+        their raw values (``passthrough``), invalid pixels as the no-data value (NaN for floats without one)."""
         values = self.cube.astype(np.float64) * self.meta.scale_factor
         dtype = np.dtype(self.meta.dtype)
         if dtype.kind in "ui":
             info = np.iinfo(dtype)
-            return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-        return values.astype(dtype)
+            values = np.clip(np.rint(values), info.min, info.max)
+        return self._flagged(values.astype(dtype), dtype)
+
+    def normalised(self) -> np.ndarray:
+        """The cube as float32 in normalised units, bad bands as their raw values over the scale factor, invalid
+        pixels as the no-data value (NaN without one)."""
+        return self._flagged(self.cube.copy(), np.dtype(np.float32), divide=True)
+
+    def out_of_range(self) -> int:
+        """How many values of good bands at valid pixels the source's integer dtype cannot hold (clipped by
+        :meth:`raw`)."""
+        dtype = np.dtype(self.meta.dtype)
+        if dtype.kind not in "ui":
+            return 0
+        info = np.iinfo(dtype)
+        values = np.rint(self.cube[self.good].astype(np.float64) * self.meta.scale_factor)
+        outside = (values < info.min) | (values > info.max)
+        if self.valid is not None:
+            outside &= self.valid
+        return int(np.count_nonzero(outside))
+
+    def _flagged(self, values: np.ndarray, dtype: np.dtype, *, divide: bool = False) -> np.ndarray:
+        if self.valid is not None and not self.valid.all():
+            nodata = self.meta.nodata
+            if nodata is None and dtype.kind in "ui":
+                from dualsr_deploy.errors import DataError
+
+                raise DataError(
+                    f"scene {self.name!r}: {int((~self.valid).sum())} invalid pixels and no no-data value for its "
+                    f"{dtype} output; declare one with --nodata V (or write --units normalised)"
+                )
+            values[:, ~self.valid] = np.nan if nodata is None else nodata
+        if self.passthrough is not None and self.meta.bad_bands:  # bad bands as they came, flags and fills too
+            kept = self.passthrough.astype(np.float64) / self.meta.scale_factor if divide else self.passthrough
+            values[list(self.meta.bad_bands)] = kept.astype(dtype)
+        return values

@@ -45,11 +45,11 @@ def write_scene(
         raise DataError(f"{target}: cannot write {suffix or 'files without a suffix'}; use one of {WRITE_SUFFIXES}")
     if units not in ("normalised", "source"):
         raise DataError(f"units must be 'normalised' or 'source', not {units!r}")
-    data = scene.cube if units == "normalised" else scene.raw()
-    meta = scene.meta.replace(attrs={**scene.meta.attrs, **(attrs or {})})
+    data = scene.normalised() if units == "normalised" else scene.raw()
+    meta = scene.meta.replace(attrs={**scene.meta.attrs, **(attrs or {}), "dualsr_units": units})
     meta_json = meta.to_json()
     if suffix in (".h5", ".hdf5"):
-        _write_hdf5(target, data, meta_json, meta.attrs, meta.wavelengths, units)
+        _write_hdf5(target, data, meta_json, meta.attrs, scene, units)
     elif suffix == ".npy":
         _write_npy(target, data, meta_json)
     elif suffix == ".mat":
@@ -61,12 +61,19 @@ def write_scene(
         (_write_mat_v5 if version == "5" else _write_mat_v73)(target, data, meta_json)
     elif suffix in (".tif", ".tiff"):
         if meta.georef is not None:
-            _write_geotiff(target, data, meta_json, scene)
+            _write_geotiff(target, data, meta_json, scene, units)
         else:
             _write_tiff(target, data, meta_json)
     else:
-        _write_envi(target, data, meta_json, scene)
+        _write_envi(target, data, meta_json, scene, units)
     return target
+
+
+def _declared_factor(scene: Scene, units: str) -> float | None:
+    """The factor to divide by that a file in the source's units declares (as its input did), else None."""
+    if units == "source" and scene.meta.normalisation.startswith("declared:"):
+        return scene.meta.scale_factor
+    return None
 
 
 def _write_hdf5(
@@ -74,7 +81,7 @@ def _write_hdf5(
     data: np.ndarray,
     meta_json: str,
     attrs: Mapping[str, str],
-    wavelengths: tuple[float, ...] | None,
+    scene: Scene,
     units: str,
 ) -> None:
     import h5py
@@ -94,8 +101,15 @@ def _write_hdf5(
         dataset.attrs["dualsr_scene"] = meta_json
         for key, value in attrs.items():
             dataset.attrs[key] = value
-        if wavelengths is not None:
-            dataset.attrs["wavelengths"] = np.asarray(wavelengths, dtype=np.float64)
+        meta = scene.meta
+        if meta.wavelengths is not None:
+            dataset.attrs["wavelengths"] = np.asarray(meta.wavelengths, dtype=np.float64)
+        if meta.fwhm is not None:
+            dataset.attrs["fwhm"] = np.asarray(meta.fwhm, dtype=np.float64)
+        if meta.nodata is not None:
+            dataset.attrs["_FillValue"] = np.asarray(meta.nodata, dtype=data.dtype)
+        if meta.bad_bands:
+            dataset.attrs["bad_bands"] = np.asarray(meta.bad_bands, dtype=np.int32)
 
 
 def _write_npy(target: Path, data: np.ndarray, meta_json: str) -> None:
@@ -163,7 +177,7 @@ def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
         )
 
 
-def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
+def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
     from dualsr_deploy.data.readers.tiff import import_rasterio
 
     rasterio = import_rasterio()
@@ -184,15 +198,29 @@ def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene)
         "tiled": h >= 256 and w >= 256,
         "interleave": "band",
     }
+    meta = scene.meta
+    if meta.nodata is not None:
+        profile["nodata"] = meta.nodata
     tags = {"DUALSR_SCENE": meta_json}
-    if scene.meta.wavelengths is not None:
-        tags["wavelengths"] = ",".join(f"{v:g}" for v in scene.meta.wavelengths)
+    if meta.wavelengths is not None:
+        tags["wavelengths"] = ",".join(repr(v) for v in meta.wavelengths)
+    factor = _declared_factor(scene, units)
     with atomic_output(target) as tmp, rasterio.open(tmp, "w", **profile) as dataset:
         dataset.write(data)
         dataset.update_tags(**tags)
+        for band in range(c):  # per-band tags as EnMAP and GDAL's ENVI driver write them
+            band_tags = {"bbl": "0" if band in meta.bad_bands else "1"}
+            if meta.wavelengths is not None:
+                band_tags["wavelength"] = repr(meta.wavelengths[band])
+            if meta.fwhm is not None:
+                band_tags["fwhm"] = repr(meta.fwhm[band])
+            dataset.update_tags(band + 1, **band_tags)
+        if factor is not None:
+            dataset.scales = [1.0 / factor] * c
+            dataset.offsets = [0.0] * c
 
 
-def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
+def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
     from dualsr_deploy.data.readers.envi import META_KEY, import_envi
 
     envi = import_envi()
@@ -203,8 +231,18 @@ def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene) ->
         META_KEY: base64.b64encode(meta_json.encode()).decode(),
     }
     if scene.meta.wavelengths is not None:
-        metadata["wavelength"] = [f"{v:g}" for v in scene.meta.wavelengths]
+        metadata["wavelength"] = [repr(v) for v in scene.meta.wavelengths]
         metadata["wavelength units"] = "Nanometers"
+    meta = scene.meta
+    if meta.fwhm is not None:
+        metadata["fwhm"] = [repr(v) for v in meta.fwhm]
+    if meta.nodata is not None:
+        metadata["data ignore value"] = repr(meta.nodata)
+    if meta.bad_bands:
+        metadata["bbl"] = ["0" if band in meta.bad_bands else "1" for band in range(data.shape[0])]
+    factor = _declared_factor(scene, units)
+    if factor is not None:
+        metadata["reflectance scale factor"] = repr(factor)
     georef = scene.meta.georef
     if georef is not None:
         a, b, c, d, e, f = georef.transform

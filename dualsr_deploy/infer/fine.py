@@ -26,16 +26,22 @@ from dualsr_deploy.ops.imresize import imresize
 
 
 def finish_stage(
-    stage: str, clip: bool, high: torch.Tensor, low: torch.Tensor | None, lr: torch.Tensor
+    stage: str,
+    clip: bool,
+    high: torch.Tensor,
+    low: torch.Tensor | None,
+    lr: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float | None]:
     """A scene's result from its coarse ×s output ``high`` (and its ×s/2 one ``low`` for ``dual``), clipped to
     [0, 1] when ``clip``, with the fine stage's SAM weight (None for ``coarse``). Both coarse results are clipped
     before the fine stage, as the published test script does; ``backproject`` projects onto the LR input itself.
-    All ``(C, H, W)`` float32 on one device."""
+    All ``(C, H, W)`` float32 on one device; ``valid``: the guide's valid pixels ``(H, W)``, over which the SAM
+    weight is averaged (None: all)."""
     if stage == "coarse":
         return (high.clamp(0, 1) if clip else high), None
     guide = low.clamp(0, 1) if low is not None else lr
-    sr, weights = backproject_with_weights(high.clamp(0, 1), guide)
+    sr, weights = backproject_with_weights(high.clamp(0, 1), guide, valid=valid)
     return (sr.clamp(0, 1) if clip else sr), float(weights[0])
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import check_backend
 from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.runtimes import check_device, default_device
 
 STAGES = ("coarse", "dual", "backproject")
+UNITS = ("source", "normalised")
 FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr"}
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
@@ -122,6 +124,8 @@ class InferOptions:
     overwrite: bool = False
     memory_budget: int | None = None
     normalise: Normalisation = field(default_factory=Normalisation)
+    masking: Masking = field(default_factory=Masking)
+    units: str = "source"  # outputs in the input's units and dtype, or float32 in [0, 1] ("normalised")
     key: str | None = None
     layout: str | None = None
     root: Path | None = None
@@ -137,6 +141,8 @@ class InferOptions:
             raise InputError(f"--batch must be at least 1; got {self.batch}")
         if self.format is not None and self.format not in FORMATS:
             raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.units not in UNITS:
+            raise InputError(f"unknown --units {self.units!r}; choose one of {', '.join(UNITS)}")
         if self.resume and self.overwrite:
             raise InputError("--resume continues a run and --overwrite redoes it: give one of them")
         if self.stage == "dual":
@@ -190,6 +196,7 @@ __all__ = [
     "EXIT_OK",
     "FORMATS",
     "STAGES",
+    "UNITS",
     "WORK_DIR",
     "BackendSpec",
     "Event",

@@ -21,6 +21,7 @@ from dualsr_deploy.errors import DualSRError
 from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
 from dualsr_deploy.infer.fine import finish_stage
 from dualsr_deploy.infer.manifest import SceneRecord, input_digest
+from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.streaming import stream_scene
 
@@ -39,12 +40,14 @@ class LoadedScene:
 
 @dataclass
 class Result:
-    """A computed scene, ready to write: its record (completed by :func:`write_result`), path, cube and attrs."""
+    """A computed scene, ready to write: its record (completed by :func:`write_result`), path, cube, attrs and
+    the units to write it in."""
 
     record: SceneRecord
     path: Path
     scene: Scene
     attrs: dict[str, str]
+    units: str = "source"
 
 
 def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -> LoadedScene:
@@ -67,7 +70,7 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -
     elif planned.mode == "memory":
         try:
             with ctx.archive.open(planned.entry) as reader:
-                item.scene = reader.load(ctx.options.normalise)
+                item.scene = reader.load(ctx.options.normalise, masking=ctx.options.masking)
         except (DualSRError, OSError, ValueError) as exc:
             item.error = str(exc)
     item.read_seconds = time.perf_counter() - started
@@ -75,8 +78,24 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -
 
 
 def compute_scenes(ctx: SceneContext, items: list[LoadedScene]) -> list[Result]:
-    """Coarse SR (the tiles of all ``items``, same band count and window shapes, batched together) and the fine
-    stage of in-memory scenes: what to write."""
+    """Coarse SR and the fine stage of in-memory scenes: what to write. Complete scenes (every pixel valid, every
+    band good) have their tiles batched together (same band count and window shapes); a scene with invalid pixels
+    or bad bands runs alone, segment by segment (:mod:`dualsr_deploy.infer.masked`)."""
+    complete = [item for item in items if item.scene is not None and is_complete(item.scene)]
+    results = {id(r.item): r.result for r in _compute_complete(ctx, complete)} if complete else {}
+    for item in items:
+        if id(item) not in results:
+            results[id(item)] = _compute_masked(ctx, item)
+    return [results[id(item)] for item in items]
+
+
+@dataclass
+class _Done:
+    item: LoadedScene
+    result: Result
+
+
+def _compute_complete(ctx: SceneContext, items: list[LoadedScene]) -> list[_Done]:
     options, scale = ctx.options, ctx.options.scale
     scenes = [item.scene for item in items if item.scene is not None]
     assert len(scenes) == len(items)
@@ -87,28 +106,52 @@ def compute_scenes(ctx: SceneContext, items: list[LoadedScene]) -> list[Result]:
     highs = ctx.runner.coarse(scale, cubes, names)
     lows = ctx.runner.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
     coarse_seconds = (time.perf_counter() - t0) / len(items)
-    results: list[Result] = []
+    done: list[_Done] = []
     for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
         t1 = time.perf_counter()
         low = lows[index] if lows is not None else None
         sr, weight = finish_stage(options.stage, options.clip, highs[index], low, cubes[index])
         fine_seconds = time.perf_counter() - t1
-        assert item.planned.output is not None
         result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), output_meta(scene.meta, scale))
-        record = ctx.record(
-            item.planned,
-            "ok",
-            output=str(item.planned.output),
-            shape_out=list(result.cube.shape),
-            sam_weight=weight,
-            seconds={
-                "read": round(item.read_seconds, 3),
-                "coarse": round(coarse_seconds, 3),
-                "fine": round(fine_seconds, 3),
-            },
-        )
-        results.append(Result(record, item.planned.output, result, ctx.output_attrs()))
-    return results
+        seconds = {"read": item.read_seconds, "coarse": coarse_seconds, "fine": fine_seconds}
+        done.append(_Done(item, _result(ctx, item, result, weight, seconds, [])))
+    return done
+
+
+def _compute_masked(ctx: SceneContext, item: LoadedScene) -> Result:
+    scene, options = item.scene, ctx.options
+    assert scene is not None
+    device = ctx.pool.backend(options.scale, max(b - a for a, b in plan_segments(scene)[0])).device
+    t0 = time.perf_counter()
+    sr, weight, notes = super_resolve(ctx.runner, options, scene, device)
+    seconds = {"read": item.read_seconds, "coarse": time.perf_counter() - t0, "fine": 0.0}
+    result = output_scene(scene, sr.cpu().numpy(), options.scale, output_meta(scene.meta, options.scale))
+    return _result(ctx, item, result, weight, seconds, notes)
+
+
+def _result(
+    ctx: SceneContext,
+    item: LoadedScene,
+    scene: Scene,
+    weight: float | None,
+    seconds: dict[str, float],
+    notes: list[str],
+) -> Result:
+    assert item.planned.output is not None
+    if ctx.options.units == "source":
+        clipped = scene.out_of_range()
+        if clipped:
+            notes.append(f"{clipped} values rounded and clipped to the range of {scene.meta.dtype}")
+    record = ctx.record(
+        item.planned,
+        "ok",
+        output=str(item.planned.output),
+        shape_out=list(scene.cube.shape),
+        sam_weight=weight,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+        notes=notes,
+    )
+    return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units)
 
 
 def write_result(result: Result) -> SceneRecord:
@@ -116,7 +159,7 @@ def write_result(result: Result) -> SceneRecord:
     record = result.record
     started = time.perf_counter()
     try:
-        write_scene(result.path, result.scene, attrs=result.attrs)
+        write_scene(result.path, result.scene, attrs=result.attrs, units=result.units)
     except Exception as exc:  # any failure is this scene's, never the run's
         record.status, record.error, record.output = "failed", f"writing {result.path}: {exc}", None
     record.seconds["write"] = round(time.perf_counter() - started, 3)

@@ -16,6 +16,7 @@ import torch
 from dualsr_deploy.data.chunked import ChunkedWriter
 from dualsr_deploy.data.readers.base import SceneReader
 from dualsr_deploy.data.scene import Window
+from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.fine import backproject_streamed, sam_weight_streamed
@@ -39,9 +40,14 @@ class _StreamedScene:
     def lr_rows(self, start: int, stop: int) -> torch.Tensor:
         t = time.perf_counter()
         window = Window(start, 0, stop - start, self.width)
-        cube = self.reader.load(self.ctx.options.normalise, window).cube
+        scene = self.reader.load(self.ctx.options.normalise, window, self.ctx.options.masking)
+        if scene.valid is not None:
+            raise DataError(
+                f"{self.planned.entry.path}: rows {start}-{stop} hold no-data or non-finite pixels; scenes with "
+                "invalid pixels are not yet streamed (raise --memory-budget to run it in memory)"
+            )
         self.seconds["read"] += time.perf_counter() - t
-        return torch.from_numpy(cube).to(self.device)
+        return torch.from_numpy(scene.cube).to(self.device)
 
     def coarse_into(self, scale: int, sink: Sink, clip: bool) -> None:
         """The ×``scale`` coarse SR, one row of tiles at a time, each strip handed to ``sink``."""
@@ -116,8 +122,13 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     work = planned.output.parent / WORK_DIR / hashlib.sha1(entry.name.encode()).hexdigest()[:16]
     work.mkdir(parents=True, exist_ok=True)
     with ctx.archive.open(entry) as reader:
-        reader.resolve_in_strips(options.normalise)
-        meta = reader.load(options.normalise, Window(0, 0, 1, w)).meta
+        reader.resolve_in_strips(options.normalise, masking=options.masking)
+        meta = reader.load(options.normalise, Window(0, 0, 1, w), options.masking).meta
+        if meta.bad_bands:
+            raise DataError(
+                f"{entry.path}: bad bands {list(meta.bad_bands)}; scenes with bad bands are not yet streamed (raise "
+                "--memory-budget to run it in memory)"
+            )
         scene = _StreamedScene(ctx, planned, reader, work)
         out_meta = output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
         with ChunkedWriter(planned.output, (c, scale * h, scale * w), out_meta, ctx.output_attrs()) as writer:
@@ -128,6 +139,7 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     shutil.rmtree(work, ignore_errors=True)
     seconds = {k: round(v, 3) for k, v in scene.seconds.items()}
     seconds["total"] = round(sum(seconds.values()), 3)
+    notes = [] if options.units == "normalised" else ["streamed: written in normalised units (float32 in [0, 1])"]
     return ctx.record(
         planned,
         "ok",
@@ -135,6 +147,7 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         shape_out=[c, scale * h, scale * w],
         sam_weight=weight,
         seconds=seconds,
+        notes=notes,
     )
 
 

@@ -26,9 +26,13 @@ from dualsr_deploy.metrics import sam_map
 from dualsr_deploy.ops.imresize import imresize
 
 
-def sam_weight(downsampled: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-    """``min(SAM°, 1)`` per scene: shape ``()`` for cubes ``(C, H, W)``, ``(B,)`` for batches, float64."""
-    return sam_map(downsampled, guide).mean(dim=(-2, -1)).clamp_max(1.0)
+def sam_weight(downsampled: torch.Tensor, guide: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``min(SAM°, 1)`` per scene: shape ``()`` for cubes ``(C, H, W)``, ``(B,)`` for batches, float64. ``valid``:
+    an ``(H, W)`` bool mask of the pixels to average over (cubes only; None: all)."""
+    angles = sam_map(downsampled, guide)
+    if valid is not None:
+        return angles[valid].mean().clamp_max(1.0)
+    return angles.mean(dim=(-2, -1)).clamp_max(1.0)
 
 
 def backproject(
@@ -74,15 +78,16 @@ def backproject(
 
 
 def backproject_with_weights(
-    im_h: torch.Tensor, im_l: torch.Tensor, iterations: int = 1
+    im_h: torch.Tensor, im_l: torch.Tensor, iterations: int = 1, valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """:func:`backproject` (arguments already checked) and the SAM weight of each iteration (float64)."""
+    """:func:`backproject` (arguments already checked) and the SAM weight of each iteration (float64); ``valid``
+    (``(H, W)`` at ``im_l``'s resolution) limits the weight to valid pixels."""
     low_size = (im_l.shape[-2], im_l.shape[-1])
     high_size = (im_h.shape[-2], im_h.shape[-1])
     weights = []
     for _ in range(iterations):
         down = imresize(im_h, size=low_size)
-        weight = sam_weight(down, im_l)
+        weight = sam_weight(down, im_l, valid)
         weights.append(weight)
         scale = weight.to(im_h.dtype)
         if im_h.dim() == 4:

@@ -14,8 +14,13 @@ def resolve(rule: Normalisation, values: np.ndarray) -> tuple[str, float]:
 
 
 def test_auto_rules() -> None:
-    assert resolve(Normalisation(), np.array([1, 2], np.uint16)) == ("dtype", 65535.0)
-    assert resolve(Normalisation(), np.array([1, 2], np.uint8)) == ("dtype", 255.0)
+    # integers: their own maximum (sensor DN), or the dtype's for formats that use its whole range (CAVE)
+    assert resolve(Normalisation(), np.array([1, 2], np.uint16)) == ("max", 2.0)
+    full = Normalisation().resolve(np.dtype(np.uint16), lambda: np.array([1, 2], np.uint16), "t", full_range=True)
+    assert full == ("dtype", 65535.0)
+    assert Normalisation().resolve(np.dtype(np.uint8), lambda: np.array([1]), "t", full_range=True) == ("dtype", 255.0)
+    declared = Normalisation().resolve(np.dtype(np.int16), lambda: np.array([1]), "t", declared=10000.0)
+    assert declared == ("declared:10000", 10000.0)
     assert resolve(Normalisation(), np.array([0.0, 0.7])) == ("none", 1.0)
     assert resolve(Normalisation(), np.array([0.0, 2500.0])) == ("max", 2500.0)
     assert resolve(Normalisation(float_rule="fixed", factor=1e4), np.array([0.0, 2500.0])) == ("fixed", 1e4)

@@ -126,9 +126,10 @@ def test_wrong_key_names_the_file_and_the_choices() -> None:
 
 @pytest.mark.skipif(not REMOTE.is_dir(), reason="../shared/data/remote not found")
 def test_sensor_units_normalise_by_choice() -> None:
-    by_dtype = read_scene(REMOTE / "san_diego_crop.mat")
-    by_max = read_scene(REMOTE / "san_diego_crop.mat", normalise=Normalisation("max"))
+    by_dtype = read_scene(REMOTE / "san_diego_crop.mat", normalise=Normalisation("dtype"))
+    by_max = read_scene(REMOTE / "san_diego_crop.mat")  # auto: integer sensor units divide by their own maximum
     assert by_dtype.meta.scale_factor == 65535.0
+    assert by_max.meta.normalisation == "max"
     assert by_max.meta.scale_factor == 7136.0  # the crop's maximum (README: 20–7136)
     assert by_max.cube.max() == 1.0
     np.testing.assert_array_equal(by_max.raw(), by_dtype.raw())  # both go back to the same sensor units
@@ -141,12 +142,16 @@ def test_two_dimensional_array_is_refused(tmp_path: Path) -> None:
         open_scene(path)
 
 
-def test_nan_is_refused(tmp_path: Path) -> None:
+def test_nan_marks_a_pixel_invalid(tmp_path: Path) -> None:
     cube = np.full((5, 8, 8), 0.5)
     cube[2, 3, 3] = np.nan
     np.save(tmp_path / "nan.npy", cube)
-    with pytest.raises(DataError, match=r"nan\.npy.*1 values are NaN"):
-        read_scene(tmp_path / "nan.npy")
+    scene = read_scene(tmp_path / "nan.npy")
+    assert scene.valid is not None
+    assert int((~scene.valid).sum()) == 1
+    assert not scene.valid[3, 3]
+    assert scene.cube[:, 3, 3].tolist() == [0.0] * 5
+    assert "1 pixels are no-data or not finite" in " ".join(scene.meta.notes)
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".mat", ".npy"])

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dualsr_deploy.data.normalise import Normalisation, check_finite
+from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
+from dualsr_deploy.data.validity import Masking, find_validity, invalid_values
 from dualsr_deploy.errors import DataError, DualSRError
 
 LAYOUTS = ("chw", "hwc", "cwh", "whc", "hcw", "wch")
@@ -64,6 +65,7 @@ class SceneReader(ABC):
     """
 
     format: ClassVar[str]
+    full_range: ClassVar[bool] = False  # integers use their dtype's whole range (CAVE's PNGs)
 
     def __init__(self, path: Path, name: str, *, key: str | None = None, layout: str = "chw") -> None:
         self.path = path
@@ -74,8 +76,14 @@ class SceneReader(ABC):
         self.wavelengths: tuple[float, ...] | None = None
         self.georef: GeoReference | None = None
         self.attrs: dict[str, str] = {}
-        # Rules that need scene statistics (max, percentile) read the whole scene once; later windows reuse it.
-        self._resolved: dict[Normalisation, tuple[str, float]] = {}
+        # What the file declares: no-data value, bad bands (0-based), the factor to divide by for its units, fwhm.
+        self.nodata: float | None = None
+        self.declared_bad: set[int] = set()
+        self.declared_scale: float | None = None
+        self.fwhm: tuple[float, ...] | None = None
+        # Scene statistics (bad bands, max, percentile) come from one whole read (or one pass over strips); later
+        # windows reuse them.
+        self._resolved: dict[tuple[Normalisation, Masking], tuple[str, float, tuple[int, ...]]] = {}
 
     @property
     def source(self) -> str:
@@ -110,18 +118,60 @@ class SceneReader(ABC):
             raise DataError(f"{self.source}: read {data.shape}, the header promised {expected}; is the file complete?")
         return data
 
-    def load(self, normalise: Normalisation | None = None, window: Window | None = None) -> Scene:
-        """The scene (or a window of it) as float32 in [0, 1], with its metadata."""
+    def nodata_values(self, masking: Masking) -> tuple[float, ...]:
+        return ((self.nodata,) if self.nodata is not None else ()) + masking.nodata
+
+    def _bad_named(self, masking: Masking) -> set[int]:
+        """Bad bands the file declares and ``--bad-bands`` names."""
+        bad = set(self.declared_bad)
+        if masking.bad_bands is not None:
+            bad |= masking.bad_bands.resolve(self.shape[0], self.wavelengths, self.source)
+        return bad
+
+    def _statistics(
+        self, raw: np.ndarray, normalise: Normalisation, masking: Masking
+    ) -> tuple[str, float, tuple[int, ...]]:
+        """The normalisation rule and factor and the bad bands, from the whole scene ``raw``; the factor comes from
+        the valid pixels of the good bands only."""
+        validity = find_validity(raw, self.nodata_values(masking), self._bad_named(masking), self.source)
+        rule, factor = normalise.resolve(
+            self.dtype,
+            lambda: raw[validity.good][:, validity.valid],
+            self.source,
+            declared=self.declared_scale,
+            full_range=self.full_range,
+        )
+        return rule, factor, validity.bad_bands
+
+    def load(
+        self, normalise: Normalisation | None = None, window: Window | None = None, masking: Masking | None = None
+    ) -> Scene:
+        """The scene (or a window of it) as float32 in [0, 1] with its validity and metadata: invalid pixels are
+        0 in the cube and False in ``valid``; bad bands' raw values are kept in ``passthrough``."""
         normalise = normalise or Normalisation()
+        masking = masking or Masking()
         raw = self.read_raw(window)
-        if normalise not in self._resolved:
-            whole = (lambda: raw) if window is None else (lambda: self.read_raw())
-            self._resolved[normalise] = normalise.resolve(self.dtype, whole, self.source)
-        rule, factor = self._resolved[normalise]
-        cube, clipped = Normalisation.apply(raw, factor, self.source)
+        key = (normalise, masking)
+        if key not in self._resolved:
+            self._resolved[key] = self._statistics(raw if window is None else self.read_raw(), normalise, masking)
+        rule, factor, bad = self._resolved[key]
+        good = [i for i in range(raw.shape[0]) if i not in set(bad)]
+        invalid = invalid_values(raw, self.nodata_values(masking))
+        pixel_ok = ~invalid[good].any(axis=0)
+        values = raw.astype(np.float32) if raw.dtype.kind == "f" else raw
+        if not pixel_ok.all() or bad:
+            values = np.array(raw, dtype=np.float64 if raw.dtype.kind in "ui" else raw.dtype, copy=True)
+            values[:, ~pixel_ok] = 0
+            values[list(bad)] = 0
+        cube, clipped = Normalisation.apply(values, factor, self.source)
         notes = list(self.notes)
         if clipped:
             notes.append(f"{clipped} values outside [0, 1] after dividing by {factor:g} were clipped")
+        invalid_count = int(pixel_ok.size - np.count_nonzero(pixel_ok))
+        if invalid_count:
+            notes.append(f"{invalid_count} pixels are no-data or not finite in some good band")
+        if bad:
+            notes.append(f"bad bands (0-based): {_ranges(bad)}")
         meta = SceneMeta(
             source=str(self.path),
             format=self.format,
@@ -131,30 +181,52 @@ class SceneReader(ABC):
             normalisation=rule,
             scale_factor=factor,
             wavelengths=self.wavelengths,
+            fwhm=self.fwhm,
+            nodata=self.nodata if self.nodata is not None else (masking.nodata[0] if masking.nodata else None),
+            bad_bands=bad,
             georef=self.georef if window is None else _window_georef(self.georef, window),
             attrs=dict(self.attrs),
             notes=tuple(notes),
         )
-        return Scene(self.name, cube, meta)
+        valid = None if pixel_ok.all() else np.asarray(pixel_ok)
+        passthrough = np.ascontiguousarray(raw[list(bad)]) if bad else None
+        return Scene(self.name, cube, meta, valid=valid, passthrough=passthrough)
 
-    def resolve_in_strips(self, normalise: Normalisation, rows: int = 64) -> None:
-        """Settle ``normalise``'s factor from a pass over row strips instead of one whole read, for scenes too
-        large to load: the ``max`` rule and ``auto`` on float data need only the scene's range. (Percentiles need
-        every value at once and are left to the whole read.)"""
-        if normalise in self._resolved:
+    def resolve_in_strips(self, normalise: Normalisation, rows: int = 64, masking: Masking | None = None) -> None:
+        """Settle the scene statistics from a pass over row strips instead of one whole read, for scenes too large
+        to load: the bad bands (bands with no valid value), and ``normalise``'s factor where it needs only the
+        range of the valid values (``max``, ``auto``). Percentiles need every value at once and are left to the
+        whole read."""
+        masking = masking or Masking()
+        key = (normalise, masking)
+        uses_range = normalise.rule == "max" or (normalise.rule == "auto" and normalise.float_rule != "percentile")
+        if key in self._resolved or not uses_range:
             return
-        uses_range = normalise.rule == "max" or (
-            normalise.rule == "auto" and self.dtype.kind == "f" and normalise.float_rule != "percentile"
-        )
-        if not uses_range:
-            return
-        _, height, width = self.shape
+        bands, height, width = self.shape
+        nodata = self.nodata_values(masking)
+        named = self._bad_named(masking)
+        any_valid = np.zeros(bands, dtype=bool)
+        for top in range(0, height, rows):
+            raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
+            any_valid |= ~invalid_values(raw, nodata).reshape(bands, -1).all(axis=1)
+        bad = named | {int(i) for i in np.flatnonzero(~any_valid)}
+        good = [i for i in range(bands) if i not in bad]
+        if not good:
+            raise DataError(f"{self.source}: no band holds a valid value (all are bad or no-data)")
         low, high = np.inf, -np.inf
         for top in range(0, height, rows):
-            raw = check_finite(self.read_raw(Window(top, 0, min(rows, height - top), width)), self.source)
-            low, high = min(low, float(raw.min())), max(high, float(raw.max()))
+            raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
+            pixel_ok = ~invalid_values(raw, nodata)[good].any(axis=0)
+            if pixel_ok.any():
+                values = raw[good][:, pixel_ok]
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+        if low > high:
+            raise DataError(f"{self.source}: no pixel is valid in every good band (no-data everywhere)")
         extremes = np.array([low, high])
-        self._resolved[normalise] = normalise.resolve(self.dtype, lambda: extremes, self.source)
+        rule, factor = normalise.resolve(
+            self.dtype, lambda: extremes, self.source, declared=self.declared_scale, full_range=self.full_range
+        )
+        self._resolved[key] = (rule, factor, tuple(sorted(bad)))
 
     def close(self) -> None:  # noqa: B027 - deliberately empty: readers without an open handle have nothing to do
         """Release the file; subclasses holding a handle close it."""
@@ -166,6 +238,17 @@ class SceneReader(ABC):
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``0-4,103-110``: sorted indices as ranges."""
+    parts: list[str] = []
+    for index in sorted(indices):
+        if parts and index == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{index}"
+        else:
+            parts.append(str(index))
+    return ",".join(parts)
 
 
 def _window_georef(georef: GeoReference | None, window: Window) -> GeoReference | None:
@@ -193,7 +276,13 @@ def restore_written_meta(reader: SceneReader, text: str | bytes | None) -> None:
         reader.notes.append("ignored unreadable dualsr metadata")
         return
     reader.wavelengths = reader.wavelengths or meta.wavelengths
+    reader.fwhm = reader.fwhm or meta.fwhm
     reader.georef = reader.georef or meta.georef
+    if reader.nodata is None and meta.nodata is not None:
+        reader.nodata = meta.nodata
+    reader.declared_bad |= set(meta.bad_bands)
+    if meta.attrs.get("dualsr_units") == "source" and reader.declared_scale is None and meta.scale_factor != 1.0:
+        reader.declared_scale = meta.scale_factor  # written back in the source's units: the same factor
     reader.attrs.update(meta.attrs)
     reader.attrs.setdefault("origin_source", meta.source)
     reader.attrs.setdefault("origin_dtype", meta.dtype)

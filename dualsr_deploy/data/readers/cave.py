@@ -45,6 +45,7 @@ def band_files(folder: Path) -> list[Path] | None:
 
 class CaveReader(SceneReader):
     format = "cave"
+    full_range = True  # 16-bit PNGs over the whole range: divide by 65535, as the paper does
 
     def __init__(self, folder: Path) -> None:
         files = band_files(folder)

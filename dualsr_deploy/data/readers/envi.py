@@ -53,6 +53,14 @@ class EnviReader(SceneReader):
         super().__init__(header, header.stem, layout=_INTERLEAVE_LAYOUT.get(interleave, "chw"))
         if "wavelength" in meta:
             self.wavelengths = tuple(float(w) for w in meta["wavelength"])
+        if "fwhm" in meta:
+            self.fwhm = tuple(float(w) for w in meta["fwhm"])
+        if "data ignore value" in meta:
+            self.nodata = float(meta["data ignore value"])
+        if "bbl" in meta:
+            self.declared_bad = {i for i, flag in enumerate(meta["bbl"]) if float(flag) == 0}
+        if "reflectance scale factor" in meta and float(meta["reflectance scale factor"]) not in (0.0, 1.0):
+            self.declared_scale = float(meta["reflectance scale factor"])
         if "map info" in meta:
             self.georef = _map_info(list(meta["map info"]), header)
             crs = meta.get("coordinate system string")

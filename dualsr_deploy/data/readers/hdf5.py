@@ -95,6 +95,10 @@ class Hdf5Reader(SceneReader):
         attrs = self._dataset.attrs
         if "wavelengths" in attrs:
             self.wavelengths = tuple(float(w) for w in np.ravel(attrs["wavelengths"]))
+        for name in ("_FillValue", "missing_value"):  # the NetCDF/HDF conventions for no-data
+            if name in attrs and np.size(attrs[name]) == 1:
+                self.nodata = float(np.ravel(attrs[name])[0])
+                break
         restore_written_meta(self, attrs.get("dualsr_scene"))
         stored = self._file.get("dualsr_scene")
         if stored is not None and self.matlab:  # a MATLAB char array: UTF-16 code units

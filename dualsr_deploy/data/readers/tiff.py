@@ -85,10 +85,29 @@ class GeoTiffReader(SceneReader):
             (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f),
             None if dataset.crs is None else dataset.crs.to_wkt(),
         )
+        if dataset.nodata is not None:
+            self.nodata = float(dataset.nodata)
+        self._band_tags(dataset)
         tags = dataset.tags()
         restore_written_meta(self, tags.get("DUALSR_SCENE"))
         if "wavelengths" in tags and self.wavelengths is None:
             self.wavelengths = tuple(float(w) for w in tags["wavelengths"].split(","))
+
+    def _band_tags(self, dataset: Any) -> None:
+        """Per-band GDAL metadata (``wavelength``, ``fwhm``, ``bbl``, as EnMAP and ENVI-made GeoTIFFs carry it) and
+        band scales (physical value = stored × scale: the factor to divide by is 1/scale)."""
+        tags = [dataset.tags(band) for band in range(1, dataset.count + 1)]
+        for key, target in (("wavelength", "wavelengths"), ("fwhm", "fwhm")):
+            if all(key in t for t in tags):
+                try:
+                    setattr(self, target, tuple(float(t[key]) for t in tags))
+                except ValueError:
+                    self.notes.append(f"unreadable per-band {key} tags ignored")
+        if all("bbl" in t for t in tags):
+            self.declared_bad = {i for i, t in enumerate(tags) if t["bbl"].strip() in ("0", "0.0")}
+        scales = set(dataset.scales)
+        if len(scales) == 1 and next(iter(scales)) not in (0.0, 1.0) and not any(dataset.offsets):
+            self.declared_scale = 1.0 / float(next(iter(scales)))
 
     @property
     def shape(self) -> tuple[int, int, int]:
