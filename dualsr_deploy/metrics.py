@@ -200,6 +200,44 @@ def evaluate(sr: torch.Tensor, hr: torch.Tensor, *, scale: float) -> dict[str, f
     }
 
 
+def evaluate_masked(sr: torch.Tensor, hr: torch.Tensor, valid: torch.Tensor, *, scale: float) -> dict[str, float]:
+    """:func:`evaluate` over the pixels where ``valid`` ``(H, W)`` bool is True: PSNR, RMSE, ERGAS and CC over those
+    pixels, SAM averaged over them, SSIM averaged over the windows that lie wholly within them (``nan`` when none
+    does)."""
+    _check_pair(sr, hr, min_size=_SSIM_WINDOW)
+    if valid.shape != sr.shape[-2:] or not bool(valid.any()):
+        raise InputError(f"the mask {tuple(valid.shape)} must match the cubes' {tuple(sr.shape[-2:])} and hold a pixel")
+    x, y = sr.double()[:, valid], hr.double()[:, valid]
+    mse = ((x - y) ** 2).mean(dim=1)
+    band_rmse, band_mean = mse.sqrt(), y.mean(dim=1)
+    ratio = torch.where(band_rmse == 0, torch.zeros_like(band_rmse), band_rmse / band_mean)
+    dx, dy = x - x.mean(dim=1, keepdim=True), y - y.mean(dim=1, keepdim=True)
+    correlation = (dx * dy).sum(dim=1) / ((dx**2).sum(dim=1) * (dy**2).sum(dim=1)).sqrt()
+    return {
+        "psnr": float(_psnr_from_mse(mse.mean())),
+        "mpsnr": float(_psnr_from_mse(mse).mean()),
+        "ssim": _masked_ssim(sr.double(), hr.double(), valid),
+        "sam": float(sam_map(sr, hr)[valid].mean()),
+        "ergas": float(100.0 / scale * (ratio**2).mean().sqrt()),
+        "rmse": float(mse.mean().sqrt()),
+        "cc": float(correlation.mean()),
+    }
+
+
+def _masked_ssim(sr: torch.Tensor, hr: torch.Tensor, valid: torch.Tensor) -> float:
+    g = _gaussian_1d(sr.device)
+    whole = _filter_valid(valid.double()[None], torch.ones_like(g)) >= _SSIM_WINDOW**2 - 0.5  # windows all valid
+    if not bool(whole.any()):
+        return float("nan")
+    c1, c2 = (_SSIM_K[0] * 1.0) ** 2, (_SSIM_K[1] * 1.0) ** 2
+    mu_x, mu_y = _filter_valid(sr, g), _filter_valid(hr, g)
+    var_x = _filter_valid(sr * sr, g) - mu_x * mu_x
+    var_y = _filter_valid(hr * hr, g) - mu_y * mu_y
+    cov = _filter_valid(sr * hr, g) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map[:, whole[0]].mean())
+
+
 def band_metrics(sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-band ``psnr``, ``ssim``, ``rmse`` and ``cc``, each ``(C,)`` float64 on the cubes' device."""
     mse = band_mse(sr, hr)

@@ -100,6 +100,9 @@ def eval_command(
     pixel: list[str] | None = typer.Option(None, help="ROW,COL for the spectra figure (repeat; default: picked)."),
     figures: bool = typer.Option(True, help="Draw the figures of the HTML report (matplotlib)."),
     tile: int | None = typer.Option(None, help="LR tile size (default: as dualsr infer chooses)."),
+    clean_only: bool = typer.Option(
+        False, help="Score only pixels computed from valid input alone (scenes with no-data; see dualsr infer --qa)."
+    ),
 ) -> None:
     """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""
     from dualsr_deploy.data.degrade import Blur
@@ -135,6 +138,7 @@ def eval_command(
         bands_shown=tuple(band) if band else None,
         pixels=_pixels(pixel),
         figures=figures,
+        clean_only=clean_only,
     )
     with _progress() as bar:
         task = bar.add_task("scenes", total=None)

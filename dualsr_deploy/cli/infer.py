@@ -71,6 +71,9 @@ def infer(
     bad_bands: str | None = typer.Option(
         None, help="Bands not to super-resolve, 0-based indices and/or wavelengths: 0-4,103-110,1340-1450nm."
     ),
+    qa: bool = typer.Option(
+        False, help="Write a quality layer beside each output: 0 no-data, 1 computed from filled input, 2 clean."
+    ),
     units: str = typer.Option(
         "source",
         help="source (the input's units and dtype, no-data and bad bands kept) or normalised (float32 in [0, 1]).",
@@ -126,6 +129,7 @@ def infer(
         normalise=Normalisation.parse(normalise),
         masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None),
         units=units,
+        qa=qa,
         key=key,
         layout=layout,
         root=root,

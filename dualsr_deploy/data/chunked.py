@@ -24,10 +24,18 @@ CHUNKED_SUFFIXES = (".h5", ".hdf5", ".npy")
 
 
 class ChunkedWriter:
-    """``(C, H, W)`` float32 written strip by strip: ``write(first_row, rows)``, then ``commit()``."""
+    """``(C, H, W)`` written strip by strip: ``write(first_row, rows)``, then ``commit()``. ``dtype``: float32
+    (normalised units) or the source's (``units="source"``)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], shape: tuple[int, int, int], meta: SceneMeta, attrs: Mapping[str, str]
+        self,
+        path: str | os.PathLike[str],
+        shape: tuple[int, int, int],
+        meta: SceneMeta,
+        attrs: Mapping[str, str],
+        *,
+        dtype: str = "float32",
+        units: str = "normalised",
     ) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
@@ -37,7 +45,8 @@ class ChunkedWriter:
                 f"cannot take; choose --format h5 or npy"
             )
         self.shape = shape
-        self.meta = meta.replace(attrs={**meta.attrs, **attrs})
+        self.units = units
+        self.meta = meta.replace(attrs={**meta.attrs, **attrs, "dualsr_units": units})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(handle)
@@ -46,7 +55,7 @@ class ChunkedWriter:
         self._data: Any = None
         _c, h, w = shape
         if self.suffix == ".npy":
-            self._data = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=shape)
+            self._data = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         else:
             import h5py
 
@@ -54,7 +63,7 @@ class ChunkedWriter:
             self._data = self._file.create_dataset(
                 "cube",
                 shape=shape,
-                dtype=np.float32,
+                dtype=np.dtype(dtype),
                 chunks=(1, min(h, 256), min(w, 256)),
                 compression="gzip",
                 compression_opts=4,
@@ -78,12 +87,18 @@ class ChunkedWriter:
         else:
             dataset = self._data
             dataset.attrs["layout"] = "chw"
-            dataset.attrs["units"] = "normalised"
+            dataset.attrs["units"] = self.units
             dataset.attrs["dualsr_scene"] = meta_json
             for key, value in self.meta.attrs.items():
                 dataset.attrs[key] = value
             if self.meta.wavelengths is not None:
                 dataset.attrs["wavelengths"] = np.asarray(self.meta.wavelengths, dtype=np.float64)
+            if self.meta.fwhm is not None:
+                dataset.attrs["fwhm"] = np.asarray(self.meta.fwhm, dtype=np.float64)
+            if self.meta.nodata is not None:
+                dataset.attrs["_FillValue"] = np.asarray(self.meta.nodata, dtype=dataset.dtype)
+            if self.meta.bad_bands:
+                dataset.attrs["bad_bands"] = np.asarray(self.meta.bad_bands, dtype=np.int32)
             self._file.close()
             self._file = None
         os.chmod(self.tmp, _default_mode())

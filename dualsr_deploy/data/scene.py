@@ -71,6 +71,11 @@ class SceneMeta:
     fwhm: tuple[float, ...] | None = None
     nodata: float | None = None  # the file's declared no-data value (written back on output)
     bad_bands: tuple[int, ...] = ()  # 0-based; not super-resolved (nearest-neighbour upsampled, flags kept)
+    # per-band physical = gain · stored + offset (ENVI data gain/offset values, GeoTIFF band scales/offsets); the
+    # cube is the physical value over scale_factor
+    band_gains: tuple[float, ...] | None = None
+    band_offsets: tuple[float, ...] | None = None
+    band_names: tuple[str, ...] | None = None
     georef: GeoReference | None = None
     attrs: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -90,10 +95,12 @@ class SceneMeta:
     def from_dict(cls, data: Mapping[str, Any]) -> SceneMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("wavelengths", "fwhm"):
+        for name in ("wavelengths", "fwhm", "band_gains", "band_offsets"):
             if values.get(name) is not None:
                 values[name] = tuple(float(w) for w in values[name])
         values["bad_bands"] = tuple(int(b) for b in values.get("bad_bands") or ())
+        if values.get("band_names") is not None:
+            values["band_names"] = tuple(str(n) for n in values["band_names"])
         if values.get("georef") is not None:
             geo = values["georef"]
             values["georef"] = GeoReference(tuple(float(t) for t in geo["transform"]), geo.get("crs"))  # type: ignore[arg-type]
@@ -146,12 +153,25 @@ class Scene:
     def raw(self) -> np.ndarray:
         """The cube in the source's units and dtype (integers rounded and clipped to their range), bad bands as
         their raw values (``passthrough``), invalid pixels as the no-data value (NaN for floats without one)."""
-        values = self.cube.astype(np.float64) * self.meta.scale_factor
+        values = self._stored_units()
         dtype = np.dtype(self.meta.dtype)
         if dtype.kind in "ui":
             info = np.iinfo(dtype)
             values = np.clip(np.rint(values), info.min, info.max)
         return self._flagged(values.astype(dtype), dtype)
+
+    def _stored_units(self, bands: np.ndarray | None = None) -> np.ndarray:
+        """The cube (or ``bands`` of it) in the file's stored units, as float64: ×scale_factor, then the inverse
+        of the per-band gain and offset."""
+        index = slice(None) if bands is None else bands
+        values = self.cube[index].astype(np.float64) * self.meta.scale_factor
+        meta = self.meta
+        if meta.band_gains is not None or meta.band_offsets is not None:
+            count = self.cube.shape[0]
+            gains = np.asarray(meta.band_gains or (1.0,) * count, dtype=np.float64)[index]
+            offsets = np.asarray(meta.band_offsets or (0.0,) * count, dtype=np.float64)[index]
+            values = (values - offsets[:, None, None]) / gains[:, None, None]
+        return values
 
     def normalised(self) -> np.ndarray:
         """The cube as float32 in normalised units, bad bands as their raw values over the scale factor, invalid
@@ -165,7 +185,7 @@ class Scene:
         if dtype.kind not in "ui":
             return 0
         info = np.iinfo(dtype)
-        values = np.rint(self.cube[self.good].astype(np.float64) * self.meta.scale_factor)
+        values = np.rint(self._stored_units(self.good))
         outside = (values < info.min) | (values > info.max)
         if self.valid is not None:
             outside &= self.valid

@@ -215,13 +215,18 @@ def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene,
             if meta.fwhm is not None:
                 band_tags["fwhm"] = repr(meta.fwhm[band])
             dataset.update_tags(band + 1, **band_tags)
-        if factor is not None:
+            if meta.band_names is not None:
+                dataset.set_band_description(band + 1, meta.band_names[band])
+        if units == "source" and (meta.band_gains is not None or meta.band_offsets is not None):
+            dataset.scales = list(meta.band_gains or (1.0,) * c)
+            dataset.offsets = list(meta.band_offsets or (0.0,) * c)
+        elif factor is not None:
             dataset.scales = [1.0 / factor] * c
             dataset.offsets = [0.0] * c
 
 
 def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
-    from dualsr_deploy.data.readers.envi import META_KEY, import_envi
+    from dualsr_deploy.data.readers.envi import META_KEY, PROJECTION_KEY, import_envi, map_info
 
     envi = import_envi()
     header = target.with_suffix(".hdr")
@@ -234,6 +239,8 @@ def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, un
         metadata["wavelength"] = [repr(v) for v in scene.meta.wavelengths]
         metadata["wavelength units"] = "Nanometers"
     meta = scene.meta
+    if meta.band_names is not None:
+        metadata["band names"] = list(meta.band_names)
     if meta.fwhm is not None:
         metadata["fwhm"] = [repr(v) for v in meta.fwhm]
     if meta.nodata is not None:
@@ -243,12 +250,13 @@ def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, un
     factor = _declared_factor(scene, units)
     if factor is not None:
         metadata["reflectance scale factor"] = repr(factor)
+    if units == "source" and meta.band_gains is not None:
+        metadata["data gain values"] = [repr(v) for v in meta.band_gains]
+    if units == "source" and meta.band_offsets is not None:
+        metadata["data offset values"] = [repr(v) for v in meta.band_offsets]
     georef = scene.meta.georef
     if georef is not None:
-        a, b, c, d, e, f = georef.transform
-        if b != 0 or d != 0:
-            raise DataError(f"{target}: ENVI map info cannot hold a rotated transform; write GeoTIFF instead")
-        metadata["map info"] = ["Arbitrary", "1", "1", repr(c), repr(f), repr(a), repr(-e), "0"]
+        metadata["map info"] = map_info(georef, meta.attrs.get(PROJECTION_KEY))
         if georef.crs:
             metadata["coordinate system string"] = [georef.crs]
     target.parent.mkdir(parents=True, exist_ok=True)

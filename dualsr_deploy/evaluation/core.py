@@ -26,6 +26,7 @@ from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.readers import read_scene
 from dualsr_deploy.errors import DataError, InputError
 from dualsr_deploy.infer.options import BackendSpec, InferOptions
+from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.ops.imresize import imresize
 
@@ -59,6 +60,7 @@ class EvalOptions:
     pixels: tuple[tuple[int, int], ...] | None = None
     figures: bool = True
     limit: int | None = None
+    clean_only: bool = False  # score only output pixels computed from valid input alone (quality class "clean")
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SceneResult:
     notes: list[str] = field(default_factory=list)
     cubes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for figures; dropped after
     in_training: bool = False  # the scene was in the training set of the weights used (their provenance says)
+    quality: dict[str, int] | None = None  # HR pixels per quality class, when the scene has invalid pixels
 
 
 @dataclass
@@ -117,6 +120,7 @@ class EvalReport:
                     "seconds": s.seconds,
                     "notes": s.notes,
                     "in_training": s.in_training,
+                    "quality": s.quality,
                 }
                 for s in self.scenes
             ],
@@ -217,13 +221,20 @@ def _one(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     scene = read_scene(path, key=key)
-    hr = modcrop(torch.from_numpy(scene.cube), s)
+    good = torch.from_numpy(scene.good)
+    hr = modcrop(torch.from_numpy(scene.cube), s)[good]  # bad bands are not scored
+    hr_valid = modcrop(torch.from_numpy(scene.valid)[None], s)[0].numpy() if scene.valid is not None else None
+    lr_valid = None
     if options.lr is not None:
-        lr = torch.from_numpy(read_scene(_find(options.lr, Path(name).name)).cube)
-        if tuple(lr.shape) != (hr.shape[0], hr.shape[1] // s, hr.shape[2] // s):
-            raise DataError(f"{name}: LR {tuple(lr.shape)} does not match HR {tuple(hr.shape)} at ×{s}")
+        lr_scene = read_scene(_find(options.lr, Path(name).name))
+        lr = torch.from_numpy(lr_scene.cube)[good] if lr_scene.cube.shape[0] == good.numel() else None
+        if lr is None or tuple(lr.shape) != (hr.shape[0], hr.shape[1] // s, hr.shape[2] // s):
+            raise DataError(f"{name}: LR {lr_scene.cube.shape} does not match HR {tuple(hr.shape)} at ×{s}")
+        lr_valid = lr_scene.valid
     else:
         lr = degrade(hr, s, blur=options.blur, noise_sigma=options.noise_sigma, seed=options.seed)
+        if hr_valid is not None:
+            lr_valid = lr_validity(hr_valid, s)
     timings["read"] = time.perf_counter() - t
     results: dict[str, torch.Tensor] = {}
     t = time.perf_counter()
@@ -233,13 +244,15 @@ def _one(
     for upscaler in upscalers:
         suffix = f" [{upscaler.label}]" if several else ""
         t = time.perf_counter()
-        stages = upscaler(lr)
+        stages = upscaler(lr, lr_valid)
         timings[f"sr{suffix}"] = time.perf_counter() - t
         results[f"coarse{suffix}"] = stages.coarse.cpu()
         if stages.fine is not None:
             results[f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}"] = stages.fine.cpu()
     if options.sr is not None:
         given = torch.from_numpy(read_scene(_find(options.sr, Path(name).name)).cube)
+        if given.shape[0] == good.numel() and given.shape[0] != hr.shape[0]:
+            given = given[good]
         if given.shape != hr.shape:
             raise DataError(f"{name}: the given SR is {tuple(given.shape)}, the HR {tuple(hr.shape)}")
         results[methods[-1]] = given.clamp(0, 1)
@@ -247,8 +260,20 @@ def _one(
     hr64 = hr.double()
     scores, bands, quantiles = {}, {}, {}
     levels = torch.linspace(0, 1, 21, dtype=torch.float64)
+    mask, quality = scoring_mask(hr_valid, lr_valid, s, options, upscalers)
+    notes = list(scene.meta.notes)
+    if quality is not None:
+        notes.append("output pixels by quality: " + ", ".join(f"{k} {v}" for k, v in quality.items()))
+    if mask is not None:
+        notes.append(
+            f"scored over {int(mask.sum())} of {mask.size} pixels ({'clean' if options.clean_only else 'valid'}) "
+            f"and {int(good.sum())} good bands"
+        )
     for method, sr in results.items():
-        scores[method] = metrics.evaluate(sr.double(), hr64, scale=s)
+        if mask is None:
+            scores[method] = metrics.evaluate(sr.double(), hr64, scale=s)
+        else:
+            scores[method] = metrics.evaluate_masked(sr.double(), hr64, torch.from_numpy(mask), scale=s)
         per_band = metrics.band_metrics(sr.double(), hr64)
         bands[method] = {"psnr": per_band["psnr"].tolist(), "ssim": per_band["ssim"].tolist()}
         angles = metrics.sam_map(sr, hr).flatten()
@@ -264,6 +289,40 @@ def _one(
         bands,
         quantiles,
         {k: round(v, 3) for k, v in timings.items()},
-        list(scene.meta.notes),
+        notes,
         cubes,
+        quality=quality,
     )
+
+
+def lr_validity(hr_valid: np.ndarray, scale: int) -> np.ndarray:
+    """The LR pixels a simulated LR can trust: those whose s×s HR block, widened by the bicubic kernel's reach (2
+    LR pixels), is valid."""
+    from scipy.ndimage import minimum_filter
+
+    h, w = hr_valid.shape
+    blocks = hr_valid.reshape(h // scale, scale, w // scale, scale).all(axis=(1, 3))
+    return np.asarray(minimum_filter(blocks.astype(np.uint8), size=5, mode="nearest") > 0)
+
+
+def scoring_mask(
+    hr_valid: np.ndarray | None,
+    lr_valid: np.ndarray | None,
+    scale: int,
+    options: EvalOptions,
+    upscalers: Sequence[Upscaler],
+) -> tuple[np.ndarray | None, dict[str, int] | None]:
+    """The HR pixels to score (None: all) and the quality counts: valid HR pixels whose LR source was valid, and with
+    ``clean_only`` only those computed from valid input alone (:mod:`dualsr_deploy.infer.quality`)."""
+    if hr_valid is None and lr_valid is None:
+        return None, None
+    shape = hr_valid.shape if hr_valid is not None else (scale * lr_valid.shape[0], scale * lr_valid.shape[1])  # type: ignore[union-attr]
+    lr_shape = (shape[0] // scale, shape[1] // scale)
+    reach = max((upscaler.reach for upscaler in upscalers), default=0)
+    layer = quality_layer(lr_valid, lr_shape, scale, reach)
+    mask = layer > INVALID if not options.clean_only else layer == CLEAN
+    if hr_valid is not None:
+        mask &= hr_valid
+    if not mask.any():
+        raise DataError(f"no {'clean' if options.clean_only else 'valid'} pixel left to score")
+    return mask, counts(layer)

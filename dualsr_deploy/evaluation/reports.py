@@ -118,6 +118,13 @@ def _markdown(report: EvalReport) -> str:
             lines.append(f"| {scene.name}{mark} | {method} | {values} |")
     if any(scene.in_training for scene in report.scenes):
         lines += ["", "† seen in training by the weights used: its scores flatter the method."]
+    masked = [scene for scene in report.scenes if scene.quality is not None]
+    if masked:
+        lines += ["", "## Scenes with no-data", ""]
+        lines += [
+            f"- {scene.name}: {'; '.join(n for n in scene.notes if n.startswith(('output pixels', 'scored')))}"
+            for scene in masked
+        ]
     if report.failed:
         lines += ["", "## Failed", ""] + [f"- {name}: {error}" for name, error in report.failed]
     return "\n".join(lines) + "\n"
@@ -212,6 +219,9 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         if scene.name not in figures:
             continue
         parts.append(f"<h2 id='{esc(scene.name)}'>{esc(scene.name)} ({'×'.join(map(str, scene.shape))})</h2>")
+        if scene.quality is not None:
+            told = [n for n in scene.notes if n.startswith(("output pixels", "scored"))]
+            parts.append(f"<p class='meta'>{esc('; '.join(told))}</p>")
         for key, caption in captions.items():
             parts.append(f"<p class='meta'>{caption}</p>{_img(figures[scene.name][key], f'{scene.name}: {caption}')}")
     parts.append("</body></html>\n")

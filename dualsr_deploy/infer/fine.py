@@ -64,15 +64,27 @@ def strips(rows: int, step: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, rows)
 
 
-def sam_weight_streamed(high: Rows, low: Rows, shape_low: tuple[int, int, int], factor: int, step: int) -> float:
+def sam_weight_streamed(
+    high: Rows,
+    low: Rows,
+    shape_low: tuple[int, int, int],
+    factor: int,
+    step: int,
+    valid: Callable[[int, int], torch.Tensor] | None = None,
+) -> float:
     """``min(mean SAM°(imresize(im_h, 1/f), im_l), 1)`` over the whole scene, reading ``step`` coarse rows at a
-    time."""
-    _, rows, cols = shape_low
-    total = 0.0
+    time; ``valid(start, stop)`` gives the guide's valid pixels ``(n, W)`` of those rows (None: all)."""
+    rows = shape_low[1]
+    total, count = 0.0, 0
     for start, stop in strips(rows, step):
         d = _down(high, rows * factor, factor, start, stop)
-        total += float(sam_map(d, low(start, stop)).sum())
-    return min(total / (rows * cols), 1.0)
+        angles = sam_map(d, low(start, stop))
+        if valid is None:
+            total, count = total + float(angles.sum()), count + angles.numel()
+        else:
+            keep = valid(start, stop)
+            total, count = total + float(angles[keep].sum()), count + int(keep.sum())
+    return min(total / max(count, 1), 1.0)
 
 
 def backproject_streamed(

@@ -36,6 +36,7 @@ class SceneRecord:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     worker: str | None = None  # host:pid of the cluster worker that wrote it (cluster runs)
+    qa: dict[str, int] | None = None  # output pixels per quality class (--qa): invalid, filled, clean
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, [], {})}, sort_keys=True)

@@ -30,12 +30,17 @@ def is_complete(scene: Scene) -> bool:
 def plan_segments(scene: Scene) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(segments run through the network, shorter segments upsampled bicubically); refuses a scene with no segment
     of ≥ :data:`MIN_SEGMENT` good bands."""
-    runs = segments(scene.good)
+    return split_segments(scene.good, scene.meta.source)
+
+
+def split_segments(good: np.ndarray, source: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """:func:`plan_segments` from the good-band flags ``(C,)``."""
+    runs = segments(good)
     network = [(a, b) for a, b in runs if b - a >= MIN_SEGMENT]
     if not network:
         lengths = ", ".join(str(b - a) for a, b in runs) or "none"
         raise DataError(
-            f"{scene.meta.source}: no run of at least {MIN_SEGMENT} contiguous good bands (runs between bad bands: "
+            f"{source}: no run of at least {MIN_SEGMENT} contiguous good bands (runs between bad bands: "
             f"{lengths}); CoarSR needs {MIN_SEGMENT} neighbouring bands"
         )
     return network, [run for run in runs if run not in network]
@@ -43,9 +48,9 @@ def plan_segments(scene: Scene) -> tuple[list[tuple[int, int]], list[tuple[int, 
 
 def super_resolve(
     runner: TileRunner, options: InferOptions, scene: Scene, device: torch.device
-) -> tuple[torch.Tensor, float | None, list[str]]:
-    """The result ``(C, s·H, s·W)`` float32 in normalised units (bad bands 0; :func:`output_scene` puts their raw
-    values back), the fine stage's SAM weight and notes."""
+) -> tuple[torch.Tensor, torch.Tensor, float | None, list[str]]:
+    """The clipped coarse result and the stage's result, each ``(C, s·H, s·W)`` float32 in normalised units (bad
+    bands 0; :func:`output_scene` puts their raw values back), the fine stage's SAM weight and notes."""
     scale, name = options.scale, scene.name
     network, short = plan_segments(scene)
     valid = scene.valid if scene.valid is not None else np.ones(scene.cube.shape[1:], dtype=bool)
@@ -62,8 +67,9 @@ def super_resolve(
         notes.append(f"bands {a}-{b - 1}: fewer than {MIN_SEGMENT} good bands between bad ones, upsampled bicubically")
     if scene.valid is not None:
         notes.append(f"{int((~valid).sum())} invalid LR pixels filled from their nearest valid pixel for the network")
+    coarse = high.clamp(0, 1)
     if options.stage == "coarse":
-        return (high.clamp(0, 1) if options.clip else high), None, notes
+        return coarse, (coarse if options.clip else high), None, notes
     bands = [i for a, b in network for i in range(a, b)]
     low = None
     if options.stage == "dual":
@@ -84,9 +90,9 @@ def super_resolve(
         cube[bands],
         valid=torch.from_numpy(np.ascontiguousarray(guide_valid)).to(device),
     )
-    result = high.clamp(0, 1) if options.clip else high.clone()
+    result = coarse.clone() if options.clip else high.clone()
     result[bands] = fine
-    return result, weight, notes
+    return coarse, result, weight, notes
 
 
 def output_scene(scene: Scene, result: np.ndarray, scale: int, meta: SceneMeta) -> Scene:
@@ -103,4 +109,4 @@ def _runs(runs: list[tuple[int, int]]) -> str:
     return ", ".join(f"{a}-{b - 1}" for a, b in runs)
 
 
-__all__ = ["is_complete", "output_scene", "plan_segments", "super_resolve"]
+__all__ = ["is_complete", "output_scene", "plan_segments", "split_segments", "super_resolve"]

@@ -126,6 +126,7 @@ class InferOptions:
     normalise: Normalisation = field(default_factory=Normalisation)
     masking: Masking = field(default_factory=Masking)
     units: str = "source"  # outputs in the input's units and dtype, or float32 in [0, 1] ("normalised")
+    qa: bool = False  # write a per-pixel quality layer beside each output (see dualsr_deploy.infer.quality)
     key: str | None = None
     layout: str | None = None
     root: Path | None = None

@@ -22,7 +22,8 @@ from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
 from dualsr_deploy.infer.fine import finish_stage
 from dualsr_deploy.infer.manifest import SceneRecord, input_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
-from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.plan import PlannedScene, space_problem
+from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
 from dualsr_deploy.infer.streaming import stream_scene
 
 
@@ -48,6 +49,7 @@ class Result:
     scene: Scene
     attrs: dict[str, str]
     units: str = "source"
+    qa: Scene | None = None  # the quality layer to write beside the output (--qa)
 
 
 def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -> LoadedScene:
@@ -67,7 +69,10 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -
         and planned.output.is_file()
     ):
         item.skip = True
-    elif planned.mode == "memory":
+        return item
+    if planned.output is not None:  # free space shrinks as the run writes: checked again before the scene starts
+        item.error = space_problem(planned.entry, ctx.options, planned.mode == "streamed", planned.output.parent)
+    if item.error is None and planned.mode == "memory":
         try:
             with ctx.archive.open(planned.entry) as reader:
                 item.scene = reader.load(ctx.options.normalise, masking=ctx.options.masking)
@@ -123,7 +128,7 @@ def _compute_masked(ctx: SceneContext, item: LoadedScene) -> Result:
     assert scene is not None
     device = ctx.pool.backend(options.scale, max(b - a for a, b in plan_segments(scene)[0])).device
     t0 = time.perf_counter()
-    sr, weight, notes = super_resolve(ctx.runner, options, scene, device)
+    _coarse, sr, weight, notes = super_resolve(ctx.runner, options, scene, device)
     seconds = {"read": item.read_seconds, "coarse": time.perf_counter() - t0, "fine": 0.0}
     result = output_scene(scene, sr.cpu().numpy(), options.scale, output_meta(scene.meta, options.scale))
     return _result(ctx, item, result, weight, seconds, notes)
@@ -142,6 +147,13 @@ def _result(
         clipped = scene.out_of_range()
         if clipped:
             notes.append(f"{clipped} values rounded and clipped to the range of {scene.meta.dtype}")
+    qa = None
+    if ctx.options.qa:
+        assert item.scene is not None
+        layer = quality_layer(
+            item.scene.valid, item.scene.cube.shape[1:], ctx.options.scale, reach(ctx.pool, ctx.options)
+        )
+        qa = qa_scene(layer, scene)
     record = ctx.record(
         item.planned,
         "ok",
@@ -150,8 +162,9 @@ def _result(
         sam_weight=weight,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         notes=notes,
+        qa=counts(layer) if qa is not None else None,
     )
-    return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units)
+    return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units, qa)
 
 
 def write_result(result: Result) -> SceneRecord:
@@ -160,6 +173,8 @@ def write_result(result: Result) -> SceneRecord:
     started = time.perf_counter()
     try:
         write_scene(result.path, result.scene, attrs=result.attrs, units=result.units)
+        if result.qa is not None:
+            write_scene(qa_path(result.path), result.qa, attrs=result.attrs, units="source")
     except Exception as exc:  # any failure is this scene's, never the run's
         record.status, record.error, record.output = "failed", f"writing {result.path}: {exc}", None
     record.seconds["write"] = round(time.perf_counter() - started, 3)

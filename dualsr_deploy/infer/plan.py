@@ -3,8 +3,11 @@ with the reason) and where its output goes, decided before anything is computed.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
 from dualsr_deploy.data.chunked import CHUNKED_SUFFIXES
@@ -35,6 +38,48 @@ class PlannedScene:
     tiles: int = 0
     reason: str | None = None
     digest: str | None = None
+
+
+def bytes_needed(entry: ArchiveEntry, options: InferOptions, streamed: bool) -> int:
+    """Disk bytes a scene takes: its output (in the source's dtype, or float32), and for a streamed scene the
+    on-disk intermediates (the ×s and ×s/2 coarse results, float32) and a float32 output."""
+    assert entry.shape is not None
+    c, h, w = entry.shape
+    hr = c * h * w * options.scale * options.scale
+    if not streamed:
+        itemsize = np.dtype(entry.dtype or "float32").itemsize if options.units == "source" else 4
+        return hr * max(itemsize, 1)
+    half = c * h * w * (options.scale // 2) ** 2 if options.stage == "dual" else 0
+    return 4 * (2 * hr + half) if options.stage != "coarse" else 4 * hr
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes on the filesystem of ``folder`` (or of its nearest existing parent)."""
+    path = folder.resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def space_problem(entry: ArchiveEntry, options: InferOptions, streamed: bool, folder: Path) -> str | None:
+    """Why the scene cannot fit the free space of ``folder`` now, with the numbers; None when it fits."""
+    needed, free = bytes_needed(entry, options, streamed), free_bytes(folder)
+    if needed <= free:
+        return None
+    return (
+        f"needs ~{size_text(needed)} on disk ({'output and intermediates' if streamed else 'output'}), and "
+        f"{folder} has {size_text(free)} free; free some space or choose another -o"
+    )
+
+
+def size_text(count: int) -> str:
+    """``393.2 KiB``, ``1.50 GiB``: bytes for people."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.2f} TiB"
 
 
 def output_suffix(entry: ArchiveEntry, options: InferOptions) -> str:
@@ -105,8 +150,21 @@ def _plan_one(
         )
         return PlannedScene(entry, "fail", output=output, reason=f"{output}: the output {why}")
     outputs.add(output)
+    done_before = options.resume and output.is_file()  # its space is taken already; the reader decides
+    problem = None if done_before else space_problem(entry, options, streamed, out_dir)
+    if problem is not None:  # never started, so never holding up the scenes behind it
+        return PlannedScene(entry, "fail", output=output, reason=problem)
     tiles = len(TileGrid(h, w, options.tile or AUTO_TILE, 0)) * (2 if options.stage == "dual" else 1)
     return PlannedScene(entry, "run", output, "streamed" if streamed else "memory", tiles, reason=note)
 
 
-__all__ = ["LIKE_INPUT", "PlannedScene", "inside", "output_suffix", "plan_archive"]
+__all__ = [
+    "LIKE_INPUT",
+    "PlannedScene",
+    "bytes_needed",
+    "free_bytes",
+    "inside",
+    "output_suffix",
+    "plan_archive",
+    "space_problem",
+]

@@ -1,10 +1,17 @@
 """Scenes too large to hold whole (their working set exceeds the memory budget): coarse SR in LR row strips into
 on-disk intermediates, then the fine stage in two exact passes over strips (one SAM weight per scene,
-:mod:`dualsr_deploy.infer.fine`), written strip by strip (HDF5 or ``.npy``)."""
+:mod:`dualsr_deploy.infer.fine`), written strip by strip (HDF5 or ``.npy``), in the source's units by default.
+
+Invalid pixels and bad bands are handled as in memory (:mod:`dualsr_deploy.infer.masked`): each LR strip is read
+with :data:`fill margin <fill_margin>` rows around it and filled there. A filled pixel can change a valid output only
+if a valid pixel lies within the reach of the models and the fine stage's kernels, so its nearest valid pixel lies
+within ``√2·reach`` of it, inside the margin: the strip's fill equals the whole scene's where it matters.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -15,57 +22,88 @@ import torch
 
 from dualsr_deploy.data.chunked import ChunkedWriter
 from dualsr_deploy.data.readers.base import SceneReader
-from dualsr_deploy.data.scene import Window
-from dualsr_deploy.errors import DataError
+from dualsr_deploy.data.scene import Scene, SceneMeta, Window
+from dualsr_deploy.data.validity import fill_invalid
+from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.fine import backproject_streamed, sam_weight_streamed
 from dualsr_deploy.infer.manifest import SceneRecord
+from dualsr_deploy.infer.masked import split_segments
 from dualsr_deploy.infer.options import WORK_DIR
 from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
+from dualsr_deploy.ops.imresize import imresize
 
 Sink = Callable[[int, torch.Tensor], None]  # (first HR row, rows (C, n, W)) → stored
 
 
-class _StreamedScene:
-    """One streamed scene: its reader, its device, the seconds spent per step, and its work folder."""
+def fill_margin(radius: int) -> int:
+    """LR rows read around a strip so that its fill equals the whole scene's wherever it can reach a valid output."""
+    return math.ceil(math.sqrt(2) * radius) + 1
 
-    def __init__(self, ctx: SceneContext, planned: PlannedScene, reader: SceneReader, work: Path) -> None:
+
+class _StreamedScene:
+    """One streamed scene: its reader, its device, its band segments, the seconds spent per step, its work folder."""
+
+    def __init__(self, ctx: SceneContext, planned: PlannedScene, reader: SceneReader, meta: SceneMeta, work: Path):
         assert planned.entry.shape is not None
-        self.ctx, self.planned, self.reader, self.work = ctx, planned, reader, work
+        self.ctx, self.planned, self.reader, self.meta, self.work = ctx, planned, reader, meta, work
         self.bands, self.height, self.width = planned.entry.shape
-        self.device = ctx.pool.backend(ctx.options.scale, self.bands).device
+        good = np.ones(self.bands, dtype=bool)
+        good[list(meta.bad_bands)] = False
+        self.network, self.short = split_segments(good, str(planned.entry.path))
+        self.network_bands = [i for a, b in self.network for i in range(a, b)]
+        self.device = ctx.pool.backend(ctx.options.scale, self.network[0][1] - self.network[0][0]).device
+        self.margin = fill_margin(reach(ctx.pool, ctx.options))
         self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
+        self.invalid_pixels = 0
+
+    def _load(self, start: int, stop: int) -> Scene:
+        scene = self.reader.load(
+            self.ctx.options.normalise, Window(start, 0, stop - start, self.width), self.ctx.options.masking
+        )
+        return scene
 
     def lr_rows(self, start: int, stop: int) -> torch.Tensor:
+        """LR rows [start, stop) as the network sees them: invalid pixels filled, bad bands 0."""
         t = time.perf_counter()
-        window = Window(start, 0, stop - start, self.width)
-        scene = self.reader.load(self.ctx.options.normalise, window, self.ctx.options.masking)
+        lo, hi = max(start - self.margin, 0), min(stop + self.margin, self.height)
+        scene = self._load(lo, hi)
+        cube = scene.cube
         if scene.valid is not None:
-            raise DataError(
-                f"{self.planned.entry.path}: rows {start}-{stop} hold no-data or non-finite pixels; scenes with "
-                "invalid pixels are not yet streamed (raise --memory-budget to run it in memory)"
-            )
+            cube = fill_invalid(cube, scene.valid) if scene.valid.any() else np.zeros_like(cube)
         self.seconds["read"] += time.perf_counter() - t
-        return torch.from_numpy(scene.cube).to(self.device)
+        return torch.from_numpy(np.ascontiguousarray(cube[:, start - lo : stop - lo])).to(self.device)
+
+    def valid_rows(self, start: int, stop: int) -> np.ndarray:
+        """``(n, W)`` bool: the LR pixels of rows [start, stop) valid in every good band."""
+        scene = self._load(start, stop)
+        return scene.valid if scene.valid is not None else np.ones((stop - start, self.width), dtype=bool)
 
     def coarse_into(self, scale: int, sink: Sink, clip: bool) -> None:
-        """The ×``scale`` coarse SR, one row of tiles at a time, each strip handed to ``sink``."""
+        """The ×``scale`` coarse SR, one row of tiles at a time, each strip handed to ``sink``: network segments
+        through the backend, short segments bicubic, bad bands 0."""
         c, w = self.bands, self.width
-        grid = self.ctx.runner.grid(scale, self.height, w, c)
+        grid = self.ctx.runner.grid(scale, self.height, w, self.network[0][1] - self.network[0][0])
         for row in grid.rows():
             first = row[0]
             strip = self.lr_rows(first.top, first.top + grid.window_h)
             t = time.perf_counter()
-            buf = torch.empty((c, scale * first.core_height, scale * w), device=self.device)
+            buf = torch.zeros((c, scale * first.core_height, scale * w), device=self.device)
             offset = scale * first.core_top
             window = (grid.window_h, grid.window_w)
-            jobs = [TileJob(strip, 0, tile, window, buf, offset) for tile in row]
-            self.ctx.runner.run_tiles(scale, jobs, self.planned.entry.name)
+            for a, b in self.network:
+                jobs = [TileJob(strip[a:b], 0, tile, window, buf[a:b], offset) for tile in row]
+                self.ctx.runner.run_tiles(scale, jobs, self.planned.entry.name)
+            for a, b in self.short:  # the strip's halo rows cover the bicubic kernel's reach
+                up = imresize(strip[a:b], scale)
+                top = scale * (first.core_top - first.top)
+                buf[a:b] = up[:, top : top + buf.shape[1]]
             self.seconds["coarse"] += time.perf_counter() - t
             sink(offset, buf.clamp(0, 1) if clip else buf)
 
-    def intermediate(self, name: str, scale: int) -> tuple[np.memmap, Callable[[int, int], torch.Tensor]]:
+    def intermediate(self, name: str, scale: int) -> tuple[np.ndarray, Callable[[int, int], torch.Tensor]]:
         """An on-disk ×``scale`` cube filled by :meth:`coarse_into`, and a reader of its rows on the device."""
         shape = (self.bands, scale * self.height, scale * self.width)
         array = np.lib.format.open_memmap(self.work / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
@@ -76,32 +114,73 @@ class _StreamedScene:
 
         return array, rows
 
+    def _at(self, factor: int, start: int, stop: int) -> tuple[np.ndarray, int]:
+        """Row indices into LR rows read from ``first``, for rows [start, stop) of a ×``factor`` grid, and
+        ``first``."""
+        index = np.arange(start, stop) // factor
+        return index - index[0], int(index[0])
+
+    def valid_at(self, factor: int) -> Callable[[int, int], torch.Tensor]:
+        """The LR validity nearest-upsampled to a ×``factor`` grid, by rows (for the fine stage's SAM weight)."""
+
+        def valid(start: int, stop: int) -> torch.Tensor:
+            index, first = self._at(factor, start, stop)
+            lr = self.valid_rows(first, first + int(index[-1]) + 1)
+            return torch.from_numpy(np.repeat(lr[index], factor, axis=1)).to(self.device)
+
+        return valid
+
+    def write_rows(self, writer: ChunkedWriter, first_row: int, rows: torch.Tensor) -> None:
+        """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
+        in the source's units and dtype unless ``--units normalised``."""
+        t = time.perf_counter()
+        scale = self.ctx.options.scale
+        values = rows.cpu().numpy()
+        if self.meta.bad_bands or self.invalid_pixels or self.ctx.options.units == "source":
+            index, first = self._at(scale, first_row, first_row + values.shape[1])
+            lr = self._load(first, first + int(index[-1]) + 1)
+            valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
+            passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
+            part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
+            values = part.raw() if self.ctx.options.units == "source" else part.normalised()
+        writer.write(first_row, values)
+        self.seconds["write"] += time.perf_counter() - t
+
     def run(self, writer: ChunkedWriter) -> float | None:
         """Compute the scene into ``writer``; returns the fine stage's SAM weight (None for ``coarse``)."""
         options, scale = self.ctx.options, self.ctx.options.scale
         c, h, w = self.bands, self.height, self.width
 
         def write(first_row: int, rows: torch.Tensor) -> None:
-            t = time.perf_counter()
-            writer.write(first_row, rows.cpu().numpy())
-            self.seconds["write"] += time.perf_counter() - t
+            self.write_rows(writer, first_row, rows)
 
         if options.stage == "coarse":
             self.coarse_into(scale, write, options.clip)
             return None
         _high_array, high = self.intermediate("high", scale)
+        bands = self.network_bands
         if options.stage == "dual":
             half = scale // 2
-            _low_array, low = self.intermediate("low", half)
-            factor, low_shape = 2, (c, half * h, half * w)
+            _low_array, low_all = self.intermediate("low", half)
+            factor, low_shape, guide = 2, (len(bands), half * h, half * w), half
         else:
-            low, factor, low_shape = self.lr_rows, scale, (c, h, w)
+            low_all, factor, low_shape, guide = self.lr_rows, scale, (len(bands), h, w), 1
+
+        def high_net(start: int, stop: int) -> torch.Tensor:
+            return high(start, stop)[bands]
+
+        def low(start: int, stop: int) -> torch.Tensor:
+            return low_all(start, stop)[bands]
+
         t = time.perf_counter()
         row_bytes = 4 * c * low_shape[2] * factor * factor * 12
         step = max(8, min(low_shape[1], options.budget // max(row_bytes, 1)))
-        weight = sam_weight_streamed(high, low, low_shape, factor, step)
-        for first, rows in backproject_streamed(high, low, low_shape, factor, weight, step):
-            write(first, rows.clamp(0, 1) if options.clip else rows)
+        valid = self.valid_at(guide) if self.invalid_pixels else None
+        weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid)
+        for first, rows in backproject_streamed(high_net, low, low_shape, factor, weight, step):
+            full = high(first, first + rows.shape[1]).clamp(0, 1)
+            full[bands] = rows.clamp(0, 1) if options.clip else rows
+            write(first, full)
         self.seconds["fine"] += time.perf_counter() - t - self.seconds["write"]
         return weight
 
@@ -111,6 +190,15 @@ def _into(array: np.ndarray) -> Sink:
         array[:, first_row : first_row + rows.shape[1]] = rows.cpu().numpy()
 
     return sink
+
+
+def _count_invalid(reader: SceneReader, ctx: SceneContext, height: int, width: int, rows: int = 64) -> int:
+    count = 0
+    for top in range(0, height, rows):
+        window = Window(top, 0, min(rows, height - top), width)
+        valid = reader.load(ctx.options.normalise, window, ctx.options.masking).valid
+        count += 0 if valid is None else int((~valid).sum())
+    return count
 
 
 def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
@@ -124,22 +212,26 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     with ctx.archive.open(entry) as reader:
         reader.resolve_in_strips(options.normalise, masking=options.masking)
         meta = reader.load(options.normalise, Window(0, 0, 1, w), options.masking).meta
-        if meta.bad_bands:
-            raise DataError(
-                f"{entry.path}: bad bands {list(meta.bad_bands)}; scenes with bad bands are not yet streamed (raise "
-                "--memory-budget to run it in memory)"
-            )
-        scene = _StreamedScene(ctx, planned, reader, work)
+        scene = _StreamedScene(ctx, planned, reader, meta, work)
+        scene.invalid_pixels = _count_invalid(reader, ctx, h, w)
         out_meta = output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
-        with ChunkedWriter(planned.output, (c, scale * h, scale * w), out_meta, ctx.output_attrs()) as writer:
+        dtype = meta.dtype if options.units == "source" else "float32"
+        with ChunkedWriter(
+            planned.output, (c, scale * h, scale * w), out_meta, ctx.output_attrs(), dtype=dtype, units=options.units
+        ) as writer:
             weight = scene.run(writer)
             t = time.perf_counter()
             writer.commit()
             scene.seconds["write"] += time.perf_counter() - t
+        quality = _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
     shutil.rmtree(work, ignore_errors=True)
     seconds = {k: round(v, 3) for k, v in scene.seconds.items()}
     seconds["total"] = round(sum(seconds.values()), 3)
-    notes = [] if options.units == "normalised" else ["streamed: written in normalised units (float32 in [0, 1])"]
+    notes = []
+    if scene.invalid_pixels:
+        notes.append(f"{scene.invalid_pixels} invalid LR pixels filled from their nearest valid pixel for the network")
+    if len(scene.network) > 1 or scene.short or meta.bad_bands:
+        notes.append(f"good bands super-resolved in {len(scene.network)} segment(s)")
     return ctx.record(
         planned,
         "ok",
@@ -148,7 +240,19 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         sam_weight=weight,
         seconds=seconds,
         notes=notes,
+        qa=quality,
     )
 
 
-__all__ = ["stream_scene"]
+def _write_quality(scene: _StreamedScene, output: Path, meta: SceneMeta, ctx: SceneContext) -> dict[str, int]:
+    """The quality layer of a streamed scene (1 byte per output pixel), from its validity read in strips."""
+    valid = np.concatenate(
+        [scene.valid_rows(top, min(top + 64, scene.height)) for top in range(0, scene.height, 64)], axis=0
+    )
+    layer = quality_layer(valid, valid.shape, ctx.options.scale, reach(ctx.pool, ctx.options))
+    shell = Scene(output.stem, np.zeros((1, 1, 1), dtype=np.float32), meta)
+    write_scene(qa_path(output), qa_scene(layer, shell), attrs=ctx.output_attrs(), units="source")
+    return counts(layer)
+
+
+__all__ = ["fill_margin", "stream_scene"]

@@ -133,3 +133,53 @@ def test_masking_options_reach_the_reader(tmp_path: Path) -> None:
     assert not scene.valid[1, 1]
     assert scene.meta.bad_bands == (5,)
     assert scene.meta.nodata == 0.0
+
+
+def test_envi_map_info_rotation_round_trips_and_scales(tmp_path: Path) -> None:
+    """A rotated grid (as AVIRIS-NG flight lines come, ``rotation=-66``) read the way GDAL reads it, written back
+    with its rotation, and scaled by 1/s for an output."""
+    import math
+
+    from dualsr_deploy.data.readers.envi import PROJECTION_KEY, _map_info
+    from dualsr_deploy.data.scene import GeoReference
+
+    values = ["UTM", "1", "1", "736600.089", "4078126.750", "2.7", "2.7", "12", "North", "WGS-84", "rotation=-66"]
+    georef = _map_info(values, tmp_path / "x.hdr")
+    assert georef is not None
+    a, b, c, d, e, f = georef.transform
+    theta = math.radians(-66)
+    assert (a, b, d, e) == pytest.approx(
+        (2.7 * math.cos(theta), -2.7 * math.sin(theta), -2.7 * math.sin(theta), -2.7 * math.cos(theta))
+    )
+    assert (c, f) == (736600.089, 4078126.750)
+    meta = SceneMeta("r", "envi", georef=georef, attrs={PROJECTION_KEY: "UTM|12|North|WGS-84"})
+    scene = Scene("r", np.zeros((5, 4, 4), np.float32), meta)
+    back = read_scene(
+        write_scene(tmp_path / "r.hdr", scene.__class__("r", scene.cube, meta.replace(georef=georef.scaled(2))))
+    )
+    assert back.meta.georef is not None
+    np.testing.assert_allclose(
+        back.meta.georef.transform, GeoReference(georef.transform).scaled(2).transform, rtol=1e-12
+    )
+    header = (tmp_path / "r.hdr").read_text()
+    assert "UTM , 1 , 1 , 736600.089" in header
+    assert "12 , North , WGS-84 , rotation=-66" in header
+
+
+@pytest.mark.parametrize("suffix", [".hdr", ".h5"])
+def test_per_band_gains_and_offsets_are_honoured_and_written_back(tmp_path: Path, suffix: str) -> None:
+    """ENVI ``data gain values``/``data offset values`` (GeoTIFF band scales/offsets alike): the network sees
+    physical values (gain · stored + offset), the output goes back to the stored units with the same gains."""
+    stored = np.random.default_rng(3).integers(100, 4000, size=(6, 5, 4)).astype(np.uint16)
+    gains = tuple(0.0001 * (1 + i) for i in range(6))
+    offsets = tuple(-0.01 * i for i in range(6))
+    physical = stored * np.asarray(gains)[:, None, None] + np.asarray(offsets)[:, None, None]
+    meta = SceneMeta("g", "envi", dtype="uint16", scale_factor=1.0, band_gains=gains, band_offsets=offsets)
+    scene = Scene("g", physical.astype(np.float32), meta)
+    path = write_scene(tmp_path / f"g{suffix}", scene, units="source")
+    with open_scene(path) as reader:
+        np.testing.assert_array_equal(reader.read_raw(), stored)
+        back = reader.load()
+    assert back.meta.band_gains == pytest.approx(gains)
+    assert back.meta.band_offsets == pytest.approx(offsets)
+    np.testing.assert_allclose(back.cube * back.meta.scale_factor, physical, atol=1e-6)

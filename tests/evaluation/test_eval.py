@@ -163,3 +163,31 @@ def test_scenes_the_weights_were_trained_on_are_marked(tmp_path: Path) -> None:
     paths = write_reports(report, tmp_path / "out", options)
     assert "beads †" in paths["md"].read_text()
     assert "not seen in training" in paths["html"].read_text()
+
+
+def test_eval_scores_valid_pixels_of_good_bands_and_clean_ones_on_request(tmp_path: Path) -> None:
+    """An HR scene with a no-data corner (NaN) and a bad band (all no-data): scores come from the valid pixels of
+    the good bands, equal to the masked metrics computed directly; --clean-only scores fewer pixels."""
+    hr = synthesize(3, size=160, bands=12)
+    cube = hr.cube.copy()
+    cube[:, :16, :16] = np.nan
+    cube[7] = np.nan
+    folder = tmp_path / "hr"
+    write_scene(folder / "holes.npy", Scene("holes", cube, hr.meta))
+    reports = {}
+    for flag in ([], ["--clean-only"]):
+        out = tmp_path / ("clean" if flag else "valid")
+        result = runner.invoke(app, ["eval", str(folder), "-o", str(out), "--no-figures", *flag])
+        assert result.exit_code == 0, result.output
+        reports[bool(flag)] = json.loads((out / "report.json").read_text())["scenes"][0]
+    valid, clean = reports[False], reports[True]
+    assert valid["quality"]["invalid"] > 0
+    assert valid["quality"]["filled"] > 0
+    assert valid["quality"]["clean"] > 0
+    assert valid["quality"] == clean["quality"]
+    assert any("11 good bands" in note for note in valid["notes"])
+    scored = [int(note.split()[2]) for s in (valid, clean) for note in s["notes"] if note.startswith("scored over")]
+    assert scored[0] > scored[1] > 0
+    for scores in valid["scores"].values():
+        assert all(np.isfinite(v) for v in scores.values())
+    assert valid["scores"]["fine"]["psnr"] > valid["scores"]["bicubic"]["psnr"]

@@ -49,7 +49,7 @@ def test_products_run_with_no_flag_and_come_back_as_they_came(tmp_path: Path, sc
         good = scene_in.good
         # the same units: the SR means stay within 2 % of the input's (reflectance ×10⁴, radiance, reflectance)
         assert abs(raw_out[good].mean() / raw_in[good].mean() - 1) < 0.02
-        for field in ("wavelengths", "fwhm", "nodata", "bad_bands"):
+        for field in ("wavelengths", "fwhm", "nodata", "bad_bands", "band_names", "band_gains", "band_offsets"):
             assert getattr(scene_out.meta, field) == getattr(scene_in.meta, field), field
         if scene_in.meta.georef is not None:
             a, _, c, _, e, f = scene_in.meta.georef.transform
@@ -109,3 +109,99 @@ def test_refusals_name_the_scene_and_the_run_goes_on(tmp_path: Path) -> None:
     assert beyond.exit_code == 1
     failed = {r["name"]: r for r in manifest(tmp_path / "y")}
     assert "names band 40, the scene has 6" in str(failed["fine"]["error"])
+
+
+def test_a_scene_that_cannot_fit_the_free_space_fails_with_the_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "lr"
+    archive.mkdir()
+    rng = np.random.default_rng(1)
+    np.save(archive / "small.npy", rng.uniform(0.1, 0.9, (6, 8, 8)).astype(np.float32))
+    np.save(archive / "huge.npy", rng.uniform(0.1, 0.9, (6, 64, 64)).astype(np.float32))
+    disk = shutil.disk_usage(tmp_path)
+    # 30 kB free: the ×2 output of the 8×8 scene (6·16·16·4 B = 6 kB) fits, the 64×64 one (393 kB) does not
+    monkeypatch.setattr(
+        "dualsr_deploy.infer.plan.shutil.disk_usage", lambda _path: type(disk)(disk.total, disk.used, 30_000)
+    )
+    args = ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    records = {r["name"]: r for r in manifest(tmp_path / "sr")}
+    assert records["small"]["status"] == "ok"
+    assert records["huge"]["status"] == "failed"
+    assert "needs ~384.0 KiB on disk (output)" in str(records["huge"]["error"])
+    assert "has 29.3 KiB free" in str(records["huge"]["error"])
+
+
+def test_quality_layer_marks_invalid_filled_and_clean_pixels(tmp_path: Path) -> None:
+    from dualsr_deploy.infer.quality import quality_layer
+
+    valid = np.ones((40, 40), dtype=bool)
+    valid[:, :4] = False
+    layer = quality_layer(valid, (40, 40), 2, radius=16)
+    assert layer.shape == (80, 80)
+    assert (layer[:, :8] == 0).all()  # no-data, nearest-upsampled
+    assert (layer[:, 8 : 2 * (4 + 16)] == 1).all()  # within the receptive radius of the edge
+    assert (layer[:, 2 * (4 + 16) :] == 2).all()
+    assert (quality_layer(None, (3, 3), 4, 16) == 2).all()
+
+    archive = tmp_path / "lr"
+    archive.mkdir()
+    cube = np.random.default_rng(2).uniform(0.1, 0.9, (6, 40, 40)).astype(np.float32)
+    cube[:, :, :4] = np.nan
+    np.save(archive / "edge.npy", cube)
+    args = ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse", "--qa"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (record,) = manifest(tmp_path / "sr")
+    assert record["qa"] == {"invalid": 80 * 8, "filled": 80 * 32, "clean": 80 * 40}
+    with open_scene(tmp_path / "sr" / "edge_qa.npy") as reader:
+        stored = reader.read_raw()
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored[0], layer)
+    with open_scene(tmp_path / "sr" / "edge.npy") as reader:
+        sr = reader.read_raw()
+    assert np.isnan(sr[:, :, :8]).all()  # a float input without a declared no-data value: NaN
+    assert np.isfinite(sr[:, :, 8:]).all()
+
+
+@pytest.mark.parametrize("stage", ["coarse", "dual"])
+def test_a_streamed_scene_with_no_data_and_bad_bands_equals_the_in_memory_one(tmp_path: Path, stage: str) -> None:
+    """Reflectance ×10⁴ in int16 with a declared no-data value (−32768), a no-data corner and a bad band: streamed
+    in strips under a tiny memory budget, the output equals the in-memory run's (the fill's margin makes each
+    strip's fill equal the whole scene's where it reaches a valid output), bad band and no-data exact."""
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+    from dualsr_deploy.data.writers import write_scene
+    from dualsr_deploy.infer import InferOptions, run_archive
+    from tests.infer.conftest import lr_scene
+
+    base = lr_scene(7, 40, 12)
+    raw = np.rint(base.cube * 10000).astype(np.int16)
+    raw[:, :9, :7] = -32768
+    raw[5] = -1
+    meta = SceneMeta("made", "npy", dtype="int16", nodata=-32768.0, bad_bands=(5,))
+    valid = np.ones((40, 40), dtype=bool)
+    valid[:9, :7] = False
+    cube = np.where(valid, raw, 0).astype(np.float32) / 10000
+    cube[5] = 0
+    scene = Scene("made", cube, meta.replace(scale_factor=10000.0), valid=valid, passthrough=raw[[5]])
+    archive = tmp_path / "lr"
+    write_scene(archive / "refl.h5", scene, units="source")
+    outputs = {}
+    for name, budget in (("memory", None), ("streamed", 200_000)):
+        options = InferOptions(stage=stage, tile=16, memory_budget=budget, qa=True)
+        report = run_archive(archive, tmp_path / name, options)
+        assert report.exit_code == 0, report.records
+        assert report.records[0].mode == name
+        with open_scene(tmp_path / name / "refl.h5") as reader:
+            outputs[name] = reader.read_raw()
+        with open_scene(tmp_path / name / "refl_qa.h5") as reader:
+            outputs[f"{name} qa"] = reader.read_raw()
+        assert report.records[0].qa is not None
+    np.testing.assert_array_equal(outputs["memory qa"], outputs["streamed qa"])
+    memory, streamed = outputs["memory"], outputs["streamed"]
+    assert streamed.dtype == np.int16
+    np.testing.assert_array_equal(streamed[5], nearest_up(raw[5], 4))
+    assert np.all(streamed[:, : 4 * 9, : 4 * 7][[b for b in range(12) if b != 5]] == -32768)
+    assert np.abs(memory.astype(np.int32) - streamed.astype(np.int32)).max() <= 1  # int16 rounding of float32 sums

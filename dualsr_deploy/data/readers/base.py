@@ -80,6 +80,9 @@ class SceneReader(ABC):
         self.nodata: float | None = None
         self.declared_bad: set[int] = set()
         self.declared_scale: float | None = None
+        self.band_gains: tuple[float, ...] | None = None  # physical = gain · stored + offset, per band
+        self.band_offsets: tuple[float, ...] | None = None
+        self.band_names: tuple[str, ...] | None = None
         self.fwhm: tuple[float, ...] | None = None
         # Scene statistics (bad bands, max, percentile) come from one whole read (or one pass over strips); later
         # windows reuse them.
@@ -118,6 +121,19 @@ class SceneReader(ABC):
             raise DataError(f"{self.source}: read {data.shape}, the header promised {expected}; is the file complete?")
         return data
 
+    def physical(self, raw: np.ndarray) -> np.ndarray:
+        """Stored values → physical ones through the per-band gain and offset (unchanged without them)."""
+        if self.band_gains is None and self.band_offsets is None:
+            return raw
+        count = raw.shape[0]
+        gains = np.asarray(self.band_gains or (1.0,) * count, dtype=np.float64)[:, None, None]
+        offsets = np.asarray(self.band_offsets or (0.0,) * count, dtype=np.float64)[:, None, None]
+        return raw.astype(np.float64) * gains + offsets
+
+    @property
+    def physical_dtype(self) -> np.dtype:
+        return np.dtype(np.float64) if self.band_gains is not None or self.band_offsets is not None else self.dtype
+
     def nodata_values(self, masking: Masking) -> tuple[float, ...]:
         return ((self.nodata,) if self.nodata is not None else ()) + masking.nodata
 
@@ -135,8 +151,8 @@ class SceneReader(ABC):
         the valid pixels of the good bands only."""
         validity = find_validity(raw, self.nodata_values(masking), self._bad_named(masking), self.source)
         rule, factor = normalise.resolve(
-            self.dtype,
-            lambda: raw[validity.good][:, validity.valid],
+            self.physical_dtype,
+            lambda: self.physical(raw)[validity.good][:, validity.valid],
             self.source,
             declared=self.declared_scale,
             full_range=self.full_range,
@@ -158,9 +174,9 @@ class SceneReader(ABC):
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
         invalid = invalid_values(raw, self.nodata_values(masking))
         pixel_ok = ~invalid[good].any(axis=0)
-        values = raw.astype(np.float32) if raw.dtype.kind == "f" else raw
+        values = self.physical(raw)
         if not pixel_ok.all() or bad:
-            values = np.array(raw, dtype=np.float64 if raw.dtype.kind in "ui" else raw.dtype, copy=True)
+            values = np.array(values, dtype=np.float64 if values.dtype.kind in "ui" else values.dtype, copy=True)
             values[:, ~pixel_ok] = 0
             values[list(bad)] = 0
         cube, clipped = Normalisation.apply(values, factor, self.source)
@@ -183,6 +199,9 @@ class SceneReader(ABC):
             wavelengths=self.wavelengths,
             fwhm=self.fwhm,
             nodata=self.nodata if self.nodata is not None else (masking.nodata[0] if masking.nodata else None),
+            band_gains=self.band_gains,
+            band_offsets=self.band_offsets,
+            band_names=self.band_names,
             bad_bands=bad,
             georef=self.georef if window is None else _window_georef(self.georef, window),
             attrs=dict(self.attrs),
@@ -218,13 +237,13 @@ class SceneReader(ABC):
             raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
             pixel_ok = ~invalid_values(raw, nodata)[good].any(axis=0)
             if pixel_ok.any():
-                values = raw[good][:, pixel_ok]
+                values = self.physical(raw)[good][:, pixel_ok]
                 low, high = min(low, float(values.min())), max(high, float(values.max()))
         if low > high:
             raise DataError(f"{self.source}: no pixel is valid in every good band (no-data everywhere)")
         extremes = np.array([low, high])
         rule, factor = normalise.resolve(
-            self.dtype, lambda: extremes, self.source, declared=self.declared_scale, full_range=self.full_range
+            self.physical_dtype, lambda: extremes, self.source, declared=self.declared_scale, full_range=self.full_range
         )
         self._resolved[key] = (rule, factor, tuple(sorted(bad)))
 
@@ -277,10 +296,14 @@ def restore_written_meta(reader: SceneReader, text: str | bytes | None) -> None:
         return
     reader.wavelengths = reader.wavelengths or meta.wavelengths
     reader.fwhm = reader.fwhm or meta.fwhm
+    reader.band_names = reader.band_names or meta.band_names
     reader.georef = reader.georef or meta.georef
     if reader.nodata is None and meta.nodata is not None:
         reader.nodata = meta.nodata
     reader.declared_bad |= set(meta.bad_bands)
+    if meta.attrs.get("dualsr_units") == "source":  # written back in stored units: the same gains and offsets
+        reader.band_gains = reader.band_gains or meta.band_gains
+        reader.band_offsets = reader.band_offsets or meta.band_offsets
     if meta.attrs.get("dualsr_units") == "source" and reader.declared_scale is None and meta.scale_factor != 1.0:
         reader.declared_scale = meta.scale_factor  # written back in the source's units: the same factor
     reader.attrs.update(meta.attrs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,49 @@ def header_of(path: Path) -> Path:
 
 
 def _map_info(values: list[str], source: Path) -> GeoReference | None:
+    """``map info``: projection, reference pixel (1-based), its map coordinates, pixel sizes, …, and an optional
+    ``rotation=θ`` (degrees), read as GDAL reads it since 2.2.2: ``a = cos θ·px, b = −sin θ·py, d = −sin θ·px,
+    e = −cos θ·py``."""
     try:
         ref_x, ref_y, easting, northing, size_x, size_y = (float(v) for v in values[1:7])
+        rotations = [v.split("=", 1)[1] for v in values if v.strip().lower().startswith("rotation")]
+        theta = math.radians(float(rotations[0])) if rotations else 0.0
     except (ValueError, IndexError):
         raise DataError(f"{source}: unreadable 'map info' {values}") from None
-    transform = (size_x, 0.0, easting - (ref_x - 1) * size_x, 0.0, -size_y, northing + (ref_y - 1) * size_y)
-    return GeoReference(transform)
+    a, b = math.cos(theta) * size_x, -math.sin(theta) * size_y
+    d, e = -math.sin(theta) * size_x, -math.cos(theta) * size_y
+    if not theta:
+        b = d = 0.0
+    c = easting - (ref_x - 1) * a - (ref_y - 1) * b
+    f = northing - (ref_x - 1) * d - (ref_y - 1) * e
+    return GeoReference((a, b, c, d, e, f))
+
+
+def _wavelengths_from_names(names: tuple[str, ...]) -> tuple[float, ...] | None:
+    """Wavelengths in nm from band names such as ``376.44 Nanometers`` or ``0.38 Micrometers``, if all carry one."""
+    found = []
+    for name in names:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|microns|um|µm)\s*", name.lower())
+        if match is None:
+            return None
+        value = float(match.group(1))
+        found.append(value if match.group(2) in ("nanometers", "nm") else value * 1000.0)
+    return tuple(found)
+
+
+PROJECTION_KEY = "envi map info projection"  # the input's projection name and fields (zone, datum, units)
+
+
+def map_info(georef: GeoReference, projection: str | None = None) -> list[str]:
+    """``map info`` for a transform (reference pixel 1, 1), with ``rotation=θ`` when the grid is rotated;
+    ``projection``: the input's projection fields (``UTM|11|North|WGS-84``), kept as they were."""
+    a, b, c, d, e, f = georef.transform
+    size_x, size_y = math.hypot(a, d), math.hypot(b, e)
+    fields = projection.split("|") if projection else ["Arbitrary"]
+    info = [fields[0], "1", "1", repr(c), repr(f), repr(size_x), repr(size_y), *fields[1:]]
+    if b != 0 or d != 0:
+        info.append(f"rotation={math.degrees(math.atan2(-d, a))!r}")
+    return info
 
 
 class EnviReader(SceneReader):
@@ -53,16 +92,27 @@ class EnviReader(SceneReader):
         super().__init__(header, header.stem, layout=_INTERLEAVE_LAYOUT.get(interleave, "chw"))
         if "wavelength" in meta:
             self.wavelengths = tuple(float(w) for w in meta["wavelength"])
+        if "band names" in meta and len(meta["band names"]) == self.shape[0]:
+            self.band_names = tuple(str(name).strip() for name in meta["band names"])
+            if self.wavelengths is None:  # AVIRIS-NG: "376.44 Nanometers"
+                self.wavelengths = _wavelengths_from_names(self.band_names)
         if "fwhm" in meta:
             self.fwhm = tuple(float(w) for w in meta["fwhm"])
         if "data ignore value" in meta:
             self.nodata = float(meta["data ignore value"])
         if "bbl" in meta:
             self.declared_bad = {i for i, flag in enumerate(meta["bbl"]) if float(flag) == 0}
+        bands = self.shape[0]
+        for key, target in (("data gain values", "band_gains"), ("data offset values", "band_offsets")):
+            if key in meta and len(meta[key]) == bands:
+                setattr(self, target, tuple(float(v) for v in meta[key]))
         if "reflectance scale factor" in meta and float(meta["reflectance scale factor"]) not in (0.0, 1.0):
             self.declared_scale = float(meta["reflectance scale factor"])
         if "map info" in meta:
-            self.georef = _map_info(list(meta["map info"]), header)
+            values = [str(v).strip() for v in meta["map info"]]
+            self.georef = _map_info(values, header)
+            extra = [v for v in values[7:] if not v.lower().startswith("rotation")]
+            self.attrs[PROJECTION_KEY] = "|".join([values[0], *extra])
             crs = meta.get("coordinate system string")
             if crs and self.georef is not None:
                 crs_text = crs if isinstance(crs, str) else ",".join(crs)

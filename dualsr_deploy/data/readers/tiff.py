@@ -97,6 +97,8 @@ class GeoTiffReader(SceneReader):
         """Per-band GDAL metadata (``wavelength``, ``fwhm``, ``bbl``, as EnMAP and ENVI-made GeoTIFFs carry it) and
         band scales (physical value = stored × scale: the factor to divide by is 1/scale)."""
         tags = [dataset.tags(band) for band in range(1, dataset.count + 1)]
+        if all(dataset.descriptions):
+            self.band_names = tuple(str(d) for d in dataset.descriptions)
         for key, target in (("wavelength", "wavelengths"), ("fwhm", "fwhm")):
             if all(key in t for t in tags):
                 try:
@@ -105,9 +107,9 @@ class GeoTiffReader(SceneReader):
                     self.notes.append(f"unreadable per-band {key} tags ignored")
         if all("bbl" in t for t in tags):
             self.declared_bad = {i for i, t in enumerate(tags) if t["bbl"].strip() in ("0", "0.0")}
-        scales = set(dataset.scales)
-        if len(scales) == 1 and next(iter(scales)) not in (0.0, 1.0) and not any(dataset.offsets):
-            self.declared_scale = 1.0 / float(next(iter(scales)))
+        if any(scale not in (0.0, 1.0) for scale in dataset.scales) or any(dataset.offsets):
+            self.band_gains = tuple(float(v) if v else 1.0 for v in dataset.scales)
+            self.band_offsets = tuple(float(v) for v in dataset.offsets) if any(dataset.offsets) else None
 
     @property
     def shape(self) -> tuple[int, int, int]:
