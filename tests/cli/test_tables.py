@@ -100,6 +100,9 @@ def test_bench_table_fits(tmp_path: Path, width: int) -> None:
     header = next(line for line in table_lines(result.output) if "backend" in line)
     assert "median s" in header
     assert ("p90 s" in header) == (width >= 120)
+    rows = [line for line in table_lines(result.output) if line.startswith("│")]
+    assert rows
+    assert all(line.rstrip("│ ").endswith("MiB") for line in rows)  # the last column whole, not cropped
 
 
 def test_backend_and_its_old_name_engine_are_the_same_option(archive: Path, tmp_path: Path) -> None:
