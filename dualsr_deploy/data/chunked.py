@@ -18,6 +18,7 @@ import numpy as np
 
 from dualsr_deploy.atomic import _default_mode
 from dualsr_deploy.data.scene import SceneMeta
+from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 CHUNKED_SUFFIXES = (".h5", ".hdf5", ".npy")
@@ -95,7 +96,7 @@ class ChunkedWriter:
                 dataset.attrs["wavelengths"] = np.asarray(self.meta.wavelengths, dtype=np.float64)
             if self.meta.fwhm is not None:
                 dataset.attrs["fwhm"] = np.asarray(self.meta.fwhm, dtype=np.float64)
-            if self.meta.nodata is not None:
+            if self.meta.nodata is not None and representable(self.meta.nodata, dataset.dtype):
                 dataset.attrs["_FillValue"] = np.asarray(self.meta.nodata, dtype=dataset.dtype)
             if self.meta.bad_bands:
                 dataset.attrs["bad_bands"] = np.asarray(self.meta.bad_bands, dtype=np.int32)

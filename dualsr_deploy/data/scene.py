@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.validity import representable
+from dualsr_deploy.errors import DataError
+
 
 @dataclass(frozen=True)
 class Window:
@@ -194,12 +197,10 @@ class Scene:
     def _flagged(self, values: np.ndarray, dtype: np.dtype, *, divide: bool = False) -> np.ndarray:
         if self.valid is not None and not self.valid.all():
             nodata = self.meta.nodata
-            if nodata is None and dtype.kind in "ui":
-                from dualsr_deploy.errors import DataError
-
+            if dtype.kind in "ui" and (nodata is None or not representable(nodata, dtype)):
                 raise DataError(
-                    f"scene {self.name!r}: {int((~self.valid).sum())} invalid pixels and no no-data value for its "
-                    f"{dtype} output; declare one with --nodata V (or write --units normalised)"
+                    f"scene {self.name!r}: {int((~self.valid).sum())} invalid pixels and no no-data value its {dtype} "
+                    f"output can hold (declared: {nodata}); give one with --nodata V (or write --units normalised)"
                 )
             values[:, ~self.valid] = np.nan if nodata is None else nodata
         if self.passthrough is not None and self.meta.bad_bands:  # bad bands as they came, flags and fills too

@@ -102,11 +102,20 @@ class Validity:
         return bool(self.valid.all() and self.good.all())
 
 
+def representable(value: float, dtype: np.dtype) -> bool:
+    """Whether ``dtype`` can hold ``value`` exactly (a no-data value of −9999 cannot be a uint16's)."""
+    if dtype.kind not in "ui":
+        return True
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
+
+
 def invalid_values(raw: np.ndarray, nodata: Sequence[float]) -> np.ndarray:
-    """``(C, H, W)`` bool: non-finite values and values equal to a no-data value."""
+    """``(C, H, W)`` bool: non-finite values and values equal to a no-data value (those the dtype can hold)."""
     invalid = ~np.isfinite(raw) if raw.dtype.kind in "fc" else np.zeros(raw.shape, dtype=bool)
     for value in nodata:
-        invalid |= raw == np.asarray(value).astype(raw.dtype) if raw.dtype.kind in "ui" else raw == value
+        if representable(value, raw.dtype):
+            invalid |= raw == np.asarray(value).astype(raw.dtype)
     return invalid
 
 
@@ -163,5 +172,6 @@ __all__ = [
     "find_validity",
     "invalid_values",
     "nearest_up",
+    "representable",
     "segments",
 ]

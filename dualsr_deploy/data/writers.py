@@ -19,6 +19,7 @@ import numpy as np
 
 from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 WRITE_SUFFIXES = (".h5", ".hdf5", ".npy", ".mat", ".tif", ".tiff", ".hdr")
@@ -106,7 +107,7 @@ def _write_hdf5(
             dataset.attrs["wavelengths"] = np.asarray(meta.wavelengths, dtype=np.float64)
         if meta.fwhm is not None:
             dataset.attrs["fwhm"] = np.asarray(meta.fwhm, dtype=np.float64)
-        if meta.nodata is not None:
+        if meta.nodata is not None and representable(meta.nodata, data.dtype):
             dataset.attrs["_FillValue"] = np.asarray(meta.nodata, dtype=data.dtype)
         if meta.bad_bands:
             dataset.attrs["bad_bands"] = np.asarray(meta.bad_bands, dtype=np.int32)
@@ -199,7 +200,7 @@ def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene,
         "interleave": "band",
     }
     meta = scene.meta
-    if meta.nodata is not None:
+    if meta.nodata is not None and representable(meta.nodata, data.dtype):
         profile["nodata"] = meta.nodata
     tags = {"DUALSR_SCENE": meta_json}
     if meta.wavelengths is not None:
@@ -243,7 +244,7 @@ def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, un
         metadata["band names"] = list(meta.band_names)
     if meta.fwhm is not None:
         metadata["fwhm"] = [repr(v) for v in meta.fwhm]
-    if meta.nodata is not None:
+    if meta.nodata is not None and representable(meta.nodata, data.dtype):
         metadata["data ignore value"] = repr(meta.nodata)
     if meta.bad_bands:
         metadata["bbl"] = ["0" if band in meta.bad_bands else "1" for band in range(data.shape[0])]
