@@ -11,7 +11,8 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dualsr_deploy.errors import DualSRError, InputError
+
+if TYPE_CHECKING:
+    from dualsr_deploy.data.archive import SkippedFile
 
 console = Console()
 error_console = Console(stderr=True)
@@ -109,6 +113,16 @@ def fitted_table(
     return table, notes
 
 
+def print_skipped(skipped: Sequence[SkippedFile], root: Path) -> None:
+    """The files of an archive folder that are not scenes, each with the reason (nothing is dropped silently)."""
+    if not skipped:
+        return
+    console.print(f"[yellow]{len(skipped)} file(s) not read as scenes:[/]")
+    for item in skipped:
+        shown = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
+        console.print(f"  {escape(str(shown))}: {escape(item.reason)}", highlight=False)
+
+
 def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> None:
     """:func:`fitted_table`, printed with its notes."""
     table, notes = fitted_table(title, columns, rows)
@@ -127,6 +141,7 @@ __all__ = [
     "error_console",
     "fitted_table",
     "parse_bytes",
+    "print_skipped",
     "print_table",
     "progress_bar",
     "user_errors",

@@ -14,6 +14,7 @@ from dualsr_deploy.cli.common import (
     Column,
     console,
     error_console,
+    print_skipped,
     print_table,
     progress_bar,
     user_errors,
@@ -53,7 +54,8 @@ def info(
             }
             for e in found.entries
         ]
-        console.print_json(json.dumps(rows))
+        skipped = [{"path": str(s.path), "reason": s.reason} for s in found.skipped]
+        console.print_json(json.dumps({"scenes": rows, "skipped": skipped}))
     else:
         columns = [
             Column("scene", text=True),
@@ -77,6 +79,7 @@ def info(
             for e in found.entries
         ]
         print_table(f"{len(found)} scenes in {archive}", columns, cells)
+        print_skipped(found.skipped, found.root)
         console.print(
             f"{len(found.readable)} readable, {len(found.failed)} failed, {found.nbytes / 1e9:.2f} GB as float32"
         )

@@ -24,6 +24,7 @@ from dualsr_deploy.cli.common import (
     Column,
     console,
     parse_bytes,
+    print_skipped,
     print_table,
     user_errors,
 )
@@ -138,6 +139,7 @@ def infer(
         report = run_archive(source, out, options, progress=bar.on_event, dry_run=dry_run, cluster=cluster_spec)
     if dry_run:
         _plan_table(report, f"dry run: {source} → {out}")
+        print_skipped(report.not_scenes, report.root or Path("."))
         return
     label = ", ".join(report.backends) if cluster_spec is not None and report.backends else spec.label
     where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
@@ -241,6 +243,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
             ]
         )
     print_table(title, columns, rows)
+    print_skipped(report.not_scenes, report.root or Path("."))
     done = len(report.ok)
     per_minute = 60 * done / report.seconds if report.seconds else 0.0
     console.print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,44 @@ class ArchiveEntry:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file under the archive's folder that is not read as a scene, and why."""
+
+    path: Path
+    reason: str
+
+
+# Auxiliary products that come beside a scene as files of their own (AVIRIS-NG/AVIRIS-3 geometry, EMIT masks).
+_AUXILIARY = re.compile(
+    r"(_loc|_obs|_obs_ort|_glt|_igm|_lbl|_mask|_bandmask|_quality|_qa)(_|\.|$)|(^|_)mask(_|\.|$)", re.I
+)
+_SIDECARS = (".npy.json", ".aux.xml", ".tfw", ".prj", ".ovr", ".msk", ".sha256", ".md5")
+_NOT_YET = {".nc": "NetCDF (EMIT, AVIRIS-3 products): not read yet"}
+
+
+def skip_reason(path: Path, scene_files: set[Path]) -> str | None:
+    """Why a file found in an archive folder is not a scene (None: it is read as one)."""
+    name = path.name
+    lower = name.lower()
+    if name.startswith("."):
+        return "hidden file"
+    if any(lower.endswith(suffix) for suffix in _SIDECARS):
+        return "sidecar of another file (metadata, georeferencing or checksum)"
+    if path.suffix.lower() == ".hdr" and _AUXILIARY.search(path.stem):
+        return "auxiliary product (geometry, location or mask), not a spectral scene"
+    if path.suffix.lower() not in SCENE_SUFFIXES:
+        header = path.with_suffix(".hdr") if path.suffix else path.with_name(name + ".hdr")
+        if header.is_file() or path.with_name(name + ".hdr").is_file():
+            if _AUXILIARY.search(path.stem):
+                return "auxiliary product (geometry, location or mask), not a spectral scene"
+            return f"data of the ENVI scene {header.name} (read with it)"
+        return _NOT_YET.get(path.suffix.lower(), f"unknown format ({path.suffix or 'no suffix'})")
+    if _AUXILIARY.search(path.stem) and path.suffix.lower() not in (".mat", ".npy", ".npz"):
+        return "auxiliary product (geometry, location or mask), not a spectral scene"
+    return None
+
+
+@dataclass(frozen=True)
 class SceneResult:
     """What iterating an archive yields: the scene, or the error that stopped this one entry."""
 
@@ -55,10 +94,18 @@ class SceneResult:
 class Archive:
     """Scenes known by their headers; read one at a time with :meth:`scenes` or :meth:`open`."""
 
-    def __init__(self, root: Path, entries: list[ArchiveEntry], *, layout: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        entries: list[ArchiveEntry],
+        *,
+        layout: str | None = None,
+        skipped: list[SkippedFile] | None = None,
+    ) -> None:
         self.root = root
         self.entries = entries
         self.layout = layout
+        self.skipped = skipped or []  # files under a folder archive that are not scenes, with the reason
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -125,11 +172,16 @@ def open_archive(
         base_root = Path(root) if root is not None else path
         if band_files(path) is not None:
             return _probe(base_root, [(_name(path, path.parent), path, None)], layout)
-        found, failures = _walk(path, recursive)
+        found, failures, skipped = _walk(path, recursive)
         if not found and not failures:
-            raise DataError(f"{path}: no scene files in this folder (looked for {', '.join(sorted(SCENE_SUFFIXES))})")
+            listed = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+            raise DataError(
+                f"{path}: no scene files in this folder (looked for {', '.join(sorted(SCENE_SUFFIXES))})"
+                + (f"; skipped {len(skipped)} file(s): {listed}" if skipped else "")
+            )
         archive = _probe(base_root, [(_name(p, path), p, key) for p in found], layout)
         archive.entries.extend(failures)
+        archive.skipped = skipped
         return archive
     if path.suffix.lower() in LIST_SUFFIXES:
         base_root = Path(root) if root is not None else path.parent
@@ -164,9 +216,10 @@ def _name(path: Path, base: Path) -> str:
     return name[: -len(path.suffix)] if path.suffix else name
 
 
-def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry]]:
+def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry], list[SkippedFile]]:
     found: list[Path] = []
     failures: list[ArchiveEntry] = []
+    skipped: list[SkippedFile] = []
 
     def unreadable(error: OSError) -> None:
         where = Path(error.filename) if error.filename else folder
@@ -174,14 +227,20 @@ def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry]
 
     for current, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         here = Path(current)
+        skipped.extend(SkippedFile(here / d, "hidden folder") for d in sorted(dirs) if d.startswith("."))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         scene_dirs = [d for d in dirs if _is_cave(here / d, failures, folder)]
         found.extend(here / d for d in scene_dirs)
+        if not recursive:
+            skipped.extend(SkippedFile(here / d, "sub-folder (not searched)") for d in dirs if d not in scene_dirs)
         dirs[:] = [d for d in dirs if d not in scene_dirs] if recursive else []
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in SCENE_SUFFIXES:
+            reason = skip_reason(here / name, set(found))
+            if reason is None:
                 found.append(here / name)
-    return sorted(found), failures
+            else:
+                skipped.append(SkippedFile(here / name, reason))
+    return sorted(found), failures, sorted(skipped, key=lambda s: s.path)
 
 
 def _is_cave(folder: Path, failures: list[ArchiveEntry], base: Path) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dualsr_deploy.data.archive import Archive, open_archive
+from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.batching import TileRunner
 from dualsr_deploy.infer.context import SceneContext
@@ -46,6 +46,8 @@ class ArchiveReport:
     seconds: float = 0.0
     backends: list[str] = field(default_factory=list)
     resumed: list[PlannedScene] = field(default_factory=list)
+    not_scenes: list[SkippedFile] = field(default_factory=list)  # files of the archive folder not read, with why
+    root: Path | None = None
 
     @property
     def ok(self) -> list[SceneRecord]:
@@ -96,7 +98,7 @@ def run_archive(
         for scale in options.scales:
             pool.model(scale)  # missing or mismatched weights stop the run before anything is written
         plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
-        result = ArchiveReport(out, plan)
+        result = ArchiveReport(out, plan, not_scenes=list(archive.skipped), root=archive.root)
         todo = [p for p in plan if p.action == "run"]
         report(Event("plan", count=len(todo), total=sum(p.tiles for p in todo)))
         if dry_run:

@@ -23,8 +23,10 @@ def test_data_pipeline(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["data", "info", str(scenes), "--json"])
     assert result.exit_code == 0, result.output
-    entries = json.loads(result.output)
-    assert [e["shape"] for e in entries] == [[8, 32, 32]] * 3
+    listing = json.loads(result.output)
+    assert [e["shape"] for e in listing["scenes"]] == [[8, 32, 32]] * 3
+    previews = sorted((scenes / "previews").glob("*.png"))
+    assert listing["skipped"] == [{"path": str(p), "reason": "unknown format (.png)"} for p in previews]
 
     result = runner.invoke(app, ["data", "degrade", str(scenes), str(tmp_path / "lr"), "--scale", "4", "--blur", "5:1"])
     assert result.exit_code == 0, result.output

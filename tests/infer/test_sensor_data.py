@@ -205,3 +205,47 @@ def test_a_streamed_scene_with_no_data_and_bad_bands_equals_the_in_memory_one(tm
     np.testing.assert_array_equal(streamed[5], nearest_up(raw[5], 4))
     assert np.all(streamed[:, : 4 * 9, : 4 * 7][[b for b in range(12) if b != 5]] == -32768)
     assert np.abs(memory.astype(np.int32) - streamed.astype(np.int32)).max() <= 1  # int16 rounding of float32 sums
+
+
+@needs_products
+def test_a_mixed_folder_lists_every_file_it_does_not_read(tmp_path: Path) -> None:
+    """EMIT NetCDF (not read yet), EnMAP GeoTIFF, AVIRIS-NG ENVI with its _loc/_obs sidecars, a PDF and a CAVE
+    folder: every scene is planned, every other file listed with its reason, in data info and in the run."""
+    import h5py
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    with h5py.File(mixed / "EMIT_L2A_RFL_001_20230101T000000_2300100_001.nc", "w") as handle:
+        handle.create_dataset("reflectance", data=np.zeros((4, 4, 6), np.float32))
+    shutil.copy(PRODUCTS / "enmap_l2a_tiles" / "enmap_potsdam_tile_64_0.tif", mixed)
+    for name in ("ang20170323t202244_rdn_7000-7010", "ang20170323t202244_rdn_7000-7010.hdr"):
+        shutil.copy(PRODUCTS / "avirisng_l1b_envi" / name, mixed)
+    for aux in ("loc", "obs"):
+        stem = f"ang20170323t202244_{aux}_7000-7010"
+        (mixed / stem).write_bytes(np.zeros((10, 3, 10), "<f8").tobytes())
+        (mixed / f"{stem}.hdr").write_text(
+            "ENVI\nsamples = 10\nlines = 10\nbands = 3\nheader offset = 0\nfile type = ENVI Standard\n"
+            "data type = 5\ninterleave = bil\nbyte order = 0\n"
+        )
+    (mixed / "handbook.pdf").write_bytes(b"%PDF-1.4\n")
+    cave = SHARED / "data" / "cave" / "beads_ms"
+    if cave.is_dir():
+        (mixed / "beads_ms").symlink_to(cave)
+    info = runner.invoke(app, ["data", "info", str(mixed)], env={"COLUMNS": "200"})
+    assert info.exit_code == 0, info.output
+    reasons = {
+        "EMIT_L2A_RFL": "NetCDF (EMIT, AVIRIS-3 products): not read yet",
+        "_loc_7000-7010.hdr": "auxiliary product",
+        "_obs_7000-7010.hdr": "auxiliary product",
+        "handbook.pdf": "unknown format (.pdf)",
+        "ang20170323t202244_rdn_7000-7010: ": "data of the ENVI scene",
+    }
+    for name, reason in reasons.items():
+        line = next((line for line in info.output.splitlines() if name in line), "")
+        assert reason in line, (name, info.output)
+    plan = runner.invoke(app, ["infer", str(mixed), "-o", str(tmp_path / "sr"), "--dry-run"], env={"COLUMNS": "200"})
+    assert plan.exit_code == 0, plan.output
+    planned = [line for line in plan.output.splitlines() if "│ run" in line]
+    assert len(planned) == (3 if cave.is_dir() else 2)  # EnMAP, AVIRIS-NG (and CAVE)
+    assert "not read as scenes" in plan.output
+    assert "handbook.pdf: unknown format (.pdf)" in plan.output
