@@ -96,3 +96,19 @@ def test_cuda_matches_cpu() -> None:
     gpu = metrics.evaluate(sr.cuda(), hr.cuda(), scale=2)
     for name in metrics.METRIC_NAMES:
         assert gpu[name] == pytest.approx(cpu[name], rel=1e-9), name
+
+
+def test_masked_metrics_equal_the_whole_image_ones_on_a_full_mask_and_ignore_masked_pixels() -> None:
+    """Tolerance 1e-12: the same sums in another order (SSIM averages the same window values)."""
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand(6, 30, 30, dtype=torch.float64, generator=generator)
+    sr = (hr + 0.01 * torch.randn(hr.shape, dtype=torch.float64, generator=generator)).clamp(0, 1)
+    full = metrics.evaluate(sr, hr, scale=4)
+    masked = metrics.evaluate_masked(sr, hr, torch.ones(30, 30, dtype=torch.bool), scale=4)
+    for name, value in full.items():
+        assert masked[name] == pytest.approx(value, abs=1e-12), name
+    valid = torch.ones(30, 30, dtype=torch.bool)
+    valid[:, :12] = False
+    spoiled = sr.clone()
+    spoiled[:, :, :12] = 0.5  # garbage where the mask is False changes nothing
+    assert metrics.evaluate_masked(spoiled, hr, valid, scale=4) == metrics.evaluate_masked(sr, hr, valid, scale=4)
