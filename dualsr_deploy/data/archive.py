@@ -57,7 +57,7 @@ _AUXILIARY = re.compile(
     r"(_loc|_obs|_obs_ort|_glt|_igm|_lbl|_mask|_bandmask|_quality|_qa)(_|\.|$)|(^|_)mask(_|\.|$)", re.I
 )
 _SIDECARS = (".npy.json", ".aux.xml", ".tfw", ".prj", ".ovr", ".msk", ".sha256", ".md5")
-_NOT_YET = {".nc": "NetCDF (EMIT, AVIRIS-3 products): not read yet"}
+_NOT_YET: dict[str, str] = {}
 
 
 def skip_reason(path: Path, scene_files: set[Path]) -> str | None:
@@ -187,7 +187,7 @@ def open_archive(
         base_root = Path(root) if root is not None else path.parent
         return _probe(base_root, [(_name(p, path.parent), p, key) for p in _read_list(path)], layout)
     base_root = Path(root) if root is not None else path.parent
-    if key is None and path.suffix.lower() in (".h5", ".hdf5", ".he5"):
+    if key is None and path.suffix.lower() in (".h5", ".hdf5", ".he5") and _plain_hdf5(path):
         keys = _multi_scene_keys(path)
         if len(keys) > 1:
             entries = [(f"{path.stem}/{k}", path, k) for k in keys]
@@ -267,6 +267,14 @@ def _read_list(path: Path) -> list[Path]:
     if not paths:
         raise DataError(f"{path}: the list file names no scenes")
     return paths
+
+
+def _plain_hdf5(path: Path) -> bool:
+    """An HDF5 file that is no sensor product (EMIT, PRISMA): its 3-D datasets may each be a scene."""
+    try:
+        return detect_format(path) == "hdf5"
+    except DualSRError:
+        return True  # reported when the entry is probed
 
 
 def _multi_scene_keys(path: Path) -> list[str]:

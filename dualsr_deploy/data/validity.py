@@ -119,10 +119,14 @@ def invalid_values(raw: np.ndarray, nodata: Sequence[float]) -> np.ndarray:
     return invalid
 
 
-def find_validity(raw: np.ndarray, nodata: Sequence[float], bad: set[int], source: str) -> Validity:
+def find_validity(raw: np.ndarray, nodata: Sequence[float] | np.ndarray, bad: set[int], source: str) -> Validity:
     """The validity of a whole scene ``raw (C, H, W)``: bands in ``bad`` and bands with no valid value are bad; a
-    pixel is invalid where any good band is. A scene with no good band or no valid pixel is refused."""
-    invalid = invalid_values(raw, nodata)
+    pixel is invalid where any good band is. ``nodata``: the no-data values, or the invalid values themselves
+    ``(C, H, W)`` bool. A scene with no good band or no valid pixel is refused."""
+    if isinstance(nodata, np.ndarray) and nodata.dtype == bool:
+        invalid = nodata
+    else:
+        invalid = invalid_values(raw, [float(v) for v in nodata])
     good = np.ones(raw.shape[0], dtype=bool)
     good[sorted(bad)] = False
     good &= ~invalid.reshape(raw.shape[0], -1).all(axis=1)

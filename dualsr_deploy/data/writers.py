@@ -22,7 +22,7 @@ from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
-WRITE_SUFFIXES = (".h5", ".hdf5", ".npy", ".mat", ".tif", ".tiff", ".hdr")
+WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr")
 MAT_V5_LIMIT = 2**31 - 1  # MATLAB v5 cannot hold a variable of 2 GB or more
 
 
@@ -51,6 +51,10 @@ def write_scene(
     meta_json = meta.to_json()
     if suffix in (".h5", ".hdf5"):
         _write_hdf5(target, data, meta_json, meta.attrs, scene, units)
+    elif suffix == ".nc":
+        from dualsr_deploy.data.emit_writer import write_emit
+
+        write_emit(target, data, meta_json, scene)
     elif suffix == ".npy":
         _write_npy(target, data, meta_json)
     elif suffix == ".mat":

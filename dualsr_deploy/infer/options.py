@@ -18,7 +18,7 @@ from dualsr_deploy.runtimes import check_device, default_device
 
 STAGES = ("coarse", "dual", "backproject")
 UNITS = ("source", "normalised")
-FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr"}
+FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr", "nc": ".nc"}
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130

@@ -26,6 +26,8 @@ LIKE_INPUT = {
     "geotiff": ".tif",
     "envi": ".hdr",
     "cave": ".h5",
+    "emit": ".nc",
+    "prisma": ".h5",  # HDF5 with wavelengths, gains (DN back) and georeferencing: see README "Sensor products"
 }
 
 

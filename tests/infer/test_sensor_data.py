@@ -209,14 +209,15 @@ def test_a_streamed_scene_with_no_data_and_bad_bands_equals_the_in_memory_one(tm
 
 @needs_products
 def test_a_mixed_folder_lists_every_file_it_does_not_read(tmp_path: Path) -> None:
-    """EMIT NetCDF (not read yet), EnMAP GeoTIFF, AVIRIS-NG ENVI with its _loc/_obs sidecars, a PDF and a CAVE
-    folder: every scene is planned, every other file listed with its reason, in data info and in the run."""
+    """An EMIT NetCDF granule, EnMAP GeoTIFF, AVIRIS-NG ENVI with its _loc/_obs sidecars, a PDF and a CAVE folder:
+    every scene is planned, every other file listed with its reason, in data info and in the run."""
     import h5py
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     with h5py.File(mixed / "EMIT_L2A_RFL_001_20230101T000000_2300100_001.nc", "w") as handle:
-        handle.create_dataset("reflectance", data=np.zeros((4, 4, 6), np.float32))
+        handle.create_dataset("reflectance", data=np.full((12, 12, 6), 0.2, np.float32))
+        handle.create_group("sensor_band_parameters").create_dataset("wavelengths", data=np.arange(6) * 10.0 + 400)
     shutil.copy(PRODUCTS / "enmap_l2a_tiles" / "enmap_potsdam_tile_64_0.tif", mixed)
     for name in ("ang20170323t202244_rdn_7000-7010", "ang20170323t202244_rdn_7000-7010.hdr"):
         shutil.copy(PRODUCTS / "avirisng_l1b_envi" / name, mixed)
@@ -233,8 +234,8 @@ def test_a_mixed_folder_lists_every_file_it_does_not_read(tmp_path: Path) -> Non
         (mixed / "beads_ms").symlink_to(cave)
     info = runner.invoke(app, ["data", "info", str(mixed)], env={"COLUMNS": "200"})
     assert info.exit_code == 0, info.output
+    assert "│ emit " in next(line for line in info.output.splitlines() if "EMIT_L2A_RFL" in line)
     reasons = {
-        "EMIT_L2A_RFL": "NetCDF (EMIT, AVIRIS-3 products): not read yet",
         "_loc_7000-7010.hdr": "auxiliary product",
         "_obs_7000-7010.hdr": "auxiliary product",
         "handbook.pdf": "unknown format (.pdf)",
@@ -246,6 +247,6 @@ def test_a_mixed_folder_lists_every_file_it_does_not_read(tmp_path: Path) -> Non
     plan = runner.invoke(app, ["infer", str(mixed), "-o", str(tmp_path / "sr"), "--dry-run"], env={"COLUMNS": "200"})
     assert plan.exit_code == 0, plan.output
     planned = [line for line in plan.output.splitlines() if "│ run" in line]
-    assert len(planned) == (3 if cave.is_dir() else 2)  # EnMAP, AVIRIS-NG (and CAVE)
+    assert len(planned) == (4 if cave.is_dir() else 3)  # EMIT, EnMAP, AVIRIS-NG (and CAVE)
     assert "not read as scenes" in plan.output
     assert "handbook.pdf: unknown format (.pdf)" in plan.output

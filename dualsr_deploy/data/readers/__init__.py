@@ -12,8 +12,8 @@ from dualsr_deploy.errors import DataError
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-SCENE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".he5", ".npy", ".npz", ".tif", ".tiff", ".hdr"})
-FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "npy", "npz", "tiff", "geotiff", "envi")
+SCENE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".he5", ".nc", ".npy", ".npz", ".tif", ".tiff", ".hdr"})
+FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "emit", "prisma", "npy", "npz", "tiff", "geotiff", "envi")
 KEYED_FORMATS = frozenset({"mat-v5", "mat-v7.3", "hdf5", "npy", "npz"})  # formats that take key= and layout=
 
 
@@ -36,7 +36,23 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"MATLAB"):
         return "mat-v7.3" if at_512 == _HDF5_MAGIC else "mat-v5"
     if head == _HDF5_MAGIC or at_512 == _HDF5_MAGIC:
-        return "mat-v7.3" if suffix == ".mat" else "hdf5"
+        if suffix == ".mat":
+            return "mat-v7.3"
+        emit = _is_emit(path)
+        if emit:
+            return "emit"
+        if emit is not None and _is_prisma(path):
+            return "prisma"
+        if suffix == ".he5" and emit is None:
+            raise DataError(f"{path}: cannot open it as HDF-EOS5/HDF5; is the file complete?")
+        if suffix == ".nc" and emit is None:
+            raise DataError(f"{path}: cannot open it as NetCDF4/HDF5; is the file complete?")
+        if suffix == ".nc":
+            raise DataError(
+                f"{path}: a NetCDF file without a known cube variable (EMIT: root reflectance or radiance beside a "
+                "sensor_band_parameters group)"
+            )
+        return "hdf5"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"PK\x03\x04") and suffix == ".npz":
@@ -51,6 +67,28 @@ def detect_format(path: Path) -> str:
         return "mat-v5"
     supported = ", ".join(FORMATS)
     raise DataError(f"{path}: not a recognised scene file (supported: {supported}; CAVE scenes are folders)")
+
+
+def _is_emit(path: Path) -> bool | None:
+    """Whether an HDF5 file is an EMIT granule; None when it cannot be opened (reported by whoever opens it)."""
+    import h5py
+
+    from dualsr_deploy.data.readers.emit import is_emit
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return is_emit(handle)
+    except OSError:
+        return None
+
+
+def _is_prisma(path: Path) -> bool:
+    import h5py
+
+    from dualsr_deploy.data.readers.prisma import prisma_swath
+
+    with h5py.File(path, "r") as handle:
+        return prisma_swath(handle) is not None
 
 
 def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: str | None = None) -> SceneReader:
@@ -74,6 +112,14 @@ def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: 
         from dualsr_deploy.data.readers.hdf5 import Hdf5Reader, MatV73Reader
 
         return (MatV73Reader if kind == "mat-v7.3" else Hdf5Reader)(path, key=key, layout=layout)
+    if kind == "prisma":
+        from dualsr_deploy.data.readers.prisma import PrismaReader
+
+        return PrismaReader(path)
+    if kind == "emit":
+        from dualsr_deploy.data.readers.emit import EmitReader
+
+        return EmitReader(path)
     if kind in ("npy", "npz"):
         from dualsr_deploy.data.readers.numpy_files import NpyReader, NpzReader
 

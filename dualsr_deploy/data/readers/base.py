@@ -83,6 +83,7 @@ class SceneReader(ABC):
         self.band_gains: tuple[float, ...] | None = None  # physical = gain · stored + offset, per band
         self.band_offsets: tuple[float, ...] | None = None
         self.band_names: tuple[str, ...] | None = None
+        self.output_nodata: float | None = None  # what an output writes at no-data when the file declares no value
         self.fwhm: tuple[float, ...] | None = None
         # Scene statistics (bad bands, max, percentile) come from one whole read (or one pass over strips); later
         # windows reuse them.
@@ -134,6 +135,18 @@ class SceneReader(ABC):
     def physical_dtype(self) -> np.dtype:
         return np.dtype(np.float64) if self.band_gains is not None or self.band_offsets is not None else self.dtype
 
+    def pixel_invalid(self, raw: np.ndarray) -> np.ndarray | None:
+        """``(h, w)`` bool: pixels a format marks no-data as a whole (PRISMA: an all-zero spectrum); None: none."""
+        return None
+
+    def invalid(self, raw: np.ndarray, masking: Masking) -> np.ndarray:
+        """``(C, h, w)`` bool: the invalid values of ``raw`` (non-finite, no-data values, the format's own rule)."""
+        invalid = invalid_values(raw, self.nodata_values(masking))
+        whole = self.pixel_invalid(raw)
+        if whole is not None:
+            invalid |= whole[None]
+        return invalid
+
     def nodata_values(self, masking: Masking) -> tuple[float, ...]:
         return ((self.nodata,) if self.nodata is not None else ()) + masking.nodata
 
@@ -149,7 +162,7 @@ class SceneReader(ABC):
     ) -> tuple[str, float, tuple[int, ...]]:
         """The normalisation rule and factor and the bad bands, from the whole scene ``raw``; the factor comes from
         the valid pixels of the good bands only."""
-        validity = find_validity(raw, self.nodata_values(masking), self._bad_named(masking), self.source)
+        validity = find_validity(raw, self.invalid(raw, masking), self._bad_named(masking), self.source)
         rule, factor = normalise.resolve(
             self.physical_dtype,
             lambda: self.physical(raw)[validity.good][:, validity.valid],
@@ -172,7 +185,7 @@ class SceneReader(ABC):
             self._resolved[key] = self._statistics(raw if window is None else self.read_raw(), normalise, masking)
         rule, factor, bad = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
-        invalid = invalid_values(raw, self.nodata_values(masking))
+        invalid = self.invalid(raw, masking)
         pixel_ok = ~invalid[good].any(axis=0)
         values = self.physical(raw)
         if not pixel_ok.all() or bad:
@@ -198,7 +211,9 @@ class SceneReader(ABC):
             scale_factor=factor,
             wavelengths=self.wavelengths,
             fwhm=self.fwhm,
-            nodata=self.nodata if self.nodata is not None else (masking.nodata[0] if masking.nodata else None),
+            nodata=self.nodata
+            if self.nodata is not None
+            else (masking.nodata[0] if masking.nodata else self.output_nodata),
             band_gains=self.band_gains,
             band_offsets=self.band_offsets,
             band_names=self.band_names,
@@ -222,12 +237,11 @@ class SceneReader(ABC):
         if key in self._resolved or not uses_range:
             return
         bands, height, width = self.shape
-        nodata = self.nodata_values(masking)
         named = self._bad_named(masking)
         any_valid = np.zeros(bands, dtype=bool)
         for top in range(0, height, rows):
             raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
-            any_valid |= ~invalid_values(raw, nodata).reshape(bands, -1).all(axis=1)
+            any_valid |= ~self.invalid(raw, masking).reshape(bands, -1).all(axis=1)
         bad = named | {int(i) for i in np.flatnonzero(~any_valid)}
         good = [i for i in range(bands) if i not in bad]
         if not good:
@@ -235,7 +249,7 @@ class SceneReader(ABC):
         low, high = np.inf, -np.inf
         for top in range(0, height, rows):
             raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
-            pixel_ok = ~invalid_values(raw, nodata)[good].any(axis=0)
+            pixel_ok = ~self.invalid(raw, masking)[good].any(axis=0)
             if pixel_ok.any():
                 values = self.physical(raw)[good][:, pixel_ok]
                 low, high = min(low, float(values.min())), max(high, float(values.max()))

@@ -1,0 +1,101 @@
+"""NASA EMIT L1B radiance / L2A reflectance granules (NetCDF4, read with h5py), as the EMIT SDS writes them and
+its ``emit_tools.py`` reads them:
+
+- root ``radiance`` or ``reflectance``: ``(downtrack, crosstrack, bands)`` float32, ``_FillValue`` −9999;
+- group ``sensor_band_parameters``: ``wavelengths``, ``fwhm`` and (L2A) ``good_wavelengths`` (0 = bad band);
+- group ``location``: ``lat``, ``lon``, ``elev`` (downtrack × crosstrack) and ``glt_x``, ``glt_y`` (the ortho grid's
+  1-based indices into the swath, 0 = no data);
+- global attributes ``geotransform`` (of the ortho grid) and ``spatial_ref``.
+
+The scene is the swath (not orthorectified); the location group and the global attributes are kept for the writer
+(:mod:`dualsr_deploy.data.emit_writer`), which writes the same structure back at ×s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
+from dualsr_deploy.data.scene import Window
+from dualsr_deploy.errors import DataError
+
+CUBE_NAMES = ("reflectance", "radiance")
+BANDS_GROUP = "sensor_band_parameters"
+
+
+def is_emit(handle: Any) -> bool:
+    """An HDF5/NetCDF file in EMIT's structure: a root cube and the band-parameter group."""
+    return any(name in handle for name in CUBE_NAMES) and BANDS_GROUP in handle
+
+
+def _attr_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SO":
+        return " ".join(v.decode() if isinstance(v, bytes) else str(v) for v in value.ravel())
+    return str(value)
+
+
+class EmitReader(SceneReader):
+    format = "emit"
+
+    def __init__(self, path: Path) -> None:
+        import h5py
+
+        with reading(path):
+            self._file = h5py.File(path, "r")
+        try:
+            handle = self._file
+            names = [name for name in CUBE_NAMES if name in handle]
+            if not names or BANDS_GROUP not in handle:
+                raise DataError(
+                    f"{path}: not an EMIT granule (no root {' or '.join(CUBE_NAMES)} beside a {BANDS_GROUP} group)"
+                )
+            super().__init__(path, path.stem, key=names[0], layout="hwc")
+            self._dataset = handle[names[0]]
+            if self._dataset.ndim != 3:
+                raise DataError(f"{path}: {names[0]} is {self._dataset.shape}, not (downtrack, crosstrack, bands)")
+            bands = int(self._dataset.shape[2])
+            params = handle[BANDS_GROUP]
+            if "wavelengths" in params:
+                self.wavelengths = tuple(float(w) for w in np.ravel(params["wavelengths"][()]))
+            if "fwhm" in params:
+                self.fwhm = tuple(float(w) for w in np.ravel(params["fwhm"][()]))
+            if "good_wavelengths" in params:
+                good = np.ravel(params["good_wavelengths"][()])
+                if good.size == bands:
+                    self.declared_bad = {int(i) for i in np.flatnonzero(good == 0)}
+            for name, values in (("wavelengths", self.wavelengths), ("fwhm", self.fwhm)):
+                if values is not None and len(values) != bands:
+                    raise DataError(f"{path}: {BANDS_GROUP}/{name} has {len(values)} values, the cube {bands} bands")
+            fill = self._dataset.attrs.get("_FillValue")
+            self.nodata = float(np.ravel(fill)[0]) if fill is not None else -9999.0
+            for key in ("geotransform", "spatial_ref", "title", "summary", "product_version"):
+                if key in handle.attrs:
+                    self.attrs[f"emit_{key}"] = _attr_text(handle.attrs[key])
+            restore_written_meta(self, handle.attrs.get("dualsr_scene"))
+        except BaseException:
+            self._file.close()
+            raise
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        rows, cols, bands = self._dataset.shape
+        return int(bands), int(rows), int(cols)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._dataset.dtype)
+
+    def _read(self, window: Window | None) -> np.ndarray:
+        return read_window(self._dataset, "hwc", window)
+
+    def close(self) -> None:
+        super().close()
+        self._file.close()
+
+
+__all__ = ["CUBE_NAMES", "EmitReader", "is_emit"]
