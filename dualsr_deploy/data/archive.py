@@ -68,6 +68,20 @@ def skip_reason(path: Path, scene_files: set[Path]) -> str | None:
         return "hidden file"
     if any(lower.endswith(suffix) for suffix in _SIDECARS):
         return "sidecar of another file (metadata, georeferencing or checksum)"
+    if lower.endswith("metadata.xml"):
+        image = path.with_name(name[: -len("METADATA.XML")] + "SPECTRAL_IMAGE.TIF")
+        if image.is_file():
+            return f"metadata of the EnMAP product {image.name} (read with it)"
+        return "product metadata (XML)"
+    if re.search(r"(^|[-_])QL_", name):
+        return "quicklook or quality layer of a product, not a spectral scene"
+    if path.suffix.lower() == ".hdr":
+        tiffs = [
+            t for t in (path.with_suffix(".tif"), path.with_suffix(".TIF"), path.with_suffix(".tiff")) if t.is_file()
+        ]
+        tiffs += [t for t in (path.with_suffix(""),) if t.suffix.lower() in (".tif", ".tiff") and t.is_file()]
+        if tiffs:
+            return f"ENVI header of the GeoTIFF {tiffs[0].name} (read with it)"
     if path.suffix.lower() == ".hdr" and _AUXILIARY.search(path.stem):
         return "auxiliary product (geometry, location or mask), not a spectral scene"
     if path.suffix.lower() not in SCENE_SUFFIXES:

@@ -67,6 +67,26 @@ class TiffReader(SceneReader):
         return read_window(np.reshape(data, self._squeezed), self.layout, window)
 
 
+def enmap_metadata_path(image: Path) -> Path | None:
+    """``…-METADATA.XML`` beside an EnMAP ``…-SPECTRAL_IMAGE.TIF``, if there is one."""
+    stem = image.stem
+    if not stem.upper().endswith("SPECTRAL_IMAGE"):
+        return None
+    prefix = stem[: -len("SPECTRAL_IMAGE")]
+    for candidate in (image.with_name(f"{prefix}METADATA.XML"), image.with_name(f"{prefix}METADATA.xml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def envi_header_beside(image: Path) -> Path | None:
+    """An ENVI-style ``.hdr`` beside a GeoTIFF (``X.hdr`` or ``X.tif.hdr``), if there is one."""
+    for candidate in (image.with_suffix(".hdr"), image.with_name(image.name + ".hdr")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 class GeoTiffReader(SceneReader):
     """A GeoTIFF: bands are raster bands, windows read natively, georeferencing kept."""
 
@@ -88,10 +108,86 @@ class GeoTiffReader(SceneReader):
         if dataset.nodata is not None:
             self.nodata = float(dataset.nodata)
         self._band_tags(dataset)
+        metadata_xml = enmap_metadata_path(path)
+        if metadata_xml is not None:
+            self._enmap_metadata(metadata_xml)
+        header = envi_header_beside(path)
+        if header is not None:
+            self._envi_header(header)
         tags = dataset.tags()
         restore_written_meta(self, tags.get("DUALSR_SCENE"))
         if "wavelengths" in tags and self.wavelengths is None:
             self.wavelengths = tuple(float(w) for w in tags["wavelengths"].split(","))
+
+    def _enmap_metadata(self, xml: Path) -> None:
+        """EnMAP's ``METADATA.XML`` beside its spectral image: per band (``specific/bandCharacterisation/bandID``)
+        the centre wavelength, FWHM, gain and offset (physical = gain · DN + offset); bands whose statistics
+        (``product/bandStatistics``) show no variation at all are bad."""
+        import xml.etree.ElementTree as ElementTree
+
+        try:
+            root = ElementTree.parse(xml).getroot()
+        except (OSError, ElementTree.ParseError) as exc:
+            raise DataError(f"{xml}: cannot read the EnMAP metadata ({exc})") from None
+        bands = root.findall(".//bandCharacterisation/bandID")
+        count = self.shape[0]
+        if len(bands) != count:
+            raise DataError(
+                f"{xml}: describes {len(bands)} bands, its spectral image {self.path.name} has {count}; they are not "
+                "one product"
+            )
+
+        def values(tag: str) -> tuple[float, ...]:
+            found = [band.findtext(tag) for band in bands]
+            if any(text is None for text in found):
+                raise DataError(f"{xml}: a bandID lacks {tag}")
+            return tuple(float(text) for text in found if text is not None)
+
+        self.wavelengths = values("wavelengthCenterOfBand")
+        self.fwhm = values("FWHMOfBand")
+        gains, offsets = values("GainOfBand"), values("OffsetOfBand")
+        if any(g not in (0.0, 1.0) for g in gains) or any(offsets):
+            self.band_gains, self.band_offsets = gains, (offsets if any(offsets) else None)
+        for band in root.findall(".//bandStatistics/bandID"):
+            spread = band.findtext("stdDeviation")
+            number = int(band.get("number", "0"))
+            if spread is not None and float(spread) == 0.0 and 1 <= number <= count:
+                self.declared_bad.add(number - 1)
+        self.attrs["enmap_metadata"] = xml.name
+
+    def _envi_header(self, header: Path) -> None:
+        """An ENVI-style header beside the GeoTIFF (DESIS L2A, ENVI-made GeoTIFFs): wavelength, fwhm, bbl, data
+        gain/offset values, data ignore value, band names, for the bands of this image."""
+        from dualsr_deploy.data.readers.envi import import_envi
+
+        envi = import_envi()
+        try:
+            meta = envi.read_envi_header(str(header))
+        except Exception as exc:  # spectral raises its own header errors
+            raise DataError(f"{header}: cannot read the ENVI header beside {self.path.name} ({exc})") from None
+        count = self.shape[0]
+        bands = int(meta.get("bands", count))
+        if bands != count:
+            raise DataError(f"{header}: describes {bands} bands, the GeoTIFF {self.path.name} has {count}")
+
+        def per_band(key: str) -> tuple[float, ...] | None:
+            values = meta.get(key)
+            return tuple(float(v) for v in values) if values is not None and len(values) == count else None
+
+        self.wavelengths = per_band("wavelength") or self.wavelengths
+        self.fwhm = per_band("fwhm") or self.fwhm
+        gains, offsets = per_band("data gain values"), per_band("data offset values")
+        if gains is not None or offsets is not None:
+            self.band_gains, self.band_offsets = gains, offsets
+        flags = per_band("bbl")
+        if flags is not None:
+            self.declared_bad = {i for i, flag in enumerate(flags) if flag == 0}
+        if "data ignore value" in meta and self.nodata is None:
+            self.nodata = float(meta["data ignore value"])
+        names = meta.get("band names")
+        if names is not None and len(names) == count:
+            self.band_names = tuple(str(n).strip() for n in names)
+        self.attrs["envi_header"] = header.name
 
     def _band_tags(self, dataset: Any) -> None:
         """Per-band GDAL metadata (``wavelength``, ``fwhm``, ``bbl``, as EnMAP and ENVI-made GeoTIFFs carry it) and
