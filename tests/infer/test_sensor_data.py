@@ -29,7 +29,7 @@ def output_of(out: Path, name: str) -> Path:
 
 
 @needs_products
-@pytest.mark.parametrize("scale", [2])
+@pytest.mark.parametrize("scale", [2, 4])
 def test_products_run_with_no_flag_and_come_back_as_they_came(tmp_path: Path, scale: int) -> None:
     out = tmp_path / "sr"
     args = ["infer", str(PRODUCTS), "-o", str(out), "--scale", str(scale), "--stage", "coarse"]
