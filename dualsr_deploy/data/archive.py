@@ -57,10 +57,9 @@ _AUXILIARY = re.compile(
     r"(_loc|_obs|_obs_ort|_glt|_igm|_lbl|_mask|_bandmask|_quality|_qa)(_|\.|$)|(^|_)mask(_|\.|$)", re.I
 )
 _SIDECARS = (".npy.json", ".aux.xml", ".tfw", ".prj", ".ovr", ".msk", ".sha256", ".md5")
-_NOT_YET: dict[str, str] = {}
 
 
-def skip_reason(path: Path, scene_files: set[Path]) -> str | None:
+def skip_reason(path: Path) -> str | None:
     """Why a file found in an archive folder is not a scene (None: it is read as one)."""
     name = path.name
     lower = name.lower()
@@ -90,7 +89,7 @@ def skip_reason(path: Path, scene_files: set[Path]) -> str | None:
             if _AUXILIARY.search(path.stem):
                 return "auxiliary product (geometry, location or mask), not a spectral scene"
             return f"data of the ENVI scene {header.name} (read with it)"
-        return _NOT_YET.get(path.suffix.lower(), f"unknown format ({path.suffix or 'no suffix'})")
+        return f"unknown format ({path.suffix or 'no suffix'})"
     if _AUXILIARY.search(path.stem) and path.suffix.lower() not in (".mat", ".npy", ".npz"):
         return "auxiliary product (geometry, location or mask), not a spectral scene"
     return None
@@ -249,7 +248,7 @@ def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry]
             skipped.extend(SkippedFile(here / d, "sub-folder (not searched)") for d in dirs if d not in scene_dirs)
         dirs[:] = [d for d in dirs if d not in scene_dirs] if recursive else []
         for name in sorted(files):
-            reason = skip_reason(here / name, set(found))
+            reason = skip_reason(here / name)
             if reason is None:
                 found.append(here / name)
             else:
