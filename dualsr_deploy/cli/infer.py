@@ -69,6 +69,9 @@ def infer(
     nodata: list[float] | None = typer.Option(
         None, help="A value marking invalid pixels, besides the file's declared no-data (repeat for several)."
     ),
+    product_masks: bool = typer.Option(
+        False, help="Add the flags of a product's mask file to the no-data (EMIT: the L2A MASK granule beside it)."
+    ),
     bad_bands: str | None = typer.Option(
         None, help="Bands not to super-resolve, 0-based indices and/or wavelengths: 0-4,103-110,1340-1450nm."
     ),
@@ -128,7 +131,7 @@ def infer(
         overwrite=overwrite,
         memory_budget=parse_bytes(memory_budget) if memory_budget else None,
         normalise=Normalisation.parse(normalise),
-        masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None),
+        masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None, product_masks),
         units=units,
         qa=qa,
         key=key,

@@ -72,6 +72,8 @@ def skip_reason(path: Path) -> str | None:
         if image.is_file():
             return f"metadata of the EnMAP product {image.name} (read with it)"
         return "product metadata (XML)"
+    if "_MASK_" in name and path.with_name(name.replace("_MASK_", "_RFL_")).is_file():
+        return f"mask granule of {name.replace('_MASK_', '_RFL_')} (read with it under --product-masks)"
     if re.search(r"(^|[-_])QL_", name):
         return "quicklook or quality layer of a product, not a spectral scene"
     if path.suffix.lower() == ".hdr":

@@ -84,6 +84,7 @@ class Masking:
 
     nodata: tuple[float, ...] = ()
     bad_bands: BadBandSpec | None = None
+    product_masks: bool = False  # add the flags of a product's mask file (EMIT L2A MASK beside a granule)
 
 
 @dataclass(frozen=True)

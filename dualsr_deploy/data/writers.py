@@ -52,9 +52,9 @@ def write_scene(
     if suffix in (".h5", ".hdf5"):
         _write_hdf5(target, data, meta_json, meta.attrs, scene, units)
     elif suffix == ".nc":
-        from dualsr_deploy.data.emit_writer import write_emit
+        from dualsr_deploy.data.netcdf_writers import write_aviris3, write_emit
 
-        write_emit(target, data, meta_json, scene)
+        (write_aviris3 if scene.meta.format == "aviris3" else write_emit)(target, data, meta_json, scene)
     elif suffix == ".npy":
         _write_npy(target, data, meta_json)
     elif suffix == ".mat":

@@ -27,6 +27,7 @@ LIKE_INPUT = {
     "envi": ".hdr",
     "cave": ".h5",
     "emit": ".nc",
+    "aviris3": ".nc",
     "prisma": ".h5",  # HDF5 with wavelengths, gains (DN back) and georeferencing: see README "Sensor products"
 }
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.emit_writer import rebuild_glt
+from dualsr_deploy.data.netcdf_writers import rebuild_glt
 from dualsr_deploy.data.readers import open_scene
 from dualsr_deploy.data.validity import nearest_up
 from tests.conftest import SHARED
@@ -121,3 +121,40 @@ def test_an_emit_granule_goes_through_infer_and_comes_back_in_its_structure(tmp_
     assert reader.format == "emit"
     assert scene.meta.bad_bands == tuple(int(b) for b in bad)
     assert scene.meta.nodata == -9999.0
+
+
+@needs_sample
+def test_the_mask_granule_adds_its_flagged_pixels_when_asked(tmp_path: Path) -> None:
+    """An L2A MASK granule beside the reflectance one (``mask`` (downtrack, crosstrack, flags) with
+    ``sensor_band_parameters/mask_bands`` naming them, as the EMIT SDS writes it): its Aggregate Flag joins the
+    no-data under --product-masks, and the file is listed as read with its granule."""
+    import h5py
+
+    archive = tmp_path / "granules"
+    archive.mkdir()
+    granule = archive / "EMIT_L2A_RFL_001_20250324T221005_2508315_006.nc"
+    raw = make_granule(granule)
+    rows, cols, _bands = raw.shape
+    names = ["Cloud flag", "Cirrus flag", "Water flag", "Spacecraft Flag", "Dilated Cloud Flag", "Aggregate Flag"]
+    mask = np.zeros((rows, cols, len(names)), np.float32)
+    mask[-2:, -3:, names.index("Aggregate Flag")] = 1  # a cloud in the bottom-right corner
+    with h5py.File(archive / granule.name.replace("_RFL_", "_MASK_"), "w") as handle:
+        handle.create_dataset("mask", data=mask)
+        handle.create_group("sensor_band_parameters").create_dataset("mask_bands", data=np.array(names, dtype="S"))
+    from dualsr_deploy.data.validity import Masking
+
+    with open_scene(granule) as reader:
+        plain = reader.load()
+        masked = reader.load(masking=Masking(product_masks=True))
+    assert plain.valid is not None
+    assert masked.valid is not None
+    assert int((~plain.valid).sum()) == rows * 2  # the fill columns alone
+    assert int((~masked.valid).sum()) == rows * 2 + 2 * 3
+    reasons = {s.path.name: s.reason for s in open_archive(archive).skipped}
+    assert reasons[granule.name.replace("_RFL_", "_MASK_")].startswith("mask granule of EMIT_L2A_RFL_")
+    args = ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse", "--product-masks"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "sr" / granule.name, "r") as sr:
+        good = np.flatnonzero(sr["sensor_band_parameters/good_wavelengths"][()] == 1)
+        assert np.all(sr["reflectance"][-4:, -6:][:, :, good] == -9999)  # flagged pixels written as no-data

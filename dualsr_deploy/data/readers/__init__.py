@@ -13,7 +13,7 @@ from dualsr_deploy.errors import DataError
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 SCENE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".he5", ".nc", ".npy", ".npz", ".tif", ".tiff", ".hdr"})
-FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "emit", "prisma", "npy", "npz", "tiff", "geotiff", "envi")
+FORMATS = ("cave", "mat-v5", "mat-v7.3", "hdf5", "emit", "aviris3", "prisma", "npy", "npz", "tiff", "geotiff", "envi")
 KEYED_FORMATS = frozenset({"mat-v5", "mat-v7.3", "hdf5", "npy", "npz"})  # formats that take key= and layout=
 
 
@@ -43,6 +43,8 @@ def detect_format(path: Path) -> str:
             return "emit"
         if emit is not None and _is_prisma(path):
             return "prisma"
+        if emit is not None and _is_aviris3(path):
+            return "aviris3"
         if suffix == ".he5" and emit is None:
             raise DataError(f"{path}: cannot open it as HDF-EOS5/HDF5; is the file complete?")
         if suffix == ".nc" and emit is None:
@@ -50,7 +52,7 @@ def detect_format(path: Path) -> str:
         if suffix == ".nc":
             raise DataError(
                 f"{path}: a NetCDF file without a known cube variable (EMIT: root reflectance or radiance beside a "
-                "sensor_band_parameters group)"
+                "sensor_band_parameters group; AVIRIS-3: group reflectance with reflectance and wavelength)"
             )
         return "hdf5"
     if head.startswith(b"\x93NUMPY"):
@@ -80,6 +82,15 @@ def _is_emit(path: Path) -> bool | None:
             return is_emit(handle)
     except OSError:
         return None
+
+
+def _is_aviris3(path: Path) -> bool:
+    import h5py
+
+    from dualsr_deploy.data.readers.aviris3 import is_aviris3
+
+    with h5py.File(path, "r") as handle:
+        return is_aviris3(handle)
 
 
 def _is_prisma(path: Path) -> bool:
@@ -112,6 +123,10 @@ def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: 
         from dualsr_deploy.data.readers.hdf5 import Hdf5Reader, MatV73Reader
 
         return (MatV73Reader if kind == "mat-v7.3" else Hdf5Reader)(path, key=key, layout=layout)
+    if kind == "aviris3":
+        from dualsr_deploy.data.readers.aviris3 import Aviris3Reader
+
+        return Aviris3Reader(path)
     if kind == "prisma":
         from dualsr_deploy.data.readers.prisma import PrismaReader
 

@@ -135,14 +135,16 @@ class SceneReader(ABC):
     def physical_dtype(self) -> np.dtype:
         return np.dtype(np.float64) if self.band_gains is not None or self.band_offsets is not None else self.dtype
 
-    def pixel_invalid(self, raw: np.ndarray) -> np.ndarray | None:
-        """``(h, w)`` bool: pixels a format marks no-data as a whole (PRISMA: an all-zero spectrum); None: none."""
+    def pixel_invalid(self, raw: np.ndarray, masking: Masking, window: Window | None) -> np.ndarray | None:
+        """``(h, w)`` bool: pixels of ``window`` a format marks no-data as a whole (PRISMA: an all-zero spectrum;
+        EMIT: its MASK file's flags, when ``masking.product_masks``); None: none."""
         return None
 
-    def invalid(self, raw: np.ndarray, masking: Masking) -> np.ndarray:
-        """``(C, h, w)`` bool: the invalid values of ``raw`` (non-finite, no-data values, the format's own rule)."""
+    def invalid(self, raw: np.ndarray, masking: Masking, window: Window | None = None) -> np.ndarray:
+        """``(C, h, w)`` bool: the invalid values of ``raw`` (``window`` of the scene): non-finite, no-data values,
+        the format's own rule."""
         invalid = invalid_values(raw, self.nodata_values(masking))
-        whole = self.pixel_invalid(raw)
+        whole = self.pixel_invalid(raw, masking, window)
         if whole is not None:
             invalid |= whole[None]
         return invalid
@@ -185,7 +187,7 @@ class SceneReader(ABC):
             self._resolved[key] = self._statistics(raw if window is None else self.read_raw(), normalise, masking)
         rule, factor, bad = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
-        invalid = self.invalid(raw, masking)
+        invalid = self.invalid(raw, masking, window)
         pixel_ok = ~invalid[good].any(axis=0)
         values = self.physical(raw)
         if not pixel_ok.all() or bad:
@@ -240,16 +242,17 @@ class SceneReader(ABC):
         named = self._bad_named(masking)
         any_valid = np.zeros(bands, dtype=bool)
         for top in range(0, height, rows):
-            raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
-            any_valid |= ~self.invalid(raw, masking).reshape(bands, -1).all(axis=1)
+            strip = Window(top, 0, min(rows, height - top), width)
+            any_valid |= ~self.invalid(self.read_raw(strip), masking, strip).reshape(bands, -1).all(axis=1)
         bad = named | {int(i) for i in np.flatnonzero(~any_valid)}
         good = [i for i in range(bands) if i not in bad]
         if not good:
             raise DataError(f"{self.source}: no band holds a valid value (all are bad or no-data)")
         low, high = np.inf, -np.inf
         for top in range(0, height, rows):
-            raw = self.read_raw(Window(top, 0, min(rows, height - top), width))
-            pixel_ok = ~self.invalid(raw, masking)[good].any(axis=0)
+            strip = Window(top, 0, min(rows, height - top), width)
+            raw = self.read_raw(strip)
+            pixel_ok = ~self.invalid(raw, masking, strip)[good].any(axis=0)
             if pixel_ok.any():
                 values = self.physical(raw)[good][:, pixel_ok]
                 low, high = min(low, float(values.min())), max(high, float(values.max()))

@@ -8,7 +8,7 @@ its ``emit_tools.py`` reads them:
 - global attributes ``geotransform`` (of the ortho grid) and ``spatial_ref``.
 
 The scene is the swath (not orthorectified); the location group and the global attributes are kept for the writer
-(:mod:`dualsr_deploy.data.emit_writer`), which writes the same structure back at ×s.
+(:mod:`dualsr_deploy.data.netcdf_writers`), which writes the same structure back at ×s.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.scene import Window
+from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError
 
 CUBE_NAMES = ("reflectance", "radiance")
@@ -92,6 +93,33 @@ class EmitReader(SceneReader):
 
     def _read(self, window: Window | None) -> np.ndarray:
         return read_window(self._dataset, "hwc", window)
+
+    def mask_path(self) -> Path | None:
+        """The L2A MASK granule beside this one (``EMIT_L2A_RFL_…`` → ``EMIT_L2A_MASK_…``), if there is one."""
+        if "_RFL_" not in self.path.name:
+            return None
+        candidate = self.path.with_name(self.path.name.replace("_RFL_", "_MASK_"))
+        return candidate if candidate.is_file() else None
+
+    def pixel_invalid(self, raw: np.ndarray, masking: Masking, window: Window | None) -> np.ndarray | None:
+        """With ``masking.product_masks``: pixels the MASK granule's ``Aggregate Flag`` band sets (cloud, cirrus,
+        water, spacecraft, dilated cloud, as the EMIT SDS aggregates them)."""
+        if not masking.product_masks:
+            return None
+        path = self.mask_path()
+        if path is None:
+            wanted = self.path.name.replace("_RFL_", "_MASK_")
+            raise DataError(f"{self.path}: --product-masks asks for its MASK granule, and {wanted} is not beside it")
+        import h5py
+
+        with reading(path), h5py.File(path, "r") as handle:
+            names = [_attr_text(n) for n in np.ravel(handle[f"{BANDS_GROUP}/mask_bands"][()])]
+            if "Aggregate Flag" not in names:
+                raise DataError(f"{path}: no 'Aggregate Flag' among its mask bands ({', '.join(names)})")
+            flags = read_window(handle["mask"], "hwc", window)[names.index("Aggregate Flag")]
+        if flags.shape != raw.shape[1:]:
+            raise DataError(f"{path}: its mask is {flags.shape}, the granule's pixels {raw.shape[1:]}")
+        return np.asarray(flags > 0)
 
     def close(self) -> None:
         super().close()

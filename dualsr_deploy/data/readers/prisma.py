@@ -25,6 +25,7 @@ import numpy as np
 
 from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
+from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError
 
 _SWATH = re.compile(r"PRS_(L1|L2[BCD])_HCO")
@@ -130,7 +131,7 @@ class PrismaReader(SceneReader):
         dy = (lr_n - ul_n) / max(rows - 1, 1)
         self.georef = GeoReference((dx, 0.0, ul_e - dx / 2, 0.0, dy, ul_n - dy / 2), f"EPSG:{int(epsg)}")
 
-    def pixel_invalid(self, raw: np.ndarray) -> np.ndarray | None:
+    def pixel_invalid(self, raw: np.ndarray, masking: Masking, window: Window | None) -> np.ndarray | None:
         """All-zero spectra are PRISMA's no-data."""
         return np.asarray(~raw.any(axis=0))
 

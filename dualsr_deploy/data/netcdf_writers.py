@@ -1,4 +1,7 @@
-"""Writing a super-resolved EMIT granule back in EMIT's structure (see :mod:`dualsr_deploy.data.readers.emit`).
+"""Writing super-resolved NetCDF products back in their structure: EMIT granules (:func:`write_emit`) and AVIRIS-3
+orthorectified reflectance (:func:`write_aviris3`).
+
+An EMIT granule is written back in EMIT's structure (see :mod:`dualsr_deploy.data.readers.emit`).
 
 At ×s: the cube (``reflectance``/``radiance``, downtrack × crosstrack × bands) with its attributes;
 ``sensor_band_parameters`` copied; ``location/lat``, ``lon``, ``elev`` resampled to the output swath grid (linear, at
@@ -110,4 +113,84 @@ def _geotransform(value: Any, scale: int) -> Any:
     return np.asarray([x0, dx / scale, rx / scale, y0, ry / scale, dy / scale], dtype=np.asarray(value).dtype)
 
 
-__all__ = ["rebuild_glt", "write_emit"]
+def write_aviris3(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
+    """``data (C, s·H, s·W)`` into ``target`` with the structure of the AVIRIS-3 file ``scene.meta.source``: the cube
+    in the source's axis order, ``wavelength``/``fwhm`` copied, coordinate vectors and 2-D fields of the grid
+    resampled linearly at pixel centres, ``GeoTransform`` attributes ÷ s, everything else copied."""
+    import h5py
+
+    from dualsr_deploy.data.readers.aviris3 import GROUP
+
+    source = Path(scene.meta.source)
+    if scene.meta.format != "aviris3" or not source.is_file():
+        raise DataError(f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format")
+    layout = scene.meta.layout
+    with h5py.File(source, "r") as src:
+        cube = src[GROUP]["reflectance"]
+        sizes = dict(zip(layout, cube.shape, strict=True))
+        rows, cols = sizes["h"], sizes["w"]
+        scale = data.shape[1] // rows
+        if data.shape[1] != scale * rows or data.shape[2] != scale * cols:
+            raise DataError(f"{target}: {data.shape} is not a whole multiple of the file's {rows}×{cols} grid")
+        with atomic_output(target) as tmp, h5py.File(tmp, "w") as out:
+            _copy_resampled(src, out, scale, (rows, cols), skip=GROUP)
+            group = out.create_group(GROUP)
+            for key, value in src[GROUP].attrs.items():
+                group.attrs[key] = value
+            _copy_resampled(src[GROUP], group, scale, (rows, cols), skip="reflectance")
+            written = group.create_dataset(
+                "reflectance",
+                data=np.ascontiguousarray(np.transpose(data, ["chw".index(axis) for axis in layout])),
+                compression="gzip",
+                compression_opts=4,
+            )
+            for key, value in cube.attrs.items():
+                if key != "_FillValue" or np.asarray(value).dtype == data.dtype:
+                    written.attrs[key] = value
+            for key, value in src.attrs.items():
+                out.attrs[key] = value
+            out.attrs["dualsr_scene"] = meta_json
+
+
+def _copy_resampled(src: Any, out: Any, scale: int, grid: tuple[int, int], *, skip: str) -> None:
+    """Copy the items of ``src`` into ``out``: rows/columns coordinate vectors and 2-D fields on the grid resampled,
+    ``GeoTransform`` attributes ÷ scale, the rest as it is; ``skip`` is written by the caller."""
+    import h5py
+
+    for key in src:
+        if key == skip:
+            continue
+        item = src[key]
+        if isinstance(item, h5py.Group):
+            src.copy(item, out, name=key)
+            continue
+        values = item[()]
+        if item.ndim == 1 and item.shape[0] in grid and np.issubdtype(item.dtype, np.number):
+            values = _centres(np.asarray(values, dtype=np.float64), scale).astype(item.dtype)
+        elif item.shape == grid and np.issubdtype(item.dtype, np.floating):
+            values = _linear(np.asarray(values, dtype=np.float64), scale).astype(item.dtype)
+        dataset = out.create_dataset(key, data=values)
+        for name, value in item.attrs.items():
+            dataset.attrs[name] = _text_geotransform(value, scale) if name == "GeoTransform" else value
+
+
+def _centres(values: np.ndarray, scale: int) -> np.ndarray:
+    """A regularly spaced coordinate vector of pixel centres, ``scale`` times finer."""
+    if values.size < 2:
+        return np.repeat(values, scale)
+    step = (values[-1] - values[0]) / (values.size - 1)
+    positions = (np.arange(values.size * scale) + 0.5) / scale - 0.5
+    return np.asarray(values[0] + step * positions)
+
+
+def _text_geotransform(value: Any, scale: int) -> Any:
+    """GDAL's ``GeoTransform`` attribute (text ``x0 dx rx y0 ry dy``) with the pixel terms ÷ scale."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        x0, dx, rx, y0, ry, dy = (float(v) for v in text.split())
+    except ValueError:
+        return value
+    return " ".join(repr(v) for v in (x0, dx / scale, rx / scale, y0, ry / scale, dy / scale))
+
+
+__all__ = ["rebuild_glt", "write_aviris3", "write_emit"]
