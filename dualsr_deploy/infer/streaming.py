@@ -136,11 +136,13 @@ class _StreamedScene:
         t = time.perf_counter()
         scale = self.ctx.options.scale
         values = rows.cpu().numpy()
-        if self.meta.bad_bands or self.invalid_pixels or self.ctx.options.units == "source":
+        valid = passthrough = None
+        if self.meta.bad_bands or self.invalid_pixels:  # the LR rows' flags, read again only where there are some
             index, first = self._at(scale, first_row, first_row + values.shape[1])
             lr = self._load(first, first + int(index[-1]) + 1)
             valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
             passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
+        if valid is not None or passthrough is not None or self.ctx.options.units == "source":
             part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
             values = part.raw() if self.ctx.options.units == "source" else part.normalised()
         writer.write(first_row, values)

@@ -89,13 +89,17 @@ def test_a_no_data_edge_is_filled_for_the_network_and_restored_exactly(tmp_path:
     assert sr[good][:, ~expected].max() < 1.5  # reflectance, with no ringing blown up by the fill
 
 
+def npy_archive(folder: Path, **cubes: np.ndarray) -> list[str]:
+    """``.npy`` scenes in ``folder``; the arguments of ``dualsr infer`` ×2 coarse over it into ``folder/../sr``."""
+    folder.mkdir()
+    for name, cube in cubes.items():
+        np.save(folder / f"{name}.npy", cube)
+    return ["infer", str(folder), "-o", str(folder.parent / "sr"), "--scale", "2", "--stage", "coarse"]
+
+
 def test_refusals_name_the_scene_and_the_run_goes_on(tmp_path: Path) -> None:
-    archive = tmp_path / "lr"
-    archive.mkdir()
     good = np.random.default_rng(0).uniform(0.1, 0.9, (6, 8, 8)).astype(np.float32)
-    np.save(archive / "fine.npy", good)
-    np.save(archive / "empty.npy", np.full((6, 8, 8), np.nan, dtype=np.float32))
-    args = ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse"]
+    args = npy_archive(tmp_path / "lr", fine=good, empty=np.full((6, 8, 8), np.nan, dtype=np.float32))
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 1, result.output
     records = {r["name"]: r for r in manifest(tmp_path / "sr")}
@@ -114,17 +118,14 @@ def test_refusals_name_the_scene_and_the_run_goes_on(tmp_path: Path) -> None:
 def test_a_scene_that_cannot_fit_the_free_space_fails_with_the_numbers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    archive = tmp_path / "lr"
-    archive.mkdir()
     rng = np.random.default_rng(1)
-    np.save(archive / "small.npy", rng.uniform(0.1, 0.9, (6, 8, 8)).astype(np.float32))
-    np.save(archive / "huge.npy", rng.uniform(0.1, 0.9, (6, 64, 64)).astype(np.float32))
+    small, huge = (rng.uniform(0.1, 0.9, (6, n, n)).astype(np.float32) for n in (8, 64))
+    args = npy_archive(tmp_path / "lr", small=small, huge=huge)
     disk = shutil.disk_usage(tmp_path)
     # 30 kB free: the ×2 output of the 8×8 scene (6·16·16·4 B = 6 kB) fits, the 64×64 one (393 kB) does not
     monkeypatch.setattr(
         "dualsr_deploy.infer.plan.shutil.disk_usage", lambda _path: type(disk)(disk.total, disk.used, 30_000)
     )
-    args = ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse"]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 1, result.output
     records = {r["name"]: r for r in manifest(tmp_path / "sr")}

@@ -38,17 +38,12 @@ def detect_format(path: Path) -> str:
     if head == _HDF5_MAGIC or at_512 == _HDF5_MAGIC:
         if suffix == ".mat":
             return "mat-v7.3"
-        emit = _is_emit(path)
-        if emit:
-            return "emit"
-        if emit is not None and _is_prisma(path):
-            return "prisma"
-        if emit is not None and _is_aviris3(path):
-            return "aviris3"
-        if suffix == ".he5" and emit is None:
-            raise DataError(f"{path}: cannot open it as HDF-EOS5/HDF5; is the file complete?")
-        if suffix == ".nc" and emit is None:
-            raise DataError(f"{path}: cannot open it as NetCDF4/HDF5; is the file complete?")
+        product = _hdf5_product(path)
+        if product not in (None, "hdf5"):
+            return product
+        if suffix in (".he5", ".nc") and product is None:
+            kind = "HDF-EOS5" if suffix == ".he5" else "NetCDF4"
+            raise DataError(f"{path}: cannot open it as {kind}/HDF5; is the file complete?")
         if suffix == ".nc":
             raise DataError(
                 f"{path}: a NetCDF file without a known cube variable (EMIT: root reflectance or radiance beside a "
@@ -71,35 +66,24 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: not a recognised scene file (supported: {supported}; CAVE scenes are folders)")
 
 
-def _is_emit(path: Path) -> bool | None:
-    """Whether an HDF5 file is an EMIT granule; None when it cannot be opened (reported by whoever opens it)."""
-    import h5py
-
-    from dualsr_deploy.data.readers.emit import is_emit
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return is_emit(handle)
-    except OSError:
-        return None
-
-
-def _is_aviris3(path: Path) -> bool:
+def _hdf5_product(path: Path) -> str | None:
+    """Which sensor product an HDF5 file is (``emit``, ``prisma``, ``aviris3``), ``hdf5`` when none, None when it
+    cannot be opened (reported by whoever opens it). One open for all three checks."""
     import h5py
 
     from dualsr_deploy.data.readers.aviris3 import is_aviris3
-
-    with h5py.File(path, "r") as handle:
-        return is_aviris3(handle)
-
-
-def _is_prisma(path: Path) -> bool:
-    import h5py
-
+    from dualsr_deploy.data.readers.emit import is_emit
     from dualsr_deploy.data.readers.prisma import prisma_swath
 
-    with h5py.File(path, "r") as handle:
-        return prisma_swath(handle) is not None
+    try:
+        with h5py.File(path, "r") as handle:
+            if is_emit(handle):
+                return "emit"
+            if prisma_swath(handle) is not None:
+                return "prisma"
+            return "aviris3" if is_aviris3(handle) else "hdf5"
+    except OSError:
+        return None
 
 
 def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: str | None = None) -> SceneReader:

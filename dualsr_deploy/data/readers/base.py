@@ -160,11 +160,12 @@ class SceneReader(ABC):
         return bad
 
     def _statistics(
-        self, raw: np.ndarray, normalise: Normalisation, masking: Masking
+        self, raw: np.ndarray, normalise: Normalisation, masking: Masking, invalid: np.ndarray | None = None
     ) -> tuple[str, float, tuple[int, ...]]:
-        """The normalisation rule and factor and the bad bands, from the whole scene ``raw``; the factor comes from
-        the valid pixels of the good bands only."""
-        validity = find_validity(raw, self.invalid(raw, masking), self._bad_named(masking), self.source)
+        """The normalisation rule and factor and the bad bands, from the whole scene ``raw`` (``invalid``: its
+        invalid values, when already known); the factor comes from the valid pixels of the good bands only."""
+        invalid = self.invalid(raw, masking) if invalid is None else invalid
+        validity = find_validity(raw, invalid, self._bad_named(masking), self.source)
         rule, factor = normalise.resolve(
             self.physical_dtype,
             lambda: self.physical(raw)[validity.good][:, validity.valid],
@@ -182,12 +183,15 @@ class SceneReader(ABC):
         normalise = normalise or Normalisation()
         masking = masking or Masking()
         raw = self.read_raw(window)
+        invalid = self.invalid(raw, masking, window)
         key = (normalise, masking)
-        if key not in self._resolved:
-            self._resolved[key] = self._statistics(raw if window is None else self.read_raw(), normalise, masking)
+        if key not in self._resolved:  # from the whole scene, whose invalid values a whole read has already
+            if window is None:
+                self._resolved[key] = self._statistics(raw, normalise, masking, invalid)
+            else:
+                self._resolved[key] = self._statistics(self.read_raw(), normalise, masking)
         rule, factor, bad = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
-        invalid = self.invalid(raw, masking, window)
         pixel_ok = ~invalid[good].any(axis=0)
         values = self.physical(raw)
         if not pixel_ok.all() or bad:
