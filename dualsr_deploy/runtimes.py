@@ -4,6 +4,8 @@ other for these facts."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,6 +19,29 @@ ORT_PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic on x86
+CPU_BF16_ENV = "DUALSR_CPU_BF16"  # 1/0 overrides the probe (tests simulate CPUs with and without native bf16)
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16; ``DUALSR_CPU_BF16=0/1`` overrides).
+
+    Without it torch emulates bf16 through fp32 conversions, which is slower than fp32 itself.
+    """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return any(flag in flags for flag in CPU_BF16_FLAGS)
+    return False
 
 
 def default_device() -> str:

@@ -221,6 +221,10 @@ def prepare(
     validation: list[str] = typer.Option([], help="Scene to hold out for validation (repeatable)."),
     validation_count: int = typer.Option(2, help="Scenes to hold out when --validation is not given."),
     seed: int = typer.Option(0, help="Seed of the validation choice."),
+    bands: int | None = typer.Option(
+        None, help="Band window: cut training patches into windows of this many bands (mixed band counts)."
+    ),
+    root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
     normalise: str = typer.Option("auto", help=NORMALISE_HELP),
     force: bool = typer.Option(False, help="Overwrite OUT if it exists."),
 ) -> None:
@@ -246,8 +250,9 @@ def prepare(
         validation=tuple(validation),
         validation_count=validation_count,
         seed=seed,
+        bands=bands,
     )
-    found = open_archive(archive)
+    found = open_archive(archive, root=root)
     for entry in found.failed:
         error_console.print(f"[yellow]skipped[/] {escape(entry.name)}: {escape(entry.error or '')}")
     with progress_bar() as progress:

@@ -29,6 +29,7 @@ _CONFIG_OPTIONS = {
     "lr_step": "lr_step_epochs",
     "seed": "seed",
     "precision": "precision",
+    "schedule": "schedule",
     "max_steps": "max_steps",
     "time_limit": "time_limit_s",
     "checkpoint_every": "checkpoint_every_s",
@@ -65,7 +66,12 @@ def train(
     lr: float = typer.Option(1e-4, help="Adam learning rate (β = 0.9, 0.999)."),
     lr_step: int = typer.Option(30, help="Halve the learning rate every this many epochs."),
     seed: int = typer.Option(0, help="Seed of the initialisation and of the batch order."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
+    ),
+    schedule: str = typer.Option(
+        "band", help="band: the paper's band-by-band updates; parallel: all bands at once, one update per batch."
+    ),
     max_steps: int | None = typer.Option(None, help="Stop after this many steps (batches) in all; resumable."),
     time_limit: float | None = typer.Option(None, help="Stop after this many minutes; resumable."),
     checkpoint_every: float = typer.Option(10.0, help="Minutes between resume files within an epoch."),
@@ -116,6 +122,7 @@ def train(
             lr_step_epochs=lr_step,
             seed=seed,
             precision=precision,  # type: ignore[arg-type]  # checked by TrainConfig
+            schedule=schedule,  # type: ignore[arg-type]  # checked by TrainConfig
             max_steps=max_steps,
             time_limit_s=time_limit * 60 if time_limit is not None else None,
             checkpoint_every_s=checkpoint_every * 60,

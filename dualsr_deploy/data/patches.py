@@ -8,6 +8,11 @@ multiple of the scale, degradation commutes with these operations exactly, so LR
 
 Validation scenes (a scene-level split, recorded in the store) are stored whole, cropped to a multiple of the
 scale, with their bicubic LR.
+
+With a band window (``bands``), scenes of different band counts share one store: each training patch is cut into
+consecutive windows of ``bands`` contiguous bands (the last one aligned to the scene's last band), scenes with
+fewer bands are skipped, and validation scenes keep all their bands. CoarSR is applied band by band with its
+neighbours, so a model trained on windows runs on any band count.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PatchRecipe:
     validation: tuple[str, ...] = ()  # scene names to hold out; default: ``validation_count`` chosen by ``seed``
     validation_count: int = 2
     seed: int = 0
+    bands: int | None = None  # band window: training patches are cut into windows of this many contiguous bands
 
     @property
     def hr_patch(self) -> int:
@@ -57,6 +63,8 @@ class PatchRecipe:
             raise DataError(f"patch recipe needs scale ≥ 2, lr_patch ≥ 4 and a positive stride: {self}")
         if not self.rescales or any(not 0 < r <= 1 for r in self.rescales):
             raise DataError(f"rescales must lie in (0, 1]: {self.rescales}")
+        if self.bands is not None and self.bands < 5:
+            raise DataError(f"a band window needs at least 5 bands (CoarSR's neighbours); got {self.bands}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,14 @@ def cut_patches(hr: torch.Tensor, recipe: PatchRecipe) -> torch.Tensor:
     return torch.stack(patches)
 
 
+def band_windows(bands: int, window: int) -> list[int]:
+    """First bands of consecutive ``window``-band windows covering ``0..bands-1`` (the last one ends at the end)."""
+    starts = list(range(0, bands - window + 1, window))
+    if starts and starts[-1] + window < bands:
+        starts.append(bands - window)
+    return starts
+
+
 def prepare_patches(
     archive: Archive,
     out: str | Path,
@@ -166,11 +182,17 @@ def prepare_patches(
             except DualSRError as exc:  # one unreadable scene is reported, the store is built from the rest
                 skipped[name] = str(exc)
                 continue
-            if bands is None:
-                bands = scene.shape[0]
-            if scene.shape[0] != bands:
-                skipped[name] = f"{scene.shape[0]} bands, the store's first scene has {bands}"
-                continue
+            if recipe.bands is not None:
+                bands = recipe.bands
+                if scene.shape[0] < bands:
+                    skipped[name] = f"{scene.shape[0]} bands, fewer than the {bands}-band window"
+                    continue
+            else:
+                if bands is None:
+                    bands = scene.shape[0]
+                if scene.shape[0] != bands:
+                    skipped[name] = f"{scene.shape[0]} bands, the store's first scene has {bands}"
+                    continue
             hr = torch.from_numpy(scene.cube).double()
             if name in validation:
                 cropped = modcrop(hr, recipe.scale)
@@ -183,6 +205,10 @@ def prepare_patches(
             if len(patches) == 0:
                 skipped[name] = f"{scene.shape[1]}×{scene.shape[2]} is smaller than one {recipe.hr_patch}-pixel patch"
                 continue
+            if recipe.bands is not None:
+                window = recipe.bands
+                starts = band_windows(scene.shape[0], window)
+                patches = torch.cat([patches[:, first : first + window] for first in starts])
             lr = np.stack([degrade(patches, recipe.scale, blur=k).float().numpy() for k in kernels])
             if hr_set is None or lr_set is None or scene_set is None:
                 hr_set = store.create_dataset(

@@ -12,6 +12,7 @@ from dualsr_deploy.errors import TrainError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
+Schedule = Literal["band", "parallel"]
 
 # Fields that define the model; a resumed run must agree with its resume file on these.
 MODEL_FIELDS = ("scale", "n_feats", "n_blocks", "neighbour_rule")
@@ -23,7 +24,7 @@ class TrainConfig:
 
     ``batch_size`` is global: with ``world_size`` processes each takes ``batch_size / world_size`` samples.
     One *step* is one batch; the band-by-band schedule makes ``bands`` optimiser updates per step.
-    ``precision="auto"`` means bf16 autocast on CUDA and fp32 elsewhere.
+    ``precision="auto"`` means bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere.
     """
 
     scale: int
@@ -39,6 +40,7 @@ class TrainConfig:
     augmentation: bool = True
     seed: int = 0
     precision: Precision = "auto"
+    schedule: Schedule = "band"  # band: the paper's band-by-band updates; parallel: one update per batch
     max_steps: int | None = None  # stop (resumably) after this many steps in all
     time_limit_s: float | None = None  # stop (resumably) after this much wall time in this process
     checkpoint_every_s: float = 600.0  # also write the resume file this often within an epoch
@@ -64,6 +66,8 @@ class TrainConfig:
             raise TrainError(f"need learning_rate > 0 and 0 < lr_gamma ≤ 1; got {self.learning_rate}, {self.lr_gamma}")
         if self.precision not in PRECISIONS:
             raise TrainError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.schedule not in ("band", "parallel"):
+            raise TrainError(f"schedule must be band or parallel; got {self.schedule!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainError(f"max_steps must be at least 1; got {self.max_steps}")
         if self.validate_every_steps is not None and self.validate_every_steps < 1:
@@ -93,7 +97,15 @@ class TrainConfig:
         ``given`` names the options the caller set explicitly; one that would change the model or the optimiser
         of a run half done is refused rather than silently ignored.
         """
-        fixed = set(MODEL_FIELDS) | {"batch_size", "learning_rate", "betas", "lr_step_epochs", "lr_gamma", "seed"}
+        fixed = set(MODEL_FIELDS) | {
+            "batch_size",
+            "learning_rate",
+            "betas",
+            "lr_step_epochs",
+            "lr_gamma",
+            "seed",
+            "schedule",
+        }
         clashes = [
             f"{name}: resume file {getattr(self, name)!r}, requested {getattr(requested, name)!r}"
             for name in sorted(given & fixed)

@@ -36,8 +36,16 @@ class RunLog:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{name}", value, step)
 
-    def validation(self, step: int, epoch: int, summary: dict[str, float], scenes: dict[str, float]) -> None:
-        row = {"step": step, "epoch": epoch, **{k: round(v, 6) for k, v in summary.items()}}
+    def validation(
+        self, step: int, epoch: int, summary: dict[str, float], scenes: dict[str, float], seconds: float
+    ) -> None:
+        """One validation: a CSV row and a log record; ``seconds`` is the run's wall time so far (resumes added)."""
+        row = {
+            "step": step,
+            "epoch": epoch,
+            "seconds": round(seconds, 1),
+            **{k: round(v, 6) for k, v in summary.items()},
+        }
         row |= {f"psnr_{name}": round(v, 6) for name, v in scenes.items()}
         new = not self.csv.exists()
         with self.csv.open("a", encoding="utf-8", newline="") as handle:
@@ -45,7 +53,7 @@ class RunLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        self.record("validation", step, epoch=epoch, **summary, scenes=scenes)
+        self.record("validation", step, epoch=epoch, seconds=round(seconds, 1), **summary, scenes=scenes)
 
     def close(self) -> None:
         if self._writer is not None:

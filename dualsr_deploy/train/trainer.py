@@ -22,7 +22,7 @@ from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.distributed import Distributed
 from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
-from dualsr_deploy.train.schedule import autocast_dtype, train_batch
+from dualsr_deploy.train.schedule import BandParallel, autocast_dtype, train_batch, train_batch_parallel
 from dualsr_deploy.train.state import Position, TrainingState, capture_rng, restore_rng, save_state
 from dualsr_deploy.train.stop import StopRequest
 from dualsr_deploy.train.validate import validate
@@ -126,10 +126,12 @@ class Trainer:
         if saved is not None:
             self._restore(saved)
         self.network: torch.nn.Module = self.model
+        if config.schedule == "parallel":
+            self.network = BandParallel(self.model, config.neighbour_rule)
         if ctx.active:
             # Band 0 does not use the recurrent merge, so some parameters get no gradient on that step.
             self.network = DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+                self.network, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
             )
         self.amp = autocast_dtype(config.precision, device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 and device.type == "cuda" else None
@@ -237,7 +239,8 @@ class Trainer:
             return
         summary = result.summary()
         per_scene = {s.name: s.model["psnr"] for s in result.scenes}
-        self.log.validation(position.step, position.epoch, summary, per_scene)
+        seconds = self.resumed_seconds + time.perf_counter() - self.started
+        self.log.validation(position.step, position.epoch, summary, per_scene, seconds)
         if not self.best or summary["psnr"] > self.best["psnr"]:
             self.best = {"psnr": summary["psnr"], "step": float(position.step), "epoch": float(position.epoch)}
             write_checkpoint(
@@ -281,16 +284,22 @@ class Trainer:
             self.dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=device.type == "cuda"
         )
         for lr, hr in loader:
-            losses = train_batch(
-                self.network,
-                self.optimizer,
-                lr.to(device, non_blocking=True),
-                hr.to(device, non_blocking=True),
-                scale=config.scale,
-                rule=config.neighbour_rule,
-                amp_dtype=self.amp,
-                scaler=self.scaler,
-            )
+            lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
+            if config.schedule == "parallel":
+                losses = train_batch_parallel(
+                    self.network, self.optimizer, lr, hr, scale=config.scale, amp_dtype=self.amp, scaler=self.scaler
+                )
+            else:
+                losses = train_batch(
+                    self.network,
+                    self.optimizer,
+                    lr,
+                    hr,
+                    scale=config.scale,
+                    rule=config.neighbour_rule,
+                    amp_dtype=self.amp,
+                    scaler=self.scaler,
+                )
             position.batch += 1
             position.step += 1
             self.window.append(losses.mean())

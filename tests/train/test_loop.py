@@ -42,7 +42,7 @@ def test_loss_falls_and_the_run_folder_is_complete(tiny_store: Path, tmp_path: P
     assert result.epochs_done == 1
     assert [e.kind for e in events].count("validation") == 4  # steps 10, 20, 21 (the epoch end), 30
     rows = (tmp_path / "run" / "validation.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch,psnr,ssim,sam,bicubic_psnr")
+    assert rows[0].startswith("step,epoch,seconds,psnr,ssim,sam,bicubic_psnr")
     assert len(rows) == 5
     # The best weights load as an ordinary checkpoint, with the rule and the provenance recorded.
     assert result.best_weights is not None
