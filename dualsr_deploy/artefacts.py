@@ -2,7 +2,8 @@
 backends that run them need: tensor names, metadata keys, file names, the JSON manifest beside every artefact
 (write, read, check against the running GPU) and file hashing.
 
-Vocabulary: a *graph* is an ONNX file, a *plan* a serialised TensorRT engine; both are *artefacts*, kept in the
+Vocabulary: a *graph* is an ONNX file, a *plan* a serialised TensorRT engine, an *IR* OpenVINO's xml/bin pair
+converted from a graph; all are *artefacts*, kept in the
 artefacts folder (``engines/`` by default, as DESIGN.md names it), one sub-folder per *variant*
 (``coarsr-x4-c31``: scale and band count).
 """
@@ -47,6 +48,11 @@ def plan_path_for(graph: Path, identity: Mapping[str, Any]) -> Path:
     """``<graph>.sm<CC>.plan`` beside the graph: plans of several GPU architectures can share one folder."""
     cc = str(identity["compute_capability"]).replace(".", "")
     return graph.with_name(f"{graph.stem}.sm{cc}.plan")
+
+
+def ir_path_for(graph: Path) -> Path:
+    """``<graph>.xml`` (with its ``.bin``) beside the fp32 graph it was converted from: OpenVINO IR."""
+    return graph.with_suffix(".xml")
 
 
 def manifest_path(artefact: Path) -> Path:
@@ -117,6 +123,7 @@ __all__ = [
     "check_plan_manifest",
     "graph_filename",
     "graph_metadata",
+    "ir_path_for",
     "manifest_path",
     "onnx_metadata",
     "plan_path_for",

@@ -30,7 +30,7 @@ from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends import Backend, check_backend, create
 from dualsr_deploy.backends.base import PRECISION_DTYPES
-from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
 from dualsr_deploy.infer.batching import grid_jobs, run_batches
 from dualsr_deploy.infer.tiling import TileGrid, receptive_radius
 
@@ -76,6 +76,7 @@ class Row:
     memory_kind: str
     baseline_median: float | None = None
     note: str = ""
+    torch_fp32_median: float | None = None  # the torch fp32 row of the same scale and tile, in the same run
 
     @property
     def median(self) -> float:
@@ -107,6 +108,7 @@ class Row:
             gflops=self.gflops,
             fraction_of_ceiling=self.gflops / self.ceiling_gflops if self.ceiling_gflops else None,
             speedup_vs_baseline=(self.baseline_median / self.median) if self.baseline_median else None,
+            speedup_vs_torch_fp32=(self.torch_fp32_median / self.median) if self.torch_fp32_median else None,
         )
         return data
 
@@ -117,6 +119,7 @@ class BenchReport:
     machine: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    recommendation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +127,56 @@ class BenchReport:
             "machine": self.machine,
             "rows": [row.to_dict() for row in self.rows],
             "skipped": self.skipped,
+            "recommendation": self.recommendation,
         }
+
+
+def default_backends() -> list[str]:
+    """torch and onnx, and openvino when it is installed."""
+    from dualsr_deploy.optional import find
+
+    return ["torch", "onnx"] + (["openvino"] if find("openvino") is not None else [])
+
+
+def default_precisions(device: str) -> list[str]:
+    """fp32, and bf16 where the device computes it natively (a CPU with AVX512-BF16/AMX, or CUDA)."""
+    from dualsr_deploy.runtimes import cpu_native_bf16
+
+    native = device.startswith("cuda") or cpu_native_bf16()
+    return ["fp32", "bf16"] if native else ["fp32"]
+
+
+def within_tolerance(backend: str, precision: str, device: str) -> bool:
+    """Whether results in ``precision`` count as the same as fp32's: fp32 itself, or the reduced precision that
+    ``--precision auto`` picks for this backend and device (measured: < 0.01 dB and 0.01° on every scene)."""
+    from dualsr_deploy.backends.precision import auto_precision
+
+    return precision == "fp32" or auto_precision(backend, device).precision == precision
+
+
+def compare_rows(report: BenchReport) -> None:
+    """Fill each row's ratio against torch fp32 (same scale and tile) and the report's recommendation: the fastest
+    configuration within tolerance (:func:`within_tolerance`)."""
+    reference = {(r.scale, r.tile): r.median for r in report.rows if r.backend == "torch" and r.precision == "fp32"}
+    for row in report.rows:
+        if row.tile is not None:
+            row.torch_fp32_median = reference.get((row.scale, row.tile))
+    device = report.options.device
+    for scale in report.options.scales:
+        candidates = [
+            r
+            for r in report.rows
+            if r.scale == scale and r.tile is not None and within_tolerance(r.backend, r.precision, device)
+        ]
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda r: r.median)
+        versus = f", {best.torch_fp32_median / best.median:.2f}× torch fp32" if best.torch_fp32_median else ""
+        report.recommendation += (
+            f"×{scale}: --backend {best.backend} --precision {best.precision} --tile {best.tile} "
+            f"({best.median:.3f} s a scene{versus}), the fastest configuration whose precision is within tolerance. "
+        )
+    report.recommendation = report.recommendation.strip()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -282,11 +334,27 @@ def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[st
                     artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision)
                 elif name == "trt":
                     artefact = _build_plan(options, core, work, precision)
+                elif name == "openvino":
+                    artefact = _convert_ir(options, core, work)
                 backend = create(name, core=core, artefact=artefact, device=options.device, precision=precision)
                 found.append((name, precision, backend))
-            except (BackendUnavailableError, InputError) as exc:
+            except (BackendUnavailableError, InputError, ExportError) as exc:
                 skipped.append(f"{name}-{precision}: {exc}")
     return found
+
+
+def _convert_ir(options: BenchOptions, core: Any, work: Path) -> Path:
+    """OpenVINO IR of ``core`` (one fp32 IR serves fp32 and bf16, a runtime hint), converted once per scale."""
+    from dualsr_deploy.export.onnx import torch2onnx
+    from dualsr_deploy.export.openvino import onnx2ir
+    from dualsr_deploy.runtimes import import_openvino
+
+    import_openvino()
+    graph = work / f"x{core.scale}_openvino.onnx"
+    xml = graph.with_suffix(".xml")
+    if xml.is_file():
+        return xml
+    return onnx2ir(torch2onnx(core, graph, bands=options.bands, precision="fp32"))
 
 
 def _build_plan(options: BenchOptions, core: Any, work: Path, precision: str) -> Path:
@@ -397,6 +465,7 @@ def run_bench(
                     )
             finally:
                 backend.close()
+    compare_rows(report)
     return report
 
 

@@ -104,6 +104,28 @@ def require_tensorrt() -> None:
         )
 
 
+def import_openvino() -> ModuleType:
+    """The ``openvino`` module, or :class:`BackendUnavailableError` naming the extra."""
+    return require("openvino", feature="the openvino backend", extra="openvino", error=BackendUnavailableError)
+
+
+def openvino_devices() -> tuple[str | None, list[str]]:
+    """(OpenVINO's version, its available devices: ``CPU``, ``GPU``, ``NPU`` …); (None, []) when not installed."""
+    openvino = find("openvino")
+    if openvino is None:
+        return None, []
+    return str(openvino.__version__).split("-")[0], list(openvino.Core().available_devices)
+
+
+def check_bf16(device: str) -> None:
+    """Refuse bf16 on a CPU that would only emulate it (slower than fp32, and no more exact)."""
+    if device.lower().startswith("cpu") and not cpu_native_bf16():
+        raise InputError(
+            "bf16 on this CPU would be emulated (it has no AVX512-BF16 or AMX-BF16), slower than fp32: use "
+            "--precision fp32, or auto to let each device pick"
+        )
+
+
 def gpu_identity() -> dict[str, Any]:
     """What a TensorRT plan is tied to: GPU name, compute capability, CUDA and TensorRT versions."""
     if not torch.cuda.is_available():
@@ -118,12 +140,17 @@ def gpu_identity() -> dict[str, Any]:
 
 
 __all__ = [
+    "CPU_BF16_ENV",
     "ORT_PROVIDERS",
+    "check_bf16",
     "check_device",
+    "cpu_native_bf16",
     "default_device",
     "gpu_identity",
     "import_onnxruntime",
+    "import_openvino",
     "onnxruntime_providers",
+    "openvino_devices",
     "require_tensorrt",
     "tensorrt_version",
 ]

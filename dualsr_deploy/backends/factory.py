@@ -1,10 +1,10 @@
-"""``create``: the one place a backend is built from a name, a device and a precision (inference, ``dualsr bench``
-and ``dualsr export --verify`` all come here).
+"""``create``: the one place a backend is built from a name, a device and a precision (inference, ``dualsr bench`` and
+``dualsr export --verify`` all come here).
 
-What each backend runs: ``torch`` the folded cube model itself, ``onnx`` an exported graph, ``trt`` a TensorRT
-plan. Which artefact that is, and building it when it is missing, is the caller's business (the inference pool
-looks in the artefacts folder and exports on first need; the bench exports into a scratch folder).
-"""
+What each backend runs: ``torch`` the folded cube model itself, ``onnx`` an exported graph, ``trt`` a TensorRT plan,
+``openvino`` OpenVINO IR converted from the fp32 graph. Which artefact that is, and building it when it is missing, is
+the caller's business (the inference pool looks in the artefacts folder and exports on first need; the bench exports
+into a scratch folder)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import torch
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.backends.base import PRECISION_DTYPES, Backend
 from dualsr_deploy.errors import InputError
+from dualsr_deploy.runtimes import check_bf16
 
-BACKENDS = ("torch", "onnx", "trt")
+BACKENDS = ("torch", "onnx", "trt", "openvino")
 EXPORTED_PRECISIONS = ("fp32", "fp16")  # what a graph or a plan can be
+OPENVINO_PRECISIONS = ("fp32", "bf16")  # runtime hints on the one fp32 IR
 
 
 def check_backend(name: str, precision: str, device: str) -> None:
@@ -27,13 +29,22 @@ def check_backend(name: str, precision: str, device: str) -> None:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if precision not in PRECISION_DTYPES:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_DTYPES)}")
-    if name != "torch" and precision not in EXPORTED_PRECISIONS:
+    if name == "openvino":
+        if precision not in OPENVINO_PRECISIONS:
+            raise InputError(
+                f"the openvino backend runs fp32 or bf16 (a hint on the fp32 IR); got --precision {precision}"
+            )
+    elif name != "torch" and precision not in EXPORTED_PRECISIONS:
         raise InputError(
             f"the {name} backend runs exported graphs, which are {' or '.join(EXPORTED_PRECISIONS)}; got "
             f"--precision {precision}"
         )
     if name == "trt" and not device.startswith("cuda"):
         raise InputError("the trt backend runs on a CUDA GPU; give --device cuda")
+    if name == "openvino" and device.startswith("cuda"):
+        raise InputError("the openvino backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")
+    if precision == "bf16" and device.lower().startswith("cpu"):
+        check_bf16("cpu")
 
 
 def ort_provider(device: str | torch.device) -> str:
@@ -52,8 +63,9 @@ def create(
 ) -> Backend:
     """A closed backend (call ``open()`` or use it as a context manager).
 
-    ``core``: the folded model (``torch``). ``artefact``: the graph (``onnx``) or plan (``trt``); an artefact's
-    precision is the one it was exported in, so ``precision`` is only checked for those.
+    ``core``: the folded model (``torch``). ``artefact``: the graph (``onnx``), plan (``trt``) or IR (``openvino``,
+    whose ``precision`` is a runtime hint); a graph's or plan's precision is the one it was exported in, so
+    ``precision`` is only checked for those.
     """
     check_backend(name, precision, device)
     if name == "torch":
@@ -63,7 +75,12 @@ def create(
 
         return TorchBackend(core, device=device, precision=precision, compile=compile)
     if artefact is None:
-        raise InputError(f"the {name} backend needs an exported {'graph' if name == 'onnx' else 'plan'} (artefact=)")
+        kind = {"onnx": "graph", "trt": "plan", "openvino": "IR"}[name]
+        raise InputError(f"the {name} backend needs an exported {kind} (artefact=)")
+    if name == "openvino":
+        from dualsr_deploy.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(Path(artefact), device=device, precision=precision)
     if name == "onnx":
         from dualsr_deploy.backends.onnx_backend import OnnxBackend
 
@@ -73,4 +90,4 @@ def create(
     return TensorRTBackend(Path(artefact))
 
 
-__all__ = ["BACKENDS", "EXPORTED_PRECISIONS", "check_backend", "create", "ort_provider"]
+__all__ = ["BACKENDS", "EXPORTED_PRECISIONS", "OPENVINO_PRECISIONS", "check_backend", "create", "ort_provider"]

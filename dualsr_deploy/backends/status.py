@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from dualsr_deploy.runtimes import ORT_PROVIDERS, onnxruntime_providers, tensorrt_version
+from dualsr_deploy.runtimes import (
+    ORT_PROVIDERS,
+    cpu_native_bf16,
+    onnxruntime_providers,
+    openvino_devices,
+    tensorrt_version,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,12 @@ def backend_statuses() -> list[BackendStatus]:
         ok = provider in providers
         hint = "" if ok else " not in this build (pip install 'dualsr-deploy[gpu]' on a CUDA machine)"
         rows.append(BackendStatus(name, ok, f"onnxruntime {version}: {provider}{hint}"))
+    ov_version, ov_devices = openvino_devices()
+    if ov_version is None:
+        rows.append(BackendStatus("openvino", False, "OpenVINO not installed: pip install 'dualsr-deploy[openvino]'"))
+    else:
+        bf16 = "bf16 and fp32" if cpu_native_bf16() else "fp32 (this CPU has no native bf16)"
+        rows.append(BackendStatus("openvino", True, f"OpenVINO {ov_version}: {', '.join(ov_devices)}; CPU {bf16}"))
     trt = tensorrt_version()
     if trt is None:
         rows.append(BackendStatus("trt", False, "TensorRT not installed (pip install 'dualsr-deploy[gpu]')"))

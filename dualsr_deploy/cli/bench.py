@@ -22,8 +22,12 @@ def bench(
     bands: int = typer.Option(31, help="Bands of the scene."),
     tile: list[int] | None = typer.Option(None, help="LR tile sizes (repeat; default 64)."),
     batch: int = typer.Option(8, help="Tiles per backend call."),
-    backend: list[str] | None = typer.Option(None, help="torch, onnx, trt (repeat; default torch and onnx)."),
-    precision: list[str] | None = typer.Option(None, help="fp32, fp16, bf16 (repeat; default fp32)."),
+    backend: list[str] | None = typer.Option(
+        None, help="torch, onnx, trt, openvino (repeat; default torch and onnx, and openvino when installed)."
+    ),
+    precision: list[str] | None = typer.Option(
+        None, help="fp32, fp16, bf16 (repeat; default fp32, and bf16 on a CPU with native bf16)."
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     model: str = typer.Option("shipped", help="shipped (n_feats 16, n_blocks 1) or paper (64, 2); random weights."),
     repeats: int = typer.Option(3, help="Timed runs after one warm-up."),
@@ -33,7 +37,14 @@ def bench(
     history: Path | None = typer.Option(None, help="Append the results (one JSON line) to this file."),
 ) -> None:
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
-    from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs
+    from dualsr_deploy.bench import (
+        SPREAD_WARNING,
+        BenchOptions,
+        default_backends,
+        default_precisions,
+        run_bench,
+        write_outputs,
+    )
 
     options = BenchOptions(
         scales=tuple(scale or [4]),
@@ -41,8 +52,8 @@ def bench(
         bands=bands,
         tiles=tuple(tile or [64]),
         batch=batch,
-        backends=tuple(backend or ["torch", "onnx"]),
-        precisions=tuple(precision or ["fp32"]),
+        backends=tuple(backend or default_backends()),
+        precisions=tuple(precision or default_precisions(device)),
         device=device,
         model=model,
         repeats=repeats,
@@ -69,6 +80,7 @@ def bench(
         Column("GFLOP/s", "GFLOP/s", "right"),
         Column("of ceiling", None, "right"),
         Column("vs eager", "vs eager", "right"),
+        Column("vs torch fp32", "vs torch", "right"),
         Column("peak memory", "memory", "right"),
     ]
     print_table(title, columns, [_cells(row) for row in report.rows])
@@ -78,6 +90,8 @@ def bench(
         )
     for line in report.skipped:
         console.print(f"[yellow]skipped:[/] {escape(line)}")
+    if report.recommendation:
+        console.print(f"[bold]recommended[/] {escape(report.recommendation)}")
     write_outputs(report, json_path=json_out, plot_path=plot, history=history)
     for path in (json_out, plot, history):
         if path is not None:
@@ -100,6 +114,7 @@ def _cells(row: Row) -> list[str]:
         f"{row.gflops:.1f}",
         f"{data['fraction_of_ceiling']:.0%}",
         f"{data['speedup_vs_baseline']:.2f}×" if data["speedup_vs_baseline"] else "-",
+        f"{data['speedup_vs_torch_fp32']:.2f}×" if data["speedup_vs_torch_fp32"] else "-",
         f"{row.peak_memory / 2**20:.0f} MiB",
     ]
 

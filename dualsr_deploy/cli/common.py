@@ -34,7 +34,10 @@ R = TypeVar("R")
 EXIT_USER_ERROR = 2
 WIDE = 120  # terminal columns from which tables show every column
 NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
-BACKEND_HELP = "torch, onnx (ONNX Runtime) or trt (TensorRT plans; needs a GPU). --engine is an alias."
+BACKEND_HELP = (
+    "torch, onnx (ONNX Runtime), trt (TensorRT plans; needs a GPU) or openvino (OpenVINO IR; CPU, or an OpenVINO "
+    "device given by --device). --engine is an alias."
+)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dualsr_deploy.backends.precision import PRECISION_HELP
 from dualsr_deploy.cli.common import console, user_errors
 from dualsr_deploy.errors import InputError
 
@@ -85,10 +86,12 @@ def eval_command(
     scale: int = typer.Option(4, help="Super-resolution factor."),
     stage: str = typer.Option("dual", help="dual, coarse or backproject (see dualsr infer)."),
     backend: list[str] | None = typer.Option(
-        None, "--backend", "--engine", help="torch, onnx or trt; repeat to compare backends side by side."
+        None, "--backend", "--engine", help="torch, onnx, trt or openvino; repeat to compare backends side by side."
     ),
     device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
-    precision: list[str] | None = typer.Option(None, help="fp32/fp16/bf16, one per --backend (default fp32)."),
+    precision: list[str] | None = typer.Option(
+        None, help="One per --backend (default auto for each). " + PRECISION_HELP
+    ),
     weights: Path | None = typer.Option(None, help="×scale checkpoint (default: shipped)."),
     weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
     engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Artefacts folder: exported graphs and plans."),
@@ -110,7 +113,7 @@ def eval_command(
     from dualsr_deploy.infer import BackendSpec
 
     backends = backend or ["torch"]
-    precisions = precision or ["fp32"] * len(backends)
+    precisions = precision or ["auto"] * len(backends)
     if len(precisions) != len(backends):
         raise InputError(f"give one --precision per --backend ({len(backends)}), or none")
     specs = tuple(
@@ -126,6 +129,9 @@ def eval_command(
         )
         for name, chosen in zip(backends, precisions, strict=True)
     )
+    for spec in specs:
+        if spec.precision_choice:
+            console.print(f"{spec.backend}: {spec.precision_choice}")
     options = EvalOptions(
         scale=scale,
         backends=specs,
@@ -158,6 +164,7 @@ def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the example scenes and the report."),
     scenes: int = typer.Option(2, help="How many example scenes to make."),
     size: int = typer.Option(256, help="Their size in pixels (HR)."),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """The built-in example: synthetic CAVE-like scenes, the shipped ×4 weights, DualSR vs bicubic, a report."""
     from dualsr_deploy.evaluation.demo import run_demo
@@ -169,7 +176,7 @@ def demo(
         def report_progress(name: str, done: int, total: int) -> None:
             bar.update(task, description=escape(name), completed=done, total=total)
 
-        report, paths = run_demo(out, scenes=scenes, size=size, progress=report_progress)
+        report, paths = run_demo(out, scenes=scenes, size=size, precision=precision, progress=report_progress)
     _summary(report, paths)
     console.print(f"done in {time.perf_counter() - started:.1f} s; open [bold]{paths['html']}[/] in a browser")
 

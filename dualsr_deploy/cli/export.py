@@ -31,8 +31,11 @@ def export(
         "auto", help="TensorRT plans: auto (build when TensorRT and a GPU are here), require, or off."
     ),
     simplify: bool = typer.Option(False, help="Simplify the graphs with onnxslim (pip install onnxslim)."),
+    openvino: bool = typer.Option(
+        False, help="Also write OpenVINO IR (xml/bin) beside the fp32 graph (pip install 'dualsr-deploy[openvino]')."
+    ),
 ) -> None:
-    """Export CoarSR to ONNX (FP32/FP16) and TensorRT plans, with a manifest beside each artefact."""
+    """Export CoarSR to ONNX (FP32/FP16), TensorRT plans and OpenVINO IR, with a manifest beside each artefact."""
     if recipe is None and scale is None:
         raise typer.BadParameter("give --recipe or --scale")
     if tensorrt not in TENSORRT_MODES:
@@ -62,6 +65,7 @@ def export(
             operator_table=operators,
             tensorrt=tensorrt,
             simplify=simplify,
+            openvino=openvino,
             progress=console.print,
             build_progress=builder_step,
         )

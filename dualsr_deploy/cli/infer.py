@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dualsr_deploy.backends.precision import PRECISION_HELP
 from dualsr_deploy.cli.common import (
     BACKEND_HELP,
     NORMALISE_HELP,
@@ -44,8 +45,10 @@ def infer(
         "backproject (CoarSR + back-projection onto the LR input, for scales without a ×s/2 model).",
     ),
     backend: str = typer.Option("torch", "--backend", "--engine", help=BACKEND_HELP),
-    device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
-    precision: str = typer.Option("fp32", help="fp32, or fp16/bf16 on GPU (fp16 for exported graphs and plans)."),
+    device: str | None = typer.Option(
+        None, help="cpu or cuda[:N] (default: cuda when there is one); for openvino: cpu, GPU, NPU …"
+    ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     weights: Path | None = typer.Option(None, help="×scale checkpoint (default: the shipped weights)."),
     weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
     engines: Path = typer.Option(Path("engines"), help="Artefacts folder: where exported graphs and plans are found."),
@@ -119,6 +122,8 @@ def infer(
         compile=compile_model,
         on_cluster=cluster is not None,
     )
+    if spec.precision_choice and not dry_run:
+        console.print(spec.precision_choice)
     options = InferOptions(
         scale=scale,
         stage=stage,

@@ -11,8 +11,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from dualsr_deploy.data.synth import synthesize
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.evaluation.core import EvalOptions, EvalReport, evaluate_archive
@@ -20,10 +18,10 @@ from dualsr_deploy.evaluation.reports import write_reports
 from dualsr_deploy.infer.options import BackendSpec
 
 
-def best_backend() -> BackendSpec:
-    """The fastest backend measured here: torch (its cube model beat ONNX Runtime on CPU, benchmarks/
-    infer_archive.py); on CUDA, torch with bf16 is not yet measured, so fp32."""
-    return BackendSpec(backend="torch", device="cuda" if torch.cuda.is_available() else "cpu")
+def best_backend(precision: str = "auto") -> BackendSpec:
+    """The torch backend on CUDA when there is one, else on the CPU, in ``precision`` (``auto``: see
+    :mod:`dualsr_deploy.backends.precision`)."""
+    return BackendSpec.for_run("torch", scale=4, stage="dual", precision=precision)
 
 
 def run_demo(
@@ -31,6 +29,7 @@ def run_demo(
     *,
     scenes: int = 2,
     size: int = 256,
+    precision: str = "auto",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[EvalReport, dict[str, Path]]:
     out = Path(out_dir)
@@ -39,6 +38,6 @@ def run_demo(
         if progress is not None:
             progress(f"making example scene {seed + 1}", seed, scenes)
         write_scene(hr_dir / f"example_{seed}.h5", synthesize(seed, size=size, bands=31))
-    options = EvalOptions(scale=4, backends=(best_backend(),), stage="dual")
+    options = EvalOptions(scale=4, backends=(best_backend(precision),), stage="dual")
     report = evaluate_archive(hr_dir, options, progress=progress)
     return report, write_reports(report, out, options, progress=progress)

@@ -24,6 +24,7 @@ from dualsr_deploy.export.onnx import OPSET, Precision, torch2onnx
 from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 from dualsr_deploy.export.recipes import Recipe
 from dualsr_deploy.export.verify import Comparison, verify_backends
+from dualsr_deploy.runtimes import cpu_native_bf16
 
 TensorRTMode = Literal["auto", "require", "off"]
 TENSORRT_MODES: tuple[TensorRTMode, ...] = ("auto", "require", "off")
@@ -61,6 +62,7 @@ def export_variant(
     operator_table: str | os.PathLike[str] | None = None,
     tensorrt: TensorRTMode = "auto",
     simplify: bool = False,
+    openvino: bool = False,
     progress: Callable[[str], None] | None = None,
     build_progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportResult:
@@ -72,6 +74,7 @@ def export_variant(
     ``skipped``; ``require`` fails instead; ``off`` builds none. Each plan is built from the graph of its own
     precision with the recipe's profile (``<graph>.sm<CC>.plan``: one per GPU architecture).
     ``simplify``: run onnxslim on each graph (outputs are checked by ``verify`` like any other).
+    ``openvino``: also convert the fp32 graph to OpenVINO IR beside it (``<graph>.xml``/``.bin``, with a manifest).
     ``verify``: run every available backend against torch float64 and fail if one is out of tolerance.
     ``build_progress(phase, step, steps)``: TensorRT's builder phases, from its builder threads.
     On any failure the artefacts written by this call are removed again.
@@ -88,12 +91,16 @@ def export_variant(
         skipped: list[str] = []
         plans = _build_plans(recipe, artefacts, tensorrt, say, build_progress, skipped)
         artefacts += plans
+        if openvino:
+            artefacts.append(_convert_ir(artefacts, say))
         comparisons = _verify(source, artefacts, say, skipped) if verify else []
     except BaseException:
         # Nothing half-made or unverified stays under a final name: remove what this run wrote.
         for artefact in artefacts:
             artefact.path.unlink(missing_ok=True)
             artefact.manifest.unlink(missing_ok=True)
+            if artefact.kind == "openvino":
+                artefact.path.with_suffix(".bin").unlink(missing_ok=True)
         raise
     return ExportResult(recipe, source.checkpoint, tuple(artefacts), tuple(comparisons), tuple(skipped))
 
@@ -175,6 +182,18 @@ def _export_graph(
     return Artefact(target, manifest, "onnx", precision)
 
 
+def _convert_ir(artefacts: list[Artefact], say: Callable[[str], None]) -> Artefact:
+    """OpenVINO IR from the fp32 graph of this export (an :class:`ExportError` when there is none)."""
+    from dualsr_deploy.export.openvino import onnx2ir
+
+    graphs = [a for a in artefacts if a.kind == "onnx" and a.precision == "fp32"]
+    if not graphs:
+        raise ExportError("OpenVINO IR is converted from the fp32 graph: add --precision fp32 to the export")
+    say(f"converting {graphs[0].path.name} to OpenVINO IR")
+    xml = onnx2ir(graphs[0].path)
+    return Artefact(xml, xml.with_name(xml.name + ".json"), "openvino", "fp32")
+
+
 def _verify(
     source: _Source, artefacts: list[Artefact], say: Callable[[str], None], skipped: list[str]
 ) -> list[Comparison]:
@@ -182,11 +201,19 @@ def _verify(
     torch float64; an :class:`ExportError` when one is out of tolerance."""
     core = source.core
     backends = [backends_create("torch", core=core)]
+    if cpu_native_bf16():
+        backends.append(backends_create("torch", core=core, precision="bf16"))
     backends += [backends_create("onnx", artefact=a.path) for a in artefacts if a.kind == "onnx"]  # fp16 too
     if torch.cuda.is_available():
         backends.append(backends_create("torch", core=core, device="cuda"))
     plans = [a for a in artefacts if a.kind == "tensorrt"]
     backends += [backends_create("trt", artefact=a.path, device="cuda") for a in plans]
+    for ir in (a for a in artefacts if a.kind == "openvino"):
+        backends.append(backends_create("openvino", artefact=ir.path))
+        if cpu_native_bf16():
+            backends.append(backends_create("openvino", artefact=ir.path, precision="bf16"))
+        else:
+            skipped.append("openvino-cpu-bf16: this CPU has no native bf16")
     opened = []
     for backend in backends:
         try:

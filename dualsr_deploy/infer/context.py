@@ -60,6 +60,7 @@ def scene_record(
         status,
         input_sha256=planned.digest,
         backend=options.backend.label,
+        precision_choice=options.backend.precision_choice or None,
         stage=options.stage,
         scale=options.scale,
         shape_in=list(entry.shape) if entry.shape else None,

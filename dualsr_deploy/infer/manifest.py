@@ -25,6 +25,7 @@ class SceneRecord:
     input_sha256: str | None = None
     output: str | None = None
     backend: str | None = None  # label: backend-device-precision
+    precision_choice: str | None = None  # why, when --precision auto chose the precision
     stage: str | None = None
     scale: int | None = None
     shape_in: list[int] | None = None

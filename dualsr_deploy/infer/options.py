@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import check_backend
+from dualsr_deploy.backends.precision import resolve_precision
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
@@ -44,6 +45,7 @@ class BackendSpec:
     weights: tuple[tuple[int, Path], ...] = ()
     compile: bool = False
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
+    precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
 
     def __post_init__(self) -> None:
         check_backend(self.backend, self.precision, self.device)
@@ -67,15 +69,19 @@ class BackendSpec:
         a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's."""
         if on_cluster:
             chosen = device or ("cuda" if backend == "trt" else "cpu")
+        elif backend == "openvino":
+            chosen = device or "cpu"  # an OpenVINO device name (cpu, GPU, NPU …), checked when the backend opens
         else:
             chosen = check_device(device or default_device())
+        choice = resolve_precision(precision, backend, chosen)
         given = {scale: weights} if weights is not None else {}
         if weights_half is not None:
             given[scale // 2] = weights_half
         return cls(
             backend=backend,
             device=chosen,
-            precision=precision,
+            precision=choice.precision,
+            precision_choice=choice.describe() if precision == "auto" else "",
             artefacts_dir=artefacts_dir,
             weights=tuple(given.items()),
             compile=compile,

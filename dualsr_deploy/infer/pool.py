@@ -1,11 +1,10 @@
 """The coarse models a run needs, opened once per (scale, band count) and kept for the whole run.
 
-``torch`` runs the folded cube model for any band count. ``onnx`` and ``trt`` run exported artefacts, which are
-fixed to one band count: they are looked up in the artefacts folder (``engines/coarsr-x{s}-c{C}/``), checked
-against the weights the run was asked to use, and exported there on first need (graphs on any machine, TensorRT
-plans where TensorRT and a GPU are present), so an archive with 31-, 48- and 5-band scenes just works. Backends
-are built by :func:`dualsr_deploy.backends.create`.
-"""
+``torch`` runs the folded cube model for any band count. ``onnx``, ``trt`` and ``openvino`` run exported artefacts,
+which are fixed to one band count: they are looked up in the artefacts folder (``engines/coarsr-x{s}-c{C}/``), checked
+against the weights the run was asked to use, and exported there on first need (graphs on any machine, TensorRT plans
+where TensorRT and a GPU are present, OpenVINO IR where OpenVINO is installed), so an archive with 31-, 48- and 5-band
+scenes just works. Backends are built by :func:`dualsr_deploy.backends.create`."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from pathlib import Path
 from dualsr_deploy.archs.coarsr import CoarSRConfig
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.artefacts import graph_filename, plan_path_for, read_manifest, variant_name
+from dualsr_deploy.artefacts import graph_filename, ir_path_for, plan_path_for, read_manifest, variant_name
 from dualsr_deploy.backends import Backend, create
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import CheckpointError
@@ -70,6 +69,8 @@ class BackendPool:
         model = self.model(scale)
         if spec.backend == "torch":
             return create("torch", core=model.core, device=spec.device, precision=spec.precision, compile=spec.compile)
+        if spec.backend == "openvino":
+            return create("openvino", artefact=self.ir(scale, bands), device=spec.device, precision=spec.precision)
         graph = self.graph(scale, bands)
         if spec.backend == "onnx":
             return create("onnx", artefact=graph, device=spec.device, precision=spec.precision)
@@ -81,29 +82,49 @@ class BackendPool:
             self._export(scale, bands, model, tensorrt="require")
         return create("trt", artefact=plan, device=spec.device, precision=spec.precision)
 
-    def graph(self, scale: int, bands: int) -> Path:
+    def graph(self, scale: int, bands: int, precision: str | None = None) -> Path:
         """The ONNX graph of the ×``scale`` ``bands``-band model in the artefacts folder, checked against this
         run's weights, exported first if absent."""
         model = self.model(scale)
-        graph = self.spec.artefacts_dir / variant_name(scale, bands) / graph_filename(scale, bands, self.spec.precision)
+        precision = precision or self.spec.precision
+        graph = self.spec.artefacts_dir / variant_name(scale, bands) / graph_filename(scale, bands, precision)
         if graph.is_file() and graph.with_name(graph.name + ".json").is_file():
-            built_from = read_manifest(graph).get("checkpoint_sha256")
-            if built_from != model.info.sha256:
-                raise CheckpointError(
-                    f"{graph} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
-                    f"({model.path.name}, {model.info.sha256[:12]}…); re-export with dualsr export "
-                    f"--checkpoint {model.path} --bands {bands}, or point --engines elsewhere"
-                )
+            self._check_source(graph, model, bands)
             return graph
-        self._export(scale, bands, model, tensorrt="off")
+        self._export(scale, bands, model, tensorrt="off", precision=precision)
         return graph
 
-    def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str) -> None:
+    def ir(self, scale: int, bands: int) -> Path:
+        """The OpenVINO IR of the ×``scale`` ``bands``-band model, converted from the fp32 graph on first need and
+        checked against this run's weights."""
+        from dualsr_deploy.export.openvino import onnx2ir
+
+        model = self.model(scale)
+        graph = self.graph(scale, bands, "fp32")
+        ir = ir_path_for(graph)
+        if ir.is_file() and ir.with_name(ir.name + ".json").is_file():
+            self._check_source(ir, model, bands)
+            return ir
+        self._say(f"no ×{scale} {bands}-band OpenVINO IR in {self.spec.artefacts_dir}: converting {graph.name}")
+        return onnx2ir(graph)
+
+    @staticmethod
+    def _check_source(artefact: Path, model: Model, bands: int) -> None:
+        built_from = read_manifest(artefact).get("checkpoint_sha256")
+        if built_from != model.info.sha256:
+            raise CheckpointError(
+                f"{artefact} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
+                f"({model.path.name}, {model.info.sha256[:12]}…); re-export with dualsr export "
+                f"--checkpoint {model.path} --bands {bands}, or point --engines elsewhere"
+            )
+
+    def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str, precision: str | None = None) -> None:
         from dualsr_deploy.export.pipeline import export_variant
         from dualsr_deploy.export.recipes import default_recipe
 
-        recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(self.spec.precision,))
-        self._say(f"no ×{scale} {bands}-band {self.spec.precision} graph in {self.spec.artefacts_dir}: exporting one")
+        precision = precision or self.spec.precision
+        recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(precision,))
+        self._say(f"no ×{scale} {bands}-band {precision} graph in {self.spec.artefacts_dir}: exporting one")
         export_variant(recipe, out_dir=self.spec.artefacts_dir, tensorrt=tensorrt)  # type: ignore[arg-type]
 
     @property

@@ -1,0 +1,87 @@
+"""The ``openvino`` backend: OpenVINO IR (from ``dualsr export --openvino``) on an OpenVINO device.
+
+CPU by default; other OpenVINO devices (``GPU``, ``NPU`` …) by name where the runtime has them. The IR holds fp32
+weights; ``bf16`` is OpenVINO's inference-precision hint (on CPUs with native bf16: AVX512-BF16 or AMX), ``fp32``
+pins the hint to f32 (OpenVINO would otherwise pick bf16 by itself on such CPUs). Tensors stay on the host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy.artefacts import INPUT_NAME
+from dualsr_deploy.backends.base import Backend, Capabilities
+from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.runtimes import check_bf16, import_openvino
+
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def openvino_device(device: str) -> str:
+    """An OpenVINO device name from a ``--device`` value: ``cpu`` → ``CPU``; ``GPU``, ``GPU.1``, ``NPU`` … as given."""
+    return "CPU" if device.lower() in ("cpu", "") else device.upper()
+
+
+class OpenVinoBackend(Backend):
+    """Runs the IR ``path`` (checked against its manifest) on OpenVINO ``device`` in ``precision``."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32", threads: int | None = None
+    ) -> None:
+        from dualsr_deploy.export.openvino import check_ir
+
+        if precision not in OPENVINO_PRECISIONS:
+            raise InputError(f"the openvino backend runs fp32 or bf16; got --precision {precision}")
+        self.path = Path(path)
+        self.manifest = manifest = check_ir(self.path)
+        self._device = openvino_device(device)
+        if precision == "bf16":
+            check_bf16(self._device)
+        self._precision = precision
+        self._threads = threads
+        self._compiled: Any = None
+        self.capabilities = Capabilities(
+            name=f"openvino-{self._device.lower()}-{precision}",
+            device="cpu",
+            precision=precision,
+            scale=int(str(manifest["scale"])),
+            bands=int(str(manifest["bands"])),
+        )
+
+    def open(self) -> None:
+        if self._compiled is not None:
+            return
+        ov = import_openvino()
+        core = ov.Core()
+        family = self._device.split(".")[0]
+        if not any(name.split(".")[0] == family for name in core.available_devices):
+            raise BackendUnavailableError(
+                f"OpenVINO {ov.__version__} has no {self._device} device here (available: "
+                f"{', '.join(core.available_devices) or 'none'})"
+            )
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[self._precision]}
+        if self._threads is not None and family == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self._threads
+        try:
+            self._compiled = core.compile_model(str(self.path), self._device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BackendUnavailableError(
+                f"{self.path}: OpenVINO could not compile it for {self._device} ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._request = self._compiled.create_infer_request()
+
+    def close(self) -> None:
+        self._compiled = None
+
+    def residual(self, lr: torch.Tensor) -> torch.Tensor:
+        if self._compiled is None:
+            self.open()
+        array = np.ascontiguousarray(lr.detach().cpu().numpy(), dtype=np.float32)
+        result = self._request.infer({INPUT_NAME: array})
+        out = next(iter(result.values()))
+        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
