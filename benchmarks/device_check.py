@@ -222,7 +222,7 @@ def parity(device: str, smoke: bool) -> tuple[dict[str, Any], list[str]]:
 def onnxruntime_check(device: str, smoke: bool, work: Path) -> tuple[dict[str, Any], list[str]]:
     from dualsr_deploy.archs.fold import fold_coarsr
     from dualsr_deploy.backends.onnx_backend import OnnxBackend
-    from dualsr_deploy.export.onnx import torch2onnx
+    from dualsr_deploy.export.onnx import Precision, torch2onnx
     from dualsr_deploy.export.verify import verify_backends
     from dualsr_deploy.runtimes import onnxruntime_providers
 
@@ -234,7 +234,7 @@ def onnxruntime_check(device: str, smoke: bool, work: Path) -> tuple[dict[str, A
         return {"status": "not available", "providers": providers}, [line]
     label, model = _models(smoke)[0]
     core = fold_coarsr(model, "paper")
-    precisions = ("fp32", "fp16") if provider == "cuda" else ("fp32",)
+    precisions: tuple[Precision, ...] = ("fp32", "fp16") if provider == "cuda" else ("fp32",)
     backends = [
         OnnxBackend(torch2onnx(core, work / f"g_{p}.onnx", bands=31, precision=p), provider=provider)
         for p in precisions

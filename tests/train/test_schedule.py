@@ -55,7 +55,7 @@ def test_parallel_schedule_trains_and_its_resume_is_exact(tiny_store: Path, tmp_
         tmp_path / "split",
         config,
         resume=tmp_path / "split" / "last.pt",
-        given={"max_steps"},
+        given=frozenset({"max_steps"}),
         tensorboard=False,
     )
     whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
@@ -72,7 +72,7 @@ def test_a_resume_cannot_change_the_schedule(tiny_store: Path, tmp_path: Path) -
             tmp_path / "run",
             dataclasses.replace(TINY, schedule="parallel", max_steps=4),
             resume=tmp_path / "run" / "last.pt",
-            given={"schedule", "max_steps"},
+            given=frozenset({"schedule", "max_steps"}),
             tensorboard=False,
         )
     with pytest.raises(TrainError, match="schedule must be"):
