@@ -8,6 +8,7 @@ pins the hint to f32 (OpenVINO would otherwise pick bf16 by itself on such CPUs)
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class OpenVinoBackend(Backend):
         self._precision = precision
         self._threads = threads
         self._compiled: Any = None
+        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
         self.capabilities = Capabilities(
             name=f"openvino-{self._device.lower()}-{precision}",
             device="cpu",
@@ -82,6 +84,7 @@ class OpenVinoBackend(Backend):
         if self._compiled is None:
             self.open()
         array = np.ascontiguousarray(lr.detach().cpu().numpy(), dtype=np.float32)
-        result = self._request.infer({INPUT_NAME: array})
-        out = next(iter(result.values()))
-        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
+        with self._lock:
+            result = self._request.infer({INPUT_NAME: array})
+            out = np.array(next(iter(result.values())), dtype=np.float32, copy=True)
+        return torch.from_numpy(out)
