@@ -206,3 +206,35 @@ def test_windows_use_the_whole_scene_factor(tmp_path: Path) -> None:
             part = reader.load(Normalisation("max"), window)
             assert part.meta.scale_factor == 4000.0
             np.testing.assert_array_equal(part.cube, whole.cube[:, window.rows, window.cols])
+
+
+def test_matlab_unmixing_layout(tmp_path: Path) -> None:
+    """Y (bands × pixels, MATLAB column order) with nRow/nCol and maxValue, beside a 3-D abundance map."""
+    rng = np.random.default_rng(0)
+    cube = rng.integers(0, 5000, size=(7, 4, 6)).astype(np.uint16)  # bands, rows, columns
+    y = cube.transpose(0, 2, 1).reshape(7, 24)  # pixel n = row + column·rows
+    abundances = rng.random((4, 6, 3))
+    path = tmp_path / "jasper_like.mat"
+    scipy.io.savemat(path, {"Y": y, "nRow": np.uint8(4), "nCol": np.uint8(6), "maxValue": np.uint16(5000),
+                            "A": abundances})  # fmt: skip
+    with open_scene(path) as reader:
+        assert reader.shape == (7, 4, 6)
+        scene = reader.load()
+        assert any("unmixing" in note for note in reader.notes)
+    np.testing.assert_allclose(scene.cube, cube / 5000, rtol=1e-6)
+    # Without the size variables it is not a cube: the 3-D abundance map is what is there.
+    scipy.io.savemat(path, {"Y": y, "A": abundances})
+    with open_scene(path) as reader:
+        assert reader.shape == (3, 4, 6)
+
+
+def test_the_unmixing_scenes_of_remote_train(shared_data: Path) -> None:
+    for name, shape in (("Moffett_vca", (189, 50, 50)), ("jasperRidge2_R198", (198, 100, 100))):
+        with open_scene(shared_data / "remote_train" / f"{name}.mat") as reader:
+            assert reader.shape == shape
+            cube = reader.load().cube
+        assert cube.min() >= 0.0
+        assert cube.max() <= 1.0
+        band = cube[shape[0] // 2]  # neighbouring pixels of a real image correlate both ways
+        assert np.corrcoef(band[1:].ravel(), band[:-1].ravel())[0, 1] > 0.9
+        assert np.corrcoef(band[:, 1:].ravel(), band[:, :-1].ravel())[0, 1] > 0.9
