@@ -78,7 +78,18 @@ def _is_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and 0 < length < path.stat().st_size
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle stream (protocol ≥ 2, the legacy format)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def _read_published(path: Path) -> tuple[StateDict, int | None]:
+    if not _looks_like_torch_save(path):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (neither a dualsr .safetensors file nor a PyTorch file saved with torch.save)"
+        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types here: unpickling, zip, EOF, runtime

@@ -66,8 +66,12 @@ def test_wrong_scale_for_the_request(shared_reference: Path) -> None:
 def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "noise.pth"
     path.write_bytes(bytes(range(256)) * 40)
-    with pytest.raises(CheckpointError, match=r"noise\.pth: not a readable CoarSR checkpoint"):
+    with pytest.raises(CheckpointError, match=r"noise\.pth: not a checkpoint \(neither a dualsr \.safetensors"):
         read_checkpoint(path)
+    text = tmp_path / "README.md"  # `--weights README.md`: said plainly, not as "pickled objects"
+    text.write_text("# not weights\n")
+    with pytest.raises(CheckpointError, match=r"README\.md: not a checkpoint"):
+        read_checkpoint(text)
 
 
 def test_truncated_checkpoint(tmp_path: Path, shared_reference: Path) -> None:

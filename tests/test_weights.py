@@ -32,7 +32,7 @@ def test_shipped_weights_load_with_their_provenance(scale: int) -> None:
 
 def test_scales_without_weights_say_so() -> None:
     assert shipped_scales() == (2, 4)
-    with pytest.raises(CheckpointError, match=r"no shipped ×8 weights \(shipped: ×2, ×4\)"):
+    with pytest.raises(CheckpointError, match=r"no shipped cave ×8 weights \(shipped: cave: ×2, ×4; airborne: none\)"):
         shipped_weights(8)
 
 
@@ -51,3 +51,31 @@ def test_shipped_weights_beat_bicubic_on_a_held_out_cave_scene(shared_data: Path
     # +1.4 dB (×4) with the shipped weights. 0.5 dB (11 % less MSE) leaves room for retrained weights while
     # failing a model that is broken or barely better than its bicubic skip.
     assert gain > 0.5, f"×{scale} on {held_out}: {gain:+.3f} dB over bicubic"
+
+
+def test_weight_families_and_their_errors(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dualsr_deploy.cli.main import app
+    from dualsr_deploy.errors import InputError
+    from dualsr_deploy.weights import list_shipped, resolve_weights
+
+    assert shipped_weights(4, "cave") == shipped_weights(4)
+    assert resolve_weights("cave", 2) == shipped_weights(2)
+    assert resolve_weights(None, 4) is None
+    with pytest.raises(CheckpointError, match=r"no shipped airborne ×4 weights \(shipped: airborne: none; cave: ×2"):
+        shipped_weights(4, "airborne")
+    with pytest.raises(InputError, match="unknown weights family 'hyperion'"):
+        shipped_weights(4, "hyperion")
+    with pytest.raises(CheckpointError, match="neither a weights family"):
+        resolve_weights("hyperion", 4)
+    rows = {(w.family, w.scale): w for w in list_shipped()}
+    assert set(rows) == {("cave", 2), ("cave", 4)}
+    assert rows[("cave", 4)].validation["psnr"] > rows[("cave", 4)].validation["bicubic_psnr"]
+    listed = CliRunner().invoke(app, ["weights"], env={"COLUMNS": "160"})
+    assert listed.exit_code == 0, listed.output
+    assert "coarsr_x4.safetensors" in listed.output
+    assert "airborne: none ship yet" in listed.output
+    refused = CliRunner().invoke(app, ["infer", str(tmp_path), "-o", str(tmp_path / "o"), "--weights", "airborne"])
+    assert refused.exit_code == 2
+    assert "no shipped airborne ×4 weights" in " ".join(refused.output.split())

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dualsr_deploy.archs.neighbours import NEIGHBOUR_RULES, check_rule
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint, write_checkpoint
-from dualsr_deploy.cli.common import console, user_errors
+from dualsr_deploy.cli.common import Column, console, print_table, user_errors
 from dualsr_deploy.errors import CheckpointError
 
 
@@ -80,3 +80,49 @@ def convert(
 def register(app: typer.Typer) -> None:
     app.command()(info)
     app.command()(convert)
+    app.command()(weights)
+
+
+@user_errors
+def weights(as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON.")) -> None:
+    """List the shipped weights by family and scale, with their model cards' numbers."""
+    from dualsr_deploy.weights import FAMILIES, list_shipped, model_card, shipped_scales
+
+    shipped = list_shipped()
+    if as_json:
+        console.print_json(
+            json.dumps([{**{k: v for k, v in vars(w).items() if k != "path"}, "path": str(w.path)} for w in shipped])
+        )
+        return
+    columns = [
+        Column("family"),
+        Column("×", "×", "right"),
+        Column("size (feats/blocks, params)", "size"),
+        Column("held out", None),
+        Column("CoarSR PSNR / SAM", "CoarSR", "right"),
+        Column("bicubic PSNR / SAM", "bicubic", "right"),
+        Column("gain", "gain", "right"),
+        Column("file", None),
+    ]
+    rows = []
+    for w in shipped:
+        v = w.validation
+        rows.append(
+            [
+                w.family,
+                str(w.scale),
+                f"{w.n_feats}/{w.n_blocks}, {w.parameters / 1e3:.0f} k",
+                ", ".join(w.validation_scenes),
+                f"{v.get('psnr', float('nan')):.2f} dB / {v.get('sam', float('nan')):.2f}°",
+                f"{v.get('bicubic_psnr', float('nan')):.2f} dB / {v.get('bicubic_sam', float('nan')):.2f}°",
+                f"{v.get('psnr', 0) - v.get('bicubic_psnr', 0):+.2f} dB",
+                w.path.name,
+            ]
+        )
+    print_table("shipped CoarSR weights (validation on each file's held-out scenes)", columns, rows)
+    for family in FAMILIES:
+        card = model_card(family)
+        if shipped_scales(family):
+            console.print(f"{family}: model card {card}")
+        else:
+            console.print(f"{family}: none ship yet")

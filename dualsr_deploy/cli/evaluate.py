@@ -92,8 +92,12 @@ def eval_command(
     precision: list[str] | None = typer.Option(
         None, help="One per --backend (default auto for each). " + PRECISION_HELP
     ),
-    weights: Path | None = typer.Option(None, help="×scale checkpoint (default: shipped)."),
-    weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
+    weights: str | None = typer.Option(
+        None, help="×scale weights: cave or airborne (a shipped family; cave by default) or a checkpoint PATH."
+    ),
+    weights_half: str | None = typer.Option(
+        None, help="×scale/2 weights for the dual stage: cave, airborne or PATH (default: the --weights family's)."
+    ),
     engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Artefacts folder: exported graphs and plans."),
     lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
     sr: Path | None = typer.Option(None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o)."),

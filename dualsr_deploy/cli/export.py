@@ -18,7 +18,9 @@ from dualsr_deploy.export.recipes import default_recipe, load_recipe
 @user_errors
 def export(
     recipe: Path | None = typer.Option(None, help="A recipe from export/*.toml; default: a recipe for --scale."),
-    checkpoint: Path | None = typer.Option(None, help="Checkpoint to export (overrides the recipe's)."),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "--weights", help="cave, airborne (a shipped family) or a checkpoint PATH to export."
+    ),
     scale: int | None = typer.Option(None, help="Scale of the default recipe (2, 3, 4, 8); checked against the model."),
     bands: int | None = typer.Option(None, help="Band count the graph is fixed to (default 31)."),
     precision: list[str] | None = typer.Option(None, help="fp32 and/or fp16 (repeat the option); default both."),
@@ -43,8 +45,10 @@ def export(
     base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
     if recipe is not None and scale is not None and scale != base.scale:
         raise typer.BadParameter(f"--scale {scale} contradicts the recipe's scale {base.scale}")
+    from dualsr_deploy.weights import resolve_weights
+
     chosen = base.with_overrides(
-        checkpoint=checkpoint,
+        checkpoint=resolve_weights(checkpoint, base.scale),
         bands=bands,
         precisions=tuple(precision) if precision else None,
     )

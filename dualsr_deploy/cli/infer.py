@@ -49,8 +49,12 @@ def infer(
         None, help="cpu or cuda[:N] (default: cuda when there is one); for openvino: cpu, GPU, NPU …"
     ),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
-    weights: Path | None = typer.Option(None, help="×scale checkpoint (default: the shipped weights)."),
-    weights_half: Path | None = typer.Option(None, help="×scale/2 checkpoint for the dual stage (default: shipped)."),
+    weights: str | None = typer.Option(
+        None, help="×scale weights: cave or airborne (a shipped family; cave by default) or a checkpoint PATH."
+    ),
+    weights_half: str | None = typer.Option(
+        None, help="×scale/2 weights for the dual stage: cave, airborne or PATH (default: the --weights family's)."
+    ),
     engines: Path = typer.Option(Path("engines"), help="Artefacts folder: where exported graphs and plans are found."),
     tile: int | None = typer.Option(
         None,

@@ -60,8 +60,8 @@ class BackendSpec:
         device: str | None = None,
         precision: str = "fp32",
         artefacts_dir: Path = Path("engines"),
-        weights: Path | None = None,
-        weights_half: Path | None = None,
+        weights: str | Path | None = None,
+        weights_half: str | Path | None = None,
         compile: bool = False,
         on_cluster: bool = False,
     ) -> BackendSpec:
@@ -74,9 +74,17 @@ class BackendSpec:
         else:
             chosen = check_device(device or default_device())
         choice = resolve_precision(precision, backend, chosen)
-        given = {scale: weights} if weights is not None else {}
-        if weights_half is not None:
-            given[scale // 2] = weights_half
+        from dualsr_deploy.weights import FAMILIES, resolve_weights, shipped_weights
+
+        given: dict[int, Path] = {}
+        full = resolve_weights(weights, scale)
+        if full is not None:
+            given[scale] = full
+        half = resolve_weights(weights_half, scale // 2)
+        if half is not None:
+            given[scale // 2] = half
+        elif str(weights) in FAMILIES and stage == "dual":  # a family named for ×s names its ×s/2 guide too
+            given[scale // 2] = shipped_weights(scale // 2, str(weights))
         return cls(
             backend=backend,
             device=chosen,

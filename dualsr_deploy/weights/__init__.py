@@ -1,36 +1,134 @@
-"""The CoarSR weights shipped with the package: the default of ``export`` (and of ``infer`` and the demo).
+"""The CoarSR weights shipped with the package, by *family*: the data they were trained for.
 
-Each ``coarsr_x{scale}.safetensors`` is in the project's format (its provenance in the header) and is described by
-``MODEL_CARD.md`` beside it: how it was trained, on what, and what it scores on held-out CAVE scenes.
+- ``cave``: CAVE-like lab scenes (31 bands, 400–700 nm): ``coarsr_x{scale}.safetensors`` in this folder, described
+  by ``MODEL_CARD.md`` beside them.
+- ``airborne``: airborne/satellite imaging spectrometers (AVIRIS, HYDICE, ROSIS, …): ``airborne/coarsr_x{scale}
+  .safetensors`` with ``airborne/MODEL_CARD.md``, once trained (none ship yet: the folder is absent, and asking for
+  the family says so).
+
+Each file is in the project's format, its provenance (data, split, recipe, validation scores) in its header.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from dualsr_deploy.errors import CheckpointError
+from dualsr_deploy.errors import CheckpointError, InputError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
+FAMILIES = ("cave", "airborne")
+MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"  # the cave family's card
 
 
-def shipped_scales() -> tuple[int, ...]:
-    """The scales for which weights ship, ascending."""
+def family_dir(family: str) -> Path:
+    """The folder of a family's weights (an :class:`InputError` for an unknown family)."""
+    if family not in FAMILIES:
+        raise InputError(f"unknown weights family {family!r}; the families are {', '.join(FAMILIES)}")
+    return WEIGHTS_DIR if family == "cave" else WEIGHTS_DIR / family
+
+
+def model_card(family: str = "cave") -> Path:
+    return family_dir(family) / "MODEL_CARD.md"
+
+
+def shipped_scales(family: str = "cave") -> tuple[int, ...]:
+    """The scales for which ``family`` ships weights, ascending (empty when none ship)."""
+    folder = family_dir(family)
     found = []
-    for path in WEIGHTS_DIR.glob("coarsr_x*.safetensors"):
+    for path in folder.glob("coarsr_x*.safetensors"):
         digits = path.stem.removeprefix("coarsr_x")
         if digits.isdigit():
             found.append(int(digits))
     return tuple(sorted(found))
 
 
-def shipped_weights(scale: int) -> Path:
-    """The shipped ``.safetensors`` for ``scale``; a :class:`CheckpointError` naming the scales that exist."""
-    path = WEIGHTS_DIR / f"coarsr_x{scale}.safetensors"
+def _have(family: str) -> str:
+    return ", ".join(f"×{s}" for s in shipped_scales(family)) or "none"
+
+
+def shipped_weights(scale: int, family: str = "cave") -> Path:
+    """The shipped ``.safetensors`` of ``family`` for ``scale``; a :class:`CheckpointError` naming what exists."""
+    path = family_dir(family) / f"coarsr_x{scale}.safetensors"
     if not path.is_file():
-        have = ", ".join(f"×{s}" for s in shipped_scales()) or "none"
+        others = [f"{name}: {_have(name)}" for name in FAMILIES if name != family]
         raise CheckpointError(
-            f"no shipped ×{scale} weights (shipped: {have}); pass --checkpoint PATH, or train one with "
-            f"`dualsr train … --scale {scale}`"
+            f"no shipped {family} ×{scale} weights (shipped: {family}: {_have(family)}; {'; '.join(others)}); pass "
+            f"--weights PATH, or train one with `dualsr train … --scale {scale}`"
         )
     return path
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """One shipped file and what its card says: size, data, and held-out validation against bicubic."""
+
+    family: str
+    scale: int
+    path: Path
+    n_feats: int
+    n_blocks: int
+    parameters: int
+    train_scenes: tuple[str, ...]
+    validation_scenes: tuple[str, ...]
+    steps: int | None
+    validation: dict[str, float]
+    sha256: str
+
+
+def list_shipped() -> list[ShippedWeights]:
+    """Every shipped weights file, by family then scale, with the numbers of its provenance."""
+    from dualsr_deploy.checkpoint import read_checkpoint
+
+    found = []
+    for family in FAMILIES:
+        for scale in shipped_scales(family):
+            path = shipped_weights(scale, family)
+            model, info = read_checkpoint(path)
+            provenance = info.provenance
+            found.append(
+                ShippedWeights(
+                    family=family,
+                    scale=scale,
+                    path=path,
+                    n_feats=info.n_feats,
+                    n_blocks=info.n_blocks,
+                    parameters=sum(p.numel() for p in model.parameters()),
+                    train_scenes=tuple(provenance.get("train_scenes", ())),
+                    validation_scenes=tuple(provenance.get("validation_scenes", ())),
+                    steps=provenance.get("steps"),
+                    validation={k: float(v) for k, v in provenance.get("validation", {}).items()},
+                    sha256=info.sha256,
+                )
+            )
+    return found
+
+
+def resolve_weights(given: str | Path | None, scale: int) -> Path | None:
+    """``--weights`` as given: ``None``/``cave``/``airborne`` → that family's shipped file (``None``: the default
+    family, cave), anything else → the path (checked to exist)."""
+    if given is None:
+        return None
+    text = str(given)
+    if text in FAMILIES:
+        return shipped_weights(scale, text)
+    path = Path(text)
+    if not path.is_file():
+        raise CheckpointError(
+            f"--weights {text}: neither a weights family ({', '.join(FAMILIES)}) nor an existing checkpoint file"
+        )
+    return path
+
+
+__all__ = [
+    "FAMILIES",
+    "MODEL_CARD",
+    "WEIGHTS_DIR",
+    "ShippedWeights",
+    "family_dir",
+    "list_shipped",
+    "model_card",
+    "resolve_weights",
+    "shipped_scales",
+    "shipped_weights",
+]
