@@ -30,6 +30,7 @@ from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends import Backend, check_backend, create
 from dualsr_deploy.backends.base import PRECISION_DTYPES
+from dualsr_deploy.bench_advice import compare_rows
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
 from dualsr_deploy.infer.batching import grid_jobs, run_batches
 from dualsr_deploy.infer.tiling import TileGrid, receptive_radius
@@ -129,54 +130,6 @@ class BenchReport:
             "skipped": self.skipped,
             "recommendation": self.recommendation,
         }
-
-
-def default_backends() -> list[str]:
-    """torch and onnx, and openvino when it is installed."""
-    from dualsr_deploy.optional import find
-
-    return ["torch", "onnx"] + (["openvino"] if find("openvino") is not None else [])
-
-
-def default_precisions(device: str) -> list[str]:
-    """fp32, and bf16 where the device computes it natively (a CPU with AVX512-BF16/AMX, or CUDA)."""
-    from dualsr_deploy.runtimes import cpu_native_bf16
-
-    native = device.startswith("cuda") or cpu_native_bf16()
-    return ["fp32", "bf16"] if native else ["fp32"]
-
-
-def within_tolerance(backend: str, precision: str, device: str) -> bool:
-    """Whether results in ``precision`` count as the same as fp32's: fp32 itself, or the reduced precision that
-    ``--precision auto`` picks for this backend and device (measured: < 0.01 dB and 0.01° on every scene)."""
-    from dualsr_deploy.backends.precision import auto_precision
-
-    return precision == "fp32" or auto_precision(backend, device).precision == precision
-
-
-def compare_rows(report: BenchReport) -> None:
-    """Fill each row's ratio against torch fp32 (same scale and tile) and the report's recommendation: the fastest
-    configuration within tolerance (:func:`within_tolerance`)."""
-    reference = {(r.scale, r.tile): r.median for r in report.rows if r.backend == "torch" and r.precision == "fp32"}
-    for row in report.rows:
-        if row.tile is not None:
-            row.torch_fp32_median = reference.get((row.scale, row.tile))
-    device = report.options.device
-    for scale in report.options.scales:
-        candidates = [
-            r
-            for r in report.rows
-            if r.scale == scale and r.tile is not None and within_tolerance(r.backend, r.precision, device)
-        ]
-        if not candidates:
-            continue
-        best = min(candidates, key=lambda r: r.median)
-        versus = f", {best.torch_fp32_median / best.median:.2f}× torch fp32" if best.torch_fp32_median else ""
-        report.recommendation += (
-            f"×{scale}: --backend {best.backend} --precision {best.precision} --tile {best.tile} "
-            f"({best.median:.3f} s a scene{versus}), the fastest configuration whose precision is within tolerance. "
-        )
-    report.recommendation = report.recommendation.strip()
 
 
 def percentile(values: list[float], q: float) -> float:

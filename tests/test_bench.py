@@ -81,3 +81,31 @@ def test_cli_bench_prints_a_table_and_says_what_it_skipped(tmp_path: Path) -> No
     assert "eager" in result.output
     assert "skipped" in result.output
     assert (tmp_path / "b.json").is_file()
+
+
+def test_ratios_against_torch_fp32_and_the_recommendation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dualsr_deploy.backends import precision
+    from dualsr_deploy.bench import BenchReport, Row
+    from dualsr_deploy.bench_advice import compare_rows
+
+    def row(backend: str, prec: str, median: float, tile: int | None = 64) -> Row:
+        return Row(backend, prec, 4, tile, [median], 1e9, 1000, 100.0, 0, "test")
+
+    report = BenchReport(BenchOptions(device="cpu"), {})
+    report.rows = [
+        row("eager loop", "fp32", 8.0, None),
+        row("torch", "fp32", 4.0),
+        row("torch", "bf16", 1.0),
+        row("openvino", "fp32", 2.0),
+        row("openvino", "bf16", 1.5),
+    ]
+    monkeypatch.setenv("DUALSR_CPU_BF16", "1")
+    monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ())  # as measured: bf16 is outside the fidelity rule
+    compare_rows(report)
+    assert [r.to_dict()["speedup_vs_torch_fp32"] for r in report.rows] == [None, 1.0, 4.0, 2.0, 4.0 / 1.5]
+    assert report.recommendation.startswith("×4: --backend openvino --precision fp32 --tile 64")
+    assert "2.00× torch fp32" in report.recommendation
+    report.recommendation = ""
+    monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ("torch",))  # had torch bf16 passed, it would win
+    compare_rows(report)
+    assert report.recommendation.startswith("×4: --backend torch --precision bf16")

@@ -37,14 +37,8 @@ def bench(
     history: Path | None = typer.Option(None, help="Append the results (one JSON line) to this file."),
 ) -> None:
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
-    from dualsr_deploy.bench import (
-        SPREAD_WARNING,
-        BenchOptions,
-        default_backends,
-        default_precisions,
-        run_bench,
-        write_outputs,
-    )
+    from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs
+    from dualsr_deploy.bench_advice import default_backends, default_precisions
 
     options = BenchOptions(
         scales=tuple(scale or [4]),

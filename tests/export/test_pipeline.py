@@ -13,6 +13,7 @@ from dualsr_deploy.errors import CheckpointError, ScaleMismatchError
 from dualsr_deploy.export.onnx import ExportError
 from dualsr_deploy.export.pipeline import export_variant
 from dualsr_deploy.export.recipes import default_recipe
+from dualsr_deploy.runtimes import cpu_native_bf16
 
 runner = CliRunner()
 
@@ -31,7 +32,10 @@ def test_export_writes_graphs_and_manifests_and_verifies(shared_reference: Path,
         assert manifest["neighbour_rule"] == "reference"
         assert manifest["tensorrt_operator_check"] == "passed"
         assert len(manifest["checkpoint_sha256"]) == 64
-    assert {c.backend for c in result.verification} == {"torch-cpu-fp32", "onnx-cpu-fp32", "onnx-cpu-fp16"}
+    expected = {"torch-cpu-fp32", "onnx-cpu-fp32", "onnx-cpu-fp16"} | (
+        {"torch-cpu-bf16"} if cpu_native_bf16() else set()
+    )
+    assert {c.backend for c in result.verification} == expected
     assert all(c.passed for c in result.verification)
 
 
@@ -56,7 +60,7 @@ def test_scale_mismatch_is_refused(shared_reference: Path, tmp_path: Path) -> No
 
 def test_without_checkpoint_says_what_to_pass(tmp_path: Path) -> None:
     # No ×8 weights ship; the error names the option and the shipped scales.
-    with pytest.raises(CheckpointError, match=r"shipped: ×2, ×4.*--checkpoint"):
+    with pytest.raises(CheckpointError, match=r"shipped: cave: ×2, ×4.*--weights PATH"):
         export_variant(default_recipe(8), out_dir=tmp_path)
 
 
