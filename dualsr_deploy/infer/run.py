@@ -188,7 +188,10 @@ def _on_cluster(
         if options.backend.backend != "torch":
             for bands in sorted({p.entry.shape[0] for p in todo if p.entry.shape}):
                 for scale in options.scales:
-                    pool.graph(scale, bands)
+                    if options.backend.backend == "openvino":
+                        pool.ir(scale, bands)  # the IR (and its fp32 graph), once, before the workers need them
+                    else:
+                        pool.graph(scale, bands)
         return RayExecutor(
             session,
             layout,
