@@ -70,13 +70,17 @@ def _curve(run: Path) -> list[tuple[float, int, float]]:
     return [(e["seconds"], e["step"], e["psnr"]) for e in entries if e["kind"] == "validation" and "seconds" in e]
 
 
-def _report(out: Path) -> None:
+def _report(out: Path, per_step: dict[str, float] | None = None) -> None:
+    """Table, CSV and figure. With ``per_step`` (seconds per step measured on a quiet machine), training time is
+    steps × that, so runs that shared the CPU with other work are compared fairly; else the runs' own clocks."""
     rows = []
     curves = {}
     for name, *_ in CONFIGS:
         curve = _curve(out / name)
         if not curve:
             continue
+        if per_step and name in per_step:
+            curve = [(step * per_step[name], step, psnr) for _seconds, step, psnr in curve]
         curves[name] = curve
         for seconds, step, psnr in curve:
             rows.append({"config": name, "hours": round(seconds / 3600, 4), "step": step, "psnr": round(psnr, 4)})
@@ -109,7 +113,7 @@ def _report(out: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for name, curve in curves.items():
         axis.plot([c[0] / 3600 for c in curve], [c[2] for c in curve], marker="o", markersize=3, label=name)
-    axis.set_xlabel("training time (hours, one CPU thread)")
+    axis.set_xlabel("training time (hours, one CPU thread)" + (", steps × quiet s/step" if per_step else ""))
     axis.set_ylabel("validation PSNR (dB)")
     axis.grid(alpha=0.3)
     axis.legend()
@@ -128,6 +132,11 @@ def main() -> None:
     parser.add_argument("--validate-minutes", type=float, default=2.0)
     parser.add_argument("--only", action="append", help="run only these configurations (repeatable)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--quiet-timing",
+        action="store_true",
+        help="time each configuration's steps now (on a quiet machine) and use that for the hours axis",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
@@ -137,9 +146,9 @@ def main() -> None:
             run = args.out / name
             if (run / "log.jsonl").is_file() and '"kind": "stop"' in (run / "log.jsonl").read_text():
                 continue
-            per_step = _seconds_per_step(args.store, schedule, precision, args.n_feats, args.threads)
-            every = max(1, round(args.validate_minutes * 60 / per_step))
-            print(f"{name}: {per_step:.2f} s/step, validating every {every} steps", flush=True)
+            step_seconds = _seconds_per_step(args.store, schedule, precision, args.n_feats, args.threads)
+            every = max(1, round(args.validate_minutes * 60 / step_seconds))
+            print(f"{name}: {step_seconds:.2f} s/step, validating every {every} steps", flush=True)
             command = [
                 sys.executable, "-c", "from dualsr_deploy.cli.main import app; app()",
                 "train", str(args.store), "--out", str(run),
@@ -149,7 +158,16 @@ def main() -> None:
             ]  # fmt: skip
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-    _report(args.out)
+    per_step: dict[str, float] | None = None
+    if args.quiet_timing:
+        per_step = {
+            name: _seconds_per_step(args.store, schedule, precision, args.n_feats, args.threads)
+            for name, schedule, precision, _rate in CONFIGS
+        }
+        (args.out / "seconds_per_step.json").write_text(json.dumps(per_step, indent=1) + "\n")
+    elif (args.out / "seconds_per_step.json").is_file():
+        per_step = json.loads((args.out / "seconds_per_step.json").read_text())
+    _report(args.out, per_step)
 
 
 if __name__ == "__main__":
