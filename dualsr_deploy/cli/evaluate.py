@@ -171,8 +171,11 @@ def demo(
     precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """The built-in example: synthetic CAVE-like scenes, the shipped ×4 weights, DualSR vs bicubic, a report."""
-    from dualsr_deploy.evaluation.demo import run_demo
+    from dualsr_deploy.evaluation.demo import best_backend, run_demo
 
+    spec = best_backend(precision)
+    if spec.precision_choice:
+        console.print(f"{spec.backend}: {spec.precision_choice}")
     started = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task("demo", total=None)
