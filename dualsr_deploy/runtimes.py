@@ -26,7 +26,8 @@ CPU_BF16_ENV = "DUALSR_CPU_BF16"  # 1/0 overrides the probe (tests simulate CPUs
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16; ``DUALSR_CPU_BF16=0/1`` overrides).
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16; ``DUALSR_CPU_BF16=0/1``
+    overrides).
 
     Without it torch emulates bf16 through fp32 conversions, which is slower than fp32 itself.
     """
@@ -38,9 +39,11 @@ def cpu_native_bf16() -> bool:
     except OSError:
         return False
     for line in text.splitlines():
-        if line.startswith("flags"):
+        if line.startswith("flags"):  # x86
             flags = set(line.split(":", 1)[-1].split())
             return any(flag in flags for flag in CPU_BF16_FLAGS)
+        if line.startswith("Features"):  # Arm: the BF16 extension (Neoverse V1/N2, Graviton 3 …)
+            return "bf16" in line.split(":", 1)[-1].split()
     return False
 
 
