@@ -9,6 +9,8 @@
 # TensorRT and OpenVINO are not used; ONNX Runtime's CUDA provider is checked only where the image has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && [ "${1:-}" = "--cpu-smoke" ] && echo .venv/bin/python || echo python3)}"
+# This checkout's .venv where there is one (a development machine); else the image's python3 (the GPU machine,
+# where .venv is not carried).
+PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec timeout 480 "$PYTHON" benchmarks/device_check.py "$@"
