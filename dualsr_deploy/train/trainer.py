@@ -116,6 +116,7 @@ class Trainer:
             self.total_steps = min(self.total_steps, config.max_steps)
 
         self.model = _new_model(config, init if saved is None else None).to(device)
+        self.from_weights = init is not None and saved is None  # fine-tuning: score the starting weights first
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -325,6 +326,10 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self.emit("start")
+        if self.from_weights and self.position.step == 0:
+            # Step 0 of a run from --init: the starting weights' validation is logged and is the best to beat, so
+            # best.safetensors is never worse than where fine-tuning began.
+            self.validate()
         stop_reason: StopReason | None = None
         with StopRequest().installed() as stop:
             while stop_reason is None and self.position.epoch < self.config.epochs:

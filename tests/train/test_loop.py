@@ -109,8 +109,13 @@ def test_bf16_autocast_runs(tiny_store: Path, tmp_path: Path) -> None:
 
 def test_init_from_weights(tiny_store: Path, tmp_path: Path) -> None:
     start = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "start.safetensors", neighbour_rule="paper")
-    result = train(tiny_store, tmp_path / "run", dataclasses.replace(TINY, max_steps=1), init=start, tensorboard=False)
+    config = dataclasses.replace(TINY, max_steps=1, validate_every_steps=1)
+    result = train(tiny_store, tmp_path / "run", config, init=start, tensorboard=False)
     assert result.steps == 1
+    # The starting weights are validated first (step 0): fine-tuning is measured against where it began.
+    rows = (tmp_path / "run" / "validation.csv").read_text().splitlines()
+    assert rows[1].startswith("0,0,")
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]
     with pytest.raises(TrainError, match="n_feats=4"):
         train(tiny_store, tmp_path / "other", dataclasses.replace(TINY, n_feats=8), init=start)
 
