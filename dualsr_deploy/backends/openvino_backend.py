@@ -63,7 +63,7 @@ class OpenVinoBackend(Backend):
         family = self._device.split(".")[0]
         if not any(name.split(".")[0] == family for name in core.available_devices):
             raise BackendUnavailableError(
-                f"OpenVINO {ov.__version__} has no {self._device} device here (available: "
+                f"OpenVINO {str(ov.__version__).split('-')[0]} has no {self._device} device here (available: "
                 f"{', '.join(core.available_devices) or 'none'})"
             )
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[self._precision]}
