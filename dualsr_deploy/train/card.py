@@ -58,8 +58,10 @@ def model_card(info: CheckpointInfo, validation: Validation | None = None, *, ti
             f"augmentations); training scenes: {', '.join(prov.get('train_scenes', []))}.",
             f"- Held out for validation: {', '.join(prov.get('validation_scenes', []))}.",
             f"- Recipe: L1, Adam lr {recipe.learning_rate:g} β {recipe.betas}, halved every {recipe.lr_step_epochs} "
-            f"epochs, batch {recipe.batch_size}, band-by-band updates, seed {recipe.seed}, precision "
-            f"{recipe.precision}.",
+            f"epochs, batch {recipe.batch_size}, "
+            + ("band-by-band updates" if recipe.schedule == "band" else "band-parallel updates (one per batch)")
+            + f", seed {recipe.seed}, precision {recipe.precision}"
+            + (f" ({prov['computed_in']})." if "computed_in" in prov else "."),
             f"- Length: {prov.get('steps', '?')} steps ({prov.get('epochs', '?')} full epochs) on "
             f"{prov.get('device', '?')} × {prov.get('processes', 1)} process(es)"
             + (f", {float(prov['seconds']) / 60:.0f} min." if "seconds" in prov else "."),

@@ -214,6 +214,7 @@ class Trainer:
             "epochs": self.position.epoch,
             "device": hardware,
             "processes": self.ctx.world_size,
+            "computed_in": {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp],
             "seconds": round(self.resumed_seconds + time.perf_counter() - self.started, 1),
             "validation": dict(validation or {}),
             "validation_psnr_per_scene": dict(scenes or {}),

@@ -48,6 +48,9 @@ def test_parallel_schedule_trains_and_its_resume_is_exact(tiny_store: Path, tmp_
     # One update per batch (not one per band): 40 Adam steps at lr 1e-3 still halve the L1 of the random start.
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["schedule"] == "parallel"
+    card = (tmp_path / "whole" / "MODEL_CARD.md").read_text()
+    assert "band-parallel updates (one per batch)" in card
+    assert "precision fp32 (fp32)" in card
     # Stopped at 15 and resumed: the same weights as the uninterrupted run.
     train(tiny_store, tmp_path / "split", dataclasses.replace(config, max_steps=15), tensorboard=False)
     train(
