@@ -57,9 +57,10 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_state(path).model
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tiny_store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", ["band", "parallel"])
+def test_a_resumed_run_equals_an_uninterrupted_one(tiny_store: Path, tmp_path: Path, schedule: str) -> None:
     # 25 steps cross the first epoch's end (21): scheduler step, validation and the batch order of epoch 2.
-    whole = dataclasses.replace(TINY, max_steps=25, validate_every_steps=7)
+    whole = dataclasses.replace(TINY, max_steps=25, validate_every_steps=7, schedule=schedule)  # type: ignore[arg-type]
     train(tiny_store, tmp_path / "whole", whole, tensorboard=False)
     first = train(tiny_store, tmp_path / "split", dataclasses.replace(whole, max_steps=12), tensorboard=False)
     assert first.stop_reason == "max_steps"

@@ -40,9 +40,9 @@ def _losses(run: Path) -> list[float]:
     return [entry["loss"] for entry in lines if entry["kind"] == "train"]
 
 
-def test_parallel_schedule_trains_and_its_resume_is_exact(tiny_store: Path, tmp_path: Path) -> None:
+def test_parallel_schedule_trains_and_says_so_on_its_card(tiny_store: Path, tmp_path: Path) -> None:
     config = dataclasses.replace(TINY, schedule="parallel", max_steps=40)
-    result = train(tiny_store, tmp_path / "whole", config, tensorboard=False)
+    result = train(tiny_store, tmp_path / "whole", config, tensorboard=False)  # exact resume: tests/train/test_loop.py
     losses = _losses(tmp_path / "whole")
     assert result.steps == 40
     # One update per batch (not one per band): 40 Adam steps at lr 1e-3 still halve the L1 of the random start.
@@ -51,20 +51,6 @@ def test_parallel_schedule_trains_and_its_resume_is_exact(tiny_store: Path, tmp_
     card = (tmp_path / "whole" / "MODEL_CARD.md").read_text()
     assert "band-parallel updates (one per batch)" in card
     assert "precision fp32 (fp32)" in card
-    # Stopped at 15 and resumed: the same weights as the uninterrupted run.
-    train(tiny_store, tmp_path / "split", dataclasses.replace(config, max_steps=15), tensorboard=False)
-    train(
-        tiny_store,
-        tmp_path / "split",
-        config,
-        resume=tmp_path / "split" / "last.pt",
-        given=frozenset({"max_steps"}),
-        tensorboard=False,
-    )
-    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
-    split = torch.load(tmp_path / "split" / "last.pt", weights_only=False)["model"]
-    for name, value in whole.items():
-        torch.testing.assert_close(split[name], value, rtol=0, atol=0, msg=name)
 
 
 def test_a_resume_cannot_change_the_schedule(tiny_store: Path, tmp_path: Path) -> None:
