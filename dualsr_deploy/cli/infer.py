@@ -50,10 +50,14 @@ def infer(
     ),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     weights: str | None = typer.Option(
-        None, help="×scale weights: cave or airborne (a shipped family; cave by default) or a checkpoint PATH."
+        None,
+        help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
+        "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
     ),
     weights_half: str | None = typer.Option(
-        None, help="×scale/2 weights for the dual stage: cave, airborne or PATH (default: the --weights family's)."
+        None,
+        help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
+        "auto after a PATH).",
     ),
     engines: Path = typer.Option(Path("engines"), help="Artefacts folder: where exported graphs and plans are found."),
     tile: int | None = typer.Option(
@@ -215,6 +219,7 @@ def _plan_table(report: ArchiveReport, title: str) -> None:
         Column("bands × h × w", "C×h×w", "right"),
         Column("action"),
         Column("mode", None),
+        Column("weights"),
         Column("tiles", None, "right"),
         Column("output / reason", "output", text=True),
     ]
@@ -222,8 +227,9 @@ def _plan_table(report: ArchiveReport, title: str) -> None:
     for planned in report.plan:
         shape = "×".join(map(str, planned.entry.shape)) if planned.entry.shape else "-"
         where = str(planned.output) if planned.action == "run" else (planned.reason or "")
+        family = planned.weights.family if planned.weights is not None else "-"
         rows.append(
-            [escape(planned.entry.name), shape, planned.action, planned.mode, str(planned.tiles), escape(where)]
+            [escape(planned.entry.name), shape, planned.action, planned.mode, family, str(planned.tiles), escape(where)]
         )
     print_table(title, columns, rows)
 
@@ -234,6 +240,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
         Column("status"),
         Column("output (bands × H × W)", "output", "right"),
         Column("mode", None),
+        Column("weights"),
         *([Column("worker", None)] if on_cluster else []),
         Column("seconds", "s", "right"),
         Column("SAM weight", None, "right"),
@@ -248,6 +255,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
                 f"[{colour}]{record.status}[/]",
                 "×".join(map(str, record.shape_out)) if record.shape_out else "-",
                 record.mode or "-",
+                escape(record.weights or "-"),
                 *([escape(record.worker or "-")] if on_cluster else []),
                 f"{record.seconds.get('total', 0):.1f}",
                 f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",

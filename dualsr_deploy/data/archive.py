@@ -34,6 +34,7 @@ class ArchiveEntry:
     shape: tuple[int, int, int] | None = None
     dtype: str | None = None
     error: str | None = None
+    wavelengths: tuple[float, ...] | None = None  # band centres in nm, when the file gives them
 
     @property
     def nbytes(self) -> int:
@@ -322,7 +323,17 @@ def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layou
             continue
         try:
             with _open(path, key, layout) as reader:
-                entries.append(ArchiveEntry(name, path, reader.key, reader.format, reader.shape, str(reader.dtype)))
+                entries.append(
+                    ArchiveEntry(
+                        name,
+                        path,
+                        reader.key,
+                        reader.format,
+                        reader.shape,
+                        str(reader.dtype),
+                        wavelengths=tuple(reader.wavelengths) if reader.wavelengths else None,
+                    )
+                )
         except (DualSRError, OSError) as exc:
             entries.append(ArchiveEntry(name, path, key, error=str(exc)))
     return Archive(root, entries, layout=layout)

@@ -29,6 +29,7 @@ from dualsr_deploy.infer.options import BackendSpec, InferOptions
 from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.ops.imresize import imresize
+from dualsr_deploy.weights import FamilyChoice
 
 # The DualSR paper's CAVE results (its own test split), for orientation only: never computed here.
 PAPER_CAVE = {
@@ -76,6 +77,7 @@ class SceneResult:
     cubes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for figures; dropped after
     in_training: bool = False  # the scene was in the training set of the weights used (their provenance says)
     quality: dict[str, int] | None = None  # HR pixels per quality class, when the scene has invalid pixels
+    weights: str | None = None  # the shipped family --weights auto chose for the scene, with why
 
 
 @dataclass
@@ -87,6 +89,14 @@ class EvalReport:
     failed: list[tuple[str, str]]
     seconds: float
     versions: dict[str, str]
+
+    @property
+    def paper_rows(self) -> dict[str, dict[str, float]]:
+        """The paper's CAVE results at this scale, shown for orientation when every scene is CAVE-like (31 bands);
+        none beside other data, which they say nothing about."""
+        if not self.scenes or any(scene.shape[0] != 31 for scene in self.scenes):
+            return {}
+        return PAPER_CAVE.get(self.scale, {})
 
     @property
     def mixed(self) -> bool:
@@ -121,13 +131,14 @@ class EvalReport:
                     "notes": s.notes,
                     "in_training": s.in_training,
                     "quality": s.quality,
+                    "weights": s.weights,
                 }
                 for s in self.scenes
             ],
             "failed": [{"name": n, "error": e} for n, e in self.failed],
             "paper_reference": {
                 "note": "the DualSR paper's CAVE results on its own test split, for orientation; not computed here",
-                "rows": PAPER_CAVE.get(self.scale, {}),
+                "rows": self.paper_rows,
             },
             "seconds": self.seconds,
             "versions": self.versions,
@@ -187,17 +198,17 @@ def evaluate_archive(
     scenes: list[SceneResult] = []
     failed: list[tuple[str, str]] = []
     entries = archive.entries[: options.limit] if options.limit else archive.entries
-    trained_on: set[str] = set()
-    for upscaler in upscalers:
-        for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
-            trained_on.update(upscaler.pool.model(scale).info.provenance.get("train_scenes", []))
+    trained_on: dict[FamilyChoice | None, set[str]] = {}
+    used: dict[str, str] = {}
     try:
         for index, entry in enumerate(entries):
             say(entry.name, index, len(entries))
             try:
-                result = _one(entry.name, entry.path, entry.key, options, upscalers, methods)
+                result, choice = _one(entry.name, entry.path, entry.key, options, upscalers, methods)
+                if choice not in trained_on:
+                    trained_on[choice] = _train_scenes(upscalers, options, choice, used)
                 base = Path(entry.name).name
-                result.in_training = base in trained_on or base.removesuffix("_ms") in trained_on
+                result.in_training = base in trained_on[choice] or base.removesuffix("_ms") in trained_on[choice]
                 if result.in_training:
                     result.notes.append("seen in training by the weights used (their provenance lists it)")
                 scenes.append(result)
@@ -207,16 +218,32 @@ def evaluate_archive(
     finally:
         for upscaler in upscalers:
             upscaler.close()
-    versions = {"dualsr": __version__, "torch": torch.__version__}
-    for spec, upscaler in zip(options.backends, upscalers, strict=True):
-        info = upscaler.pool.model(options.scale).info
-        versions[f"weights ×{options.scale} [{spec.label}]"] = f"{Path(info.path).name} {info.sha256[:12]}"
+    versions = {"dualsr": __version__, "torch": torch.__version__, **used}
     return EvalReport(options.scale, protocol, methods, scenes, failed, time.perf_counter() - started, versions)
+
+
+def _train_scenes(
+    upscalers: Sequence[Upscaler], options: EvalOptions, choice: FamilyChoice | None, used: dict[str, str]
+) -> set[str]:
+    """The scenes the weights ``--weights auto`` chose (None: the run's) were trained on, by their provenance; the
+    weights files go into ``used`` (the report's versions)."""
+    family = choice.family if choice is not None else None
+    names: set[str] = set()
+    several = len(upscalers) > 1
+    for upscaler in upscalers:
+        _options, pool, _runner = upscaler.route(choice)
+        for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
+            info = pool.model(scale).info
+            names.update(info.provenance.get("train_scenes", []))
+            where = f" [{upscaler.label}]" if several else ""
+            label = f" ({family})" if family else ""
+            used[f"weights ×{scale}{label}{where}"] = f"{Path(info.path).name} {info.sha256[:12]}"
+    return names
 
 
 def _one(
     name: str, path: Path, key: str | None, options: EvalOptions, upscalers: Sequence[Upscaler], methods: list[str]
-) -> SceneResult:
+) -> tuple[SceneResult, FamilyChoice | None]:
     s = options.scale
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -236,6 +263,7 @@ def _one(
         if hr_valid is not None:
             lr_valid = lr_validity(hr_valid, s)
     timings["read"] = time.perf_counter() - t
+    choice = upscalers[0].choose(scene.cube.shape[0], scene.meta.wavelengths) if upscalers else None
     results: dict[str, torch.Tensor] = {}
     t = time.perf_counter()
     results["bicubic"] = imresize(lr.double(), s).clamp(0, 1).float()
@@ -244,7 +272,7 @@ def _one(
     for upscaler in upscalers:
         suffix = f" [{upscaler.label}]" if several else ""
         t = time.perf_counter()
-        stages = upscaler(lr, lr_valid)
+        stages = upscaler(lr, lr_valid, weights=choice)
         timings[f"sr{suffix}"] = time.perf_counter() - t
         results[f"coarse{suffix}"] = stages.coarse.cpu()
         if stages.fine is not None:
@@ -260,8 +288,10 @@ def _one(
     hr64 = hr.double()
     scores, bands, quantiles = {}, {}, {}
     levels = torch.linspace(0, 1, 21, dtype=torch.float64)
-    mask, quality = scoring_mask(hr_valid, lr_valid, s, options, upscalers)
+    mask, quality = scoring_mask(hr_valid, lr_valid, s, options, upscalers, choice)
     notes = list(scene.meta.notes)
+    if choice is not None:
+        notes.append(f"weights: {choice.describe()}")
     if quality is not None:
         notes.append("output pixels by quality: " + ", ".join(f"{k} {v}" for k, v in quality.items()))
     if mask is not None:
@@ -281,7 +311,7 @@ def _one(
         quantiles[method] = torch.quantile(angles[::stride], levels).tolist()
     timings["metrics"] = time.perf_counter() - t
     cubes = {"HR": hr.numpy(), **{m: r.numpy() for m, r in results.items()}} if options.figures else {}
-    return SceneResult(
+    result = SceneResult(
         name,
         tuple(hr.shape),  # type: ignore[arg-type]
         scene.meta.wavelengths,
@@ -292,7 +322,9 @@ def _one(
         notes,
         cubes,
         quality=quality,
+        weights=choice.describe() if choice is not None else None,
     )
+    return result, choice
 
 
 def lr_validity(hr_valid: np.ndarray, scale: int) -> np.ndarray:
@@ -311,6 +343,7 @@ def scoring_mask(
     scale: int,
     options: EvalOptions,
     upscalers: Sequence[Upscaler],
+    choice: FamilyChoice | None = None,
 ) -> tuple[np.ndarray | None, dict[str, int] | None]:
     """The HR pixels to score (None: all) and the quality counts: valid HR pixels whose LR source was valid, and with
     ``clean_only`` only those computed from valid input alone (:mod:`dualsr_deploy.infer.quality`)."""
@@ -318,7 +351,7 @@ def scoring_mask(
         return None, None
     shape = hr_valid.shape if hr_valid is not None else (scale * lr_valid.shape[0], scale * lr_valid.shape[1])  # type: ignore[union-attr]
     lr_shape = (shape[0] // scale, shape[1] // scale)
-    reach = max((upscaler.reach for upscaler in upscalers), default=0)
+    reach = max((upscaler.reach_for(choice) for upscaler in upscalers), default=0)
     layer = quality_layer(lr_valid, lr_shape, scale, reach)
     mask = layer > INVALID if not options.clean_only else layer == CLEAN
     if hr_valid is not None:

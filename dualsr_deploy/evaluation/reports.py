@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dualsr_deploy.atomic import atomic_output
-from dualsr_deploy.evaluation.core import PAPER_CAVE, EvalOptions, EvalReport
+from dualsr_deploy.evaluation.core import EvalOptions, EvalReport
 
 METRICS = ("psnr", "mpsnr", "ssim", "sam", "ergas", "rmse", "cc")
 HEADERS = {
@@ -99,7 +99,7 @@ def _markdown(report: EvalReport) -> str:
             if mean:
                 values = " | ".join(_fmt(k, mean[k]) for k in METRICS)
                 lines.append(f"| {method} (mean over scenes not seen in training) | {values} |")
-    for name, row in PAPER_CAVE.get(report.scale, {}).items():
+    for name, row in report.paper_rows.items():
         cells = [_fmt(k, row[k]) if k in row else "" for k in METRICS]
         lines.append(
             f"| *paper, CAVE ×{report.scale}: {name} (its test split, reference only)* | " + " | ".join(cells) + " |"
@@ -118,6 +118,9 @@ def _markdown(report: EvalReport) -> str:
             lines.append(f"| {scene.name}{mark} | {method} | {values} |")
     if any(scene.in_training for scene in report.scenes):
         lines += ["", "† seen in training by the weights used: its scores flatter the method."]
+    chosen = [scene for scene in report.scenes if scene.weights]
+    if chosen:
+        lines += ["", "## Weights (--weights auto)", ""] + [f"- {scene.name}: {scene.weights}" for scene in chosen]
     masked = [scene for scene in report.scenes if scene.quality is not None]
     if masked:
         lines += ["", "## Scenes with no-data", ""]
@@ -174,7 +177,7 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
             if held:
                 cells = "".join(f"<td>{_fmt(k, held[k])}</td>" for k in METRICS)
                 rows.append(f"<tr><td>{esc(method)}, scenes not seen in training</td>{cells}</tr>")
-    for name, ref in PAPER_CAVE.get(report.scale, {}).items():
+    for name, ref in report.paper_rows.items():
         cells = "".join(f"<td>{_fmt(k, ref[k])}</td>" if k in ref else "<td></td>" for k in METRICS)
         rows.append(f'<tr class="paper"><td>paper, CAVE ×{report.scale}: {esc(name)} (reference)</td>{cells}</tr>')
     parts = [
@@ -219,6 +222,8 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         if scene.name not in figures:
             continue
         parts.append(f"<h2 id='{esc(scene.name)}'>{esc(scene.name)} ({'×'.join(map(str, scene.shape))})</h2>")
+        if scene.weights:
+            parts.append(f"<p class='meta'>weights: {esc(scene.weights)}</p>")
         if scene.quality is not None:
             told = [n for n in scene.notes if n.startswith(("output pixels", "scored"))]
             parts.append(f"<p class='meta'>{esc('; '.join(told))}</p>")

@@ -3,7 +3,8 @@ the options, the backend pool and tile runner, and how a scene's manifest record
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dualsr_deploy._version import __version__
@@ -15,6 +16,7 @@ from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.pool import BackendPool
+from dualsr_deploy.weights import AUTO
 
 # What a scene's failure can raise: recorded as that scene's, never the run's.
 SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
@@ -22,13 +24,44 @@ SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
 
 @dataclass
 class SceneContext:
-    """``worker`` names the process in the records (cluster runs)."""
+    """``worker`` names the process in the records (cluster runs).
+
+    With ``--weights auto`` each scene says which shipped family it takes (:func:`~dualsr_deploy.infer.plan
+    .scene_family`); :meth:`for_scene` gives the context whose pool holds that family's weights, made on first need
+    and kept for the run (this context serves cave, auto's fallback)."""
 
     archive: Archive
     options: InferOptions
     pool: BackendPool
     runner: TileRunner
     worker: str | None = None
+    _routes: dict[str, SceneContext] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def for_scene(self, planned: PlannedScene) -> SceneContext:
+        """The context that runs ``planned`` with the weights chosen for it."""
+        spec = self.options.backend
+        choice = planned.weights
+        if choice is None or spec.family != AUTO or choice.family == "cave":
+            return self
+        with self._lock:
+            route = self._routes.get(choice.family)
+            if route is None:
+                options = replace(self.options, backend=spec.with_family(choice.family, choice.cave_scales))
+                pool = BackendPool(options.backend, say=self.pool.say)
+                runner = TileRunner(pool, options, self.runner.report)
+                route = SceneContext(self.archive, options, pool, runner, self.worker)
+                self._routes[choice.family] = route
+            return route
+
+    @property
+    def opened(self) -> list[str]:
+        """The backends opened for every family the run used."""
+        return self.pool.opened + [name for route in self._routes.values() for name in route.pool.opened]
+
+    def close_routes(self) -> None:
+        for route in self._routes.values():
+            route.pool.close()
 
     def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
         return scene_record(self.options, planned, status, worker=self.worker, **facts)
@@ -41,6 +74,7 @@ class SceneContext:
             "scale": str(options.scale),
             "stage": options.stage,
             "backend": options.backend.label,
+            "weights": options.backend.weights_label(options.scale),
             "weights_sha256": self.pool.model(options.scale).info.sha256,
             "dualsr_version": __version__,
         }
@@ -54,6 +88,8 @@ def scene_record(
 ) -> SceneRecord:
     """The manifest record of a planned scene that ended with ``status`` (``facts``: the other fields)."""
     entry = planned.entry
+    spec = options.backend
+    choice = planned.weights
     return SceneRecord(
         entry.name,
         str(entry.path),
@@ -61,6 +97,8 @@ def scene_record(
         input_sha256=planned.digest,
         backend=options.backend.label,
         precision_choice=options.backend.precision_choice or None,
+        weights=choice.family if choice is not None else spec.weights_label(options.scale),
+        weights_choice=f"auto: {choice.reason}" if choice is not None else None,
         stage=options.stage,
         scale=options.scale,
         shape_in=list(entry.shape) if entry.shape else None,

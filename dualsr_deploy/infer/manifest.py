@@ -26,6 +26,8 @@ class SceneRecord:
     output: str | None = None
     backend: str | None = None  # label: backend-device-precision
     precision_choice: str | None = None  # why, when --precision auto chose the precision
+    weights: str | None = None  # the shipped family (cave, airborne) or the checkpoint file the scene ran with
+    weights_choice: str | None = None  # why, when --weights auto chose the family
     stage: str | None = None
     scale: int | None = None
     shape_in: list[int] | None = None

@@ -5,7 +5,7 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
@@ -35,7 +35,9 @@ def default_memory_budget() -> int:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Which backend, where, in which precision; ``weights`` maps scale → checkpoint (default: shipped);
+    """Which backend, where, in which precision; ``weights`` maps scale → a checkpoint file given, ``family`` names
+    the shipped weights of the other scales (``auto``: chosen per scene, see :func:`dualsr_deploy.weights
+    .choose_family`);
     ``artefacts_dir``: where exported graphs and plans are found (and exported to on first need)."""
 
     backend: str = "torch"
@@ -43,6 +45,7 @@ class BackendSpec:
     precision: str = "fp32"
     artefacts_dir: Path = Path("engines")
     weights: tuple[tuple[int, Path], ...] = ()
+    family: str = "cave"  # shipped weights for the scales without a file: cave, airborne, or auto (per scene)
     compile: bool = False
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
     precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
@@ -74,17 +77,24 @@ class BackendSpec:
         else:
             chosen = check_device(device or default_device())
         choice = resolve_precision(precision, backend, chosen)
-        from dualsr_deploy.weights import FAMILIES, resolve_weights, shipped_weights
+        from dualsr_deploy.weights import AUTO, FAMILIES, resolve_weights
 
         given: dict[int, Path] = {}
-        full = resolve_weights(weights, scale)
+        family = AUTO if weights is None or str(weights) == AUTO else str(weights)
+        full = None if family == AUTO else resolve_weights(weights, scale)
         if full is not None:
             given[scale] = full
-        half = resolve_weights(weights_half, scale // 2)
-        if half is not None:
+            family = AUTO if family not in FAMILIES else family  # a PATH: the other scales' weights stay auto
+        if weights_half is not None and str(weights_half) != AUTO:
+            half = resolve_weights(weights_half, scale // 2)
+            assert half is not None
             given[scale // 2] = half
-        elif str(weights) in FAMILIES and stage == "dual":  # a family named for ×s names its ×s/2 guide too
-            given[scale // 2] = shipped_weights(scale // 2, str(weights))
+        if family in FAMILIES:  # a family asked for by name must ship every scale the run needs
+            from dualsr_deploy.weights import shipped_weights
+
+            for needed in (scale, scale // 2) if stage == "dual" else (scale,):
+                if needed not in given:
+                    given[needed] = shipped_weights(needed, family)
         return cls(
             backend=backend,
             device=chosen,
@@ -92,31 +102,52 @@ class BackendSpec:
             precision_choice=choice.describe() if precision == "auto" else "",
             artefacts_dir=artefacts_dir,
             weights=tuple(given.items()),
+            family=family,
             compile=compile,
             half_scales=(scale // 2,) if stage == "dual" else (),
         )
 
-    def checkpoint(self, scale: int) -> Path:
-        for s, path in self.weights:
-            if s == scale:
-                return path
-        from dualsr_deploy.weights import shipped_scales, shipped_weights
+    def with_family(self, family: str, cave_scales: tuple[int, ...] = ()) -> BackendSpec:
+        """This spec with the shipped weights of ``family`` for the scales not given a file (cave's at
+        ``cave_scales``, where ``family`` ships none)."""
+        from dualsr_deploy.weights import shipped_weights
 
-        if scale not in shipped_scales():
-            have = ", ".join(f"×{s}" for s in shipped_scales()) or "none"
+        fallback = tuple((s, shipped_weights(s, "cave")) for s in cave_scales if self.given(s) is None)
+        return replace(self, family=family, weights=self.weights + fallback)
+
+    def given(self, scale: int) -> Path | None:
+        """The checkpoint file given for ``scale`` (--weights/--weights-half PATH), if any."""
+        return next((path for s, path in self.weights if s == scale), None)
+
+    def checkpoint(self, scale: int) -> Path:
+        """The weights for ``scale``: the file given, else the shipped ones of this spec's family (``auto`` before a
+        scene has chosen one: cave, its fallback)."""
+        given = self.given(scale)
+        if given is not None:
+            return given
+        from dualsr_deploy.weights import AUTO, shipped_scales, shipped_weights
+
+        family = "cave" if self.family == AUTO else self.family
+        if scale not in shipped_scales(family):
+            have = ", ".join(f"×{s}" for s in shipped_scales(family)) or "none"
             option = "--weights-half" if scale in self.half_scales else "--weights"
             raise CheckpointError(
-                f"no shipped ×{scale} weights (shipped: {have}); pass {option} PATH, or train one with "
-                f"`dualsr train … --scale {scale}`"
+                f"no shipped {family} ×{scale} weights (shipped {family}: {have}); pass {option} PATH, or train one "
+                f"with `dualsr train … --scale {scale}`"
             )
-        return shipped_weights(scale)
+        return shipped_weights(scale, family)
 
     def has_weights(self, scale: int) -> bool:
-        if any(s == scale for s, _ in self.weights):
+        if self.given(scale) is not None:
             return True
-        from dualsr_deploy.weights import shipped_scales
+        from dualsr_deploy.weights import AUTO, shipped_scales
 
-        return scale in shipped_scales()
+        return scale in shipped_scales("cave" if self.family == AUTO else self.family)
+
+    def weights_label(self, scale: int) -> str:
+        """What the run uses at ``scale``: a given file's name, or the shipped family."""
+        given = self.given(scale)
+        return given.name if given is not None else self.family
 
     @property
     def label(self) -> str:

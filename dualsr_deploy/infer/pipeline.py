@@ -84,13 +84,20 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -
 
 def compute_scenes(ctx: SceneContext, items: list[LoadedScene]) -> list[Result]:
     """Coarse SR and the fine stage of in-memory scenes: what to write. Complete scenes (every pixel valid, every
-    band good) have their tiles batched together (same band count and window shapes); a scene with invalid pixels
-    or bad bands runs alone, segment by segment (:mod:`dualsr_deploy.infer.masked`)."""
-    complete = [item for item in items if item.scene is not None and is_complete(item.scene)]
-    results = {id(r.item): r.result for r in _compute_complete(ctx, complete)} if complete else {}
+    band good) have their tiles batched together (same band count, window shapes and weights); a scene with invalid
+    pixels or bad bands runs alone, segment by segment (:mod:`dualsr_deploy.infer.masked`)."""
+    routes: dict[int, tuple[SceneContext, list[LoadedScene]]] = {}
     for item in items:
-        if id(item) not in results:
-            results[id(item)] = _compute_masked(ctx, item)
+        route = ctx.for_scene(item.planned)
+        routes.setdefault(id(route), (route, []))[1].append(item)
+    results: dict[int, Result] = {}
+    for route, group in routes.values():
+        complete = [item for item in group if item.scene is not None and is_complete(item.scene)]
+        if complete:
+            results.update({id(done.item): done.result for done in _compute_complete(route, complete)})
+        for item in group:
+            if id(item) not in results:
+                results[id(item)] = _compute_masked(route, item)
     return [results[id(item)] for item in items]
 
 
@@ -185,7 +192,7 @@ def write_result(result: Result) -> SceneRecord:
 def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     """A streamed scene start to end; its failure is in its record."""
     try:
-        return stream_scene(ctx, planned)
+        return stream_scene(ctx.for_scene(planned), planned)
     except SCENE_ERRORS as exc:
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 

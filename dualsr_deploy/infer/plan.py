@@ -14,6 +14,7 @@ from dualsr_deploy.data.chunked import CHUNKED_SUFFIXES
 from dualsr_deploy.infer.manifest import RunManifest, input_digest
 from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
+from dualsr_deploy.weights import FamilyChoice
 
 # The output suffix of each input format when no --format is given (CAVE folders become HDF5).
 LIKE_INPUT = {
@@ -41,6 +42,7 @@ class PlannedScene:
     tiles: int = 0
     reason: str | None = None
     digest: str | None = None
+    weights: FamilyChoice | None = None  # what --weights auto chose for this scene (None: the run's weights)
 
 
 def bytes_needed(entry: ArchiveEntry, options: InferOptions, streamed: bool) -> int:
@@ -116,10 +118,28 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
                 planned = PlannedScene(entry, "skip", planned.output, reason="done in an earlier run", digest=digest)
             else:
                 planned = PlannedScene(
-                    entry, "run", planned.output, planned.mode, planned.tiles, planned.reason, digest
+                    entry,
+                    "run",
+                    planned.output,
+                    planned.mode,
+                    planned.tiles,
+                    planned.reason,
+                    digest,
+                    weights=scene_family(entry, options),
                 )
         plan.append(planned)
     return plan
+
+
+def scene_family(entry: ArchiveEntry, options: InferOptions) -> FamilyChoice | None:
+    """The weights family ``--weights auto`` picks for ``entry`` (None when the run's weights are fixed)."""
+    from dualsr_deploy.weights import AUTO, choose_family
+
+    spec = options.backend
+    if spec.family != AUTO or entry.shape is None:
+        return None
+    shipped = [s for s in options.scales if spec.given(s) is None]  # the scales that take shipped weights
+    return choose_family(entry.shape[0], entry.wavelengths, shipped)
 
 
 def _plan_one(
@@ -169,5 +189,6 @@ __all__ = [
     "inside",
     "output_suffix",
     "plan_archive",
+    "scene_family",
     "space_problem",
 ]

@@ -41,7 +41,7 @@ class BackendPool:
 
     def __init__(self, spec: BackendSpec, *, say: Callable[[str], None] | None = None) -> None:
         self.spec = spec
-        self._say = say or (lambda _message: None)
+        self.say = say or (lambda _message: None)
         self._models: dict[int, Model] = {}
         self._backends: dict[tuple[int, int | None], Backend] = {}
         self._lock = threading.Lock()
@@ -105,7 +105,7 @@ class BackendPool:
         if ir.is_file() and ir.with_name(ir.name + ".json").is_file():
             self._check_source(ir, model, bands)
             return ir
-        self._say(f"no ×{scale} {bands}-band OpenVINO IR in {self.spec.artefacts_dir}: converting {graph.name}")
+        self.say(f"no ×{scale} {bands}-band OpenVINO IR in {self.spec.artefacts_dir}: converting {graph.name}")
         return onnx2ir(graph)
 
     @staticmethod
@@ -124,7 +124,7 @@ class BackendPool:
 
         precision = precision or self.spec.precision
         recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(precision,))
-        self._say(f"no ×{scale} {bands}-band {precision} graph in {self.spec.artefacts_dir}: exporting one")
+        self.say(f"no ×{scale} {bands}-band {precision} graph in {self.spec.artefacts_dir}: exporting one")
         export_variant(recipe, out_dir=self.spec.artefacts_dir, tensorrt=tensorrt)  # type: ignore[arg-type]
 
     @property

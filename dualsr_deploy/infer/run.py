@@ -107,7 +107,9 @@ def run_archive(
         if make_executor is not None:
             executor = make_executor(pool, todo)
         else:
-            executor = LocalExecutor(SceneContext(archive, options, pool, TileRunner(pool, options, report)))
+            ctx = SceneContext(archive, options, pool, TileRunner(pool, options, report))
+            stack.callback(ctx.close_routes)
+            executor = LocalExecutor(ctx)
         out.mkdir(parents=True, exist_ok=True)
         if options.resume:
             _clean_stale(out)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from dualsr_deploy.infer.masked import super_resolve
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.quality import reach
+from dualsr_deploy.weights import AUTO, FamilyChoice, choose_family
 
 
 @dataclass
@@ -28,38 +30,65 @@ class Stages:
 
 class Upscaler:
     """``Upscaler(options)(lr)`` → :class:`Stages` for ``lr (C, h, w)`` float32 in [0, 1], tiled and batched as
-    :func:`~dualsr_deploy.infer.run.run_archive` does it. Close it (or use it as a context manager)."""
+    :func:`~dualsr_deploy.infer.run.run_archive` does it. Close it (or use it as a context manager).
+
+    With ``--weights auto`` (``options.backend.family``), :meth:`choose` says which shipped family a cube takes and
+    ``weights=`` runs it with that family's weights (each family's backends opened on first need, kept open)."""
 
     def __init__(self, options: InferOptions) -> None:
         self.options = options
         self.pool = BackendPool(options.backend)
         self.runner = TileRunner(self.pool, options, lambda _event: None)
+        self._routes: dict[str, tuple[InferOptions, BackendPool, TileRunner]] = {}
 
-    def __call__(self, lr: torch.Tensor, valid: np.ndarray | None = None) -> Stages:
+    def choose(self, bands: int, wavelengths: Sequence[float] | None) -> FamilyChoice | None:
+        """What ``--weights auto`` picks for a cube (None when the weights are fixed)."""
+        spec = self.options.backend
+        if spec.family != AUTO:
+            return None
+        return choose_family(bands, wavelengths, [s for s in self.options.scales if spec.given(s) is None])
+
+    def route(self, choice: FamilyChoice | None = None) -> tuple[InferOptions, BackendPool, TileRunner]:
+        """The options, pool and runner that run with the weights ``--weights auto`` chose (None: the run's own)."""
+        if choice is None or self.options.backend.family != AUTO or choice.family == "cave":
+            return self.options, self.pool, self.runner
+        if choice.family not in self._routes:
+            spec = self.options.backend.with_family(choice.family, choice.cave_scales)
+            options = replace(self.options, backend=spec)
+            pool = BackendPool(spec)
+            self._routes[choice.family] = (options, pool, TileRunner(pool, options, lambda _event: None))
+        return self._routes[choice.family]
+
+    def __call__(
+        self, lr: torch.Tensor, valid: np.ndarray | None = None, *, weights: FamilyChoice | None = None
+    ) -> Stages:
         """``valid``: ``(h, w)`` bool, the LR pixels to trust (None: all); the others are filled for the network
-        and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.masked`)."""
+        and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.masked`).
+        ``weights``: what :meth:`choose` picked, when the run's weights are ``auto``."""
+        options, pool, runner = self.route(weights)
+        scale = options.scale
         if valid is not None and not valid.all():
-            return self._masked(lr, valid)
-        options, scale = self.options, self.options.scale
-        device = self.pool.backend(scale, lr.shape[0]).device
+            scene = Scene("scene", lr.cpu().numpy().astype(np.float32), SceneMeta("tensor", "tensor"), valid=valid)
+            device = pool.backend(scale, lr.shape[0]).device
+            coarse, result, weight, _notes = super_resolve(runner, options, scene, device)
+            return Stages(coarse, None if options.stage == "coarse" else result, weight)
+        device = pool.backend(scale, lr.shape[0]).device
         cube = lr.to(device)
-        (high,) = self.runner.coarse(scale, [cube], ["scene"])
+        (high,) = runner.coarse(scale, [cube], ["scene"])
         if options.stage == "coarse":
             return Stages(high.clamp(0, 1), None, None)
-        low = self.runner.coarse(scale // 2, [cube], ["scene"])[0] if options.stage == "dual" else None
+        low = runner.coarse(scale // 2, [cube], ["scene"])[0] if options.stage == "dual" else None
         fine, weight = finish_stage(options.stage, options.clip, high, low, cube)
         return Stages(high.clamp(0, 1), fine, weight)
 
-    def _masked(self, lr: torch.Tensor, valid: np.ndarray) -> Stages:
-        scene = Scene("scene", lr.cpu().numpy().astype(np.float32), SceneMeta("tensor", "tensor"), valid=valid)
-        device = self.pool.backend(self.options.scale, lr.shape[0]).device
-        coarse, result, weight, _notes = super_resolve(self.runner, self.options, scene, device)
-        return Stages(coarse, None if self.options.stage == "coarse" else result, weight)
+    def reach_for(self, weights: FamilyChoice | None = None) -> int:
+        """LR pixels around an output pixel's source that went into it (see :mod:`dualsr_deploy.infer.quality`)."""
+        options, pool, _runner = self.route(weights)
+        return reach(pool, options)
 
     @property
     def reach(self) -> int:
-        """LR pixels around an output pixel's source that went into it (see :mod:`dualsr_deploy.infer.quality`)."""
-        return reach(self.pool, self.options)
+        return self.reach_for(None)
 
     @property
     def label(self) -> str:
@@ -67,6 +96,8 @@ class Upscaler:
 
     def close(self) -> None:
         self.pool.close()
+        for _options, pool, _runner in self._routes.values():
+            pool.close()
 
     def __enter__(self) -> Upscaler:
         return self

@@ -11,6 +11,7 @@ Each file is in the project's format, its provenance (data, split, recipe, valid
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from dualsr_deploy.errors import CheckpointError, InputError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 FAMILIES = ("cave", "airborne")
+AUTO = "auto"  # --weights auto: a family per scene (see choose_family)
+AIRBORNE_NM = 1000.0  # scenes whose wavelengths reach beyond this are airborne/satellite data
+AIRBORNE_BANDS = 64  # ... or, wavelengths unknown, that have more bands than this
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"  # the cave family's card
 
 
@@ -104,6 +108,42 @@ def list_shipped() -> list[ShippedWeights]:
     return found
 
 
+@dataclass(frozen=True)
+class FamilyChoice:
+    """What ``--weights auto`` chose for a scene, and why (recorded in manifests and reports). ``cave_scales``: the
+    scales at which the family ships no weights, so cave's are used there."""
+
+    family: str
+    reason: str
+    cave_scales: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.family} (auto: {self.reason})"
+
+
+def choose_family(bands: int, wavelengths: Sequence[float] | None, scales: Sequence[int]) -> FamilyChoice:
+    """The family ``--weights auto`` uses for a scene of ``bands`` bands: airborne when its wavelengths reach beyond
+    1000 nm, or, wavelengths unknown, when it has more than 64 bands; cave otherwise. At a scale of ``scales`` (those
+    the run takes shipped weights for) where the family ships none, cave's are used, and the reason says so; with
+    none at any of them the choice is cave."""
+    known = [float(w) for w in wavelengths or () if w == w and w > 0]  # NaN and 0: no wavelength given
+    if known:
+        top = max(known)
+        wanted = "airborne" if top > AIRBORNE_NM else "cave"
+        reason = f"wavelengths reach {top:.0f} nm, {'beyond' if wanted == 'airborne' else 'within'} {AIRBORNE_NM:.0f}"
+    else:
+        wanted = "airborne" if bands > AIRBORNE_BANDS else "cave"
+        than = "more than" if wanted == "airborne" else "at most"
+        reason = f"{bands} bands ({than} {AIRBORNE_BANDS}), no wavelengths"
+    missing = tuple(s for s in scales if s not in shipped_scales(wanted))
+    if wanted == "cave" or not missing:
+        return FamilyChoice(wanted, reason)
+    have = ", ".join(f"×{s}" for s in missing)
+    if len(missing) == len(scales):
+        return FamilyChoice("cave", f"{reason}, but no {wanted} weights ship at {have}: cave used")
+    return FamilyChoice(wanted, f"{reason}; no {wanted} weights ship at {have}: cave's used there", missing)
+
+
 def resolve_weights(given: str | Path | None, scale: int) -> Path | None:
     """``--weights`` as given: ``None``/``cave``/``airborne`` → that family's shipped file (``None``: the default
     family, cave), anything else → the path (checked to exist)."""
@@ -121,10 +161,13 @@ def resolve_weights(given: str | Path | None, scale: int) -> Path | None:
 
 
 __all__ = [
+    "AUTO",
     "FAMILIES",
     "MODEL_CARD",
     "WEIGHTS_DIR",
+    "FamilyChoice",
     "ShippedWeights",
+    "choose_family",
     "family_dir",
     "list_shipped",
     "model_card",

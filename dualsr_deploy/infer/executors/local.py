@@ -59,7 +59,7 @@ class _LocalRun:
             self.written.put(None)
             writer.join()
             reader.join(timeout=5)
-            self.outcome.backends = self.ctx.pool.opened
+            self.outcome.backends = self.ctx.opened
         return self.outcome
 
     # reader thread: loads in-memory scenes ahead of the backends (streamed ones are read in strips later)
@@ -128,11 +128,12 @@ class _LocalRun:
         if item.skip or item.scene is None or item.error is not None:
             return None
         c, h, w = item.scene.cube.shape
+        route = self.ctx.for_scene(item.planned)
         windows = []
         for scale in self.options.scales:
-            grid = self.ctx.runner.grid(scale, h, w, c)
+            grid = route.runner.grid(scale, h, w, c)
             windows.append((grid.window_h, grid.window_w))
-        return (c, *windows)
+        return (c, id(route), *windows)
 
     def _process(self, group: list[LoadedScene]) -> None:
         report, finish = self.job.report, self.job.finish

@@ -86,7 +86,7 @@ class SceneWorker:
             "worker": self.name,
             "device": device,
             "threads": self.threads,
-            "backends": self.pool.opened,
+            "backends": self.ctx.opened,
             "messages": self.messages[:],
         }
 
