@@ -77,7 +77,11 @@ def train(
     checkpoint_every: float = typer.Option(10.0, help="Minutes between resume files within an epoch."),
     validate_every: int | None = typer.Option(None, help="Also validate every this many steps (long epochs)."),
     resume: Path | None = typer.Option(None, help="Continue the run of this last.pt exactly where it stopped."),
-    init: Path | None = typer.Option(None, help="Start from these weights instead of a random initialisation."),
+    init: Path | None = typer.Option(
+        None,
+        help="Start from these weights instead of a random initialisation (a smaller model of the same scale is "
+        "grown into the run's size, computing the same).",
+    ),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 …; default: CUDA when available."),
     workers: int | None = typer.Option(None, help="Data-loading processes (default: 0 on CPU, 4 on CUDA)."),
     lr_patch: int = typer.Option(32, help="When SOURCE is scenes: LR patch side of the store built from them."),

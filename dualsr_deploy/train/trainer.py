@@ -20,6 +20,7 @@ from dualsr_deploy.errors import TrainError
 from dualsr_deploy.train.card import model_card
 from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.distributed import Distributed
+from dualsr_deploy.train.grow import grow
 from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
 from dualsr_deploy.train.schedule import BandParallel, autocast_dtype, train_batch, train_batch_parallel
@@ -72,13 +73,17 @@ def _new_model(config: TrainConfig, init: Path | None) -> CoarSR:
     model = CoarSR(config.model)
     if init is not None:
         weights, info = read_checkpoint(init)
-        if info.config != config.model:
+        if info.config == config.model:
+            model.load_state_dict(weights.state_dict())
+        elif info.scale == config.scale and info.n_feats <= config.n_feats and info.n_blocks <= config.n_blocks:
+            model = grow(weights, config.model)  # a smaller model grown into the run's size, computing the same
+        else:
             raise TrainError(
                 f"{init}: --init weights are CoarSR(scale={info.scale}, n_feats={info.n_feats}, "
                 f"n_blocks={info.n_blocks}), the run asks for CoarSR(scale={config.scale}, n_feats={config.n_feats}, "
-                f"n_blocks={config.n_blocks})"
+                f"n_blocks={config.n_blocks}); --init takes the same model, or a smaller one of the same scale "
+                "(grown into the larger one)"
             )
-        model.load_state_dict(weights.state_dict())
     return model
 
 

@@ -117,8 +117,19 @@ def test_init_from_weights(tiny_store: Path, tmp_path: Path) -> None:
     rows = (tmp_path / "run" / "validation.csv").read_text().splitlines()
     assert rows[1].startswith("0,0,")
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1"]
-    with pytest.raises(TrainError, match="n_feats=4"):
-        train(tiny_store, tmp_path / "other", dataclasses.replace(TINY, n_feats=8), init=start)
+    # A larger run grows the smaller weights into its size: it starts where they were (the same validation).
+    grown = train(
+        tiny_store,
+        tmp_path / "grown",
+        dataclasses.replace(config, n_feats=6, n_blocks=2),
+        init=start,
+        tensorboard=False,
+    )
+    assert grown.steps == 1
+    grown_rows = (tmp_path / "grown" / "validation.csv").read_text().splitlines()
+    assert grown_rows[1].split(",")[3] == rows[1].split(",")[3]  # step-0 PSNR, to every printed digit
+    with pytest.raises(TrainError, match=r"n_feats=4.*a smaller one of the same scale"):
+        train(tiny_store, tmp_path / "other", dataclasses.replace(TINY, n_feats=3), init=start)
 
 
 def test_bad_stores(tmp_path: Path) -> None:
