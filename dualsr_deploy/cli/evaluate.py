@@ -22,7 +22,7 @@ def _progress() -> Progress:
 
 
 def _summary(report: object, paths: dict[str, Path]) -> None:
-    from dualsr_deploy.evaluation.core import PAPER_CAVE, EvalReport
+    from dualsr_deploy.evaluation.core import EvalReport
 
     assert isinstance(report, EvalReport)
     table = Table(
@@ -50,7 +50,7 @@ def _summary(report: object, paths: dict[str, Path]) -> None:
                 f"{held['sam']:.3f}",
                 f"{held['ergas']:.3f}",
             )
-    for name, row in PAPER_CAVE.get(report.scale, {}).items():
+    for name, row in report.paper_rows.items():
         table.add_row(
             f"[dim]paper, CAVE: {name} (reference)[/]",
             f"[dim]{row['psnr']:.3f}[/]",
@@ -93,10 +93,14 @@ def eval_command(
         None, help="One per --backend (default auto for each). " + PRECISION_HELP
     ),
     weights: str | None = typer.Option(
-        None, help="×scale weights: cave or airborne (a shipped family; cave by default) or a checkpoint PATH."
+        None,
+        help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
+        "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
     ),
     weights_half: str | None = typer.Option(
-        None, help="×scale/2 weights for the dual stage: cave, airborne or PATH (default: the --weights family's)."
+        None,
+        help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
+        "auto after a PATH).",
     ),
     engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Artefacts folder: exported graphs and plans."),
     lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
@@ -166,14 +170,21 @@ def eval_command(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the example scenes and the report."),
-    scenes: int = typer.Option(2, help="How many example scenes to make."),
-    size: int = typer.Option(256, help="Their size in pixels (HR)."),
+    synthetic: int = typer.Option(
+        0,
+        "--synthetic",
+        "--scenes",
+        help="Also make this many synthetic CAVE-like scenes (on them bicubic keeps a lower SAM: see the README).",
+    ),
+    size: int = typer.Option(256, help="The synthetic scenes' size in pixels (HR)."),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
+    weights: str | None = typer.Option(None, help="auto (the default: a family per scene), cave, airborne or PATH."),
 ) -> None:
-    """The built-in example: synthetic CAVE-like scenes, the shipped ×4 weights, DualSR vs bicubic, a report."""
+    """The built-in example: a real AVIRIS scene shipped with the package (and synthetic ones on request), DualSR
+    ×4 with the weights auto picks, against bicubic, to a report."""
     from dualsr_deploy.evaluation.demo import best_backend, run_demo
 
-    spec = best_backend(precision)
+    spec = best_backend(precision, weights)
     if spec.precision_choice:
         console.print(f"{spec.backend}: {spec.precision_choice}")
     started = time.perf_counter()
@@ -183,8 +194,13 @@ def demo(
         def report_progress(name: str, done: int, total: int) -> None:
             bar.update(task, description=escape(name), completed=done, total=total)
 
-        report, paths = run_demo(out, scenes=scenes, size=size, precision=precision, progress=report_progress)
+        report, paths = run_demo(
+            out, synthetic=synthetic, size=size, precision=precision, weights=weights, progress=report_progress
+        )
     _summary(report, paths)
+    for scene in report.scenes:
+        if scene.weights:
+            console.print(f"{escape(scene.name)}: weights {escape(scene.weights)}")
     console.print(f"done in {time.perf_counter() - started:.1f} s; open [bold]{paths['html']}[/] in a browser")
 
 
