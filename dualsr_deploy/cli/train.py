@@ -188,23 +188,30 @@ def card(
     store: Path = typer.Option(..., help="The patch store whose held-out scenes the weights are scored on."),
     out: Path | None = typer.Option(None, help="Write the Markdown card here (default: print it)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cpu)."),
+    half: Path | None = typer.Option(
+        None, help="×s/2 weights: also score DualSR (the dual stage, its fine result) on the held-out scenes."
+    ),
 ) -> None:
     """Score weights on a store's held-out scenes against bicubic and write their model card."""
     from dualsr_deploy.atomic import atomic_output
     from dualsr_deploy.train.card import model_card, validate_weights
 
     with console.status(f"validating {escape(str(weights))} on the held-out scenes of {escape(str(store))}"):
-        info, validation = validate_weights(weights, store, device=device)
-    text = model_card(info, validation)
+        info, validation, fine = validate_weights(weights, store, device=device, half=half)
+    text = model_card(info, validation, fine=fine, half=half.name if half is not None else None)
     if out is None:
         console.print(text, markup=False, highlight=False)
         return
     with atomic_output(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     summary = validation.summary()
+    dual = ""
+    if fine:
+        mean = sum(scores["psnr"] for scores in fine.values()) / len(fine)
+        dual = f", DualSR {mean:.3f} dB ({mean - summary['bicubic_psnr']:+.3f})"
     console.print(
         f"wrote {out}: PSNR {summary['psnr']:.3f} dB vs bicubic {summary['bicubic_psnr']:.3f} "
-        f"({summary['gain_psnr']:+.3f}) on {len(validation.scenes)} held-out scenes"
+        f"({summary['gain_psnr']:+.3f}){dual} on {len(validation.scenes)} held-out scenes"
     )
 
 

@@ -38,14 +38,14 @@ class Validation:
         return out
 
 
-def _scores(sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+def score_cube(sr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
     return {"psnr": metrics.psnr(sr, hr), "ssim": metrics.ssim(sr, hr), "sam": metrics.sam(sr, hr)}
 
 
-def bicubic_scores(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+def bicubicscore_cube(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
     """The baseline: MATLAB bicubic ``imresize(lr, scale)``, clipped to [0, 1], against ``hr``."""
     up = imresize(lr.double(), scale).clamp_(0.0, 1.0).float()
-    return _scores(up, hr)
+    return score_cube(up, hr)
 
 
 @torch.no_grad()
@@ -75,10 +75,10 @@ def validate(
             if baseline is not None and name in baseline:
                 bicubic = baseline[name]
             else:
-                bicubic = bicubic_scores(lr, hr, model.scale)
+                bicubic = bicubicscore_cube(lr, hr, model.scale)
                 if baseline is not None:
                     baseline[name] = bicubic
-            results.append(SceneScore(name, _scores(sr, hr), bicubic))
+            results.append(SceneScore(name, score_cube(sr, hr), bicubic))
     finally:
         model.train(was_training)
     return Validation(tuple(results))

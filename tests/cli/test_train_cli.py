@@ -88,3 +88,46 @@ def test_train_says_what_is_wrong_with_its_source(tmp_path: Path) -> None:
     assert "not a patch store" in no_scale.output
     assert "--scale" in no_scale.output
     assert not (tmp_path / "run").exists()
+
+
+def test_card_scores_the_dual_stage_with_half_weights(tmp_path: Path) -> None:
+    # With --half, the card adds DualSR's fine result per held-out scene: the same numbers the dual stage of
+    # `dualsr eval` gives (tests/evaluation checks those against the metrics module).
+    import torch
+
+    from dualsr_deploy.archs.coarsr import per_band_loop
+    from dualsr_deploy.checkpoint import write_checkpoint
+    from dualsr_deploy.data.patches import PatchDataset
+    from dualsr_deploy.infer.fine import finish_stage
+    from dualsr_deploy.train.validate import score_cube
+    from tests.helpers import random_coarsr
+
+    scenes = tmp_path / "scenes"
+    for seed in range(3):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
+    store = tmp_path / "x4.h5"
+    prep = runner.invoke(
+        app, ["data", "prepare", str(scenes), str(store), "--scale", "4", "--lr-patch", "4", "--validation", "s2"]
+    )
+    assert prep.exit_code == 0, prep.output
+    x4 = write_checkpoint(random_coarsr(4, n_feats=4), tmp_path / "x4.safetensors", neighbour_rule="paper")
+    x2 = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
+    card = runner.invoke(
+        app, ["card", str(x4), "--store", str(store), "--half", str(x2), "--out", str(tmp_path / "c.md")]
+    )
+    assert card.exit_code == 0, card.output
+    assert "DualSR" in card.output
+    text = (tmp_path / "c.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| s2: DualSR |"))
+    dataset = PatchDataset(store, augmentation=False)
+    ((_name, lr, hr),) = list(dataset.validation())
+    dataset.close()
+    with torch.no_grad():
+        high = per_band_loop(read_checkpoint(x4)[0].eval(), lr[None], "paper")[0]
+        low = per_band_loop(read_checkpoint(x2)[0].eval(), lr[None], "paper")[0]
+    expected = score_cube(finish_stage("dual", True, high, low, lr)[0], hr)
+    assert row == f"| s2: DualSR | {expected['psnr']:.3f} | {expected['ssim']:.4f} | {expected['sam']:.3f} |"
+    assert "DualSR" in text.split("Gain over bicubic:")[1]
+    wrong = runner.invoke(app, ["card", str(x4), "--store", str(store), "--half", str(x4)])
+    assert wrong.exit_code == 2
+    assert "needs ×s/2" in wrong.output
