@@ -152,6 +152,11 @@ def resolve_weights(given: str | Path | None, scale: int) -> Path | None:
     text = str(given)
     if text in FAMILIES:
         return shipped_weights(scale, text)
+    if text == AUTO:
+        raise InputError(
+            "--weights auto picks a family per scene, which only infer, eval and demo do; name one here: "
+            f"{', '.join(FAMILIES)} or a checkpoint PATH"
+        )
     path = Path(text)
     if not path.is_file():
         raise CheckpointError(

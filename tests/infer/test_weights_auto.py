@@ -118,3 +118,13 @@ def test_eval_reports_the_choice(airborne_family: Path, tmp_path: Path) -> None:
     (scene,) = report.scenes
     assert scene.weights == "airborne (auto: 93 bands (more than 64), no wavelengths)"
     assert any(key.startswith("weights ×4 (airborne)") for key in report.versions)
+
+
+def test_export_needs_one_family(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dualsr_deploy.cli.main import app
+
+    result = CliRunner().invoke(app, ["export", "--scale", "4", "--weights", "auto", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "only infer, eval and demo do" in result.output
