@@ -26,7 +26,9 @@ def _summary(report: object, paths: dict[str, Path]) -> None:
 
     assert isinstance(report, EvalReport)
     table = Table(
-        title=f"×{report.scale}, mean over {len(report.scenes)} scenes ({report.protocol})", title_justify="left"
+        title=f"×{report.scale}, mean over {len(report.scenes)} scene{'' if len(report.scenes) == 1 else 's'} "
+        f"({report.protocol})",
+        title_justify="left",
     )
     for column in ("method", "PSNR (dB)", "SSIM", "SAM (°)", "ERGAS"):
         table.add_column(column, justify="left" if column == "method" else "right")
