@@ -16,6 +16,8 @@ def _trained_looking(config: CoarSRConfig) -> CoarSR:
     model = CoarSR(config)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None
+            assert module.running_var is not None
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
@@ -40,16 +42,18 @@ def test_the_new_capacity_learns() -> None:
     small = _trained_looking(CoarSRConfig(2, n_feats=4, n_blocks=1))
     big = grow(small, CoarSRConfig(2, n_feats=6, n_blocks=2))
     lr = torch.rand(2, 6, 6, 6, generator=torch.Generator().manual_seed(0))
-    per_band_loop(big, lr, "paper").abs().mean().backward()
-    tail = big.tail[0][0].weight_v  # reads the features; its old rows' columns for the new channels start at 0
+    loss = per_band_loop(big, lr, "paper").abs().mean()
+    loss.backward()  # type: ignore[no-untyped-call]
+    # the first upsampling conv reads the features; its old rows' columns for the new channels start at 0
+    tail = big.get_parameter("tail.0.0.weight_v")
     assert torch.count_nonzero(tail[:16, 4:]) == 0
     assert torch.count_nonzero(tail[16:]) > 0  # new rows (new channels' outputs) start random
     assert tail.grad is not None
     assert tail.grad[:16, 4:].abs().sum() > 0
-    new_block = big.GFM_intra_one.left_one_body.body[0][1].body[4]  # an added ResBlock: identity at first
-    assert torch.count_nonzero(new_block.weight) == 0
-    assert new_block.weight.grad is not None
-    assert new_block.weight.grad.abs().sum() > 0
+    new_block = big.get_parameter("GFM_intra_one.left_one_body.body.0.1.body.4.weight")  # an added ResBlock
+    assert torch.count_nonzero(new_block) == 0
+    assert new_block.grad is not None
+    assert new_block.grad.abs().sum() > 0
 
 
 def test_only_growth_of_the_same_scale() -> None:
