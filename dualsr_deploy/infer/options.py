@@ -145,9 +145,17 @@ class BackendSpec:
         return scale in shipped_scales("cave" if self.family == AUTO else self.family)
 
     def weights_label(self, scale: int) -> str:
-        """What the run uses at ``scale``: a given file's name, or the shipped family."""
+        """What the run uses at ``scale``: the shipped family (``auto`` before a scene has chosen: cave), or the
+        name of a file given that is not a shipped one."""
+        from dualsr_deploy.weights import AUTO, FAMILIES, family_dir
+
         given = self.given(scale)
-        return given.name if given is not None else self.family
+        if given is None:
+            return "cave" if self.family == AUTO else self.family
+        for family in FAMILIES:
+            if given.resolve() == (family_dir(family) / f"coarsr_x{scale}.safetensors").resolve():
+                return family
+        return given.name
 
     @property
     def label(self) -> str:

@@ -71,6 +71,11 @@ def test_the_rule_with_an_airborne_family(airborne_family: Path, monkeypatch: py
     (airborne_family / "airborne" / "coarsr_x2.safetensors").unlink()
     partial = choose_family(189, None, (4, 2))
     assert (partial.family, partial.cave_scales) == ("airborne", (2,))
+    assert BackendSpec.for_run(scale=4, stage="coarse", device="cpu", weights="airborne").weights_label(4) == "airborne"
+    assert BackendSpec(family="auto").weights_label(4) == "cave"  # auto before a scene has chosen: the fallback
+    custom = airborne_family / "mine.safetensors"
+    shutil.copy(airborne_family / "coarsr_x4.safetensors", custom)
+    assert BackendSpec.for_run(scale=4, stage="coarse", device="cpu", weights=custom).weights_label(4) == custom.name
     assert "no airborne weights ship at ×2: cave's used there" in partial.reason
     spec = BackendSpec(family="auto").with_family("airborne", partial.cave_scales)
     assert spec.checkpoint(4) == airborne_family / "airborne" / "coarsr_x4.safetensors"
