@@ -22,6 +22,7 @@ FAMILIES = ("cave", "airborne")
 AUTO = "auto"  # --weights auto: a family per scene (see choose_family)
 AIRBORNE_NM = 1000.0  # scenes whose wavelengths reach beyond this are airborne/satellite data
 AIRBORNE_BANDS = 64  # ... or, wavelengths unknown, that have more bands than this
+MICROMETRES_BELOW = 30.0  # band centres all below this are in micrometres (no imaging spectrometer works at 30 nm)
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"  # the cave family's card
 
 
@@ -129,6 +130,8 @@ def choose_family(bands: int, wavelengths: Sequence[float] | None, scales: Seque
     known = [float(w) for w in wavelengths or () if w == w and w > 0]  # NaN and 0: no wavelength given
     if known:
         top = max(known)
+        if top < MICROMETRES_BELOW:  # given in micrometres (ENVI's "wavelength units = Micrometers")
+            top *= 1000.0
         wanted = "airborne" if top > AIRBORNE_NM else "cave"
         reason = f"wavelengths reach {top:.0f} nm, {'beyond' if wanted == 'airborne' else 'within'} {AIRBORNE_NM:.0f}"
     else:

@@ -66,6 +66,9 @@ def test_the_rule_with_an_airborne_family(airborne_family: Path, monkeypatch: py
     assert choose_family(200, tuple(np.linspace(380, 2500, 200)), (4, 2)).family == "airborne"
     assert choose_family(150, tuple(np.linspace(400, 900, 150)), (4, 2)).family == "cave"  # VNIR only: wavelengths win
     assert choose_family(65, None, (4, 2)).family == "airborne"
+    micrometres = choose_family(200, tuple(np.linspace(0.38, 2.5, 200)), (4, 2))  # ENVI headers in micrometres
+    assert (micrometres.family, micrometres.reason) == ("airborne", "wavelengths reach 2500 nm, beyond 1000")
+    assert choose_family(31, tuple(np.linspace(0.4, 0.7, 31)), (4, 2)).family == "cave"
     assert choose_family(64, None, (4, 2)).family == "cave"
     assert choose_family(65, (float("nan"),) * 65, (4, 2)).family == "airborne"  # NaN wavelengths are unknown
     (airborne_family / "airborne" / "coarsr_x2.safetensors").unlink()
