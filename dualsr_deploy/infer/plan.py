@@ -139,7 +139,7 @@ def scene_family(entry: ArchiveEntry, options: InferOptions) -> FamilyChoice | N
     if spec.family != AUTO or entry.shape is None:
         return None
     shipped = [s for s in options.scales if spec.given(s) is None]  # the scales that take shipped weights
-    return choose_family(entry.shape[0], entry.wavelengths, shipped)
+    return choose_family(entry.shape[0], entry.wavelengths, shipped) if shipped else None
 
 
 def _plan_one(

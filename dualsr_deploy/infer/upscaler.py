@@ -46,7 +46,8 @@ class Upscaler:
         spec = self.options.backend
         if spec.family != AUTO:
             return None
-        return choose_family(bands, wavelengths, [s for s in self.options.scales if spec.given(s) is None])
+        shipped = [s for s in self.options.scales if spec.given(s) is None]
+        return choose_family(bands, wavelengths, shipped) if shipped else None
 
     def route(self, choice: FamilyChoice | None = None) -> tuple[InferOptions, BackendPool, TileRunner]:
         """The options, pool and runner that run with the weights ``--weights auto`` chose (None: the run's own)."""
