@@ -4,7 +4,7 @@ the options, the backend pool and tile runner, and how a scene's manifest record
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from dualsr_deploy._version import __version__
@@ -16,7 +16,6 @@ from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.pool import BackendPool
-from dualsr_deploy.weights import AUTO
 
 # What a scene's failure can raise: recorded as that scene's, never the run's.
 SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
@@ -40,19 +39,16 @@ class SceneContext:
 
     def for_scene(self, planned: PlannedScene) -> SceneContext:
         """The context that runs ``planned`` with the weights chosen for it."""
-        spec = self.options.backend
-        choice = planned.weights
-        if choice is None or spec.family != AUTO or choice.family == "cave":
+        options = self.options.for_weights(planned.weights)
+        if options is None or planned.weights is None:
             return self
+        family = planned.weights.family
         with self._lock:
-            route = self._routes.get(choice.family)
-            if route is None:
-                options = replace(self.options, backend=spec.with_family(choice.family, choice.cave_scales))
+            if family not in self._routes:
                 pool = BackendPool(options.backend, say=self.pool.say)
                 runner = TileRunner(pool, options, self.runner.report)
-                route = SceneContext(self.archive, options, pool, runner, self.worker)
-                self._routes[choice.family] = route
-            return route
+                self._routes[family] = SceneContext(self.archive, options, pool, runner, self.worker)
+            return self._routes[family]
 
     @property
     def opened(self) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import check_backend
@@ -16,6 +17,9 @@ from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.runtimes import check_device, default_device
+
+if TYPE_CHECKING:
+    from dualsr_deploy.weights import FamilyChoice
 
 STAGES = ("coarse", "dual", "backproject")
 UNITS = ("source", "normalised")
@@ -211,6 +215,15 @@ class InferOptions:
                     f"there is none{'' if self.scale % 2 else ' (pass one with --weights-half)'}; run --stage "
                     "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
                 )
+
+    def for_weights(self, choice: FamilyChoice | None) -> InferOptions | None:
+        """These options with the family ``--weights auto`` chose for a scene, or None when the run's own weights
+        serve it (no choice, weights not auto, or cave: auto's fallback, which the run's own options already use)."""
+        from dualsr_deploy.weights import AUTO
+
+        if choice is None or self.backend.family != AUTO or choice.family == "cave":
+            return None
+        return replace(self, backend=self.backend.with_family(choice.family, choice.cave_scales))
 
     @property
     def budget(self) -> int:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,12 +51,11 @@ class Upscaler:
 
     def route(self, choice: FamilyChoice | None = None) -> tuple[InferOptions, BackendPool, TileRunner]:
         """The options, pool and runner that run with the weights ``--weights auto`` chose (None: the run's own)."""
-        if choice is None or self.options.backend.family != AUTO or choice.family == "cave":
+        options = self.options.for_weights(choice)
+        if options is None or choice is None:
             return self.options, self.pool, self.runner
         if choice.family not in self._routes:
-            spec = self.options.backend.with_family(choice.family, choice.cave_scales)
-            options = replace(self.options, backend=spec)
-            pool = BackendPool(spec)
+            pool = BackendPool(options.backend)
             self._routes[choice.family] = (options, pool, TileRunner(pool, options, lambda _event: None))
         return self._routes[choice.family]
 
