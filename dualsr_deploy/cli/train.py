@@ -34,6 +34,8 @@ _CONFIG_OPTIONS = {
     "time_limit": "time_limit_s",
     "checkpoint_every": "checkpoint_every_s",
     "validate_every": "validate_every_steps",
+    "batch_norm": "batch_norm",
+    "ema": "ema",
 }
 
 
@@ -71,6 +73,14 @@ def train(
     ),
     schedule: str = typer.Option(
         "band", help="band: the paper's band-by-band updates; parallel: all bands at once, one update per batch."
+    ),
+    batch_norm: str = typer.Option(
+        "train",
+        help="train: the paper's BatchNorm (batch statistics, running averages updated); frozen: keep and use the "
+        "starting weights' running statistics (fine-tuning on other data with --init).",
+    ),
+    ema: float = typer.Option(
+        0.0, help="Keep, validate and write a moving average of the weights with this decay (e.g. 0.995); 0: off."
     ),
     max_steps: int | None = typer.Option(None, help="Stop after this many steps (batches) in all; resumable."),
     time_limit: float | None = typer.Option(None, help="Stop after this many minutes; resumable."),
@@ -127,6 +137,8 @@ def train(
             seed=seed,
             precision=precision,  # type: ignore[arg-type]  # checked by TrainConfig
             schedule=schedule,  # type: ignore[arg-type]  # checked by TrainConfig
+            batch_norm=batch_norm,  # type: ignore[arg-type]  # checked by TrainConfig
+            ema=ema,
             max_steps=max_steps,
             time_limit_s=time_limit * 60 if time_limit is not None else None,
             checkpoint_every_s=checkpoint_every * 60,

@@ -13,6 +13,7 @@ from dualsr_deploy.errors import TrainError
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
 Schedule = Literal["band", "parallel"]
+BatchNorm = Literal["train", "frozen"]
 
 # Fields that define the model; a resumed run must agree with its resume file on these.
 MODEL_FIELDS = ("scale", "n_feats", "n_blocks", "neighbour_rule")
@@ -46,6 +47,10 @@ class TrainConfig:
     checkpoint_every_s: float = 600.0  # also write the resume file this often within an epoch
     log_every_steps: int = 10
     validate_every_steps: int | None = None  # validate (and keep the best) this often too, not only per epoch
+    # train: the paper's (batch statistics in training, running averages updated); frozen: the running statistics
+    # of the starting weights are kept and used in training too (fine-tuning on small patches of other data).
+    batch_norm: BatchNorm = "train"
+    ema: float = 0.0  # > 0: validate, keep and write an exponential moving average of the weights with this decay
 
     def __post_init__(self) -> None:
         if self.scale not in SUPPORTED_SCALES:
@@ -72,6 +77,10 @@ class TrainConfig:
             raise TrainError(f"max_steps must be at least 1; got {self.max_steps}")
         if self.validate_every_steps is not None and self.validate_every_steps < 1:
             raise TrainError(f"validate_every_steps must be at least 1; got {self.validate_every_steps}")
+        if self.batch_norm not in ("train", "frozen"):
+            raise TrainError(f"batch_norm must be train or frozen; got {self.batch_norm!r}")
+        if not 0 <= self.ema < 1:
+            raise TrainError(f"ema must be in [0, 1) (0: off; e.g. 0.995); got {self.ema}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise TrainError(f"time_limit_s must be positive; got {self.time_limit_s}")
 
@@ -105,6 +114,8 @@ class TrainConfig:
             "lr_gamma",
             "seed",
             "schedule",
+            "batch_norm",
+            "ema",
         }
         clashes = [
             f"{name}: resume file {getattr(self, name)!r}, requested {getattr(requested, name)!r}"

@@ -1,7 +1,8 @@
 """The resume file (``last.pt``): everything needed to continue a run exactly where it stopped.
 
 It holds the model, optimiser and scheduler states, the position (epoch, batch within the epoch, global step),
-the best validation result so far, the RNG states and the run's :class:`TrainConfig` as JSON. It is written with
+the best validation result so far, the RNG states, the run's :class:`TrainConfig` as JSON and, for runs that keep
+one, the moving average of the weights. It is written with
 ``torch.save`` atomically and read back with ``weights_only=True``, so loading one never runs pickled code.
 """
 
@@ -42,6 +43,7 @@ class TrainingState:
     best: dict[str, float] = field(default_factory=dict)  # {"psnr": …, "epoch": …} of the best validation
     rng: dict[str, Any] = field(default_factory=dict)
     store: dict[str, Any] = field(default_factory=dict)  # what the run trains on (path, scale, bands, patches)
+    ema: dict[str, torch.Tensor] | None = None  # the moving average of the weights (runs with ``config.ema``)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -72,6 +74,7 @@ def save_state(state: TrainingState, path: str | os.PathLike[str]) -> Path:
         "best": dict(state.best),
         "rng": state.rng,
         "store": dict(state.store),
+        "ema": state.ema,
     }
     target = Path(path)
     with atomic_output(target) as tmp:
@@ -107,6 +110,7 @@ def load_state(path: str | os.PathLike[str]) -> TrainingState:
             best=dict(payload.get("best", {})),
             rng=dict(payload.get("rng", {})),
             store=dict(payload.get("store", {})),
+            ema=payload.get("ema"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainError(f"{file}: corrupt resume file ({type(exc).__name__}: {exc})") from None

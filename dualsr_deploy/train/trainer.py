@@ -4,6 +4,7 @@ checks the store and the resume file, then runs a :class:`Trainer`."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,7 +123,10 @@ class Trainer:
 
         self.model = _new_model(config, init if saved is None else None).to(device)
         self.from_weights = init is not None and saved is None  # fine-tuning: score the starting weights first
-        self.model.train()
+        self.ema_model: CoarSR | None = None
+        if config.ema:
+            self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.train_mode()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
@@ -171,11 +175,40 @@ class Trainer:
                 "--max-steps to continue it"
             )
         self.model.load_state_dict(saved.model)
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(saved.ema if saved.ema is not None else saved.model)
         self.optimizer.load_state_dict(saved.optimizer)
         self.scheduler.load_state_dict(saved.scheduler)
         restore_rng(saved.rng)
         self.position = saved.position
         self.best = dict(saved.best)
+
+    @property
+    def kept(self) -> CoarSR:
+        """The weights that are validated and written: the moving average when the run keeps one."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+    def train_mode(self) -> None:
+        """The model in training mode; with ``batch_norm="frozen"`` its BatchNorm layers stay in eval mode (the
+        running statistics are used and kept, as in inference)."""
+        self.model.train()
+        if self.config.batch_norm == "frozen":
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema_model is None:
+            return
+        decay = self.config.ema
+        for average, current in zip(
+            self.ema_model.state_dict().values(), self.model.state_dict().values(), strict=True
+        ):
+            if average.dtype.is_floating_point:
+                average.lerp_(current, 1.0 - decay)
+            else:
+                average.copy_(current)
 
     def emit(self, kind: Literal["start", "step", "validation", "checkpoint", "stop"], **facts: Any) -> None:
         if self.main and self.progress is not None:
@@ -197,6 +230,7 @@ class Trainer:
                 best=self.best,
                 rng=capture_rng(),
                 store=self.store_record,
+                ema=self.ema_model.state_dict() if self.ema_model is not None else None,
             )
             save_state(state, self.run_dir / RESUME_FILE)
         self.ctx.barrier()
@@ -234,13 +268,14 @@ class Trainer:
         result = None
         if self.main and self.validation_scenes:
             result = validate(
-                self.model,
+                self.kept,
                 self.validation_scenes,
                 rule=self.config.neighbour_rule,
                 device=self.device,
                 baseline=self.baseline,
                 autocast_dtype=self.amp,
             )
+            self.train_mode()
         self.ctx.barrier()
         if result is None or self.log is None:
             return
@@ -251,7 +286,7 @@ class Trainer:
         if not self.best or summary["psnr"] > self.best["psnr"]:
             self.best = {"psnr": summary["psnr"], "step": float(position.step), "epoch": float(position.epoch)}
             write_checkpoint(
-                self.model,
+                self.kept,
                 self.run_dir / BEST_WEIGHTS,
                 neighbour_rule=self.config.neighbour_rule,
                 bands=self.info.bands,
@@ -307,6 +342,7 @@ class Trainer:
                     amp_dtype=self.amp,
                     scaler=self.scaler,
                 )
+            self.update_ema()
             position.batch += 1
             position.step += 1
             self.window.append(losses.mean())
@@ -356,7 +392,7 @@ class Trainer:
         last_weights = run_dir / LAST_WEIGHTS
         if self.main:
             write_checkpoint(
-                self.model,
+                self.kept,
                 last_weights,
                 neighbour_rule=self.config.neighbour_rule,
                 bands=self.info.bands,
