@@ -102,7 +102,11 @@ def model_card(
             f"epochs, batch {recipe.batch_size}, "
             + ("band-by-band updates" if recipe.schedule == "band" else "band-parallel updates (one per batch)")
             + f", seed {recipe.seed}, precision {recipe.precision}"
-            + (f" ({prov['computed_in']})." if "computed_in" in prov else "."),
+            + (f" ({prov['computed_in']})" if "computed_in" in prov else "")
+            + (", BatchNorm statistics frozen at the starting weights'" if recipe.batch_norm == "frozen" else "")
+            + (f", weights averaged (EMA {recipe.ema:g}): the average is validated and written" if recipe.ema else "")
+            + ".",
+            *([f"- Started from: {prov['init']['weights']}."] if isinstance(prov.get("init"), dict) else []),
             f"- Length: {prov.get('steps', '?')} steps ({prov.get('epochs', '?')} full epochs) on "
             f"{prov.get('device', '?')} × {prov.get('processes', 1)} process(es)"
             + (f", {float(prov['seconds']) / 60:.0f} min." if "seconds" in prov else "."),

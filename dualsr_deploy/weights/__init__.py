@@ -3,8 +3,7 @@
 - ``cave``: CAVE-like lab scenes (31 bands, 400–700 nm): ``coarsr_x{scale}.safetensors`` in this folder, described
   by ``MODEL_CARD.md`` beside them.
 - ``airborne``: airborne/satellite imaging spectrometers (AVIRIS, HYDICE, ROSIS, …): ``airborne/coarsr_x{scale}
-  .safetensors`` with ``airborne/MODEL_CARD.md``, once trained (none ship yet: the folder is absent, and asking for
-  the family says so).
+  .safetensors`` with ``airborne/MODEL_CARD.md`` (the cave weights fine-tuned on airborne crops).
 
 Each file is in the project's format, its provenance (data, split, recipe, validation scores) in its header.
 """

@@ -94,6 +94,10 @@ def test_a_resumed_run_keeps_its_moving_average(tiny_store: Path, tmp_path: Path
     assert b.ema is not None
     for name in a.ema:
         assert torch.equal(a.ema[name], b.ema[name]), name
+    # The run's model card says how it was trained.
+    card = (tmp_path / "whole" / "MODEL_CARD.md").read_text()
+    assert "BatchNorm statistics frozen" in card
+    assert "weights averaged (EMA 0.9)" in card
     # Changing the recipe of a run half done is refused.
     with pytest.raises(TrainError, match="ema"):
         train(
