@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,6 +73,15 @@ def _row(label: str, scores: dict[str, float]) -> str:
     return f"| {label} | {scores['psnr']:.3f} | {scores['ssim']:.4f} | {scores['sam']:.3f} |"
 
 
+def _lineage(init: dict[str, Any]) -> str:
+    """The ``init`` record's chain: the starting weights, then what they had started from, and so on."""
+    chain = [str(init.get("weights", "?"))]
+    while isinstance(init.get("its_init"), dict):
+        init = init["its_init"]
+        chain.append(f"itself fine-tuned from {init.get('weights', '?')}")
+    return ", ".join(chain)
+
+
 def model_card(
     info: CheckpointInfo,
     validation: Validation | None = None,
@@ -106,7 +116,7 @@ def model_card(
             + (", BatchNorm statistics frozen at the starting weights'" if recipe.batch_norm == "frozen" else "")
             + (f", weights averaged (EMA {recipe.ema:g}): the average is validated and written" if recipe.ema else "")
             + ".",
-            *([f"- Started from: {prov['init']['weights']}."] if isinstance(prov.get("init"), dict) else []),
+            *([f"- Started from: {_lineage(prov['init'])}."] if isinstance(prov.get("init"), dict) else []),
             f"- Length: {prov.get('steps', '?')} steps ({prov.get('epochs', '?')} full epochs) on "
             f"{prov.get('device', '?')} × {prov.get('processes', 1)} process(es)"
             + (f", {float(prov['seconds']) / 60:.0f} min." if "seconds" in prov else "."),

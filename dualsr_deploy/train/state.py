@@ -2,7 +2,7 @@
 
 It holds the model, optimiser and scheduler states, the position (epoch, batch within the epoch, global step),
 the best validation result so far, the RNG states, the run's :class:`TrainConfig` as JSON and, for runs that keep
-one, the moving average of the weights. It is written with
+one, the moving average of the weights, and for runs started from weights, what they were. It is written with
 ``torch.save`` atomically and read back with ``weights_only=True``, so loading one never runs pickled code.
 """
 
@@ -44,6 +44,7 @@ class TrainingState:
     rng: dict[str, Any] = field(default_factory=dict)
     store: dict[str, Any] = field(default_factory=dict)  # what the run trains on (path, scale, bands, patches)
     ema: dict[str, torch.Tensor] | None = None  # the moving average of the weights (runs with ``config.ema``)
+    init: dict[str, Any] | None = None  # the weights the run started from (``--init``), for the provenance
 
 
 def capture_rng() -> dict[str, Any]:
@@ -75,6 +76,7 @@ def save_state(state: TrainingState, path: str | os.PathLike[str]) -> Path:
         "rng": state.rng,
         "store": dict(state.store),
         "ema": state.ema,
+        "init": state.init,
     }
     target = Path(path)
     with atomic_output(target) as tmp:
@@ -111,6 +113,7 @@ def load_state(path: str | os.PathLike[str]) -> TrainingState:
             rng=dict(payload.get("rng", {})),
             store=dict(payload.get("store", {})),
             ema=payload.get("ema"),
+            init=payload.get("init"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainError(f"{file}: corrupt resume file ({type(exc).__name__}: {exc})") from None

@@ -22,6 +22,7 @@ from dualsr_deploy.train.card import model_card
 from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.distributed import Distributed
 from dualsr_deploy.train.grow import grow
+from dualsr_deploy.train.lineage import init_record
 from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
 from dualsr_deploy.train.schedule import BandParallel, autocast_dtype, train_batch, train_batch_parallel
@@ -69,11 +70,14 @@ class TrainResult:
 ProgressCallback = Callable[[TrainEvent], None]
 
 
-def _new_model(config: TrainConfig, init: Path | None) -> CoarSR:
+def _new_model(config: TrainConfig, init: Path | None) -> tuple[CoarSR, dict[str, Any] | None]:
+    """The run's starting model, and the ``init`` provenance record when it starts from weights."""
     torch.manual_seed(config.seed)
     model = CoarSR(config.model)
+    record = None
     if init is not None:
         weights, info = read_checkpoint(init)
+        record = init_record(init, info, config.model)
         if info.config == config.model:
             model.load_state_dict(weights.state_dict())
         elif info.scale == config.scale and info.n_feats <= config.n_feats and info.n_blocks <= config.n_blocks:
@@ -85,7 +89,7 @@ def _new_model(config: TrainConfig, init: Path | None) -> CoarSR:
                 f"n_blocks={config.n_blocks}); --init takes the same model, or a smaller one of the same scale "
                 "(grown into the larger one)"
             )
-    return model
+    return model, record
 
 
 class Trainer:
@@ -121,7 +125,8 @@ class Trainer:
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
 
-        self.model = _new_model(config, init if saved is None else None).to(device)
+        model, self.init = _new_model(config, init if saved is None else None)
+        self.model = model.to(device)
         self.from_weights = init is not None and saved is None  # fine-tuning: score the starting weights first
         self.ema_model: CoarSR | None = None
         if config.ema:
@@ -182,6 +187,7 @@ class Trainer:
         restore_rng(saved.rng)
         self.position = saved.position
         self.best = dict(saved.best)
+        self.init = saved.init
 
     @property
     def kept(self) -> CoarSR:
@@ -231,6 +237,7 @@ class Trainer:
                 rng=capture_rng(),
                 store=self.store_record,
                 ema=self.ema_model.state_dict() if self.ema_model is not None else None,
+                init=self.init,
             )
             save_state(state, self.run_dir / RESUME_FILE)
         self.ctx.barrier()
@@ -257,6 +264,7 @@ class Trainer:
             "seconds": round(self.resumed_seconds + time.perf_counter() - self.started, 1),
             "validation": dict(validation or {}),
             "validation_psnr_per_scene": dict(scenes or {}),
+            **({"init": self.init} if self.init is not None else {}),
         }
 
     def validate(self) -> None:

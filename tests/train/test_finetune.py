@@ -115,3 +115,46 @@ def test_bad_options() -> None:
         TrainConfig(scale=2, ema=1.0)
     with pytest.raises(TrainError, match="batch_norm must be train or frozen"):
         TrainConfig(scale=2, batch_norm="fixed")  # type: ignore[arg-type]
+
+
+def test_the_starting_weights_are_recorded_through_resumes_and_chains(tiny_store: Path, tmp_path: Path) -> None:
+    from dualsr_deploy.weights import shipped_weights
+
+    start = _start(tmp_path)
+    start_sha = read_checkpoint(start)[1].sha256
+    grown = dataclasses.replace(TINY, n_feats=6, max_steps=2)
+    train(tiny_store, tmp_path / "a", dataclasses.replace(grown, max_steps=1), init=start, tensorboard=False)
+    result = train(
+        tiny_store,
+        tmp_path / "a",
+        grown,
+        resume=tmp_path / "a" / "last.pt",
+        given=frozenset({"max_steps"}),
+        tensorboard=False,
+    )
+    # The resumed run still knows where the first part started, and that the weights were grown.
+    record = read_checkpoint(result.last_weights)[1].provenance["init"]
+    assert record["sha256"] == start_sha
+    assert (
+        record["weights"]
+        == f"start.safetensors (SHA-256 {start_sha}; n_feats 4, n_blocks 1, grown to n_feats 6, n_blocks 1)"
+    )
+    assert "its_init" not in record
+    # A run started from that run's weights records the chain, and its card prints it.
+    second = train(tiny_store, tmp_path / "b", grown, init=result.last_weights, tensorboard=False)
+    chained = read_checkpoint(second.last_weights)[1].provenance["init"]
+    assert chained["its_init"] == record
+    assert chained["its_steps"] == 2
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    started = f"- Started from: last.safetensors (SHA-256 {chained['sha256']}; n_feats 6, n_blocks 1)"
+    assert f"{started}, itself fine-tuned from start.safetensors" in card
+    # Shipped weights are named by family, wherever the file was copied.
+    copy = tmp_path / "copied.safetensors"
+    copy.write_bytes(shipped_weights(2, "cave").read_bytes())
+    shipped = dataclasses.replace(TINY, n_feats=16, max_steps=1)
+    third = train(tiny_store, tmp_path / "c", shipped, init=copy, tensorboard=False)
+    assert (
+        read_checkpoint(third.last_weights)[1]
+        .provenance["init"]["weights"]
+        .startswith("the cave family's coarsr_x2.safetensors (SHA-256 ")
+    )
