@@ -1,10 +1,17 @@
-"""Small builders for tests: CoarSR models whose every parameter and statistic is away from its default."""
+"""Small builders for tests: CoarSR models whose every parameter and statistic is away from its default, and a
+resumed training run."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig
+
+if TYPE_CHECKING:
+    from dualsr_deploy.train import TrainConfig, TrainResult
 
 
 def random_coarsr(scale: int, n_feats: int = 8, n_blocks: int = 1, seed: int = 0) -> CoarSR:
@@ -26,3 +33,18 @@ def random_coarsr(scale: int, n_feats: int = 8, n_blocks: int = 1, seed: int = 0
             elif name.endswith("running_var"):
                 buffer.copy_(0.5 + torch.rand(buffer.shape, generator=generator))
     return model.eval()
+
+
+def resume(store: Path, run_dir: Path, config: TrainConfig, *given: str) -> TrainResult:
+    """Continue the run in ``run_dir`` from its ``last.pt`` with ``config``, ``given`` naming the options passed
+    again (``max_steps`` always)."""
+    from dualsr_deploy.train import train
+
+    return train(
+        store,
+        run_dir,
+        config,
+        resume=run_dir / "last.pt",
+        given=frozenset({"max_steps", *given}),
+        tensorboard=False,
+    )

@@ -11,7 +11,7 @@ import torch
 from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
 from dualsr_deploy.train import TrainConfig, TrainError, train
 from dualsr_deploy.train.state import load_state
-from tests.helpers import random_coarsr
+from tests.helpers import random_coarsr, resume
 
 TINY = TrainConfig(
     scale=2, n_feats=4, n_blocks=1, batch_size=16, epochs=3, learning_rate=1e-3, log_every_steps=1, schedule="parallel"
@@ -81,14 +81,7 @@ def test_a_resumed_run_keeps_its_moving_average(tiny_store: Path, tmp_path: Path
     whole = dataclasses.replace(TINY, max_steps=8, ema=0.9, batch_norm="frozen")
     train(tiny_store, tmp_path / "whole", whole, init=start, tensorboard=False)
     train(tiny_store, tmp_path / "split", dataclasses.replace(whole, max_steps=3), init=start, tensorboard=False)
-    train(
-        tiny_store,
-        tmp_path / "split",
-        whole,
-        resume=tmp_path / "split" / "last.pt",
-        given=frozenset({"max_steps"}),
-        tensorboard=False,
-    )
+    resume(tiny_store, tmp_path / "split", whole)
     a, b = load_state(tmp_path / "whole" / "last.pt"), load_state(tmp_path / "split" / "last.pt")
     assert a.ema is not None
     assert b.ema is not None
@@ -100,14 +93,7 @@ def test_a_resumed_run_keeps_its_moving_average(tiny_store: Path, tmp_path: Path
     assert "weights averaged (EMA 0.9)" in card
     # Changing the recipe of a run half done is refused.
     with pytest.raises(TrainError, match="ema"):
-        train(
-            tiny_store,
-            tmp_path / "split",
-            dataclasses.replace(whole, ema=0.5, max_steps=10),
-            resume=tmp_path / "split" / "last.pt",
-            given=frozenset({"max_steps", "ema"}),
-            tensorboard=False,
-        )
+        resume(tiny_store, tmp_path / "split", dataclasses.replace(whole, ema=0.5, max_steps=10), "ema")
 
 
 def test_bad_options() -> None:
@@ -124,14 +110,7 @@ def test_the_starting_weights_are_recorded_through_resumes_and_chains(tiny_store
     start_sha = read_checkpoint(start)[1].sha256
     grown = dataclasses.replace(TINY, n_feats=6, max_steps=2)
     train(tiny_store, tmp_path / "a", dataclasses.replace(grown, max_steps=1), init=start, tensorboard=False)
-    result = train(
-        tiny_store,
-        tmp_path / "a",
-        grown,
-        resume=tmp_path / "a" / "last.pt",
-        given=frozenset({"max_steps"}),
-        tensorboard=False,
-    )
+    result = resume(tiny_store, tmp_path / "a", grown)
     # The resumed run still knows where the first part started, and that the weights were grown.
     record = read_checkpoint(result.last_weights)[1].provenance["init"]
     assert record["sha256"] == start_sha

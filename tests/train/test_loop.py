@@ -17,7 +17,7 @@ from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.train import TrainConfig, TrainError, TrainEvent, train
 from dualsr_deploy.train.state import load_state
-from tests.helpers import random_coarsr
+from tests.helpers import random_coarsr, resume
 
 # 21 batches of 16 per epoch on the tiny store (42 patches × 8 augmentations).
 TINY = TrainConfig(scale=2, n_feats=4, n_blocks=1, batch_size=16, epochs=3, learning_rate=1e-3, log_every_steps=1)
@@ -64,14 +64,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_store: Path, tmp_path: P
     train(tiny_store, tmp_path / "whole", whole, tensorboard=False)
     first = train(tiny_store, tmp_path / "split", dataclasses.replace(whole, max_steps=12), tensorboard=False)
     assert first.stop_reason == "max_steps"
-    resumed = train(
-        tiny_store,
-        tmp_path / "split",
-        whole,
-        resume=tmp_path / "split" / "last.pt",
-        given=frozenset({"max_steps"}),
-        tensorboard=False,
-    )
+    resumed = resume(tiny_store, tmp_path / "split", whole)
     assert resumed.steps == 25
     a, b = _weights(tmp_path / "whole" / "last.pt"), _weights(tmp_path / "split" / "last.pt")
     assert a.keys() == b.keys()
@@ -167,9 +160,9 @@ def test_batch_larger_than_the_store(tiny_store: Path, tmp_path: Path) -> None:
 
 def test_resume_files_that_do_not_fit(tiny_store: Path, tmp_path: Path) -> None:
     train(tiny_store, tmp_path / "run", dataclasses.replace(TINY, max_steps=1), tensorboard=False)
-    resume = tmp_path / "run" / "last.pt"
+    last = tmp_path / "run" / "last.pt"
     with pytest.raises(TrainError, match="has done 1 steps, its --max-steps is 1"):
-        train(tiny_store, tmp_path / "run", resume=resume)
+        train(tiny_store, tmp_path / "run", resume=last)
     with pytest.raises(TrainError, match="already holds a training run"):
         train(tiny_store, tmp_path / "run", TINY)
     with pytest.raises(TrainError, match=r"another model or recipe.*n_feats: resume file 4, requested 8"):
@@ -177,7 +170,7 @@ def test_resume_files_that_do_not_fit(tiny_store: Path, tmp_path: Path) -> None:
             tiny_store,
             tmp_path / "run",
             dataclasses.replace(TINY, n_feats=8),
-            resume=resume,
+            resume=last,
             given=frozenset({"n_feats"}),
         )
     weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "w.safetensors", neighbour_rule="paper")
@@ -188,6 +181,6 @@ def test_resume_files_that_do_not_fit(tiny_store: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="not a dualsr training state"):
         train(tiny_store, tmp_path / "run", TINY, resume=other)
     broken = tmp_path / "broken.pt"
-    broken.write_bytes(resume.read_bytes()[:1000])
+    broken.write_bytes(last.read_bytes()[:1000])
     with pytest.raises(TrainError, match="not a readable resume file"):
         train(tiny_store, tmp_path / "run", TINY, resume=broken)

@@ -17,7 +17,7 @@ from dualsr_deploy.errors import DataError
 from dualsr_deploy.runtimes import CPU_BF16_ENV
 from dualsr_deploy.train import TrainConfig, TrainError, train
 from dualsr_deploy.train.schedule import BandParallel, autocast_dtype
-from tests.helpers import random_coarsr
+from tests.helpers import random_coarsr, resume
 
 TINY = TrainConfig(
     scale=2, n_feats=4, n_blocks=1, batch_size=16, epochs=3, learning_rate=1e-3, log_every_steps=1, precision="fp32"
@@ -56,14 +56,7 @@ def test_parallel_schedule_trains_and_says_so_on_its_card(tiny_store: Path, tmp_
 def test_a_resume_cannot_change_the_schedule(tiny_store: Path, tmp_path: Path) -> None:
     train(tiny_store, tmp_path / "run", dataclasses.replace(TINY, max_steps=2), tensorboard=False)
     with pytest.raises(TrainError, match="schedule"):
-        train(
-            tiny_store,
-            tmp_path / "run",
-            dataclasses.replace(TINY, schedule="parallel", max_steps=4),
-            resume=tmp_path / "run" / "last.pt",
-            given=frozenset({"schedule", "max_steps"}),
-            tensorboard=False,
-        )
+        resume(tiny_store, tmp_path / "run", dataclasses.replace(TINY, schedule="parallel", max_steps=4), "schedule")
     with pytest.raises(TrainError, match="schedule must be"):
         dataclasses.replace(TINY, schedule="diagonal")  # type: ignore[arg-type]
 
