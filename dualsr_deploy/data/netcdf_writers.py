@@ -1,18 +1,26 @@
-"""Writing super-resolved NetCDF products back in their structure: EMIT granules (:func:`write_emit`) and AVIRIS-3
-orthorectified reflectance (:func:`write_aviris3`).
+"""Writing super-resolved NetCDF products back in their structure, with a netCDF library (``h5netcdf``): EMIT
+granules (:func:`write_emit`) and AVIRIS-3 orthorectified reflectance (:func:`write_aviris3`).
 
-An EMIT granule is written back in EMIT's structure (see :mod:`dualsr_deploy.data.readers.emit`).
+The output is valid netCDF-4, opened by netCDF4, xarray (h5netcdf and netcdf4 engines), ``ncdump`` and GDAL: every
+dimension of the source is defined again in the group that defined it, at its new size; every variable is attached
+to its dimensions; groups, attributes and ``_FillValue`` are kept. A source written without named dimensions (plain
+HDF5, as some tools write it) gets EMIT's names for EMIT's variables (``downtrack``, ``crosstrack``, ``bands``,
+``ortho_y``, ``ortho_x``) and netCDF's phony names elsewhere.
 
-At ×s: the cube (``reflectance``/``radiance``, downtrack × crosstrack × bands) with its attributes;
-``sensor_band_parameters`` copied; ``location/lat``, ``lon``, ``elev`` resampled to the output swath grid (linear, at
-pixel centres); the GLT rebuilt for an ortho grid of pixel size ÷ s: output ortho cell (i, j) lies in input cell
+At ×s the two spatial dimensions of the cube grow ×s (and, for EMIT, the ortho grid of the GLT), and every variable
+on them is resampled: the cube is the super-resolved data; 2-D floating fields on the grid (EMIT ``location/lat``,
+``lon``, ``elev``) linearly at pixel centres; 1-D floating coordinate vectors on a grid dimension at the finer grid's
+pixel centres; EMIT's GLT rebuilt for an ortho grid of pixel size ÷ s (output ortho cell (i, j) lies in input cell
 (i // s, j // s), whose swath pixel (x, y) becomes the output swath pixel ((x − 1)·s + j mod s + 1,
-(y − 1)·s + i mod s + 1), 0 staying no-data; the global attributes kept with ``geotransform``'s pixel size ÷ s,
-plus ours (``dualsr_scene``). Other datasets and groups of the granule are copied as they are.
+(y − 1)·s + i mod s + 1), 0 staying no-data); anything else on a grid dimension repeated (nearest). GDAL's
+``geotransform`` (array) and ``GeoTransform`` (text) attributes keep their origin with pixel terms ÷ s; the package's
+provenance is the global attribute ``dualsr_scene``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,70 +28,258 @@ import numpy as np
 
 from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 SWATH_FIELDS = ("lat", "lon", "elev")
+EMIT_CUBE_DIMS = ("downtrack", "crosstrack", "bands")
+EMIT_ORTHO_DIMS = ("ortho_y", "ortho_x")
+COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+_HIDDEN_ATTRS = {"_FillValue", "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid"}
+_HIDDEN_ATTRS |= {"_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}
 
 
 def write_emit(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
     """``data (C, s·H, s·W)`` (already in the units to write) into ``target`` with the structure of the EMIT granule
     ``scene.meta.source``."""
-    import h5py
-
     source = Path(scene.meta.source)
     if scene.meta.format != "emit" or not source.is_file():
         raise DataError(
             f"{target}: the EMIT structure is written from an EMIT granule, and {source} is not one; choose another "
             "--format"
         )
-    with h5py.File(source, "r") as src:
-        name = scene.meta.key or "reflectance"
-        rows, cols, _bands = src[name].shape
+    name = scene.meta.key or "reflectance"
+    renames = {name: EMIT_CUBE_DIMS, **{f"location/{key}": EMIT_CUBE_DIMS[:2] for key in SWATH_FIELDS}}
+    renames |= {"location/glt_x": EMIT_ORTHO_DIMS, "location/glt_y": EMIT_ORTHO_DIMS}
+    renames |= {f"sensor_band_parameters/{key}": EMIT_CUBE_DIMS[2:] for key in ("wavelengths", "fwhm")}
+    renames |= {"sensor_band_parameters/good_wavelengths": EMIT_CUBE_DIMS[2:]}
+    _rewrite(target, source, name, "hwc", data, meta_json, renames, glt=("location/glt_x", "location/glt_y"))
+
+
+def write_aviris3(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
+    """``data (C, s·H, s·W)`` into ``target`` with the structure of the AVIRIS-3 file ``scene.meta.source``: the cube
+    in the source's axis order, ``wavelength``/``fwhm`` copied, coordinate vectors and 2-D fields of the grid
+    resampled at pixel centres, ``GeoTransform`` attributes ÷ s, everything else copied."""
+    from dualsr_deploy.data.readers.aviris3 import GROUP
+
+    source = Path(scene.meta.source)
+    if scene.meta.format != "aviris3" or not source.is_file():
+        raise DataError(f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format")
+    _rewrite(target, source, f"{GROUP}/reflectance", scene.meta.layout, data, meta_json, {}, glt=None)
+
+
+Dim = tuple[str, str]  # (path of the group that defines it, name)
+
+
+@dataclass
+class _Plan:
+    """What the copy needs to know: each variable's output dimensions, each dimension's output size."""
+
+    scale: int
+    grid: tuple[Dim, Dim] = (("", ""), ("", ""))  # the cube's row and column dimensions
+    variable_dims: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
+    dim_sizes: dict[Dim, int] = field(default_factory=dict)
+    resized: set[Dim] = field(default_factory=set)
+
+
+def _variables(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, variable in group.variables.items():
+        yield f"{prefix}{name}", variable
+    for name, child in group.groups.items():
+        yield from _variables(child, f"{prefix}{name}/")
+
+
+def _group_path(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _phony(dims: tuple[str, ...]) -> bool:
+    return any(dim.startswith("phony_dim_") for dim in dims)
+
+
+def _plan(source: Path, src: Any, cube: str, layout: str, scale: int, renames: dict[str, tuple[str, ...]]) -> _Plan:
+    """Each variable's dimensions as (defining group, name): named ones where netCDF's scoping finds them, phony ones
+    renamed where ``renames`` names them (defined at the root, as EMIT does) or kept in the variable's group."""
+    plan = _Plan(scale)
+    for path, variable in _variables(src):
+        original = tuple(variable.dimensions)
+        wanted = renames.get(path)
+        renamed = _phony(original) and wanted is not None and len(wanted) == len(original)
+        group = _group_path(path)
+        dims: list[Dim] = []
+        for index, (name, size) in enumerate(zip(original, variable.shape, strict=True)):
+            if renamed:
+                assert wanted is not None
+                dim = ("", wanted[index])
+            elif name.startswith("phony_dim_"):
+                dim = (group, name)
+            else:
+                dim = (_defining_group(src, group, name), name)
+            known = plan.dim_sizes.setdefault(dim, int(size))
+            if known != size:
+                raise DataError(f"{source}: dimension {dim[1]} is {known} long, but {path} has {size} along it")
+            dims.append(dim)
+        plan.variable_dims[path] = tuple(dims)
+    if cube not in plan.variable_dims:
+        raise DataError(f"{source}: no variable {cube}")
+    cube_dims = plan.variable_dims[cube]
+    plan.grid = (cube_dims[layout.index("h")], cube_dims[layout.index("w")])
+    plan.resized = set(plan.grid)
+    if _phony(tuple(name for _, name in plan.grid)):
+        # Without named dimensions nothing ties a coordinate vector to the cube's grid but its length: a phony
+        # dimension as long as the grid's rows or columns (and not the cube's band axis) is taken as on the grid.
+        lengths = {plan.dim_sizes[dim] for dim in plan.grid}
+        band_axis = cube_dims[layout.index("c")]
+        for dim, size in plan.dim_sizes.items():
+            if _phony((dim[1],)) and size in lengths and dim != band_axis:
+                plan.resized.add(dim)
+    return plan
+
+
+def _defining_group(src: Any, group: str, dim: str) -> str:
+    """The path of the innermost group at or above ``group`` that defines ``dim`` (netCDF's scoping)."""
+    parts = group.split("/") if group else []
+    while True:
+        node = src
+        for part in parts:
+            node = node.groups[part]
+        if dim in node.dimensions:
+            return "/".join(parts)
+        if not parts:
+            return ""
+        parts.pop()
+
+
+def _rewrite(
+    target: Path,
+    source: Path,
+    cube: str,
+    layout: str,
+    data: np.ndarray,
+    meta_json: str,
+    renames: dict[str, tuple[str, ...]],
+    *,
+    glt: tuple[str, str] | None,
+) -> None:
+    h5netcdf = _import_h5netcdf()
+    try:
+        src = h5netcdf.File(source, "r", phony_dims="sort")
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"{source}: not readable as netCDF-4 ({error})") from None
+    with src:
+        cube_var = _variables_dict(src).get(cube)
+        if cube_var is None:
+            raise DataError(f"{source}: no variable {cube}")
+        sizes = dict(zip(layout, cube_var.shape, strict=True))
+        rows, cols = sizes["h"], sizes["w"]
         scale = data.shape[1] // rows
         if scale < 1 or data.shape[1] != scale * rows or data.shape[2] != scale * cols:
-            raise DataError(f"{target}: {data.shape} is not a whole multiple of the granule's {rows}×{cols} swath")
-        with atomic_output(target) as tmp, h5py.File(tmp, "w") as out:
-            cube = out.create_dataset(
-                name,
-                data=np.ascontiguousarray(np.transpose(data, (1, 2, 0))),
-                chunks=(min(256, data.shape[1]), min(256, data.shape[2]), 1),
-                compression="gzip",
-                compression_opts=4,
-            )
-            for key, value in src[name].attrs.items():
-                if key != "_FillValue" or np.asarray(value).dtype == data.dtype:
-                    cube.attrs[key] = value
-            for key in src:
-                if key == name:
-                    continue
-                if key == "location" and isinstance(src[key], h5py.Group):
-                    _location(src[key], out.create_group(key), scale, (rows, cols))
-                else:
-                    src.copy(src[key], out, name=key)
+            raise DataError(f"{target}: {data.shape} is not a whole multiple of the {rows}×{cols} grid of {source}")
+        plan = _plan(source, src, cube, layout, scale, renames)
+        glt_pair = glt if glt is not None and all(path in plan.variable_dims for path in glt) else None
+        if glt_pair is not None:
+            plan.resized |= set(plan.variable_dims[glt_pair[0]])
+        rebuilt = _rebuilt_glt(src, glt_pair, scale)
+        cube_data = np.ascontiguousarray(np.transpose(data, ["chw".index(axis) for axis in layout]))
+
+        def values_of(path: str, variable: Any) -> np.ndarray:
+            if path == cube:
+                return cube_data
+            if path in rebuilt:
+                return rebuilt[path].astype(variable.dtype)
+            return _resampled(np.asarray(variable[()]), plan.variable_dims[path], plan)
+
+        with atomic_output(target) as tmp, h5netcdf.File(tmp, "w") as out:
+            _copy_group(src, out, "", plan, values_of, cube)
             for key, value in src.attrs.items():
-                out.attrs[key] = _geotransform(value, scale) if key == "geotransform" else value
-            out.attrs["dualsr_scene"] = meta_json
+                if key not in _HIDDEN_ATTRS:
+                    out.attrs[key] = _text(_geotransform(value, scale) if key == "geotransform" else value, src, key)
+            out.attrs["dualsr_scene"] = _text(meta_json)
 
 
-def _location(src: Any, out: Any, scale: int, swath: tuple[int, int]) -> None:
-    glt_x, glt_y = src.get("glt_x"), src.get("glt_y")
-    for key in src:
-        item = src[key]
-        if key in ("glt_x", "glt_y") and glt_x is not None and glt_y is not None:
-            continue
-        if key in SWATH_FIELDS and item.shape == swath:
-            resampled = _linear(np.asarray(item[()], dtype=np.float64), scale).astype(item.dtype)
-            dataset = out.create_dataset(key, data=resampled, compression="gzip")
-            for name, value in item.attrs.items():
-                dataset.attrs[name] = value
-        else:
-            src.copy(item, out, name=key)
-    if glt_x is not None and glt_y is not None:
-        new_x, new_y = rebuild_glt(np.asarray(glt_x[()]), np.asarray(glt_y[()]), scale)
-        for key, values, original in (("glt_x", new_x, glt_x), ("glt_y", new_y, glt_y)):
-            dataset = out.create_dataset(key, data=values.astype(original.dtype), compression="gzip")
-            for name, value in original.attrs.items():
-                dataset.attrs[name] = value
+def _variables_dict(src: Any) -> dict[str, Any]:
+    return dict(_variables(src))
+
+
+def _import_h5netcdf() -> Any:
+    from dualsr_deploy.optional import require
+
+    return require("h5netcdf", feature="NetCDF output", extra="formats")
+
+
+def _copy_group(
+    src: Any, out: Any, path: str, plan: _Plan, values_of: Callable[[str, Any], np.ndarray], cube: str
+) -> None:
+    for (group, dim), size in plan.dim_sizes.items():
+        if group == path:
+            out.dimensions[dim] = size * (plan.scale if (group, dim) in plan.resized else 1)
+    for key, value in src.attrs.items():
+        if path and key not in _HIDDEN_ATTRS:
+            out.attrs[key] = _text(value, src, key)
+    prefix = f"{path}/" if path else ""
+    for name, variable in src.variables.items():
+        full = f"{prefix}{name}"
+        values = values_of(full, variable)
+        fill = variable.attrs.get("_FillValue")
+        kwargs: dict[str, Any] = {}
+        if fill is not None and representable(float(np.ravel(fill)[0]), values.dtype):
+            kwargs["fillvalue"] = np.asarray(np.ravel(fill)[0], dtype=values.dtype)
+        if values.ndim >= 2 and values.dtype.kind in "fiu":
+            kwargs |= COMPRESSION
+            if full == cube:
+                kwargs["chunks"] = tuple(
+                    min(extent, 64) if dim in plan.grid else extent
+                    for dim, extent in zip(plan.variable_dims[full], values.shape, strict=True)
+                )
+        dims = tuple(dim for _, dim in plan.variable_dims[full])
+        written = out.create_variable(name, dimensions=dims, data=values, **kwargs)
+        for key, value in variable.attrs.items():
+            if key not in _HIDDEN_ATTRS:
+                written.attrs[key] = _text(
+                    _text_geotransform(value, plan.scale) if key == "GeoTransform" else value, variable, key
+                )
+    for name, child in src.groups.items():
+        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube)
+
+
+def _text(value: Any, holder: Any = None, key: str = "") -> Any:
+    """A text attribute in the type the source gave it: netCDF's ``char`` (what netCDF4 and the EMIT SDS write, and
+    ours) unless the source's was a variable-length ``string``."""
+    if not isinstance(value, str):
+        return value
+    import h5py
+
+    h5_object = getattr(holder, "_h5ds", None) or getattr(holder, "_h5group", None)
+    if h5_object is not None and key in h5_object.attrs:
+        kind = h5_object.attrs.get_id(key).get_type()
+        if isinstance(kind, h5py.h5t.TypeStringID) and kind.is_variable_str():
+            return value
+    return np.bytes_(value.encode())
+
+
+def _resampled(values: np.ndarray, dims: tuple[Dim, ...], plan: _Plan) -> np.ndarray:
+    """A variable on the output grid: 2-D floating fields on (rows, columns) linearly, 1-D floating coordinate
+    vectors at the finer pixel centres, anything else on a resized dimension repeated."""
+    axes = [axis for axis, dim in enumerate(dims) if dim in plan.resized]
+    if not axes:
+        return values
+    floating = values.dtype.kind == "f"
+    if floating and values.ndim == 2 and len(axes) == 2:
+        return _linear(values.astype(np.float64), plan.scale).astype(values.dtype)
+    if floating and values.ndim == 1:
+        return _centres(values.astype(np.float64), plan.scale).astype(values.dtype)
+    for axis in axes:
+        values = np.repeat(values, plan.scale, axis=axis)
+    return values
+
+
+def _rebuilt_glt(src: Any, glt: tuple[str, str] | None, scale: int) -> dict[str, np.ndarray]:
+    if glt is None:
+        return {}
+    variables = _variables_dict(src)
+    glt_x, glt_y = (np.asarray(variables[path][()]) for path in glt)
+    new_x, new_y = rebuild_glt(glt_x, glt_y, scale)
+    return {glt[0]: new_x, glt[1]: new_y}
 
 
 def rebuild_glt(glt_x: np.ndarray, glt_y: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,76 +300,6 @@ def _linear(values: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(zoom(values, scale, order=1, mode="nearest", grid_mode=True))
 
 
-def _geotransform(value: Any, scale: int) -> Any:
-    """GDAL's ``[x0, dx, rx, y0, ry, dy]``: the same origin, pixel sizes and rotation terms ÷ scale."""
-    array = np.asarray(value, dtype=np.float64)
-    if array.size != 6:
-        return value
-    x0, dx, rx, y0, ry, dy = array.ravel()
-    return np.asarray([x0, dx / scale, rx / scale, y0, ry / scale, dy / scale], dtype=np.asarray(value).dtype)
-
-
-def write_aviris3(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
-    """``data (C, s·H, s·W)`` into ``target`` with the structure of the AVIRIS-3 file ``scene.meta.source``: the cube
-    in the source's axis order, ``wavelength``/``fwhm`` copied, coordinate vectors and 2-D fields of the grid
-    resampled linearly at pixel centres, ``GeoTransform`` attributes ÷ s, everything else copied."""
-    import h5py
-
-    from dualsr_deploy.data.readers.aviris3 import GROUP
-
-    source = Path(scene.meta.source)
-    if scene.meta.format != "aviris3" or not source.is_file():
-        raise DataError(f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format")
-    layout = scene.meta.layout
-    with h5py.File(source, "r") as src:
-        cube = src[GROUP]["reflectance"]
-        sizes = dict(zip(layout, cube.shape, strict=True))
-        rows, cols = sizes["h"], sizes["w"]
-        scale = data.shape[1] // rows
-        if data.shape[1] != scale * rows or data.shape[2] != scale * cols:
-            raise DataError(f"{target}: {data.shape} is not a whole multiple of the file's {rows}×{cols} grid")
-        with atomic_output(target) as tmp, h5py.File(tmp, "w") as out:
-            _copy_resampled(src, out, scale, (rows, cols), skip=GROUP)
-            group = out.create_group(GROUP)
-            for key, value in src[GROUP].attrs.items():
-                group.attrs[key] = value
-            _copy_resampled(src[GROUP], group, scale, (rows, cols), skip="reflectance")
-            written = group.create_dataset(
-                "reflectance",
-                data=np.ascontiguousarray(np.transpose(data, ["chw".index(axis) for axis in layout])),
-                compression="gzip",
-                compression_opts=4,
-            )
-            for key, value in cube.attrs.items():
-                if key != "_FillValue" or np.asarray(value).dtype == data.dtype:
-                    written.attrs[key] = value
-            for key, value in src.attrs.items():
-                out.attrs[key] = value
-            out.attrs["dualsr_scene"] = meta_json
-
-
-def _copy_resampled(src: Any, out: Any, scale: int, grid: tuple[int, int], *, skip: str) -> None:
-    """Copy the items of ``src`` into ``out``: rows/columns coordinate vectors and 2-D fields on the grid resampled,
-    ``GeoTransform`` attributes ÷ scale, the rest as it is; ``skip`` is written by the caller."""
-    import h5py
-
-    for key in src:
-        if key == skip:
-            continue
-        item = src[key]
-        if isinstance(item, h5py.Group):
-            src.copy(item, out, name=key)
-            continue
-        values = item[()]
-        if item.ndim == 1 and item.shape[0] in grid and np.issubdtype(item.dtype, np.number):
-            values = _centres(np.asarray(values, dtype=np.float64), scale).astype(item.dtype)
-        elif item.shape == grid and np.issubdtype(item.dtype, np.floating):
-            values = _linear(np.asarray(values, dtype=np.float64), scale).astype(item.dtype)
-        dataset = out.create_dataset(key, data=values)
-        for name, value in item.attrs.items():
-            dataset.attrs[name] = _text_geotransform(value, scale) if name == "GeoTransform" else value
-
-
 def _centres(values: np.ndarray, scale: int) -> np.ndarray:
     """A regularly spaced coordinate vector of pixel centres, ``scale`` times finer."""
     if values.size < 2:
@@ -181,6 +307,15 @@ def _centres(values: np.ndarray, scale: int) -> np.ndarray:
     step = (values[-1] - values[0]) / (values.size - 1)
     positions = (np.arange(values.size * scale) + 0.5) / scale - 0.5
     return np.asarray(values[0] + step * positions)
+
+
+def _geotransform(value: Any, scale: int) -> Any:
+    """GDAL's ``[x0, dx, rx, y0, ry, dy]``: the same origin, pixel sizes and rotation terms ÷ scale."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.size != 6:
+        return value
+    x0, dx, rx, y0, ry, dy = array.ravel()
+    return np.asarray([x0, dx / scale, rx / scale, y0, ry / scale, dy / scale], dtype=np.asarray(value).dtype)
 
 
 def _text_geotransform(value: Any, scale: int) -> Any:

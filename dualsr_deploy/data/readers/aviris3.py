@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
+from dualsr_deploy.data.readers.base import (
+    SceneReader,
+    check_dimension_scales,
+    read_window,
+    reading,
+    restore_written_meta,
+)
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 
@@ -50,6 +56,7 @@ class Aviris3Reader(SceneReader):
             if group is None or not is_aviris3(self._file):
                 raise DataError(f"{path}: not an AVIRIS-3 reflectance file (no group {GROUP} with reflectance)")
             self._dataset = group["reflectance"]
+            check_dimension_scales(self._file, path)
             wavelengths = np.ravel(group["wavelength"][()]).astype(np.float64)
             layout = band_layout(tuple(self._dataset.shape), wavelengths.size, path)
             super().__init__(path, path.stem, key=f"{GROUP}/reflectance", layout=layout)

@@ -304,6 +304,32 @@ def numeric_3d(shape: Sequence[int], dtype: np.dtype) -> bool:
     return len(shape) == 3 and dtype.kind in "uif"
 
 
+def check_dimension_scales(handle: Any, path: Path) -> None:
+    """Refuse a netCDF-4/HDF5 file whose dimension scales disagree with the variables attached to them (netCDF
+    libraries and xarray cannot open it, and its coordinates would be written back wrong)."""
+    import h5py
+
+    problems: list[str] = []
+
+    def visit(name: str, item: Any) -> None:
+        if not isinstance(item, h5py.Dataset) or "DIMENSION_LIST" not in item.attrs:
+            return
+        for axis, dim in enumerate(item.dims):
+            for scale in dim.values():
+                if scale.ndim == 1 and scale.shape[0] != item.shape[axis]:
+                    problems.append(
+                        f"{name} is {item.shape[axis]} long along axis {axis}, its dimension "
+                        f"{scale.name.rsplit('/', 1)[-1]} {scale.shape[0]}"
+                    )
+
+    try:
+        handle.visititems(visit)
+    except (KeyError, RuntimeError, OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable dimension scales ({error})") from None
+    if problems:
+        raise DataError(f"{path}: dimension scales disagree with their variables: {'; '.join(problems[:3])}")
+
+
 def restore_written_meta(reader: SceneReader, text: str | bytes | None) -> None:
     """Take back what this package's writers stored (wavelengths, georeferencing, attributes, provenance)."""
     if text is None:

@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
+from dualsr_deploy.data.readers.base import (
+    SceneReader,
+    check_dimension_scales,
+    read_window,
+    reading,
+    restore_written_meta,
+)
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError
@@ -56,6 +62,7 @@ class EmitReader(SceneReader):
                     f"{path}: not an EMIT granule (no root {' or '.join(CUBE_NAMES)} beside a {BANDS_GROUP} group)"
                 )
             super().__init__(path, path.stem, key=names[0], layout="hwc")
+            check_dimension_scales(self._file, path)
             self._dataset = handle[names[0]]
             if self._dataset.ndim != 3:
                 raise DataError(f"{path}: {names[0]} is {self._dataset.shape}, not (downtrack, crosstrack, bands)")
