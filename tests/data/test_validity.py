@@ -162,8 +162,8 @@ def test_envi_map_info_rotation_round_trips_and_scales(tmp_path: Path) -> None:
         back.meta.georef.transform, GeoReference(georef.transform).scaled(2).transform, rtol=1e-12
     )
     header = (tmp_path / "r.hdr").read_text()
-    assert "UTM , 1 , 1 , 736600.089" in header
-    assert "12 , North , WGS-84 , rotation=-66" in header
+    assert "map info = {UTM, 1, 1, 736600.089" in header
+    assert "12, North, WGS-84, rotation=-66" in header
 
 
 @pytest.mark.parametrize("suffix", [".hdr", ".h5"])

@@ -16,7 +16,44 @@ from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require
 
 _INTERLEAVE_LAYOUT = {"bsq": "chw", "bil": "hcw", "bip": "hwc"}
-META_KEY = "dualsr scene base64"
+META_KEY = "dualsr scene base64"  # provenance inside headers written before sidecars (still read)
+SIDECAR_SUFFIX = ".dualsr.json"
+
+
+def sidecar_of(header: Path) -> Path:
+    """``scene.hdr`` → ``scene.dualsr.json``: the package's provenance beside an ENVI file it wrote."""
+    return header.with_name(header.stem + SIDECAR_SUFFIX)
+
+
+def header_entries(header: Path) -> list[tuple[str, str]]:
+    """An ENVI header as ``(key, value)`` pairs in file order, each value exactly as written (``{…}`` values with
+    their braces and line breaks), so that a writer can give them back byte for byte. An unbalanced ``{`` or a line
+    that is neither ``key = value`` nor a comment is a :class:`DataError` naming the file and the key."""
+    with reading(header):
+        text = header.read_bytes().decode("latin-1")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip().startswith("ENVI"):
+        raise DataError(f"{header}: not an ENVI header (it does not start with 'ENVI')")
+    entries: list[tuple[str, str]] = []
+    index = 1
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line.strip() or line.lstrip().startswith(";"):
+            continue
+        if "=" not in line:
+            raise DataError(f"{header}: line {index} is not 'key = value': {line[:80]!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        if value.startswith("{"):
+            while value.count("{") > value.count("}"):
+                if index >= len(lines):
+                    raise DataError(f"{header}: the value of {key!r} opens '{{' and never closes it")
+                value += "\n" + lines[index]
+                index += 1
+            if value.count("{") != value.count("}"):
+                raise DataError(f"{header}: the value of {key!r} has unbalanced braces")
+        entries.append((key, value))
+    return entries
 
 
 def import_envi() -> Any:
@@ -85,6 +122,7 @@ class EnviReader(SceneReader):
     def __init__(self, path: Path) -> None:
         envi = import_envi()
         header = header_of(path)
+        self.header_entries = header_entries(header)
         with reading(header):
             self._image = envi.open(str(header))
         meta = self._image.metadata
@@ -117,7 +155,10 @@ class EnviReader(SceneReader):
             if crs and self.georef is not None:
                 crs_text = crs if isinstance(crs, str) else ",".join(crs)
                 self.georef = GeoReference(self.georef.transform, crs_text.strip("{}"))
-        if META_KEY in meta:
+        if sidecar_of(header).is_file():
+            with reading(sidecar_of(header)):
+                restore_written_meta(self, sidecar_of(header).read_text())
+        elif META_KEY in meta:
             restore_written_meta(self, base64.b64decode(meta[META_KEY]).decode())
 
     @property

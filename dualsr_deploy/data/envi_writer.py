@@ -1,0 +1,205 @@
+"""Writing ENVI files (``.hdr`` + ``.img``) that GDAL, ENVI and Spectral Python read alike.
+
+From an ENVI source every header entry comes back as the source wrote it, byte for byte (``{…}`` values with their
+braces, commas and line breaks: ``wavelength``, ``fwhm``, ``band names``, ``bbl``, ``coordinate system string``,
+sensor keys), in the same order, except what the super-resolution changes: ``samples``/``lines`` (× s),
+``header offset`` (0), ``data type`` (the written dtype), ``map info`` (pixel size ÷ s), ``data ignore value`` (kept
+where the written dtype holds it) and the units keys when the values are written normalised. The ``description``
+is kept with a provenance line appended. Interleave and byte order are the source's. From any other source the
+header is built from the scene's metadata with ``{…}`` lists wrapped at 80 columns. No header line is longer than
+the source header's longest or 80 columns, whichever is more; the package's full provenance goes to the sidecar
+``<name>.dualsr.json`` (GDAL's ENVI driver refuses header lines past ~10,000 characters).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dualsr_deploy.data.readers.envi import (
+    META_KEY,
+    PROJECTION_KEY,
+    header_entries,
+    map_info,
+    sidecar_of,
+)
+from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.validity import representable
+from dualsr_deploy.errors import DataError
+
+ENVI_DATA_TYPES = {"uint8": 1, "int16": 2, "int32": 3, "float32": 4, "float64": 5, "uint16": 12, "uint32": 13}
+ENVI_DATA_TYPES |= {"int64": 14, "uint64": 15}
+INTERLEAVE_AXES = {"bsq": (0, 1, 2), "bil": (1, 0, 2), "bip": (1, 2, 0)}  # from (bands, lines, samples)
+UNIT_KEYS = ("data gain values", "data offset values", "reflectance scale factor")
+WRAP = 80
+
+
+def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None) -> None:
+    """``data (C, H, W)`` as ``target.hdr`` + ``target.img`` (+ ``target.dualsr.json``); ``factor``: the
+    ``reflectance scale factor`` to declare (the source's, when written in its units), else None."""
+    header, image = target.with_suffix(".hdr"), target.with_suffix(".img")
+    source = _source_entries(scene)
+    interleave = _value(source, "interleave", "bsq").lower()
+    if interleave not in INTERLEAVE_AXES:
+        interleave = "bsq"
+    byte_order = 1 if _value(source, "byte order", "0").strip() == "1" else 0
+    dtype_name = data.dtype.newbyteorder("=").name
+    if dtype_name not in ENVI_DATA_TYPES:
+        raise DataError(f"{target}: ENVI cannot hold {dtype_name}")
+    entries = _entries(source, data, scene, units, factor, interleave, byte_order)
+    # a WKT and a map info stay on one line, as every producer writes them; lists are wrapped at WRAP columns
+    unwrappable = [f"{k} = {v}" for k, v in entries if k.lower() in ("coordinate system string", "map info")]
+    longest = max(
+        [WRAP, *(len(line) for key, value in [*source, ("", "")] for line in f"{key} = {value}".splitlines())]
+    )
+    longest = max([longest, *(len(line) for line in unwrappable)])
+    text = _render(entries)
+    too_long = [line for line in text.splitlines() if len(line) > longest]
+    if too_long:  # a value we built ourselves; never expected, but never written past GDAL's limit silently
+        raise DataError(
+            f"{header}: a header line of {len(too_long[0])} characters ({too_long[0][:40]}…); the limit is {longest}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}."))
+    try:
+        _write_raw(staging / image.name, data, interleave, byte_order)
+        (staging / sidecar_of(header).name).write_text(meta_json)
+        (staging / header.name).write_text(text, encoding="latin-1", errors="replace")
+        # data and provenance first: a header never points at a missing file
+        os.replace(staging / image.name, image)
+        os.replace(staging / sidecar_of(header).name, sidecar_of(header))
+        os.replace(staging / header.name, header)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _source_entries(scene: Scene) -> list[tuple[str, str]]:
+    source = Path(scene.meta.source)
+    if scene.meta.format != "envi" or not source.is_file():
+        return []
+    return [(key, value) for key, value in header_entries(source) if key.lower() != META_KEY]
+
+
+def _value(entries: list[tuple[str, str]], key: str, default: str) -> str:
+    for name, value in entries:
+        if name.lower() == key:
+            return value
+    return default
+
+
+def _braces(items: list[str]) -> str:
+    """``{`` then the items, comma-separated, on lines of at most :data:`WRAP` columns, then ``}`` (as ENVI and
+    the AVIRIS processors write long lists)."""
+    lines, line = [], ""
+    for index, item in enumerate(items):
+        piece = item + ("," if index < len(items) - 1 else "}")
+        if line and len(line) + len(piece) + 1 > WRAP:
+            lines.append(line)
+            line = ""
+        line += " " + piece
+    return "{\n" + "\n".join([*lines, line])
+
+
+def _description(source: list[tuple[str, str]], scene: Scene) -> str:
+    attrs = scene.meta.attrs
+    note = "  written by dualsr-deploy; provenance in the .dualsr.json beside this header"
+    if "scale" in attrs:
+        note = (
+            f"  super-resolved x{attrs['scale']} by dualsr-deploy {attrs.get('dualsr_version', '')}".rstrip()
+            + f" ({attrs.get('stage', '?')} stage,\n  {attrs.get('weights', '?')} weights); provenance in the"
+            " .dualsr.json beside this header"
+        )
+    original = _value(source, "description", "")
+    if original.startswith("{") and original.endswith("}"):
+        return original[:-1].rstrip() + "\n" + note + "}"
+    return "{\n" + note + "}"
+
+
+def _entries(
+    source: list[tuple[str, str]],
+    data: np.ndarray,
+    scene: Scene,
+    units: str,
+    factor: float | None,
+    interleave: str,
+    byte_order: int,
+) -> list[tuple[str, str]]:
+    meta = scene.meta
+    bands, lines, samples = data.shape
+    mine: dict[str, str] = {
+        "description": _description(source, scene),
+        "samples": str(samples),
+        "lines": str(lines),
+        "bands": str(bands),
+        "header offset": "0",
+        "file type": _value(source, "file type", "ENVI Standard"),
+        "data type": str(ENVI_DATA_TYPES[data.dtype.newbyteorder("=").name]),
+        "interleave": interleave,
+        "byte order": str(byte_order),
+    }
+    if meta.georef is not None:
+        mine["map info"] = "{" + ", ".join(map_info(meta.georef, meta.attrs.get(PROJECTION_KEY))) + "}"
+        if meta.georef.crs and not any(key.lower() == "coordinate system string" for key, _ in source):
+            mine["coordinate system string"] = "{" + meta.georef.crs + "}"
+    dropped = {"map info"} if meta.georef is None else set()
+    if meta.nodata is not None and representable(meta.nodata, data.dtype):
+        mine["data ignore value"] = _number(meta.nodata, data.dtype)
+    else:
+        dropped.add("data ignore value")
+    if units != "source":
+        dropped |= set(UNIT_KEYS)
+    elif factor is not None:
+        mine["reflectance scale factor"] = repr(factor)
+    if not source:  # not from ENVI: the band metadata from the scene's
+        if meta.wavelengths is not None:
+            mine["wavelength units"] = "Nanometers"
+            mine["wavelength"] = _braces([repr(v) for v in meta.wavelengths])
+        if meta.fwhm is not None:
+            mine["fwhm"] = _braces([repr(v) for v in meta.fwhm])
+        if meta.band_names is not None:
+            mine["band names"] = _braces(list(meta.band_names))
+        if meta.bad_bands:
+            mine["bbl"] = _braces(["0" if band in meta.bad_bands else "1" for band in range(bands)])
+        if units == "source" and meta.band_gains is not None:
+            mine["data gain values"] = _braces([repr(v) for v in meta.band_gains])
+        if units == "source" and meta.band_offsets is not None:
+            mine["data offset values"] = _braces([repr(v) for v in meta.band_offsets])
+    entries: list[tuple[str, str]] = []
+    for key, value in source:
+        lowered = key.lower()
+        if lowered in dropped:
+            continue
+        entries.append((key, mine.pop(lowered, value)))
+    order = ("description", "samples", "lines", "bands", "header offset", "file type", "data type", "interleave")
+    for key in (*order, *list(mine)):
+        if key in mine:
+            entries.append((key, mine.pop(key)))
+    return entries
+
+
+def _number(value: float, dtype: np.dtype) -> str:
+    return str(int(value)) if np.issubdtype(dtype, np.integer) or float(value).is_integer() else repr(float(value))
+
+
+def _render(entries: list[tuple[str, str]]) -> str:
+    return "ENVI\n" + "".join(f"{key} = {value}\n" for key, value in entries)
+
+
+def _write_raw(path: Path, data: np.ndarray, interleave: str, byte_order: int) -> None:
+    """The cube in ``interleave`` and ``byte_order``, a band or a line at a time (no second copy of the cube)."""
+    stored = data.dtype.newbyteorder(">" if byte_order == 1 else "<")
+    with path.open("wb") as handle:
+        if interleave == "bsq":
+            for band in data:
+                band.astype(stored, copy=False).tofile(handle)
+        else:
+            for line in range(data.shape[1]):
+                rows = data[:, line, :]  # (bands, samples)
+                (rows if interleave == "bil" else rows.T).astype(stored).tofile(handle)
+
+
+__all__ = ["ENVI_DATA_TYPES", "write_envi"]
