@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +36,40 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes on ``folder``'s file system (for this user)."""
+    return shutil.disk_usage(folder).free
+
+
+def no_space(path: Path, needed: int) -> OSError:
+    """The ENOSPC error for ``needed`` bytes that do not fit beside ``path``, naming the free space."""
+    free = free_bytes(path.parent)
+    return OSError(
+        errno.ENOSPC, f"no space left on the device: {needed / 2**20:.1f} MiB to write, {free / 2**20:.1f} MiB free"
+    )
+
+
+@contextmanager
+def atomic_hdf5(path: str | os.PathLike[str]) -> Iterator[io.BytesIO]:
+    """An in-memory file for h5py or h5netcdf, written to ``path`` atomically once the ``with`` block (where the
+    HDF5 file must be opened and closed) ends. HDF5's C library can crash the whole process when the disk fills
+    under its own writes; here it only ever writes to memory, and the one write to disk is Python's, which raises
+    :class:`OSError` (ENOSPC, naming the free space) and leaves no partial file."""
+    buffer = io.BytesIO()
+    yield buffer
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    size = buffer.getbuffer().nbytes
+    if size > free_bytes(target.parent):
+        raise no_space(target, size)
+    with atomic_output(target) as tmp, tmp.open("wb") as handle:
+        try:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise no_space(target, size) from None
+            raise

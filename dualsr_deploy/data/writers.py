@@ -7,22 +7,21 @@ model, scale, stage and backend) where the format can hold it, so reading the fi
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import datetime
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.atomic import atomic_hdf5, atomic_output
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr")
+COG_SUFFIX = ".cog.tif"  # a Cloud-Optimized GeoTIFF (GDAL's COG driver) rather than a plain GeoTIFF
 MAT_V5_LIMIT = 2**31 - 1  # MATLAB v5 cannot hold a variable of 2 GB or more
 
 
@@ -39,6 +38,7 @@ def write_scene(
     ``attrs``: extra string attributes (e.g. ``model``, ``scale``, ``stage``, ``backend``) stored with the cube.
     ``units``: ``normalised`` (float32 in [0, 1]) or ``source`` (the source's units and dtype).
     ``mat_version``: ``5`` or ``7.3`` for ``.mat``; default 7.3 only when the cube passes 2 GB.
+    A name ending in ``.cog.tif`` is written as a Cloud-Optimized GeoTIFF.
     """
     target = Path(path)
     suffix = target.suffix.lower()
@@ -65,12 +65,13 @@ def write_scene(
             raise DataError(f"{target}: {data.nbytes / 2**30:.1f} GiB does not fit MATLAB v5; use mat_version='7.3'")
         (_write_mat_v5 if version == "5" else _write_mat_v73)(target, data, meta_json)
     elif suffix in (".tif", ".tiff"):
-        if meta.georef is not None:
-            _write_geotiff(target, data, meta_json, scene, units)
+        cog = target.name.lower().endswith(COG_SUFFIX)
+        if meta.georef is not None or cog:
+            _write_geotiff(target, data, meta_json, scene, units, cog=cog)
         else:
             _write_tiff(target, data, meta_json)
     else:
-        _write_envi(target, data, meta_json, scene, units)
+        _write_envi(target, data, meta_json, dataclasses.replace(scene, meta=meta), units)
     return target
 
 
@@ -92,7 +93,7 @@ def _write_hdf5(
     import h5py
 
     _, h, w = data.shape
-    with atomic_output(target) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_hdf5(target) as memory, h5py.File(memory, "w") as handle:
         dataset = handle.create_dataset(
             "cube",
             data=data,
@@ -150,8 +151,8 @@ def _write_mat_v73(target: Path, data: np.ndarray, meta_json: str) -> None:
     if matlab_class is None:
         raise DataError(f"{target}: cannot write {data.dtype} to MATLAB v7.3")
     _, h, w = data.shape
-    with atomic_output(target) as tmp:
-        with h5py.File(tmp, "w", userblock_size=512) as handle:
+    with atomic_hdf5(target) as memory:
+        with h5py.File(memory, "w", userblock_size=512) as handle:
             cube = handle.create_dataset(
                 "cube", data=np.transpose(data, (0, 2, 1)), chunks=(1, min(w, 256), min(h, 256)), compression="gzip"
             )
@@ -163,8 +164,7 @@ def _write_mat_v73(target: Path, data: np.ndarray, meta_json: str) -> None:
         created = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S %Y")
         header = f"MATLAB 7.3 MAT-file, Platform: dualsr-deploy, Created on: {created} HDF5 schema 1.00 ."
         block = header.encode().ljust(116) + bytes(8) + b"\x00\x02IM"
-        with tmp.open("r+b") as raw:
-            raw.write(block)
+        memory.getbuffer()[: len(block)] = block
 
 
 def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
@@ -182,102 +182,13 @@ def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
         )
 
 
-def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
-    from dualsr_deploy.data.readers.tiff import import_rasterio
+def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, *, cog: bool) -> None:
+    from dualsr_deploy.data.geotiff_writer import write_geotiff
 
-    rasterio = import_rasterio()
-    from affine import Affine
-
-    georef = scene.meta.georef
-    assert georef is not None
-    c, h, w = data.shape
-    profile = {
-        "driver": "GTiff",
-        "count": c,
-        "height": h,
-        "width": w,
-        "dtype": str(data.dtype),
-        "transform": Affine(*georef.transform),
-        "crs": georef.crs,
-        "compress": "deflate",
-        "tiled": h >= 256 and w >= 256,
-        "interleave": "band",
-    }
-    meta = scene.meta
-    if meta.nodata is not None and representable(meta.nodata, data.dtype):
-        profile["nodata"] = meta.nodata
-    tags = {"DUALSR_SCENE": meta_json}
-    if meta.wavelengths is not None:
-        tags["wavelengths"] = ",".join(repr(v) for v in meta.wavelengths)
-    factor = _declared_factor(scene, units)
-    with atomic_output(target) as tmp, rasterio.open(tmp, "w", **profile) as dataset:
-        dataset.write(data)
-        dataset.update_tags(**tags)
-        for band in range(c):  # per-band tags as EnMAP and GDAL's ENVI driver write them
-            band_tags = {"bbl": "0" if band in meta.bad_bands else "1"}
-            if meta.wavelengths is not None:
-                band_tags["wavelength"] = repr(meta.wavelengths[band])
-            if meta.fwhm is not None:
-                band_tags["fwhm"] = repr(meta.fwhm[band])
-            dataset.update_tags(band + 1, **band_tags)
-            if meta.band_names is not None:
-                dataset.set_band_description(band + 1, meta.band_names[band])
-        if units == "source" and (meta.band_gains is not None or meta.band_offsets is not None):
-            dataset.scales = list(meta.band_gains or (1.0,) * c)
-            dataset.offsets = list(meta.band_offsets or (0.0,) * c)
-        elif factor is not None:
-            dataset.scales = [1.0 / factor] * c
-            dataset.offsets = [0.0] * c
+    write_geotiff(target, data, meta_json, scene, units, _declared_factor(scene, units), cog=cog)
 
 
 def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
-    from dualsr_deploy.data.readers.envi import META_KEY, PROJECTION_KEY, import_envi, map_info
+    from dualsr_deploy.data.envi_writer import write_envi
 
-    envi = import_envi()
-    header = target.with_suffix(".hdr")
-    image = target.with_suffix(".img")
-    metadata: dict[str, object] = {
-        "description": "written by dualsr-deploy",
-        META_KEY: base64.b64encode(meta_json.encode()).decode(),
-    }
-    if scene.meta.wavelengths is not None:
-        metadata["wavelength"] = [repr(v) for v in scene.meta.wavelengths]
-        metadata["wavelength units"] = "Nanometers"
-    meta = scene.meta
-    if meta.band_names is not None:
-        metadata["band names"] = list(meta.band_names)
-    if meta.fwhm is not None:
-        metadata["fwhm"] = [repr(v) for v in meta.fwhm]
-    if meta.nodata is not None and representable(meta.nodata, data.dtype):
-        metadata["data ignore value"] = repr(meta.nodata)
-    if meta.bad_bands:
-        metadata["bbl"] = ["0" if band in meta.bad_bands else "1" for band in range(data.shape[0])]
-    factor = _declared_factor(scene, units)
-    if factor is not None:
-        metadata["reflectance scale factor"] = repr(factor)
-    if units == "source" and meta.band_gains is not None:
-        metadata["data gain values"] = [repr(v) for v in meta.band_gains]
-    if units == "source" and meta.band_offsets is not None:
-        metadata["data offset values"] = [repr(v) for v in meta.band_offsets]
-    georef = scene.meta.georef
-    if georef is not None:
-        metadata["map info"] = map_info(georef, meta.attrs.get(PROJECTION_KEY))
-        if georef.crs:
-            metadata["coordinate system string"] = [georef.crs]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}."))
-    try:
-        staged_header = staging / header.name
-        envi.save_image(
-            str(staged_header),
-            np.transpose(data, (1, 2, 0)),
-            dtype=data.dtype,
-            interleave="bsq",
-            ext=".img",
-            metadata=metadata,
-            force=True,
-        )
-        os.replace(staging / image.name, image)  # data first: a header never points at a missing file
-        os.replace(staged_header, header)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_envi(target, data, meta_json, scene, units, _declared_factor(scene, units))
