@@ -100,13 +100,23 @@ class Normalisation:
 
     @staticmethod
     def apply(raw: np.ndarray, factor: float, source: str) -> tuple[np.ndarray, int]:
-        """``raw / factor`` as float32 clipped to [0, 1]; returns the cube and how many values were clipped."""
+        """``raw / factor`` as float32 with values above 1 clipped to 1 (hot pixels above the rule's factor);
+        values below 0 are kept (negative radiances and reflectances of good bands are physical: L1B noise, dark
+        targets). Returns the cube and how many values were clipped."""
         cube = raw.astype(np.float32) if factor == 1.0 else (raw.astype(np.float64) / factor).astype(np.float32)
         check_finite(cube, source)
-        outside = int(np.count_nonzero((cube < 0) | (cube > 1)))
+        outside = int(np.count_nonzero(cube > 1))
         if outside:
-            np.clip(cube, 0.0, 1.0, out=cube)
+            np.minimum(cube, 1.0, out=cube)
         return np.ascontiguousarray(cube), outside
+
+
+def band_floor(minima: np.ndarray, factor: float) -> tuple[float, ...] | None:
+    """Each band's lower clip bound in normalised units: its minimum over the valid pixels (``minima``, in
+    physical units) over ``factor`` where that is below 0, else 0; None when no band goes below 0 (the clip is
+    then [0, 1] everywhere, as the published code clips)."""
+    floors = np.minimum(np.asarray(minima, dtype=np.float64) / factor, 0.0).astype(np.float32)
+    return tuple(float(v) for v in floors) if (floors < 0).any() else None
 
 
 def check_finite(values: np.ndarray, source: str) -> np.ndarray:

@@ -74,6 +74,9 @@ class SceneMeta:
     fwhm: tuple[float, ...] | None = None
     nodata: float | None = None  # the file's declared no-data value (written back on output)
     bad_bands: tuple[int, ...] = ()  # 0-based; not super-resolved (nearest-neighbour upsampled, flags kept)
+    # per band, the lower clip bound in normalised units: min(0, the band's minimum over valid LR pixels); None when
+    # every band's minimum is ≥ 0, so that --clip is [0, 1] as in the published code
+    band_floor: tuple[float, ...] | None = None
     # per-band physical = gain · stored + offset (ENVI data gain/offset values, GeoTIFF band scales/offsets); the
     # cube is the physical value over scale_factor
     band_gains: tuple[float, ...] | None = None
@@ -98,7 +101,7 @@ class SceneMeta:
     def from_dict(cls, data: Mapping[str, Any]) -> SceneMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for name in ("wavelengths", "fwhm", "band_gains", "band_offsets"):
+        for name in ("wavelengths", "fwhm", "band_gains", "band_offsets", "band_floor"):
             if values.get(name) is not None:
                 values[name] = tuple(float(w) for w in values[name])
         values["bad_bands"] = tuple(int(b) for b in values.get("bad_bands") or ())

@@ -25,6 +25,19 @@ from dualsr_deploy.ops.backproject import backproject_with_weights
 from dualsr_deploy.ops.imresize import imresize
 
 
+def clip_range(values: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+    """``values (C, H, W)`` clipped to [0, 1], or per band to [``floor[c]``, 1] where the input went below 0
+    (``floor (C,)``: :attr:`SceneMeta.band_floor`), so that valid negative values of the input stay negative."""
+    if floor is None:
+        return values.clamp(0, 1)
+    return torch.maximum(values.clamp(max=1), floor.to(values.device, values.dtype).view(-1, 1, 1))
+
+
+def floor_tensor(floor: tuple[float, ...] | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """:attr:`SceneMeta.band_floor` as a ``(C,)`` float32 tensor (None stays None)."""
+    return None if floor is None else torch.tensor(floor, dtype=torch.float32, device=device)
+
+
 def finish_stage(
     stage: str,
     clip: bool,
@@ -32,17 +45,18 @@ def finish_stage(
     low: torch.Tensor | None,
     lr: torch.Tensor,
     valid: torch.Tensor | None = None,
+    floor: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float | None]:
     """A scene's result from its coarse ×s output ``high`` (and its ×s/2 one ``low`` for ``dual``), clipped to
-    [0, 1] when ``clip``, with the fine stage's SAM weight (None for ``coarse``). Both coarse results are clipped
-    before the fine stage, as the published test script does; ``backproject`` projects onto the LR input itself.
-    All ``(C, H, W)`` float32 on one device; ``valid``: the guide's valid pixels ``(H, W)``, over which the SAM
-    weight is averaged (None: all)."""
+    [0, 1] (per band to [``floor``, 1], see :func:`clip_range`) when ``clip``, with the fine stage's SAM weight
+    (None for ``coarse``). Both coarse results are clipped before the fine stage, as the published test script
+    does; ``backproject`` projects onto the LR input itself. All ``(C, H, W)`` float32 on one device; ``valid``: the
+    guide's valid pixels ``(H, W)``, over which the SAM weight is averaged (None: all)."""
     if stage == "coarse":
-        return (high.clamp(0, 1) if clip else high), None
-    guide = low.clamp(0, 1) if low is not None else lr
-    sr, weights = backproject_with_weights(high.clamp(0, 1), guide, valid=valid)
-    return (sr.clamp(0, 1) if clip else sr), float(weights[0])
+        return (clip_range(high, floor) if clip else high), None
+    guide = clip_range(low, floor) if low is not None else lr
+    sr, weights = backproject_with_weights(clip_range(high, floor), guide, valid=valid)
+    return (clip_range(sr, floor) if clip else sr), float(weights[0])
 
 
 MARGIN = 8  # coarse rows

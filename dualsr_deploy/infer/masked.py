@@ -17,7 +17,7 @@ from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import MIN_SEGMENT, fill_invalid, nearest_up, segments
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.fine import finish_stage
+from dualsr_deploy.infer.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.ops.imresize import imresize
 
@@ -67,7 +67,8 @@ def super_resolve(
         notes.append(f"bands {a}-{b - 1}: fewer than {MIN_SEGMENT} good bands between bad ones, upsampled bicubically")
     if scene.valid is not None:
         notes.append(f"{int((~valid).sum())} invalid LR pixels filled from their nearest valid pixel for the network")
-    coarse = high.clamp(0, 1)
+    floor = floor_tensor(scene.meta.band_floor, device)
+    coarse = clip_range(high, floor)
     if options.stage == "coarse":
         return coarse, (coarse if options.clip else high), None, notes
     bands = [i for a, b in network for i in range(a, b)]
@@ -89,6 +90,7 @@ def super_resolve(
         low,
         cube[bands],
         valid=torch.from_numpy(np.ascontiguousarray(guide_valid)).to(device),
+        floor=floor[bands] if floor is not None else None,
     )
     result = coarse.clone() if options.clip else high.clone()
     result[bands] = fine

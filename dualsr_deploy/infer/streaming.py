@@ -27,7 +27,7 @@ from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
-from dualsr_deploy.infer.fine import backproject_streamed, sam_weight_streamed
+from dualsr_deploy.infer.fine import backproject_streamed, clip_range, floor_tensor, sam_weight_streamed
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.masked import split_segments
 from dualsr_deploy.infer.options import WORK_DIR
@@ -56,6 +56,7 @@ class _StreamedScene:
         self.network_bands = [i for a, b in self.network for i in range(a, b)]
         self.device = ctx.pool.backend(ctx.options.scale, self.network[0][1] - self.network[0][0]).device
         self.margin = fill_margin(reach(ctx.pool, ctx.options))
+        self.floor = floor_tensor(meta.band_floor, self.device)
         self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
         self.invalid_pixels = 0
 
@@ -101,7 +102,7 @@ class _StreamedScene:
                 top = scale * (first.core_top - first.top)
                 buf[a:b] = up[:, top : top + buf.shape[1]]
             self.seconds["coarse"] += time.perf_counter() - t
-            sink(offset, buf.clamp(0, 1) if clip else buf)
+            sink(offset, clip_range(buf, self.floor) if clip else buf)
 
     def intermediate(self, name: str, scale: int) -> tuple[np.ndarray, Callable[[int, int], torch.Tensor]]:
         """An on-disk ×``scale`` cube filled by :meth:`coarse_into`, and a reader of its rows on the device."""
@@ -180,8 +181,9 @@ class _StreamedScene:
         valid = self.valid_at(guide) if self.invalid_pixels else None
         weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid)
         for first, rows in backproject_streamed(high_net, low, low_shape, factor, weight, step):
-            full = high(first, first + rows.shape[1]).clamp(0, 1)
-            full[bands] = rows.clamp(0, 1) if options.clip else rows
+            full = clip_range(high(first, first + rows.shape[1]), self.floor)
+            floor = self.floor[bands] if self.floor is not None else None
+            full[bands] = clip_range(rows, floor) if options.clip else rows
             write(first, full)
         self.seconds["fine"] += time.perf_counter() - t - self.seconds["write"]
         return weight

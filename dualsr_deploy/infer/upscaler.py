@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dualsr_deploy.data.normalise import band_floor
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.fine import finish_stage
+from dualsr_deploy.infer.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.infer.masked import super_resolve
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.pool import BackendPool
@@ -67,19 +68,24 @@ class Upscaler:
         ``weights``: what :meth:`choose` picked, when the run's weights are ``auto``."""
         options, pool, runner = self.route(weights)
         scale = options.scale
+        cube_np = lr.cpu().numpy().astype(np.float32)
+        keep = valid if valid is not None and valid.any() else np.ones(cube_np.shape[1:], dtype=bool)
+        floor = band_floor(cube_np[:, keep].min(axis=1), 1.0)  # as the readers set it: negative inputs stay
         if valid is not None and not valid.all():
-            scene = Scene("scene", lr.cpu().numpy().astype(np.float32), SceneMeta("tensor", "tensor"), valid=valid)
+            meta = SceneMeta("tensor", "tensor", band_floor=floor)
+            scene = Scene("scene", cube_np, meta, valid=valid)
             device = pool.backend(scale, lr.shape[0]).device
             coarse, result, weight, _notes = super_resolve(runner, options, scene, device)
             return Stages(coarse, None if options.stage == "coarse" else result, weight)
         device = pool.backend(scale, lr.shape[0]).device
         cube = lr.to(device)
         (high,) = runner.coarse(scale, [cube], ["scene"])
+        floor_t = floor_tensor(floor, device)
         if options.stage == "coarse":
-            return Stages(high.clamp(0, 1), None, None)
+            return Stages(clip_range(high, floor_t), None, None)
         low = runner.coarse(scale // 2, [cube], ["scene"])[0] if options.stage == "dual" else None
-        fine, weight = finish_stage(options.stage, options.clip, high, low, cube)
-        return Stages(high.clamp(0, 1), fine, weight)
+        fine, weight = finish_stage(options.stage, options.clip, high, low, cube, floor=floor_t)
+        return Stages(clip_range(high, floor_t), fine, weight)
 
     def reach_for(self, weights: FamilyChoice | None = None) -> int:
         """LR pixels around an output pixel's source that went into it (see :mod:`dualsr_deploy.infer.quality`)."""

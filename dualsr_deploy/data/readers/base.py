@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.normalise import Normalisation, band_floor
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
 from dualsr_deploy.data.validity import Masking, find_validity, invalid_values
 from dualsr_deploy.errors import DataError, DualSRError
@@ -87,7 +87,10 @@ class SceneReader(ABC):
         self.fwhm: tuple[float, ...] | None = None
         # Scene statistics (bad bands, max, percentile) come from one whole read (or one pass over strips); later
         # windows reuse them.
-        self._resolved: dict[tuple[Normalisation, Masking], tuple[str, float, tuple[int, ...]]] = {}
+        # (rule, factor, bad bands, band clip floors) per normalisation and masking
+        self._resolved: dict[
+            tuple[Normalisation, Masking], tuple[str, float, tuple[int, ...], tuple[float, ...] | None]
+        ] = {}
 
     @property
     def source(self) -> str:
@@ -161,9 +164,10 @@ class SceneReader(ABC):
 
     def _statistics(
         self, raw: np.ndarray, normalise: Normalisation, masking: Masking, invalid: np.ndarray | None = None
-    ) -> tuple[str, float, tuple[int, ...]]:
-        """The normalisation rule and factor and the bad bands, from the whole scene ``raw`` (``invalid``: its
-        invalid values, when already known); the factor comes from the valid pixels of the good bands only."""
+    ) -> tuple[str, float, tuple[int, ...], tuple[float, ...] | None]:
+        """The normalisation rule and factor, the bad bands and the bands' clip floors, from the whole scene ``raw``
+        (``invalid``: its invalid values, when already known); the factor comes from the valid pixels of the good
+        bands only."""
         invalid = self.invalid(raw, masking) if invalid is None else invalid
         validity = find_validity(raw, invalid, self._bad_named(masking), self.source)
         rule, factor = normalise.resolve(
@@ -173,7 +177,10 @@ class SceneReader(ABC):
             declared=self.declared_scale,
             full_range=self.full_range,
         )
-        return rule, factor, validity.bad_bands
+        minima = np.zeros(raw.shape[0])
+        if validity.valid.any():
+            minima[validity.good] = self.physical(raw)[validity.good][:, validity.valid].min(axis=1)
+        return rule, factor, validity.bad_bands, band_floor(minima, factor)
 
     def load(
         self, normalise: Normalisation | None = None, window: Window | None = None, masking: Masking | None = None
@@ -190,7 +197,7 @@ class SceneReader(ABC):
                 self._resolved[key] = self._statistics(raw, normalise, masking, invalid)
             else:
                 self._resolved[key] = self._statistics(self.read_raw(), normalise, masking)
-        rule, factor, bad = self._resolved[key]
+        rule, factor, bad, floor = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
         pixel_ok = ~invalid[good].any(axis=0)
         values = self.physical(raw)
@@ -201,7 +208,7 @@ class SceneReader(ABC):
         cube, clipped = Normalisation.apply(values, factor, self.source)
         notes = list(self.notes)
         if clipped:
-            notes.append(f"{clipped} values outside [0, 1] after dividing by {factor:g} were clipped")
+            notes.append(f"{clipped} values above 1 after dividing by {factor:g} were clipped")
         invalid_count = int(pixel_ok.size - np.count_nonzero(pixel_ok))
         if invalid_count:
             notes.append(f"{invalid_count} pixels are no-data or not finite in some good band")
@@ -224,6 +231,7 @@ class SceneReader(ABC):
             band_offsets=self.band_offsets,
             band_names=self.band_names,
             bad_bands=bad,
+            band_floor=floor,
             georef=self.georef if window is None else _window_georef(self.georef, window),
             attrs=dict(self.attrs),
             notes=tuple(notes),
@@ -253,6 +261,7 @@ class SceneReader(ABC):
         if not good:
             raise DataError(f"{self.source}: no band holds a valid value (all are bad or no-data)")
         low, high = np.inf, -np.inf
+        minima = np.full(bands, np.inf)
         for top in range(0, height, rows):
             strip = Window(top, 0, min(rows, height - top), width)
             raw = self.read_raw(strip)
@@ -260,13 +269,15 @@ class SceneReader(ABC):
             if pixel_ok.any():
                 values = self.physical(raw)[good][:, pixel_ok]
                 low, high = min(low, float(values.min())), max(high, float(values.max()))
+                minima[good] = np.minimum(minima[good], values.min(axis=1))
         if low > high:
             raise DataError(f"{self.source}: no pixel is valid in every good band (no-data everywhere)")
         extremes = np.array([low, high])
         rule, factor = normalise.resolve(
             self.physical_dtype, lambda: extremes, self.source, declared=self.declared_scale, full_range=self.full_range
         )
-        self._resolved[key] = (rule, factor, tuple(sorted(bad)))
+        minima[~np.isfinite(minima)] = 0.0
+        self._resolved[key] = (rule, factor, tuple(sorted(bad)), band_floor(minima, factor))
 
     def close(self) -> None:  # noqa: B027 - deliberately empty: readers without an open handle have nothing to do
         """Release the file; subclasses holding a handle close it."""
