@@ -86,7 +86,7 @@ def eval_command(
     ),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}."),
     scale: int = typer.Option(4, help="Super-resolution factor."),
-    stage: str = typer.Option("dual", help="dual, coarse or backproject (see dualsr infer)."),
+    stage: str = typer.Option("auto", help="auto, dual, coarse or backproject (see dualsr infer)."),
     backend: list[str] | None = typer.Option(
         None, "--backend", "--engine", help="torch, onnx, trt or openvino; repeat to compare backends side by side."
     ),
@@ -156,6 +156,8 @@ def eval_command(
         figures=figures,
         clean_only=clean_only,
     )
+    if options.stage_choice:
+        console.print(options.stage_choice)
     with _progress() as bar:
         task = bar.add_task("scenes", total=None)
 

@@ -40,9 +40,10 @@ def infer(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (one file per scene, plus manifest.jsonl)."),
     scale: int = typer.Option(4, help="Super-resolution factor (2, 3, 4, 8)."),
     stage: str = typer.Option(
-        "dual",
-        help="dual (CoarSR + back-projection onto the ×s/2 result, the paper), coarse (CoarSR only), or "
-        "backproject (CoarSR + back-projection onto the LR input, for scales without a ×s/2 model).",
+        "auto",
+        help="auto (dual where a ×s/2 model exists, else backproject; said and recorded), dual (CoarSR + "
+        "back-projection onto the ×s/2 result, the paper), coarse (CoarSR only), or backproject (CoarSR + "
+        "back-projection onto the LR input).",
     ),
     backend: str = typer.Option("torch", "--backend", "--engine", help=BACKEND_HELP),
     device: str | None = typer.Option(
@@ -151,6 +152,8 @@ def infer(
         layout=layout,
         root=root,
     )
+    if options.stage_choice:
+        console.print(options.stage_choice)
     with InferProgress(disable=dry_run) as bar:
         report = run_archive(source, out, options, progress=bar.on_event, dry_run=dry_run, cluster=cluster_spec)
     if dry_run:
@@ -159,7 +162,7 @@ def infer(
         return
     label = ", ".join(report.backends) if cluster_spec is not None and report.backends else spec.label
     where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
-    _summary(report, f"{source} → {out} (×{scale}, {stage}, {label}{where})", cluster_spec is not None)
+    _summary(report, f"{source} → {out} (×{scale}, {options.stage}, {label}{where})", cluster_spec is not None)
     raise typer.Exit(report.exit_code)
 
 

@@ -25,7 +25,7 @@ from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.readers import read_scene
 from dualsr_deploy.errors import DataError, InputError
-from dualsr_deploy.infer.options import BackendSpec, InferOptions
+from dualsr_deploy.infer.options import AUTO_STAGE, BackendSpec, InferOptions, choose_stage
 from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.ops.imresize import imresize
@@ -50,7 +50,7 @@ PAPER_CAVE = {
 class EvalOptions:
     scale: int = 4
     backends: tuple[BackendSpec, ...] = (BackendSpec(),)
-    stage: str = "dual"
+    stage: str = "auto"  # resolved as dualsr infer resolves it (stage_choice says why)
     blur: Blur | None = None
     noise_sigma: float = 0.0
     seed: int = 0
@@ -62,6 +62,13 @@ class EvalOptions:
     figures: bool = True
     limit: int | None = None
     clean_only: bool = False  # score only output pixels computed from valid input alone (quality class "clean")
+    stage_choice: str = ""
+
+    def __post_init__(self) -> None:
+        if self.stage == AUTO_STAGE:
+            stage, why = choose_stage(self.scale, self.backends[0].has_weights)
+            object.__setattr__(self, "stage", stage)
+            object.__setattr__(self, "stage_choice", why)
 
 
 @dataclass
@@ -274,9 +281,10 @@ def _one(
         t = time.perf_counter()
         stages = upscaler(lr, lr_valid, weights=choice)
         timings[f"sr{suffix}"] = time.perf_counter() - t
-        results[f"coarse{suffix}"] = stages.coarse.cpu()
+        # scored clipped to [0, 1], as the published test script scores (outputs keep an input's negative values)
+        results[f"coarse{suffix}"] = stages.coarse.cpu().clamp(0, 1)
         if stages.fine is not None:
-            results[f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}"] = stages.fine.cpu()
+            results[f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}"] = stages.fine.cpu().clamp(0, 1)
     if options.sr is not None:
         given = torch.from_numpy(read_scene(_find(options.sr, Path(name).name)).cube)
         if given.shape[0] == good.numel() and given.shape[0] != hr.shape[0]:

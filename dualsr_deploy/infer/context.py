@@ -96,6 +96,7 @@ def scene_record(
         weights=choice.family if choice is not None else spec.weights_label(options.scale),
         weights_choice=f"auto: {choice.reason}" if choice is not None else None,
         stage=options.stage,
+        stage_choice=options.stage_choice or None,
         scale=options.scale,
         shape_in=list(entry.shape) if entry.shape else None,
         mode=planned.mode,

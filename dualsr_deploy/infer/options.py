@@ -5,6 +5,7 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,8 +23,24 @@ if TYPE_CHECKING:
     from dualsr_deploy.weights import FamilyChoice
 
 STAGES = ("coarse", "dual", "backproject")
+AUTO_STAGE = "auto"
+# Where no ×s/2 model exists (×2 always; ×3, ×8 without one), --stage auto takes this: measured on the held-out
+# scenes of both shipped families at ×2 (benchmarks/stage_auto.py; README "Stages"), see STAGE_AUTO_EVIDENCE.
+STAGE_WITHOUT_HALF = "backproject"
+STAGE_AUTO_EVIDENCE = "backproject beats coarse on the held-out scenes at ×2 (benchmarks/stage_auto.py)"
+
+
+def choose_stage(scale: int, has_weights: Callable[[int], bool]) -> tuple[str, str]:
+    """``--stage auto``: ``dual`` where a ×s/2 CoarSR exists (the paper), else :data:`STAGE_WITHOUT_HALF`; returns
+    the stage and the line that says why (printed, and kept in the manifest like ``--precision auto``'s)."""
+    if scale % 2 == 0 and scale >= 4 and has_weights(scale // 2):
+        return "dual", f"--stage auto → dual (a ×{scale // 2} CoarSR exists for the fine stage, as in the paper)"
+    why = "×2 has no ×1 model" if scale == 2 else f"there is no ×{scale / 2:g} CoarSR"
+    return STAGE_WITHOUT_HALF, f"--stage auto → {STAGE_WITHOUT_HALF} ({why}; {STAGE_AUTO_EVIDENCE})"
+
+
 UNITS = ("source", "normalised")
-FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "envi": ".hdr", "nc": ".nc"}
+FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "cog": ".cog.tif", "envi": ".hdr", "nc": ".nc"}
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -94,9 +111,10 @@ class BackendSpec:
             assert half is not None
             given[scale // 2] = half
         if family in FAMILIES:  # a family asked for by name must ship every scale the run needs
-            from dualsr_deploy.weights import shipped_weights
+            from dualsr_deploy.weights import shipped_scales, shipped_weights
 
-            for needed in (scale, scale // 2) if stage == "dual" else (scale,):
+            needs_half = stage == "dual" or (stage == AUTO_STAGE and scale // 2 in shipped_scales(family))
+            for needed in (scale, scale // 2) if needs_half else (scale,):
                 if needed not in given:
                     given[needed] = shipped_weights(needed, family)
         return cls(
@@ -108,7 +126,7 @@ class BackendSpec:
             weights=tuple(given.items()),
             family=family,
             compile=compile,
-            half_scales=(scale // 2,) if stage == "dual" else (),
+            half_scales=(scale // 2,) if stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4 else (),
         )
 
     def with_family(self, family: str, cave_scales: tuple[int, ...] = ()) -> BackendSpec:
@@ -171,7 +189,7 @@ class InferOptions:
     """What ``dualsr infer`` was asked to do (see the CLI's help for each)."""
 
     scale: int = 4
-    stage: str = "dual"
+    stage: str = AUTO_STAGE
     backend: BackendSpec = field(default_factory=BackendSpec)
     tile: int | None = None  # None: auto (see TileRunner.tile_for)
     batch: int = 8
@@ -187,12 +205,17 @@ class InferOptions:
     key: str | None = None
     layout: str | None = None
     root: Path | None = None
+    stage_choice: str = ""  # why this stage, when --stage auto chose it (printed, in the manifest)
 
     def __post_init__(self) -> None:
         if self.scale not in SUPPORTED_SCALES:
             raise InputError(f"scale {self.scale} is not supported; CoarSR exists for {SUPPORTED_SCALES}")
+        if self.stage == AUTO_STAGE:  # resolved here, once, and said (stage_choice), as --precision auto is
+            stage, why = choose_stage(self.scale, self.backend.has_weights)
+            object.__setattr__(self, "stage", stage)
+            object.__setattr__(self, "stage_choice", why)
         if self.stage not in STAGES:
-            raise InputError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+            raise InputError(f"unknown stage {self.stage!r}; choose one of {AUTO_STAGE}, {', '.join(STAGES)}")
         if self.tile is not None and self.tile < 8:
             raise InputError(f"--tile must be at least 8 LR pixels; got {self.tile}")
         if self.batch < 1:
@@ -257,6 +280,7 @@ class Event:
 
 
 __all__ = [
+    "AUTO_STAGE",
     "AUTO_TILE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -268,5 +292,6 @@ __all__ = [
     "BackendSpec",
     "Event",
     "InferOptions",
+    "choose_stage",
     "default_memory_budget",
 ]
