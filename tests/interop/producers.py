@@ -76,21 +76,21 @@ def write_emit_granule(
             param[:] = values
         location = handle.createGroup("location")
         grid_r, grid_c = np.indices((rows, cols), dtype=np.float64)
-        for name, values, units in (
+        for name, field_values, units in (
             ("lat", 34.0 - 0.0005 * grid_r, "degrees_north"),
             ("lon", -118.0 + 0.0005 * grid_c, "degrees_east"),
             ("elev", 100.0 + grid_r + grid_c, "m"),
         ):
             field = location.createVariable(name, "f8", ("downtrack", "crosstrack"), fill_value=EMIT_FILL)
             field.units = units
-            field[:] = values
+            field[:] = field_values
         glt_x = np.zeros((ortho_y, ortho_x), np.int32)
         glt_y = np.zeros((ortho_y, ortho_x), np.int32)
         glt_x[1 : rows + 1, 1 : cols + 1], glt_y[1 : rows + 1, 1 : cols + 1] = grid_c + 1, grid_r + 1
-        for name, values in (("glt_x", glt_x), ("glt_y", glt_y)):
+        for name, lookup in (("glt_x", glt_x), ("glt_y", glt_y)):
             glt = location.createVariable(name, "i4", ("ortho_y", "ortho_x"), fill_value=0)
             glt.long_name = f"GLT Sample Lookup ({name[-1]})"
-            glt[:] = values
+            glt[:] = lookup
     return cube
 
 
@@ -105,8 +105,8 @@ def write_envi_bil(
     values = np.transpose((cube * 10000).round().astype(dtype), (2, 0, 1))  # (bands, rows, cols)
     values[:, 0, 0] = -9999
     values[2, 3, 4] = -37  # a valid negative value in a good band (L1B radiance noise does this)
-    endian = ">" if byte_order == 1 else "<"
-    np.ascontiguousarray(np.transpose(values, (1, 0, 2))).astype(np.dtype(dtype).newbyteorder(endian)).tofile(path)
+    stored = np.dtype(dtype).newbyteorder(">" if byte_order == 1 else "<")
+    np.ascontiguousarray(np.transpose(values, (1, 0, 2))).astype(stored).tofile(path)
     wavelengths = [f"{w:.6f}" for w in np.linspace(376.86, 2496.24, bands)]
     names = [f"Band {b + 1}: {w} Nanometers" for b, w in enumerate(wavelengths)]
 

@@ -1,0 +1,272 @@
+"""Every writer's output opened by the clients users have, not by this package's readers: xarray (h5netcdf engine)
+and netCDF4 for NetCDF; GDAL through rasterio for GeoTIFF, COG and ENVI; Spectral Python for ENVI; h5py for HDF5;
+scipy.io for MATLAB; and, where Debian's ``gdal-bin`` and ``netcdf-bin`` are installed, ``gdalinfo`` and
+``ncdump -h`` with no error. Inputs are built the way their producers build them (:mod:`tests.interop.producers`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.data.validity import nearest_up
+from tests.conftest import SHARED
+from tests.interop.producers import EMIT_FILL, UTM11_WKT, write_emit_granule, write_envi_bil
+
+runner = CliRunner()
+ENMAP_TILE = SHARED / "data" / "products" / "enmap_l2a_tiles" / "enmap_potsdam_tile_64_0.tif"
+
+
+def infer(archive: Path, out: Path, *extra: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["infer", str(archive), "-o", str(out), "--scale", "2", *extra], env={"COLUMNS": "200"})
+    assert result.exit_code == code, result.output
+    return " ".join(result.output.split())
+
+
+def tool(*command: str) -> subprocess.CompletedProcess[str] | None:
+    """``command`` run when its program is installed (Debian's gdal-bin, netcdf-bin), else None."""
+    if shutil.which(command[0]) is None:
+        return None
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def emit_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, str]:
+    """An EMIT L2A granule written with netCDF4, through ``dualsr infer --scale 2`` with no other option."""
+    root = tmp_path_factory.mktemp("emit")
+    archive = root / "granules"
+    archive.mkdir()
+    granule = archive / "EMIT_L2A_RFL_001_20230401T185249_2309112_002.nc"
+    cube = write_emit_granule(granule)
+    said = infer(archive, root / "sr")
+    return granule, root / "sr" / granule.name, cube, said
+
+
+def test_emit_output_opens_in_xarray_root_and_both_groups(emit_output: tuple[Path, Path, np.ndarray, str]) -> None:
+    import xarray as xr
+
+    granule, output, cube, said = emit_output
+    assert "--stage auto → backproject" in said  # ×2 has no ×1 model: the default says what it chose
+    rows, cols, bands = cube.shape
+    with xr.open_dataset(output, engine="h5netcdf") as root, xr.open_dataset(granule, engine="h5netcdf") as source:
+        assert dict(root.sizes) == {"downtrack": 2 * rows, "crosstrack": 2 * cols, "bands": bands}
+        reflectance = root["reflectance"].values
+        fill = nearest_up(np.transpose(cube == EMIT_FILL, (2, 0, 1)), 2).transpose(1, 2, 0)
+        np.testing.assert_array_equal(np.isnan(reflectance), fill)  # NaN exactly where the input was fill
+        assert root["reflectance"].encoding["_FillValue"] == EMIT_FILL
+        for key in ("title", "time_coverage_start", "spatial_ref", "product_version"):
+            assert root.attrs[key] == source.attrs[key]
+        np.testing.assert_allclose(root.attrs["geotransform"][[1, 5]], source.attrs["geotransform"][[1, 5]] / 2)
+        assert root["reflectance"].attrs["units"] == "unitless"
+    with xr.open_dataset(output, engine="h5netcdf", group="location") as location:
+        assert location["lat"].shape == (2 * rows, 2 * cols)
+        assert location["glt_x"].dims == ("ortho_y", "ortho_x")
+        assert location["lat"].attrs["units"] == "degrees_north"
+    with (
+        xr.open_dataset(output, engine="h5netcdf", group="sensor_band_parameters") as params,
+        xr.open_dataset(granule, engine="h5netcdf", group="sensor_band_parameters") as given,
+    ):
+        xr.testing.assert_identical(params, given)
+
+
+def test_emit_output_opens_in_netcdf4_and_ncdump(emit_output: tuple[Path, Path, np.ndarray, str]) -> None:
+    import netCDF4
+
+    _granule, output, cube, _said = emit_output
+    rows, cols, bands = cube.shape
+    with netCDF4.Dataset(output) as handle:
+        assert handle["reflectance"].dimensions == ("downtrack", "crosstrack", "bands")
+        assert handle["reflectance"].shape == (2 * rows, 2 * cols, bands)
+        assert {name: len(dim) for name, dim in handle.dimensions.items()} == {
+            "downtrack": 2 * rows,
+            "crosstrack": 2 * cols,
+            "bands": bands,
+            "ortho_y": 2 * (rows + 3),
+            "ortho_x": 2 * (cols + 2),
+        }
+        assert set(handle.groups) == {"sensor_band_parameters", "location"}
+        assert handle["location"]["glt_y"].shape == (2 * (rows + 3), 2 * (cols + 2))
+        assert np.ma.is_masked(handle["reflectance"][0, 0, 0])
+    done = tool("ncdump", "-h", str(output))
+    if done is not None:
+        assert done.returncode == 0, done.stderr
+        assert "error" not in done.stderr.lower(), done.stderr
+        assert "reflectance(downtrack, crosstrack, bands)" in done.stdout
+        assert ":title = " in done.stdout  # char attributes, as netCDF4 and the EMIT SDS write them
+
+
+def test_a_netcdf_whose_dimension_scales_disagree_is_refused_by_name(tmp_path: Path) -> None:
+    import h5py
+
+    archive = tmp_path / "granules"
+    archive.mkdir()
+    good = archive / "EMIT_L2A_RFL_001_20230401T185249_2309112_002.nc"
+    write_emit_granule(good)
+    bad = archive / "EMIT_L2A_RFL_001_20230401T185301_2309112_003.nc"
+    write_emit_granule(bad)
+    with h5py.File(bad, "r+") as handle:  # a dimension scale one row short of the variable attached to it
+        del handle["downtrack"]
+        handle.create_dataset("downtrack", data=np.zeros(5, np.float32))
+        handle["downtrack"].make_scale("downtrack")
+        handle["reflectance"].dims[0].attach_scale(handle["downtrack"])
+    said = infer(archive, tmp_path / "sr", "--stage", "coarse", code=1)
+    assert f"{bad.name}" in said
+    assert "dimension scales disagree" in said
+    assert (tmp_path / "sr" / good.name).is_file()
+
+
+@pytest.fixture(scope="module")
+def envi_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    root = tmp_path_factory.mktemp("envi")
+    archive = root / "flightlines"
+    archive.mkdir()
+    image = archive / "ang20170323t202244_rdn"
+    values, _header = write_envi_bil(image)
+    infer(archive, root / "sr", "--stage", "coarse")
+    return image, root / "sr" / "ang20170323t202244_rdn", values
+
+
+def test_envi_output_reads_in_gdal_as_its_input_does(envi_output: tuple[Path, Path, np.ndarray]) -> None:
+    rasterio = pytest.importorskip("rasterio")
+    source, output, _values = envi_output
+    with rasterio.open(source) as given, rasterio.open(output.with_suffix(".img")) as written:
+        assert (written.count, written.height, written.width) == (given.count, 2 * given.height, 2 * given.width)
+        assert written.crs == given.crs
+        assert written.nodata == given.nodata == -9999
+        assert written.transform.a == given.transform.a / 2
+        assert written.transform.e == given.transform.e / 2
+        assert (written.transform.c, written.transform.f) == (given.transform.c, given.transform.f)
+        assert written.descriptions == given.descriptions
+        assert [written.tags(b) for b in range(1, written.count + 1)] == [
+            given.tags(b) for b in range(1, given.count + 1)
+        ]
+        assert written.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"] == given.tags(ns="IMAGE_STRUCTURE")["INTERLEAVE"]
+        written_tags, given_tags = written.tags(ns="ENVI"), given.tags(ns="ENVI")
+        assert given_tags
+        assert written_tags.get("sensor_type") == given_tags.get("sensor_type")
+        assert written.dtypes == given.dtypes
+    done = tool("gdalinfo", str(output.with_suffix(".img")))
+    if done is not None:
+        assert done.returncode == 0, done.stderr
+        assert "ERROR" not in done.stderr + done.stdout, done.stderr
+
+
+def test_envi_output_reads_in_spectral_as_its_input_does(envi_output: tuple[Path, Path, np.ndarray]) -> None:
+    envi = pytest.importorskip("spectral.io.envi")
+    source, output, values = envi_output
+    given = envi.open(f"{source}.hdr", str(source))
+    written = envi.open(str(output.with_suffix(".hdr")))
+    changed = {"samples", "lines", "map info", "description", "header offset"}
+    assert {k: v for k, v in written.metadata.items() if k not in changed} == {
+        k: v for k, v in given.metadata.items() if k not in changed
+    }
+    header = output.with_suffix(".hdr").read_text()
+    assert f"coordinate system string = {{{UTM11_WKT}}}" in header  # byte for byte
+    assert "test subset [Mon Jun  5 10:11:12 2017]" in written.metadata["description"]  # kept, and a note added
+    assert "super-resolved x2 by dualsr-deploy" in written.metadata["description"]
+    longest = max(len(line) for line in Path(f"{source}.hdr").read_text().splitlines())
+    assert max(len(line) for line in header.splitlines()) <= longest
+    cube = written.load()  # (rows, cols, bands)
+    assert cube[2 * 3, 2 * 4, 2] < 0  # a valid negative value of a good band is not clipped to 0
+    assert cube[0, 0, 0] == -9999
+    assert values[0, 0, 0] == -9999
+    assert output.with_name(output.name + ".dualsr.json").is_file()
+
+
+def test_an_envi_header_with_an_unbalanced_brace_is_refused_by_name(tmp_path: Path) -> None:
+    archive = tmp_path / "flightlines"
+    archive.mkdir()
+    write_envi_bil(archive / "good")
+    write_envi_bil(archive / "broken")
+    header = archive / "broken.hdr"
+    header.write_text(header.read_text().replace('UNIT["Meter",1.0]]}', 'UNIT["Meter",1.0]]'))
+    said = infer(archive, tmp_path / "sr", "--stage", "coarse", code=1)
+    assert "broken.hdr" in said
+    assert "never closes it" in said
+    assert (tmp_path / "sr" / "good.hdr").is_file()
+
+
+@pytest.fixture(scope="module")
+def geotiff_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An EnMAP-like GeoTIFF as GDAL producers tag it: dataset tags (acquisition time, sensor) and per-band
+    ``wavelength``, ``wavelength_units``, ``fwhm``; written with rasterio, not with this package."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    root = tmp_path_factory.mktemp("tif") / "scenes"
+    root.mkdir()
+    path = root / "ENMAP01-____L2A-DT0000001867_20220724T104526Z_001.tif"
+    cube = np.transpose(np.round(_cube() * 10000), (2, 0, 1)).astype(np.int16)
+    profile = {"driver": "GTiff", "count": cube.shape[0], "height": cube.shape[1], "width": cube.shape[2]}
+    profile |= {"dtype": "int16", "crs": "EPSG:32633", "transform": from_origin(362175, 5809965, 30, 30)}
+    with rasterio.open(path, "w", nodata=-32768, **profile) as dataset:
+        dataset.write(cube)
+        dataset.update_tags(ACQUISITION_TIME="2022-07-24T10:45:26Z", SENSOR="EnMAP HSI", wavelength_units="Micrometers")
+        for band in range(cube.shape[0]):
+            centre = 0.42 + 0.02 * band
+            dataset.update_tags(band + 1, wavelength=f"{centre:.4f}", wavelength_units="Micrometers", fwhm="0.0065")
+            dataset.set_band_description(band + 1, f"band {band + 1} ({centre * 1000:.1f} nm)")
+    return root
+
+
+def _cube() -> np.ndarray:
+    from tests.interop.producers import smooth_spectra
+
+    return smooth_spectra(16, 16, 20, seed=5)
+
+
+@pytest.mark.parametrize("output_format", ["tif", "cog"])
+def test_geotiff_and_cog_keep_dataset_and_band_tags_in_gdal(
+    geotiff_input: Path, tmp_path: Path, output_format: str
+) -> None:
+    rasterio = pytest.importorskip("rasterio")
+    infer(geotiff_input, tmp_path / "sr", "--stage", "coarse", "--format", output_format)
+    (source,) = geotiff_input.glob("*.tif")
+    (output,) = (tmp_path / "sr").glob("*.tif")
+    assert output.name.endswith(".cog.tif" if output_format == "cog" else ".tif")
+    with rasterio.open(source) as given, rasterio.open(output) as written:
+        assert (written.height, written.width) == (2 * given.height, 2 * given.width)
+        assert written.crs == given.crs
+        assert written.nodata == given.nodata
+        assert written.transform.a == 15
+        assert written.transform.c == given.transform.c
+        for key, value in given.tags().items():
+            assert written.tags()[key] == value
+        for band in range(1, given.count + 1):
+            for key, value in given.tags(band).items():
+                assert written.tags(band)[key] == value
+            imagery = written.tags(band, ns="IMAGERY")
+            assert float(imagery["CENTRAL_WAVELENGTH_UM"]) == pytest.approx(0.42 + 0.02 * (band - 1))
+            assert float(imagery["FWHM_UM"]) == pytest.approx(0.0065)
+        assert written.descriptions == given.descriptions
+        if output_format == "cog":
+            assert written.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert written.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    done = tool("gdalinfo", str(output))
+    if done is not None:
+        assert done.returncode == 0, done.stderr
+        assert "ERROR" not in done.stderr, done.stderr
+        if output_format == "cog":
+            assert "LAYOUT=COG" in done.stdout
+
+
+def test_hdf5_and_matlab_outputs_open_in_h5py_and_scipy(geotiff_input: Path, tmp_path: Path) -> None:
+    import h5py
+    import scipy.io
+
+    infer(geotiff_input, tmp_path / "h5", "--stage", "coarse", "--format", "h5")
+    infer(geotiff_input, tmp_path / "mat", "--stage", "coarse", "--format", "mat")
+    (h5,) = (tmp_path / "h5").glob("*.h5")
+    (mat,) = (tmp_path / "mat").glob("*.mat")
+    with h5py.File(h5, "r") as handle:
+        assert handle["cube"].shape == (20, 32, 32)
+        assert handle["cube"].attrs["_FillValue"] == -32768
+        assert handle["cube"].attrs["wavelengths"][0] == pytest.approx(0.42)
+    loaded = scipy.io.loadmat(mat)
+    assert loaded["cube"].shape == (32, 32, 20)
