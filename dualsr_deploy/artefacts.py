@@ -74,6 +74,33 @@ def read_manifest(artefact: Path) -> dict[str, Any]:
     return data
 
 
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime_ns) → SHA-256 already computed
+
+
+def verified_sha256(path: Path) -> str:
+    """``path``'s SHA-256, computed once per (size, mtime) in this process: checking an artefact before each use
+    costs a stat after the first time."""
+    stat = path.stat()
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = sha256_of(path)
+    return _VERIFIED[key]
+
+
+def verify_artefact(artefact: Path, *, extra: Path | None = None, how: str = "re-export it with dualsr export") -> None:
+    """Refuse ``artefact`` (and ``extra``: an IR's ``.bin``, whose hash is the manifest's ``weights_sha256``) when its
+    SHA-256 differs from the one its manifest recorded at export: a changed or damaged file is never run."""
+    manifest = read_manifest(artefact)
+    for path, key in ((artefact, "sha256"), *(((extra, "weights_sha256"),) if extra is not None else ())):
+        recorded, actual = manifest.get(key), verified_sha256(path)
+        if recorded != actual:
+            raise ExportError(
+                f"{path}: its SHA-256 is {actual}, but its manifest ({manifest_path(artefact).name}) recorded "
+                f"{recorded} at export; the file was changed or damaged since. Delete it and {how} (or run with "
+                "--backend torch)"
+            )
+
+
 def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file, or :class:`ExportError` if it cannot be read."""
     import onnx
@@ -111,8 +138,7 @@ def check_plan_manifest(plan: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{plan}: built for {key} {manifest.get(key)!r}, running on {running[key]!r}; TensorRT plans are tied "
                 "to one GPU model and TensorRT version: rebuild with `dualsr export` on this machine"
             )
-    if manifest.get("sha256") != sha256_of(plan):
-        raise ExportError(f"{plan}: the file does not match its manifest's SHA-256; rebuild it")
+    verify_artefact(plan, how="rebuild it with dualsr export on this machine")
     return manifest
 
 
@@ -130,5 +156,7 @@ __all__ = [
     "read_manifest",
     "sha256_of",
     "variant_name",
+    "verified_sha256",
+    "verify_artefact",
     "write_manifest",
 ]

@@ -6,6 +6,7 @@ iterating reads one scene at a time and reports a broken entry instead of stoppi
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -188,7 +189,7 @@ def open_archive(
         base_root = Path(root) if root is not None else path
         if band_files(path) is not None:
             return _probe(base_root, [(_name(path, path.parent), path, None)], layout)
-        found, failures, skipped = _walk(path, recursive)
+        found, failures, skipped = _walk(path, recursive, base_root)
         if not found and not failures:
             listed = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
             raise DataError(
@@ -232,31 +233,84 @@ def _name(path: Path, base: Path) -> str:
     return name[: -len(path.suffix)] if path.suffix else name
 
 
-def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[ArchiveEntry], list[SkippedFile]]:
+def _walk(
+    folder: Path, recursive: bool, root: Path | None = None
+) -> tuple[list[Path], list[ArchiveEntry], list[SkippedFile]]:
+    """The scene files and CAVE folders under ``folder``. Symbolic links are followed only where they stay inside
+    ``root`` (default: ``folder``) and lead somewhere not walked yet: a link loop, a folder linked to itself or an
+    ancestor, a link out of the root and a second link to one file are each one skipped line with the reason, so the
+    walk ends on any tree and reads each scene once."""
     found: list[Path] = []
     failures: list[ArchiveEntry] = []
     skipped: list[SkippedFile] = []
+    boundary = _real(root if root is not None else folder) or Path(os.path.abspath(folder))
+    walked: set[Path] = set()
+    seen_files: dict[Path, Path] = {}
 
     def unreadable(error: OSError) -> None:
         where = Path(error.filename) if error.filename else folder
         failures.append(ArchiveEntry(_name(where, folder), where, error=f"{where}: cannot list this folder ({error})"))
 
+    def refused(path: Path, *, is_dir: bool) -> str | None:
+        """Why a symbolic link (or a folder reached twice) is not followed, else None."""
+        real = _real(path)
+        if real is None:
+            return "symbolic link loop (it leads back to itself)" if path.is_symlink() else "cannot resolve its path"
+        if path.is_symlink() and not real.exists():
+            return f"broken symbolic link (to {os.readlink(path)})"
+        if path.is_symlink() and not real.is_relative_to(boundary):
+            return f"symbolic link out of the archive root {boundary} (to {real}; pass --root to allow it)"
+        if is_dir and real in walked:
+            return f"symbolic link loop (leads to {real}, already walked)"
+        if not is_dir and real in seen_files:
+            return f"the same file as {seen_files[real]} (a symbolic link to it)"
+        return None
+
     for current, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         here = Path(current)
+        walked.add(_real(here) or here)
         skipped.extend(SkippedFile(here / d, "hidden folder") for d in sorted(dirs) if d.startswith("."))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        kept = []
+        for d in sorted(d for d in dirs if not d.startswith(".")):
+            reason = refused(here / d, is_dir=True)
+            if reason is None:
+                kept.append(d)
+                walked.add(_real(here / d) or here / d)
+            else:
+                skipped.append(SkippedFile(here / d, reason))
+        dirs[:] = kept
         scene_dirs = [d for d in dirs if _is_cave(here / d, failures, folder)]
         found.extend(here / d for d in scene_dirs)
         if not recursive:
             skipped.extend(SkippedFile(here / d, "sub-folder (not searched)") for d in dirs if d not in scene_dirs)
         dirs[:] = [d for d in dirs if d not in scene_dirs] if recursive else []
-        for name in sorted(files):
-            reason = skip_reason(here / name)
+        for name in sorted(files, key=lambda n: ((here / n).is_symlink(), n)):  # a file before links to it
+            path = here / name
+            reason = refused(path, is_dir=False) or skip_reason(path)
             if reason is None:
-                found.append(here / name)
+                found.append(path)
+                seen_files[_real(path) or path] = path
             else:
-                skipped.append(SkippedFile(here / name, reason))
+                skipped.append(SkippedFile(path, reason))
     return sorted(found), failures, sorted(skipped, key=lambda s: s.path)
+
+
+def _real(path: Path) -> Path | None:
+    """``path`` with every symbolic link resolved, or None for a link loop."""
+    try:
+        return Path(os.path.realpath(path, strict=False)) if not _loops(path) else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return False
+    except OSError as error:  # ELOOP
+        return error.errno == errno.ELOOP
+    return False
 
 
 def _is_cave(folder: Path, failures: list[ArchiveEntry], base: Path) -> bool:

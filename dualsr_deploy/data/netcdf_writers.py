@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.atomic import atomic_hdf5
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
@@ -189,7 +189,7 @@ def _rewrite(
                 return rebuilt[path].astype(variable.dtype)
             return _resampled(np.asarray(variable[()]), plan.variable_dims[path], plan)
 
-        with atomic_output(target) as tmp, h5netcdf.File(tmp, "w") as out:
+        with atomic_hdf5(target) as memory, h5netcdf.File(memory, "w") as out:
             _copy_group(src, out, "", plan, values_of, cube)
             for key, value in src.attrs.items():
                 if key not in _HIDDEN_ATTRS:

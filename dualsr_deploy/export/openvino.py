@@ -19,6 +19,7 @@ from dualsr_deploy.artefacts import (
     ir_path_for,
     read_manifest,
     sha256_of,
+    verify_artefact,
     write_manifest,
 )
 from dualsr_deploy.errors import ExportError
@@ -91,8 +92,7 @@ def check_ir(xml: str | os.PathLike[str]) -> dict[str, object]:
     manifest = read_manifest(xml)
     if manifest.get("kind") != "openvino":
         raise ExportError(f"{xml}: its manifest is not an OpenVINO IR's (kind {manifest.get('kind')!r})")
-    if manifest.get("sha256") != sha256_of(xml) or manifest.get("weights_sha256") != sha256_of(xml.with_suffix(".bin")):
-        raise ExportError(f"{xml}: the IR does not match its manifest's SHA-256; re-export it")
+    verify_artefact(xml, extra=xml.with_suffix(".bin"), how="re-export it with dualsr export --openvino")
     return manifest
 
 

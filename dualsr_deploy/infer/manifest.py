@@ -24,8 +24,11 @@ class SceneRecord:
     status: str  # ok | failed | interrupted
     input_sha256: str | None = None
     output: str | None = None
+    output_bytes: int | None = None  # the output's size and SHA-256 when written (its data file too for ENVI), so
+    output_sha256: str | None = None  # that --resume redoes a scene whose output went missing, was cut or changed
     backend: str | None = None  # label: backend-device-precision
     precision_choice: str | None = None  # why, when --precision auto chose the precision
+    stage_choice: str | None = None  # why, when --stage auto chose the stage
     weights: str | None = None  # the shipped family (cave, airborne) or the checkpoint file the scene ran with
     weights_choice: str | None = None  # why, when --weights auto chose the family
     stage: str | None = None
@@ -51,6 +54,48 @@ class SceneRecord:
             data.setdefault("backend", data.pop("engine"))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def output_files(output: Path) -> list[Path]:
+    """The files that hold an output: ENVI's header and its data file, else the file itself."""
+    return [output, output.with_suffix(".img")] if output.suffix.lower() == ".hdr" else [output]
+
+
+def output_fingerprint(output: Path) -> tuple[int, str]:
+    """Total bytes and SHA-256 over :func:`output_files`, in order."""
+    digest, total = hashlib.sha256(), 0
+    for path in output_files(output):
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                total += len(block)
+    return total, digest.hexdigest()
+
+
+def fingerprint(record: SceneRecord) -> SceneRecord:
+    """``record`` with its output's size and SHA-256 filled in (an ``ok`` record with an output)."""
+    if record.status == "ok" and record.output:
+        record.output_bytes, record.output_sha256 = output_fingerprint(Path(record.output))
+    return record
+
+
+def output_problem(record: SceneRecord) -> str | None:
+    """Why an earlier ``ok`` record's output cannot be trusted any more (missing, cut short, changed), or None.
+    Records written before outputs were fingerprinted are checked for existence only."""
+    if not record.output:
+        return "no output was recorded"
+    files = output_files(Path(record.output))
+    missing = [path.name for path in files if not path.is_file()]
+    if missing:
+        return f"its output is missing ({', '.join(missing)})"
+    if record.output_bytes is None or record.output_sha256 is None:
+        return None
+    size = sum(path.stat().st_size for path in files)
+    if size != record.output_bytes:
+        return f"its output is {size} bytes, {record.output_bytes} when written (cut short or overwritten)"
+    if output_fingerprint(Path(record.output))[1] != record.output_sha256:
+        return "its output changed since it was written (SHA-256 differs)"
+    return None
 
 
 def input_digest(path: Path, key: str | None = None) -> str:

@@ -7,6 +7,7 @@ its reader, compute and writer threads. A scene too large to hold goes to :mod:`
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualsr_deploy.atomic import free_bytes, no_space
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import DualSRError
 from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
-from dualsr_deploy.infer.fine import finish_stage
-from dualsr_deploy.infer.manifest import SceneRecord, input_digest
+from dualsr_deploy.infer.fine import finish_stage, floor_tensor
+from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, input_digest, output_problem
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene, space_problem
 from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
@@ -52,24 +54,25 @@ class Result:
     qa: Scene | None = None  # the quality layer to write beside the output (--qa)
 
 
-def load_scene(ctx: SceneContext, planned: PlannedScene, previous: str | None) -> LoadedScene:
-    """Hash the input, decide a ``resume`` skip (``previous``: the input hash of the scene's last ``ok`` record),
-    and read an in-memory scene (a streamed one is read strip by strip later)."""
+def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord | None) -> LoadedScene:
+    """Hash the input, decide a ``resume`` skip (``previous``: the scene's last ``ok`` record: skipped when the
+    input is the same and its output is still what was written), and read an in-memory scene (a streamed one is read
+    strip by strip later)."""
     started = time.perf_counter()
     try:
         planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
     except OSError as exc:
         planned = replace(planned, reason=f"cannot hash the input: {exc}")
     item = LoadedScene(planned)
-    if (
-        previous is not None
-        and planned.digest is not None
-        and previous == planned.digest
-        and planned.output is not None
-        and planned.output.is_file()
-    ):
-        item.skip = True
-        return item
+    if previous is not None and planned.digest is not None and previous.input_sha256 == planned.digest:
+        problem = output_problem(previous)
+        if problem is None and (planned.output is None or not planned.output.is_file()):
+            problem = f"no {planned.output.name if planned.output else 'output'} in the output folder"
+        if problem is None:
+            item.skip = True
+            return item
+        why = f"redone by --resume: {problem}"
+        item.planned = planned = replace(planned, reason=f"{planned.reason}; {why}" if planned.reason else why)
     if planned.output is not None:  # free space shrinks as the run writes: checked again before the scene starts
         item.error = space_problem(planned.entry, ctx.options, planned.mode == "streamed", planned.output.parent)
     if item.error is None and planned.mode == "memory":
@@ -122,7 +125,8 @@ def _compute_complete(ctx: SceneContext, items: list[LoadedScene]) -> list[_Done
     for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
         t1 = time.perf_counter()
         low = lows[index] if lows is not None else None
-        sr, weight = finish_stage(options.stage, options.clip, highs[index], low, cubes[index])
+        floor = floor_tensor(scene.meta.band_floor, device)
+        sr, weight = finish_stage(options.stage, options.clip, highs[index], low, cubes[index], floor=floor)
         fine_seconds = time.perf_counter() - t1
         result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), output_meta(scene.meta, scale))
         seconds = {"read": item.read_seconds, "coarse": coarse_seconds, "fine": fine_seconds}
@@ -174,16 +178,28 @@ def _result(
     return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units, qa)
 
 
+UNCOMPRESSED = (".npy", ".hdr")  # outputs written byte for byte: their size is the cube's
+
+
 def write_result(result: Result) -> SceneRecord:
     """Write one finished scene atomically; a failure is this scene's, recorded in what is returned."""
     record = result.record
     started = time.perf_counter()
     try:
+        if result.path.suffix.lower() in UNCOMPRESSED:  # their size is known: refuse before writing a byte
+            itemsize = np.dtype(result.scene.meta.dtype if result.units == "source" else np.float32).itemsize
+            needed = result.scene.cube.size * itemsize
+            if needed > free_bytes(result.path.parent):
+                raise no_space(result.path, needed)
         write_scene(result.path, result.scene, attrs=result.attrs, units=result.units)
         if result.qa is not None:
             write_scene(qa_path(result.path), result.qa, attrs=result.attrs, units="source")
+        fingerprint(record)
     except Exception as exc:  # any failure is this scene's, never the run's
-        record.status, record.error, record.output = "failed", f"writing {result.path}: {exc}", None
+        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and "MiB free" not in text:
+            text = f"{text} ({free_bytes(result.path.parent) / 2**20:.1f} MiB free)"
+        record.status, record.error, record.output = "failed", f"writing {result.path}: {text}", None
     record.seconds["write"] = round(time.perf_counter() - started, 3)
     record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
     return record
@@ -192,7 +208,7 @@ def write_result(result: Result) -> SceneRecord:
 def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     """A streamed scene start to end; its failure is in its record."""
     try:
-        return stream_scene(ctx.for_scene(planned), planned)
+        return fingerprint(stream_scene(ctx.for_scene(planned), planned))
     except SCENE_ERRORS as exc:
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -200,7 +216,7 @@ def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
 def process_scene(
     ctx: SceneContext,
     planned: PlannedScene,
-    previous: str | None,
+    previous: SceneRecord | None,
     engine_lock: contextlib.AbstractContextManager[Any] | None = None,
 ) -> SceneRecord | None:
     """One scene start to end in this process (what a cluster worker runs): hash, read, compute, write. Returns

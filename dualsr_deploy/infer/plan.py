@@ -11,7 +11,7 @@ import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
 from dualsr_deploy.data.chunked import CHUNKED_SUFFIXES
-from dualsr_deploy.infer.manifest import RunManifest, input_digest
+from dualsr_deploy.infer.manifest import RunManifest, input_digest, output_problem
 from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
 from dualsr_deploy.weights import FamilyChoice
@@ -114,7 +114,12 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
             digest = input_digest(entry.path, entry.key) if hashes else None
             previous = done.get(entry.name)
             assert planned.output is not None
-            if previous is not None and previous.input_sha256 == digest and planned.output.is_file():
+            if (
+                previous is not None
+                and previous.input_sha256 == digest
+                and planned.output.is_file()
+                and output_problem(previous) is None
+            ):
                 planned = PlannedScene(entry, "skip", planned.output, reason="done in an earlier run", digest=digest)
             else:
                 planned = PlannedScene(

@@ -16,7 +16,14 @@ from pathlib import Path
 from dualsr_deploy.archs.coarsr import CoarSRConfig
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.artefacts import graph_filename, ir_path_for, plan_path_for, read_manifest, variant_name
+from dualsr_deploy.artefacts import (
+    graph_filename,
+    ir_path_for,
+    plan_path_for,
+    read_manifest,
+    variant_name,
+    verify_artefact,
+)
 from dualsr_deploy.backends import Backend, create
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import CheckpointError
@@ -110,6 +117,8 @@ class BackendPool:
 
     @staticmethod
     def _check_source(artefact: Path, model: Model, bands: int) -> None:
+        if artefact.suffix == ".onnx":  # plans and IRs are verified where they are opened
+            verify_artefact(artefact)
         built_from = read_manifest(artefact).get("checkpoint_sha256")
         if built_from != model.info.sha256:
             raise CheckpointError(

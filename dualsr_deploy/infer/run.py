@@ -30,6 +30,7 @@ from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Executor, Job, Outcome
 from dualsr_deploy.infer.executors.local import LocalExecutor
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec
+from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord
 from dualsr_deploy.infer.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, WORK_DIR, Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive
@@ -111,8 +112,12 @@ def run_archive(
             stack.callback(ctx.close_routes)
             executor = LocalExecutor(ctx)
         out.mkdir(parents=True, exist_ok=True)
+        lock_notes: list[str] = []
+        stack.enter_context(output_lock(out, lock_notes))  # one run per folder, before anything in it is touched
+        for text in lock_notes:
+            report(Event("message", text=text))
         if options.resume:
-            _clean_stale(out)
+            _clean_stale(out)  # the lock is ours: temporary files here belong to no live run
         manifest = RunManifest(out)
 
         def finish(record: SceneRecord) -> None:

@@ -25,10 +25,9 @@ class Job:
     report: Callable[[Event], None]
     stop: StopRequest
 
-    def previous_digest(self, planned: PlannedScene) -> str | None:
-        """The input hash of the scene's last ``ok`` record, for the resume decision."""
-        previous = self.done.get(planned.entry.name)
-        return previous.input_sha256 if previous is not None else None
+    def previous(self, planned: PlannedScene) -> SceneRecord | None:
+        """The scene's last ``ok`` record (input hash, output fingerprint), for the resume decision."""
+        return self.done.get(planned.entry.name)
 
 
 @dataclass

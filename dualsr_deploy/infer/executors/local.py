@@ -68,7 +68,7 @@ class _LocalRun:
             for planned in self.job.todo:
                 if self._halt.is_set():
                     break
-                item = load_scene(self.ctx, planned, self.job.previous_digest(planned))
+                item = load_scene(self.ctx, planned, self.job.previous(planned))
                 while not self._halt.is_set():
                     try:
                         self.loaded.put(item, timeout=0.2)
@@ -97,43 +97,16 @@ class _LocalRun:
             self.job.finish(write_result(result))
 
     def _groups(self) -> Iterator[list[LoadedScene]]:
-        """Items in order; consecutive in-memory scenes with the same tile shapes are grouped up to a batch."""
-        pending: LoadedScene | None = None
+        """Items in order, one scene at a time: a scene's tiles are batched with its own tiles only, so that its
+        output never depends on which other scenes the reader thread had loaded (fp32 runs are bit-identical across
+        runs, machine load, ``--resume`` and executors; a tile computed in another batch differs by up to ~2e-7)."""
         while True:
-            first = pending if pending is not None else self.loaded.get()
-            pending = None
-            if first is None:
+            item = self.loaded.get()
+            if item is None:
                 return
-            group = [first]
-            key = self._key(first)
-            tiles = first.planned.tiles
-            while key is not None and tiles < self.options.batch:
-                try:
-                    nxt = self.loaded.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    yield group
-                    return
-                if self._key(nxt) != key:
-                    pending = nxt
-                    break
-                group.append(nxt)
-                tiles += nxt.planned.tiles
-            yield group
+            yield [item]
             if self.job.stop.requested:
                 return
-
-    def _key(self, item: LoadedScene) -> tuple[Any, ...] | None:
-        if item.skip or item.scene is None or item.error is not None:
-            return None
-        c, h, w = item.scene.cube.shape
-        route = self.ctx.for_scene(item.planned)
-        windows = []
-        for scale in self.options.scales:
-            grid = route.runner.grid(scale, h, w, c)
-            windows.append((grid.window_h, grid.window_w))
-        return (c, id(route), *windows)
 
     def _process(self, group: list[LoadedScene]) -> None:
         report, finish = self.job.report, self.job.finish

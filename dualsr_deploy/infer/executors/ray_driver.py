@@ -237,7 +237,7 @@ class _RayRun:
                 return
             self.free[actor] -= 1
             planned, attempt = self.pending.popleft()
-            ref = actor.process.remote(planned, self.job.previous_digest(planned))
+            ref = actor.process.remote(planned, self.job.previous(planned))
             self.holding[ref] = _Holding(actor, planned, attempt)
             self.job.report(Event("scene", planned.entry.name, total=planned.tiles))
 

@@ -90,7 +90,7 @@ class SceneWorker:
             "messages": self.messages[:],
         }
 
-    def process(self, planned: PlannedScene, previous: str | None) -> SceneRecord | None:
+    def process(self, planned: PlannedScene, previous: SceneRecord | None) -> SceneRecord | None:
         """Runs on one of the actor's :data:`SLOTS` threads; the backends are used by one scene at a time."""
         return process_scene(self.ctx, planned, previous, self.engine_lock)
 
