@@ -39,7 +39,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def free_bytes(folder: Path) -> int:
-    """Free bytes on ``folder``'s file system (for this user)."""
+    """Free bytes on ``folder``'s file system (for this user); a folder not made yet counts as its nearest
+    existing parent."""
+    folder = Path(folder)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
     return shutil.disk_usage(folder).free
 
 

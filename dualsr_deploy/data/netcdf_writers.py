@@ -202,9 +202,9 @@ def _variables_dict(src: Any) -> dict[str, Any]:
 
 
 def _import_h5netcdf() -> Any:
-    from dualsr_deploy.optional import require
+    import h5netcdf  # a dependency of the package (pure Python, on h5py)
 
-    return require("h5netcdf", feature="NetCDF output", extra="formats")
+    return h5netcdf
 
 
 def _copy_group(

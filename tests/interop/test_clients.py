@@ -39,6 +39,7 @@ def tool(*command: str) -> subprocess.CompletedProcess[str] | None:
 @pytest.fixture(scope="module")
 def emit_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, str]:
     """An EMIT L2A granule written with netCDF4, through ``dualsr infer --scale 2`` with no other option."""
+    pytest.importorskip("netCDF4")
     root = tmp_path_factory.mktemp("emit")
     archive = root / "granules"
     archive.mkdir()
@@ -49,7 +50,7 @@ def emit_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, n
 
 
 def test_emit_output_opens_in_xarray_root_and_both_groups(emit_output: tuple[Path, Path, np.ndarray, str]) -> None:
-    import xarray as xr
+    xr = pytest.importorskip("xarray")
 
     granule, output, cube, said = emit_output
     assert "--stage auto → backproject" in said  # ×2 has no ×1 model: the default says what it chose
@@ -76,11 +77,11 @@ def test_emit_output_opens_in_xarray_root_and_both_groups(emit_output: tuple[Pat
 
 
 def test_emit_output_opens_in_netcdf4_and_ncdump(emit_output: tuple[Path, Path, np.ndarray, str]) -> None:
-    import netCDF4
+    nc4 = pytest.importorskip("netCDF4")
 
     _granule, output, cube, _said = emit_output
     rows, cols, bands = cube.shape
-    with netCDF4.Dataset(output) as handle:
+    with nc4.Dataset(output) as handle:
         assert handle["reflectance"].dimensions == ("downtrack", "crosstrack", "bands")
         assert handle["reflectance"].shape == (2 * rows, 2 * cols, bands)
         assert {name: len(dim) for name, dim in handle.dimensions.items()} == {
@@ -104,6 +105,7 @@ def test_emit_output_opens_in_netcdf4_and_ncdump(emit_output: tuple[Path, Path, 
 def test_a_netcdf_whose_dimension_scales_disagree_is_refused_by_name(tmp_path: Path) -> None:
     import h5py
 
+    pytest.importorskip("netCDF4")
     archive = tmp_path / "granules"
     archive.mkdir()
     good = archive / "EMIT_L2A_RFL_001_20230401T185249_2309112_002.nc"
@@ -270,3 +272,38 @@ def test_hdf5_and_matlab_outputs_open_in_h5py_and_scipy(geotiff_input: Path, tmp
         assert handle["cube"].attrs["wavelengths"][0] == pytest.approx(0.42)
     loaded = scipy.io.loadmat(mat)
     assert loaded["cube"].shape == (32, 32, 20)
+
+
+@pytest.mark.skipif(not ENMAP_TILE.is_file(), reason="../shared/data/products not found")
+def test_every_real_product_goes_through_at_x2_with_no_flag_and_opens_in_gdal_and_spectral(tmp_path: Path) -> None:
+    """``dualsr infer ../shared/data/products -o OUT --scale 2``: exit 0, and every output opens in GDAL (and the
+    ENVI ones in Spectral) with the band metadata, nodata and georeferencing their inputs had."""
+    rasterio = pytest.importorskip("rasterio")
+    envi = pytest.importorskip("spectral.io.envi")
+    products = ENMAP_TILE.parents[1]
+    said = infer(products, tmp_path / "sr")
+    assert "--stage auto → backproject" in said
+    written = sorted(p for p in (tmp_path / "sr").rglob("*") if p.suffix in (".tif", ".img"))
+    assert len(written) == 9
+    for output in written:
+        relative = output.relative_to(tmp_path / "sr")
+        source = products / (relative.with_suffix("") if output.suffix == ".img" else relative)
+        with rasterio.open(source) as given, rasterio.open(output) as made:
+            assert (made.count, made.height, made.width) == (given.count, 2 * given.height, 2 * given.width)
+            assert made.nodata == given.nodata
+            assert made.crs == given.crs
+            assert made.descriptions == given.descriptions
+            if not given.transform.is_identity:  # one AVIRIS-NG subset comes without map info
+                assert made.res == (given.res[0] / 2, given.res[1] / 2)
+            assert [made.tags(b).get("wavelength") for b in range(1, made.count + 1)] == [
+                given.tags(b).get("wavelength") for b in range(1, given.count + 1)
+            ]
+        if output.suffix == ".img":
+            header = envi.open(str(output.with_suffix(".hdr"))).metadata
+            source_header = envi.open(f"{source}.hdr", str(source)).metadata
+            for key in ("wavelength", "fwhm", "bbl", "band names", "data ignore value", "byte order", "interleave"):
+                assert header.get(key) == source_header.get(key), key
+        done = tool("gdalinfo", str(output))
+        if done is not None:
+            assert done.returncode == 0, done.stderr
+            assert "ERROR" not in done.stderr, done.stderr
