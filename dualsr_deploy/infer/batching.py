@@ -55,7 +55,7 @@ def run_batches(
 
 
 class TileRunner:
-    """Coarse SR of LR cubes through the pool's backends, tile by tile, batched across scenes."""
+    """Coarse SR of LR cubes through the pool's backends, tile by tile, batched (the executors pass one scene)."""
 
     def __init__(self, pool: BackendPool, options: InferOptions, report: Callable[[Event], None]) -> None:
         self.pool = pool

@@ -145,11 +145,12 @@ def run_archive(
 def _check_output_folder(
     source: str | os.PathLike[str], out: Path, archive: Archive, options: InferOptions, dry_run: bool
 ) -> None:
-    if out.resolve() == archive.root.resolve():
+    folder = Path(source) if Path(source).is_dir() else archive.root  # --root widens what links reach, not this
+    if out.resolve() == folder.resolve():
         raise RunError(f"{out}: the output folder is the archive's own folder; choose another -o")
-    if Path(source).is_dir() and inside(out, archive.root):
+    if Path(source).is_dir() and inside(out, folder):
         raise RunError(
-            f"{out} lies inside the archive folder {archive.root}: its outputs would be read as scenes by the next "
+            f"{out} lies inside the archive folder {folder}: its outputs would be read as scenes by the next "
             "run (or --resume); choose an -o outside it"
         )
     manifest = RunManifest(out)

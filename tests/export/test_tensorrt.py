@@ -170,7 +170,7 @@ def test_plan_from_another_gpu_or_version_or_tampered_is_refused(
         check_plan_manifest(plan)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "NVIDIA H100 80GB HBM3")
     plan.write_bytes(b"PLAN but changed")
-    with pytest.raises(ExportError, match="does not match its manifest"):
+    with pytest.raises(ExportError, match="changed or damaged"):
         check_plan_manifest(plan)
 
 

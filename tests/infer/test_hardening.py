@@ -184,7 +184,6 @@ def test_a_full_disk_fails_scenes_by_name_and_resume_completes_them(tmp_path: Pa
         subprocess.run(["umount", str(disk)], check=False)
 
 
-@pytest.mark.slow
 def test_sigkill_and_resume_give_the_undisturbed_run_bit_for_bit(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()

@@ -15,6 +15,7 @@ from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
+from dualsr_deploy.infer.lock import LOCK_NAME
 from dualsr_deploy.weights import shipped_weights
 from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene, wait_for_ok
 
@@ -56,7 +57,9 @@ def test_mixed_archive_end_to_end_then_resume(mixed_archive: Path, tmp_path: Pat
     assert "broken" in result.output
     assert "5 done, 1 failed" in result.output
 
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "manifest.jsonl"}
+    stamps = {
+        p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.jsonl", LOCK_NAME)
+    }
     again = runner.invoke(app, ["infer", str(mixed_archive), "-o", str(out), "--tile", "16", "--resume"])
     assert again.exit_code == 1  # the broken file is tried again, and fails again
     assert "0 done, 1 failed, 5 skipped" in again.output
@@ -147,8 +150,8 @@ def test_dry_run_lists_and_writes_nothing(mixed_archive: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--scale", "3"], "needs a ×1.5 CoarSR"),
-        (["--scale", "2"], "×2 has none (s/2 = 1)"),
+        (["--scale", "3", "--stage", "dual"], "needs a ×1.5 CoarSR"),
+        (["--scale", "2", "--stage", "dual"], "×2 has none (s/2 = 1)"),
         (["--scale", "8"], "no shipped cave ×8 weights (shipped cave: ×2, ×4); pass --weights PATH"),
         (["--stage", "fine"], "unknown stage"),
         (["--engine", "tensorrt"], "unknown backend"),

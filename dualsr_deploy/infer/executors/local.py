@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from dualsr_deploy.errors import BackendUnavailableError, CheckpointError, OptionalDependencyError
 from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.options import Event
@@ -132,9 +133,14 @@ class _LocalRun:
             for item in live:
                 finish(self.ctx.record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
             raise
+        except RUN_ERRORS:  # the same for every scene (a missing extra, weights an artefact was not made from)
+            raise
         except SCENE_ERRORS as exc:
             for item in live:
                 finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
 
+
+# what no scene can get past: the run stops with it (exit 2), as it does when planning finds it
+RUN_ERRORS = (BackendUnavailableError, OptionalDependencyError, CheckpointError)
 
 __all__ = ["LocalExecutor"]
