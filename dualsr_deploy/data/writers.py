@@ -20,7 +20,7 @@ from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
-WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr")
+WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr", ".zarr")
 COG_SUFFIX = ".cog.tif"  # a Cloud-Optimized GeoTIFF (GDAL's COG driver) rather than a plain GeoTIFF
 MAT_V5_LIMIT = 2**31 - 1  # MATLAB v5 cannot hold a variable of 2 GB or more
 
@@ -70,6 +70,10 @@ def write_scene(
             _write_geotiff(target, data, meta_json, scene, units, cog=cog)
         else:
             _write_tiff(target, data, meta_json)
+    elif suffix == ".zarr":
+        from dualsr_deploy.data.zarr_writer import write_zarr
+
+        write_zarr(target, data, meta_json, dataclasses.replace(scene, meta=meta), units)
     else:
         _write_envi(target, data, meta_json, dataclasses.replace(scene, meta=meta), units)
     return target

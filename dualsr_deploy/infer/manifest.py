@@ -57,8 +57,13 @@ class SceneRecord:
 
 
 def output_files(output: Path) -> list[Path]:
-    """The files that hold an output: ENVI's header and its data file, else the file itself."""
-    return [output, output.with_suffix(".img")] if output.suffix.lower() == ".hdr" else [output]
+    """The files that hold an output: ENVI's header and its data file, every file of a Zarr store (a folder), else
+    the file itself."""
+    if output.suffix.lower() == ".hdr":
+        return [output, output.with_suffix(".img")]
+    if output.is_dir():
+        return sorted(p for p in output.rglob("*") if p.is_file())
+    return [output]
 
 
 def output_fingerprint(output: Path) -> tuple[int, str]:
@@ -85,7 +90,7 @@ def output_problem(record: SceneRecord) -> str | None:
     if not record.output:
         return "no output was recorded"
     files = output_files(Path(record.output))
-    missing = [path.name for path in files if not path.is_file()]
+    missing = [path.name for path in files if not path.is_file()] or ([] if Path(record.output).exists() else ["all"])
     if missing:
         return f"its output is missing ({', '.join(missing)})"
     if record.output_bytes is None or record.output_sha256 is None:

@@ -43,7 +43,16 @@ def choose_stage(scale: int, has_weights: Callable[[int], bool]) -> tuple[str, s
 
 
 UNITS = ("source", "normalised")
-FORMATS = {"h5": ".h5", "npy": ".npy", "mat": ".mat", "tif": ".tif", "cog": ".cog.tif", "envi": ".hdr", "nc": ".nc"}
+FORMATS = {
+    "h5": ".h5",
+    "npy": ".npy",
+    "mat": ".mat",
+    "tif": ".tif",
+    "cog": ".cog.tif",
+    "envi": ".hdr",
+    "nc": ".nc",
+    "zarr": ".zarr",
+}
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130

@@ -66,7 +66,7 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord |
     item = LoadedScene(planned)
     if previous is not None and planned.digest is not None and previous.input_sha256 == planned.digest:
         problem = output_problem(previous)
-        if problem is None and (planned.output is None or not planned.output.is_file()):
+        if problem is None and (planned.output is None or not planned.output.exists()):
             problem = f"no {planned.output.name if planned.output else 'output'} in the output folder"
         if problem is None:
             item.skip = True

@@ -117,7 +117,7 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
             if (
                 previous is not None
                 and previous.input_sha256 == digest
-                and planned.output.is_file()
+                and planned.output.exists()
                 and output_problem(previous) is None
             ):
                 planned = PlannedScene(entry, "skip", planned.output, reason="done in an earlier run", digest=digest)
@@ -178,7 +178,7 @@ def _plan_one(
         )
         return PlannedScene(entry, "fail", output=output, reason=f"{output}: the output {why}")
     outputs.add(output)
-    done_before = options.resume and output.is_file()  # its space is taken already; the reader decides
+    done_before = options.resume and output.exists()  # its space is taken already; the reader decides
     problem = None if done_before else space_problem(entry, options, streamed, out_dir)
     if problem is not None:  # never started, so never holding up the scenes behind it
         return PlannedScene(entry, "fail", output=output, reason=problem)

@@ -214,8 +214,11 @@ def _on_cluster(
 def _clean_stale(out_dir: Path) -> None:
     """Temporary files a killed run left (atomic writes, streamed intermediates)."""
     shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
-    for stale in out_dir.rglob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    for stale in out_dir.rglob(".*.tmp"):  # files, and the folders of Zarr stores being written
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 __all__ = ["ArchiveReport", "run_archive"]

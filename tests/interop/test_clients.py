@@ -307,3 +307,29 @@ def test_every_real_product_goes_through_at_x2_with_no_flag_and_opens_in_gdal_an
         if done is not None:
             assert done.returncode == 0, done.stderr
             assert "ERROR" not in done.stderr, done.stderr
+
+
+def test_zarr_output_opens_in_xarray_with_its_coordinates_and_resumes(geotiff_input: Path, tmp_path: Path) -> None:
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    import json
+
+    infer(geotiff_input, tmp_path / "zarr", "--stage", "coarse", "--format", "zarr")
+    infer(geotiff_input, tmp_path / "h5", "--stage", "coarse", "--format", "h5")
+    (store,) = (tmp_path / "zarr").glob("*.zarr")
+    (h5,) = (tmp_path / "h5").glob("*.h5")
+    with xr.open_zarr(store) as ds, xr.open_dataset(h5, engine="h5netcdf", phony_dims="sort") as reference:
+        cube = ds["cube"]
+        assert cube.dims == ("band", "y", "x")
+        assert cube.shape == (20, 32, 32)
+        np.testing.assert_allclose(ds["wavelength"].values[:2], [0.42, 0.44])
+        np.testing.assert_allclose(ds["x"].values[:2], [362175 + 7.5, 362175 + 22.5])  # the finer pixel centres
+        assert "EPSG" in cube.attrs["crs_wkt"] or "UTM" in cube.attrs["crs_wkt"]
+        assert cube.encoding["_FillValue"] == -32768
+        np.testing.assert_array_equal(cube.values, reference["cube"].values)
+    assert (store / ".zmetadata").is_file()  # consolidated
+    record = json.loads((tmp_path / "zarr" / "manifest.jsonl").read_text().splitlines()[0])
+    assert record["output_sha256"]
+    (store / "cube" / "0.0.0").unlink()  # a chunk lost: --resume redoes the scene
+    said = infer(geotiff_input, tmp_path / "zarr", "--stage", "coarse", "--format", "zarr", "--resume")
+    assert "1 done" in said
