@@ -15,12 +15,13 @@ valid value are bad (nearest-neighbour upsampled); invalid output pixels are NaN
 convention; the input's encoding is kept, so ``to_netcdf`` writes its ``_FillValue``) and the no-data value for
 integer ones. With rioxarray, the CRS is kept and the transform follows the new coordinates.
 
-**Dask.** A Dask-backed input stays lazy: scene-wide statistics (normalisation factor, bad bands, clip floors) come
-first from a pass over row strips, then every chunk is computed with a halo of LR pixels around it (``⌈√2·reach⌉ +
+**Dask.** A Dask-backed input gives a lazy result. The call itself makes the scene-wide passes first (statistics:
+normalisation factor, bad bands, clip floors, over row strips; for the fine stages, the SAM weight), then every
+chunk of the result is computed with a halo of LR pixels around it (``⌈√2·reach⌉ +
 1``, as a streamed scene is read, so its no-data fill and receptive field match the whole scene's) and cut back.
-The fine stages need one SAM weight for the whole scene: a first map-reduce sums the spectral angles of every
-chunk's core, then a second map computes the back-projection with that weight, both on whatever scheduler is
-active (a ``dask.distributed`` cluster included: each worker process loads the models once). The band dimension
+The fine stages need one SAM weight for the whole scene: a map-reduce sums the spectral angles of every chunk's
+core (computed during the call), then the result's map computes the back-projection with that weight, both on
+whatever scheduler is active (a ``dask.distributed`` cluster included: each worker process loads the models once). The band dimension
 must be one chunk; it is rechunked with a warning otherwise.
 """
 

@@ -176,3 +176,26 @@ def test_the_emit_example_end_to_end(tmp_path: Path) -> None:
         i, j = np.argwhere(glt_x != 0)[-1]
         np.testing.assert_array_equal(ortho["reflectance"].values[i, j], values[glt_y[i, j] - 1, glt_x[i, j] - 1])
         assert np.isnan(ortho["reflectance"].values[0, 0]).all()  # no swath pixel there
+
+
+@pytest.mark.slow
+def test_a_real_enmap_mosaic_on_a_two_worker_cluster_x2_coarse_and_x4_dual() -> None:
+    """The whole EnMAP mosaic (224 bands, 64 × 96, NaN no-data in its bad bands) in memory and Dask-chunked on a
+    2-process LocalCluster: ×2 coarse and ×4 dual equal within 1e-5 of the range, NaN in the same places."""
+    rioxarray = pytest.importorskip("rioxarray")
+    distributed = pytest.importorskip("dask.distributed")
+    if not ENMAP.is_dir():
+        pytest.skip("../shared/data/products not found")
+    from rioxarray.merge import merge_arrays
+
+    mosaic = merge_arrays([rioxarray.open_rasterio(t, masked=True) for t in sorted(ENMAP.glob("enmap_potsdam_*.tif"))])
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        for scale, stage in ((2, "coarse"), (4, "dual")):
+            memory = dx.super_resolve(mosaic, scale=scale, stage=stage)
+            chunked = mosaic.chunk({"band": -1, "y": 32, "x": 48})
+            lazy = dx.super_resolve(chunked, scale=scale, stage=stage).compute()
+            close(lazy.values, memory.values)
+            assert lazy.rio.resolution() == (30.0 / scale, -30.0 / scale)
