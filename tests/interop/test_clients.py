@@ -250,6 +250,10 @@ def test_geotiff_and_cog_keep_dataset_and_band_tags_in_gdal(
         if output_format == "cog":
             assert written.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             assert written.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+    if output_format == "cog":
+        cogeo = pytest.importorskip("rio_cogeo.cogeo")  # `rio cogeo validate`, as users check a COG
+        valid, errors, _warnings = cogeo.cog_validate(str(output))
+        assert valid, errors
     done = tool("gdalinfo", str(output))
     if done is not None:
         assert done.returncode == 0, done.stderr
