@@ -10,7 +10,6 @@ resident memory of this process (in memory) and of each worker (Dask), and the l
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (VmHWM: unlike getrusage's ru_maxrss, not inherited across exec, so a
+    spawned Dask worker reports its own)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:

@@ -92,8 +92,21 @@ _UPSCALERS: dict[_Request, Upscaler] = {}
 def _upscaler(request: _Request) -> Upscaler:
     """One :class:`Upscaler` per request and process: models load once per (Dask worker) process."""
     if request not in _UPSCALERS:
+        _fit_threads_to_worker()
         _UPSCALERS[request] = Upscaler(request.options())
     return _UPSCALERS[request]
+
+
+def _fit_threads_to_worker() -> None:
+    """In a ``dask.distributed`` worker, torch's intra-op threads = the worker's threads: torch's default (every
+    core) in each of several worker processes oversubscribes the machine several times over."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a distributed worker
+        return
+    torch.set_num_threads(max(1, int(worker.state.nthreads)))
 
 
 class ArrayReader(SceneReader):
