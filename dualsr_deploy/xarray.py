@@ -21,8 +21,9 @@ chunk of the result is computed with a halo of LR pixels around it (``⌈√2·r
 1``, as a streamed scene is read, so its no-data fill and receptive field match the whole scene's) and cut back.
 The fine stages need one SAM weight for the whole scene: a map-reduce sums the spectral angles of every chunk's
 core (computed during the call), then the result's map computes the back-projection with that weight, both on
-whatever scheduler is active (a ``dask.distributed`` cluster included: each worker process loads the models once). The band dimension
-must be one chunk; it is rechunked with a warning otherwise.
+whatever scheduler is active (a ``dask.distributed`` cluster included: each worker process loads the models
+once and runs torch on as many threads as the worker has). The band dimension must be one chunk; it is rechunked
+with a warning otherwise.
 """
 
 from __future__ import annotations
