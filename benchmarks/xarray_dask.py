@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
+    import importlib
+
     import xarray as xr
-    from dask.distributed import Client, LocalCluster
+
+    distributed: Any = importlib.import_module("dask.distributed")
 
     from dualsr_deploy.xarray import super_resolve
     from tests.interop.producers import smooth_spectra
@@ -54,8 +58,10 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(f"| in memory (this process) | {seconds:.1f} s | peak RSS {peak_rss_mb():.0f} MiB |")
     with (
-        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
+        distributed.LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
     ):
         # the scene loaded on the workers first, as data read with Dask is (not shipped inside every graph)
         chunked = da.chunk({"band": -1, "y": args.chunk, "x": args.chunk}).persist()
