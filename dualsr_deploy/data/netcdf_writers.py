@@ -283,9 +283,10 @@ def _rebuilt_glt(src: Any, glt: tuple[str, str] | None, scale: int) -> dict[str,
 
 
 def rebuild_glt(glt_x: np.ndarray, glt_y: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The GLT of an ortho grid ``scale`` times finer, onto a swath ``scale`` times finer (1-based, 0 = no data)."""
-    up_x = np.repeat(np.repeat(glt_x.astype(np.int64), scale, axis=0), scale, axis=1)
-    up_y = np.repeat(np.repeat(glt_y.astype(np.int64), scale, axis=0), scale, axis=1)
+    """The GLT of an ortho grid ``scale`` times finer, onto a swath ``scale`` times finer (1-based, 0 = no data; NaN,
+    as xarray decodes the GLT's ``_FillValue`` 0, is no data too)."""
+    up_x = np.repeat(np.repeat(np.nan_to_num(glt_x, nan=0).astype(np.int64), scale, axis=0), scale, axis=1)
+    up_y = np.repeat(np.repeat(np.nan_to_num(glt_y, nan=0).astype(np.int64), scale, axis=0), scale, axis=1)
     rows, cols = np.indices(up_x.shape)
     valid = (up_x != 0) & (up_y != 0)
     new_x = np.where(valid, (np.abs(up_x) - 1) * scale + cols % scale + 1, 0) * np.sign(up_x)
