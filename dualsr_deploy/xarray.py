@@ -215,7 +215,7 @@ def _resample_field(field: Any, rows: str, cols: str, scale: int) -> Any:
 
 
 def _centres(values: np.ndarray, scale: int) -> np.ndarray:
-    from dualsr_deploy.data.netcdf_writers import _centres as centres
+    from dualsr_deploy.data.netcdf_writers import pixel_centres as centres
 
     if values.dtype.kind not in "fiu":
         return np.repeat(values, scale)
@@ -223,9 +223,11 @@ def _centres(values: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _resample_values(values: np.ndarray, scale: int) -> np.ndarray:
-    from dualsr_deploy.data.netcdf_writers import _linear
+    from dualsr_deploy.data.netcdf_writers import linear_resample
 
-    return _linear(values.astype(np.float64), scale).astype(values.dtype if values.dtype.kind == "f" else np.float64)
+    return linear_resample(values.astype(np.float64), scale).astype(
+        values.dtype if values.dtype.kind == "f" else np.float64
+    )
 
 
 def _register() -> None:

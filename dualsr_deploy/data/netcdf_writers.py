@@ -265,9 +265,9 @@ def _resampled(values: np.ndarray, dims: tuple[Dim, ...], plan: _Plan) -> np.nda
         return values
     floating = values.dtype.kind == "f"
     if floating and values.ndim == 2 and len(axes) == 2:
-        return _linear(values.astype(np.float64), plan.scale).astype(values.dtype)
+        return linear_resample(values.astype(np.float64), plan.scale).astype(values.dtype)
     if floating and values.ndim == 1:
-        return _centres(values.astype(np.float64), plan.scale).astype(values.dtype)
+        return pixel_centres(values.astype(np.float64), plan.scale).astype(values.dtype)
     for axis in axes:
         values = np.repeat(values, plan.scale, axis=axis)
     return values
@@ -294,14 +294,14 @@ def rebuild_glt(glt_x: np.ndarray, glt_y: np.ndarray, scale: int) -> tuple[np.nd
     return new_x, new_y
 
 
-def _linear(values: np.ndarray, scale: int) -> np.ndarray:
+def linear_resample(values: np.ndarray, scale: int) -> np.ndarray:
     """Linear resampling to a grid ``scale`` times finer, at pixel centres (edges held)."""
     from scipy.ndimage import zoom
 
     return np.asarray(zoom(values, scale, order=1, mode="nearest", grid_mode=True))
 
 
-def _centres(values: np.ndarray, scale: int) -> np.ndarray:
+def pixel_centres(values: np.ndarray, scale: int) -> np.ndarray:
     """A regularly spaced coordinate vector of pixel centres, ``scale`` times finer."""
     if values.size < 2:
         return np.repeat(values, scale)
@@ -329,4 +329,4 @@ def _text_geotransform(value: Any, scale: int) -> Any:
     return " ".join(repr(v) for v in (x0, dx / scale, rx / scale, y0, ry / scale, dy / scale))
 
 
-__all__ = ["rebuild_glt", "write_aviris3", "write_emit"]
+__all__ = ["linear_resample", "pixel_centres", "rebuild_glt", "write_aviris3", "write_emit"]

@@ -68,12 +68,13 @@ class Upscaler:
         ``weights``: what :meth:`choose` picked, when the run's weights are ``auto``."""
         options, pool, runner = self.route(weights)
         scale = options.scale
-        cube_np = lr.cpu().numpy().astype(np.float32)
-        keep = valid if valid is not None and valid.any() else np.ones(cube_np.shape[1:], dtype=bool)
-        floor = band_floor(cube_np[:, keep].min(axis=1), 1.0)  # as the readers set it: negative inputs stay
+        # each band's minimum over the trusted pixels, on the cube's own device: as the readers set the clip floors
+        keep = torch.from_numpy(valid).to(lr.device) if valid is not None and valid.any() else None
+        minima = lr[:, keep].amin(dim=1) if keep is not None else lr.amin(dim=(1, 2))
+        floor = band_floor(minima.double().cpu().numpy(), 1.0)
         if valid is not None and not valid.all():
             meta = SceneMeta("tensor", "tensor", band_floor=floor)
-            scene = Scene("scene", cube_np, meta, valid=valid)
+            scene = Scene("scene", lr.cpu().numpy().astype(np.float32), meta, valid=valid)
             device = pool.backend(scale, lr.shape[0]).device
             coarse, result, weight, _notes = super_resolve(runner, options, scene, device)
             return Stages(coarse, None if options.stage == "coarse" else result, weight)

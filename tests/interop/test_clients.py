@@ -337,3 +337,47 @@ def test_zarr_output_opens_in_xarray_with_its_coordinates_and_resumes(geotiff_in
     (store / "cube" / "0.0.0").unlink()  # a chunk lost: --resume redoes the scene
     said = infer(geotiff_input, tmp_path / "zarr", "--stage", "coarse", "--format", "zarr", "--resume")
     assert "1 done" in said
+
+
+def test_an_aviris3_file_with_named_dimensions_comes_back_valid_netcdf(tmp_path: Path) -> None:
+    """AVIRIS-3 as a netCDF library writes it: named dimensions at the root with coordinate variables, the cube and
+    its wavelength coordinate in the ``reflectance`` group. The output keeps that structure at ×2: netCDF4 and
+    xarray open it, the coordinate variables at the finer pixel centres, the grid mapping's GeoTransform ÷ 2."""
+    nc4 = pytest.importorskip("netCDF4")
+    xr = pytest.importorskip("xarray")
+    archive = tmp_path / "av3"
+    archive.mkdir()
+    path = archive / "AV320230915t213013_L2A_OE_main_RFL_ORT.nc"
+    with nc4.Dataset(path, "w") as handle:
+        for name, size in (("northing", 12), ("easting", 10), ("wavelength", 24)):
+            handle.createDimension(name, size)
+        handle.createVariable("northing", "f8", ("northing",))[:] = 3813729.0 - 5 * np.arange(12)
+        handle.createVariable("easting", "f8", ("easting",))[:] = 353128.0 + 5 * np.arange(10)
+        mapping = handle.createVariable("transverse_mercator", "i4")
+        mapping.GeoTransform = "353125.5 5 0 3813731.5 0 -5"
+        mapping.spatial_ref = 'PROJCS["WGS 84 / UTM zone 11N"]'
+        group = handle.createGroup("reflectance")
+        group.createVariable("wavelength", "f4", ("wavelength",))[:] = np.linspace(400, 2400, 24)
+        cube = group.createVariable("reflectance", "f4", ("wavelength", "northing", "easting"), fill_value=-9999.0)
+        cube.grid_mapping = "transverse_mercator"
+        from tests.interop.producers import smooth_spectra
+
+        cube[:] = np.transpose(smooth_spectra(12, 10, 24), (2, 0, 1))
+    infer(archive, tmp_path / "sr", "--stage", "coarse")
+    output = tmp_path / "sr" / path.name
+    with nc4.Dataset(output) as handle:
+        assert {name: len(dim) for name, dim in handle.dimensions.items()} == {
+            "northing": 24,
+            "easting": 20,
+            "wavelength": 24,
+        }
+        assert handle["reflectance"]["reflectance"].dimensions == ("wavelength", "northing", "easting")
+        assert handle["transverse_mercator"].GeoTransform == "353125.5 2.5 0.0 3813731.5 0.0 -2.5"
+    with xr.open_dataset(output, engine="h5netcdf") as root:
+        np.testing.assert_allclose(root["easting"].values[:3], [353126.75, 353129.25, 353131.75])
+    with xr.open_dataset(output, engine="h5netcdf", group="reflectance") as group_ds:
+        assert group_ds["reflectance"].shape == (24, 24, 20)
+        assert not np.isnan(group_ds["reflectance"].values).any()
+    done = tool("ncdump", "-h", str(output))
+    if done is not None:
+        assert done.returncode == 0, done.stderr
