@@ -37,9 +37,12 @@ def output_lock(out: Path, notes: list[str] | None = None) -> Iterator[None]:
     ``notes`` receives a line when a stale lock (of a run that died) was taken over."""
     import fcntl
 
-    out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
-    handle: IO[str] = path.open("a+")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle: IO[str] = path.open("a+")
+    except OSError as error:
+        raise RunError(f"{out}: cannot write in the output folder ({error.strerror}); choose another -o") from None
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
