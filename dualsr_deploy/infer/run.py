@@ -111,9 +111,8 @@ def run_archive(
             ctx = SceneContext(archive, options, pool, TileRunner(pool, options, report))
             stack.callback(ctx.close_routes)
             executor = LocalExecutor(ctx)
-        out.mkdir(parents=True, exist_ok=True)
         lock_notes: list[str] = []
-        stack.enter_context(output_lock(out, lock_notes))  # one run per folder, before anything in it is touched
+        stack.enter_context(output_lock(out, lock_notes))  # makes the folder; one run per folder, before anything
         for text in lock_notes:
             report(Event("message", text=text))
         if options.resume:
