@@ -24,13 +24,13 @@ from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.readers.base import SceneReader
 from dualsr_deploy.data.scene import Scene, Window
 from dualsr_deploy.data.validity import Masking, nearest_up
-from dualsr_deploy.infer.fine import clip_range, floor_tensor
 from dualsr_deploy.infer.masked import output_scene, plan_segments
 from dualsr_deploy.infer.masked import super_resolve as masked_super_resolve
 from dualsr_deploy.infer.options import BackendSpec, InferOptions
 from dualsr_deploy.infer.streaming import fill_margin
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.metrics import sam_map
+from dualsr_deploy.ops.fine import clip_range, floor_tensor
 from dualsr_deploy.ops.imresize import imresize
 from dualsr_deploy.optional import require
 

@@ -86,7 +86,7 @@ def test_cli_bench_prints_a_table_and_says_what_it_skipped(tmp_path: Path) -> No
 def test_ratios_against_torch_fp32_and_the_recommendation(monkeypatch: pytest.MonkeyPatch) -> None:
     from dualsr_deploy.backends import precision
     from dualsr_deploy.bench import BenchReport, Row
-    from dualsr_deploy.bench_advice import compare_rows
+    from dualsr_deploy.bench.advice import compare_rows
 
     def row(backend: str, prec: str, median: float, tile: int | None = 64) -> Row:
         return Row(backend, prec, 4, tile, [median], 1e9, 1000, 100.0, 0, "test")

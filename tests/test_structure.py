@@ -190,3 +190,74 @@ def test_optional_packages_are_imported_through_one_helper() -> None:
             if target.split(".")[0] in OPTIONAL:
                 module_level.append(f"{name} imports {target} at module level")
     assert module_level == []
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def documented_layers() -> list[list[str]]:
+    """The layers of ``docs/architecture.md`` (its "Layers" block), top first: each a list of top-level module or
+    package names (``infer``, ``artefacts``, ``__init__``)."""
+    text = ARCHITECTURE.read_text()
+    block = text[text.index("## Layers") :].split("```\n")[1]
+    layers = []
+    for line in block.splitlines():
+        if not line.strip() or line[0].isspace():  # a description's continuation
+            continue
+        names = re.split(r"\s{2,}", line.strip())[0]
+        layers.append([name.strip().removesuffix("/").removesuffix(".py") for name in names.split(",")])
+    return layers
+
+
+def all_imports(path: Path, name: str) -> list[tuple[str, int]]:
+    """Every package module ``name`` imports, anywhere in the file (module level, functions, ``TYPE_CHECKING``)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
+            found.append((base, node.lineno))
+    return [(target, line) for target, line in found if target.startswith("dualsr_deploy.")]
+
+
+def top_level(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def climbing_imports(layers: list[list[str]]) -> list[str]:
+    """``module:line imports target`` for each import from a layer above the importer's own."""
+    rank = {name: index for index, names in enumerate(layers) for name in names}
+    climbs = []
+    for name, path in sources().items():
+        mine = rank[top_level(name)]
+        for target, line in all_imports(path, name):
+            theirs = rank.get(top_level(target))
+            if theirs is not None and theirs < mine:
+                climbs.append(f"{name}:{line} imports {target}")
+    return climbs
+
+
+def test_every_module_has_a_documented_layer() -> None:
+    placed = {name for names in documented_layers() for name in names}
+    unplaced = sorted({top_level(name) for name in sources()} - placed)
+    assert unplaced == [], f"add these to the Layers block of {ARCHITECTURE.name}: {unplaced}"
+    assert len(documented_layers()) >= 6
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    """docs/architecture.md's layer order holds for every import, lazy ones included."""
+    assert climbing_imports(documented_layers()) == []
+
+
+def test_the_layer_check_finds_a_climb() -> None:
+    """With ``infer`` placed below ``backends`` (which it imports), the check reports the imports."""
+    layers = [[name for name in names if name != "infer"] for names in documented_layers()]
+    layers.append(["infer"])
+    climbs = climbing_imports([names for names in layers if names])
+    assert any(" imports dualsr_deploy.backends" in line for line in climbs)

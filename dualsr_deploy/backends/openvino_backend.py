@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualsr_deploy.artefacts import INPUT_NAME
+from dualsr_deploy.artefacts import INPUT_NAME, check_ir
 from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import check_bf16, import_openvino
@@ -34,8 +34,6 @@ class OpenVinoBackend(Backend):
     def __init__(
         self, path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32", threads: int | None = None
     ) -> None:
-        from dualsr_deploy.export.openvino import check_ir
-
         if precision not in OPENVINO_PRECISIONS:
             raise InputError(f"the openvino backend runs fp32 or bf16; got --precision {precision}")
         self.path = Path(path)

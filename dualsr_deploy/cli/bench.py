@@ -38,7 +38,7 @@ def bench(
 ) -> None:
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
     from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs
-    from dualsr_deploy.bench_advice import default_backends, default_precisions
+    from dualsr_deploy.bench.advice import default_backends, default_precisions
 
     options = BenchOptions(
         scales=tuple(scale or [4]),

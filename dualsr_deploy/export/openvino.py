@@ -19,7 +19,6 @@ from dualsr_deploy.artefacts import (
     ir_path_for,
     read_manifest,
     sha256_of,
-    verify_artefact,
     write_manifest,
 )
 from dualsr_deploy.errors import ExportError
@@ -78,22 +77,4 @@ def onnx2ir(graph: str | os.PathLike[str]) -> Path:
     return target
 
 
-def check_ir(xml: str | os.PathLike[str]) -> dict[str, object]:
-    """An IR's manifest, refused when it is missing or when the ``.xml``/``.bin`` do not match their hashes."""
-    xml = Path(xml)
-    if not xml.is_file() or not xml.with_suffix(".bin").is_file():
-        raise ExportError(
-            f"{xml}: no OpenVINO IR here (need the .xml and its .bin); make one with dualsr export --openvino"
-        )
-    if not xml.with_name(xml.name + ".json").is_file():
-        raise ExportError(
-            f"{xml}: no manifest beside the IR ({xml.name}.json); re-export it with dualsr export --openvino"
-        )
-    manifest = read_manifest(xml)
-    if manifest.get("kind") != "openvino":
-        raise ExportError(f"{xml}: its manifest is not an OpenVINO IR's (kind {manifest.get('kind')!r})")
-    verify_artefact(xml, extra=xml.with_suffix(".bin"), how="re-export it with dualsr export --openvino")
-    return manifest
-
-
-__all__ = ["check_ir", "onnx2ir"]
+__all__ = ["onnx2ir"]

@@ -17,8 +17,8 @@ from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import MIN_SEGMENT, fill_invalid, nearest_up, segments
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.infer.options import InferOptions
+from dualsr_deploy.ops.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.ops.imresize import imresize
 
 

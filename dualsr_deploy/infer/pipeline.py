@@ -21,12 +21,12 @@ from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import DualSRError
 from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
-from dualsr_deploy.infer.fine import finish_stage, floor_tensor
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, input_digest, output_problem
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene, space_problem
 from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
 from dualsr_deploy.infer.streaming import stream_scene
+from dualsr_deploy.ops.fine import finish_stage, floor_tensor
 
 
 @dataclass

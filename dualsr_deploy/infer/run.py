@@ -35,7 +35,7 @@ from dualsr_deploy.infer.manifest import RunManifest, SceneRecord
 from dualsr_deploy.infer.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, WORK_DIR, Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive
 from dualsr_deploy.infer.pool import BackendPool
-from dualsr_deploy.train.stop import StopRequest
+from dualsr_deploy.stop import StopRequest
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Scenes too large to hold whole (their working set exceeds the memory budget): coarse SR in LR row strips into
 on-disk intermediates, then the fine stage in two exact passes over strips (one SAM weight per scene,
-:mod:`dualsr_deploy.infer.fine`), written strip by strip (HDF5 or ``.npy``), in the source's units by default.
+:mod:`dualsr_deploy.ops.fine`), written strip by strip (HDF5 or ``.npy``), in the source's units by default.
 
 Invalid pixels and bad bands are handled as in memory (:mod:`dualsr_deploy.infer.masked`): each LR strip is read
 with :data:`fill margin <fill_margin>` rows around it and filled there. A filled pixel can change a valid output only
@@ -27,12 +27,12 @@ from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
-from dualsr_deploy.infer.fine import backproject_streamed, clip_range, floor_tensor, sam_weight_streamed
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.masked import split_segments
 from dualsr_deploy.infer.options import WORK_DIR
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
+from dualsr_deploy.ops.fine import backproject_streamed, clip_range, floor_tensor, sam_weight_streamed
 from dualsr_deploy.ops.imresize import imresize
 
 Sink = Callable[[int, torch.Tensor], None]  # (first HR row, rows (C, n, W)) → stored

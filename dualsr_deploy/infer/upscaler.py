@@ -12,11 +12,11 @@ import torch
 from dualsr_deploy.data.normalise import band_floor
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.infer.masked import super_resolve
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.quality import reach
+from dualsr_deploy.ops.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.weights import AUTO, FamilyChoice, choose_family
 
 

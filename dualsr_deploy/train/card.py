@@ -59,7 +59,7 @@ def dual_scores(
 ) -> dict[str, float]:
     """DualSR's fine result (CoarSR ×s and ×s/2, then the SAM-weighted back-projection) scored against ``hr``."""
     from dualsr_deploy.archs.coarsr import per_band_loop
-    from dualsr_deploy.infer.fine import finish_stage
+    from dualsr_deploy.ops.fine import finish_stage
 
     model.eval(), half.eval()
     cube = lr.to(device)

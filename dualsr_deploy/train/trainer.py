@@ -18,6 +18,7 @@ from dualsr_deploy.archs.coarsr import CoarSR
 from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
 from dualsr_deploy.data.patches import PatchDataset
 from dualsr_deploy.errors import TrainError
+from dualsr_deploy.stop import StopRequest
 from dualsr_deploy.train.card import model_card
 from dualsr_deploy.train.config import TrainConfig
 from dualsr_deploy.train.distributed import Distributed
@@ -27,7 +28,6 @@ from dualsr_deploy.train.log import RunLog
 from dualsr_deploy.train.sampler import EpochBatches
 from dualsr_deploy.train.schedule import BandParallel, autocast_dtype, train_batch, train_batch_parallel
 from dualsr_deploy.train.state import Position, TrainingState, capture_rng, restore_rng, save_state
-from dualsr_deploy.train.stop import StopRequest
 from dualsr_deploy.train.validate import validate
 
 StopReason = Literal["finished", "max_steps", "time_limit", "interrupted"]

@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from dualsr_deploy.artefacts import check_ir
 from dualsr_deploy.backends import create, precision
 from dualsr_deploy.backends.precision import auto_precision
 from dualsr_deploy.checkpoint import write_checkpoint
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import write_scene
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
-from dualsr_deploy.export.openvino import check_ir
 from dualsr_deploy.export.pipeline import export_variant
 from dualsr_deploy.export.recipes import default_recipe
 from dualsr_deploy.optional import find

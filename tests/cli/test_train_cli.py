@@ -98,7 +98,7 @@ def test_card_scores_the_dual_stage_with_half_weights(tmp_path: Path) -> None:
     from dualsr_deploy.archs.coarsr import per_band_loop
     from dualsr_deploy.checkpoint import write_checkpoint
     from dualsr_deploy.data.patches import PatchDataset
-    from dualsr_deploy.infer.fine import finish_stage
+    from dualsr_deploy.ops.fine import finish_stage
     from dualsr_deploy.train.validate import score_cube
     from tests.helpers import random_coarsr
 

@@ -16,9 +16,9 @@ from dualsr_deploy.backends.torch_backend import TorchBackend
 from dualsr_deploy.checkpoint import read_checkpoint
 from dualsr_deploy.data.synth import synthesize
 from dualsr_deploy.export.onnx import torch2onnx
-from dualsr_deploy.infer.fine import backproject_streamed, sam_weight_streamed
 from dualsr_deploy.infer.tiling import TileGrid, paste, receptive_radius
 from dualsr_deploy.ops.backproject import backproject
+from dualsr_deploy.ops.fine import backproject_streamed, sam_weight_streamed
 from dualsr_deploy.ops.imresize import imresize
 from dualsr_deploy.weights import shipped_weights
 

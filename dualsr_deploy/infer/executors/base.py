@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
-from dualsr_deploy.train.stop import StopRequest
+from dualsr_deploy.stop import StopRequest
 
 
 @dataclass

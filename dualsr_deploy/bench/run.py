@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,210 +26,12 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends import Backend, check_backend, create
-from dualsr_deploy.backends.base import PRECISION_DTYPES
-from dualsr_deploy.bench_advice import compare_rows
+from dualsr_deploy.bench.advice import compare_rows
+from dualsr_deploy.bench.measure import MemoryPeak, matmul_ceiling, time_runs
+from dualsr_deploy.bench.report import MODELS, BenchOptions, BenchReport, Row
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
 from dualsr_deploy.infer.batching import grid_jobs, run_batches
 from dualsr_deploy.infer.tiling import TileGrid, receptive_radius
-
-MODELS = {"shipped": (16, 1), "paper": (64, 2)}  # (n_feats, n_blocks): the shipped weights' size, the paper's
-SPREAD_WARNING = 0.10  # (max − min) / median above this: the figure is noisy
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    scales: tuple[int, ...] = (4,)
-    size: int = 512  # HR side (CAVE: 512)
-    bands: int = 31
-    tiles: tuple[int, ...] = (64,)
-    batch: int = 8
-    backends: tuple[str, ...] = ("torch", "onnx")
-    precisions: tuple[str, ...] = ("fp32",)
-    device: str = "cpu"
-    model: str = "shipped"
-    repeats: int = 3
-    baseline: bool = True
-
-    def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise InputError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
-        if self.repeats < 1:
-            raise InputError("--repeats must be at least 1")
-        bad = [s for s in self.scales if self.size % s]
-        if bad:
-            raise InputError(f"--size {self.size} is not a multiple of scale(s) {bad}")
-
-
-@dataclass
-class Row:
-    backend: str
-    precision: str
-    scale: int
-    tile: int | None  # None: the baseline (whole scene, band by band)
-    times: list[float]
-    flops: float
-    lr_pixels_bands: int
-    ceiling_gflops: float
-    peak_memory: int
-    memory_kind: str
-    baseline_median: float | None = None
-    note: str = ""
-    torch_fp32_median: float | None = None  # the torch fp32 row of the same scale and tile, in the same run
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def p90(self) -> float:
-        return percentile(self.times, 90)
-
-    @property
-    def spread(self) -> float:
-        return (max(self.times) - min(self.times)) / self.median if self.median > 0 else 0.0
-
-    @property
-    def gflops(self) -> float:
-        return self.flops / self.median / 1e9
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(
-            median=self.median,
-            p90=self.p90,
-            min=min(self.times),
-            max=max(self.times),
-            spread=self.spread,
-            noisy=self.spread > SPREAD_WARNING,
-            scenes_per_s=1 / self.median,
-            lr_mpx_bands_per_s=self.lr_pixels_bands / self.median / 1e6,
-            gflops=self.gflops,
-            fraction_of_ceiling=self.gflops / self.ceiling_gflops if self.ceiling_gflops else None,
-            speedup_vs_baseline=(self.baseline_median / self.median) if self.baseline_median else None,
-            speedup_vs_torch_fp32=(self.torch_fp32_median / self.median) if self.torch_fp32_median else None,
-        )
-        return data
-
-
-@dataclass
-class BenchReport:
-    options: BenchOptions
-    machine: dict[str, Any]
-    rows: list[Row] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    recommendation: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "options": asdict(self.options),
-            "machine": self.machine,
-            "rows": [row.to_dict() for row in self.rows],
-            "skipped": self.skipped,
-            "recommendation": self.recommendation,
-        }
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default), on a plain list."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_runs(fn: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
-    """One warm-up, then ``repeats`` timed runs: CUDA events on a GPU, ``perf_counter`` otherwise."""
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-    return times
-
-
-def matmul_ceiling(device: torch.device, precision: str) -> float:
-    """GFLOP/s of a large square matmul (2048² on CPU, 8192² on GPU) in ``precision`` on ``device``."""
-    n = 8192 if device.type == "cuda" else 2048
-    dtype = PRECISION_DTYPES.get(precision, torch.float32)
-    if device.type == "cpu" and dtype == torch.float16:
-        dtype = torch.float32
-    a = torch.rand(n, n, device=device, dtype=dtype)
-    b = torch.rand(n, n, device=device, dtype=dtype)
-    times = time_runs(lambda: a @ b, 3, device)
-    return 2 * n**3 / min(times) / 1e9
-
-
-def status_bytes(field: str) -> int:
-    """``VmRSS``, ``VmHWM``, ``RssAnon``, … of this process in bytes, from ``/proc/self/status`` (0 off Linux)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class MemoryPeak:
-    """Peak memory above the start while running: torch's CUDA allocator peak, or on CPU the anonymous resident
-    memory (``RssAnon``, sampled every 5 ms; what the kernel cannot reclaim, unlike the page cache of memory-mapped
-    files, which ``VmHWM`` counts too)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._base = 0
-
-    @staticmethod
-    def _anon() -> int:
-        return status_bytes("RssAnon")
-
-    @property
-    def kind(self) -> str:
-        return "CUDA allocator peak" if self.device.type == "cuda" else "anonymous RSS above start (sampled)"
-
-    def __enter__(self) -> MemoryPeak:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            self._base = self._anon()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._anon() - self._base)
-            self._stop.wait(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
-        else:
-            self._stop.set()
-            assert self._thread is not None
-            self._thread.join()
 
 
 def _scene(options: BenchOptions, scale: int, device: torch.device) -> torch.Tensor:
@@ -459,3 +258,6 @@ def write_outputs(report: BenchReport, *, json_path: Path | None, plot_path: Pat
         ax.legend(fontsize=8)
         with atomic_output(plot_path) as tmp:
             tmp.write_bytes(png_bytes(fig))
+
+
+__all__ = ["run_bench", "tiled_scene", "useful_flops", "write_outputs"]

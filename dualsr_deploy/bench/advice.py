@@ -3,10 +3,7 @@ within tolerance, with every row's ratio against torch fp32 of the same run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dualsr_deploy.bench import BenchReport
+from dualsr_deploy.bench.report import BenchReport
 
 
 def default_backends() -> list[str]:
