@@ -76,7 +76,15 @@ class WorkerRefusedError(DualSRError):
     """A cluster worker's node cannot run the job (the reason is the message); the other workers go on."""
 
 
+# What a scene's failure can raise: recorded as that scene's, and the run goes on.
+SCENE_ERRORS: tuple[type[Exception], ...] = (DualSRError, RuntimeError, ValueError, OSError)
+# What no scene can get past (a missing extra, no such backend here, weights an artefact was not made from): the run
+# stops with it (exit 2), as it does when planning finds it.
+RUN_ERRORS: tuple[type[Exception], ...] = (BackendUnavailableError, OptionalDependencyError, CheckpointError)
+
 __all__ = [
+    "RUN_ERRORS",
+    "SCENE_ERRORS",
     "BackendUnavailableError",
     "CheckpointError",
     "ClusterError",

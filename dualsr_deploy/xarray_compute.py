@@ -27,6 +27,8 @@ from dualsr_deploy.data.validity import Masking, nearest_up
 from dualsr_deploy.infer.masked import output_scene, plan_segments
 from dualsr_deploy.infer.masked import super_resolve as masked_super_resolve
 from dualsr_deploy.infer.options import BackendSpec, InferOptions
+from dualsr_deploy.infer.quality import reach
+from dualsr_deploy.infer.routes import Route
 from dualsr_deploy.infer.streaming import fill_margin
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.metrics import sam_map
@@ -120,18 +122,18 @@ class ArrayReader(SceneReader):
         self._resolved[(normalise, masking)] = resolved
 
 
-def _prepare(reader: ArrayReader, request: Request) -> tuple[Upscaler, InferOptions, Any, Any]:
+def _route(reader: ArrayReader, request: Request) -> Route:
     upscaler = _upscaler(request)
-    choice = upscaler.choose(reader.shape[0], reader.wavelengths)
-    options, _pool, runner = upscaler.route(choice)
-    return upscaler, options, runner, choice
+    return upscaler.route(upscaler.choose(reader.shape[0], reader.wavelengths))
 
 
 def in_memory(reader: ArrayReader, request: Request) -> np.ndarray:
-    upscaler, options, runner, choice = _prepare(reader, request)
+    route = _route(reader, request)
+    options = route.options
     scene = reader.load(options.normalise, masking=options.masking)
-    device = upscaler.route(choice)[1].backend(options.scale, _widest(scene)).device
-    _coarse, result, _weight, _notes = masked_super_resolve(runner, options, scene, device)
+    route.prepare_scene(scene)
+    device = route.pool.backend(options.scale, _widest(scene)).device
+    _coarse, result, _weight = masked_super_resolve(route.runner, options, scene, device)
     return _raw(scene, result.cpu().numpy(), options)
 
 
@@ -153,9 +155,10 @@ def lazy(reader: ArrayReader, data: Any, request: Request) -> Any:
     dask: Any = require("dask", feature="Dask-backed inputs", extra="xarray")
     dsa: Any = require("dask.array", feature="Dask-backed inputs", extra="xarray")
 
-    upscaler, options, _runner, choice = _prepare(reader, request)
+    route = _route(reader, request)
+    options = route.options
     resolved = reader.statistics(options.normalise, options.masking)
-    halo = fill_margin(upscaler.reach_for(choice))
+    halo = fill_margin(reach(route.pool, options))
     # an axis no longer than the halo (or in one chunk already) is computed whole: no halo along it
     whole = [axis for axis in (1, 2) if data.shape[axis] <= halo or len(data.chunks[axis]) == 1]
     if whole:
@@ -184,22 +187,13 @@ def lazy(reader: ArrayReader, data: Any, request: Request) -> Any:
     )  # fmt: skip
 
 
-@dataclass
-class _Route:
+def _block_route(common: dict[str, Any]) -> Route:
     """The block functions' view of a run: its options (with the weights ``auto`` chose), pool and runner."""
-
-    options: InferOptions
-    pool: Any
-    runner: Any
-
-    @classmethod
-    def of(cls, common: dict[str, Any]) -> _Route:
-        upscaler = _upscaler(common["request"])
-        choice = upscaler.choose(common["shape"][0], common["wavelengths"])
-        return cls(*upscaler.route(choice))
+    upscaler = _upscaler(common["request"])
+    return upscaler.route(upscaler.choose(common["shape"][0], common["wavelengths"]))
 
 
-def _block_scene(block: np.ndarray, block_info: Any, common: dict[str, Any], route: _Route) -> tuple[Scene, Window]:
+def _block_scene(block: np.ndarray, block_info: Any, common: dict[str, Any], route: Route) -> tuple[Scene, Window]:
     """The block (with its halo) as a scene read with the whole scene's statistics, and where its core lies."""
     _, i, j = block_info[0]["chunk-location"]
     (row_halo, col_halo), cores = common["halos"], common["cores"]
@@ -209,16 +203,17 @@ def _block_scene(block: np.ndarray, block_info: Any, common: dict[str, Any], rou
     return reader.load(route.options.normalise, masking=route.options.masking), core
 
 
-def _coarse_pair(scene: Scene, route: _Route) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+def _coarse_pair(scene: Scene, route: Route) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     """The block's clipped coarse ×s result (all bands) and, for ``dual``, its clipped ×s/2 one, as
     :func:`~dualsr_deploy.infer.masked.super_resolve` computes them."""
     options = route.options
+    route.prepare_scene(scene)
     device = route.pool.backend(options.scale, _widest(scene)).device
-    coarse, _result, _w, _notes = masked_super_resolve(route.runner, replace(options, stage="coarse"), scene, device)
+    coarse, _result, _w = masked_super_resolve(route.runner, replace(options, stage="coarse"), scene, device)
     low = None
     if options.stage == "dual":
         half = replace(options, stage="coarse", scale=options.scale // 2)
-        low, _r, _w2, _n = masked_super_resolve(route.runner, half, scene, device)
+        low, _r, _w2 = masked_super_resolve(route.runner, half, scene, device)
     return coarse, low, device
 
 
@@ -238,7 +233,7 @@ def _guide(scene: Scene, low: torch.Tensor | None, device: Any) -> torch.Tensor:
 
 def _block_angles(block: np.ndarray, block_info: Any = None, **common: Any) -> np.ndarray:
     """``[[[Σ angle]], [[count]]]`` over the valid pixels of the block's core, at the guide's resolution."""
-    route = _Route.of(common)
+    route = _block_route(common)
     scene, core = _block_scene(block, block_info, common, route)
     coarse, low, device = _coarse_pair(scene, route)
     guide = _guide(scene, low, device)
@@ -254,7 +249,7 @@ def _block_angles(block: np.ndarray, block_info: Any = None, **common: Any) -> n
 
 def _block_result(block: np.ndarray, block_info: Any = None, weight: float | None = None, **common: Any) -> np.ndarray:
     """The block's output core in the input's units: coarse, or the back-projection with the scene's weight."""
-    route = _Route.of(common)
+    route = _block_route(common)
     options = route.options
     scene, core = _block_scene(block, block_info, common, route)
     coarse, low, device = _coarse_pair(scene, route)

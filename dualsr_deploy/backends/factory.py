@@ -15,34 +15,33 @@ import torch
 
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.backends.base import PRECISION_DTYPES, Backend
+from dualsr_deploy.backends.kinds import BACKEND_KINDS, backend_kind
 from dualsr_deploy.errors import InputError
 from dualsr_deploy.runtimes import check_bf16
 
-BACKENDS = ("torch", "onnx", "trt", "openvino")
-EXPORTED_PRECISIONS = ("fp32", "fp16")  # what a graph or a plan can be
-OPENVINO_PRECISIONS = ("fp32", "bf16")  # runtime hints on the one fp32 IR
+BACKENDS = tuple(BACKEND_KINDS)
+EXPORTED_PRECISIONS = BACKEND_KINDS["onnx"].precisions  # what a graph or a plan can be
+OPENVINO_PRECISIONS = BACKEND_KINDS["openvino"].precisions  # runtime hints on the one fp32 IR
 
 
 def check_backend(name: str, precision: str, device: str) -> None:
     """Refuse a combination no backend can run, before anything is opened or exported."""
-    if name not in BACKENDS:
-        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    kind = backend_kind(name)
     if precision not in PRECISION_DTYPES:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_DTYPES)}")
-    if name == "openvino":
-        if precision not in OPENVINO_PRECISIONS:
+    if precision not in kind.precisions:
+        if kind.artefact == "ir":
             raise InputError(
-                f"the openvino backend runs fp32 or bf16 (a hint on the fp32 IR); got --precision {precision}"
+                f"the {name} backend runs fp32 or bf16 (a hint on the fp32 IR); got --precision {precision}"
             )
-    elif name != "torch" and precision not in EXPORTED_PRECISIONS:
         raise InputError(
-            f"the {name} backend runs exported graphs, which are {' or '.join(EXPORTED_PRECISIONS)}; got "
+            f"the {name} backend runs exported graphs, which are {' or '.join(kind.precisions)}; got "
             f"--precision {precision}"
         )
-    if name == "trt" and not device.startswith("cuda"):
-        raise InputError("the trt backend runs on a CUDA GPU; give --device cuda")
-    if name == "openvino" and device.startswith("cuda"):
-        raise InputError("the openvino backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")
+    if kind.cuda_only and not device.startswith("cuda"):
+        raise InputError(f"the {name} backend runs on a CUDA GPU; give --device cuda")
+    if kind.devices == "openvino" and device.startswith("cuda"):
+        raise InputError(f"the {name} backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")
     if precision == "bf16" and device.lower().startswith("cpu"):
         check_bf16("cpu")
 

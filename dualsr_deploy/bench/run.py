@@ -25,7 +25,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.backends import Backend, check_backend, create
+from dualsr_deploy.backends import Backend, backend_kind, check_backend, create
 from dualsr_deploy.bench.advice import compare_rows
 from dualsr_deploy.bench.measure import MemoryPeak, matmul_ceiling, time_runs
 from dualsr_deploy.bench.report import MODELS, BenchOptions, BenchReport, Row
@@ -80,13 +80,14 @@ def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[st
             try:
                 check_backend(name, precision, options.device)
                 artefact: Path | None = None
-                if name == "onnx":
+                kind = backend_kind(name).artefact
+                if kind == "graph":
                     graph_precision: Precision = "fp16" if precision == "fp16" else "fp32"
                     graph = work / f"x{core.scale}_{precision}.onnx"
                     artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision)
-                elif name == "trt":
+                elif kind == "plan":
                     artefact = _build_plan(options, core, work, precision)
-                elif name == "openvino":
+                elif kind == "ir":
                     artefact = _convert_ir(options, core, work)
                 backend = create(name, core=core, artefact=artefact, device=options.device, precision=precision)
                 found.append((name, precision, backend))

@@ -238,7 +238,7 @@ def _train_scenes(
     names: set[str] = set()
     several = len(upscalers) > 1
     for upscaler in upscalers:
-        _options, pool, _runner = upscaler.route(choice)
+        pool = upscaler.route(choice).pool
         for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
             info = pool.model(scale).info
             names.update(info.provenance.get("train_scenes", []))

@@ -89,7 +89,7 @@ class TileRunner:
         limit = caps.max_shape[0] if caps.max_shape is not None else self.options.batch
         core = self.pool.model(scale).core
         per_pixel = 4 * (3 * scale * scale + 2 * core.config.n_feats)
-        if self.options.backend.backend != "torch":
+        if self.options.backend.kind.whole_activations:
             per_pixel += 3 * core.activation_bytes_per_pixel()
         per_tile = bands * window[0] * window[1] * per_pixel
         return max(1, min(self.options.batch, limit, self.options.budget // 4 // per_tile))

@@ -1,66 +1,83 @@
 """What processing one scene takes, wherever it runs (the local executor's threads, a Ray worker): the archive,
-the options, the backend pool and tile runner, and how a scene's manifest record and output attributes are made."""
+the weights router and the route of the scene at hand (its options, backend pool and tile runner), and how a scene
+is prepared for (its artefacts) and what every output says about how it was made."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import Archive
-from dualsr_deploy.data.scene import SceneMeta
-from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer.batching import TileRunner
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.pool import BackendPool
+from dualsr_deploy.infer.records import SceneFacts, finished_record, scene_record
+from dualsr_deploy.infer.routes import Route, Router
 
-# What a scene's failure can raise: recorded as that scene's, never the run's.
-SCENE_ERRORS = (DualSRError, RuntimeError, ValueError, OSError)
 
-
-@dataclass
+@dataclass(frozen=True)
 class SceneContext:
-    """``worker`` names the process in the records (cluster runs).
-
-    With ``--weights auto`` each scene says which shipped family it takes (:func:`~dualsr_deploy.infer.plan
-    .scene_family`); :meth:`for_scene` gives the context whose pool holds that family's weights, made on first need
-    and kept for the run (this context serves cave, auto's fallback)."""
+    """``route``: the weights the scene at hand runs with (:meth:`for_scene`; the run's own by default).
+    ``worker`` names the process in the records (cluster runs)."""
 
     archive: Archive
-    options: InferOptions
-    pool: BackendPool
-    runner: TileRunner
+    router: Router
+    route: Route
     worker: str | None = None
-    _routes: dict[str, SceneContext] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def of(cls, archive: Archive, router: Router, worker: str | None = None) -> SceneContext:
+        return cls(archive, router, router.base, worker)
+
+    @property
+    def options(self) -> InferOptions:
+        return self.route.options
+
+    @property
+    def pool(self) -> BackendPool:
+        return self.route.pool
+
+    @property
+    def runner(self) -> TileRunner:
+        return self.route.runner
 
     def for_scene(self, planned: PlannedScene) -> SceneContext:
-        """The context that runs ``planned`` with the weights chosen for it."""
-        options = self.options.for_weights(planned.weights)
-        if options is None or planned.weights is None:
-            return self
-        family = planned.weights.family
-        with self._lock:
-            if family not in self._routes:
-                pool = BackendPool(options.backend, say=self.pool.say)
-                runner = TileRunner(pool, options, self.runner.report)
-                self._routes[family] = SceneContext(self.archive, options, pool, runner, self.worker)
-            return self._routes[family]
+        """The context that runs ``planned`` with the weights chosen for it (``planned.weights``)."""
+        route = self.router.route(planned.weights)
+        return self if route is self.route else replace(self, route=route)
+
+    def prepare(self, todo: list[PlannedScene]) -> None:
+        """Prepare, then run: the artefacts of every (scale, band count) the planned scenes need, per weights
+        family. One that cannot be made fails the scenes needing it, when they start; what no scene can get past
+        (a missing extra, weights an artefact was not made from) stops the run here."""
+        needs: dict[int, tuple[Route, set[int]]] = {}
+        for planned in todo:
+            if planned.entry.shape is not None:
+                route = self.router.route(planned.weights)
+                needs.setdefault(id(route), (route, set()))[1].add(planned.entry.shape[0])
+        for route, bands in needs.values():
+            route.prepare(bands, keep_going=True)
+
+    def prepare_scene(self, scene: Scene) -> None:
+        """What a read scene needs beyond the plan: the band counts of the segments its bad bands split it into."""
+        self.route.prepare_scene(scene)
+
+    def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
+        """The record of a scene that ended with ``status`` (see :func:`~dualsr_deploy.infer.records.scene_record`)."""
+        return scene_record(self.options, planned, status, worker=self.worker, **facts)
+
+    def finished(self, planned: PlannedScene, facts: SceneFacts, **fields: Any) -> SceneRecord:
+        """The ``ok`` record of a computed scene (see :func:`~dualsr_deploy.infer.records.finished_record`)."""
+        return finished_record(self.options, planned, facts, worker=self.worker, **fields)
 
     @property
     def opened(self) -> list[str]:
         """The backends opened for every family the run used."""
-        return self.pool.opened + [name for route in self._routes.values() for name in route.pool.opened]
-
-    def close_routes(self) -> None:
-        for route in self._routes.values():
-            route.pool.close()
-
-    def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
-        return scene_record(self.options, planned, status, worker=self.worker, **facts)
+        return self.router.opened
 
     def output_attrs(self) -> dict[str, str]:
         """What every output of the run says about how it was made."""
@@ -79,37 +96,10 @@ class SceneContext:
         return attrs
 
 
-def scene_record(
-    options: InferOptions, planned: PlannedScene, status: str, *, notes: list[str] | None = None, **facts: Any
-) -> SceneRecord:
-    """The manifest record of a planned scene that ended with ``status`` (``facts``: the other fields)."""
-    entry = planned.entry
-    spec = options.backend
-    choice = planned.weights
-    return SceneRecord(
-        entry.name,
-        str(entry.path),
-        status,
-        input_sha256=planned.digest,
-        backend=options.backend.label,
-        precision_choice=options.backend.precision_choice or None,
-        weights=choice.family if choice is not None else spec.weights_label(options.scale),
-        weights_choice=f"auto: {choice.reason}" if choice is not None else None,
-        stage=options.stage,
-        stage_choice=options.stage_choice or None,
-        scale=options.scale,
-        shape_in=list(entry.shape) if entry.shape else None,
-        mode=planned.mode,
-        tiles=planned.tiles,
-        notes=([planned.reason] if planned.reason and status == "ok" else []) + (notes or []),
-        **facts,
-    )
-
-
 def output_meta(meta: SceneMeta, scale: int) -> SceneMeta:
     """An output's metadata: the input's, with its georeferencing scaled to the output's pixels."""
     georef = meta.georef.scaled(scale) if meta.georef is not None else None
     return meta.replace(georef=georef)
 
 
-__all__ = ["SCENE_ERRORS", "SceneContext", "output_meta", "scene_record"]
+__all__ = ["SceneContext", "output_meta"]

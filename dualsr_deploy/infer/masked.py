@@ -48,29 +48,24 @@ def split_segments(good: np.ndarray, source: str) -> tuple[list[tuple[int, int]]
 
 def super_resolve(
     runner: TileRunner, options: InferOptions, scene: Scene, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, float | None, list[str]]:
+) -> tuple[torch.Tensor, torch.Tensor, float | None]:
     """The clipped coarse result and the stage's result, each ``(C, s·H, s·W)`` float32 in normalised units (bad
-    bands 0; :func:`output_scene` puts their raw values back), the fine stage's SAM weight and notes."""
+    bands 0; :func:`output_scene` puts their raw values back), and the fine stage's SAM weight (what the scene went
+    through is :class:`~dualsr_deploy.infer.records.SceneFacts`)."""
     scale, name = options.scale, scene.name
     network, short = plan_segments(scene)
     valid = scene.valid if scene.valid is not None else np.ones(scene.cube.shape[1:], dtype=bool)
     cube = torch.from_numpy(fill_invalid(scene.cube, valid)).to(device)
     c, h, w = cube.shape
     high = torch.zeros((c, scale * h, scale * w), device=device)
-    notes = []
-    if len(network) > 1 or short or scene.meta.bad_bands:
-        notes.append(f"good bands super-resolved in {len(network)} segment(s): {_runs(network)}")
     for a, b in network:
         high[a:b] = runner.coarse(scale, [cube[a:b]], [name])[0]
     for a, b in short:
         high[a:b] = imresize(cube[a:b], scale)
-        notes.append(f"bands {a}-{b - 1}: fewer than {MIN_SEGMENT} good bands between bad ones, upsampled bicubically")
-    if scene.valid is not None:
-        notes.append(f"{int((~valid).sum())} invalid LR pixels filled from their nearest valid pixel for the network")
     floor = floor_tensor(scene.meta.band_floor, device)
     coarse = clip_range(high, floor)
     if options.stage == "coarse":
-        return coarse, (coarse if options.clip else high), None, notes
+        return coarse, (coarse if options.clip else high), None
     bands = [i for a, b in network for i in range(a, b)]
     low = None
     if options.stage == "dual":
@@ -94,7 +89,7 @@ def super_resolve(
     )
     result = coarse.clone() if options.clip else high.clone()
     result[bands] = fine
-    return coarse, result, weight, notes
+    return coarse, result, weight
 
 
 def output_scene(scene: Scene, result: np.ndarray, scale: int, meta: SceneMeta) -> Scene:
@@ -105,10 +100,6 @@ def output_scene(scene: Scene, result: np.ndarray, scale: int, meta: SceneMeta) 
     if meta.bad_bands:
         cube[list(meta.bad_bands)] = 0.0
     return Scene(scene.name, cube, meta, valid=valid, passthrough=passthrough)
-
-
-def _runs(runs: list[tuple[int, int]]) -> str:
-    return ", ".join(f"{a}-{b - 1}" for a, b in runs)
 
 
 __all__ = ["is_complete", "output_scene", "plan_segments", "split_segments", "super_resolve"]

@@ -5,13 +5,13 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
-from dualsr_deploy.backends import check_backend
+from dualsr_deploy.backends import BackendKind, backend_kind, check_backend
 from dualsr_deploy.backends.precision import resolve_precision
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.validity import Masking
@@ -103,9 +103,10 @@ class BackendSpec:
     ) -> BackendSpec:
         """The spec a command line asks for. ``device`` None: this machine's CUDA device if any, else the CPU; on
         a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's."""
+        kind = backend_kind(backend)
         if on_cluster:
-            chosen = device or ("cuda" if backend == "trt" else "cpu")
-        elif backend == "openvino":
+            chosen = device or ("cuda" if kind.cuda_only else "cpu")
+        elif kind.devices == "openvino":
             chosen = device or "cpu"  # an OpenVINO device name (cpu, GPU, NPU …), checked when the backend opens
         else:
             chosen = check_device(device or default_device())
@@ -192,6 +193,11 @@ class BackendSpec:
         return given.name
 
     @property
+    def kind(self) -> BackendKind:
+        """What the backend is: its artefacts, precisions, devices (:mod:`dualsr_deploy.backends.kinds`)."""
+        return backend_kind(self.backend)
+
+    @property
     def label(self) -> str:
         return f"{self.backend}-{self.device}-{self.precision}"
 
@@ -250,6 +256,19 @@ class InferOptions:
                     f"there is none{'' if self.scale % 2 else ' (pass one with --weights-half)'}; run --stage "
                     "coarse, or --stage backproject (SAM-weighted back-projection onto the LR input)"
                 )
+
+    def choose_weights(self, bands: int, wavelengths: Sequence[float] | None) -> FamilyChoice | None:
+        """The shipped family ``--weights auto`` picks for a cube of ``bands`` bands (with ``wavelengths`` in nm when
+        known), for the scales not given a file; None when the run's weights are fixed. The one place a scene's
+        weights are chosen (the plan, runs, ``Upscaler`` and xarray ask here, through
+        :class:`~dualsr_deploy.infer.routes.Router`)."""
+        from dualsr_deploy.weights import AUTO, choose_family
+
+        spec = self.backend
+        if spec.family != AUTO:
+            return None
+        shipped = [s for s in self.scales if spec.given(s) is None]  # the scales that take shipped weights
+        return choose_family(bands, wavelengths, shipped) if shipped else None
 
     def for_weights(self, choice: FamilyChoice | None) -> InferOptions | None:
         """These options with the family ``--weights auto`` chose for a scene, or None when the run's own weights

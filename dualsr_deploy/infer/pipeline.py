@@ -19,12 +19,13 @@ import torch
 from dualsr_deploy.atomic import free_bytes, no_space
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
-from dualsr_deploy.errors import DualSRError
-from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext, output_meta
+from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
+from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, input_digest, output_problem
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene, space_problem
-from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
+from dualsr_deploy.infer.quality import qa_path, reach
+from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.infer.streaming import stream_scene
 from dualsr_deploy.ops.fine import finish_stage, floor_tensor
 
@@ -32,13 +33,14 @@ from dualsr_deploy.ops.fine import finish_stage, floor_tensor
 @dataclass
 class LoadedScene:
     """A planned scene after reading: ``skip`` (done in an earlier run), its LR ``scene`` (in-memory scenes), or
-    the ``error`` that kept it from being read."""
+    the ``error`` that kept it from being read or prepared for."""
 
     planned: PlannedScene
     skip: bool = False
     scene: Scene | None = None
     error: str | None = None
     read_seconds: float = 0.0
+    fatal: Exception | None = None  # what stops the run (RUN_ERRORS), met while preparing for the scene
 
 
 @dataclass
@@ -81,6 +83,13 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord |
                 item.scene = reader.load(ctx.options.normalise, masking=ctx.options.masking)
         except (DualSRError, OSError, ValueError) as exc:
             item.error = str(exc)
+    if item.scene is not None:  # its segments' artefacts, here on the reader's side, not while tiles wait
+        try:
+            ctx.for_scene(planned).prepare_scene(item.scene)
+        except RUN_ERRORS as exc:
+            item.fatal = exc
+        except SCENE_ERRORS as exc:
+            item.error = f"{type(exc).__name__}: {exc}"
     item.read_seconds = time.perf_counter() - started
     return item
 
@@ -130,7 +139,7 @@ def _compute_complete(ctx: SceneContext, items: list[LoadedScene]) -> list[_Done
         fine_seconds = time.perf_counter() - t1
         result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), output_meta(scene.meta, scale))
         seconds = {"read": item.read_seconds, "coarse": coarse_seconds, "fine": fine_seconds}
-        done.append(_Done(item, _result(ctx, item, result, weight, seconds, [])))
+        done.append(_Done(item, _result(ctx, item, result, weight, seconds)))
     return done
 
 
@@ -139,41 +148,32 @@ def _compute_masked(ctx: SceneContext, item: LoadedScene) -> Result:
     assert scene is not None
     device = ctx.pool.backend(options.scale, max(b - a for a, b in plan_segments(scene)[0])).device
     t0 = time.perf_counter()
-    _coarse, sr, weight, notes = super_resolve(ctx.runner, options, scene, device)
+    _coarse, sr, weight = super_resolve(ctx.runner, options, scene, device)
     seconds = {"read": item.read_seconds, "coarse": time.perf_counter() - t0, "fine": 0.0}
     result = output_scene(scene, sr.cpu().numpy(), options.scale, output_meta(scene.meta, options.scale))
-    return _result(ctx, item, result, weight, seconds, notes)
+    return _result(ctx, item, result, weight, seconds)
 
 
 def _result(
-    ctx: SceneContext,
-    item: LoadedScene,
-    scene: Scene,
-    weight: float | None,
-    seconds: dict[str, float],
-    notes: list[str],
+    ctx: SceneContext, item: LoadedScene, scene: Scene, weight: float | None, seconds: dict[str, float]
 ) -> Result:
+    """What to write for a computed in-memory scene: its output, record and quality layer."""
+    lr = item.scene
     assert item.planned.output is not None
+    assert lr is not None
+    facts = SceneFacts.of_scene(lr)
     if ctx.options.units == "source":
-        clipped = scene.out_of_range()
-        if clipped:
-            notes.append(f"{clipped} values rounded and clipped to the range of {scene.meta.dtype}")
+        facts.clipped = scene.out_of_range()
     qa = None
     if ctx.options.qa:
-        assert item.scene is not None
-        layer = quality_layer(
-            item.scene.valid, item.scene.cube.shape[1:], ctx.options.scale, reach(ctx.pool, ctx.options)
-        )
-        qa = qa_scene(layer, scene)
-    record = ctx.record(
+        qa = quality(lr.valid, lr.cube.shape[1:], scene, ctx.options.scale, reach(ctx.pool, ctx.options))
+    record = ctx.finished(
         item.planned,
-        "ok",
-        output=str(item.planned.output),
+        facts,
         shape_out=list(scene.cube.shape),
         sam_weight=weight,
-        seconds={k: round(v, 3) for k, v in seconds.items()},
-        notes=notes,
-        qa=counts(layer) if qa is not None else None,
+        seconds=seconds,
+        qa=quality_counts(qa) if qa is not None else None,
     )
     return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units, qa)
 
@@ -230,6 +230,8 @@ def process_scene(
     item = load_scene(ctx, planned, previous)
     if item.skip:
         return None
+    if item.fatal is not None:  # on a worker, the scene's: the driver's own preparation met it first
+        return ctx.record(item.planned, "failed", error=f"{type(item.fatal).__name__}: {item.fatal}")
     if item.error is not None:
         return ctx.record(item.planned, "failed", error=item.error)
     with lock:

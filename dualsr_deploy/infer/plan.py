@@ -130,21 +130,10 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
                     planned.tiles,
                     planned.reason,
                     digest,
-                    weights=scene_family(entry, options),
+                    weights=options.choose_weights(entry.shape[0], entry.wavelengths) if entry.shape else None,
                 )
         plan.append(planned)
     return plan
-
-
-def scene_family(entry: ArchiveEntry, options: InferOptions) -> FamilyChoice | None:
-    """The weights family ``--weights auto`` picks for ``entry`` (None when the run's weights are fixed)."""
-    from dualsr_deploy.weights import AUTO, choose_family
-
-    spec = options.backend
-    if spec.family != AUTO or entry.shape is None:
-        return None
-    shipped = [s for s in options.scales if spec.given(s) is None]  # the scales that take shipped weights
-    return choose_family(entry.shape[0], entry.wavelengths, shipped) if shipped else None
 
 
 def _plan_one(
@@ -194,6 +183,5 @@ __all__ = [
     "inside",
     "output_suffix",
     "plan_archive",
-    "scene_family",
     "space_problem",
 ]

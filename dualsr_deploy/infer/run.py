@@ -25,7 +25,6 @@ from pathlib import Path
 
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.errors import RunError
-from dualsr_deploy.infer.batching import TileRunner
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Executor, Job, Outcome
 from dualsr_deploy.infer.executors.local import LocalExecutor
@@ -35,6 +34,7 @@ from dualsr_deploy.infer.manifest import RunManifest, SceneRecord
 from dualsr_deploy.infer.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, WORK_DIR, Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive
 from dualsr_deploy.infer.pool import BackendPool
+from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.stop import StopRequest
 
 
@@ -91,30 +91,26 @@ def run_archive(
     archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
     _check_output_folder(source, out, archive, options, dry_run)
     with contextlib.ExitStack() as stack:
-        make_executor: Callable[[BackendPool, list[PlannedScene]], Executor] | None = None
+        make_executor: Callable[[BackendPool], Executor] | None = None
         if cluster is not None and not dry_run:
             options, make_executor = _on_cluster(stack, cluster, options, out, archive, report)
-        pool = BackendPool(options.backend, say=lambda text: report(Event("message", text=text)))
-        stack.callback(pool.close)
+        router = Router(options, report=report, say=lambda text: report(Event("message", text=text)))
+        stack.callback(router.close)
         for scale in options.scales:
-            pool.model(scale)  # missing or mismatched weights stop the run before anything is written
+            router.base.pool.model(scale)  # missing or mismatched weights stop the run before anything is written
         plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
         result = ArchiveReport(out, plan, not_scenes=list(archive.skipped), root=archive.root)
         todo = [p for p in plan if p.action == "run"]
         report(Event("plan", count=len(todo), total=sum(p.tiles for p in todo)))
         if dry_run:
             return result
-        executor: Executor
-        if make_executor is not None:
-            executor = make_executor(pool, todo)
-        else:
-            ctx = SceneContext(archive, options, pool, TileRunner(pool, options, report))
-            stack.callback(ctx.close_routes)
-            executor = LocalExecutor(ctx)
         lock_notes: list[str] = []
         stack.enter_context(output_lock(out, lock_notes))  # makes the folder; one run per folder, before anything
         for text in lock_notes:
             report(Event("message", text=text))
+        ctx = SceneContext.of(archive, router)
+        ctx.prepare(todo)  # prepare, then run: every artefact the plan needs, for either executor
+        executor = make_executor(router.base.pool) if make_executor is not None else LocalExecutor(ctx)
         if options.resume:
             _clean_stale(out)  # the lock is ours: temporary files here belong to no live run
         manifest = RunManifest(out)
@@ -167,15 +163,15 @@ def _on_cluster(
     out: Path,
     archive: Archive,
     report: Callable[[Event], None],
-) -> tuple[InferOptions, Callable[[BackendPool, list[PlannedScene]], Executor]]:
+) -> tuple[InferOptions, Callable[[BackendPool], Executor]]:
     """Connect to the cluster, lay its workers out, and return the options its workers run with (their device
-    and memory budget) and a maker of the Ray executor, given the driver's pool (for the weights' hashes) and the
-    scenes to run (graphs are exported here once, not by every worker)."""
+    and memory budget) and a maker of the Ray executor, given the driver's pool (for the weights' hashes; the
+    artefacts were prepared by the driver before, once, not by every worker)."""
     from dualsr_deploy.infer.executors.ray_driver import ClusterSession, RayExecutor
     from dualsr_deploy.infer.executors.ray_spec import layout_workers
 
     session = stack.enter_context(ClusterSession(cluster))
-    wanted = cluster.device or ("cuda" if options.backend.backend == "trt" else session.default_device())
+    wanted = cluster.device or ("cuda" if options.backend.kind.cuda_only else session.default_device())
     layout = layout_workers(cluster, session.nodes(), wanted)
     options = replace(
         options,
@@ -191,14 +187,7 @@ def _on_cluster(
         )
     )
 
-    def make(pool: BackendPool, todo: list[PlannedScene]) -> RayExecutor:
-        if options.backend.backend != "torch":
-            for bands in sorted({p.entry.shape[0] for p in todo if p.entry.shape}):
-                for scale in options.scales:
-                    if options.backend.backend == "openvino":
-                        pool.ir(scale, bands)  # the IR (and its fp32 graph), once, before the workers need them
-                    else:
-                        pool.graph(scale, bands)
+    def make(pool: BackendPool) -> RayExecutor:
         return RayExecutor(
             session,
             layout,

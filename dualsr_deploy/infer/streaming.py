@@ -28,10 +28,10 @@ from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
-from dualsr_deploy.infer.masked import split_segments
 from dualsr_deploy.infer.options import WORK_DIR
 from dualsr_deploy.infer.plan import PlannedScene
-from dualsr_deploy.infer.quality import counts, qa_path, qa_scene, quality_layer, reach
+from dualsr_deploy.infer.quality import qa_path, reach
+from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.ops.fine import backproject_streamed, clip_range, floor_tensor, sam_weight_streamed
 from dualsr_deploy.ops.imresize import imresize
 
@@ -46,19 +46,25 @@ def fill_margin(radius: int) -> int:
 class _StreamedScene:
     """One streamed scene: its reader, its device, its band segments, the seconds spent per step, its work folder."""
 
-    def __init__(self, ctx: SceneContext, planned: PlannedScene, reader: SceneReader, meta: SceneMeta, work: Path):
+    def __init__(
+        self,
+        ctx: SceneContext,
+        planned: PlannedScene,
+        reader: SceneReader,
+        meta: SceneMeta,
+        work: Path,
+        facts: SceneFacts,
+    ) -> None:
         assert planned.entry.shape is not None
         self.ctx, self.planned, self.reader, self.meta, self.work = ctx, planned, reader, meta, work
         self.bands, self.height, self.width = planned.entry.shape
-        good = np.ones(self.bands, dtype=bool)
-        good[list(meta.bad_bands)] = False
-        self.network, self.short = split_segments(good, str(planned.entry.path))
+        self.facts = facts  # the segments and invalid pixels, counted as the scene is read; clipped values, as written
+        self.network, self.short = facts.network, facts.short
         self.network_bands = [i for a, b in self.network for i in range(a, b)]
         self.device = ctx.pool.backend(ctx.options.scale, self.network[0][1] - self.network[0][0]).device
         self.margin = fill_margin(reach(ctx.pool, ctx.options))
         self.floor = floor_tensor(meta.band_floor, self.device)
         self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
-        self.invalid_pixels = 0
 
     def _load(self, start: int, stop: int) -> Scene:
         scene = self.reader.load(
@@ -138,13 +144,15 @@ class _StreamedScene:
         scale = self.ctx.options.scale
         values = rows.cpu().numpy()
         valid = passthrough = None
-        if self.meta.bad_bands or self.invalid_pixels:  # the LR rows' flags, read again only where there are some
+        if self.meta.bad_bands or self.facts.invalid_pixels:  # the LR rows' flags, read again only where there are some
             index, first = self._at(scale, first_row, first_row + values.shape[1])
             lr = self._load(first, first + int(index[-1]) + 1)
             valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
             passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
         if valid is not None or passthrough is not None or self.ctx.options.units == "source":
             part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
+            if self.ctx.options.units == "source":
+                self.facts.clipped += part.out_of_range()
             values = part.raw() if self.ctx.options.units == "source" else part.normalised()
         writer.write(first_row, values)
         self.seconds["write"] += time.perf_counter() - t
@@ -178,7 +186,7 @@ class _StreamedScene:
         t = time.perf_counter()
         row_bytes = 4 * c * low_shape[2] * factor * factor * 12
         step = max(8, min(low_shape[1], options.budget // max(row_bytes, 1)))
-        valid = self.valid_at(guide) if self.invalid_pixels else None
+        valid = self.valid_at(guide) if self.facts.invalid_pixels else None
         weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid)
         for first, rows in backproject_streamed(high_net, low, low_shape, factor, weight, step):
             full = clip_range(high(first, first + rows.shape[1]), self.floor)
@@ -216,8 +224,12 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     with ctx.archive.open(entry) as reader:
         reader.resolve_in_strips(options.normalise, masking=options.masking)
         meta = reader.load(options.normalise, Window(0, 0, 1, w), options.masking).meta
-        scene = _StreamedScene(ctx, planned, reader, meta, work)
-        scene.invalid_pixels = _count_invalid(reader, ctx, h, w)
+        good = np.ones(c, dtype=bool)
+        good[list(meta.bad_bands)] = False
+        facts = SceneFacts.of(good, str(entry.path), dtype=meta.dtype)
+        ctx.route.prepare({b - a for a, b in facts.network})  # its segments' artefacts, before any strip runs
+        scene = _StreamedScene(ctx, planned, reader, meta, work, facts)
+        scene.facts.invalid_pixels = _count_invalid(reader, ctx, h, w)
         out_meta = output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
         dtype = meta.dtype if options.units == "source" else "float32"
         with ChunkedWriter(
@@ -229,22 +241,10 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
             scene.seconds["write"] += time.perf_counter() - t
         quality = _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
     shutil.rmtree(work, ignore_errors=True)
-    seconds = {k: round(v, 3) for k, v in scene.seconds.items()}
-    seconds["total"] = round(sum(seconds.values()), 3)
-    notes = []
-    if scene.invalid_pixels:
-        notes.append(f"{scene.invalid_pixels} invalid LR pixels filled from their nearest valid pixel for the network")
-    if len(scene.network) > 1 or scene.short or meta.bad_bands:
-        notes.append(f"good bands super-resolved in {len(scene.network)} segment(s)")
-    return ctx.record(
-        planned,
-        "ok",
-        output=str(planned.output),
-        shape_out=[c, scale * h, scale * w],
-        sam_weight=weight,
-        seconds=seconds,
-        notes=notes,
-        qa=quality,
+    seconds = dict(scene.seconds)
+    seconds["total"] = sum(seconds.values())
+    return ctx.finished(
+        planned, scene.facts, shape_out=[c, scale * h, scale * w], sam_weight=weight, seconds=seconds, qa=quality
     )
 
 
@@ -253,10 +253,10 @@ def _write_quality(scene: _StreamedScene, output: Path, meta: SceneMeta, ctx: Sc
     valid = np.concatenate(
         [scene.valid_rows(top, min(top + 64, scene.height)) for top in range(0, scene.height, 64)], axis=0
     )
-    layer = quality_layer(valid, valid.shape, ctx.options.scale, reach(ctx.pool, ctx.options))
     shell = Scene(output.stem, np.zeros((1, 1, 1), dtype=np.float32), meta)
-    write_scene(qa_path(output), qa_scene(layer, shell), attrs=ctx.output_attrs(), units="source")
-    return counts(layer)
+    layer = quality(valid, valid.shape, shell, ctx.options.scale, reach(ctx.pool, ctx.options))
+    write_scene(qa_path(output), layer, attrs=ctx.output_attrs(), units="source")
+    return quality_counts(layer)
 
 
 __all__ = ["fill_margin", "stream_scene"]

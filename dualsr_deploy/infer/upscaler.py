@@ -11,13 +11,12 @@ import torch
 
 from dualsr_deploy.data.normalise import band_floor
 from dualsr_deploy.data.scene import Scene, SceneMeta
-from dualsr_deploy.infer.batching import TileRunner
 from dualsr_deploy.infer.masked import super_resolve
 from dualsr_deploy.infer.options import InferOptions
-from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.quality import reach
+from dualsr_deploy.infer.routes import Route, Router
 from dualsr_deploy.ops.fine import clip_range, finish_stage, floor_tensor
-from dualsr_deploy.weights import AUTO, FamilyChoice, choose_family
+from dualsr_deploy.weights import FamilyChoice
 
 
 @dataclass
@@ -34,31 +33,23 @@ class Upscaler:
     :func:`~dualsr_deploy.infer.run.run_archive` does it. Close it (or use it as a context manager).
 
     With ``--weights auto`` (``options.backend.family``), :meth:`choose` says which shipped family a cube takes and
-    ``weights=`` runs it with that family's weights (each family's backends opened on first need, kept open)."""
+    ``weights=`` runs it with that family's weights, through the same :class:`~dualsr_deploy.infer.routes.Router`
+    as the runs (each family's backends opened on first need, kept open). Each cube's artefacts are prepared
+    before it runs."""
 
     def __init__(self, options: InferOptions) -> None:
         self.options = options
-        self.pool = BackendPool(options.backend)
-        self.runner = TileRunner(self.pool, options, lambda _event: None)
-        self._routes: dict[str, tuple[InferOptions, BackendPool, TileRunner]] = {}
+        self.router = Router(options)
+        self.pool = self.router.base.pool
+        self.runner = self.router.base.runner
 
     def choose(self, bands: int, wavelengths: Sequence[float] | None) -> FamilyChoice | None:
         """What ``--weights auto`` picks for a cube (None when the weights are fixed)."""
-        spec = self.options.backend
-        if spec.family != AUTO:
-            return None
-        shipped = [s for s in self.options.scales if spec.given(s) is None]
-        return choose_family(bands, wavelengths, shipped) if shipped else None
+        return self.router.choose(bands, wavelengths)
 
-    def route(self, choice: FamilyChoice | None = None) -> tuple[InferOptions, BackendPool, TileRunner]:
+    def route(self, choice: FamilyChoice | None = None) -> Route:
         """The options, pool and runner that run with the weights ``--weights auto`` chose (None: the run's own)."""
-        options = self.options.for_weights(choice)
-        if options is None or choice is None:
-            return self.options, self.pool, self.runner
-        if choice.family not in self._routes:
-            pool = BackendPool(options.backend)
-            self._routes[choice.family] = (options, pool, TileRunner(pool, options, lambda _event: None))
-        return self._routes[choice.family]
+        return self.router.route(choice)
 
     def __call__(
         self, lr: torch.Tensor, valid: np.ndarray | None = None, *, weights: FamilyChoice | None = None
@@ -66,8 +57,10 @@ class Upscaler:
         """``valid``: ``(h, w)`` bool, the LR pixels to trust (None: all); the others are filled for the network
         and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.masked`).
         ``weights``: what :meth:`choose` picked, when the run's weights are ``auto``."""
-        options, pool, runner = self.route(weights)
+        route = self.route(weights)
+        options, pool, runner = route.options, route.pool, route.runner
         scale = options.scale
+        route.prepare([lr.shape[0]])
         # each band's minimum over the trusted pixels, on the cube's own device: as the readers set the clip floors
         keep = torch.from_numpy(valid).to(lr.device) if valid is not None and valid.any() else None
         minima = lr[:, keep].amin(dim=1) if keep is not None else lr.amin(dim=(1, 2))
@@ -76,7 +69,7 @@ class Upscaler:
             meta = SceneMeta("tensor", "tensor", band_floor=floor)
             scene = Scene("scene", lr.cpu().numpy().astype(np.float32), meta, valid=valid)
             device = pool.backend(scale, lr.shape[0]).device
-            coarse, result, weight, _notes = super_resolve(runner, options, scene, device)
+            coarse, result, weight = super_resolve(runner, options, scene, device)
             return Stages(coarse, None if options.stage == "coarse" else result, weight)
         device = pool.backend(scale, lr.shape[0]).device
         cube = lr.to(device)
@@ -90,8 +83,8 @@ class Upscaler:
 
     def reach_for(self, weights: FamilyChoice | None = None) -> int:
         """LR pixels around an output pixel's source that went into it (see :mod:`dualsr_deploy.infer.quality`)."""
-        options, pool, _runner = self.route(weights)
-        return reach(pool, options)
+        route = self.route(weights)
+        return reach(route.pool, route.options)
 
     @property
     def reach(self) -> int:
@@ -102,9 +95,7 @@ class Upscaler:
         return self.options.backend.label
 
     def close(self) -> None:
-        self.pool.close()
-        for _options, pool, _runner in self._routes.values():
-            pool.close()
+        self.router.close()
 
     def __enter__(self) -> Upscaler:
         return self

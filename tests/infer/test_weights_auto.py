@@ -80,15 +80,11 @@ def test_the_rule_with_an_airborne_family(airborne_family: Path, monkeypatch: py
     shutil.copy(airborne_family / "coarsr_x4.safetensors", custom)
     assert BackendSpec.for_run(scale=4, stage="coarse", device="cpu", weights=custom).weights_label(4) == custom.name
     # every scale given a file: nothing is left for auto to choose
-    from dualsr_deploy.data.archive import ArchiveEntry
-    from dualsr_deploy.infer.plan import scene_family
-
-    entry = ArchiveEntry("wide", Path("wide.h5"), shape=(189, 8, 8))
     half = airborne_family / "coarsr_x2.safetensors"
     both = BackendSpec.for_run(scale=4, stage="dual", device="cpu", weights=custom, weights_half=half)
-    assert scene_family(entry, InferOptions(backend=both)) is None
+    assert InferOptions(backend=both).choose_weights(189, None) is None
     only_x4 = BackendSpec.for_run(scale=4, stage="dual", device="cpu", weights=custom)
-    assert scene_family(entry, InferOptions(backend=only_x4)) is not None  # the ×2 guide is still auto's
+    assert InferOptions(backend=only_x4).choose_weights(189, None) is not None  # the ×2 guide is still auto's
     assert "no airborne weights ship at ×2: cave's used there" in partial.reason
     spec = BackendSpec(family="auto").with_family("airborne", partial.cave_scales)
     assert spec.checkpoint(4) == airborne_family / "airborne" / "coarsr_x4.safetensors"

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from dualsr_deploy.errors import BackendUnavailableError, CheckpointError, OptionalDependencyError
-from dualsr_deploy.infer.context import SCENE_ERRORS, SceneContext
+from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS
+from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.options import Event
 from dualsr_deploy.infer.pipeline import LoadedScene, Result, compute_scenes, load_scene, streamed, write_result
@@ -116,6 +116,8 @@ class _LocalRun:
             report(Event("skip", group[0].planned.entry.name, count=group[0].planned.tiles))
             return
         for item in group:
+            if item.fatal is not None:
+                raise item.fatal
             report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
         live = [item for item in group if item.error is None]
         for item in group:
@@ -139,8 +141,5 @@ class _LocalRun:
             for item in live:
                 finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
 
-
-# what no scene can get past: the run stops with it (exit 2), as it does when planning finds it
-RUN_ERRORS = (BackendUnavailableError, OptionalDependencyError, CheckpointError)
 
 __all__ = ["LocalExecutor"]

@@ -32,13 +32,13 @@ from typing import Any
 
 from dualsr_deploy._version import __version__
 from dualsr_deploy.errors import ClusterError
-from dualsr_deploy.infer.context import scene_record
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, require_ray
 from dualsr_deploy.infer.executors.ray_worker import SLOTS, SceneWorker
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.records import scene_record
 
 WAIT_NOTICE_S = 60.0  # say why nothing happens when no worker has started by then (a busy cluster)
 START_ATTEMPTS = 3  # a worker that dies while starting is asked again this many times
@@ -156,9 +156,7 @@ class _RayRun:
         todo = [_absolute_scene(p) for p in job.todo]
         bands = sorted({p.entry.shape[0] for p in todo if p.entry.shape is not None})
         needs = [
-            (s, c)
-            for s in self.options.scales
-            for c in (bands if self.options.backend.backend != "torch" else bands[:1])
+            (s, c) for s in self.options.scales for c in (bands if self.options.backend.kind.fixed_bands else bands[:1])
         ]
         self.checks = (
             __version__,

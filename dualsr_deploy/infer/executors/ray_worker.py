@@ -17,13 +17,12 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import Archive
 from dualsr_deploy.errors import WorkerRefusedError
-from dualsr_deploy.infer.batching import TileRunner
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.pipeline import process_scene
 from dualsr_deploy.infer.plan import PlannedScene
-from dualsr_deploy.infer.pool import BackendPool
+from dualsr_deploy.infer.routes import Router
 
 SLOTS = 2  # scenes a worker holds at once: one uses the backends while the other is read or written
 
@@ -36,9 +35,9 @@ class SceneWorker:
         self.threads = threads
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.messages: list[str] = []
-        self.pool = BackendPool(options.backend, say=self.messages.append)
-        runner = TileRunner(self.pool, options, lambda _event: None)
-        self.ctx = SceneContext(Archive(Path("/"), [], layout=layout), options, self.pool, runner, worker=self.name)
+        self.router = Router(options, say=self.messages.append)
+        self.pool = self.router.base.pool
+        self.ctx = SceneContext.of(Archive(Path("/"), [], layout=layout), self.router, worker=self.name)
         self.engine_lock = threading.Lock()
 
     def prepare(
@@ -76,6 +75,7 @@ class SceneWorker:
                 )
         for scale, bands in needs:
             try:
+                self.pool.prepare([(scale, bands)])  # the driver's artefacts, verified here; plans built for this GPU
                 self.pool.backend(scale, bands)
             except Exception as exc:
                 raise WorkerRefusedError(f"{where} cannot open the ×{scale} {bands}-band backend: {exc}") from exc

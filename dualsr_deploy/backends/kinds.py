@@ -1,0 +1,60 @@
+"""What each backend is before one is opened: what a run must prepare for it, which precisions and devices it takes,
+and how it holds memory. Code outside ``backends/`` decides on these facts (:func:`backend_kind`), never on a
+backend's name, so a new runtime is one entry here and one class beside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dualsr_deploy.errors import InputError
+
+ARTEFACTS = ("graph", "plan", "ir")  # an ONNX graph, a TensorRT plan, OpenVINO IR (see dualsr_deploy.artefacts)
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """``artefact``: what it runs, exported beforehand (``None``: the folded model itself, any band count).
+    ``precisions``: what it can be asked for. ``devices``: ``torch`` (a torch device: cpu, cuda), ``cuda`` (CUDA
+    GPUs only) or ``openvino`` (OpenVINO device names). ``gpu_tensors``: on a GPU it takes and returns CUDA tensors
+    without host copies. ``whole_activations``: it holds the network's activations for every band plane of a tile
+    batch at once (exported graphs; the torch backend runs planes in chunks), which sizes its batches."""
+
+    name: str
+    artefact: str | None
+    precisions: tuple[str, ...]
+    devices: str
+    gpu_tensors: bool
+    whole_activations: bool
+
+    @property
+    def fixed_bands(self) -> bool:
+        """Its artefacts are made for one band count: a run needs one per (scale, band count)."""
+        return self.artefact is not None
+
+    @property
+    def cuda_only(self) -> bool:
+        return self.devices == "cuda"
+
+    def artefact_precision(self, precision: str) -> str:
+        """The precision of the graph its artefact is made from: the run's for graphs and plans; fp32 for IR, whose
+        precision is a hint given when it is compiled."""
+        return "fp32" if self.artefact == "ir" else precision
+
+
+BACKEND_KINDS = {
+    "torch": BackendKind("torch", None, ("fp32", "bf16", "fp16", "fp64"), "torch", True, False),
+    "onnx": BackendKind("onnx", "graph", ("fp32", "fp16"), "torch", True, True),
+    "trt": BackendKind("trt", "plan", ("fp32", "fp16"), "cuda", True, True),
+    "openvino": BackendKind("openvino", "ir", ("fp32", "bf16"), "openvino", False, True),
+}
+
+
+def backend_kind(name: str) -> BackendKind:
+    """The kind of backend ``name``; an unknown name is refused with the choices."""
+    try:
+        return BACKEND_KINDS[name]
+    except KeyError:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_KINDS)}") from None
+
+
+__all__ = ["ARTEFACTS", "BACKEND_KINDS", "BackendKind", "backend_kind"]

@@ -1,0 +1,177 @@
+"""Prepare, then run: the weights a run needs, read once (:class:`Models`), and every artefact its backend runs
+(:class:`Artefacts`: ONNX graphs, OpenVINO IR, TensorRT plans, one per scale and band count), found in the
+artefacts folder and checked against those weights (hashes, the weights they were exported from), or exported
+there (graphs on any machine, plans where TensorRT and a GPU are present, IR where OpenVINO is installed), before
+any scene computes. The local and the Ray executor prepare the same way (``run_archive``, before the executor
+starts); a scene whose bad bands split it into segments of other band counts prepares those when it is read. The
+backend pool (:mod:`dualsr_deploy.infer.pool`) then only opens what was prepared."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualsr_deploy.archs.coarsr import CoarSRConfig
+from dualsr_deploy.archs.cube import FoldedCoarSR
+from dualsr_deploy.archs.fold import fold_coarsr
+from dualsr_deploy.artefacts import (
+    check_ir,
+    graph_filename,
+    ir_path_for,
+    plan_path_for,
+    read_manifest,
+    variant_name,
+    verify_artefact,
+)
+from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
+from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, CheckpointError
+from dualsr_deploy.infer.options import BackendSpec
+
+
+@dataclass
+class Model:
+    """One scale's weights: the folded core (for torch and for sizing halos) and what the file said."""
+
+    core: FoldedCoarSR
+    info: CheckpointInfo
+    path: Path
+
+    @property
+    def config(self) -> CoarSRConfig:
+        return self.core.config
+
+
+class Models:
+    """The run's weights by scale, read (and checked to be the scale asked for) once."""
+
+    def __init__(self, spec: BackendSpec) -> None:
+        self.spec = spec
+        self._models: dict[int, Model] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, scale: int) -> Model:
+        with self._lock:
+            if scale not in self._models:
+                path = self.spec.checkpoint(scale)
+                network, info = read_checkpoint(path)
+                if info.scale != scale:
+                    raise CheckpointError(f"{path}: a ×{info.scale} model, given for ×{scale}")
+                self._models[scale] = Model(fold_coarsr(network, info.neighbour_rule), info, Path(path))
+            return self._models[scale]
+
+
+class Artefacts:
+    """The artefacts of one backend spec, prepared per (scale, band count): :meth:`prepare` makes sure each exists
+    and is verified, :meth:`prepared` hands it to the pool (and refuses one never prepared)."""
+
+    def __init__(self, spec: BackendSpec, models: Models, say: Callable[[str], None]) -> None:
+        self.spec, self.models, self.say = spec, models, say
+        self.kind = spec.kind
+        self._ready: dict[tuple[int, int], Path] = {}
+        self._failed: dict[tuple[int, int], Exception] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False) -> None:
+        """Make sure the artefact of every (scale, bands) in ``needs`` exists and is verified. ``keep_going``: an
+        artefact that cannot be made or verified (a scene's error, not a run's: :data:`~dualsr_deploy.errors
+        .RUN_ERRORS` are raised at once) is remembered and raised again when asked for (:meth:`prepared`), so that
+        only the scenes needing it fail."""
+        if self.kind.artefact is None:
+            for scale, _bands in needs:
+                self.models[scale]  # the weights are what torch runs: read and checked here, before the run
+            return
+        for key in sorted(set(needs)):
+            with self._lock:
+                if key in self._ready or (keep_going and key in self._failed):
+                    continue
+                try:
+                    self._ready[key] = self._make(*key)
+                except RUN_ERRORS:
+                    raise
+                except SCENE_ERRORS as exc:
+                    if not keep_going:
+                        raise
+                    self._failed[key] = exc
+
+    def prepared(self, scale: int, bands: int) -> Path | None:
+        """The artefact for (scale, bands), prepared before (None: the backend runs the model itself)."""
+        if self.kind.artefact is None:
+            return None
+        with self._lock:
+            if (scale, bands) in self._failed:
+                raise self._failed[(scale, bands)]
+            if (scale, bands) not in self._ready:
+                raise RuntimeError(
+                    f"no ×{scale} {bands}-band {self.kind.artefact} was prepared for the {self.kind.name} backend: "
+                    "prepare the artefacts before running (Artefacts.prepare)"
+                )
+            return self._ready[(scale, bands)]
+
+    def _make(self, scale: int, bands: int) -> Path:
+        if self.kind.artefact == "graph":
+            return self.graph(scale, bands, self.spec.precision)
+        if self.kind.artefact == "ir":
+            return self.ir(scale, bands)
+        return self.plan(scale, bands)
+
+    def graph(self, scale: int, bands: int, precision: str) -> Path:
+        """The ONNX graph of the ×``scale`` ``bands``-band model in the artefacts folder, checked against this
+        run's weights, exported first if absent."""
+        model = self.models[scale]
+        graph = self.spec.artefacts_dir / variant_name(scale, bands) / graph_filename(scale, bands, precision)
+        if graph.is_file() and graph.with_name(graph.name + ".json").is_file():
+            verify_artefact(graph)
+            self._check_source(graph, model, bands)
+            return graph
+        self._export(scale, bands, model, tensorrt="off", precision=precision)
+        return graph
+
+    def ir(self, scale: int, bands: int) -> Path:
+        """The OpenVINO IR of the ×``scale`` ``bands``-band model, converted from the fp32 graph if absent; checked
+        against its hashes and this run's weights."""
+        from dualsr_deploy.export.openvino import onnx2ir
+
+        graph = self.graph(scale, bands, self.kind.artefact_precision(self.spec.precision))
+        ir = ir_path_for(graph)
+        if not (ir.is_file() and ir.with_name(ir.name + ".json").is_file()):
+            self.say(f"no ×{scale} {bands}-band OpenVINO IR in {self.spec.artefacts_dir}: converting {graph.name}")
+            ir = onnx2ir(graph)
+        check_ir(ir)
+        self._check_source(ir, self.models[scale], bands)
+        return ir
+
+    def plan(self, scale: int, bands: int) -> Path:
+        """The TensorRT plan of the ×``scale`` ``bands``-band model for this GPU, built from the graph (checked
+        against this run's weights) if absent; its manifest and engine are checked where it is opened, against the
+        running GPU and the graph it was built from."""
+        from dualsr_deploy.runtimes import gpu_identity, require_tensorrt
+
+        require_tensorrt()
+        graph = self.graph(scale, bands, self.spec.precision)
+        plan = plan_path_for(graph, gpu_identity())
+        if not plan.is_file():
+            self._export(scale, bands, self.models[scale], tensorrt="require")
+        return plan
+
+    def _check_source(self, artefact: Path, model: Model, bands: int) -> None:
+        built_from = read_manifest(artefact).get("checkpoint_sha256")
+        if built_from != model.info.sha256:
+            raise CheckpointError(
+                f"{artefact} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
+                f"({model.path.name}, {model.info.sha256[:12]}…); re-export with dualsr export "
+                f"--checkpoint {model.path} --bands {bands}, or point --engines elsewhere"
+            )
+
+    def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str, precision: str | None = None) -> None:
+        from dualsr_deploy.export.pipeline import export_variant
+        from dualsr_deploy.export.recipes import default_recipe
+
+        precision = precision or self.spec.precision
+        recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(precision,))
+        self.say(f"no ×{scale} {bands}-band {precision} graph in {self.spec.artefacts_dir}: exporting one")
+        export_variant(recipe, out_dir=self.spec.artefacts_dir, tensorrt=tensorrt)  # type: ignore[arg-type]
+
+
+__all__ = ["Artefacts", "Model", "Models"]
