@@ -265,3 +265,35 @@ def test_the_layer_check_finds_a_climb() -> None:
     layers.append(["infer"])
     climbs = climbing_imports([names for names in layers if names])
     assert any(" imports dualsr_deploy.backends" in line for line in climbs)
+
+
+# Where a backend's name is the point, not a capability: the bench's reference row is torch fp32 by definition.
+NAMED_ON_PURPOSE = {"bench/advice.py"}
+
+
+def test_decisions_outside_backends_ask_capabilities_not_names() -> None:
+    """No comparison of a backend's name with a literal (``spec.backend == "trt"``) outside ``backends/``:
+    :func:`dualsr_deploy.backends.backend_kind` and :class:`~dualsr_deploy.backends.Capabilities` say what a
+    backend is."""
+    from dualsr_deploy.backends import BACKENDS
+
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        if path.is_relative_to(PACKAGE / "backends") or where in NAMED_ON_PURPOSE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            names = [s for s in sides if isinstance(s, ast.Constant) and s.value in BACKENDS]
+            names += [
+                e
+                for s in sides
+                if isinstance(s, ast.Tuple | ast.List | ast.Set)
+                for e in s.elts
+                if isinstance(e, ast.Constant) and e.value in BACKENDS
+            ]
+            if names and any("backend" in ast.unparse(s) or ast.unparse(s) == "name" for s in sides):
+                offenders.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    assert offenders == []

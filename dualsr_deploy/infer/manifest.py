@@ -19,6 +19,21 @@ MANIFEST_NAME = "manifest.jsonl"
 
 @dataclass
 class SceneRecord:
+    """One line of ``manifest.jsonl``: what happened to one scene in one attempt. Fields left empty are not
+    written.
+
+    - ``name``, ``input``: the scene's name in the archive and the file it was read from; ``status``: ``ok``,
+      ``failed`` (``error`` says why) or ``interrupted``.
+    - ``input_sha256``: the input's hash (what ``--resume`` compares); ``output``, ``output_bytes``,
+      ``output_sha256``: the output written and its fingerprint.
+    - How it ran: ``backend`` (``backend-device-precision``), ``stage``, ``scale``, ``weights`` (the family or the
+      checkpoint file), each ``*_choice`` saying why ``auto`` chose as it did; ``mode`` (``memory`` or
+      ``streamed``), ``tiles`` (LR tiles planned, both models for ``dual``), ``worker`` (cluster runs).
+    - What came out: ``shape_in``/``shape_out`` (bands, rows, columns), ``sam_weight`` (the fine stage's SAM
+      weight), ``seconds`` (read, coarse, fine, write, total), ``notes`` (segments, filled pixels, clipped values,
+      why a scene was redone), ``qa`` (output pixels per quality class with ``--qa``).
+    """
+
     name: str
     input: str
     status: str  # ok | failed | interrupted

@@ -35,6 +35,17 @@ LIKE_INPUT = {
 
 @dataclass(frozen=True)
 class PlannedScene:
+    """What a run will do with one scene of the archive, decided before anything is computed.
+
+    - ``entry``: the scene as probed (name, path, shape, dtype, wavelengths); ``action``: ``run``, ``skip`` (done in
+      an earlier run: ``--resume``) or ``fail`` (``reason`` says why: unreadable, an output that would overwrite an
+      input or leave the folder, no disk space, a format that cannot be streamed).
+    - ``output``: where its result goes; ``mode``: ``memory`` (held whole) or ``streamed`` (over the memory
+      budget: computed in strips); ``tiles``: LR tiles it takes (both models for ``dual``), for progress.
+    - ``reason``: for a scene that runs, a note kept in its record (e.g. why ``--resume`` redoes it);
+      ``digest``: the input's SHA-256 once hashed; ``weights``: what ``--weights auto`` chose for it.
+    """
+
     entry: ArchiveEntry
     action: str  # run | skip | fail
     output: Path | None = None

@@ -40,6 +40,13 @@ from dualsr_deploy.stop import StopRequest
 
 @dataclass
 class ArchiveReport:
+    """What :func:`run_archive` did: ``out_dir`` and ``root`` (the archive's folder); ``plan``, every scene's
+    :class:`~dualsr_deploy.infer.plan.PlannedScene`; ``records``, the manifest records written by this run, in the
+    order scenes ended (:attr:`ok`, :attr:`failed`); ``resumed``, scenes ``--resume`` found done when they were
+    read (:attr:`skipped` adds those the plan found done); ``not_scenes``, the files of the archive folder not read
+    as scenes, with why; ``backends``, the backends opened; ``interrupted``, whether Ctrl-C stopped it; ``seconds``,
+    its wall time; :attr:`exit_code`, the CLI's exit status."""
+
     out_dir: Path
     plan: list[PlannedScene]
     records: list[SceneRecord] = field(default_factory=list)

@@ -189,18 +189,24 @@ def test_a_streamed_scene_with_no_data_and_bad_bands_equals_the_in_memory_one(tm
     scene = Scene("made", cube, meta.replace(scale_factor=10000.0), valid=valid, passthrough=raw[[5]])
     archive = tmp_path / "lr"
     write_scene(archive / "refl.h5", scene, units="source")
-    outputs = {}
+    outputs, records = {}, {}
     for name, budget in (("memory", None), ("streamed", 200_000)):
         options = InferOptions(stage=stage, tile=16, memory_budget=budget, qa=True)
         report = run_archive(archive, tmp_path / name, options)
         assert report.exit_code == 0, report.records
         assert report.records[0].mode == name
+        records[name] = report.records[0]
         with open_scene(tmp_path / name / "refl.h5") as reader:
             outputs[name] = reader.read_raw()
         with open_scene(tmp_path / name / "refl_qa.h5") as reader:
             outputs[f"{name} qa"] = reader.read_raw()
         assert report.records[0].qa is not None
     np.testing.assert_array_equal(outputs["memory qa"], outputs["streamed qa"])
+    # one record builder: the same notes and quality counts, held whole or streamed
+    assert records["memory"].notes == records["streamed"].notes
+    assert "good bands super-resolved in 2 segment(s): 0-4, 6-11" in records["memory"].notes
+    assert f"{9 * 7} invalid LR pixels filled from their nearest valid pixel for the network" in records["memory"].notes
+    assert records["memory"].qa == records["streamed"].qa
     memory, streamed = outputs["memory"], outputs["streamed"]
     assert streamed.dtype == np.int16
     np.testing.assert_array_equal(streamed[5], nearest_up(raw[5], 4))
