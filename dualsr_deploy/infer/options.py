@@ -4,7 +4,6 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,11 +58,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def default_memory_budget() -> int:
-    """A quarter of this machine's physical memory."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+    """A quarter of the memory this process may use (physical memory, capped by a cgroup limit: containers, Slurm
+    and Kubernetes jobs)."""
+    from dualsr_deploy.resources import usable_memory
+
+    return usable_memory() // 4
 
 
 @dataclass(frozen=True)
