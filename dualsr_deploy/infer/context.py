@@ -50,17 +50,18 @@ class SceneContext:
         route = self.router.route(planned.weights)
         return self if route is self.route else replace(self, route=route)
 
-    def prepare(self, todo: list[PlannedScene]) -> None:
+    def prepare(self, todo: list[PlannedScene], *, for_workers: bool = False) -> None:
         """Prepare, then run: the artefacts of every (scale, band count) the planned scenes need, per weights
         family. One that cannot be made fails the scenes needing it, when they start; what no scene can get past
-        (a missing extra, weights an artefact was not made from) stops the run here."""
+        (a missing extra, weights an artefact was not made from) stops the run here. ``for_workers``: the scenes
+        run on a cluster's workers, which build what is tied to their own GPU (TensorRT plans) themselves."""
         needs: dict[int, tuple[Route, set[int]]] = {}
         for planned in todo:
             if planned.entry.shape is not None:
                 route = self.router.route(planned.weights)
                 needs.setdefault(id(route), (route, set()))[1].add(planned.entry.shape[0])
         for route, bands in needs.values():
-            route.prepare(bands, keep_going=True)
+            route.prepare(bands, keep_going=True, for_workers=for_workers)
 
     def prepare_scene(self, scene: Scene) -> None:
         """What a read scene needs beyond the plan: the band counts of the segments its bad bands split it into."""

@@ -28,10 +28,10 @@ class BackendPool:
     def model(self, scale: int) -> Model:
         return self.models[scale]
 
-    def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False) -> None:
+    def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False, for_workers: bool = False) -> None:
         """Make sure the weights and artefacts of every (scale, bands) in ``needs`` exist and are verified (see
         :meth:`Artefacts.prepare`)."""
-        self.artefacts.prepare(needs, keep_going=keep_going)
+        self.artefacts.prepare(needs, keep_going=keep_going, for_workers=for_workers)
 
     def backend(self, scale: int, bands: int) -> Backend:
         key = (scale, bands if self.kind.fixed_bands else None)

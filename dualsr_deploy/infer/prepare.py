@@ -73,11 +73,12 @@ class Artefacts:
         self._failed: dict[tuple[int, int], Exception] = {}
         self._lock = threading.Lock()
 
-    def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False) -> None:
+    def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False, for_workers: bool = False) -> None:
         """Make sure the artefact of every (scale, bands) in ``needs`` exists and is verified. ``keep_going``: an
         artefact that cannot be made or verified (a scene's error, not a run's: :data:`~dualsr_deploy.errors
         .RUN_ERRORS` are raised at once) is remembered and raised again when asked for (:meth:`prepared`), so that
-        only the scenes needing it fail."""
+        only the scenes needing it fail. ``for_workers``: for other machines (a cluster's workers): what can be
+        made anywhere — a TensorRT plan's graph; the plan itself is built by each worker for its own GPU."""
         if self.kind.artefact is None:
             for scale, _bands in needs:
                 self.models[scale]  # the weights are what torch runs: read and checked here, before the run
@@ -87,6 +88,9 @@ class Artefacts:
                 if key in self._ready or (keep_going and key in self._failed):
                     continue
                 try:
+                    if for_workers and self.kind.artefact == "plan":
+                        self.graph(*key, self.spec.precision)  # not ready here: the worker's plan is its own
+                        continue
                     self._ready[key] = self._make(*key)
                 except RUN_ERRORS:
                     raise

@@ -28,9 +28,10 @@ class Route:
     runner: TileRunner
     choice: FamilyChoice | None = None
 
-    def prepare(self, band_counts: Iterable[int], *, keep_going: bool = False) -> None:
+    def prepare(self, band_counts: Iterable[int], *, keep_going: bool = False, for_workers: bool = False) -> None:
         """Prepare, then run: the weights and artefacts of every scale the stage runs, for each band count."""
-        self.pool.prepare([(s, c) for s in self.options.scales for c in band_counts], keep_going=keep_going)
+        needs = [(s, c) for s in self.options.scales for c in band_counts]
+        self.pool.prepare(needs, keep_going=keep_going, for_workers=for_workers)
 
     def prepare_scene(self, scene: Scene) -> None:
         """What a read scene needs: the band count of each run of good bands it is split into (the whole scene's

@@ -116,7 +116,7 @@ def run_archive(
         for text in lock_notes:
             report(Event("message", text=text))
         ctx = SceneContext.of(archive, router)
-        ctx.prepare(todo)  # prepare, then run: every artefact the plan needs, for either executor
+        ctx.prepare(todo, for_workers=make_executor is not None)  # prepare, then run, for either executor
         executor = make_executor(router.base.pool) if make_executor is not None else LocalExecutor(ctx)
         if options.resume:
             _clean_stale(out)  # the lock is ours: temporary files here belong to no live run
