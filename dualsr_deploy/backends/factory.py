@@ -3,7 +3,7 @@
 
 What each backend runs: ``torch`` the folded cube model itself, ``onnx`` an exported graph, ``trt`` a TensorRT plan,
 ``openvino`` OpenVINO IR converted from the fp32 graph. Which artefact that is, and building it when it is missing, is
-the caller's business (the inference pool looks in the artefacts folder and exports on first need; the bench exports
+the caller's business (a run prepares them in the artefacts folder before any scene computes; the bench exports
 into a scratch folder)."""
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class BackendSpec:
     """Which backend, where, in which precision; ``weights`` maps scale → a checkpoint file given, ``family`` names
     the shipped weights of the other scales (``auto``: chosen per scene, see :func:`dualsr_deploy.weights
     .choose_family`);
-    ``artefacts_dir``: where exported graphs and plans are found (and exported to on first need)."""
+    ``artefacts_dir``: where exported graphs, IR and plans are found (and exported to before a run needs them)."""
 
     backend: str = "torch"
     device: str = "cpu"
