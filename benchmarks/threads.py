@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 CHILD = r"""
 import json, os, statistics, sys, time
@@ -41,7 +42,7 @@ def busy(count: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
-def run(args: argparse.Namespace, threads: int, policy: str | None, neighbours: int) -> dict[str, object]:
+def run(args: argparse.Namespace, threads: int, policy: str | None, neighbours: int) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
     if policy:
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for neighbours in (0, args.neighbours):
         for policy in (None, "PASSIVE"):
             for threads in sorted({1, cpus}):
@@ -79,19 +80,19 @@ def main() -> None:
                 rows.append(row)
                 print(
                     f"threads {threads}  policy {row['policy']:<8} neighbours {neighbours}: "
-                    f"{row['median']:.2f} s (runs {', '.join(f'{t:.2f}' for t in row['times'])})",  # type: ignore[union-attr]
+                    f"{row['median']:.2f} s (runs {', '.join(f'{t:.2f}' for t in row['times'])})",
                     flush=True,
                 )
     quiet = {(r["threads"], r["policy"]): r["median"] for r in rows if r["neighbours"] == 0}
     print("\n| threads | OMP wait policy | quiet s | busy s | busy / quiet | busy / best quiet |")
     print("|---|---|---|---|---|---|")
-    best = min(quiet.values())  # type: ignore[type-var]
+    best = min(quiet.values())
     for r in rows:
         if r["neighbours"]:
             q = quiet[(r["threads"], r["policy"])]
             print(
-                f"| {r['threads']} | {r['policy']} | {q:.2f} | {r['median']:.2f} | {r['median'] / q:.2f}× | "  # type: ignore[operator]
-                f"{r['median'] / best:.2f}× |"  # type: ignore[operator]
+                f"| {r['threads']} | {r['policy']} | {q:.2f} | {r['median']:.2f} | {r['median'] / q:.2f}× | "
+                f"{r['median'] / best:.2f}× |"
             )
     if args.json:
         args.json.write_text(

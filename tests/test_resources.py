@@ -53,7 +53,7 @@ def test_no_limits_and_a_hidden_own_folder(tmp_path: Path) -> None:
 
 
 def test_usable_cpus_and_memory_follow_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
     monkeypatch.setattr(resources, "cgroup_cpu_limit", lambda: None)
     assert resources.usable_cpus() == 4
     monkeypatch.setattr(resources, "cgroup_cpu_limit", lambda: 2.5)
