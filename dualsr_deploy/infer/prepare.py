@@ -76,17 +76,22 @@ class Artefacts:
     def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False, for_workers: bool = False) -> None:
         """Make sure the artefact of every (scale, bands) in ``needs`` exists and is verified. ``keep_going``: an
         artefact that cannot be made or verified (a scene's error, not a run's: :data:`~dualsr_deploy.errors
-        .RUN_ERRORS` are raised at once) is remembered and raised again when asked for (:meth:`prepared`), so that
-        only the scenes needing it fail. ``for_workers``: for other machines (a cluster's workers): what can be
-        made anywhere — a TensorRT plan's graph; the plan itself is built by each worker for its own GPU."""
+        .RUN_ERRORS` are raised at once) is remembered and raised again when asked for (:meth:`prepared`, or
+        :meth:`prepare` for a scene), never tried again in the run, so that only the scenes needing it fail.
+        ``for_workers``: for other machines (a cluster's workers): what can be made anywhere — a TensorRT plan's
+        graph; the plan itself is built by each worker for its own GPU."""
         if self.kind.artefact is None:
             for scale, _bands in needs:
                 self.models[scale]  # the weights are what torch runs: read and checked here, before the run
             return
         for key in sorted(set(needs)):
             with self._lock:
-                if key in self._ready or (keep_going and key in self._failed):
+                if key in self._ready:
                     continue
+                if key in self._failed:  # tried once this run: every scene needing it fails the same way, at once
+                    if keep_going:
+                        continue
+                    raise self._failed[key]
                 try:
                     if for_workers and self.kind.artefact == "plan":
                         self.graph(*key, self.spec.precision)  # not ready here: the worker's plan is its own
@@ -95,9 +100,9 @@ class Artefacts:
                 except RUN_ERRORS:
                     raise
                 except SCENE_ERRORS as exc:
+                    self._failed[key] = exc
                     if not keep_going:
                         raise
-                    self._failed[key] = exc
 
     def prepared(self, scale: int, bands: int) -> Path | None:
         """The artefact for (scale, bands), prepared before (None: the backend runs the model itself)."""
