@@ -66,7 +66,11 @@ def infer(
         help="LR tile size (cores; each runs with a halo ≥ the receptive field). Default: 128, or the largest a "
         "TensorRT plan's profile takes.",
     ),
-    batch: int = typer.Option(8, help="Tiles per backend call (capped by a TensorRT plan's profile)."),
+    batch: int | None = typer.Option(
+        None,
+        help="Tiles per backend call (capped by a TensorRT plan's profile). Default: 1 on a CPU, 8 on a GPU; every "
+        "call gets the same number, so results never depend on grouping.",
+    ),
     output_format: str | None = typer.Option(
         None, "--format", help="h5, npy, mat, tif or envi (default: the input's format; CAVE folders → h5)."
     ),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from dualsr_deploy.data.readers.envi import (
     map_info,
     sidecar_of,
 )
-from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
@@ -38,19 +39,33 @@ UNIT_KEYS = ("data gain values", "data offset values", "reflectance scale factor
 WRAP = 80
 
 
-def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None) -> None:
-    """``data (C, H, W)`` as ``target.hdr`` + ``target.img`` (+ ``target.dualsr.json``); ``factor``: the
-    ``reflectance scale factor`` to declare (the source's, when written in its units), else None."""
-    header, image = target.with_suffix(".hdr"), target.with_suffix(".img")
-    source = _source_entries(scene)
+@dataclass(frozen=True)
+class EnviLayout:
+    """What an ENVI file of a scene will be: its header text and how its data file is laid out."""
+
+    header: str
+    interleave: str  # bsq | bil | bip
+    byte_order: int  # 0 little-endian, 1 big-endian
+
+    def stored(self, dtype: np.dtype) -> np.dtype:
+        return dtype.newbyteorder(">" if self.byte_order == 1 else "<")
+
+
+def envi_layout(
+    target: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, units: str, factor: float | None
+) -> EnviLayout:
+    """The header of ``target.hdr`` for a ``(C, H, W)`` cube of ``dtype`` with ``meta``, in the source's interleave
+    and byte order (BSQ, little-endian from any other source)."""
+    header = target.with_suffix(".hdr")
+    source = _source_entries(meta)
     interleave = _value(source, "interleave", "bsq").lower()
     if interleave not in INTERLEAVE_AXES:
         interleave = "bsq"
     byte_order = 1 if _value(source, "byte order", "0").strip() == "1" else 0
-    dtype_name = data.dtype.newbyteorder("=").name
+    dtype_name = np.dtype(dtype).newbyteorder("=").name
     if dtype_name not in ENVI_DATA_TYPES:
         raise DataError(f"{target}: ENVI cannot hold {dtype_name}")
-    entries = _entries(source, data, scene, units, factor, interleave, byte_order)
+    entries = _entries(source, shape, np.dtype(dtype), meta, units, factor, interleave, byte_order)
     # a WKT and a map info stay on one line, as every producer writes them; lists are wrapped at WRAP columns
     unwrappable = [f"{k} = {v}" for k, v in entries if k.lower() in ("coordinate system string", "map info")]
     longest = max(
@@ -63,23 +78,36 @@ def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
         raise DataError(
             f"{header}: a header line of {len(too_long[0])} characters ({too_long[0][:40]}…); the limit is {longest}"
         )
+    return EnviLayout(text, interleave, byte_order)
+
+
+def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None) -> None:
+    """``data (C, H, W)`` as ``target.hdr`` + ``target.img`` (+ ``target.dualsr.json``); ``factor``: the
+    ``reflectance scale factor`` to declare (the source's, when written in its units), else None."""
+    layout = envi_layout(target, data.shape, data.dtype, scene.meta, units, factor)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}."))
     try:
-        _write_raw(staging / image.name, data, interleave, byte_order)
-        (staging / sidecar_of(header).name).write_text(meta_json)
-        (staging / header.name).write_text(text, encoding="latin-1", errors="replace")
-        # data and provenance first: a header never points at a missing file
-        os.replace(staging / image.name, image)
-        os.replace(staging / sidecar_of(header).name, sidecar_of(header))
-        os.replace(staging / header.name, header)
+        _write_raw(staging / target.with_suffix(".img").name, data, layout.interleave, layout.byte_order)
+        publish_envi(target, staging, layout, meta_json)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _source_entries(scene: Scene) -> list[tuple[str, str]]:
-    source = Path(scene.meta.source)
-    if scene.meta.format != "envi" or not source.is_file():
+def publish_envi(target: Path, staging: Path, layout: EnviLayout, meta_json: str) -> None:
+    """Move ``staging/<name>.img`` (written) to ``target``'s ``.img``, with its provenance and header: data and
+    provenance first, so that a header never points at a missing file."""
+    header, image = target.with_suffix(".hdr"), target.with_suffix(".img")
+    (staging / sidecar_of(header).name).write_text(meta_json)
+    (staging / header.name).write_text(layout.header, encoding="latin-1", errors="replace")
+    os.replace(staging / image.name, image)
+    os.replace(staging / sidecar_of(header).name, sidecar_of(header))
+    os.replace(staging / header.name, header)
+
+
+def _source_entries(meta: SceneMeta) -> list[tuple[str, str]]:
+    source = Path(meta.source)
+    if meta.format != "envi" or not source.is_file():
         return []
     return [(key, value) for key, value in header_entries(source) if key.lower() != META_KEY]
 
@@ -104,8 +132,8 @@ def _braces(items: list[str]) -> str:
     return "{\n" + "\n".join([*lines, line])
 
 
-def _description(source: list[tuple[str, str]], scene: Scene) -> str:
-    attrs = scene.meta.attrs
+def _description(source: list[tuple[str, str]], meta: SceneMeta) -> str:
+    attrs = meta.attrs
     note = "  written by dualsr-deploy; provenance in the .dualsr.json beside this header"
     if "scale" in attrs:
         note = (
@@ -121,23 +149,23 @@ def _description(source: list[tuple[str, str]], scene: Scene) -> str:
 
 def _entries(
     source: list[tuple[str, str]],
-    data: np.ndarray,
-    scene: Scene,
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    meta: SceneMeta,
     units: str,
     factor: float | None,
     interleave: str,
     byte_order: int,
 ) -> list[tuple[str, str]]:
-    meta = scene.meta
-    bands, lines, samples = data.shape
+    bands, lines, samples = shape
     mine: dict[str, str] = {
-        "description": _description(source, scene),
+        "description": _description(source, meta),
         "samples": str(samples),
         "lines": str(lines),
         "bands": str(bands),
         "header offset": "0",
         "file type": _value(source, "file type", "ENVI Standard"),
-        "data type": str(ENVI_DATA_TYPES[data.dtype.newbyteorder("=").name]),
+        "data type": str(ENVI_DATA_TYPES[dtype.newbyteorder("=").name]),
         "interleave": interleave,
         "byte order": str(byte_order),
     }
@@ -146,8 +174,8 @@ def _entries(
         if meta.georef.crs and not any(key.lower() == "coordinate system string" for key, _ in source):
             mine["coordinate system string"] = "{" + meta.georef.crs + "}"
     dropped = {"map info"} if meta.georef is None else set()
-    if meta.nodata is not None and representable(meta.nodata, data.dtype):
-        mine["data ignore value"] = _number(meta.nodata, data.dtype)
+    if meta.nodata is not None and representable(meta.nodata, dtype):
+        mine["data ignore value"] = _number(meta.nodata, dtype)
     else:
         dropped.add("data ignore value")
     if units != "source":
@@ -202,4 +230,4 @@ def _write_raw(path: Path, data: np.ndarray, interleave: str, byte_order: int) -
                 (rows if interleave == "bil" else rows.T).astype(stored).tofile(handle)
 
 
-__all__ = ["ENVI_DATA_TYPES", "write_envi"]
+__all__ = ["ENVI_DATA_TYPES", "INTERLEAVE_AXES", "EnviLayout", "envi_layout", "publish_envi", "write_envi"]

@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.atomic import atomic_hdf5
-from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
+from dualsr_deploy.data.writers import HDF5_COMPRESSION
 from dualsr_deploy.errors import DataError
 
 SWATH_FIELDS = ("lat", "lon", "elev")
 EMIT_CUBE_DIMS = ("downtrack", "crosstrack", "bands")
 EMIT_ORTHO_DIMS = ("ortho_y", "ortho_x")
-COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _HIDDEN_ATTRS = {"_FillValue", "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid"}
 _HIDDEN_ATTRS |= {"_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}
 
@@ -42,30 +42,75 @@ _HIDDEN_ATTRS |= {"_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}
 def write_emit(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
     """``data (C, s·H, s·W)`` (already in the units to write) into ``target`` with the structure of the EMIT granule
     ``scene.meta.source``."""
-    source = Path(scene.meta.source)
-    if scene.meta.format != "emit" or not source.is_file():
-        raise DataError(
-            f"{target}: the EMIT structure is written from an EMIT granule, and {source} is not one; choose another "
-            "--format"
-        )
-    name = scene.meta.key or "reflectance"
-    renames = {name: EMIT_CUBE_DIMS, **{f"location/{key}": EMIT_CUBE_DIMS[:2] for key in SWATH_FIELDS}}
-    renames |= {"location/glt_x": EMIT_ORTHO_DIMS, "location/glt_y": EMIT_ORTHO_DIMS}
-    renames |= {f"sensor_band_parameters/{key}": EMIT_CUBE_DIMS[2:] for key in ("wavelengths", "fwhm")}
-    renames |= {"sensor_band_parameters/good_wavelengths": EMIT_CUBE_DIMS[2:]}
-    _rewrite(target, source, name, "hwc", data, meta_json, renames, glt=("location/glt_x", "location/glt_y"))
+    with atomic_hdf5(target) as memory:
+        _rewrite(memory, _product(target, scene.meta), data.shape, meta_json, data)
 
 
 def write_aviris3(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
     """``data (C, s·H, s·W)`` into ``target`` with the structure of the AVIRIS-3 file ``scene.meta.source``: the cube
     in the source's axis order, ``wavelength``/``fwhm`` copied, coordinate vectors and 2-D fields of the grid
     resampled at pixel centres, ``GeoTransform`` attributes ÷ s, everything else copied."""
-    from dualsr_deploy.data.readers.aviris3 import GROUP
+    with atomic_hdf5(target) as memory:
+        _rewrite(memory, _product(target, scene.meta), data.shape, meta_json, data)
 
-    source = Path(scene.meta.source)
-    if scene.meta.format != "aviris3" or not source.is_file():
-        raise DataError(f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format")
-    _rewrite(target, source, f"{GROUP}/reflectance", scene.meta.layout, data, meta_json, {}, glt=None)
+
+@dataclass(frozen=True)
+class _Product:
+    """The NetCDF product a scene came from: its file, the cube's path and axis order, the phony dimensions to name
+    and the GLT to rebuild."""
+
+    source: Path
+    cube: str
+    layout: str
+    renames: dict[str, tuple[str, ...]]
+    glt: tuple[str, str] | None
+
+
+def _product(target: Path, meta: SceneMeta) -> _Product:
+    source = Path(meta.source)
+    if meta.format == "aviris3":
+        from dualsr_deploy.data.readers.aviris3 import GROUP
+
+        if not source.is_file():
+            raise DataError(
+                f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format"
+            )
+        return _Product(source, f"{GROUP}/reflectance", meta.layout, {}, None)
+    if meta.format != "emit" or not source.is_file():
+        raise DataError(
+            f"{target}: the EMIT structure is written from an EMIT granule, and {source} is not one; choose another "
+            "--format"
+        )
+    name = meta.key or "reflectance"
+    renames = {name: EMIT_CUBE_DIMS, **{f"location/{key}": EMIT_CUBE_DIMS[:2] for key in SWATH_FIELDS}}
+    renames |= {"location/glt_x": EMIT_ORTHO_DIMS, "location/glt_y": EMIT_ORTHO_DIMS}
+    renames |= {f"sensor_band_parameters/{key}": EMIT_CUBE_DIMS[2:] for key in ("wavelengths", "fwhm")}
+    renames |= {"sensor_band_parameters/good_wavelengths": EMIT_CUBE_DIMS[2:]}
+    return _Product(source, name, "hwc", renames, ("location/glt_x", "location/glt_y"))
+
+
+class NetcdfStrips:
+    """A super-resolved EMIT or AVIRIS-3 product written with the cube left empty, then filled by hyperslabs of
+    rows (:meth:`write`); :meth:`close` ends the file. Everything but the cube is as :func:`write_emit` writes it."""
+
+    def __init__(self, path: Path, meta: SceneMeta, shape: tuple[int, int, int], dtype: np.dtype, meta_json: str):
+        self.product = _product(path, meta)
+        self.layout = self.product.layout
+        self.out = _rewrite(path, self.product, shape, meta_json, None, dtype=np.dtype(dtype))
+        self.cube = (
+            self.out[self.product.cube]
+            if "/" not in self.product.cube
+            else _variables_dict(self.out)[self.product.cube]
+        )
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        """``rows (C, n, W)``: the cube's rows [first_row, first_row + n) in its own axis order."""
+        index = [slice(None)] * 3
+        index[self.layout.index("h")] = slice(first_row, first_row + rows.shape[1])
+        self.cube[tuple(index)] = np.transpose(rows, ["chw".index(axis) for axis in self.layout])
+
+    def close(self) -> None:
+        self.out.close()
 
 
 Dim = tuple[str, str]  # (path of the group that defines it, name)
@@ -151,17 +196,19 @@ def _defining_group(src: Any, group: str, dim: str) -> str:
 
 
 def _rewrite(
-    target: Path,
-    source: Path,
-    cube: str,
-    layout: str,
-    data: np.ndarray,
+    target: Any,
+    product: _Product,
+    shape: tuple[int, ...],
     meta_json: str,
-    renames: dict[str, tuple[str, ...]],
+    data: np.ndarray | None,
     *,
-    glt: tuple[str, str] | None,
-) -> None:
+    dtype: np.dtype | None = None,
+) -> Any:
+    """``product``'s structure at ``target`` (a path or an in-memory file) for a ``(C, s·H, s·W)`` cube: with
+    ``data``, written whole and closed; without, the cube variable (``dtype``) is left empty and the open file is
+    returned for its rows to be written."""
     h5netcdf = _import_h5netcdf()
+    source, cube = product.source, product.cube
     try:
         src = h5netcdf.File(source, "r", phony_dims="sort")
     except (OSError, ValueError, KeyError) as error:
@@ -170,17 +217,22 @@ def _rewrite(
         cube_var = _variables_dict(src).get(cube)
         if cube_var is None:
             raise DataError(f"{source}: no variable {cube}")
-        sizes = dict(zip(layout, cube_var.shape, strict=True))
+        sizes = dict(zip(product.layout, cube_var.shape, strict=True))
         rows, cols = sizes["h"], sizes["w"]
-        scale = data.shape[1] // rows
-        if scale < 1 or data.shape[1] != scale * rows or data.shape[2] != scale * cols:
-            raise DataError(f"{target}: {data.shape} is not a whole multiple of the {rows}×{cols} grid of {source}")
-        plan = _plan(source, src, cube, layout, scale, renames)
+        scale = shape[1] // rows
+        if scale < 1 or shape[1] != scale * rows or shape[2] != scale * cols:
+            raise DataError(f"{target}: {shape} is not a whole multiple of the {rows}×{cols} grid of {source}")
+        plan = _plan(source, src, cube, product.layout, scale, product.renames)
+        glt = product.glt
         glt_pair = glt if glt is not None and all(path in plan.variable_dims for path in glt) else None
         if glt_pair is not None:
             plan.resized |= set(plan.variable_dims[glt_pair[0]])
         rebuilt = _rebuilt_glt(src, glt_pair, scale)
-        cube_data = np.ascontiguousarray(np.transpose(data, ["chw".index(axis) for axis in layout]))
+        order = ["chw".index(axis) for axis in product.layout]
+        if data is not None:
+            cube_data = np.ascontiguousarray(np.transpose(data, order))
+        else:  # a stand-in with the cube's shape and dtype: nothing is written from it
+            cube_data = np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape[axis] for axis in order))
 
         def values_of(path: str, variable: Any) -> np.ndarray:
             if path == cube:
@@ -189,12 +241,19 @@ def _rewrite(
                 return rebuilt[path].astype(variable.dtype)
             return _resampled(np.asarray(variable[()]), plan.variable_dims[path], plan)
 
-        with atomic_hdf5(target) as memory, h5netcdf.File(memory, "w") as out:
-            _copy_group(src, out, "", plan, values_of, cube)
+        out = h5netcdf.File(target, "w")
+        try:
+            _copy_group(src, out, "", plan, values_of, cube, cube_later=data is None)
             for key, value in src.attrs.items():
                 if key not in _HIDDEN_ATTRS:
                     out.attrs[key] = _text(_geotransform(value, scale) if key == "geotransform" else value, src, key)
             out.attrs["dualsr_scene"] = _text(meta_json)
+        except BaseException:
+            out.close()
+            raise
+    if data is not None:
+        out.close()
+    return out
 
 
 def _variables_dict(src: Any) -> dict[str, Any]:
@@ -208,7 +267,14 @@ def _import_h5netcdf() -> Any:
 
 
 def _copy_group(
-    src: Any, out: Any, path: str, plan: _Plan, values_of: Callable[[str, Any], np.ndarray], cube: str
+    src: Any,
+    out: Any,
+    path: str,
+    plan: _Plan,
+    values_of: Callable[[str, Any], np.ndarray],
+    cube: str,
+    *,
+    cube_later: bool = False,
 ) -> None:
     for (group, dim), size in plan.dim_sizes.items():
         if group == path:
@@ -225,21 +291,24 @@ def _copy_group(
         if fill is not None and representable(float(np.ravel(fill)[0]), values.dtype):
             kwargs["fillvalue"] = np.asarray(np.ravel(fill)[0], dtype=values.dtype)
         if values.ndim >= 2 and values.dtype.kind in "fiu":
-            kwargs |= COMPRESSION
+            kwargs |= HDF5_COMPRESSION
             if full == cube:
                 kwargs["chunks"] = tuple(
                     min(extent, 64) if dim in plan.grid else extent
                     for dim, extent in zip(plan.variable_dims[full], values.shape, strict=True)
                 )
         dims = tuple(dim for _, dim in plan.variable_dims[full])
-        written = out.create_variable(name, dimensions=dims, data=values, **kwargs)
+        if full == cube and cube_later:  # its rows are written by hyperslabs afterwards
+            written = out.create_variable(name, dimensions=dims, dtype=values.dtype, **kwargs)
+        else:
+            written = out.create_variable(name, dimensions=dims, data=values, **kwargs)
         for key, value in variable.attrs.items():
             if key not in _HIDDEN_ATTRS:
                 written.attrs[key] = _text(
                     _text_geotransform(value, plan.scale) if key == "GeoTransform" else value, variable, key
                 )
     for name, child in src.groups.items():
-        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube)
+        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube, cube_later=cube_later)
 
 
 def _text(value: Any, holder: Any = None, key: str = "") -> Any:
@@ -329,4 +398,4 @@ def _text_geotransform(value: Any, scale: int) -> Any:
     return " ".join(repr(v) for v in (x0, dx / scale, rx / scale, y0, ry / scale, dy / scale))
 
 
-__all__ = ["linear_resample", "pixel_centres", "rebuild_glt", "write_aviris3", "write_emit"]
+__all__ = ["NetcdfStrips", "linear_resample", "pixel_centres", "rebuild_glt", "write_aviris3", "write_emit"]

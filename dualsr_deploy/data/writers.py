@@ -12,17 +12,21 @@ import datetime
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dualsr_deploy.atomic import atomic_hdf5, atomic_output
-from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr", ".zarr")
 COG_SUFFIX = ".cog.tif"  # a Cloud-Optimized GeoTIFF (GDAL's COG driver) rather than a plain GeoTIFF
 MAT_V5_LIMIT = 2**31 - 1  # MATLAB v5 cannot hold a variable of 2 GB or more
+# Compressed cubes (HDF5, MATLAB v7.3, NetCDF): gzip level 1 with byte shuffling, which every HDF5 and netCDF client
+# reads without a plugin; see benchmarks/results/compression.md for the levels measured
+HDF5_COMPRESSION: dict[str, object] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 
 def write_scene(
@@ -79,10 +83,10 @@ def write_scene(
     return target
 
 
-def _declared_factor(scene: Scene, units: str) -> float | None:
+def declared_factor(meta: SceneMeta, units: str) -> float | None:
     """The factor to divide by that a file in the source's units declares (as its input did), else None."""
-    if units == "source" and scene.meta.normalisation.startswith("declared:"):
-        return scene.meta.scale_factor
+    if units == "source" and meta.normalisation.startswith("declared:"):
+        return meta.scale_factor
     return None
 
 
@@ -98,28 +102,26 @@ def _write_hdf5(
 
     _, h, w = data.shape
     with atomic_hdf5(target) as memory, h5py.File(memory, "w") as handle:
-        dataset = handle.create_dataset(
-            "cube",
-            data=data,
-            chunks=(1, min(h, 256), min(w, 256)),
-            compression="gzip",
-            compression_opts=4,
-            shuffle=True,
-        )
-        dataset.attrs["layout"] = "chw"
-        dataset.attrs["units"] = units
-        dataset.attrs["dualsr_scene"] = meta_json
-        for key, value in attrs.items():
-            dataset.attrs[key] = value
-        meta = scene.meta
-        if meta.wavelengths is not None:
-            dataset.attrs["wavelengths"] = np.asarray(meta.wavelengths, dtype=np.float64)
-        if meta.fwhm is not None:
-            dataset.attrs["fwhm"] = np.asarray(meta.fwhm, dtype=np.float64)
-        if meta.nodata is not None and representable(meta.nodata, data.dtype):
-            dataset.attrs["_FillValue"] = np.asarray(meta.nodata, dtype=data.dtype)
-        if meta.bad_bands:
-            dataset.attrs["bad_bands"] = np.asarray(meta.bad_bands, dtype=np.int32)
+        dataset = handle.create_dataset("cube", data=data, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION)
+        hdf5_attrs(dataset, meta_json, scene.meta.replace(attrs=dict(attrs)), units)
+
+
+def hdf5_attrs(dataset: Any, meta_json: str, meta: SceneMeta, units: str) -> None:
+    """The attributes of a written HDF5 cube: layout, units, provenance, the caller's, the band metadata, the
+    no-data value (``_FillValue``, where the dtype holds it) and the bad bands."""
+    dataset.attrs["layout"] = "chw"
+    dataset.attrs["units"] = units
+    dataset.attrs["dualsr_scene"] = meta_json
+    for key, value in meta.attrs.items():
+        dataset.attrs[key] = value
+    if meta.wavelengths is not None:
+        dataset.attrs["wavelengths"] = np.asarray(meta.wavelengths, dtype=np.float64)
+    if meta.fwhm is not None:
+        dataset.attrs["fwhm"] = np.asarray(meta.fwhm, dtype=np.float64)
+    if meta.nodata is not None and representable(meta.nodata, dataset.dtype):
+        dataset.attrs["_FillValue"] = np.asarray(meta.nodata, dtype=dataset.dtype)
+    if meta.bad_bands:
+        dataset.attrs["bad_bands"] = np.asarray(meta.bad_bands, dtype=np.int32)
 
 
 def _write_npy(target: Path, data: np.ndarray, meta_json: str) -> None:
@@ -158,17 +160,22 @@ def _write_mat_v73(target: Path, data: np.ndarray, meta_json: str) -> None:
     with atomic_hdf5(target) as memory:
         with h5py.File(memory, "w", userblock_size=512) as handle:
             cube = handle.create_dataset(
-                "cube", data=np.transpose(data, (0, 2, 1)), chunks=(1, min(w, 256), min(h, 256)), compression="gzip"
+                "cube", data=np.transpose(data, (0, 2, 1)), chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
             )
             cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
             chars = np.frombuffer(meta_json.encode("utf-16-le"), dtype=np.uint16).reshape(-1, 1)
             text = handle.create_dataset("dualsr_scene", data=chars)
             text.attrs["MATLAB_class"] = np.bytes_("char")
             text.attrs["MATLAB_int_decode"] = np.int32(2)
-        created = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S %Y")
-        header = f"MATLAB 7.3 MAT-file, Platform: dualsr-deploy, Created on: {created} HDF5 schema 1.00 ."
-        block = header.encode().ljust(116) + bytes(8) + b"\x00\x02IM"
+        block = mat_header()
         memory.getbuffer()[: len(block)] = block
+
+
+def mat_header() -> bytes:
+    """The 128-byte MATLAB 7.3 header at the start of the file's 512-byte user block."""
+    created = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S %Y")
+    header = f"MATLAB 7.3 MAT-file, Platform: dualsr-deploy, Created on: {created} HDF5 schema 1.00 ."
+    return header.encode().ljust(116) + bytes(8) + b"\x00\x02IM"
 
 
 def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
@@ -189,10 +196,10 @@ def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
 def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, *, cog: bool) -> None:
     from dualsr_deploy.data.geotiff_writer import write_geotiff
 
-    write_geotiff(target, data, meta_json, scene, units, _declared_factor(scene, units), cog=cog)
+    write_geotiff(target, data, meta_json, scene, units, declared_factor(scene.meta, units), cog=cog)
 
 
 def _write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
     from dualsr_deploy.data.envi_writer import write_envi
 
-    write_envi(target, data, meta_json, scene, units, _declared_factor(scene, units))
+    write_envi(target, data, meta_json, scene, units, declared_factor(scene.meta, units))

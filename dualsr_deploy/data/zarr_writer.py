@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.data.scene import Scene
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.optional import require
 
 CHUNK = 256
 
 
-def write_zarr(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
-    """``data (C, H, W)`` as the Zarr store ``target``."""
+def _cube(data: Any, meta_json: str, meta: SceneMeta, units: str) -> tuple[Any, dict[str, Any]]:
+    """The ``cube`` DataArray over ``data`` (an array or a lazy Dask one) with its coordinates and attributes, and
+    its Zarr encoding."""
     xr: Any = require("xarray", feature="Zarr output", extra="xarray")
     require("zarr", feature="Zarr output", extra="xarray")
-    meta = scene.meta
     c, h, w = data.shape
     coords: dict[str, Any] = {"band": np.arange(1, c + 1)}
     if meta.wavelengths is not None:
@@ -48,8 +48,14 @@ def write_zarr(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
             coords["x"] = x0 + (np.arange(w) + 0.5) * a
     cube = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, attrs=attrs, name="cube")
     encoding: dict[str, Any] = {"chunks": (c, min(h, CHUNK), min(w, CHUNK))}
-    if meta.nodata is not None and representable(meta.nodata, data.dtype):
+    if meta.nodata is not None and representable(meta.nodata, np.dtype(data.dtype)):
         encoding["_FillValue"] = np.asarray(meta.nodata, dtype=data.dtype).item()
+    return cube, encoding
+
+
+def write_zarr(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str) -> None:
+    """``data (C, H, W)`` as the Zarr store ``target``."""
+    cube, encoding = _cube(data, meta_json, scene.meta, units)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
@@ -62,4 +68,20 @@ def write_zarr(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
         shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["write_zarr"]
+def open_zarr_cube(
+    store: Path, shape: tuple[int, int, int], dtype: np.dtype, meta_json: str, meta: SceneMeta, units: str
+) -> Any:
+    """The store ``store`` made as :func:`write_zarr` makes it, but with the cube's chunks not written yet; returns
+    the ``cube`` Zarr array, to be written by region."""
+    import dask.array
+    import zarr
+
+    lazy = dask.array.zeros(shape, dtype=dtype, chunks=(shape[0], min(shape[1], CHUNK), min(shape[2], CHUNK)))
+    cube, encoding = _cube(lazy, meta_json, meta, units)
+    cube.to_dataset().to_zarr(
+        store, mode="w", consolidated=True, zarr_format=2, encoding={"cube": encoding}, compute=False
+    )
+    return zarr.open_group(str(store), mode="r+")["cube"]
+
+
+__all__ = ["open_zarr_cube", "write_zarr"]

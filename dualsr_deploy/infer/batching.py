@@ -39,7 +39,8 @@ def run_batches(
     backend: Backend, jobs: list[TileJob], batch: int, on_batch: Callable[[int], None] | None = None
 ) -> None:
     """Run ``jobs`` (same band count and window shape) through ``backend`` ``batch`` at a time and paste each
-    core; ``on_batch(count)`` after each batch."""
+    core; ``on_batch(count)`` after each batch. A last batch of fewer tiles is padded with zero windows: every call
+    has ``batch`` tiles, so a tile's result does not depend on how many tiles came with it."""
     scale = backend.capabilities.scale
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
@@ -47,8 +48,9 @@ def run_batches(
             job.source[:, job.top : job.top + job.window[0], job.tile.left : job.tile.left + job.window[1]]
             for job in chunk
         ]
+        windows += [torch.zeros_like(windows[0])] * (batch - len(chunk))
         sr = backend.run(torch.stack(windows))
-        for job, one in zip(chunk, sr, strict=True):
+        for job, one in zip(chunk, sr[: len(chunk)], strict=True):
             paste(job.out, job.tile, one, scale, row_offset=job.row_offset)
         if on_batch is not None:
             on_batch(len(chunk))
@@ -79,20 +81,23 @@ class TileRunner:
         return TileGrid(height, width, self.tile_for(scale, bands), halo)
 
     def batch_size(self, scale: int, bands: int, window: tuple[int, int]) -> int:
-        """``--batch``, capped by a plan's profile and by a quarter of the memory budget.
+        """``--batch`` (or :meth:`InferOptions.batch_on` the backend's device), capped by a plan's profile and by a
+        quarter of the memory budget.
 
         Per tile: the output, skip and sum (3·s² floats per LR pixel and band) and the recurrent scan's two
         F-channel maps; an exported graph also holds the network's activations for every plane at once (the torch
         backend runs them in chunks), ~3× the model's peak per pixel as measured with ONNX Runtime on CPU.
         """
-        caps = self.pool.backend(scale, bands).capabilities
-        limit = caps.max_shape[0] if caps.max_shape is not None else self.options.batch
+        backend = self.pool.backend(scale, bands)
+        caps = backend.capabilities
+        wanted = self.options.batch_on(str(backend.device))
+        limit = caps.max_shape[0] if caps.max_shape is not None else wanted
         core = self.pool.model(scale).core
         per_pixel = 4 * (3 * scale * scale + 2 * core.config.n_feats)
         if self.options.backend.kind.whole_activations:
             per_pixel += 3 * core.activation_bytes_per_pixel()
         per_tile = bands * window[0] * window[1] * per_pixel
-        return max(1, min(self.options.batch, limit, self.options.budget // 4 // per_tile))
+        return max(1, min(wanted, limit, self.options.budget // 4 // per_tile))
 
     def run_tiles(self, scale: int, jobs: list[TileJob], name: str) -> None:
         """Run every job's window through the ×``scale`` backend, a batch at a time, and paste the cores."""

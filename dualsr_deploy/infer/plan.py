@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
-from dualsr_deploy.data.chunked import CHUNKED_SUFFIXES
 from dualsr_deploy.infer.manifest import RunManifest, input_digest, output_problem
 from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
@@ -39,7 +38,7 @@ class PlannedScene:
 
     - ``entry``: the scene as probed (name, path, shape, dtype, wavelengths); ``action``: ``run``, ``skip`` (done in
       an earlier run: ``--resume``) or ``fail`` (``reason`` says why: unreadable, an output that would overwrite an
-      input or leave the folder, no disk space, a format that cannot be streamed).
+      input or leave the folder, no disk space).
     - ``output``: where its result goes; ``mode``: ``memory`` (held whole) or ``streamed`` (over the memory
       budget: computed in strips); ``tiles``: LR tiles it takes (both models for ``dual``), for progress.
     - ``reason``: for a scene that runs, a note kept in its record (e.g. why ``--resume`` redoes it);
@@ -156,17 +155,8 @@ def _plan_one(
     suffix = output_suffix(entry, options)
     streamed = options.working_bytes(entry.shape) > options.budget
     note = None
-    if streamed and suffix not in CHUNKED_SUFFIXES:
-        if options.format is not None:
-            return PlannedScene(
-                entry,
-                "fail",
-                reason=f"the scene needs ~{options.working_bytes(entry.shape) / 2**30:.1f} GiB whole, over the "
-                f"memory budget, and is streamed, which --format {options.format} cannot take; use --format h5 or "
-                "npy (or raise --memory-budget)",
-            )
-        note = f"streamed, so written as .h5 ({suffix} cannot be written in strips)"
-        suffix = ".h5"
+    if streamed and suffix == ".mat":
+        note = "streamed, so written as MATLAB v7.3 (v5 cannot be written in strips)"
     output = out_dir / f"{entry.name}{suffix}"
     if not inside(output, out_dir) or output.resolve() in inputs or output in outputs:
         why = (

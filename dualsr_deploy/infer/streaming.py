@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dualsr_deploy.data.chunked import ChunkedWriter
-from dualsr_deploy.data.readers.base import SceneReader
+from dualsr_deploy.data.readers.base import SceneReader, whole_notes
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
+from dualsr_deploy.data.strips import RowStore, StripWriter, open_strips
 from dualsr_deploy.data.validity import fill_invalid
-from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
@@ -65,6 +65,7 @@ class _StreamedScene:
         self.margin = fill_margin(reach(ctx.pool, ctx.options))
         self.floor = floor_tensor(meta.band_floor, self.device)
         self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
+        self.stores: list[RowStore] = []
 
     def _load(self, start: int, stop: int) -> Scene:
         scene = self.reader.load(
@@ -110,16 +111,17 @@ class _StreamedScene:
             self.seconds["coarse"] += time.perf_counter() - t
             sink(offset, clip_range(buf, self.floor) if clip else buf)
 
-    def intermediate(self, name: str, scale: int) -> tuple[np.ndarray, Callable[[int, int], torch.Tensor]]:
+    def intermediate(self, name: str, scale: int) -> tuple[RowStore, Callable[[int, int], torch.Tensor]]:
         """An on-disk ×``scale`` cube filled by :meth:`coarse_into`, and a reader of its rows on the device."""
         shape = (self.bands, scale * self.height, scale * self.width)
-        array = np.lib.format.open_memmap(self.work / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
-        self.coarse_into(scale, _into(array), True)
+        store = RowStore(self.work / f"{name}.raw", shape)
+        self.stores.append(store)
+        self.coarse_into(scale, _into(store), True)
 
         def rows(start: int, stop: int) -> torch.Tensor:
-            return torch.from_numpy(np.array(array[:, start:stop])).to(self.device)
+            return torch.from_numpy(store.read(start, stop)).to(self.device)
 
-        return array, rows
+        return store, rows
 
     def _at(self, factor: int, start: int, stop: int) -> tuple[np.ndarray, int]:
         """Row indices into LR rows read from ``first``, for rows [start, stop) of a ×``factor`` grid, and
@@ -137,7 +139,7 @@ class _StreamedScene:
 
         return valid
 
-    def write_rows(self, writer: ChunkedWriter, first_row: int, rows: torch.Tensor) -> None:
+    def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
         """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
         in the source's units and dtype unless ``--units normalised``."""
         t = time.perf_counter()
@@ -157,7 +159,7 @@ class _StreamedScene:
         writer.write(first_row, values)
         self.seconds["write"] += time.perf_counter() - t
 
-    def run(self, writer: ChunkedWriter) -> float | None:
+    def run(self, writer: StripWriter) -> float | None:
         """Compute the scene into ``writer``; returns the fine stage's SAM weight (None for ``coarse``)."""
         options, scale = self.ctx.options, self.ctx.options.scale
         c, h, w = self.bands, self.height, self.width
@@ -197,20 +199,24 @@ class _StreamedScene:
         return weight
 
 
-def _into(array: np.ndarray) -> Sink:
+def _into(store: RowStore) -> Sink:
     def sink(first_row: int, rows: torch.Tensor) -> None:
-        array[:, first_row : first_row + rows.shape[1]] = rows.cpu().numpy()
+        store.write(first_row, rows.cpu().numpy())
 
     return sink
 
 
-def _count_invalid(reader: SceneReader, ctx: SceneContext, height: int, width: int, rows: int = 64) -> int:
-    count = 0
+def _scan(
+    reader: SceneReader, ctx: SceneContext, height: int, width: int, rows: int = 64
+) -> tuple[int, tuple[str, ...]]:
+    """The scene's invalid pixels and its notes (counts over the whole scene), read in strips of ``rows``."""
+    count, notes = 0, []
     for top in range(0, height, rows):
         window = Window(top, 0, min(rows, height - top), width)
-        valid = reader.load(ctx.options.normalise, window, ctx.options.masking).valid
-        count += 0 if valid is None else int((~valid).sum())
-    return count
+        scene = reader.load(ctx.options.normalise, window, ctx.options.masking)
+        count += 0 if scene.valid is None else int((~scene.valid).sum())
+        notes.append(scene.meta.notes)
+    return count, whole_notes(notes)
 
 
 def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
@@ -228,14 +234,27 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         good[list(meta.bad_bands)] = False
         facts = SceneFacts.of(good, str(entry.path), dtype=meta.dtype)
         ctx.route.prepare({b - a for a, b in facts.network})  # its segments' artefacts, before any strip runs
+        invalid, notes = _scan(reader, ctx, h, w)
+        meta = meta.replace(notes=notes)  # the whole scene's, as an in-memory read gives them
         scene = _StreamedScene(ctx, planned, reader, meta, work, facts)
-        scene.facts.invalid_pixels = _count_invalid(reader, ctx, h, w)
+        scene.facts.invalid_pixels = invalid
         out_meta = output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
         dtype = meta.dtype if options.units == "source" else "float32"
-        with ChunkedWriter(
-            planned.output, (c, scale * h, scale * w), out_meta, ctx.output_attrs(), dtype=dtype, units=options.units
+        factor = declared_factor(out_meta, options.units)
+        with open_strips(
+            planned.output,
+            (c, scale * h, scale * w),
+            out_meta,
+            ctx.output_attrs(),
+            dtype=dtype,
+            units=options.units,
+            factor=factor,
         ) as writer:
-            weight = scene.run(writer)
+            try:
+                weight = scene.run(writer)
+            finally:
+                for store in scene.stores:
+                    store.close()
             t = time.perf_counter()
             writer.commit()
             scene.seconds["write"] += time.perf_counter() - t

@@ -58,6 +58,28 @@ def reading(source: object) -> Iterator[None]:
         raise DataError(f"{source}: cannot read it ({type(exc).__name__}: {exc}); is the file complete?") from exc
 
 
+CLIPPED_NOTE = "{count} values above 1 after dividing by {factor} were clipped"
+INVALID_NOTE = "{count} pixels are no-data or not finite in some good band"
+
+
+def whole_notes(windows: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The notes of a scene read in windows that cover it once: the counted notes (:data:`CLIPPED_NOTE`,
+    :data:`INVALID_NOTE`) summed over the windows, the others once; in the order they first appear."""
+    totals: dict[str, int] = {}
+    order: list[str] = []
+    for notes in windows:
+        for note in notes:
+            count, _, rest = note.partition(" ")
+            counted = count.isdigit() and (rest == INVALID_NOTE.partition(" ")[2] or rest.startswith("values above 1"))
+            key = rest if counted else note
+            if key not in totals:
+                order.append(key)
+                totals[key] = 0
+            if counted:
+                totals[key] += int(count)
+    return tuple(f"{totals[key]} {key}" if totals.get(key) else key for key in order)
+
+
 class SceneReader(ABC):
     """An open scene file: facts from its header up front, pixels on request.
 
@@ -208,10 +230,10 @@ class SceneReader(ABC):
         cube, clipped = Normalisation.apply(values, factor, self.source)
         notes = list(self.notes)
         if clipped:
-            notes.append(f"{clipped} values above 1 after dividing by {factor:g} were clipped")
+            notes.append(CLIPPED_NOTE.format(count=clipped, factor=f"{factor:g}"))
         invalid_count = int(pixel_ok.size - np.count_nonzero(pixel_ok))
         if invalid_count:
-            notes.append(f"{invalid_count} pixels are no-data or not finite in some good band")
+            notes.append(INVALID_NOTE.format(count=invalid_count))
         if bad:
             notes.append(f"bad bands (0-based): {_ranges(bad)}")
         meta = SceneMeta(
