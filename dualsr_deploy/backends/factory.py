@@ -59,6 +59,7 @@ def create(
     device: str = "cpu",
     precision: str = "fp32",
     compile: bool = False,
+    threads: int | None = None,
 ) -> Backend:
     """A closed backend (call ``open()`` or use it as a context manager).
 
@@ -79,11 +80,11 @@ def create(
     if name == "openvino":
         from dualsr_deploy.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(Path(artefact), device=device, precision=precision)
+        return OpenVinoBackend(Path(artefact), device=device, precision=precision, threads=threads)
     if name == "onnx":
         from dualsr_deploy.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend(Path(artefact), provider=ort_provider(device))
+        return OnnxBackend(Path(artefact), provider=ort_provider(device), threads=threads)
     from dualsr_deploy.backends.trt_backend import TensorRTBackend
 
     return TensorRTBackend(Path(artefact))

@@ -52,6 +52,8 @@ class OnnxBackend(Backend):
         options = ort.SessionOptions()
         if self._threads is not None:
             options.intra_op_num_threads = self._threads
+        # waiting threads sleep rather than spin: a spinning pool collapses when another job shares the cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=[wanted])
 
     def close(self) -> None:

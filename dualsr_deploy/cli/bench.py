@@ -73,7 +73,7 @@ def bench(
         Column("LR Mpx·bands/s", None, "right"),
         Column("GFLOP/s", "GFLOP/s", "right"),
         Column("of ceiling", None, "right"),
-        Column("vs eager", "vs eager", "right"),
+        Column("vs eager", None, "right"),
         Column("vs torch fp32", "vs torch", "right"),
         Column("peak memory", "memory", "right"),
     ]

@@ -102,6 +102,11 @@ def infer(
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
     root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the torch backend."),
+    threads: int | None = typer.Option(
+        None,
+        help="Intra-op threads on a CPU. Default: the CPUs this process may use (affinity, cgroup quota); idle threads "
+        "sleep rather than spin, so a shared machine does not stall them. Ray workers: one per CPU given.",
+    ),
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
@@ -134,6 +139,7 @@ def infer(
         weights_half=weights_half,
         compile=compile_model,
         on_cluster=cluster is not None,
+        threads=threads,
     )
     if spec.precision_choice and not dry_run:
         console.print(spec.precision_choice)

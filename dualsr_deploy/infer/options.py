@@ -79,11 +79,25 @@ class BackendSpec:
     weights: tuple[tuple[int, Path], ...] = ()
     family: str = "cave"  # shipped weights for the scales without a file: cave, airborne, or auto (per scene)
     compile: bool = False
+    threads: int | None = None  # intra-op threads on a CPU; None: the CPUs this process may use (resources.py)
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
     precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
 
     def __post_init__(self) -> None:
         check_backend(self.backend, self.precision, self.device)
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads must be at least 1; got {self.threads}")
+
+    @property
+    def cpu_threads(self) -> int:
+        """Intra-op threads of a CPU backend: ``threads``, else every CPU this process may use (its affinity and
+        cgroup quota). On a shared machine these threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before
+        torch loads; ONNX Runtime without spinning), which kept them within 1.8× of their quiet time beside two busy
+        neighbours on 2 cores (the fair share is 2×) where torch's default spinning was 19.6× slower
+        (benchmarks/results/threads_2cpu.md)."""
+        from dualsr_deploy.resources import usable_cpus
+
+        return self.threads or usable_cpus()
 
     @classmethod
     def for_run(
@@ -99,6 +113,7 @@ class BackendSpec:
         weights_half: str | Path | None = None,
         compile: bool = False,
         on_cluster: bool = False,
+        threads: int | None = None,
     ) -> BackendSpec:
         """The spec a command line asks for. ``device`` None: this machine's CUDA device if any, else the CPU; on
         a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's."""
@@ -138,6 +153,7 @@ class BackendSpec:
             weights=tuple(given.items()),
             family=family,
             compile=compile,
+            threads=threads,
             half_scales=(scale // 2,) if stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4 else (),
         )
 

@@ -45,6 +45,7 @@ class BackendPool:
                     device=spec.device,
                     precision=spec.precision,
                     compile=spec.compile,
+                    threads=spec.cpu_threads,
                 )
                 backend.open()
                 self._backends[key] = backend

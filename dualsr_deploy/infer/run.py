@@ -103,6 +103,7 @@ def run_archive(
             options, make_executor = _on_cluster(stack, cluster, options, out, archive, report)
         router = Router(options, report=report, say=lambda text: report(Event("message", text=text)))
         stack.callback(router.close)
+        _use_threads(stack, options.backend.cpu_threads)
         for scale in options.scales:
             router.base.pool.model(scale)  # missing or mismatched weights stop the run before anything is written
         plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
@@ -142,6 +143,15 @@ def run_archive(
             result.backends, result.interrupted, result.resumed = outcome.backends, outcome.interrupted, outcome.resumed
             shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return result
+
+
+def _use_threads(stack: contextlib.ExitStack, threads: int) -> None:
+    """torch's intra-op threads for this run, as they were again after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    stack.callback(torch.set_num_threads, before)
 
 
 def _check_output_folder(

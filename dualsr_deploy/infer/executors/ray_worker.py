@@ -5,6 +5,7 @@ actor: the backends serve one scene at a time, so the next scene is read and the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import tempfile
@@ -31,8 +32,9 @@ class SceneWorker:
     """One long-lived worker: its backends stay open for every scene it is given."""
 
     def __init__(self, options: InferOptions, layout: str | None, threads: int) -> None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # one thread per CPU Ray gave this worker
         self.threads = threads
+        options = dataclasses.replace(options, backend=dataclasses.replace(options.backend, threads=threads))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.messages: list[str] = []
         self.router = Router(options, say=self.messages.append)
