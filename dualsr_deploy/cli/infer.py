@@ -177,7 +177,8 @@ def infer(
 
 
 class InferProgress:
-    """Two bars (scenes and tiles) driven by the run's events; failed and streamed scenes are printed above."""
+    """Two bars (scenes and tiles) driven by the run's events, and one for each step of a streamed scene's fine stage
+    while it runs (rows done, rate, time left); failed and streamed scenes are printed above."""
 
     def __init__(self, *, disable: bool) -> None:
         columns = (
@@ -191,6 +192,7 @@ class InferProgress:
         )
         self.bar = Progress(*columns, console=console, disable=disable)
         self.scenes = self.tiles = TaskID(0)
+        self.strips: dict[str, TaskID] = {}  # a streamed scene's fine-stage steps, each a bar while it runs
 
     def __enter__(self) -> InferProgress:
         self.bar.__enter__()
@@ -219,6 +221,17 @@ class InferProgress:
                 bar.console.print(f"[{colour}]{record.status}[/] {escape(record.name)}{detail}")
             if record.mode is not None:  # scenes that failed before running were never counted in
                 bar.advance(self.scenes)
+        elif event.kind == "strips":
+            if event.name not in self.strips:
+                self.strips[event.name] = bar.add_task(f"rows of {escape(event.name)}", total=event.total, rate="")
+            task = self.strips[event.name]
+            bar.update(task, completed=event.count)
+            speed = bar.tasks[task].speed
+            if speed:
+                bar.update(task, rate=f"{speed:.0f} rows/s")
+            if event.count >= event.total:
+                bar.remove_task(task)
+                del self.strips[event.name]
         elif event.kind == "skip":
             bar.advance(self.scenes)
             bar.advance(self.tiles, event.count)

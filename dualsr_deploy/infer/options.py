@@ -330,8 +330,8 @@ class InferOptions:
 
 @dataclass
 class Event:
-    """A progress report: ``kind`` is plan, scene, tiles, skip, done or message (the callback may run on worker
-    threads)."""
+    """A progress report: ``kind`` is plan, scene, tiles, strips (a streamed scene's fine stage: ``count`` of
+    ``total`` rows done in the step ``name``), skip, done or message (the callback may run on worker threads)."""
 
     kind: str
     name: str = ""

@@ -28,7 +28,7 @@ from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
-from dualsr_deploy.infer.options import WORK_DIR
+from dualsr_deploy.infer.options import WORK_DIR, Event
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
@@ -139,6 +139,15 @@ class _StreamedScene:
 
         return valid
 
+    def progress(self, step: str) -> Callable[[int, int], None]:
+        """A ``(rows done, of rows)`` callback that reports a streamed step's progress as ``strips`` events."""
+        name = f"{self.planned.entry.name}: {step}"
+
+        def done(rows: int, total: int) -> None:
+            self.ctx.router.report(Event("strips", name, count=rows, total=total))
+
+        return done
+
     def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
         """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
         in the source's units and dtype unless ``--units normalised``."""
@@ -189,12 +198,14 @@ class _StreamedScene:
         row_bytes = 4 * c * low_shape[2] * factor * factor * 12
         step = max(8, min(low_shape[1], options.budget // max(row_bytes, 1)))
         valid = self.valid_at(guide) if self.facts.invalid_pixels else None
-        weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid)
+        weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid, self.progress("SAM weight"))
+        written = self.progress("back-projected and written")
         for first, rows in backproject_streamed(high_net, low, low_shape, factor, weight, step):
             full = clip_range(high(first, first + rows.shape[1]), self.floor)
             floor = self.floor[bands] if self.floor is not None else None
             full[bands] = clip_range(rows, floor) if options.clip else rows
             write(first, full)
+            written(first + rows.shape[1], scale * h)
         self.seconds["fine"] += time.perf_counter() - t - self.seconds["write"]
         return weight
 

@@ -85,9 +85,11 @@ def sam_weight_streamed(
     factor: int,
     step: int,
     valid: Callable[[int, int], torch.Tensor] | None = None,
+    done: Callable[[int, int], None] | None = None,
 ) -> float:
     """``min(mean SAM°(imresize(im_h, 1/f), im_l), 1)`` over the whole scene, reading ``step`` coarse rows at a
-    time; ``valid(start, stop)`` gives the guide's valid pixels ``(n, W)`` of those rows (None: all)."""
+    time; ``valid(start, stop)`` gives the guide's valid pixels ``(n, W)`` of those rows (None: all); ``done(rows,
+    of)`` after each strip (progress)."""
     rows = shape_low[1]
     total, count = 0.0, 0
     for start, stop in strips(rows, step):
@@ -98,6 +100,8 @@ def sam_weight_streamed(
         else:
             keep = valid(start, stop)
             total, count = total + float(angles[keep].sum()), count + int(keep.sum())
+        if done is not None:
+            done(stop, rows)
     return min(total / max(count, 1), 1.0)
 
 

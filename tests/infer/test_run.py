@@ -14,7 +14,7 @@ from dualsr_deploy import backproject, load_coarsr
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.writers import write_scene
-from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
+from dualsr_deploy.infer import BackendSpec, Event, InferOptions, run_archive
 from dualsr_deploy.infer.lock import LOCK_NAME
 from dualsr_deploy.weights import shipped_weights
 from tests.infer.conftest import infer_process, interrupt_after_first_scene, lr_scene, wait_for_ok
@@ -110,13 +110,28 @@ def test_scenes_over_the_memory_budget_stream_to_the_same_result(stage: str, tmp
     write_scene(archive / "big.npy", lr_scene(5, 40, 31))
     whole = run_archive(archive, tmp_path / "memory", InferOptions(stage=stage, tile=16))
     budget = 200_000  # the scene needs ~30 MB whole: it must stream
-    streamed = run_archive(archive, tmp_path / "streamed", InferOptions(stage=stage, tile=16, memory_budget=budget))
+    events: list[Event] = []
+    streamed = run_archive(
+        archive, tmp_path / "streamed", InferOptions(stage=stage, tile=16, memory_budget=budget), progress=events.append
+    )
     assert [r.mode for r in whole.records] == ["memory"]
     assert [r.mode for r in streamed.records] == ["streamed"]
     a = read_scene(tmp_path / "memory" / "big.npy").cube
     b = read_scene(tmp_path / "streamed" / "big.npy").cube
     np.testing.assert_array_equal(a, b)  # bit-identical: the same tiles, the same batch size, the same fine stage
     assert streamed.records[0].sam_weight == whole.records[0].sam_weight
+    strips = [(e.name, e.count, e.total) for e in events if e.kind == "strips"]  # the fine stage's progress
+    if stage == "coarse":
+        assert not strips
+    else:
+        steps: dict[str, list[tuple[int, int]]] = {name: [] for name, _, _ in strips}
+        for name, count, total in strips:
+            steps[name].append((count, total))
+        assert sorted(steps) == ["big: SAM weight", "big: back-projected and written"]
+        for done in steps.values():
+            assert [c for c, _ in done] == sorted(c for c, _ in done)  # rows only ever go forward
+            assert done[-1][0] == done[-1][1]  # and reach the end
+        assert steps["big: back-projected and written"][-1][1] == 160  # the ×4 output's rows
     assert not (tmp_path / "streamed" / ".dualsr-work").exists()
 
 
