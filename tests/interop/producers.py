@@ -33,13 +33,23 @@ def smooth_spectra(rows: int, cols: int, bands: int, seed: int = 0) -> np.ndarra
 
 
 def write_emit_granule(
-    path: Path, *, rows: int = 12, cols: int = 10, bands: int = 24, fill_cols: int = 2
+    path: Path,
+    *,
+    rows: int = 12,
+    cols: int = 10,
+    bands: int = 24,
+    fill_cols: int = 2,
+    cube: np.ndarray | None = None,
+    wavelengths: np.ndarray | None = None,
 ) -> np.ndarray:
     """An EMIT L2A reflectance granule written with netCDF4 as the EMIT SDS writes it; its left ``fill_cols``
-    columns are fill. Returns the cube (downtrack, crosstrack, bands)."""
+    columns are fill. ``cube`` (downtrack, crosstrack, bands): the reflectance to write (default: smooth synthetic
+    spectra), with its ``wavelengths``. Returns the cube as written."""
     import netCDF4
 
-    cube = smooth_spectra(rows, cols, bands)
+    if cube is None:
+        cube = smooth_spectra(rows, cols, bands)
+    rows, cols, bands = cube.shape
     cube[:, :fill_cols, :] = EMIT_FILL
     bad = {bands // 3, bands // 3 + 1}
     cube[fill_cols:, fill_cols:, sorted(bad)] = -0.01  # water-absorption bands, as EMIT marks them
@@ -65,7 +75,8 @@ def write_emit_granule(
         variable.units = "unitless"
         variable[:] = cube
         params = handle.createGroup("sensor_band_parameters")
-        wavelengths = np.linspace(381.0, 2493.0, bands).astype(np.float32)
+        if wavelengths is None:
+            wavelengths = np.linspace(381.0, 2493.0, bands).astype(np.float32)
         for name, values, units in (
             ("wavelengths", wavelengths, "nm"),
             ("fwhm", np.full(bands, 8.5, np.float32), "nm"),
