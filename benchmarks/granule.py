@@ -143,7 +143,6 @@ def main() -> None:
         print(f"made {granule} {shape}", file=sys.stderr)
     results = work / "results.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
-    key_of = lambda r: (r["lines"], r["config"], r["budget"], r["busy"], r["threads"])  # noqa: E731
     seen = {key_of(r) for r in done}
     loops = busy_loops(args.busy)
     try:
@@ -171,6 +170,10 @@ def main() -> None:
         for loop in loops:
             loop.terminate()
     print(summary(done, args.workers))
+
+
+def key_of(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row["lines"], row["config"], row["budget"], row["busy"], row["threads"]
 
 
 def summary(rows: list[dict[str, Any]], workers: int) -> str:
