@@ -210,7 +210,7 @@ class InferProgress:
             bar.update(self.tiles, description=f"tiles of {escape(event.name)}")
         elif event.kind == "tiles":
             bar.advance(self.tiles, event.count)
-            speed = bar.tasks[self.tiles].speed
+            speed = next(t.speed for t in bar.tasks if t.id == self.tiles)
             if speed:
                 bar.update(self.tiles, rate=f"{speed:.1f} tiles/s")
         elif event.kind == "done" and event.record is not None:
@@ -226,7 +226,7 @@ class InferProgress:
                 self.strips[event.name] = bar.add_task(f"rows of {escape(event.name)}", total=event.total, rate="")
             task = self.strips[event.name]
             bar.update(task, completed=event.count)
-            speed = bar.tasks[task].speed
+            speed = next(t.speed for t in bar.tasks if t.id == task)
             if speed:
                 bar.update(task, rate=f"{speed:.0f} rows/s")
             if event.count >= event.total:

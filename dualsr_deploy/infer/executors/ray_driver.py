@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,12 +111,16 @@ def _absolute_scene(planned: PlannedScene) -> PlannedScene:
 
 
 def remove_partial(planned: PlannedScene) -> None:
-    """The temporary file a worker that died while writing ``planned`` left (its output's atomic write); the final
-    name was never touched. Called before the scene is given out again, so no live writer owns it."""
+    """The temporary file or folder a worker that died while writing ``planned`` left (its output's atomic write, or
+    a streamed scene's staging folder); the final name was never touched. Called before the scene is given out
+    again, so no live writer owns it."""
     if planned.output is None:
         return
     for partial in planned.output.parent.glob(f".{planned.output.name}.*.tmp"):
-        partial.unlink(missing_ok=True)
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
 
 
 class RayExecutor:
