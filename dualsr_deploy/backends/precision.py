@@ -17,13 +17,6 @@ from dualsr_deploy.runtimes import cpu_native_bf16
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
-PRECISION_HELP = (
-    "auto (default): per device the fastest precision measured to change results by < 0.01 dB and < 0.01° SAM "
-    "(today fp32 everywhere: on CPU, bf16 moved SAM by up to 0.10°; GPUs not yet measured). fp32: exact and "
-    "bit-reproducible. bf16: ~2x faster on CPUs with native bf16 (torch, openvino) and on CUDA, PSNR within 0.01 dB "
-    "but SAM up to ~0.1° off in dark pixels. fp16: CUDA only, and exported graphs and plans."
-)
-
 
 @dataclass(frozen=True)
 class PrecisionChoice:
@@ -64,4 +57,4 @@ def resolve_precision(precision: str, backend: str, device: str) -> PrecisionCho
     return PrecisionChoice(precision, "as asked")
 
 
-__all__ = ["PRECISION_CHOICES", "PRECISION_HELP", "PrecisionChoice", "auto_precision", "resolve_precision"]
+__all__ = ["PRECISION_CHOICES", "PrecisionChoice", "auto_precision", "resolve_precision"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from dualsr_deploy.archs.neighbours import NEIGHBOUR_RULES, check_rule
-from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint, write_checkpoint
-from dualsr_deploy.cli.common import Column, console, print_table, user_errors
+from dualsr_deploy.cli.common import NEIGHBOUR_RULES, Column, console, print_table, user_errors
 from dualsr_deploy.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from dualsr_deploy.checkpoint import CheckpointInfo
 
 
 def _table(info: CheckpointInfo) -> Table:
@@ -38,6 +40,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the detected facts as JSON."),
 ) -> None:
     """Print what a checkpoint holds: format, scale, size, neighbour rule, provenance."""
+    from dualsr_deploy.checkpoint import read_checkpoint
+
     _, detected = read_checkpoint(checkpoint)
     if as_json:
         console.print_json(json.dumps(detected.to_dict()))
@@ -62,6 +66,9 @@ def convert(
         raise CheckpointError(f"{target}: exists already; pass --force to overwrite it")
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: would overwrite the source checkpoint; choose another name")
+    from dualsr_deploy.archs.neighbours import check_rule
+    from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
+
     model, detected = read_checkpoint(source)
     rule = check_rule(neighbours) if neighbours is not None else detected.neighbour_rule
     provenance = dict(detected.provenance)

@@ -10,8 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.backends.precision import PRECISION_HELP
-from dualsr_deploy.cli.common import console, user_errors
+from dualsr_deploy.cli.common import PRECISION_HELP, console, user_errors
 from dualsr_deploy.errors import InputError
 
 

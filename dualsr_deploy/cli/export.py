@@ -9,10 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.backends.status import backend_statuses
-from dualsr_deploy.cli.common import console, user_errors
-from dualsr_deploy.export.pipeline import TENSORRT_MODES, export_variant
-from dualsr_deploy.export.recipes import default_recipe, load_recipe
+from dualsr_deploy.cli.common import TENSORRT_MODES, console, user_errors
 
 
 @user_errors
@@ -42,6 +39,12 @@ def export(
         raise typer.BadParameter("give --recipe or --scale")
     if tensorrt not in TENSORRT_MODES:
         raise typer.BadParameter(f"--tensorrt must be one of {', '.join(TENSORRT_MODES)}; got {tensorrt!r}")
+    from dualsr_deploy.export.pipeline import TENSORRT_MODES as MODES
+    from dualsr_deploy.export.pipeline import export_variant
+    from dualsr_deploy.export.recipes import default_recipe, load_recipe
+
+    mode = next(m for m in MODES if m == tensorrt)  # typed as the pipeline's modes
+
     base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
     if recipe is not None and scale is not None and scale != base.scale:
         raise typer.BadParameter(f"--scale {scale} contradicts the recipe's scale {base.scale}")
@@ -67,7 +70,7 @@ def export(
             out_dir=out,
             verify=verify,
             operator_table=operators,
-            tensorrt=tensorrt,
+            tensorrt=mode,
             simplify=simplify,
             openvino=openvino,
             progress=console.print,
@@ -98,6 +101,8 @@ def export(
 
 def backends() -> None:
     """List the backends this machine can run, and why the others cannot."""
+    from dualsr_deploy.backends.status import backend_statuses
+
     table = Table(title="backends")
     for column in ("backend", "available", "detail"):
         table.add_column(column)

@@ -18,10 +18,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dualsr_deploy.backends.precision import PRECISION_HELP
 from dualsr_deploy.cli.common import (
     BACKEND_HELP,
     NORMALISE_HELP,
+    PRECISION_HELP,
     Column,
     console,
     parse_bytes,
