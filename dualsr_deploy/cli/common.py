@@ -62,6 +62,15 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def shortened(text: str, width: int = 28) -> str:
+    """``text`` cut in the middle to ``width`` characters (``EMIT_L2A_RFL…2309112_002``), so that progress bars keep
+    their bar and numbers at 80 columns; the ends, which tell scenes apart, are kept."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def parse_bytes(text: str) -> int:
     """``512M``, ``4G``, ``1.5GiB``, ``2000000`` → bytes."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?\s*", text)

@@ -24,6 +24,7 @@ from dualsr_deploy.cli.common import (
     PRECISION_HELP,
     Column,
     console,
+    shortened,
     parse_bytes,
     print_skipped,
     print_table,
@@ -207,7 +208,7 @@ class InferProgress:
             self.scenes = bar.add_task("scenes", total=event.count or None, rate="")
             self.tiles = bar.add_task("tiles", total=event.total or None, rate="")
         elif event.kind == "scene":
-            bar.update(self.tiles, description=f"tiles of {escape(event.name)}")
+            bar.update(self.tiles, description=f"tiles of {escape(shortened(event.name))}")
         elif event.kind == "tiles":
             bar.advance(self.tiles, event.count)
             speed = next(t.speed for t in bar.tasks if t.id == self.tiles)
@@ -223,7 +224,9 @@ class InferProgress:
                 bar.advance(self.scenes)
         elif event.kind == "strips":
             if event.name not in self.strips:
-                self.strips[event.name] = bar.add_task(f"rows of {escape(event.name)}", total=event.total, rate="")
+                scene, _, step = event.name.partition(": ")
+                label = f"{escape(shortened(scene, 20))}: {step}"
+                self.strips[event.name] = bar.add_task(label, total=event.total, rate="")
             task = self.strips[event.name]
             bar.update(task, completed=event.count)
             speed = next(t.speed for t in bar.tasks if t.id == task)

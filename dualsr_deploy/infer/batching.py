@@ -99,17 +99,21 @@ class TileRunner:
         per_tile = bands * window[0] * window[1] * per_pixel
         return max(1, min(wanted, limit, self.options.budget // 4 // per_tile))
 
-    def run_tiles(self, scale: int, jobs: list[TileJob], name: str) -> None:
-        """Run every job's window through the ×``scale`` backend, a batch at a time, and paste the cores."""
+    def run_tiles(self, scale: int, jobs: list[TileJob], name: str, *, count: bool = True) -> None:
+        """Run every job's window through the ×``scale`` backend, a batch at a time, and paste the cores; ``count``:
+        report them as ``tiles`` progress (a scene's further band segments run the same tiles again, uncounted)."""
         if not jobs:
             return
         bands = jobs[0].source.shape[0]
         backend = self.pool.backend(scale, bands)
         size = self.batch_size(scale, bands, jobs[0].window)
-        run_batches(backend, jobs, size, lambda count: self.report(Event("tiles", name, count=count)))
+        run_batches(backend, jobs, size, (lambda n: self.report(Event("tiles", name, count=n))) if count else None)
 
-    def coarse(self, scale: int, cubes: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
-        """Whole-scene coarse SR ``(C, s·h, s·w)`` of same-window-shape LR cubes, tiles batched together."""
+    def coarse(
+        self, scale: int, cubes: list[torch.Tensor], names: list[str], *, count: bool = True
+    ) -> list[torch.Tensor]:
+        """Whole-scene coarse SR ``(C, s·h, s·w)`` of same-window-shape LR cubes, tiles batched together (``count``:
+        see :meth:`run_tiles`)."""
         device = self.pool.backend(scale, cubes[0].shape[0]).device
         outs: list[torch.Tensor] = []
         jobs: list[TileJob] = []
@@ -118,7 +122,7 @@ class TileRunner:
             out = torch.empty((c, scale * h, scale * w), device=device)
             outs.append(out)
             jobs += grid_jobs(cube, self.grid(scale, h, w, c), out)
-        self.run_tiles(scale, jobs, names[0] if len(names) == 1 else f"{len(names)} scenes")
+        self.run_tiles(scale, jobs, names[0] if len(names) == 1 else f"{len(names)} scenes", count=count)
         return outs
 
 

@@ -58,8 +58,8 @@ def super_resolve(
     cube = torch.from_numpy(fill_invalid(scene.cube, valid)).to(device)
     c, h, w = cube.shape
     high = torch.zeros((c, scale * h, scale * w), device=device)
-    for a, b in network:
-        high[a:b] = runner.coarse(scale, [cube[a:b]], [name])[0]
+    for index, (a, b) in enumerate(network):  # progress counts a scene's tiles once, not once per band segment
+        high[a:b] = runner.coarse(scale, [cube[a:b]], [name], count=index == 0)[0]
     for a, b in short:
         high[a:b] = imresize(cube[a:b], scale)
     floor = floor_tensor(scene.meta.band_floor, device)
@@ -72,8 +72,8 @@ def super_resolve(
         half = scale // 2
         low = torch.zeros((len(bands), half * h, half * w), device=device)
         offset = 0
-        for a, b in network:
-            low[offset : offset + b - a] = runner.coarse(half, [cube[a:b]], [name])[0]
+        for index, (a, b) in enumerate(network):
+            low[offset : offset + b - a] = runner.coarse(half, [cube[a:b]], [name], count=index == 0)[0]
             offset += b - a
         guide_valid = nearest_up(valid, half)
     else:

@@ -101,9 +101,9 @@ class _StreamedScene:
             buf = torch.zeros((c, scale * first.core_height, scale * w), device=self.device)
             offset = scale * first.core_top
             window = (grid.window_h, grid.window_w)
-            for a, b in self.network:
+            for index, (a, b) in enumerate(self.network):  # tiles counted once, not once per band segment
                 jobs = [TileJob(strip[a:b], 0, tile, window, buf[a:b], offset) for tile in row]
-                self.ctx.runner.run_tiles(scale, jobs, self.planned.entry.name)
+                self.ctx.runner.run_tiles(scale, jobs, self.planned.entry.name, count=index == 0)
             for a, b in self.short:  # the strip's halo rows cover the bicubic kernel's reach
                 up = imresize(strip[a:b], scale)
                 top = scale * (first.core_top - first.top)
@@ -199,7 +199,7 @@ class _StreamedScene:
         step = max(8, min(low_shape[1], options.budget // max(row_bytes, 1)))
         valid = self.valid_at(guide) if self.facts.invalid_pixels else None
         weight = sam_weight_streamed(high_net, low, low_shape, factor, step, valid, self.progress("SAM weight"))
-        written = self.progress("back-projected and written")
+        written = self.progress("back-projection")
         for first, rows in backproject_streamed(high_net, low, low_shape, factor, weight, step):
             full = clip_range(high(first, first + rows.shape[1]), self.floor)
             floor = self.floor[bands] if self.floor is not None else None

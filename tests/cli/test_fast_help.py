@@ -8,7 +8,7 @@ import sys
 
 
 def test_help_imports_no_torch() -> None:
-    code = f"""
+    code = """
 import sys
 import typer.main
 from typer.testing import CliRunner
@@ -16,7 +16,7 @@ from dualsr_deploy.cli.main import app
 
 def walk(group, prefix):
     yield prefix
-    for name, sub in getattr(group, "commands", {{}}).items():
+    for name, sub in getattr(group, "commands", {}).items():
         yield from walk(sub, [*prefix, name])
 
 runner = CliRunner()
@@ -25,7 +25,7 @@ assert len(commands) > 15, commands
 for command in commands:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, (command, result.output)
-    assert "torch" not in sys.modules, f"dualsr {{command}} --help imported torch"
+    assert "torch" not in sys.modules, f"dualsr {command} --help imported torch"
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -127,11 +127,11 @@ def test_scenes_over_the_memory_budget_stream_to_the_same_result(stage: str, tmp
         steps: dict[str, list[tuple[int, int]]] = {name: [] for name, _, _ in strips}
         for name, count, total in strips:
             steps[name].append((count, total))
-        assert sorted(steps) == ["big: SAM weight", "big: back-projected and written"]
+        assert sorted(steps) == ["big: SAM weight", "big: back-projection"]
         for done in steps.values():
             assert [c for c, _ in done] == sorted(c for c, _ in done)  # rows only ever go forward
             assert done[-1][0] == done[-1][1]  # and reach the end
-        assert steps["big: back-projected and written"][-1][1] == 160  # the ×4 output's rows
+        assert steps["big: back-projection"][-1][1] == 160  # the ×4 output's rows
     assert not (tmp_path / "streamed" / ".dualsr-work").exists()
 
 
