@@ -24,10 +24,10 @@ from dualsr_deploy.cli.common import (
     PRECISION_HELP,
     Column,
     console,
-    shortened,
     parse_bytes,
     print_skipped,
     print_table,
+    shortened,
     user_errors,
 )
 
