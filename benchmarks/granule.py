@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DUALSR_SHARED", ROOT.parent / "shared"))
 EMIT_SPECTRA = SHARED / "data" / "products" / "emit_l2a_envi" / "emit20250324t221005_jpl_unmix_ex.hdr"
 GRANULE = (1242, 1280, 285)  # downtrack, crosstrack, bands of an EMIT L2A granule
-CONFIGS = {
+CONFIGS = {  # bf16 runs only on CPUs with native bf16 (AVX512-BF16, AMX): elsewhere dualsr refuses it, and so here
     "fp32": ["--backend", "torch", "--precision", "fp32"],
     "bf16": ["--backend", "torch", "--precision", "bf16"],
+    "openvino-fp32": ["--backend", "openvino", "--precision", "fp32"],
     "openvino-bf16": ["--backend", "openvino", "--precision", "bf16"],
 }
 
@@ -125,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="where the granule and outputs go")
     parser.add_argument("--lines", type=int, default=GRANULE[0], help="downtrack lines (1242: a full granule)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"of {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default="", help=f"of {', '.join(CONFIGS)} (default: all this CPU runs)")
     parser.add_argument("--budgets", default="", help="--memory-budget values to run each config with (e.g. 1G,2G)")
     parser.add_argument("--busy", type=int, default=0, help="busy loops beside the runs")
     parser.add_argument("--threads", default=None, help="--threads for dualsr infer (default: its own)")
@@ -141,6 +142,9 @@ def main() -> None:
         granules.mkdir(parents=True, exist_ok=True)
         shape = make_granule(granule, args.lines)
         print(f"made {granule} {shape}", file=sys.stderr)
+    from dualsr_deploy.runtimes import cpu_native_bf16
+
+    configs = args.configs.split(",") if args.configs else [c for c in CONFIGS if cpu_native_bf16() or "bf16" not in c]
     results = work / "results.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     seen = {key_of(r) for r in done}
@@ -155,7 +159,7 @@ def main() -> None:
             done.append(row)
             with results.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
-        for config in args.configs.split(","):
+        for config in configs:
             for budget in [None, *[b for b in args.budgets.split(",") if b]]:
                 row = {"lines": args.lines, "config": config, "budget": budget, "busy": args.busy}
                 row["threads"] = args.threads

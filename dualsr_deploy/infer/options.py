@@ -53,6 +53,9 @@ FORMATS = {
     "zarr": ".zarr",
 }
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
+# A streamed scene's row of tiles holds its ×s rows twice (the pasted result and its clipped copy), and writing holds
+# a sub-strip in float64 (the source's units) and in the output dtype: sized so that all of it fits the budget
+STRIP_COPIES = 4
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -318,6 +321,16 @@ class InferOptions:
     def scales(self) -> tuple[int, ...]:
         """The coarse models the stage runs: ×s, and ×s/2 for ``dual``."""
         return (self.scale, self.scale // 2) if self.stage == "dual" else (self.scale,)
+
+    def strip_tile(self, shape: tuple[int, int, int], scale: int | None = None) -> int:
+        """The tile of a streamed scene: ``--tile``, else the largest up to :data:`AUTO_TILE` whose row of tiles
+        fits the memory budget (:data:`STRIP_COPIES` copies of its ×s rows, each a full scene width)."""
+        if self.tile is not None:
+            return self.tile
+        c, _h, w = shape
+        s = scale or self.scale
+        row = STRIP_COPIES * 4 * c * s * s * w  # bytes per LR row of a tile row, at ×s
+        return max(8, min(AUTO_TILE, self.budget // max(row, 1)))
 
     def working_bytes(self, shape: tuple[int, int, int]) -> int:
         """Estimated peak bytes to process a scene whole: LR, the coarse SR cube(s), the fine stage's resizes and

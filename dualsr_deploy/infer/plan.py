@@ -172,7 +172,10 @@ def _plan_one(
     problem = None if done_before else space_problem(entry, options, streamed, out_dir)
     if problem is not None:  # never started, so never holding up the scenes behind it
         return PlannedScene(entry, "fail", output=output, reason=problem)
-    tiles = len(TileGrid(h, w, options.tile or AUTO_TILE, 0)) * (2 if options.stage == "dual" else 1)
+    tiles = 0
+    for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
+        tile = options.strip_tile(entry.shape, scale) if streamed else options.tile or AUTO_TILE
+        tiles += len(TileGrid(h, w, tile, 0))
     return PlannedScene(entry, "run", output, "streamed" if streamed else "memory", tiles, reason=note)
 
 

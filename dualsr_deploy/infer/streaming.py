@@ -93,7 +93,11 @@ class _StreamedScene:
         """The ×``scale`` coarse SR, one row of tiles at a time, each strip handed to ``sink``: network segments
         through the backend, short segments bicubic, bad bands 0."""
         c, w = self.bands, self.width
-        grid = self.ctx.runner.grid(scale, self.height, w, self.network[0][1] - self.network[0][0])
+        bands = self.network[0][1] - self.network[0][0]
+        tile = self.ctx.options.strip_tile((c, self.height, w), scale)
+        grid = self.ctx.runner.grid(
+            scale, self.height, w, bands, tile=min(tile, self.ctx.runner.tile_for(scale, bands))
+        )
         for row in grid.rows():
             first = row[0]
             strip = self.lr_rows(first.top, first.top + grid.window_h)
@@ -150,7 +154,14 @@ class _StreamedScene:
 
     def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
         """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
-        in the source's units and dtype unless ``--units normalised``."""
+        in the source's units and dtype unless ``--units normalised``; converted and written a sub-strip at a time,
+        each within an eighth of the memory budget (the conversion holds it in float64)."""
+        c, n, w = rows.shape
+        step = max(1, min(n, self.ctx.options.budget // (8 * 8 * c * w)))
+        for top in range(0, n, step):
+            self._write_part(writer, first_row + top, rows[:, top : top + step])
+
+    def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
         t = time.perf_counter()
         scale = self.ctx.options.scale
         values = rows.cpu().numpy()

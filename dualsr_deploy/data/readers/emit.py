@@ -43,7 +43,9 @@ def _attr_text(value: Any) -> str:
         return value.decode()
     if isinstance(value, np.ndarray) and value.dtype.kind in "SO":
         return " ".join(v.decode() if isinstance(v, bytes) else str(v) for v in value.ravel())
-    return str(value)
+    if isinstance(value, np.ndarray):  # numbers written out in full, whatever numpy's print options are
+        return "[" + " ".join(repr(v.item()) for v in value.ravel()) + "]"
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 class EmitReader(SceneReader):
