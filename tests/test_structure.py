@@ -196,12 +196,12 @@ def test_optional_packages_are_imported_through_one_helper() -> None:
     assert module_level == []
 
 
-ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+ARCHITECTURE = PACKAGE.parent / "docs" / "explanation" / "architecture.md"
 
 
 def documented_layers() -> list[list[str]]:
-    """The layers of ``docs/architecture.md`` (its "Layers" block), top first: each a list of top-level module or
-    package names (``infer``, ``artefacts``, ``__init__``)."""
+    """The layers of ``docs/explanation/architecture.md`` (its "Layers" block), top first: each a list of top-level
+    module or package names (``infer``, ``artefacts``, ``__init__``)."""
     text = ARCHITECTURE.read_text()
     block = text[text.index("## Layers") :].split("```\n")[1]
     layers = []
@@ -255,7 +255,7 @@ def test_every_module_has_a_documented_layer() -> None:
 
 
 def test_no_module_imports_from_a_layer_above_its_own() -> None:
-    """docs/architecture.md's layer order holds for every import, lazy ones included."""
+    """docs/explanation/architecture.md's layer order holds for every import, lazy ones included."""
     assert climbing_imports(documented_layers()) == []
 
 

@@ -228,7 +228,7 @@ def prepare(
     normalise: str = typer.Option("auto", help=NORMALISE_HELP),
     force: bool = typer.Option(False, help="Overwrite OUT if it exists."),
 ) -> None:
-    """Build an HDF5 patch store for training (the seed's recipe; augmentation happens when patches are read)."""
+    """Build an HDF5 patch store for training (the published recipe; augmentation happens when patches are read)."""
     from dualsr_deploy.data.archive import open_archive
     from dualsr_deploy.data.degrade import Blur
     from dualsr_deploy.data.normalise import Normalisation

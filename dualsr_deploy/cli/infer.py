@@ -38,85 +38,131 @@ if TYPE_CHECKING:
 @user_errors
 def infer(
     source: str = typer.Argument(..., help="LR scenes: a file, folder, glob pattern, list file or multi-scene HDF5."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (one file per scene, plus manifest.jsonl)."),
-    scale: int = typer.Option(4, help="Super-resolution factor (2, 3, 4, 8)."),
+    normalise: str = typer.Option("auto", help=NORMALISE_HELP, rich_help_panel="Input"),
+    nodata: list[float] | None = typer.Option(
+        None,
+        help="A value marking invalid pixels, besides the file's declared no-data (repeat for several).",
+        rich_help_panel="Input",
+    ),
+    product_masks: bool = typer.Option(
+        False,
+        help="Add the flags of a product's mask file to the no-data (EMIT: the L2A MASK granule beside it).",
+        rich_help_panel="Input",
+    ),
+    bad_bands: str | None = typer.Option(
+        None,
+        help="Bands not to super-resolve, 0-based indices and/or wavelengths: 0-4,103-110,1340-1450nm.",
+        rich_help_panel="Input",
+    ),
+    key: str | None = typer.Option(
+        None, help="Array inside MATLAB/HDF5/NPZ files (default: the largest 3-D one).", rich_help_panel="Input"
+    ),
+    layout: str | None = typer.Option(
+        None, help="Axis order of that array (MATLAB order for .mat).", rich_help_panel="Input"
+    ),
+    root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder.", rich_help_panel="Input"),
+    scale: int = typer.Option(4, help="Super-resolution factor (2, 3, 4, 8).", rich_help_panel="Model and weights"),
     stage: str = typer.Option(
         "auto",
         help="auto (dual where a ×s/2 model exists, else backproject; said and recorded), dual (CoarSR + "
         "back-projection onto the ×s/2 result, the paper), coarse (CoarSR only), or backproject (CoarSR + "
         "back-projection onto the LR input).",
+        rich_help_panel="Model and weights",
     ),
-    backend: str = typer.Option("torch", "--backend", "--engine", help=BACKEND_HELP),
-    device: str | None = typer.Option(
-        None, help="cpu or cuda[:N] (default: cuda when there is one); for openvino: cpu, GPU, NPU …"
-    ),
-    precision: str = typer.Option("auto", help=PRECISION_HELP),
     weights: str | None = typer.Option(
         None,
         help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
         "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
+        rich_help_panel="Model and weights",
     ),
     weights_half: str | None = typer.Option(
         None,
         help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
         "auto after a PATH).",
+        rich_help_panel="Model and weights",
     ),
-    engines: Path = typer.Option(Path("engines"), help="Artefacts folder: where exported graphs and plans are found."),
+    backend: str = typer.Option(
+        "torch", "--backend", "--engine", help=BACKEND_HELP, rich_help_panel="Backend and precision"
+    ),
+    device: str | None = typer.Option(
+        None,
+        help="cpu or cuda[:N] (default: cuda when there is one); for openvino: cpu, GPU, NPU …",
+        rich_help_panel="Backend and precision",
+    ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP, rich_help_panel="Backend and precision"),
+    engines: Path = typer.Option(
+        Path("engines"),
+        help="Artefacts folder: where exported graphs and plans are found.",
+        rich_help_panel="Backend and precision",
+    ),
+    compile_model: bool = typer.Option(
+        False, "--compile", help="torch.compile the torch backend.", rich_help_panel="Backend and precision"
+    ),
+    threads: int | None = typer.Option(
+        None,
+        help="Intra-op threads on a CPU. Default: the CPUs this process may use (affinity, cgroup quota); idle threads "
+        "sleep rather than spin, so a shared machine does not stall them. Ray workers: one per CPU given.",
+        rich_help_panel="Backend and precision",
+    ),
     tile: int | None = typer.Option(
         None,
         help="LR tile size (cores; each runs with a halo ≥ the receptive field). Default: 128, or the largest a "
         "TensorRT plan's profile takes.",
+        rich_help_panel="Tiling and memory",
     ),
     batch: int | None = typer.Option(
         None,
         help="Tiles per backend call (capped by a TensorRT plan's profile). Default: 1 on a CPU, 8 on a GPU; every "
         "call gets the same number, so results never depend on grouping.",
+        rich_help_panel="Tiling and memory",
+    ),
+    memory_budget: str | None = typer.Option(
+        None,
+        help="Bytes a scene may take whole (e.g. 8G); larger scenes are streamed. Default: RAM/4.",
+        rich_help_panel="Tiling and memory",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder (one file per scene, plus manifest.jsonl).", rich_help_panel="Output"
     ),
     output_format: str | None = typer.Option(
-        None, "--format", help="h5, npy, mat, tif or envi (default: the input's format; CAVE folders → h5)."
+        None,
+        "--format",
+        help="h5, npy, mat, tif, cog, envi, nc (EMIT/AVIRIS-3 inputs) or zarr (default: the input's format; CAVE "
+        "folders → h5).",
+        rich_help_panel="Output",
     ),
-    clip: bool = typer.Option(True, help="Clip the result to [0, 1]."),
-    resume: bool = typer.Option(False, help="Continue a run in --out: skip scenes done with unchanged inputs."),
-    overwrite: bool = typer.Option(False, help="Redo every scene of an earlier run in --out."),
-    dry_run: bool = typer.Option(False, help="List what would be done, and do nothing."),
-    memory_budget: str | None = typer.Option(
-        None, help="Bytes a scene may take whole (e.g. 8G); larger scenes are streamed. Default: RAM/4."
-    ),
-    normalise: str = typer.Option("auto", help=NORMALISE_HELP),
-    nodata: list[float] | None = typer.Option(
-        None, help="A value marking invalid pixels, besides the file's declared no-data (repeat for several)."
-    ),
-    product_masks: bool = typer.Option(
-        False, help="Add the flags of a product's mask file to the no-data (EMIT: the L2A MASK granule beside it)."
-    ),
-    bad_bands: str | None = typer.Option(
-        None, help="Bands not to super-resolve, 0-based indices and/or wavelengths: 0-4,103-110,1340-1450nm."
-    ),
+    clip: bool = typer.Option(True, help="Clip the result to [0, 1].", rich_help_panel="Output"),
     qa: bool = typer.Option(
-        False, help="Write a quality layer beside each output: 0 no-data, 1 computed from filled input, 2 clean."
+        False,
+        help="Write a quality layer beside each output: 0 no-data, 1 computed from filled input, 2 clean.",
+        rich_help_panel="Output",
     ),
     units: str = typer.Option(
         "source",
         help="source (the input's units and dtype, no-data and bad bands kept) or normalised (float32 in [0, 1]).",
+        rich_help_panel="Output",
     ),
-    key: str | None = typer.Option(None, help="Array inside MATLAB/HDF5/NPZ files (default: the largest 3-D one)."),
-    layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
-    root: Path | None = typer.Option(None, help="Allow scenes anywhere under this folder."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the torch backend."),
-    threads: int | None = typer.Option(
-        None,
-        help="Intra-op threads on a CPU. Default: the CPUs this process may use (affinity, cgroup quota); idle threads "
-        "sleep rather than spin, so a shared machine does not stall them. Ray workers: one per CPU given.",
+    resume: bool = typer.Option(
+        False, help="Continue a run in --out: skip scenes done with unchanged inputs.", rich_help_panel="Run control"
     ),
+    overwrite: bool = typer.Option(
+        False, help="Redo every scene of an earlier run in --out.", rich_help_panel="Run control"
+    ),
+    dry_run: bool = typer.Option(False, help="List what would be done, and do nothing.", rich_help_panel="Run control"),
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
         "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy\\[cluster].",
+        rich_help_panel="Cluster",
     ),
     worker_cores: int | None = typer.Option(
-        None, help="CPU cores per cluster worker on CPU (default: local:N splits this machine's; else 4)."
+        None,
+        help="CPU cores per cluster worker on CPU (default: local:N splits this machine's; else 4).",
+        rich_help_panel="Cluster",
     ),
-    retries: int = typer.Option(2, help="Times a scene is given out again after the cluster worker holding it died."),
+    retries: int = typer.Option(
+        2, help="Times a scene is given out again after the cluster worker holding it died.", rich_help_panel="Cluster"
+    ),
 ) -> None:
     """Super-resolve every scene of an archive: tiles, any backend, the fine stage, a manifest; resumable."""
     from dualsr_deploy.data.normalise import Normalisation

@@ -31,50 +31,89 @@ def png_bytes(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def pseudo_rgb(cube: np.ndarray, wavelengths: tuple[float, ...] | None) -> np.ndarray:
-    """sRGB under D65 when the bands lie in the visible range with known wavelengths, otherwise three bands
-    (at 80 %, 50 % and 20 % of the band range as R, G, B) stretched to their 99th percentile."""
-    if (
+def _visible(cube: np.ndarray, wavelengths: tuple[float, ...] | None) -> bool:
+    return (
         wavelengths is not None
         and len(wavelengths) == cube.shape[0]
         and min(wavelengths) >= 380
         and max(wavelengths) <= 780
-    ):
+    )
+
+
+def rgb_bands(count: int) -> tuple[int, int, int]:
+    """The bands shown as R, G, B when the spectra cannot be rendered: at 80 %, 50 % and 20 % of the band range."""
+    r, g, b = (int(f * (count - 1)) for f in (0.8, 0.5, 0.2))
+    return r, g, b
+
+
+def pseudo_rgb(cube: np.ndarray, wavelengths: tuple[float, ...] | None) -> np.ndarray:
+    """sRGB under D65 when the bands lie in the visible range with known wavelengths, otherwise three bands
+    (:func:`rgb_bands`) stretched to their 99th percentile."""
+    if _visible(cube, wavelengths):
         from dualsr_deploy.data.synth import render_srgb
 
+        assert wavelengths is not None
         return np.clip(render_srgb(cube, wavelengths), 0, 1)
-    c = cube.shape[0]
-    rgb = np.stack([cube[int(f * (c - 1))] for f in (0.8, 0.5, 0.2)], axis=-1)
+    rgb = np.stack([cube[band] for band in rgb_bands(cube.shape[0])], axis=-1)
     return np.clip(rgb / max(float(np.percentile(rgb, 99)), 1e-6), 0, 1)
+
+
+def rgb_caption(cube: np.ndarray, wavelengths: tuple[float, ...] | None) -> str:
+    """What the pseudo-RGB renderings show, bands named (index, and wavelength when known)."""
+    if _visible(cube, wavelengths):
+        return "Pseudo-RGB renderings: sRGB under D65, rendered from the visible spectra"
+    c = cube.shape[0]
+    known = wavelengths is not None and len(wavelengths) == c
+
+    def name(band: int) -> str:
+        return f"band {band} ({wavelengths[band]:.0f} nm)" if known and wavelengths else f"band {band}"
+
+    r, g, b = rgb_bands(c)
+    why = "" if known else " (the scene has no wavelengths)"
+    shown = f"R = {name(r)}, G = {name(g)}, B = {name(b)}{why}"
+    return f"Pseudo-RGB renderings: {shown}, each stretched to its 99th percentile"
+
+
+def spectral_angles(sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """Per-pixel spectral angle (degrees) between ``sr`` and ``hr`` ``(C, H, W)``."""
+    dot = (sr * hr).sum(0)
+    norms = np.linalg.norm(sr, axis=0) * np.linalg.norm(hr, axis=0) + 1e-12
+    return np.degrees(np.arccos(np.clip(dot / norms, -1, 1)))
 
 
 def default_bands(count: int) -> tuple[int, ...]:
     return tuple(sorted({round(f * (count - 1)) for f in (0.15, 0.5, 0.85)}))
 
 
-def pick_pixels(scene: SceneResult, methods: list[str], count: int = 3) -> list[tuple[int, int]]:
+def pick_pixels(scene: SceneResult, methods: list[str], count: int = 3) -> list[tuple[int, int, str]]:
     """Among pixels bright enough for their angle to mean something (mean above the scene's 25th percentile):
     where bicubic's spectrum is worst (largest angle), where the last method's is worst, and a typical one
-    (median angle of the last method)."""
+    (median angle of the last method); each (row, column, why it was picked)."""
     hr = scene.cubes["HR"]
     brightness = hr.mean(0)
     dark = brightness <= np.percentile(brightness, 25)
-    picks: list[tuple[int, int]] = []
-
-    def angles(sr: np.ndarray) -> np.ndarray:
-        dot = (sr * hr).sum(0)
-        norms = np.linalg.norm(sr, axis=0) * np.linalg.norm(hr, axis=0) + 1e-12
-        return np.degrees(np.arccos(np.clip(dot / norms, -1, 1)))
-
+    picks: list[tuple[int, int, str]] = []
     for method, rule in (("bicubic", "max"), (methods[-1], "max"), (methods[-1], "median")):
-        a = np.where(dark, np.nan, angles(scene.cubes[method]))
+        a = np.where(dark, np.nan, spectral_angles(scene.cubes[method], hr))
         valid = np.flatnonzero(~dark)
         order = valid[np.argsort(a.flat[valid])]
         flat = int(order[-1]) if rule == "max" else int(order[order.size // 2])
-        pixel = divmod(flat, a.shape[1])
-        if pixel not in picks:
-            picks.append(pixel)
+        row, col = divmod(flat, a.shape[1])
+        why = f"{method}'s {'largest' if rule == 'max' else 'median'} angle ({a[row, col]:.2f}°)"
+        if (row, col) not in [(r, c) for r, c, _ in picks]:
+            picks.append((row, col, why))
     return picks[:count]
+
+
+def overlapping(curves: dict[str, np.ndarray], tolerance: float) -> list[tuple[str, str]]:
+    """Pairs of methods whose curves differ by at most ``tolerance`` everywhere (drawn over each other)."""
+    names = list(curves)
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if np.nanmax(np.abs(np.asarray(curves[a]) - np.asarray(curves[b]))) <= tolerance
+    ]
 
 
 def scene_figures(
@@ -84,7 +123,9 @@ def scene_figures(
     bands: tuple[int, ...] | None = None,
     pixels: tuple[tuple[int, int], ...] | None = None,
 ) -> dict[str, bytes]:
-    """PNG bytes by figure name: ``rgb``, ``errors``, ``bands``, ``spectra``."""
+    """PNG bytes by figure name: ``rgb``, ``errors``, ``bands``, ``spectra``; and their captions (what each shows,
+    said for this scene: the bands of the pseudo-RGB, curves that overlap, why each pixel was picked) by the same
+    names under ``caption:<name>``, UTF-8."""
     plt = pyplot()
     hr = scene.cubes["HR"]
     c = hr.shape[0]
@@ -123,11 +164,20 @@ def scene_figures(
     fig.colorbar(image, ax=axes, shrink=0.6, label="|SR − HR|")
     out["errors"] = png_bytes(fig)
 
+    captions = {"rgb": rgb_caption(hr, wl)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.asarray(wl) if wl and len(wl) == c else np.arange(c)
-    for method in methods:
-        left.plot(x, scene.bands[method]["psnr"], label=method)
-        right.plot(scene.sam_quantiles[method], np.linspace(0, 100, 21), label=method)
+    styles = ["-", "--", ":", "-."]
+    for index, method in enumerate(methods):
+        style = styles[index % len(styles)]
+        left.plot(x, scene.bands[method]["psnr"], style, label=method)
+        angles = np.sort(spectral_angles(scene.cubes[method], hr).ravel())  # every pixel's angle
+        right.plot(angles, 100 * np.arange(1, angles.size + 1) / angles.size, style, label=method)
+    same_psnr = overlapping({m: np.asarray(scene.bands[m]["psnr"]) for m in methods}, 0.01)
+    said = "; ".join(f"{a} and {b} overlap (within 0.01 dB in every band)" for a, b in same_psnr)
+    captions["bands"] = "Per-band PSNR, and the cumulative distribution of every pixel's spectral angle" + (
+        f". {said}" if said else ""
+    )
     left.set_xlabel("wavelength (nm)" if wl and len(wl) == c else "band")
     left.set_ylabel("PSNR (dB)")
     left.set_title("per-band PSNR", fontsize=10)
@@ -139,9 +189,9 @@ def scene_figures(
     right.grid(alpha=0.3)
     out["bands"] = png_bytes(fig)
 
-    picks = list(pixels) if pixels else pick_pixels(scene, methods)
+    picks = [(y, xx, "chosen with --pixel") for y, xx in pixels] if pixels else pick_pixels(scene, methods)
     fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 3.4), squeeze=False)
-    for ax, (y, xx) in zip(axes[0], picks, strict=True):
+    for ax, (y, xx, why) in zip(axes[0], picks, strict=True):
         if not (0 <= y < hr.shape[1] and 0 <= xx < hr.shape[2]):
             from dualsr_deploy.errors import InputError
 
@@ -149,8 +199,17 @@ def scene_figures(
         ax.plot(x, hr[:, y, xx], "k-", linewidth=2.2, label="HR")
         for method in methods:
             ax.plot(x, scene.cubes[method][:, y, xx], linewidth=1.1, label=method)
-        ax.set_title(f"pixel (row {y}, col {xx})", fontsize=9)
+        ax.set_title(f"pixel (row {y}, col {xx}):\n{why}", fontsize=8)
+        ax.set_xlabel("wavelength (nm)" if wl and len(wl) == c else "band")
         ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("value (normalised units)")
     axes[0][0].legend(fontsize=7)
     out["spectra"] = png_bytes(fig)
+    captions["errors"] = "Absolute error of chosen bands, one colour scale for all methods"
+    captions["spectra"] = (
+        "Spectra against ground truth at pixels picked where bicubic and the last method do worst, and "
+    )
+    captions["spectra"] += "at a typical pixel (each panel says why)" if not pixels else "at the pixels given"
+    for key, text in captions.items():
+        out[f"caption:{key}"] = text.encode()
     return out

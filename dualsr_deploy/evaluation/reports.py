@@ -80,11 +80,16 @@ def _csv(report: EvalReport) -> str:
     return buffer.getvalue()
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _markdown(report: EvalReport) -> str:
     lines = [
         f"# DualSR evaluation, ×{report.scale}",
         "",
-        f"{len(report.scenes)} scenes; {report.protocol}. Scores: `dualsr_deploy.metrics.evaluate` on clipped results.",
+        f"{_count(len(report.scenes), 'scene')}; {report.protocol}. Scores: `dualsr_deploy.metrics.evaluate` on "
+        "clipped results.",
         "",
         "| method | " + " | ".join(HEADERS[k] for k in METRICS) + " |",
         "|---" * (len(METRICS) + 1) + "|",
@@ -184,10 +189,15 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>DualSR evaluation ×{report.scale}</title><style>{_STYLE}</style>",
         f"<script>{_SCRIPT}</script></head><body>",
-        f"<h1>DualSR evaluation, ×{report.scale}: {len(report.scenes)} scenes</h1>",
+        f"<h1>DualSR evaluation, ×{report.scale}: {_count(len(report.scenes), 'scene')}</h1>",
         f"<p class='meta'>{esc(report.protocol)}. Scores are <code>dualsr_deploy.metrics.evaluate</code> of the "
-        "clipped results against the HR cube. Rows in grey are the paper's CAVE results on its own test split, "
-        f"shown for orientation only. {report.seconds:.1f} s. "
+        "clipped results against the HR cube. "
+        + (
+            "Rows in grey are the paper's CAVE results on its own test split, shown for orientation only. "
+            if report.paper_rows
+            else ""
+        )
+        + f"{report.seconds:.1f} s. "
         + esc(", ".join(f"{k} {v}" for k, v in report.versions.items()))
         + "</p>",
         "<h2>Mean over scenes</h2>",
@@ -212,12 +222,7 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         parts.append("<h2>Failed</h2><ul>")
         parts += [f"<li>{esc(name)}: {esc(error)}</li>" for name, error in report.failed]
         parts.append("</ul>")
-    captions = {
-        "rgb": "Pseudo-RGB renderings (sRGB under D65 from the spectra when the wavelengths are visible)",
-        "errors": "Absolute error of chosen bands, one colour scale for all methods",
-        "bands": "Per-band PSNR, and the distribution of per-pixel spectral angles",
-        "spectra": "Spectra at picked pixels against ground truth",
-    }
+    keys = ("rgb", "errors", "bands", "spectra")
     for scene in report.scenes:
         if scene.name not in figures:
             continue
@@ -227,7 +232,8 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         if scene.quality is not None:
             told = [n for n in scene.notes if n.startswith(("output pixels", "scored"))]
             parts.append(f"<p class='meta'>{esc('; '.join(told))}</p>")
-        for key, caption in captions.items():
+        for key in keys:
+            caption = esc(figures[scene.name][f"caption:{key}"].decode())
             parts.append(f"<p class='meta'>{caption}</p>{_img(figures[scene.name][key], f'{scene.name}: {caption}')}")
     parts.append("</body></html>\n")
     return "\n".join(parts)

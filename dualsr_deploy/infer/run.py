@@ -1,6 +1,6 @@
 """``run_archive``: super-resolve every scene of an archive, any size, with any backend, losing nothing.
 
-The data path, one module per step (see docs/architecture.md)::
+The data path, one module per step (see docs/explanation/architecture.md)::
 
     options → plan → executor ─┬─ local: reader thread → compute → writer thread
                                └─ Ray: workers, each running the same per-scene pipeline
