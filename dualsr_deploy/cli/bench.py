@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from dualsr_deploy.cli.common import Column, console, print_table, user_errors
+from dualsr_deploy.cli.common import DEVICE_HELP, Column, console, print_table, user_errors
 
 if TYPE_CHECKING:
     from dualsr_deploy.bench import Row
@@ -28,7 +28,7 @@ def bench(
     precision: list[str] | None = typer.Option(
         None, help="fp32, fp16, bf16 (repeat; default fp32, and bf16 on a CPU with native bf16)."
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
     model: str = typer.Option("shipped", help="shipped (n_feats 16, n_blocks 1) or paper (64, 2); random weights."),
     repeats: int = typer.Option(3, help="Timed runs after one warm-up."),
     baseline: bool = typer.Option(True, help="Time the published per-band eager loop too (float32)."),
@@ -39,7 +39,9 @@ def bench(
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
     from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs
     from dualsr_deploy.bench.advice import default_backends, default_precisions
+    from dualsr_deploy.runtimes import default_device
 
+    chosen = device or default_device()
     options = BenchOptions(
         scales=tuple(scale or [4]),
         size=size,
@@ -47,8 +49,8 @@ def bench(
         tiles=tuple(tile or [64]),
         batch=batch,
         backends=tuple(backend or default_backends()),
-        precisions=tuple(precision or default_precisions(device)),
-        device=device,
+        precisions=tuple(precision or default_precisions(chosen)),
+        device=chosen,
         model=model,
         repeats=repeats,
         baseline=baseline,

@@ -41,6 +41,11 @@ PRECISION_HELP = (
 )
 NEIGHBOUR_RULES = ("paper", "reference")  # archs.neighbours.NEIGHBOUR_RULES (a test keeps them equal)
 TENSORRT_MODES = ("auto", "require", "off")  # export.pipeline.TENSORRT_MODES (likewise)
+DEVICE_HELP = "cpu or cuda[:N] (default: CUDA when there is one, else the CPU); for openvino: CPU, GPU, NPU …"
+ENGINES_HELP = (
+    "Artefacts folder: exported graphs, OpenVINO IR and TensorRT plans (by variant), found or exported there."
+)
+RESUME_HELP = "Continue the run in --out where it stopped (done work is kept; what changed is redone)."
 NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
 BACKEND_HELP = (
     "torch, onnx (ONNX Runtime), trt (TensorRT plans; needs a GPU) or openvino (OpenVINO IR; CPU, or an OpenVINO "
@@ -60,6 +65,17 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_USER_ERROR) from None
 
     return wrapper
+
+
+def old_spellings(argv: list[str]) -> list[str]:
+    """Command lines of earlier versions, rewritten to today's: ``dualsr train … --resume RUN/last.pt`` (a path)
+    is ``--resume-from RUN/last.pt``; ``--resume`` alone is now a flag."""
+    args = list(argv)
+    if args[:1] == ["train"]:
+        for index, arg in enumerate(args[:-1]):
+            if arg == "--resume" and args[index + 1].endswith(".pt") and not args[index + 1].startswith("-"):
+                args[index] = "--resume-from"
+    return args
 
 
 def shortened(text: str, width: int = 28) -> str:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.cli.common import PRECISION_HELP, console, user_errors
+from dualsr_deploy.cli.common import DEVICE_HELP, ENGINES_HELP, PRECISION_HELP, console, user_errors
 from dualsr_deploy.errors import InputError
 
 
@@ -89,7 +89,7 @@ def eval_command(
     backend: list[str] | None = typer.Option(
         None, "--backend", "--engine", help="torch, onnx, trt or openvino; repeat to compare backends side by side."
     ),
-    device: str | None = typer.Option(None, help="cpu or cuda[:N] (default: cuda when there is one)."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
     precision: list[str] | None = typer.Option(
         None, help="One per --backend (default auto for each). " + PRECISION_HELP
     ),
@@ -103,7 +103,7 @@ def eval_command(
         help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
         "auto after a PATH).",
     ),
-    engines_dir: Path = typer.Option(Path("engines"), "--engines", help="Artefacts folder: exported graphs and plans."),
+    engines_dir: Path = typer.Option(Path("engines"), "--engines", help=ENGINES_HELP),
     lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
     sr: Path | None = typer.Option(None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o)."),
     blur: str | None = typer.Option(None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5)."),

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.cli.common import TENSORRT_MODES, console, user_errors
+from dualsr_deploy.cli.common import ENGINES_HELP, TENSORRT_MODES, console, user_errors
 
 
 @user_errors
@@ -21,7 +21,8 @@ def export(
     scale: int | None = typer.Option(None, help="Scale of the default recipe (2, 3, 4, 8); checked against the model."),
     bands: int | None = typer.Option(None, help="Band count the graph is fixed to (default 31)."),
     precision: list[str] | None = typer.Option(None, help="fp32 and/or fp16 (repeat the option); default both."),
-    out: Path = typer.Option(Path("engines"), help="Artefact store; outputs go to OUT/<variant>/."),
+    out: Path = typer.Option(Path("engines"), "--engines", help=ENGINES_HELP + " Written to ENGINES/<variant>/."),
+    old_out: Path | None = typer.Option(None, "--out", hidden=True, help="The earlier name of --engines."),
     verify: bool = typer.Option(False, help="Run every available backend against torch float64; fail if off."),
     operators: Path | None = typer.Option(
         None, help="onnx-tensorrt operators.md: fail if a graph uses an operator TensorRT cannot parse."
@@ -35,6 +36,7 @@ def export(
     ),
 ) -> None:
     """Export CoarSR to ONNX (FP32/FP16), TensorRT plans and OpenVINO IR, with a manifest beside each artefact."""
+    out = old_out if old_out is not None else out
     if recipe is None and scale is None:
         raise typer.BadParameter("give --recipe or --scale")
     if tensorrt not in TENSORRT_MODES:

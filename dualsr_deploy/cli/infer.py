@@ -20,8 +20,11 @@ from rich.progress import (
 
 from dualsr_deploy.cli.common import (
     BACKEND_HELP,
+    DEVICE_HELP,
+    ENGINES_HELP,
     NORMALISE_HELP,
     PRECISION_HELP,
+    RESUME_HELP,
     Column,
     console,
     parse_bytes,
@@ -86,13 +89,13 @@ def infer(
     ),
     device: str | None = typer.Option(
         None,
-        help="cpu or cuda[:N] (default: cuda when there is one); for openvino: cpu, GPU, NPU …",
+        help=DEVICE_HELP,
         rich_help_panel="Backend and precision",
     ),
     precision: str = typer.Option("auto", help=PRECISION_HELP, rich_help_panel="Backend and precision"),
     engines: Path = typer.Option(
         Path("engines"),
-        help="Artefacts folder: where exported graphs and plans are found.",
+        help=ENGINES_HELP,
         rich_help_panel="Backend and precision",
     ),
     compile_model: bool = typer.Option(
@@ -143,7 +146,7 @@ def infer(
         rich_help_panel="Output",
     ),
     resume: bool = typer.Option(
-        False, help="Continue a run in --out: skip scenes done with unchanged inputs.", rich_help_panel="Run control"
+        False, help=RESUME_HELP + " Scenes done with unchanged inputs are skipped.", rich_help_panel="Run control"
     ),
     overwrite: bool = typer.Option(
         False, help="Redo every scene of an earlier run in --out.", rich_help_panel="Run control"

@@ -45,4 +45,8 @@ for group in (checkpoint, data, export, infer, evaluate, bench, train):
 
 
 def main() -> None:
-    app()
+    import sys
+
+    from dualsr_deploy.cli.common import old_spellings
+
+    app(args=old_spellings(sys.argv[1:]), prog_name="dualsr")

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dualsr_deploy.cli.common import console, user_errors
+from dualsr_deploy.cli.common import DEVICE_HELP, RESUME_HELP, console, user_errors
 
 if TYPE_CHECKING:
     from dualsr_deploy.train import TrainEvent, TrainResult
@@ -86,13 +86,16 @@ def train(
     time_limit: float | None = typer.Option(None, help="Stop after this many minutes; resumable."),
     checkpoint_every: float = typer.Option(10.0, help="Minutes between resume files within an epoch."),
     validate_every: int | None = typer.Option(None, help="Also validate every this many steps (long epochs)."),
-    resume: Path | None = typer.Option(None, help="Continue the run of this last.pt exactly where it stopped."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP + " Reads --out's last.pt."),
+    resume_from: Path | None = typer.Option(
+        None, help="Continue from this resume file (a last.pt) exactly where it stopped; --resume takes --out's."
+    ),
     init: Path | None = typer.Option(
         None,
         help="Start from these weights instead of a random initialisation (a smaller model of the same scale is "
         "grown into the run's size, computing the same).",
     ),
-    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 …; default: CUDA when available."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
     workers: int | None = typer.Option(None, help="Data-loading processes (default: 0 on CPU, 4 on CUDA)."),
     lr_patch: int = typer.Option(32, help="When SOURCE is scenes: LR patch side of the store built from them."),
     validation: list[str] = typer.Option([], help="When SOURCE is scenes: a scene to hold out (repeatable)."),
@@ -123,8 +126,9 @@ def train(
         bar.remove_task(task)
 
     given = _given(ctx)
+    resume_file = resume_from if resume_from is not None else (out / "last.pt" if resume else None)
     config = None
-    if resume is None or given:
+    if resume_file is None or given:
         config = TrainConfig(
             scale=scale if scale is not None else read_store_info(store).scale,
             n_feats=n_feats,
@@ -146,7 +150,15 @@ def train(
         )
     with _training_bar(quiet) as (bar, report):
         result = run_training(
-            store, out, config, resume=resume, given=given, init=init, device=device, workers=workers, progress=report
+            store,
+            out,
+            config,
+            resume=resume_file,
+            given=given,
+            init=init,
+            device=device,
+            workers=workers,
+            progress=report,
         )
     if result.main:
         _summary(result, source, out)
@@ -186,8 +198,8 @@ def _summary(result: TrainResult, source: Path, out: Path) -> None:
     else:
         console.print(
             f"[yellow]stopped ({result.stop_reason})[/] at step {result.steps}, epoch {result.epochs_done + 1}; "
-            f"continue with: dualsr train {escape(str(source))} --out {escape(str(out))} --resume "
-            f"{escape(str(result.resume_file))}"
+            f"continue with: dualsr train {escape(str(source))} --out {escape(str(out))} --resume"
+            + ("" if result.resume_file == out / "last.pt" else f"-from {escape(str(result.resume_file))}")
         )
     if result.best_weights is not None:
         console.print(f"best weights: {result.best_weights} (validation PSNR {result.best['psnr']:.3f} dB)")
@@ -199,7 +211,7 @@ def card(
     weights: Path = typer.Argument(..., help="Trained weights (.safetensors with provenance, or any checkpoint)."),
     store: Path = typer.Option(..., help="The patch store whose held-out scenes the weights are scored on."),
     out: Path | None = typer.Option(None, help="Write the Markdown card here (default: print it)."),
-    device: str | None = typer.Option(None, help="cpu or cuda (default: cpu)."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
     half: Path | None = typer.Option(
         None, help="×s/2 weights: also score DualSR (the dual stage, its fine result) on the held-out scenes."
     ),
@@ -209,7 +221,9 @@ def card(
     from dualsr_deploy.train.card import model_card, validate_weights
 
     with console.status(f"validating {escape(str(weights))} on the held-out scenes of {escape(str(store))}"):
-        info, validation, fine = validate_weights(weights, store, device=device, half=half)
+        from dualsr_deploy.runtimes import default_device
+
+        info, validation, fine = validate_weights(weights, store, device=device or default_device(), half=half)
     text = model_card(info, validation, fine=fine, half=half.name if half is not None else None)
     if out is None:
         console.print(text, markup=False, highlight=False)

@@ -40,3 +40,23 @@ def test_help_vocabularies_match_the_package() -> None:
 
     assert common.NEIGHBOUR_RULES == NEIGHBOUR_RULES
     assert common.TENSORRT_MODES == TENSORRT_MODES
+
+
+def test_old_spellings_still_work() -> None:
+    from dualsr_deploy.cli.common import old_spellings
+
+    assert old_spellings(["train", "s.h5", "--out", "run", "--resume", "run/last.pt"]) == [
+        "train", "s.h5", "--out", "run", "--resume-from", "run/last.pt"
+    ]  # fmt: skip
+    assert old_spellings(["train", "s.h5", "--out", "run", "--resume"]) == ["train", "s.h5", "--out", "run", "--resume"]
+    assert old_spellings(["infer", "a", "-o", "b", "--resume"]) == ["infer", "a", "-o", "b", "--resume"]
+
+
+def test_export_takes_the_artefacts_folder_by_its_old_name_too(tmp_path: object) -> None:
+    from typer.testing import CliRunner
+
+    from dualsr_deploy.cli.main import app
+
+    result = CliRunner().invoke(app, ["export", "--help"])
+    assert "--engines" in result.output
+    assert "--out" not in result.output  # the old spelling is accepted but not advertised

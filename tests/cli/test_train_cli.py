@@ -33,13 +33,12 @@ def test_train_on_scenes_then_resume_then_card(tmp_path: Path) -> None:
     again = runner.invoke(app, ["train", str(scenes), "--out", str(run), "--scale", "2", "--lr-patch", "8", *TINY])
     assert again.exit_code == 2
     assert "already holds a training run" in again.output
-    resumed = runner.invoke(
-        app, ["train", str(run / "patches.h5"), "--out", str(run), "--resume", str(run / "last.pt"), "--max-steps", "5"]
-    )
+    resumed = runner.invoke(app, ["train", str(run / "patches.h5"), "--out", str(run), "--resume", "--max-steps", "5"])
     assert resumed.exit_code == 0, resumed.output
     assert read_checkpoint(run / "last.safetensors")[1].provenance["steps"] == 5
     clash = runner.invoke(
-        app, ["train", str(run / "patches.h5"), "--out", str(run), "--resume", str(run / "last.pt"), "--n-feats", "8"]
+        app,
+        ["train", str(run / "patches.h5"), "--out", str(run), "--resume-from", str(run / "last.pt"), "--n-feats", "8"],
     )
     assert clash.exit_code == 2
     assert "another model or recipe" in clash.output
