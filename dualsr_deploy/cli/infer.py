@@ -38,8 +38,55 @@ if TYPE_CHECKING:
     from dualsr_deploy.infer import ArchiveReport, Event
 
 
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """``--config FILE``: a TOML table of this command's options by their long names (``scale = 2``,
+    ``memory-budget = "2G"``, ``format = "envi"``), taken as defaults that the command line overrides."""
+    if value is None:
+        return None
+    import tomllib
+
+    try:
+        table = tomllib.loads(value.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise typer.BadParameter(f"{value}: {error}") from None
+    names = {
+        opt.lstrip("-"): param.name
+        for param in ctx.command.params
+        for opt in getattr(param, "opts", [])
+        if opt.startswith("--") and param.name not in ("config", "help")
+    }
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise typer.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    ctx.default_map = {**(ctx.default_map or {}), **{names[key]: item for key, item in table.items()}}
+    return value
+
+
+def resolved_toml(settings: dict[str, object]) -> str:
+    """``settings`` (option long name → value) as a TOML table ``--config`` reads back; unset options left out."""
+    lines = []
+    for key, value in settings.items():
+        if value is None or value == [] or value == ():
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ", ".join(repr(v) if isinstance(v, (int, float)) else _quoted(str(v)) for v in value) + "]"
+        else:
+            text = _quoted(str(value))
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @user_errors
 def infer(
+    ctx: typer.Context,
     source: str = typer.Argument(..., help="LR scenes: a file, folder, glob pattern, list file or multi-scene HDF5."),
     normalise: str = typer.Option("auto", help=NORMALISE_HELP, rich_help_panel="Input"),
     nodata: list[float] | None = typer.Option(
@@ -151,7 +198,20 @@ def infer(
     overwrite: bool = typer.Option(
         False, help="Redo every scene of an earlier run in --out.", rich_help_panel="Run control"
     ),
-    dry_run: bool = typer.Option(False, help="List what would be done, and do nothing.", rich_help_panel="Run control"),
+    dry_run: bool = typer.Option(
+        False,
+        help="List what would be done, and print the resolved configuration as TOML (for --config); do nothing.",
+        rich_help_panel="Run control",
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help='A TOML file of these options by their long names (scale = 2, memory-budget = "2G"); the command line '
+        "overrides it.",
+        is_eager=True,
+        callback=_load_config,
+        rich_help_panel="Run control",
+    ),
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
@@ -219,6 +279,23 @@ def infer(
     if dry_run:
         _plan_table(report, f"dry run: {source} → {out}")
         print_skipped(report.not_scenes, report.root or Path("."))
+        given = {name: value for name, value in ctx.params.items() if name not in ("config", "dry_run", "source")}
+        resolved = {
+            **given,
+            "stage": options.stage,  # what auto chose, so that the file runs the same job again
+            "precision": spec.precision,
+            "device": spec.device,
+            "threads": spec.cpu_threads,
+            "memory_budget": str(options.budget),
+        }
+        long_names = {
+            param.name: next(o for o in param.opts if o.startswith("--")).lstrip("-")
+            for param in ctx.command.params
+            if param.name in resolved and any(o.startswith("--") for o in param.opts)
+        }
+        console.print("resolved configuration (dualsr infer SOURCE --config FILE runs it again):")
+        ordered = [param.name for param in ctx.command.params if param.name in long_names]  # the --help order
+        print(resolved_toml({long_names[name]: resolved[name] for name in ordered}))
         return
     label = ", ".join(report.backends) if cluster_spec is not None and report.backends else spec.label
     where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
