@@ -17,24 +17,44 @@ if TYPE_CHECKING:
 
 @user_errors
 def bench(
-    scale: list[int] | None = typer.Option(None, help="Scales to measure (repeat; default 4)."),
-    size: int = typer.Option(512, help="HR side of the scene (CAVE: 512); 31 bands by default."),
-    bands: int = typer.Option(31, help="Bands of the scene."),
-    tile: list[int] | None = typer.Option(None, help="LR tile sizes (repeat; default 64)."),
-    batch: int = typer.Option(8, help="Tiles per backend call."),
+    scale: list[int] | None = typer.Option(
+        None, help="Scales to measure (repeat; default 4).", rich_help_panel="Scene"
+    ),
+    size: int = typer.Option(
+        512, help="HR side of the scene (CAVE: 512); 31 bands by default.", rich_help_panel="Scene"
+    ),
+    bands: int = typer.Option(31, help="Bands of the scene.", rich_help_panel="Scene"),
+    tile: list[int] | None = typer.Option(
+        None, help="LR tile sizes (repeat; default 64).", rich_help_panel="What to time"
+    ),
+    batch: int = typer.Option(8, help="Tiles per backend call.", rich_help_panel="What to time"),
     backend: list[str] | None = typer.Option(
-        None, help="torch, onnx, trt, openvino (repeat; default torch and onnx, and openvino when installed)."
+        None,
+        help="torch, onnx, trt, openvino (repeat; default torch and onnx, and openvino when installed).",
+        rich_help_panel="What to time",
     ),
     precision: list[str] | None = typer.Option(
-        None, help="fp32, fp16, bf16 (repeat; default fp32, and bf16 on a CPU with native bf16)."
+        None,
+        help="fp32, fp16, bf16 (repeat; default fp32, and bf16 on a CPU with native bf16).",
+        rich_help_panel="What to time",
     ),
-    device: str | None = typer.Option(None, help=DEVICE_HELP),
-    model: str = typer.Option("shipped", help="shipped (n_feats 16, n_blocks 1) or paper (64, 2); random weights."),
-    repeats: int = typer.Option(3, help="Timed runs after one warm-up."),
-    baseline: bool = typer.Option(True, help="Time the published per-band eager loop too (float32)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the full results as JSON."),
-    plot: Path | None = typer.Option(None, help="Write a PNG of throughput against tile size."),
-    history: Path | None = typer.Option(None, help="Append the results (one JSON line) to this file."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP, rich_help_panel="What to time"),
+    model: str = typer.Option(
+        "shipped", help="shipped (n_feats 16, n_blocks 1) or paper (64, 2); random weights.", rich_help_panel="Scene"
+    ),
+    repeats: int = typer.Option(3, help="Timed runs after one warm-up.", rich_help_panel="What to time"),
+    baseline: bool = typer.Option(
+        True, help="Time the published per-band eager loop too (float32).", rich_help_panel="What to time"
+    ),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the full results as JSON.", rich_help_panel="Output"
+    ),
+    plot: Path | None = typer.Option(
+        None, help="Write a PNG of throughput against tile size.", rich_help_panel="Output"
+    ),
+    history: Path | None = typer.Option(
+        None, help="Append the results (one JSON line) to this file.", rich_help_panel="Output"
+    ),
 ) -> None:
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
     from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs

@@ -83,37 +83,67 @@ def eval_command(
     hr: str = typer.Argument(
         ..., help="HR scenes (ground truth): a file, folder, glob, list file or multi-scene HDF5."
     ),
-    out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}."),
-    scale: int = typer.Option(4, help="Super-resolution factor."),
-    stage: str = typer.Option("auto", help="auto, dual, coarse or backproject (see dualsr infer)."),
-    backend: list[str] | None = typer.Option(
-        None, "--backend", "--engine", help="torch, onnx, trt or openvino; repeat to compare backends side by side."
+    out: Path = typer.Option(
+        Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}.", rich_help_panel="Report"
     ),
-    device: str | None = typer.Option(None, help=DEVICE_HELP),
+    scale: int = typer.Option(4, help="Super-resolution factor.", rich_help_panel="Model and weights"),
+    stage: str = typer.Option(
+        "auto", help="auto, dual, coarse or backproject (see dualsr infer).", rich_help_panel="Model and weights"
+    ),
+    backend: list[str] | None = typer.Option(
+        None,
+        "--backend",
+        "--engine",
+        help="torch, onnx, trt or openvino; repeat to compare backends side by side.",
+        rich_help_panel="Backend and precision",
+    ),
+    device: str | None = typer.Option(None, help=DEVICE_HELP, rich_help_panel="Backend and precision"),
     precision: list[str] | None = typer.Option(
-        None, help="One per --backend (default auto for each). " + PRECISION_HELP
+        None,
+        help="One per --backend (default auto for each). " + PRECISION_HELP,
+        rich_help_panel="Backend and precision",
     ),
     weights: str | None = typer.Option(
         None,
         help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
         "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
+        rich_help_panel="Model and weights",
     ),
     weights_half: str | None = typer.Option(
         None,
         help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
         "auto after a PATH).",
+        rich_help_panel="Model and weights",
     ),
-    engines_dir: Path = typer.Option(Path("engines"), "--engines", help=ENGINES_HELP),
-    lr: Path | None = typer.Option(None, help="Folder of LR scenes paired by name (instead of simulating LR)."),
-    sr: Path | None = typer.Option(None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o)."),
-    blur: str | None = typer.Option(None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5)."),
-    noise: float = typer.Option(0.0, help="Gaussian noise σ on the LR ([0, 1] scale)."),
-    band: list[int] | None = typer.Option(None, help="Band index for the error maps (repeat; default: 3 spread)."),
-    pixel: list[str] | None = typer.Option(None, help="ROW,COL for the spectra figure (repeat; default: picked)."),
-    figures: bool = typer.Option(True, help="Draw the figures of the HTML report (matplotlib)."),
-    tile: int | None = typer.Option(None, help="LR tile size (default: as dualsr infer chooses)."),
+    engines_dir: Path = typer.Option(
+        Path("engines"), "--engines", help=ENGINES_HELP, rich_help_panel="Backend and precision"
+    ),
+    lr: Path | None = typer.Option(
+        None, help="Folder of LR scenes paired by name (instead of simulating LR).", rich_help_panel="Input"
+    ),
+    sr: Path | None = typer.Option(
+        None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o).", rich_help_panel="Input"
+    ),
+    blur: str | None = typer.Option(
+        None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5).", rich_help_panel="Input"
+    ),
+    noise: float = typer.Option(0.0, help="Gaussian noise σ on the LR ([0, 1] scale).", rich_help_panel="Input"),
+    band: list[int] | None = typer.Option(
+        None, help="Band index for the error maps (repeat; default: 3 spread).", rich_help_panel="Report"
+    ),
+    pixel: list[str] | None = typer.Option(
+        None, help="ROW,COL for the spectra figure (repeat; default: picked).", rich_help_panel="Report"
+    ),
+    figures: bool = typer.Option(
+        True, help="Draw the figures of the HTML report (matplotlib).", rich_help_panel="Report"
+    ),
+    tile: int | None = typer.Option(
+        None, help="LR tile size (default: as dualsr infer chooses).", rich_help_panel="Backend and precision"
+    ),
     clean_only: bool = typer.Option(
-        False, help="Score only pixels computed from valid input alone (scenes with no-data; see dualsr infer --qa)."
+        False,
+        help="Score only pixels computed from valid input alone (scenes with no-data; see dualsr infer --qa).",
+        rich_help_panel="Input",
     ),
 ) -> None:
     """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""

@@ -14,25 +14,49 @@ from dualsr_deploy.cli.common import ENGINES_HELP, TENSORRT_MODES, console, user
 
 @user_errors
 def export(
-    recipe: Path | None = typer.Option(None, help="A recipe from export/*.toml; default: a recipe for --scale."),
-    checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "--weights", help="cave, airborne (a shipped family) or a checkpoint PATH to export."
+    recipe: Path | None = typer.Option(
+        None, help="A recipe from export/*.toml; default: a recipe for --scale.", rich_help_panel="Model"
     ),
-    scale: int | None = typer.Option(None, help="Scale of the default recipe (2, 3, 4, 8); checked against the model."),
-    bands: int | None = typer.Option(None, help="Band count the graph is fixed to (default 31)."),
-    precision: list[str] | None = typer.Option(None, help="fp32 and/or fp16 (repeat the option); default both."),
-    out: Path = typer.Option(Path("engines"), "--engines", help=ENGINES_HELP + " Written to ENGINES/<variant>/."),
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        "--weights",
+        help="cave, airborne (a shipped family) or a checkpoint PATH to export.",
+        rich_help_panel="Model",
+    ),
+    scale: int | None = typer.Option(
+        None, help="Scale of the default recipe (2, 3, 4, 8); checked against the model.", rich_help_panel="Model"
+    ),
+    bands: int | None = typer.Option(
+        None, help="Band count the graph is fixed to (default 31).", rich_help_panel="Model"
+    ),
+    precision: list[str] | None = typer.Option(
+        None, help="fp32 and/or fp16 (repeat the option); default both.", rich_help_panel="Artefacts"
+    ),
+    out: Path = typer.Option(
+        Path("engines"), "--engines", help=ENGINES_HELP + " Written to ENGINES/<variant>/.", rich_help_panel="Artefacts"
+    ),
     old_out: Path | None = typer.Option(None, "--out", hidden=True, help="The earlier name of --engines."),
-    verify: bool = typer.Option(False, help="Run every available backend against torch float64; fail if off."),
+    verify: bool = typer.Option(
+        False, help="Run every available backend against torch float64; fail if off.", rich_help_panel="Checks"
+    ),
     operators: Path | None = typer.Option(
-        None, help="onnx-tensorrt operators.md: fail if a graph uses an operator TensorRT cannot parse."
+        None,
+        help="onnx-tensorrt operators.md: fail if a graph uses an operator TensorRT cannot parse.",
+        rich_help_panel="Checks",
     ),
     tensorrt: str = typer.Option(
-        "auto", help="TensorRT plans: auto (build when TensorRT and a GPU are here), require, or off."
+        "auto",
+        help="TensorRT plans: auto (build when TensorRT and a GPU are here), require, or off.",
+        rich_help_panel="Artefacts",
     ),
-    simplify: bool = typer.Option(False, help="Simplify the graphs with onnxslim (pip install onnxslim)."),
+    simplify: bool = typer.Option(
+        False, help="Simplify the graphs with onnxslim (pip install onnxslim).", rich_help_panel="Artefacts"
+    ),
     openvino: bool = typer.Option(
-        False, help="Also write OpenVINO IR (xml/bin) beside the fp32 graph (pip install 'dualsr-deploy[openvino]')."
+        False,
+        help="Also write OpenVINO IR (xml/bin) beside the fp32 graph (pip install 'dualsr-deploy[openvino]').",
+        rich_help_panel="Artefacts",
     ),
 ) -> None:
     """Export CoarSR to ONNX (FP32/FP16), TensorRT plans and OpenVINO IR, with a manifest beside each artefact."""

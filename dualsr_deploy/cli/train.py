@@ -58,48 +58,86 @@ def _describe(event: TrainEvent) -> str:
 def train(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A patch store (dualsr data prepare) or HR scenes (folder, glob, …)."),
-    out: Path = typer.Option(..., help="Run folder: checkpoints, logs, and the patch store when built here."),
-    scale: int | None = typer.Option(None, help="2, 3, 4 or 8; default: the patch store's scale."),
-    n_feats: int = typer.Option(64, help="Feature channels (the paper: 64)."),
-    n_blocks: int = typer.Option(2, help="ResBlocks per residual body (the paper: 2)."),
-    neighbours: str = typer.Option("paper", help="Neighbour rule recorded with the model: paper or reference."),
-    epochs: int = typer.Option(100, help="Epochs in all (a resumed run may raise it)."),
-    batch_size: int = typer.Option(64, help="Global batch size (split over torchrun processes)."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (β = 0.9, 0.999)."),
-    lr_step: int = typer.Option(30, help="Halve the learning rate every this many epochs."),
-    seed: int = typer.Option(0, help="Seed of the initialisation and of the batch order."),
+    out: Path = typer.Option(
+        ...,
+        help="Run folder: checkpoints, logs, and the patch store when built here.",
+        rich_help_panel="Output and resuming",
+    ),
+    scale: int | None = typer.Option(
+        None, help="2, 3, 4 or 8; default: the patch store's scale.", rich_help_panel="Model"
+    ),
+    n_feats: int = typer.Option(64, help="Feature channels (the paper: 64).", rich_help_panel="Model"),
+    n_blocks: int = typer.Option(2, help="ResBlocks per residual body (the paper: 2).", rich_help_panel="Model"),
+    neighbours: str = typer.Option(
+        "paper", help="Neighbour rule recorded with the model: paper or reference.", rich_help_panel="Model"
+    ),
+    epochs: int = typer.Option(100, help="Epochs in all (a resumed run may raise it).", rich_help_panel="Schedule"),
+    batch_size: int = typer.Option(
+        64, help="Global batch size (split over torchrun processes).", rich_help_panel="Schedule"
+    ),
+    lr: float = typer.Option(1e-4, help="Adam learning rate (β = 0.9, 0.999).", rich_help_panel="Schedule"),
+    lr_step: int = typer.Option(30, help="Halve the learning rate every this many epochs.", rich_help_panel="Schedule"),
+    seed: int = typer.Option(0, help="Seed of the initialisation and of the batch order.", rich_help_panel="Schedule"),
     precision: str = typer.Option(
-        "auto", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
+        "auto",
+        help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16 or fp16.",
+        rich_help_panel="Backend and precision",
     ),
     schedule: str = typer.Option(
-        "band", help="band: the paper's band-by-band updates; parallel: all bands at once, one update per batch."
+        "band",
+        help="band: the paper's band-by-band updates; parallel: all bands at once, one update per batch.",
+        rich_help_panel="Schedule",
     ),
     batch_norm: str = typer.Option(
         "train",
         help="train: the paper's BatchNorm (batch statistics, running averages updated); frozen: keep and use the "
         "starting weights' running statistics (fine-tuning on other data with --init).",
+        rich_help_panel="Schedule",
     ),
     ema: float = typer.Option(
-        0.0, help="Keep, validate and write a moving average of the weights with this decay (e.g. 0.995); 0: off."
+        0.0,
+        help="Keep, validate and write a moving average of the weights with this decay (e.g. 0.995); 0: off.",
+        rich_help_panel="Schedule",
     ),
-    max_steps: int | None = typer.Option(None, help="Stop after this many steps (batches) in all; resumable."),
-    time_limit: float | None = typer.Option(None, help="Stop after this many minutes; resumable."),
-    checkpoint_every: float = typer.Option(10.0, help="Minutes between resume files within an epoch."),
-    validate_every: int | None = typer.Option(None, help="Also validate every this many steps (long epochs)."),
-    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP + " Reads --out's last.pt."),
+    max_steps: int | None = typer.Option(
+        None, help="Stop after this many steps (batches) in all; resumable.", rich_help_panel="Schedule"
+    ),
+    time_limit: float | None = typer.Option(
+        None, help="Stop after this many minutes; resumable.", rich_help_panel="Schedule"
+    ),
+    checkpoint_every: float = typer.Option(
+        10.0, help="Minutes between resume files within an epoch.", rich_help_panel="Output and resuming"
+    ),
+    validate_every: int | None = typer.Option(
+        None, help="Also validate every this many steps (long epochs).", rich_help_panel="Schedule"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help=RESUME_HELP + " Reads --out's last.pt.", rich_help_panel="Output and resuming"
+    ),
     resume_from: Path | None = typer.Option(
-        None, help="Continue from this resume file (a last.pt) exactly where it stopped; --resume takes --out's."
+        None,
+        help="Continue from this resume file (a last.pt) exactly where it stopped; --resume takes --out's.",
+        rich_help_panel="Output and resuming",
     ),
     init: Path | None = typer.Option(
         None,
         help="Start from these weights instead of a random initialisation (a smaller model of the same scale is "
         "grown into the run's size, computing the same).",
+        rich_help_panel="Model",
     ),
-    device: str | None = typer.Option(None, help=DEVICE_HELP),
-    workers: int | None = typer.Option(None, help="Data-loading processes (default: 0 on CPU, 4 on CUDA)."),
-    lr_patch: int = typer.Option(32, help="When SOURCE is scenes: LR patch side of the store built from them."),
-    validation: list[str] = typer.Option([], help="When SOURCE is scenes: a scene to hold out (repeatable)."),
-    validation_count: int = typer.Option(2, help="When SOURCE is scenes: how many to hold out (chosen by --seed)."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP, rich_help_panel="Backend and precision"),
+    workers: int | None = typer.Option(
+        None, help="Data-loading processes (default: 0 on CPU, 4 on CUDA).", rich_help_panel="Backend and precision"
+    ),
+    lr_patch: int = typer.Option(
+        32, help="When SOURCE is scenes: LR patch side of the store built from them.", rich_help_panel="Data"
+    ),
+    validation: list[str] = typer.Option(
+        [], help="When SOURCE is scenes: a scene to hold out (repeatable).", rich_help_panel="Data"
+    ),
+    validation_count: int = typer.Option(
+        2, help="When SOURCE is scenes: how many to hold out (chosen by --seed).", rich_help_panel="Data"
+    ),
 ) -> None:
     """Train CoarSR by the published recipe; Ctrl-C stops at the next batch and leaves a resume file."""
     from dualsr_deploy.data.patches import PatchRecipe, read_store_info
