@@ -76,10 +76,14 @@ class TileRunner:
             return max(8, min(caps.max_shape[1], caps.max_shape[2]) - 2 * halo)
         return AUTO_TILE
 
-    def grid(self, scale: int, height: int, width: int, bands: int, *, tile: int | None = None) -> TileGrid:
-        """The tile grid of an LR scene: ``tile`` (a streamed scene's), else :meth:`tile_for`."""
+    def grid(self, scale: int, height: int, width: int, bands: int, *, rows: int | None = None) -> TileGrid:
+        """The tile grid of an LR scene: square cores of :meth:`tile_for`, or (a streamed scene's) cores of ``rows``
+        rows, as wide as :meth:`tile_for`."""
         halo = receptive_radius(self.pool.model(scale).config)
-        return TileGrid(height, width, tile or self.tile_for(scale, bands), halo)
+        tile = self.tile_for(scale, bands)
+        if rows is None or rows >= tile:
+            return TileGrid(height, width, tile, halo)
+        return TileGrid(height, width, rows, halo, tile_width=tile)
 
     def batch_size(self, scale: int, bands: int, window: tuple[int, int]) -> int:
         """``--batch`` (or :meth:`InferOptions.batch_on` the backend's device), capped by a plan's profile and by a

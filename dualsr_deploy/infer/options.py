@@ -322,15 +322,15 @@ class InferOptions:
         """The coarse models the stage runs: ×s, and ×s/2 for ``dual``."""
         return (self.scale, self.scale // 2) if self.stage == "dual" else (self.scale,)
 
-    def strip_tile(self, shape: tuple[int, int, int], scale: int | None = None) -> int:
-        """The tile of a streamed scene: ``--tile``, else the largest up to :data:`AUTO_TILE` whose row of tiles
-        fits the memory budget (:data:`STRIP_COPIES` copies of its ×s rows, each a full scene width)."""
-        if self.tile is not None:
-            return self.tile
+    def strip_rows(self, shape: tuple[int, int, int], scale: int | None = None) -> int:
+        """The core rows of a streamed scene's tiles: the most, up to the tile size (``--tile`` or
+        :data:`AUTO_TILE`), whose row of tiles fits the memory budget (:data:`STRIP_COPIES` copies of its ×s rows,
+        each a full scene width). Tiles keep their width, so a low budget costs only halo rows."""
+        tile = self.tile or AUTO_TILE
         c, _h, w = shape
         s = scale or self.scale
         row = STRIP_COPIES * 4 * c * s * s * w  # bytes per LR row of a tile row, at ×s
-        return max(8, min(AUTO_TILE, self.budget // max(row, 1)))
+        return max(8, min(tile, self.budget // max(row, 1)))
 
     def working_bytes(self, shape: tuple[int, int, int]) -> int:
         """Estimated peak bytes to process a scene whole: LR, the coarse SR cube(s), the fine stage's resizes and

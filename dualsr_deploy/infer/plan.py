@@ -174,8 +174,9 @@ def _plan_one(
         return PlannedScene(entry, "fail", output=output, reason=problem)
     tiles = 0
     for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
-        tile = options.strip_tile(entry.shape, scale) if streamed else options.tile or AUTO_TILE
-        tiles += len(TileGrid(h, w, tile, 0))
+        tile = options.tile or AUTO_TILE
+        rows = min(options.strip_rows(entry.shape, scale), tile) if streamed else tile
+        tiles += len(TileGrid(h, w, rows, 0, tile_width=tile))
     return PlannedScene(entry, "run", output, "streamed" if streamed else "memory", tiles, reason=note)
 
 

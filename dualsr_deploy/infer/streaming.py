@@ -94,10 +94,8 @@ class _StreamedScene:
         through the backend, short segments bicubic, bad bands 0."""
         c, w = self.bands, self.width
         bands = self.network[0][1] - self.network[0][0]
-        tile = self.ctx.options.strip_tile((c, self.height, w), scale)
-        grid = self.ctx.runner.grid(
-            scale, self.height, w, bands, tile=min(tile, self.ctx.runner.tile_for(scale, bands))
-        )
+        rows = self.ctx.options.strip_rows((c, self.height, w), scale)
+        grid = self.ctx.runner.grid(scale, self.height, w, bands, rows=rows)
         for row in grid.rows():
             first = row[0]
             strip = self.lr_rows(first.top, first.top + grid.window_h)

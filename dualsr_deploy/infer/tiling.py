@@ -44,16 +44,22 @@ class Tile:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Same-size windows ``window_h × window_w`` over an ``height × width`` LR scene with cores of ``tile``."""
+    """Same-size windows ``window_h × window_w`` over an ``height × width`` LR scene with cores of ``tile`` rows and
+    ``tile_width`` columns (``tile`` when not given: square cores)."""
 
     height: int
     width: int
     tile: int
     halo: int
+    tile_width: int | None = None
 
     def __post_init__(self) -> None:
-        if self.tile < 1 or self.halo < 0:
+        if self.tile < 1 or self.halo < 0 or (self.tile_width is not None and self.tile_width < 1):
             raise InputError(f"tile must be ≥ 1 and halo ≥ 0; got tile {self.tile}, halo {self.halo}")
+
+    @property
+    def core_w(self) -> int:
+        return self.tile_width or self.tile
 
     @property
     def window_h(self) -> int:
@@ -61,7 +67,7 @@ class TileGrid:
 
     @property
     def window_w(self) -> int:
-        return min(self.tile + 2 * self.halo, self.width)
+        return min(self.core_w + 2 * self.halo, self.width)
 
     @staticmethod
     def _spans(size: int, tile: int, halo: int, window: int) -> list[tuple[int, int, int]]:
@@ -74,17 +80,17 @@ class TileGrid:
 
     def __iter__(self) -> Iterator[Tile]:
         rows = self._spans(self.height, self.tile, self.halo, self.window_h)
-        cols = self._spans(self.width, self.tile, self.halo, self.window_w)
+        cols = self._spans(self.width, self.core_w, self.halo, self.window_w)
         for top, core_top, core_h in rows:
             for left, core_left, core_w in cols:
                 yield Tile(top, left, core_top, core_left, core_h, core_w)
 
     def __len__(self) -> int:
-        return math.ceil(self.height / self.tile) * math.ceil(self.width / self.tile)
+        return math.ceil(self.height / self.tile) * math.ceil(self.width / self.core_w)
 
     def rows(self) -> list[list[Tile]]:
         """The tiles by row of windows (all tiles of a row share ``top``): what a row strip of the scene feeds."""
-        width = math.ceil(self.width / self.tile)
+        width = math.ceil(self.width / self.core_w)
         tiles = list(self)
         return [tiles[i : i + width] for i in range(0, len(tiles), width)]
 

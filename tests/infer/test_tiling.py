@@ -23,8 +23,9 @@ from dualsr_deploy.ops.imresize import imresize
 from dualsr_deploy.weights import shipped_weights
 
 
-def test_cores_partition_the_scene_and_windows_share_one_size() -> None:
-    grid = TileGrid(50, 37, tile=16, halo=8)
+@pytest.mark.parametrize(("tile_width", "count"), [(None, 12), (24, 8), (10, 16)])
+def test_cores_partition_the_scene_and_windows_share_one_size(tile_width: int | None, count: int) -> None:
+    grid = TileGrid(50, 37, tile=16, halo=8, tile_width=tile_width)  # square cores, or wider / narrower ones
     covered = torch.zeros(50, 37, dtype=torch.int32)
     for tile in grid:
         assert tile.top <= tile.core_top
@@ -36,7 +37,8 @@ def test_cores_partition_the_scene_and_windows_share_one_size() -> None:
         rows = slice(tile.core_top, tile.core_top + tile.core_height)
         covered[rows, tile.core_left : tile.core_left + tile.core_width] += 1
     assert bool((covered == 1).all())
-    assert len(grid) == len(list(grid)) == 12
+    assert len(grid) == len(list(grid)) == count
+    assert sum(len(row) for row in grid.rows()) == count
 
 
 def test_receptive_radius_matches_the_design_note() -> None:
