@@ -14,6 +14,7 @@ from dualsr_deploy.cli.common import (
     Column,
     console,
     error_console,
+    parse_bytes,
     print_skipped,
     print_table,
     progress_bar,
@@ -97,12 +98,27 @@ def convert(
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
     normalise: str = typer.Option("auto", help=NORMALISE_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
+    memory_budget: str | None = typer.Option(
+        None,
+        help="Bytes a scene's conversion may hold (e.g. 2G); larger scenes are converted in strips. Default: RAM/4.",
+    ),
 ) -> None:
     """Rewrite every scene of an archive in another format (metadata kept)."""
     from dualsr_deploy.data.archive import open_archive
 
     found = open_archive(archive, key=key, layout=layout)
-    _run_batch(found, out_dir, to=to, units=units, normalise=normalise, force=force, transform=None, verb="convert")
+    budget = parse_bytes(memory_budget) if memory_budget else None
+    _run_batch(
+        found,
+        out_dir,
+        to=to,
+        units=units,
+        normalise=normalise,
+        force=force,
+        transform=None,
+        verb="convert",
+        memory_budget=budget,
+    )
 
 
 @user_errors
@@ -138,6 +154,7 @@ def _run_batch(
     force: bool,
     transform: SceneTransform | None,
     verb: str,
+    memory_budget: int | None = None,
 ) -> None:
     from dualsr_deploy.data.batch import BatchResult, convert_archive
     from dualsr_deploy.data.normalise import Normalisation
@@ -161,6 +178,7 @@ def _run_batch(
             transform=transform,
             overwrite=force,
             progress=report,
+            memory_budget=memory_budget,
         )
     console.print(f"{len(results) - len(failures)} written to {out_dir}, {len(failures)} failed")
     if failures:

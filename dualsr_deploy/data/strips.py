@@ -461,7 +461,7 @@ def open_strips(
     if suffix not in WRITE_SUFFIXES:
         raise DataError(f"{target}: cannot write {suffix or 'files without a suffix'}; use one of {WRITE_SUFFIXES}")
     meta = meta.replace(attrs={**meta.attrs, **attrs, "dualsr_units": units})
-    kind = np.dtype(dtype)
+    kind = np.dtype(dtype).newbyteorder("=")  # native: each format stores its own byte order (ENVI: the source's)
     if suffix in (".h5", ".hdf5"):
         return _Hdf5Strips(target, shape, kind, meta, units)
     if suffix == ".npy":

@@ -162,3 +162,27 @@ def test_other_formats_stream_to_what_memory_writes(tmp_path: Path, output_forma
         xr = pytest.importorskip("xarray")
         with xr.open_zarr(s_path) as s, xr.open_zarr(m_path) as m:
             xr.testing.assert_identical(s, m)
+
+
+@pytest.mark.parametrize("suffix", [".hdr", ".h5", ".tif"])
+def test_data_convert_streams_a_scene_over_its_budget_to_the_same_file(tmp_path: Path, suffix: str) -> None:
+    """An AVIRIS-style ENVI BIL (int16, big-endian, no-data, long header) converted whole and in strips."""
+    if suffix == ".tif":
+        pytest.importorskip("rasterio")
+    archive = tmp_path / "in"
+    archive.mkdir()
+    write_envi_bil(archive / "ang20170323t202244_rdn", rows=23, cols=17, bands=12)
+    outs = {}
+    for name, budget in (("whole", "4G"), ("strips", STREAMED)):
+        args = ["data", "convert", str(archive), str(tmp_path / name), "--to", suffix, "--units", "source"]
+        result = runner.invoke(app, [*args, "--memory-budget", budget], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        outs[name] = tmp_path / name / f"ang20170323t202244_rdn{suffix}"
+    if suffix == ".hdr":
+        for ending in (".hdr", ".img"):
+            whole, strips = (outs[k].with_suffix(ending).read_bytes() for k in ("whole", "strips"))
+            assert whole == strips, ending
+    same_scene(outs["strips"], outs["whole"])
+    back = read_scene(outs["strips"])
+    assert back.meta.nodata == -9999
+    assert (back.raw()[:, 0, 0] == -9999).all()  # the no-data pixel comes back as no-data

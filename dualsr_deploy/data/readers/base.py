@@ -241,7 +241,7 @@ class SceneReader(ABC):
             format=self.format,
             key=self.key,
             layout=self.layout,
-            dtype=str(self.dtype),
+            dtype=str(self.dtype.newbyteorder("=")),  # the values, not their byte order (each file keeps its own)
             normalisation=rule,
             scale_factor=factor,
             wavelengths=self.wavelengths,
