@@ -122,6 +122,19 @@ def run_infer(granules: Path, out: Path, config: str, budget: str | None, thread
     return {"wall_s": float(wall), "peak_rss_bytes": int(peak_kb) * 1024, "record": record}
 
 
+def run_convert(granules: Path, out: Path, budget: str | None) -> dict[str, Any]:
+    """``dualsr data convert`` of the granule to ENVI in its units: wall time and peak RSS."""
+    command = ["/usr/bin/time", "-f", "%M %e", sys.executable, "-m", "dualsr_deploy", "data", "convert", str(granules)]
+    command += [str(out), "--to", ".hdr", "--units", "source", "--force"]
+    if budget:
+        command += ["--memory-budget", budget]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"})
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout)[-2000:]}
+    peak_kb, wall = done.stderr.strip().splitlines()[-1].split()
+    return {"wall_s": float(wall), "peak_rss_bytes": int(peak_kb) * 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="where the granule and outputs go")
@@ -132,6 +145,7 @@ def main() -> None:
     parser.add_argument("--threads", default=None, help="--threads for dualsr infer (default: its own)")
     parser.add_argument("--workers", type=int, default=8, help="Ray workers for the archive estimate")
     parser.add_argument("--resume", action="store_true", help="skip runs already in results.jsonl")
+    parser.add_argument("--convert", action="store_true", help="also time dualsr data convert (to ENVI) per budget")
     args = parser.parse_args()
     if not EMIT_SPECTRA.is_file():
         sys.exit(f"{EMIT_SPECTRA} not found: this benchmark needs ../shared")
@@ -170,6 +184,16 @@ def main() -> None:
                 with results.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(json.dumps({k: v for k, v in row.items() if k != "record"}), file=sys.stderr)
+        for budget in [None, *[b for b in args.budgets.split(",") if b]] if args.convert else []:
+            row = {"lines": args.lines, "config": "data convert", "budget": budget, "busy": args.busy}
+            row["threads"] = None
+            if args.resume and key_of(row) in seen:
+                continue
+            row |= run_convert(granules, work / "out" / "convert", budget)
+            done.append(row)
+            with results.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), file=sys.stderr)
     finally:
         for loop in loops:
             loop.terminate()
