@@ -16,6 +16,7 @@ half-way leaves no partial file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -45,6 +46,15 @@ class StripWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
         self.committed = False
+
+    @contextlib.contextmanager
+    def _removed_on_error(self) -> Iterator[None]:
+        """Around a writer's setup: if it fails, what it made so far (the staging folder, open files) is removed."""
+        try:
+            yield
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         raise NotImplementedError
@@ -140,14 +150,15 @@ class RowStore:
 class _Hdf5Strips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, units: str) -> None:
         super().__init__(path, shape, dtype, meta)
-        import h5py
+        with self._removed_on_error():
+            import h5py
 
-        _c, h, w = shape
-        self.units = units
-        self.file: Any = h5py.File(self.staging / path.name, "w")
-        self.data = self.file.create_dataset(
-            "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
-        )
+            _c, h, w = shape
+            self.units = units
+            self.file: Any = h5py.File(self.staging / path.name, "w")
+            self.data = self.file.create_dataset(
+                "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
+            )
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.data[:, first_row : first_row + rows.shape[1]] = rows
@@ -160,7 +171,7 @@ class _Hdf5Strips(StripWriter):
         self._publish(self.staging / self.path.name, self.path)
 
     def _close(self) -> None:
-        if self.file is not None:
+        if getattr(self, "file", None) is not None:
             self.file.close()
             self.file = None
 
@@ -168,13 +179,14 @@ class _Hdf5Strips(StripWriter):
 class _NpyStrips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         super().__init__(path, shape, dtype, meta)
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        written = self.staging / path.name
-        with written.open("wb") as handle:
-            np.lib.format.write_array_header_1_0(handle, header)
-            offset = handle.tell()
-        c, h, w = shape
-        self.raw = _RawFile(written, c * h * w * self.dtype.itemsize, offset)
+        with self._removed_on_error():
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+            written = self.staging / path.name
+            with written.open("wb") as handle:
+                np.lib.format.write_array_header_1_0(handle, header)
+                offset = handle.tell()
+            c, h, w = shape
+            self.raw = _RawFile(written, c * h * w * self.dtype.itemsize, offset)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -192,9 +204,10 @@ class _NpyStrips(StripWriter):
         self._publish(self.staging / self.path.name, self.path)
 
     def _close(self) -> None:
-        if self.raw.fd >= 0:
-            os.close(self.raw.fd)
-            self.raw.fd = -1
+        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
+        if raw is not None and raw.fd >= 0:
+            os.close(raw.fd)
+            raw.fd = -1
 
 
 class _MatStrips(StripWriter):
@@ -203,17 +216,18 @@ class _MatStrips(StripWriter):
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         super().__init__(path, shape, dtype, meta)
-        import h5py
+        with self._removed_on_error():
+            import h5py
 
-        matlab_class = _MATLAB_CLASS.get(str(self.dtype))
-        if matlab_class is None:
-            raise DataError(f"{path}: cannot write {self.dtype} to MATLAB v7.3")
-        c, h, w = shape
-        self.file: Any = h5py.File(self.staging / path.name, "w", userblock_size=512)
-        self.cube = self.file.create_dataset(
-            "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
-        )
-        self.cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+            matlab_class = _MATLAB_CLASS.get(str(self.dtype))
+            if matlab_class is None:
+                raise DataError(f"{path}: cannot write {self.dtype} to MATLAB v7.3")
+            c, h, w = shape
+            self.file: Any = h5py.File(self.staging / path.name, "w", userblock_size=512)
+            self.cube = self.file.create_dataset(
+                "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
+            )
+            self.cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.cube[:, :, first_row : first_row + rows.shape[1]] = np.transpose(rows, (0, 2, 1))
@@ -230,7 +244,7 @@ class _MatStrips(StripWriter):
         self._publish(written, self.path)
 
     def _close(self) -> None:
-        if self.file is not None:
+        if getattr(self, "file", None) is not None:
             self.file.close()
             self.file = None
 
@@ -249,12 +263,13 @@ class _EnviStrips(StripWriter):
         factor: float | None,
     ) -> None:
         super().__init__(path, shape, dtype, meta)
-        from dualsr_deploy.data.envi_writer import envi_layout
+        with self._removed_on_error():
+            from dualsr_deploy.data.envi_writer import envi_layout
 
-        self.layout = envi_layout(path, shape, self.dtype, meta, units, factor)
-        self.stored = self.layout.stored(self.dtype)
-        c, h, w = shape
-        self.raw = _RawFile(self.staging / path.with_suffix(".img").name, c * h * w * self.dtype.itemsize)
+            self.layout = envi_layout(path, shape, self.dtype, meta, units, factor)
+            self.stored = self.layout.stored(self.dtype)
+            c, h, w = shape
+            self.raw = _RawFile(self.staging / path.with_suffix(".img").name, c * h * w * self.dtype.itemsize)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -275,9 +290,10 @@ class _EnviStrips(StripWriter):
         publish_envi(self.path, self.staging, self.layout, self.meta.to_json())
 
     def _close(self) -> None:
-        if self.raw.fd >= 0:
-            os.close(self.raw.fd)
-            self.raw.fd = -1
+        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
+        if raw is not None and raw.fd >= 0:
+            os.close(raw.fd)
+            raw.fd = -1
 
 
 class _GeoTiffStrips(StripWriter):
@@ -294,26 +310,27 @@ class _GeoTiffStrips(StripWriter):
         factor: float | None,
     ) -> None:
         super().__init__(path, shape, dtype, meta)
-        from dualsr_deploy.data.geotiff_writer import open_geotiff
-        from dualsr_deploy.data.readers.tiff import import_rasterio
+        with self._removed_on_error():
+            from dualsr_deploy.data.geotiff_writer import open_geotiff
+            from dualsr_deploy.data.readers.tiff import import_rasterio
 
-        self.rasterio = import_rasterio()
-        self.cog = path.name.lower().endswith(COG_SUFFIX)
-        self.env = self.rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-        self.env.__enter__()
-        self.plain = self.staging / ("plain.tif" if self.cog else path.name)
-        self.dataset: Any = open_geotiff(
-            self.rasterio,
-            self.plain,
-            shape,
-            self.dtype,
-            meta.to_json(),
-            meta,
-            units,
-            factor,
-            tiled=False,
-            rows_per_strip=TIFF_ROWS_PER_STRIP,
-        )
+            self.rasterio = import_rasterio()
+            self.cog = path.name.lower().endswith(COG_SUFFIX)
+            self.env = self.rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            self.env.__enter__()
+            self.plain = self.staging / ("plain.tif" if self.cog else path.name)
+            self.dataset: Any = open_geotiff(
+                self.rasterio,
+                self.plain,
+                shape,
+                self.dtype,
+                meta.to_json(),
+                meta,
+                units,
+                factor,
+                tiled=False,
+                rows_per_strip=TIFF_ROWS_PER_STRIP,
+            )
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         from rasterio.windows import Window
@@ -334,12 +351,12 @@ class _GeoTiffStrips(StripWriter):
             self._leave()
 
     def _close_dataset(self) -> None:
-        if self.dataset is not None:
+        if getattr(self, "dataset", None) is not None:
             self.dataset.close()
             self.dataset = None
 
     def _leave(self) -> None:
-        if self.env is not None:
+        if getattr(self, "env", None) is not None:
             self.env.__exit__(None, None, None)
             self.env = None
 
@@ -356,8 +373,9 @@ class _TiffStrips(StripWriter):
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         super().__init__(path, shape, dtype, meta)
-        c, h, w = shape
-        self.raw = _RawFile(self.staging / "bands.raw", c * h * w * self.dtype.itemsize)
+        with self._removed_on_error():
+            c, h, w = shape
+            self.raw = _RawFile(self.staging / "bands.raw", c * h * w * self.dtype.itemsize)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -399,17 +417,19 @@ class _TiffStrips(StripWriter):
         return c * h * w * self.dtype.itemsize
 
     def _close(self) -> None:
-        if self.raw.fd >= 0:
-            os.close(self.raw.fd)
-            self.raw.fd = -1
+        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
+        if raw is not None and raw.fd >= 0:
+            os.close(raw.fd)
+            raw.fd = -1
 
 
 class _NetcdfStrips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         super().__init__(path, shape, dtype, meta)
-        from dualsr_deploy.data.netcdf_writers import NetcdfStrips
+        with self._removed_on_error():
+            from dualsr_deploy.data.netcdf_writers import NetcdfStrips
 
-        self.strips: Any = NetcdfStrips(self.staging / path.name, meta, shape, self.dtype, meta.to_json())
+            self.strips: Any = NetcdfStrips(self.staging / path.name, meta, shape, self.dtype, meta.to_json())
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.strips.write(first_row, rows)
@@ -419,7 +439,7 @@ class _NetcdfStrips(StripWriter):
         self._publish(self.staging / self.path.name, self.path)
 
     def _close(self) -> None:
-        if self.strips is not None:
+        if getattr(self, "strips", None) is not None:
             self.strips.close()
             self.strips = None
 
@@ -430,9 +450,10 @@ class _ZarrStrips(StripWriter):
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, units: str) -> None:
         super().__init__(path, shape, dtype, meta)
-        from dualsr_deploy.data.zarr_writer import open_zarr_cube
+        with self._removed_on_error():
+            from dualsr_deploy.data.zarr_writer import open_zarr_cube
 
-        self.cube = open_zarr_cube(self.staging / path.name, shape, self.dtype, meta.to_json(), meta, units)
+            self.cube = open_zarr_cube(self.staging / path.name, shape, self.dtype, meta.to_json(), meta, units)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.cube[:, first_row : first_row + rows.shape[1]] = rows

@@ -186,3 +186,15 @@ def test_data_convert_streams_a_scene_over_its_budget_to_the_same_file(tmp_path:
     back = read_scene(outs["strips"])
     assert back.meta.nodata == -9999
     assert (back.raw()[:, 0, 0] == -9999).all()  # the no-data pixel comes back as no-data
+
+
+def test_a_writer_that_cannot_start_leaves_nothing(tmp_path: Path) -> None:
+    from dualsr_deploy.data import SceneMeta
+    from dualsr_deploy.data.strips import open_strips
+    from dualsr_deploy.errors import DataError
+
+    with pytest.raises(DataError, match="ENVI cannot hold"):
+        open_strips(tmp_path / "x.hdr", (2, 4, 4), SceneMeta("s", "npy"), {}, dtype="float16")
+    with pytest.raises(DataError, match="EMIT structure"):
+        open_strips(tmp_path / "x.nc", (2, 4, 4), SceneMeta("s", "npy"), {})
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no partial file
