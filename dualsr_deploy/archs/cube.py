@@ -122,6 +122,12 @@ class FoldedCoarSR(nn.Module):
         itemsize = self.head.weight.element_size()
         return itemsize * max(8 * 3 * f, 2 * s * s * f + s * s)
 
+    def scan_bytes_per_pixel(self) -> int:
+        """Bytes per LR pixel of every band plane that a call holds whatever :attr:`pixels_per_call` is: the body's
+        ``out`` and ``skip``, the merged maps, the scan's states and their stack, the tail's input (seven ``F``-channel
+        maps). With 285 bands and a 77×160 window that is ~1.3 GB, measured as the process's anonymous memory."""
+        return self.head.weight.element_size() * 7 * self.config.n_feats
+
     def set_memory_budget(self, budget_bytes: int | None) -> None:
         """Size :attr:`pixels_per_call` so that activations stay within ``budget_bytes`` (``None``: no bound).
 

@@ -5,13 +5,14 @@ their cores pasted into the output. :func:`run_batches` is the one batcher: infe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from dualsr_deploy.backends import Backend
-from dualsr_deploy.infer.options import AUTO_TILE, Event, InferOptions
+from dualsr_deploy.infer.options import AUTO_TILE, TILE_SHARE, Event, InferOptions
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.tiling import Tile, TileGrid, paste, receptive_radius
 
@@ -64,45 +65,71 @@ class TileRunner:
         self.options = options
         self.report = report
 
+    def window_bytes_per_pixel(self, scale: int) -> int:
+        """Bytes a backend call holds per LR window pixel and band: the model's unchunked maps
+        (:meth:`~dualsr_deploy.archs.cube.FoldedCoarSR.scan_bytes_per_pixel`), the ×s result and its pasted copy,
+        and for an exported graph every activation at once (~3× the model's peak per pixel, measured with ONNX
+        Runtime on CPU)."""
+        core = self.pool.model(scale).core
+        per_pixel = core.scan_bytes_per_pixel() + 4 * 3 * scale * scale
+        if self.options.backend.kind.whole_activations:
+            per_pixel += 3 * core.activation_bytes_per_pixel()
+        return per_pixel
+
+    def auto_tile(self, scale: int, bands: int) -> int:
+        """The largest core up to :data:`AUTO_TILE` whose window's call fits :data:`TILE_SHARE` of the memory budget
+        (at least 8). Large tiles pay least for their halo: on the 2-core CPU a CAVE scene at ×4 ran 2.4× faster
+        with 128 than with 64 (``dualsr bench``)."""
+        halo = receptive_radius(self.pool.model(scale).config)
+        room = int(self.options.budget * TILE_SHARE) // max(bands * self.window_bytes_per_pixel(scale), 1)
+        side = math.isqrt(room)
+        return max(8, min(AUTO_TILE, side - 2 * halo))
+
     def tile_for(self, scale: int, bands: int) -> int:
-        """``--tile``, or automatically: the largest core whose window a TensorRT plan's profile takes, else
-        :data:`AUTO_TILE`. Large tiles pay least for their halo: on the 2-core CPU a CAVE scene at ×4 ran 2.4×
-        faster with 128 than with 64 (``dualsr bench``)."""
+        """``--tile``, or automatically: :meth:`auto_tile`, no larger than a TensorRT plan's profile takes."""
         if self.options.tile is not None:
             return self.options.tile
+        tile = self.auto_tile(scale, bands)
         caps = self.pool.backend(scale, bands).capabilities
         if caps.max_shape is not None:
             halo = receptive_radius(self.pool.model(scale).config)
-            return max(8, min(caps.max_shape[1], caps.max_shape[2]) - 2 * halo)
-        return AUTO_TILE
+            return max(8, min(tile, min(caps.max_shape[1], caps.max_shape[2]) - 2 * halo))
+        return tile
 
     def grid(self, scale: int, height: int, width: int, bands: int, *, rows: int | None = None) -> TileGrid:
-        """The tile grid of an LR scene: square cores of :meth:`tile_for`, or (a streamed scene's) cores of ``rows``
-        rows, as wide as :meth:`tile_for`."""
+        """The tile grid of an LR scene: square cores of :meth:`tile_for`, or (a streamed scene's) cores of at most
+        ``rows`` rows, as wide as :meth:`tile_for`."""
+        return self._grid(scale, height, width, bands, rows, self.tile_for(scale, bands))
+
+    def count(self, shape: tuple[int, int, int], streamed: bool) -> int:
+        """The tiles a scene of ``shape`` runs (both models for ``dual``), as :meth:`grid` lays them; for planning,
+        before any backend is open (a TensorRT profile's limit is not known yet)."""
+        c, h, w = shape
+        total = 0
+        for scale in self.options.scales:
+            rows = self.options.strip_rows(shape, scale) if streamed else None
+            total += len(self._grid(scale, h, w, c, rows, self.options.tile or self.auto_tile(scale, c)))
+        return total
+
+    def _grid(self, scale: int, height: int, width: int, bands: int, rows: int | None, tile: int) -> TileGrid:
         halo = receptive_radius(self.pool.model(scale).config)
-        tile = self.tile_for(scale, bands)
         if rows is None or rows >= tile:
             return TileGrid(height, width, tile, halo)
+        window_w = min(tile + 2 * halo, width)
+        room = int(self.options.budget * TILE_SHARE) // max(bands * window_w * self.window_bytes_per_pixel(scale), 1)
+        rows = max(8, min(rows, room - 2 * halo))
         return TileGrid(height, width, rows, halo, tile_width=tile)
 
     def batch_size(self, scale: int, bands: int, window: tuple[int, int]) -> int:
         """``--batch`` (or :meth:`InferOptions.batch_on` the backend's device), capped by a plan's profile and by a
-        quarter of the memory budget.
-
-        Per tile: the output, skip and sum (3·s² floats per LR pixel and band) and the recurrent scan's two
-        F-channel maps; an exported graph also holds the network's activations for every plane at once (the torch
-        backend runs them in chunks), ~3× the model's peak per pixel as measured with ONNX Runtime on CPU.
+        :data:`TILE_SHARE` of the memory budget (per tile: :meth:`window_bytes_per_pixel` × bands × window).
         """
         backend = self.pool.backend(scale, bands)
         caps = backend.capabilities
         wanted = self.options.batch_on(str(backend.device))
         limit = caps.max_shape[0] if caps.max_shape is not None else wanted
-        core = self.pool.model(scale).core
-        per_pixel = 4 * (3 * scale * scale + 2 * core.config.n_feats)
-        if self.options.backend.kind.whole_activations:
-            per_pixel += 3 * core.activation_bytes_per_pixel()
-        per_tile = bands * window[0] * window[1] * per_pixel
-        return max(1, min(wanted, limit, self.options.budget // 4 // per_tile))
+        per_tile = bands * window[0] * window[1] * self.window_bytes_per_pixel(scale)
+        return max(1, min(wanted, limit, int(self.options.budget * TILE_SHARE) // per_tile))
 
     def run_tiles(self, scale: int, jobs: list[TileJob], name: str, *, count: bool = True) -> None:
         """Run every job's window through the ×``scale`` backend, a batch at a time, and paste the cores; ``count``:

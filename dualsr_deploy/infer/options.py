@@ -56,6 +56,9 @@ AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRu
 # A streamed scene's row of tiles holds its ×s rows twice (the pasted result and its clipped copy), and writing holds
 # a sub-strip in float64 (the source's units) and in the output dtype: sized so that all of it fits the budget
 STRIP_COPIES = 4
+# The memory budget's share for one backend call (its tiles' windows, the model's maps, the results); the rest is for
+# the scene held in memory, or a streamed scene's strips
+TILE_SHARE = 0.25
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -330,7 +333,12 @@ class InferOptions:
         c, _h, w = shape
         s = scale or self.scale
         row = STRIP_COPIES * 4 * c * s * s * w  # bytes per LR row of a tile row, at ×s
-        return max(8, min(tile, self.budget // max(row, 1)))
+        return max(8, min(tile, int(self.budget * (1 - TILE_SHARE)) // max(row, 1)))
+
+    def streams(self, shape: tuple[int, int, int]) -> bool:
+        """Whether a scene is streamed: its working set (:meth:`working_bytes`) over the budget less what a backend
+        call takes (:data:`TILE_SHARE`)."""
+        return self.working_bytes(shape) > self.budget * (1 - TILE_SHARE)
 
     def working_bytes(self, shape: tuple[int, int, int]) -> int:
         """Estimated peak bytes to process a scene whole: LR, the coarse SR cube(s), the fine stage's resizes and
@@ -362,6 +370,7 @@ __all__ = [
     "EXIT_OK",
     "FORMATS",
     "STAGES",
+    "TILE_SHARE",
     "UNITS",
     "WORK_DIR",
     "BackendSpec",

@@ -4,6 +4,7 @@ with the reason) and where its output goes, decided before anything is computed.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,15 +112,24 @@ def inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hashes: bool) -> list[PlannedScene]:
+def plan_archive(
+    archive: Archive,
+    out_dir: Path,
+    options: InferOptions,
+    *,
+    hashes: bool,
+    count_tiles: Callable[[tuple[int, int, int], bool], int] | None = None,
+) -> list[PlannedScene]:
     """What a run would do with each scene. ``hashes``: hash every input now to decide ``resume`` skips (the dry
-    run); a real run leaves hashing, and so the skip decision, to its reader, overlapped with compute."""
+    run); a real run leaves hashing, and so the skip decision, to its reader, overlapped with compute.
+    ``count_tiles(shape, streamed)``: the tiles a scene runs, as the run will lay them (its tile sizes depend on the
+    model and the budget); without it, square tiles of ``--tile`` or :data:`AUTO_TILE`."""
     done = RunManifest(out_dir).completed() if options.resume else {}
     inputs = {entry.path.resolve() for entry in archive.entries}
     outputs: set[Path] = set()
     plan: list[PlannedScene] = []
     for entry in archive.entries:
-        planned = _plan_one(entry, out_dir, options, inputs, outputs)
+        planned = _plan_one(entry, out_dir, options, inputs, outputs, count_tiles)
         if planned.action == "run":
             digest = input_digest(entry.path, entry.key) if hashes else None
             previous = done.get(entry.name)
@@ -147,13 +157,18 @@ def plan_archive(archive: Archive, out_dir: Path, options: InferOptions, *, hash
 
 
 def _plan_one(
-    entry: ArchiveEntry, out_dir: Path, options: InferOptions, inputs: set[Path], outputs: set[Path]
+    entry: ArchiveEntry,
+    out_dir: Path,
+    options: InferOptions,
+    inputs: set[Path],
+    outputs: set[Path],
+    count_tiles: Callable[[tuple[int, int, int], bool], int] | None,
 ) -> PlannedScene:
     if entry.error is not None or entry.shape is None:
         return PlannedScene(entry, "fail", reason=entry.error or "unreadable")
     _c, h, w = entry.shape
     suffix = output_suffix(entry, options)
-    streamed = options.working_bytes(entry.shape) > options.budget
+    streamed = options.streams(entry.shape)
     note = None
     if streamed and suffix == ".mat":
         note = "streamed, so written as MATLAB v7.3 (v5 cannot be written in strips)"
@@ -172,11 +187,10 @@ def _plan_one(
     problem = None if done_before else space_problem(entry, options, streamed, out_dir)
     if problem is not None:  # never started, so never holding up the scenes behind it
         return PlannedScene(entry, "fail", output=output, reason=problem)
-    tiles = 0
-    for scale in (options.scale, options.scale // 2) if options.stage == "dual" else (options.scale,):
-        tile = options.tile or AUTO_TILE
-        rows = min(options.strip_rows(entry.shape, scale), tile) if streamed else tile
-        tiles += len(TileGrid(h, w, rows, 0, tile_width=tile))
+    if count_tiles is not None:
+        tiles = count_tiles(entry.shape, streamed)
+    else:
+        tiles = len(TileGrid(h, w, options.tile or AUTO_TILE, 0)) * (2 if options.stage == "dual" else 1)
     return PlannedScene(entry, "run", output, "streamed" if streamed else "memory", tiles, reason=note)
 
 

@@ -106,7 +106,9 @@ def run_archive(
         _use_threads(stack, options.backend.cpu_threads)
         for scale in options.scales:
             router.base.pool.model(scale)  # missing or mismatched weights stop the run before anything is written
-        plan = plan_archive(archive, out, options, hashes=dry_run and options.resume)
+        plan = plan_archive(
+            archive, out, options, hashes=dry_run and options.resume, count_tiles=router.base.runner.count
+        )
         result = ArchiveReport(out, plan, not_scenes=list(archive.skipped), root=archive.root)
         todo = [p for p in plan if p.action == "run"]
         report(Event("plan", count=len(todo), total=sum(p.tiles for p in todo)))

@@ -17,6 +17,7 @@ from tests.interop.producers import write_emit_granule, write_envi_bil
 
 runner = CliRunner()
 STREAMED = "10K"  # far under any of these scenes' working set: every scene streams
+TILE = "16"  # the same tiles in both runs (left to itself, the tile size follows the memory budget)
 
 
 def both(archive: Path, root: Path, *extra: str) -> tuple[Path, Path]:
@@ -24,7 +25,8 @@ def both(archive: Path, root: Path, *extra: str) -> tuple[Path, Path]:
     outs = []
     for name, budget in (("memory", "4G"), ("streamed", STREAMED)):
         out = root / name
-        args = ["infer", str(archive), "-o", str(out), "--scale", "2", "--memory-budget", budget, *extra]
+        args = ["infer", str(archive), "-o", str(out), "--scale", "2", "--memory-budget", budget, "--tile", TILE]
+        args += list(extra)
         result = runner.invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         (record,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
