@@ -58,7 +58,7 @@ AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRu
 STRIP_COPIES = 4
 # The memory budget's share for one backend call (its tiles' windows, the model's maps, the results); the rest is for
 # the scene held in memory, or a streamed scene's strips
-TILE_SHARE = 0.25
+TILE_SHARE = 0.4
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
