@@ -46,6 +46,10 @@ ENGINES_HELP = (
     "Artefacts folder: exported graphs, OpenVINO IR and TensorRT plans (by variant), found or exported there."
 )
 RESUME_HELP = "Continue the run in --out where it stopped (done work is kept; what changed is redone)."
+TO_HELP = (
+    "Output format by suffix: .h5, .npy, .mat, .tif (.cog.tif: a Cloud-Optimized GeoTIFF), .hdr (ENVI), .zarr, or "
+    ".nc (EMIT and AVIRIS-3 inputs, in their structure)."
+)
 NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
 BACKEND_HELP = (
     "torch, onnx (ONNX Runtime), trt (TensorRT plans; needs a GPU) or openvino (OpenVINO IR; CPU, or an OpenVINO "

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from dualsr_deploy.cli.common import (
     NORMALISE_HELP,
+    TO_HELP,
     Column,
     console,
     error_console,
@@ -92,7 +93,7 @@ def info(
 def convert(
     archive: str = typer.Argument(..., help="Scenes to convert (file, folder, glob, list file)."),
     out_dir: Path = typer.Argument(..., help="Folder for the converted scenes (<name><suffix>)."),
-    to: str = typer.Option(".h5", "--to", help="Output format by suffix: .h5 .npy .mat .tif .hdr"),
+    to: str = typer.Option(".h5", "--to", help=TO_HELP),
     units: str = typer.Option("normalised", help="normalised (float32 in [0, 1]) or source (original units/dtype)."),
     key: str | None = typer.Option(None, help="Array inside MATLAB/HDF5/NPZ files."),
     layout: str | None = typer.Option(None, help="Axis order of that array (MATLAB order for .mat)."),
@@ -129,7 +130,7 @@ def degrade(
     blur: str | None = typer.Option(None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5)."),
     noise: float = typer.Option(0.0, help="Standard deviation of Gaussian noise on the [0, 1] scale."),
     seed: int = typer.Option(0, help="Seed of the noise."),
-    to: str = typer.Option(".h5", "--to", help="Output format by suffix: .h5 .npy .mat .tif .hdr"),
+    to: str = typer.Option(".h5", "--to", help=TO_HELP),
     force: bool = typer.Option(False, help="Overwrite existing outputs."),
 ) -> None:
     """Make LR scenes by the paper's protocol: (blur,) MATLAB bicubic downsampling (, noise)."""
@@ -192,7 +193,7 @@ def synth(
     size: int = typer.Option(256, min=16, help="Height and width in pixels."),
     bands: int = typer.Option(31, min=5, help="Bands evenly spaced over 400–700 nm."),
     seed: int = typer.Option(0, help="Seed of the first scene (scene k uses seed + k)."),
-    to: str = typer.Option(".h5", "--to", help="Output format by suffix: .h5 .npy .mat .tif .hdr"),
+    to: str = typer.Option(".h5", "--to", help=TO_HELP),
     preview: bool = typer.Option(True, help="Also write an sRGB PNG of each scene under previews/."),
     force: bool = typer.Option(False, help="Overwrite existing scenes."),
 ) -> None:
