@@ -49,8 +49,8 @@ def convert_archive(
     process may use) is converted in row strips (:data:`CONVERT_COPIES` copies of the scene in float32 is what a
     whole conversion holds), into the same file; with a ``transform`` (``data degrade``) scenes are held whole.
     """
-    if suffix not in WRITE_SUFFIXES:
-        raise DataError(f"cannot write {suffix!r}; choose one of {', '.join(WRITE_SUFFIXES)}")
+    if Path(f"scene{suffix}").suffix.lower() not in WRITE_SUFFIXES:  # .cog.tif is a .tif
+        raise DataError(f"cannot write {suffix!r}; choose one of {', '.join(WRITE_SUFFIXES)} (or .cog.tif)")
     from dualsr_deploy.resources import usable_memory
 
     budget = memory_budget or usable_memory() // 4
