@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.atomic import _default_mode
+from dualsr_deploy.data.rawfile import RawFile
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.writers import _MATLAB_CLASS, COG_SUFFIX, HDF5_COMPRESSION, WRITE_SUFFIXES, mat_header
 from dualsr_deploy.errors import DataError
@@ -92,61 +93,6 @@ class StripWriter:
             self.abort()
 
 
-class _RawFile:
-    """A fixed-size binary file written at offsets (``os.pwrite``): no memory map, nothing kept."""
-
-    def __init__(self, path: Path, size: int, offset: int = 0) -> None:
-        self.path, self.offset = path, offset
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.ftruncate(self.fd, offset + size)
-
-    def put(self, position: int, values: np.ndarray) -> None:
-        view = np.ascontiguousarray(values).data.cast("B")
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self.fd, view[done:], self.offset + position + done)
-
-    def get(self, position: int, count: int, dtype: np.dtype) -> np.ndarray:
-        buffer = bytearray(count * dtype.itemsize)
-        done = 0
-        while done < len(buffer):
-            got = os.preadv(self.fd, [memoryview(buffer)[done:]], self.offset + position + done)
-            if got == 0:
-                raise DataError(f"{self.path}: ended {len(buffer) - done} bytes early")
-            done += got
-        return np.frombuffer(buffer, dtype=dtype)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-
-
-class RowStore:
-    """A ``(C, H, W)`` array on disk in row-major order (each row's bands together), read and written by rows: the
-    streamed pipeline's intermediates."""
-
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype | str = "float32") -> None:
-        self.shape, self.dtype = shape, np.dtype(dtype)
-        c, h, w = shape
-        self.row_bytes = c * w * self.dtype.itemsize
-        self.file = _RawFile(path, h * self.row_bytes)
-
-    def write(self, first_row: int, rows: np.ndarray) -> None:
-        self.file.put(first_row * self.row_bytes, np.transpose(rows.astype(self.dtype, copy=False), (1, 0, 2)))
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        c, _h, w = self.shape
-        flat = self.file.get(start * self.row_bytes, (stop - start) * c * w, self.dtype)
-        return flat.reshape(stop - start, c, w).transpose(1, 0, 2)
-
-    def close(self) -> None:
-        if self.file.fd >= 0:
-            os.close(self.file.fd)
-            self.file.fd = -1
-
-
 class _Hdf5Strips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, units: str) -> None:
         super().__init__(path, shape, dtype, meta)
@@ -186,7 +132,7 @@ class _NpyStrips(StripWriter):
                 np.lib.format.write_array_header_1_0(handle, header)
                 offset = handle.tell()
             c, h, w = shape
-            self.raw = _RawFile(written, c * h * w * self.dtype.itemsize, offset)
+            self.raw = RawFile(written, c * h * w * self.dtype.itemsize, offset)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -269,7 +215,7 @@ class _EnviStrips(StripWriter):
             self.layout = envi_layout(path, shape, self.dtype, meta, units, factor)
             self.stored = self.layout.stored(self.dtype)
             c, h, w = shape
-            self.raw = _RawFile(self.staging / path.with_suffix(".img").name, c * h * w * self.dtype.itemsize)
+            self.raw = RawFile(self.staging / path.with_suffix(".img").name, c * h * w * self.dtype.itemsize)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -375,7 +321,7 @@ class _TiffStrips(StripWriter):
         super().__init__(path, shape, dtype, meta)
         with self._removed_on_error():
             c, h, w = shape
-            self.raw = _RawFile(self.staging / "bands.raw", c * h * w * self.dtype.itemsize)
+            self.raw = RawFile(self.staging / "bands.raw", c * h * w * self.dtype.itemsize)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape
@@ -500,4 +446,4 @@ def open_strips(
     return _ZarrStrips(target, shape, kind, meta, units)
 
 
-__all__ = ["GDAL_CACHE_MB", "RowStore", "StripWriter", "open_strips"]
+__all__ = ["GDAL_CACHE_MB", "StripWriter", "open_strips"]

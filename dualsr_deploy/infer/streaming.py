@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualsr_deploy.data.rawfile import RowStore
 from dualsr_deploy.data.readers.base import SceneReader, whole_notes
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
-from dualsr_deploy.data.strips import RowStore, StripWriter, open_strips
+from dualsr_deploy.data.strips import StripWriter, open_strips
 from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.infer.batching import TileJob
