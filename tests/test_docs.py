@@ -46,3 +46,14 @@ def test_every_docs_page_is_in_the_site_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def test_the_manifest_reference_names_every_record_field() -> None:
+    import dataclasses
+
+    from dualsr_deploy.infer.manifest import SceneRecord
+
+    page = (ROOT / "docs" / "reference" / "formats.md").read_text()
+    table = page.split("## The manifest", 1)[1]
+    for item in dataclasses.fields(SceneRecord):
+        assert f"`{item.name}`" in table, f"SceneRecord.{item.name} is not in docs/reference/formats.md"
