@@ -114,12 +114,19 @@ def run_infer(granules: Path, out: Path, config: str, budget: str | None, thread
         command += ["--memory-budget", budget]
     if threads:
         command += ["--threads", threads]
+    row = timed(command)
+    if "error" not in row:
+        row["record"] = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
+    return row
+
+
+def timed(command: list[str]) -> dict[str, Any]:
+    """Run ``command`` under GNU time: its wall seconds and peak RSS, or its error."""
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"})
     if done.returncode != 0:
         return {"error": (done.stderr or done.stdout)[-2000:]}
     peak_kb, wall = done.stderr.strip().splitlines()[-1].split()
-    record = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
-    return {"wall_s": float(wall), "peak_rss_bytes": int(peak_kb) * 1024, "record": record}
+    return {"wall_s": float(wall), "peak_rss_bytes": int(peak_kb) * 1024}
 
 
 def run_convert(granules: Path, out: Path, budget: str | None) -> dict[str, Any]:
@@ -128,11 +135,7 @@ def run_convert(granules: Path, out: Path, budget: str | None) -> dict[str, Any]
     command += [str(out), "--to", ".hdr", "--units", "source", "--force"]
     if budget:
         command += ["--memory-budget", budget]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"})
-    if done.returncode != 0:
-        return {"error": (done.stderr or done.stdout)[-2000:]}
-    peak_kb, wall = done.stderr.strip().splitlines()[-1].split()
-    return {"wall_s": float(wall), "peak_rss_bytes": int(peak_kb) * 1024}
+    return timed(command)
 
 
 def main() -> None:

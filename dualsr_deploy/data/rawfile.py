@@ -37,8 +37,14 @@ class RawFile:
         return np.frombuffer(buffer, dtype=dtype)
 
     def close(self) -> None:
+        """Flush to disk and close (a finished file)."""
         if self.fd >= 0:
             os.fsync(self.fd)
+            self.discard()
+
+    def discard(self) -> None:
+        """Close without flushing (scratch, or a file about to be removed)."""
+        if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
@@ -62,9 +68,7 @@ class RowStore:
         return flat.reshape(stop - start, c, w).transpose(1, 0, 2)
 
     def close(self) -> None:
-        if self.file.fd >= 0:
-            os.close(self.file.fd)
-            self.file.fd = -1
+        self.file.discard()
 
 
 __all__ = ["RawFile", "RowStore"]

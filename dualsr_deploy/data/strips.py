@@ -65,7 +65,15 @@ class StripWriter:
         raise NotImplementedError
 
     def _close(self) -> None:
-        """Release open handles (after a failure too)."""
+        """Release open handles (after a failure too): a data file written at offsets (``raw``) or an HDF5 file
+        (``file``), whichever the writer made; neither when its setup failed before making it."""
+        raw = getattr(self, "raw", None)
+        if raw is not None:
+            raw.discard()
+        file: Any = getattr(self, "file", None)
+        if file is not None:
+            file.close()
+            self.file = None
 
     def commit(self) -> Path:
         self._finish()
@@ -116,11 +124,6 @@ class _Hdf5Strips(StripWriter):
         self._close()
         self._publish(self.staging / self.path.name, self.path)
 
-    def _close(self) -> None:
-        if getattr(self, "file", None) is not None:
-            self.file.close()
-            self.file = None
-
 
 class _NpyStrips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
@@ -148,12 +151,6 @@ class _NpyStrips(StripWriter):
         with atomic_output(sidecar(self.path)) as meta_tmp:
             meta_tmp.write_text(self.meta.to_json())
         self._publish(self.staging / self.path.name, self.path)
-
-    def _close(self) -> None:
-        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
-        if raw is not None and raw.fd >= 0:
-            os.close(raw.fd)
-            raw.fd = -1
 
 
 class _MatStrips(StripWriter):
@@ -188,11 +185,6 @@ class _MatStrips(StripWriter):
         with written.open("r+b") as handle:
             handle.write(mat_header())
         self._publish(written, self.path)
-
-    def _close(self) -> None:
-        if getattr(self, "file", None) is not None:
-            self.file.close()
-            self.file = None
 
 
 class _EnviStrips(StripWriter):
@@ -234,12 +226,6 @@ class _EnviStrips(StripWriter):
 
         self.raw.close()
         publish_envi(self.path, self.staging, self.layout, self.meta.to_json())
-
-    def _close(self) -> None:
-        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
-        if raw is not None and raw.fd >= 0:
-            os.close(raw.fd)
-            raw.fd = -1
 
 
 class _GeoTiffStrips(StripWriter):
@@ -361,12 +347,6 @@ class _TiffStrips(StripWriter):
     def raw_size(self) -> int:
         c, h, w = self.shape
         return c * h * w * self.dtype.itemsize
-
-    def _close(self) -> None:
-        raw = getattr(self, "raw", None)  # None when the setup failed before it was made
-        if raw is not None and raw.fd >= 0:
-            os.close(raw.fd)
-            raw.fd = -1
 
 
 class _NetcdfStrips(StripWriter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_help_imports_no_torch() -> None:
@@ -52,11 +53,16 @@ def test_old_spellings_still_work() -> None:
     assert old_spellings(["infer", "a", "-o", "b", "--resume"]) == ["infer", "a", "-o", "b", "--resume"]
 
 
-def test_export_takes_the_artefacts_folder_by_its_old_name_too(tmp_path: object) -> None:
+def test_export_takes_the_artefacts_folder_by_its_old_name_too(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from dualsr_deploy.cli.main import app
 
-    result = CliRunner().invoke(app, ["export", "--help"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
     assert "--engines" in result.output
-    assert "--out" not in result.output  # the old spelling is accepted but not advertised
+    assert "--out " not in result.output  # the old spelling is accepted but not advertised
+    args = ["export", "--scale", "4", "--bands", "8", "--precision", "fp32", "--tensorrt", "off"]
+    old = runner.invoke(app, [*args, "--out", str(tmp_path / "old")])
+    assert old.exit_code == 0, old.output
+    assert list((tmp_path / "old").rglob("*.onnx"))  # written where the old spelling pointed
