@@ -11,6 +11,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+TEMP_MARK = ".dualsr-"  # in every temporary name this package makes: --resume removes only what carries it
+TEMP_SUFFIX = ".tmp"
+_NAME_ROOM = 96  # bytes of the target's name kept in a temporary name (file names stop at 255 bytes)
+
+
+def temp_prefix(name: str) -> str:
+    """The start of a temporary name for a file or folder about to become ``name``: ``.<name, shortened>.dualsr-``
+    (then mkstemp's random part and :data:`TEMP_SUFFIX`). A long name is cut at a character boundary, so the
+    temporary name stays under the file-name limit whatever the output is called."""
+    short = name.encode()[:_NAME_ROOM].decode(errors="ignore")
+    return f".{short}{TEMP_MARK}"
+
+
+def temp_pattern(name: str) -> str:
+    """The glob that finds the temporary files and folders of ``name``."""
+    return f"{_glob_escape(temp_prefix(name))}*{TEMP_SUFFIX}"
+
+
+STALE_PATTERN = f".*{TEMP_MARK}*{TEMP_SUFFIX}"  # any temporary name this package made
+
+
+def _glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
+
 
 def _default_mode() -> int:
     umask = os.umask(0)
@@ -26,7 +52,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX)
     os.close(handle)
     tmp = Path(tmp_name)
     try:

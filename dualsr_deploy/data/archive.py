@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dualsr_deploy.data.confine import Confinement, not_regular
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.readers import KEYED_FORMATS, SCENE_SUFFIXES, detect_format, open_scene
 from dualsr_deploy.data.readers.base import SceneReader
@@ -142,7 +143,11 @@ class Archive:
     def open(self, entry: ArchiveEntry) -> SceneReader:
         if entry.error is not None:
             raise DataError(entry.error)
-        return _open(entry.path, entry.key, self.layout)
+        return _open(entry.path, entry.key, self.layout, self.confinement(entry))
+
+    def confinement(self, entry: ArchiveEntry) -> Confinement:
+        """Where the files of ``entry`` may lie: the archive root; the entry's own path is the named input."""
+        return Confinement.of(self.root, [entry.path])
 
     def scenes(self, normalise: Normalisation | None = None) -> Iterator[SceneResult]:
         """Each entry in order, loaded; an entry that fails yields its error and iteration goes on."""
@@ -155,6 +160,9 @@ class Archive:
                     scene = reader.load(normalise)
             except (DualSRError, OSError) as exc:
                 yield SceneResult(entry, error=str(exc))
+                continue
+            except Exception as exc:  # whatever a hostile file makes a library raise is this entry's failure
+                yield SceneResult(entry, error=f"{entry.path}: {type(exc).__name__}: {exc}")
                 continue
             yield SceneResult(entry, scene=Scene(entry.name, scene.cube, scene.meta))
 
@@ -223,8 +231,8 @@ def _glob_base(pattern: str) -> Path:
 
 
 def _name(path: Path, base: Path) -> str:
-    try:
-        relative = path.relative_to(base)
+    try:  # lexically normalised: a list entry "../x" is not named "../x"
+        relative = Path(os.path.normpath(os.path.abspath(path))).relative_to(os.path.normpath(os.path.abspath(base)))
     except ValueError:
         relative = Path(path.name)
     name = relative.as_posix()
@@ -286,13 +294,20 @@ def _walk(
         dirs[:] = [d for d in dirs if d not in scene_dirs] if recursive else []
         for name in sorted(files, key=lambda n: ((here / n).is_symlink(), n)):  # a file before links to it
             path = here / name
-            reason = refused(path, is_dir=False) or skip_reason(path)
+            reason = refused(path, is_dir=False) or _not_regular(path) or skip_reason(path)
             if reason is None:
                 found.append(path)
                 seen_files[_real(path) or path] = path
             else:
                 skipped.append(SkippedFile(path, reason))
     return sorted(found), failures, sorted(skipped, key=lambda s: s.path)
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why a file the walk found cannot be a scene file: a FIFO (whose read would wait forever), a device, a
+    socket; None for a regular file."""
+    why = not_regular(path)
+    return None if why is None else f"not a regular file: {why}"
 
 
 def _real(path: Path) -> Path | None:
@@ -368,6 +383,16 @@ def _inside(path: Path, root: Path) -> bool:
     return lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root))))
 
 
+def name_problem(name: str) -> str | None:
+    """Why a scene name cannot name outputs (``..``, ``.`` or empty parts, a control character), or None."""
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "its name has an empty, '.' or '..' part, which would name outputs outside their place"
+    if any(ord(char) < 32 or char == "\x7f" for char in name):
+        return "its name holds a control character"
+    return None
+
+
 def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layout: str | None) -> Archive:
     entries = []
     for name, path, key in candidates:
@@ -375,8 +400,12 @@ def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layou
             error = f"{path}: outside the archive root {root} (pass --root to allow it)"
             entries.append(ArchiveEntry(name, path, key, error=error))
             continue
+        problem = name_problem(name)
+        if problem is not None:
+            entries.append(ArchiveEntry(name, path, key, error=f"{path}: scene {name!r}: {problem}"))
+            continue
         try:
-            with _open(path, key, layout) as reader:
+            with _open(path, key, layout, Confinement.of(root, [path])) as reader:
                 entries.append(
                     ArchiveEntry(
                         name,
@@ -390,11 +419,17 @@ def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layou
                 )
         except (DualSRError, OSError) as exc:
             entries.append(ArchiveEntry(name, path, key, error=str(exc)))
+        except MemoryError:
+            entries.append(
+                ArchiveEntry(name, path, key, error=f"{path}: its header asks for more memory than there is")
+            )
+        except Exception as exc:  # whatever a hostile file makes a library raise is this entry's failure
+            entries.append(ArchiveEntry(name, path, key, error=f"{path}: {type(exc).__name__}: {exc}"))
     return Archive(root, entries, layout=layout)
 
 
-def _open(path: Path, key: str | None, layout: str | None) -> SceneReader:
+def _open(path: Path, key: str | None, layout: str | None, confine: Confinement) -> SceneReader:
     """Open one entry; an archive-wide key or layout applies to the formats that have them (MATLAB, HDF5, NumPy)."""
     if detect_format(path) in KEYED_FORMATS:
-        return open_scene(path, key=key, layout=layout)
-    return open_scene(path)
+        return open_scene(path, key=key, layout=layout, confine=confine)
+    return open_scene(path, confine=confine)

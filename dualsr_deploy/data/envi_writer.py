@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dualsr_deploy.atomic import TEMP_SUFFIX, temp_prefix
 from dualsr_deploy.data.readers.envi import (
     META_KEY,
     PROJECTION_KEY,
@@ -86,7 +87,7 @@ def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
     ``reflectance scale factor`` to declare (the source's, when written in its units), else None."""
     layout = envi_layout(target, data.shape, data.dtype, scene.meta, units, factor)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}."))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.stem), suffix=TEMP_SUFFIX))
     try:
         _write_raw(staging / target.with_suffix(".img").name, data, layout.interleave, layout.byte_order)
         publish_envi(target, staging, layout, meta_json)

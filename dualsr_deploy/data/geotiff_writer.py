@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.atomic import TEMP_SUFFIX, atomic_output, temp_prefix
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 
@@ -39,7 +39,9 @@ def write_geotiff(
             _write(rasterio, tmp, data, meta_json, scene, units, factor, tiled=min(data.shape[1:]) >= 256)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, plain_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".plain.tif")
+    handle, plain_name = tempfile.mkstemp(
+        dir=target.parent, prefix=temp_prefix(target.name), suffix=".plain" + TEMP_SUFFIX
+    )
     os.close(handle)
     plain = Path(plain_name)
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import _default_mode
+from dualsr_deploy.atomic import TEMP_SUFFIX, _default_mode, temp_prefix
 from dualsr_deploy.data.rawfile import RawFile
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.writers import _MATLAB_CLASS, COG_SUFFIX, HDF5_COMPRESSION, WRITE_SUFFIXES, mat_header
@@ -45,7 +45,9 @@ class StripWriter:
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         self.path, self.shape, self.dtype, self.meta = path, shape, np.dtype(dtype), meta
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
+        self.staging = Path(
+            tempfile.mkdtemp(dir=self.path.parent, prefix=temp_prefix(self.path.name), suffix=TEMP_SUFFIX)
+        )
         self.committed = False
 
     @contextlib.contextmanager

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.atomic import TEMP_SUFFIX, temp_prefix
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.optional import require
@@ -57,7 +58,7 @@ def write_zarr(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
     """``data (C, H, W)`` as the Zarr store ``target``."""
     cube, encoding = _cube(data, meta_json, scene.meta, units)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX))
     try:
         store = staging / target.name
         cube.to_dataset().to_zarr(store, mode="w", consolidated=True, zarr_format=2, encoding={"cube": encoding})

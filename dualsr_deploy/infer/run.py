@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dualsr_deploy.atomic import STALE_PATTERN
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.context import SceneContext
@@ -221,7 +222,7 @@ def _on_cluster(
 def _clean_stale(out_dir: Path) -> None:
     """Temporary files a killed run left (atomic writes, streamed intermediates)."""
     shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
-    for stale in out_dir.rglob(".*.tmp"):  # files, and the folders of Zarr stores being written
+    for stale in out_dir.rglob(STALE_PATTERN):  # files and staging folders this package made; none of the user's
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

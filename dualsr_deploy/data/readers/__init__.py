@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained, not_regular
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.readers.base import SceneReader
 from dualsr_deploy.data.scene import Scene, Window
@@ -21,6 +22,11 @@ def detect_format(path: Path) -> str:
     """One of :data:`FORMATS`, from the file's first bytes (and its name where bytes cannot tell)."""
     if path.is_dir():
         return "cave"
+    why = not_regular(path)  # a FIFO would block the read below forever; a device never ends
+    if why == "no such file":
+        raise DataError(f"{path}: no such file or folder")
+    if why is not None:
+        raise DataError(f"{path}: not a scene file: {why}")
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -68,7 +74,8 @@ def detect_format(path: Path) -> str:
 
 def _hdf5_product(path: Path) -> str | None:
     """Which sensor product an HDF5 file is (``emit``, ``prisma``, ``aviris3``), ``hdf5`` when none, None when it
-    cannot be opened (reported by whoever opens it). One open for all three checks."""
+    cannot be opened (reported by whoever opens it). One open for all three checks, after the file is found to read
+    nothing but itself (no external links, external storage or virtual datasets: a :class:`DataError`)."""
     import h5py
 
     from dualsr_deploy.data.readers.aviris3 import is_aviris3
@@ -77,6 +84,7 @@ def _hdf5_product(path: Path) -> str | None:
 
     try:
         with h5py.File(path, "r") as handle:
+            check_hdf5_self_contained(handle, path)
             if is_emit(handle):
                 return "emit"
             if prisma_swath(handle) is not None:
@@ -86,54 +94,72 @@ def _hdf5_product(path: Path) -> str | None:
         return None
 
 
-def open_scene(path: str | os.PathLike[str], *, key: str | None = None, layout: str | None = None) -> SceneReader:
+def open_scene(
+    path: str | os.PathLike[str],
+    *,
+    key: str | None = None,
+    layout: str | None = None,
+    confine: Confinement | None = None,
+) -> SceneReader:
     """Open a scene for lazy reading. ``key``: the array inside a MATLAB/HDF5/NPZ file (default: the largest 3-D
     one, reported in ``reader.notes``). ``layout``: axis order of that array (``hwc`` etc.; MATLAB's own order
-    for ``.mat``); default: the format's convention (``hwc`` for MATLAB, ``chw`` for HDF5/NumPy).
+    for ``.mat``); default: the format's convention (``hwc`` for MATLAB, ``chw`` for HDF5/NumPy). ``confine``:
+    where the scene's other files (data files, sidecars, band images) may lie; default: the scene's own folder.
+    What the file declares about its bands is checked before the reader is returned (:meth:`SceneReader.validate`).
     """
     path = Path(path)
+    reader = _open(path, key, layout, confine or Confinement.around(path))
+    try:
+        reader.validate()
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _open(path: Path, key: str | None, layout: str | None, confine: Confinement) -> SceneReader:
     kind = detect_format(path)
     if kind not in KEYED_FORMATS and (key is not None or layout is not None):
         raise DataError(f"{path}: key and layout apply to MATLAB, HDF5 and NumPy files, not to {kind}")
     if kind == "cave":
         from dualsr_deploy.data.readers.cave import CaveReader
 
-        return CaveReader(path)
+        return CaveReader(path, confine=confine)
     if kind == "mat-v5":
         from dualsr_deploy.data.readers.matlab import MatV5Reader
 
-        return MatV5Reader(path, key=key, layout=layout)
+        return MatV5Reader(path, key=key, layout=layout, confine=confine)
     if kind in ("mat-v7.3", "hdf5"):
         from dualsr_deploy.data.readers.hdf5 import Hdf5Reader, MatV73Reader
 
-        return (MatV73Reader if kind == "mat-v7.3" else Hdf5Reader)(path, key=key, layout=layout)
+        return (MatV73Reader if kind == "mat-v7.3" else Hdf5Reader)(path, key=key, layout=layout, confine=confine)
     if kind == "aviris3":
         from dualsr_deploy.data.readers.aviris3 import Aviris3Reader
 
-        return Aviris3Reader(path)
+        return Aviris3Reader(path, confine=confine)
     if kind == "prisma":
         from dualsr_deploy.data.readers.prisma import PrismaReader
 
-        return PrismaReader(path)
+        return PrismaReader(path, confine=confine)
     if kind == "emit":
         from dualsr_deploy.data.readers.emit import EmitReader
 
-        return EmitReader(path)
+        return EmitReader(path, confine=confine)
     if kind in ("npy", "npz"):
         from dualsr_deploy.data.readers.numpy_files import NpyReader, NpzReader
 
-        return (NpyReader if kind == "npy" else NpzReader)(path, key=key, layout=layout)
+        return (NpyReader if kind == "npy" else NpzReader)(path, key=key, layout=layout, confine=confine)
     if kind == "tiff":
         from dualsr_deploy.data.readers.tiff import TiffReader
 
-        return TiffReader(path)
+        return TiffReader(path, confine=confine)
     if kind == "geotiff":
         from dualsr_deploy.data.readers.tiff import GeoTiffReader
 
-        return GeoTiffReader(path)
+        return GeoTiffReader(path, confine=confine)
     from dualsr_deploy.data.readers.envi import EnviReader
 
-    return EnviReader(path)
+    return EnviReader(path, confine=confine)
 
 
 def read_scene(

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.metadata import number, numbers, small_array
 from dualsr_deploy.data.readers.base import (
     SceneReader,
     check_dimension_scales,
@@ -46,25 +48,28 @@ def band_layout(shape: tuple[int, ...], bands: int, path: Path) -> str:
 class Aviris3Reader(SceneReader):
     format = "aviris3"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         import h5py
 
         with reading(path):
             self._file = h5py.File(path, "r")
         try:
+            check_hdf5_self_contained(self._file, path)
             group = self._file.get(GROUP)
             if group is None or not is_aviris3(self._file):
                 raise DataError(f"{path}: not an AVIRIS-3 reflectance file (no group {GROUP} with reflectance)")
             self._dataset = group["reflectance"]
             check_dimension_scales(self._file, path)
-            wavelengths = np.ravel(group["wavelength"][()]).astype(np.float64)
-            layout = band_layout(tuple(self._dataset.shape), wavelengths.size, path)
-            super().__init__(path, path.stem, key=f"{GROUP}/reflectance", layout=layout)
-            self.wavelengths = tuple(wavelengths.tolist())
-            if "fwhm" in group and np.size(group["fwhm"]) == wavelengths.size:
-                self.fwhm = tuple(float(v) for v in np.ravel(group["fwhm"][()]))
+            key = f"{GROUP}/wavelength"
+            wavelengths = numbers(small_array(group["wavelength"], key, path), key, path)
+            layout = band_layout(tuple(self._dataset.shape), len(wavelengths), path)
+            super().__init__(path, path.stem, key=f"{GROUP}/reflectance", layout=layout, confine=confine)
+            self.wavelengths = wavelengths
+            if "fwhm" in group:
+                key = f"{GROUP}/fwhm"
+                self.fwhm = numbers(small_array(group["fwhm"], key, path), key, path, count=len(wavelengths))
             fill = self._dataset.attrs.get("_FillValue")
-            self.nodata = float(np.ravel(fill)[0]) if fill is not None else None
+            self.nodata = number(np.ravel(fill)[0], "_FillValue", path, finite=False) if fill is not None else None
             self._georef()
             restore_written_meta(self, self._file.attrs.get("dualsr_scene"))
         except BaseException:
@@ -78,8 +83,11 @@ class Aviris3Reader(SceneReader):
                 transform = item.attrs.get("GeoTransform") if hasattr(item, "attrs") else None
                 if transform is None:
                     continue
-                text = transform.decode() if isinstance(transform, bytes) else str(transform)
-                x0, dx, rx, y0, ry, dy = (float(v) for v in text.split())
+                text = transform.decode(errors="replace") if isinstance(transform, bytes) else str(transform)
+                values = numbers(text.split(), f"{name} GeoTransform", self.path)
+                if len(values) != 6:
+                    raise DataError(f"{self.path}: {name} GeoTransform {text[:80]!r} has {len(values)} numbers, not 6")
+                x0, dx, rx, y0, ry, dy = values
                 crs = item.attrs.get("spatial_ref") or item.attrs.get("crs_wkt")
                 crs_text = crs.decode() if isinstance(crs, bytes) else (str(crs) if crs is not None else None)
                 self.georef = GeoReference((dx, rx, x0, ry, dy, y0), crs_text)

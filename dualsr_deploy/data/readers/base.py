@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement
+from dualsr_deploy.data.metadata import band_indices, check_band_metadata, number
 from dualsr_deploy.data.normalise import Normalisation, band_floor
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
 from dualsr_deploy.data.validity import Masking, find_validity, invalid_values
@@ -89,8 +92,20 @@ class SceneReader(ABC):
     format: ClassVar[str]
     full_range: ClassVar[bool] = False  # integers use their dtype's whole range (CAVE's PNGs)
 
-    def __init__(self, path: Path, name: str, *, key: str | None = None, layout: str = "chw") -> None:
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        *,
+        key: str | None = None,
+        layout: str = "chw",
+        confine: Confinement | None = None,
+    ) -> None:
         self.path = path
+        # Where this scene's files may lie, and every file it opened (what --resume fingerprints).
+        self.confine = confine or Confinement.around(path)
+        self.files: list[Path] = []
+        self.claim(path, "scene file" if not path.is_dir() else "scene folder")
         self.name = name
         self.key = key
         self.layout = layout
@@ -113,6 +128,40 @@ class SceneReader(ABC):
         self._resolved: dict[
             tuple[Normalisation, Masking], tuple[str, float, tuple[int, ...], tuple[float, ...] | None]
         ] = {}
+
+    def validate(self) -> None:
+        """Check what the file declared about its bands against the cube: per-band lists (wavelengths, FWHM, band
+        names, gains, offsets) as long as it has bands and finite, bad bands inside it, a scale factor > 0
+        (:func:`~dualsr_deploy.data.metadata.check_band_metadata`); a :class:`DataError` names the file."""
+        check_band_metadata(
+            self.source,
+            self.shape[0],
+            wavelengths=self.wavelengths,
+            fwhm=self.fwhm,
+            band_names=self.band_names,
+            gains=self.band_gains,
+            offsets=self.band_offsets,
+            bad=self.declared_bad,
+            scale=self.declared_scale,
+        )
+
+    def claim(self, path: Path, what: str = "file") -> Path:
+        """``path``, checked by the archive's rule (:mod:`dualsr_deploy.data.confine`) and recorded as one of this
+        scene's files; a :class:`DataError` names a file that may not be read."""
+        if path.is_dir() and path == self.path:
+            if path not in self.files:
+                self.files.append(path)
+            return path
+        self.confine.check(path, what)
+        if path not in self.files:
+            self.files.append(path)
+        return path
+
+    def claim_if_present(self, path: Path, what: str = "file") -> Path | None:
+        """``path`` claimed when something is there (a sidecar that may be absent); None when nothing is."""
+        if not os.path.lexists(path):
+            return None
+        return self.claim(path, what)
 
     @property
     def source(self) -> str:
@@ -364,29 +413,39 @@ def check_dimension_scales(handle: Any, path: Path) -> None:
 
 
 def restore_written_meta(reader: SceneReader, text: str | bytes | None) -> None:
-    """Take back what this package's writers stored (wavelengths, georeferencing, attributes, provenance)."""
+    """Take back what this package's writers stored (wavelengths, georeferencing, attributes, provenance). The
+    text is a claim like any other: unreadable JSON is noted and ignored, values of the wrong kind are a
+    :class:`DataError` naming the file (checked with the rest by :meth:`SceneReader.validate`)."""
     if text is None:
         return
-    if isinstance(text, bytes):
-        text = text.decode()
     try:
+        if isinstance(text, bytes):
+            text = text.decode()
         meta = SceneMeta.from_json(text)
-    except (ValueError, TypeError, KeyError):
+        scale_factor = number(meta.scale_factor, "its dualsr metadata's scale_factor", reader.source)
+        nodata = (
+            None
+            if meta.nodata is None
+            else number(meta.nodata, "its dualsr metadata's nodata", reader.source, finite=False)
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
         reader.notes.append("ignored unreadable dualsr metadata")
         return
     reader.wavelengths = reader.wavelengths or meta.wavelengths
     reader.fwhm = reader.fwhm or meta.fwhm
     reader.band_names = reader.band_names or meta.band_names
     reader.georef = reader.georef or meta.georef
-    if reader.nodata is None and meta.nodata is not None:
-        reader.nodata = meta.nodata
-    reader.declared_bad |= set(meta.bad_bands)
+    if reader.nodata is None and nodata is not None:
+        reader.nodata = nodata
+    reader.declared_bad |= band_indices(
+        meta.bad_bands, reader.shape[0], "its dualsr metadata's bad_bands", reader.source
+    )
     if meta.attrs.get("dualsr_units") == "source":  # written back in stored units: the same gains and offsets
         reader.band_gains = reader.band_gains or meta.band_gains
         reader.band_offsets = reader.band_offsets or meta.band_offsets
-    if meta.attrs.get("dualsr_units") == "source" and reader.declared_scale is None and meta.scale_factor != 1.0:
-        reader.declared_scale = meta.scale_factor  # written back in the source's units: the same factor
+    if meta.attrs.get("dualsr_units") == "source" and reader.declared_scale is None and scale_factor != 1.0:
+        reader.declared_scale = scale_factor  # written back in the source's units: the same factor
     reader.attrs.update(meta.attrs)
-    reader.attrs.setdefault("origin_source", meta.source)
-    reader.attrs.setdefault("origin_dtype", meta.dtype)
-    reader.attrs.setdefault("origin_scale_factor", repr(meta.scale_factor))
+    reader.attrs.setdefault("origin_source", str(meta.source))
+    reader.attrs.setdefault("origin_dtype", str(meta.dtype))
+    reader.attrs.setdefault("origin_scale_factor", repr(scale_factor))

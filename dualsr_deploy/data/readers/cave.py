@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dualsr_deploy.data.readers.base import SceneReader
+from dualsr_deploy.data.confine import Confinement
+from dualsr_deploy.data.readers.base import SceneReader, reading
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.errors import DataError
 
-_BAND = re.compile(r"^(?P<stem>.+)_(?P<index>\d{2,3})\.png$", re.IGNORECASE)
+_BAND = re.compile(r"^(?P<stem>.+)_(?P<index>\d{2,})\.png$", re.IGNORECASE)
 _MODES: dict[str, np.dtype] = {
     "I;16": np.dtype(np.uint16),
     "I;16B": np.dtype(np.uint16),
@@ -32,7 +33,7 @@ def band_files(folder: Path) -> list[Path] | None:
         bands = sorted(
             (int(match["index"]), path)
             for path in candidate.iterdir()
-            if (match := _BAND.match(path.name)) and path.is_file()
+            if (match := _BAND.match(path.name)) and (path.is_file() or path.is_symlink())
         )
         if bands:
             indices = [index for index, _ in bands]
@@ -47,16 +48,16 @@ class CaveReader(SceneReader):
     format = "cave"
     full_range = True  # 16-bit PNGs over the whole range: divide by 65535, as the paper does
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, confine: Confinement | None = None) -> None:
         files = band_files(folder)
         if files is None:
             raise DataError(f"{folder}: no CAVE band files (<scene>_ms_NN.png) in it or in {folder.name}/")
         name = folder.name[:-3] if folder.name.endswith("_ms") else folder.name
-        super().__init__(folder, name)
-        self.files = files
+        super().__init__(folder, name, confine=confine or Confinement.of(folder.parent, [folder]))
+        self.bands = [self.claim(path, "band image") for path in files]
         from PIL import Image
 
-        with Image.open(files[0]) as first:
+        with reading(files[0]), Image.open(files[0]) as first:  # a PNG declaring 20000² pixels: PIL refuses it
             self._size = first.size
             self._mode = first.mode
         self._dtype: np.dtype
@@ -73,7 +74,7 @@ class CaveReader(SceneReader):
     @property
     def shape(self) -> tuple[int, int, int]:
         width, height = self._size
-        return len(self.files), height, width
+        return len(self.bands), height, width
 
     @property
     def dtype(self) -> np.dtype:
@@ -85,7 +86,7 @@ class CaveReader(SceneReader):
         _, height, width = self.shape
         box = (0, 0, width, height) if window is None else (window.left, window.top, *_end(window))
         planes = []
-        for path in self.files:
+        for path in self.bands:
             with Image.open(path) as image:
                 if image.size != self._size or image.mode != self._mode:
                     raise DataError(f"{path}: {image.mode} {image.size}, other bands are {self._mode} {self._size}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.metadata import number, numbers, small_array
 from dualsr_deploy.data.readers.base import (
     SceneReader,
     check_dimension_scales,
@@ -51,42 +53,41 @@ def _attr_text(value: Any) -> str:
 class EmitReader(SceneReader):
     format = "emit"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         import h5py
 
         with reading(path):
             self._file = h5py.File(path, "r")
         try:
             handle = self._file
+            check_hdf5_self_contained(handle, path)
             names = [name for name in CUBE_NAMES if name in handle]
             if not names or BANDS_GROUP not in handle:
                 raise DataError(
                     f"{path}: not an EMIT granule (no root {' or '.join(CUBE_NAMES)} beside a {BANDS_GROUP} group)"
                 )
-            super().__init__(path, path.stem, key=names[0], layout="hwc")
+            super().__init__(path, path.stem, key=names[0], layout="hwc", confine=confine)
             check_dimension_scales(self._file, path)
             self._dataset = handle[names[0]]
             if self._dataset.ndim != 3:
                 raise DataError(f"{path}: {names[0]} is {self._dataset.shape}, not (downtrack, crosstrack, bands)")
             bands = int(self._dataset.shape[2])
             params = handle[BANDS_GROUP]
-            if "wavelengths" in params:
-                self.wavelengths = tuple(float(w) for w in np.ravel(params["wavelengths"][()]))
-            if "fwhm" in params:
-                self.fwhm = tuple(float(w) for w in np.ravel(params["fwhm"][()]))
-            if "good_wavelengths" in params:
-                good = np.ravel(params["good_wavelengths"][()])
-                if good.size == bands:
-                    self.declared_bad = {int(i) for i in np.flatnonzero(good == 0)}
-            for name, values in (("wavelengths", self.wavelengths), ("fwhm", self.fwhm)):
-                if values is not None and len(values) != bands:
-                    raise DataError(f"{path}: {BANDS_GROUP}/{name} has {len(values)} values, the cube {bands} bands")
+            for name in ("wavelengths", "fwhm", "good_wavelengths"):
+                if name in params:
+                    key = f"{BANDS_GROUP}/{name}"
+                    values = numbers(small_array(params[name], key, path), key, path, count=bands)
+                    if name == "good_wavelengths":
+                        self.declared_bad = {i for i, good in enumerate(values) if good == 0}
+                    else:
+                        setattr(self, "wavelengths" if name == "wavelengths" else "fwhm", values)
             fill = self._dataset.attrs.get("_FillValue")
-            self.nodata = float(np.ravel(fill)[0]) if fill is not None else -9999.0
+            self.nodata = number(np.ravel(fill)[0], "_FillValue", path, finite=False) if fill is not None else -9999.0
             for key in ("geotransform", "spatial_ref", "title", "summary", "product_version"):
                 if key in handle.attrs:
                     self.attrs[f"emit_{key}"] = _attr_text(handle.attrs[key])
             restore_written_meta(self, handle.attrs.get("dualsr_scene"))
+            self._mask = self.mask_path()  # claimed now, so that --resume fingerprints it with the granule
         except BaseException:
             self._file.close()
             raise
@@ -104,25 +105,27 @@ class EmitReader(SceneReader):
         return read_window(self._dataset, "hwc", window)
 
     def mask_path(self) -> Path | None:
-        """The L2A MASK granule beside this one (``EMIT_L2A_RFL_…`` → ``EMIT_L2A_MASK_…``), if there is one."""
+        """The L2A MASK granule beside this one (``EMIT_L2A_RFL_…`` → ``EMIT_L2A_MASK_…``), if there is one; a
+        :class:`DataError` when what is there may not be read (a link out of the archive, a FIFO)."""
         if "_RFL_" not in self.path.name:
             return None
-        candidate = self.path.with_name(self.path.name.replace("_RFL_", "_MASK_"))
-        return candidate if candidate.is_file() else None
+        return self.claim_if_present(self.path.with_name(self.path.name.replace("_RFL_", "_MASK_")), "mask granule")
 
     def pixel_invalid(self, raw: np.ndarray, masking: Masking, window: Window | None) -> np.ndarray | None:
         """With ``masking.product_masks``: pixels the MASK granule's ``Aggregate Flag`` band sets (cloud, cirrus,
         water, spacecraft, dilated cloud, as the EMIT SDS aggregates them)."""
         if not masking.product_masks:
             return None
-        path = self.mask_path()
+        path = self._mask
         if path is None:
             wanted = self.path.name.replace("_RFL_", "_MASK_")
             raise DataError(f"{self.path}: --product-masks asks for its MASK granule, and {wanted} is not beside it")
         import h5py
 
         with reading(path), h5py.File(path, "r") as handle:
-            names = [_attr_text(n) for n in np.ravel(handle[f"{BANDS_GROUP}/mask_bands"][()])]
+            check_hdf5_self_contained(handle, path)
+            key = f"{BANDS_GROUP}/mask_bands"
+            names = [_attr_text(n) for n in small_array(handle[key], key, path)]
             if "Aggregate Flag" not in names:
                 raise DataError(f"{path}: no 'Aggregate Flag' among its mask bands ({', '.join(names)})")
             flags = read_window(handle["mask"], "hwc", window)[names.index("Aggregate Flag")]

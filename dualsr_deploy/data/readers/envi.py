@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement
+from dualsr_deploy.data.metadata import flags, number, numbers, positive_factor
 from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
@@ -116,36 +119,62 @@ def map_info(georef: GeoReference, projection: str | None = None) -> list[str]:
     return info
 
 
+def data_file_of(header: Path, interleave: str) -> Path:
+    """The data file of an ENVI header, found as Spectral Python finds it (the header's name without ``.hdr``, then
+    with ``.img``, ``.dat``, … or the interleave as suffix, lower then upper case), so that it can be checked before
+    anything opens it. The header's own ``data file`` key is never followed."""
+    from spectral.io.envi import KNOWN_EXTS
+
+    title = header.with_suffix("") if header.suffix.lower() == ".hdr" else header
+    suffixes = [ext.lower() for ext in KNOWN_EXTS] + [interleave.lower()]
+    for suffix in ["", *suffixes, *(ext.upper() for ext in suffixes)]:
+        candidate = title.with_name(f"{title.name}.{suffix}") if suffix else title
+        if os.path.lexists(candidate) and candidate != header:
+            return candidate
+    raise DataError(f"{header}: no ENVI data file beside it ({title.name}.img, .dat, … or {title.name})")
+
+
 class EnviReader(SceneReader):
     format = "envi"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         envi = import_envi()
         header = header_of(path)
+        confine = confine or Confinement.around(path)
+        if header != path:
+            confine.check(header, "ENVI header")
         self.header_entries = header_entries(header)
         with reading(header):
-            self._image = envi.open(str(header))
+            stated = envi.read_envi_header(str(header.absolute()))
+        interleave = str(stated.get("interleave", "bsq")).lower()
+        data = confine.check(data_file_of(header, interleave), "ENVI data file")
+        with reading(header):
+            self._image = envi.open(str(header.absolute()), image=str(data.absolute()))
+        # Spectral divides what it reads by 'reflectance scale factor'; the factor is applied once, by the
+        # normalisation (declared_scale), so the reads here are the stored values.
+        self._image.scale_factor = 1.0
         meta = self._image.metadata
-        interleave = str(meta.get("interleave", "bsq")).lower()
-        super().__init__(header, header.stem, layout=_INTERLEAVE_LAYOUT.get(interleave, "chw"))
+        super().__init__(header, header.stem, layout=_INTERLEAVE_LAYOUT.get(interleave, "chw"), confine=confine)
+        self.claim(data, "ENVI data file")
+        bands = self.shape[0]
         if "wavelength" in meta:
-            self.wavelengths = tuple(float(w) for w in meta["wavelength"])
-        if "band names" in meta and len(meta["band names"]) == self.shape[0]:
+            self.wavelengths = numbers(meta["wavelength"], "wavelength", header, count=bands)
+        if "band names" in meta and len(meta["band names"]) == bands:
             self.band_names = tuple(str(name).strip() for name in meta["band names"])
             if self.wavelengths is None:  # AVIRIS-NG: "376.44 Nanometers"
                 self.wavelengths = _wavelengths_from_names(self.band_names)
         if "fwhm" in meta:
-            self.fwhm = tuple(float(w) for w in meta["fwhm"])
+            self.fwhm = numbers(meta["fwhm"], "fwhm", header, count=bands)
         if "data ignore value" in meta:
-            self.nodata = float(meta["data ignore value"])
+            self.nodata = number(meta["data ignore value"], "data ignore value", header, finite=False)
         if "bbl" in meta:
-            self.declared_bad = {i for i, flag in enumerate(meta["bbl"]) if float(flag) == 0}
-        bands = self.shape[0]
+            self.declared_bad = flags(meta["bbl"], "bbl", header, bands)
         for key, target in (("data gain values", "band_gains"), ("data offset values", "band_offsets")):
-            if key in meta and len(meta[key]) == bands:
-                setattr(self, target, tuple(float(v) for v in meta[key]))
-        if "reflectance scale factor" in meta and float(meta["reflectance scale factor"]) not in (0.0, 1.0):
-            self.declared_scale = float(meta["reflectance scale factor"])
+            if key in meta:
+                setattr(self, target, numbers(meta[key], key, header, count=bands))
+        if "reflectance scale factor" in meta:
+            factor = positive_factor(meta["reflectance scale factor"], "reflectance scale factor", header)
+            self.declared_scale = None if factor == 1.0 else factor
         if "map info" in meta:
             values = [str(v).strip() for v in meta["map info"]]
             self.georef = _map_info(values, header)
@@ -155,11 +184,18 @@ class EnviReader(SceneReader):
             if crs and self.georef is not None:
                 crs_text = crs if isinstance(crs, str) else ",".join(crs)
                 self.georef = GeoReference(self.georef.transform, crs_text.strip("{}"))
-        if sidecar_of(header).is_file():
-            with reading(sidecar_of(header)):
-                restore_written_meta(self, sidecar_of(header).read_text())
+        sidecar = self.claim_if_present(sidecar_of(header), "dualsr sidecar")
+        if sidecar is not None:
+            with reading(sidecar):
+                text = sidecar.read_text()
+            restore_written_meta(self, text)
         elif META_KEY in meta:
-            restore_written_meta(self, base64.b64decode(meta[META_KEY]).decode())
+            try:
+                decoded = base64.b64decode(str(meta[META_KEY]), validate=True).decode()
+            except ValueError:
+                self.notes.append("ignored unreadable dualsr metadata")
+            else:
+                restore_written_meta(self, decoded)
 
     @property
     def shape(self) -> tuple[int, int, int]:

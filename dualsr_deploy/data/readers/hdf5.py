@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.metadata import number, numbers, small_array
 from dualsr_deploy.data.readers.base import (
     SceneReader,
     check_layout,
@@ -64,12 +66,15 @@ class Hdf5Reader(SceneReader):
     format = "hdf5"
     matlab: ClassVar[bool] = False
 
-    def __init__(self, path: Path, *, key: str | None = None, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
+    ) -> None:
         import h5py
 
         with reading(path):
             self._file = h5py.File(path, "r")
         try:
+            check_hdf5_self_contained(self._file, path)
             arrays = cube_datasets(self._file)
             chosen, note = choose_key(path, arrays, key)
             if self.matlab:
@@ -77,7 +82,7 @@ class Hdf5Reader(SceneReader):
                 file_layout = stated_layout[::-1]
             else:
                 stated_layout = file_layout = check_layout(layout or self._stored_layout(chosen) or "chw", path)
-            super().__init__(path, path.stem, key=chosen, layout=stated_layout)
+            super().__init__(path, path.stem, key=chosen, layout=stated_layout, confine=confine)
             self.notes.append(note)
             self._dataset = self._file[chosen]
             self._file_layout = file_layout
@@ -94,15 +99,16 @@ class Hdf5Reader(SceneReader):
     def _read_attrs(self) -> None:
         attrs = self._dataset.attrs
         if "wavelengths" in attrs:
-            self.wavelengths = tuple(float(w) for w in np.ravel(attrs["wavelengths"]))
+            self.wavelengths = numbers(attrs["wavelengths"], "attribute wavelengths", self.source)
         for name in ("_FillValue", "missing_value"):  # the NetCDF/HDF conventions for no-data
             if name in attrs and np.size(attrs[name]) == 1:
-                self.nodata = float(np.ravel(attrs[name])[0])
+                self.nodata = number(np.ravel(attrs[name])[0], f"attribute {name}", self.source, finite=False)
                 break
         restore_written_meta(self, attrs.get("dualsr_scene"))
         stored = self._file.get("dualsr_scene")
         if stored is not None and self.matlab:  # a MATLAB char array: UTF-16 code units
-            restore_written_meta(self, np.asarray(stored, dtype=np.uint16).tobytes().decode("utf-16-le"))
+            text = small_array(stored, "dualsr_scene", self.source, limit=1 << 22).astype(np.uint16).tobytes()
+            restore_written_meta(self, text.decode("utf-16-le", errors="replace"))
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement
 from dualsr_deploy.data.readers.base import (
     SceneReader,
     check_layout,
@@ -68,7 +69,9 @@ class MatV5Reader(SceneReader):
 
     format = "mat-v5"
 
-    def __init__(self, path: Path, *, key: str | None = None, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
+    ) -> None:
         import scipy.io
 
         with reading(path):
@@ -83,7 +86,7 @@ class MatV5Reader(SceneReader):
         if self._unmixing is not None and all(min(shape) < self._unmixing[0] for shape in cubes):
             # Y holds more bands than any 3-D array (those are abundance maps): the unmixing layout.
             bands, rows, cols = self._unmixing
-            super().__init__(path, path.stem, key="Y", layout="chw")
+            super().__init__(path, path.stem, key="Y", layout="chw", confine=confine)
             self.notes.append(
                 f"array 'Y' ({bands} bands × {rows * cols} pixels, MATLAB column order) read as {rows}×{cols}: the "
                 "unmixing data sets' layout"
@@ -98,7 +101,7 @@ class MatV5Reader(SceneReader):
         else:
             self._unmixing = None
             chosen, note = choose_key(path, arrays, key)
-            super().__init__(path, path.stem, key=chosen, layout=check_layout(layout or "hwc", path))
+            super().__init__(path, path.stem, key=chosen, layout=check_layout(layout or "hwc", path), confine=confine)
             self.notes.append(note)
             self._stored_shape, self._dtype = arrays[chosen]
         self._array: np.ndarray | None = None

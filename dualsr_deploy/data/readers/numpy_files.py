@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement
 from dualsr_deploy.data.readers.base import (
     SceneReader,
     check_layout,
@@ -44,15 +45,19 @@ def sidecar(path: Path) -> Path:
 class NpyReader(SceneReader):
     format = "npy"
 
-    def __init__(self, path: Path, *, key: str | None = None, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
+    ) -> None:
         with reading(path):
             self._array = np.load(path, mmap_mode="r", allow_pickle=False)
         arrays = {"array": (tuple(self._array.shape), self._array.dtype)}
         choose_key(path, arrays, None if key is None else "array")
-        super().__init__(path, path.stem, layout=check_layout(layout or "chw", path))
-        meta_file = sidecar(path)
-        if meta_file.is_file():
-            restore_written_meta(self, meta_file.read_text())
+        super().__init__(path, path.stem, layout=check_layout(layout or "chw", path), confine=confine)
+        meta_file = self.claim_if_present(sidecar(path), "metadata sidecar")
+        if meta_file is not None:
+            with reading(meta_file):
+                text = meta_file.read_text()
+            restore_written_meta(self, text)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -76,11 +81,14 @@ class NpyReader(SceneReader):
 class NpzReader(SceneReader):
     format = "npz"
 
-    def __init__(self, path: Path, *, key: str | None = None, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
+    ) -> None:
         with reading(path):
             arrays = _npz_headers(path)
         chosen, note = choose_key(path, arrays, key)
-        super().__init__(path, path.stem, key=chosen, layout=check_layout(layout or "chw", path))
+        layout = check_layout(layout or "chw", path)
+        super().__init__(path, path.stem, key=chosen, layout=layout, confine=confine)
         self.notes.append(note)
         self._stored_shape, self._dtype = arrays[chosen]
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.metadata import number, numbers
 from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.data.validity import Masking
@@ -43,23 +45,24 @@ def prisma_swath(handle: Any) -> str | None:
 def _attr(handle: Any, name: str, path: Path) -> np.ndarray:
     if name not in handle.attrs:
         raise DataError(f"{path}: the PRISMA attribute {name} is missing")
-    return np.ravel(np.asarray(handle.attrs[name], dtype=np.float64))
+    return np.asarray(numbers(handle.attrs[name], f"attribute {name}", path), dtype=np.float64)
 
 
 class PrismaReader(SceneReader):
     format = "prisma"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         import h5py
 
         with reading(path):
             self._file = h5py.File(path, "r")
         try:
             handle = self._file
+            check_hdf5_self_contained(handle, path)
             swath = prisma_swath(handle)
             if swath is None:
                 raise DataError(f"{path}: not a PRISMA product (no HDFEOS/SWATHS/PRS_*_HCO swath)")
-            super().__init__(path, path.stem, key=swath, layout="hcw")
+            super().__init__(path, path.stem, key=swath, layout="hcw", confine=confine)
             fields = handle[f"HDFEOS/SWATHS/{swath}/Data Fields"]
             self._cubes = {
                 region: fields[f"{region}_Cube"] for region in ("VNIR", "SWIR") if f"{region}_Cube" in fields
@@ -125,7 +128,9 @@ class PrismaReader(SceneReader):
         )
         if not all(name in handle.attrs for name in names):
             return
-        ul_e, ul_n, lr_e, lr_n, epsg = (float(np.ravel(handle.attrs[name])[0]) for name in names)
+        ul_e, ul_n, lr_e, lr_n, epsg = (
+            number(np.ravel(handle.attrs[name])[0], f"attribute {name}", self.path) for name in names
+        )
         _c, rows, cols = self.shape
         dx = (lr_e - ul_e) / max(cols - 1, 1)
         dy = (lr_n - ul_n) / max(rows - 1, 1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.confine import Confinement, gdal_sidecars
+from dualsr_deploy.data.metadata import number, numbers
 from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
@@ -17,10 +20,20 @@ def import_rasterio() -> Any:
     return require("rasterio", feature="GeoTIFF", extra="formats")
 
 
-def is_geotiff(path: Path) -> bool:
+# tifffile reads the file's own pages only: OME multi-file series (``<UUID FileName="../x.ome.tif">``), Micro-Manager
+# stacks and NDTiff datasets would open other files named by this one.
+OWN_PAGES_ONLY: dict[str, Any] = {"is_ome": False, "is_mmstack": False, "is_ndtiff": False, "_multifile": False}
+
+
+def open_tiff(path: Path) -> Any:
+    """A :class:`tifffile.TiffFile` that reads nothing but ``path``."""
     import tifffile
 
-    with reading(path), tifffile.TiffFile(path) as tif:
+    return tifffile.TiffFile(path, **OWN_PAGES_ONLY)
+
+
+def is_geotiff(path: Path) -> bool:
+    with reading(path), open_tiff(path) as tif:
         return bool(tif.is_geotiff)
 
 
@@ -29,18 +42,19 @@ class TiffReader(SceneReader):
 
     format = "tiff"
 
-    def __init__(self, path: Path) -> None:
-        import tifffile
-
-        with reading(path), tifffile.TiffFile(path) as tif:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
+        with reading(path), open_tiff(path) as tif:
             series = tif.series[0]
+            if any(page is not None and page.parent is not tif for page in series.pages):
+                raise DataError(f"{path}: refused: its image series reads pages from other files")
             axes, shape = series.axes, tuple(series.shape)
             description = str(getattr(tif.pages.first, "description", ""))
         kept = [(axis, size) for axis, size in zip(axes, shape, strict=True) if size > 1 or axis in "YX"]
         names = "".join(axis for axis, _ in kept)
         if len(kept) != 3 or "Y" not in names or "X" not in names:
             raise DataError(f"{path}: TIFF with axes {axes} {shape} is not a cube (bands, rows, columns)")
-        super().__init__(path, path.stem, layout="".join("h" if a == "Y" else "w" if a == "X" else "c" for a in names))
+        layout = "".join("h" if a == "Y" else "w" if a == "X" else "c" for a in names)
+        super().__init__(path, path.stem, layout=layout, confine=confine)
         self._squeezed = tuple(size for _, size in kept)
         self._dtype = np.dtype(series.dtype)
         self._c_h_w = tuple(self._squeezed[self.layout.index(axis)] for axis in "chw")
@@ -61,9 +75,10 @@ class TiffReader(SceneReader):
 
         data: np.ndarray
         try:  # uncompressed, contiguous files map without reading; others decode once
-            data = tifffile.memmap(self.path, mode="r")
+            data = tifffile.memmap(self.path, mode="r", **OWN_PAGES_ONLY)
         except ValueError:
-            data = np.asarray(tifffile.imread(self.path))
+            with open_tiff(self.path) as tif:
+                data = np.asarray(tif.series[0].asarray())
         return read_window(np.reshape(data, self._squeezed), self.layout, window)
 
 
@@ -74,7 +89,7 @@ def enmap_metadata_path(image: Path) -> Path | None:
         return None
     prefix = stem[: -len("SPECTRAL_IMAGE")]
     for candidate in (image.with_name(f"{prefix}METADATA.XML"), image.with_name(f"{prefix}METADATA.xml")):
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 
@@ -82,7 +97,7 @@ def enmap_metadata_path(image: Path) -> Path | None:
 def envi_header_beside(image: Path) -> Path | None:
     """An ENVI-style ``.hdr`` beside a GeoTIFF (``X.hdr`` or ``X.tif.hdr``), if there is one."""
     for candidate in (image.with_suffix(".hdr"), image.with_name(image.name + ".hdr")):
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
     return None
 
@@ -92,11 +107,23 @@ class GeoTiffReader(SceneReader):
 
     format = "geotiff"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         rasterio = import_rasterio()
+        confine = confine or Confinement.around(path)
+        for sidecar in gdal_sidecars(path):  # GDAL reads these on its own when they are there
+            confine.check(sidecar, "GDAL sidecar")
         with reading(path):
             self._dataset = rasterio.open(path)
-        super().__init__(path, path.stem)
+        try:
+            self._open(path, confine)
+        except BaseException:
+            self._dataset.close()
+            raise
+
+    def _open(self, path: Path, confine: Confinement) -> None:
+        super().__init__(path, path.stem, confine=confine)
+        for sidecar in gdal_sidecars(path):
+            self.claim(sidecar, "GDAL sidecar")
         dataset = self._dataset
         if len(set(dataset.dtypes)) != 1:
             raise DataError(f"{path}: bands of different types {set(dataset.dtypes)}")
@@ -110,14 +137,14 @@ class GeoTiffReader(SceneReader):
         self._band_tags(dataset)
         metadata_xml = enmap_metadata_path(path)
         if metadata_xml is not None:
-            self._enmap_metadata(metadata_xml)
+            self._enmap_metadata(self.claim(metadata_xml, "EnMAP metadata"))
         header = envi_header_beside(path)
         if header is not None:
-            self._envi_header(header)
+            self._envi_header(self.claim(header, "ENVI header"))
         tags = dataset.tags()
         restore_written_meta(self, tags.get("DUALSR_SCENE"))
         if "wavelengths" in tags and self.wavelengths is None:
-            self.wavelengths = tuple(float(w) for w in tags["wavelengths"].split(","))
+            self.wavelengths = numbers(tags["wavelengths"].split(","), "tag wavelengths", path)
 
     def _enmap_metadata(self, xml: Path) -> None:
         """EnMAP's ``METADATA.XML`` beside its spectral image: per band (``specific/bandCharacterisation/bandID``)
@@ -141,7 +168,7 @@ class GeoTiffReader(SceneReader):
             found = [band.findtext(tag) for band in bands]
             if any(text is None for text in found):
                 raise DataError(f"{xml}: a bandID lacks {tag}")
-            return tuple(float(text) for text in found if text is not None)
+            return numbers(found, tag, xml)
 
         self.wavelengths = values("wavelengthCenterOfBand")
         self.fwhm = values("FWHMOfBand")
@@ -150,9 +177,9 @@ class GeoTiffReader(SceneReader):
             self.band_gains, self.band_offsets = gains, (offsets if any(offsets) else None)
         for band in root.findall(".//bandStatistics/bandID"):
             spread = band.findtext("stdDeviation")
-            number = int(band.get("number", "0"))
-            if spread is not None and float(spread) == 0.0 and 1 <= number <= count:
-                self.declared_bad.add(number - 1)
+            index = int(number(band.get("number", "0"), "bandStatistics bandID number", xml))
+            if spread is not None and number(spread, "stdDeviation", xml) == 0.0 and 1 <= index <= count:
+                self.declared_bad.add(index - 1)
         self.attrs["enmap_metadata"] = xml.name
 
     def _envi_header(self, header: Path) -> None:
@@ -166,13 +193,13 @@ class GeoTiffReader(SceneReader):
         except Exception as exc:  # spectral raises its own header errors
             raise DataError(f"{header}: cannot read the ENVI header beside {self.path.name} ({exc})") from None
         count = self.shape[0]
-        bands = int(meta.get("bands", count))
+        bands = int(number(meta.get("bands", count), "bands", header))
         if bands != count:
             raise DataError(f"{header}: describes {bands} bands, the GeoTIFF {self.path.name} has {count}")
 
         def per_band(key: str) -> tuple[float, ...] | None:
             values = meta.get(key)
-            return tuple(float(v) for v in values) if values is not None and len(values) == count else None
+            return None if values is None else numbers(values, key, header, count=count)
 
         self.wavelengths = per_band("wavelength") or self.wavelengths
         self.fwhm = per_band("fwhm") or self.fwhm
@@ -183,7 +210,7 @@ class GeoTiffReader(SceneReader):
         if flags is not None:
             self.declared_bad = {i for i, flag in enumerate(flags) if flag == 0}
         if "data ignore value" in meta and self.nodata is None:
-            self.nodata = float(meta["data ignore value"])
+            self.nodata = number(meta["data ignore value"], "data ignore value", header, finite=False)
         names = meta.get("band names")
         if names is not None and len(names) == count:
             self.band_names = tuple(str(n).strip() for n in names)
@@ -197,10 +224,7 @@ class GeoTiffReader(SceneReader):
             self.band_names = tuple(str(d) for d in dataset.descriptions)
         for key, target in (("wavelength", "wavelengths"), ("fwhm", "fwhm")):
             if all(key in t for t in tags):
-                try:
-                    setattr(self, target, tuple(float(t[key]) for t in tags))
-                except ValueError:
-                    self.notes.append(f"unreadable per-band {key} tags ignored")
+                setattr(self, target, numbers([t[key] for t in tags], f"per-band {key} tags", self.path))
         if all("bbl" in t for t in tags):
             self.declared_bad = {i for i, t in enumerate(tags) if t["bbl"].strip() in ("0", "0.0")}
         if any(scale not in (0.0, 1.0) for scale in dataset.scales) or any(dataset.offsets):

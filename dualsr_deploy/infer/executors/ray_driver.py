@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dualsr_deploy._version import __version__
+from dualsr_deploy.atomic import temp_pattern
 from dualsr_deploy.errors import ClusterError
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, require_ray
@@ -116,7 +117,7 @@ def remove_partial(planned: PlannedScene) -> None:
     again, so no live writer owns it."""
     if planned.output is None:
         return
-    for partial in planned.output.parent.glob(f".{planned.output.name}.*.tmp"):
+    for partial in planned.output.parent.glob(temp_pattern(planned.output.name)):
         if partial.is_dir():
             shutil.rmtree(partial, ignore_errors=True)
         else:
