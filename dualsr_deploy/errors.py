@@ -76,8 +76,9 @@ class WorkerRefusedError(DualSRError):
     """A cluster worker's node cannot run the job (the reason is the message); the other workers go on."""
 
 
-# What a scene's failure can raise: recorded as that scene's, and the run goes on.
-SCENE_ERRORS: tuple[type[Exception], ...] = (DualSRError, RuntimeError, ValueError, OSError)
+# What a scene's failure can raise: anything but what stops the process (Ctrl-C, exit) is recorded as that scene's,
+# and the run goes on; a hostile file can make a library raise any type at all.
+SCENE_ERRORS: tuple[type[Exception], ...] = (Exception,)
 # What no scene can get past (a missing extra, no such backend here, weights an artefact was not made from): the run
 # stops with it (exit 2), as it does when planning finds it.
 RUN_ERRORS: tuple[type[Exception], ...] = (BackendUnavailableError, OptionalDependencyError, CheckpointError)

@@ -427,6 +427,8 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     )
     if report.interrupted:
         console.print("[yellow]interrupted[/]: finished scenes are kept; continue with the same command and --resume")
+    for why in report.broken:
+        console.print(f"[red]run broken[/]: {escape(why)}; exit 1, finished scenes are kept (--resume continues)")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,9 +10,13 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dualsr_deploy.data.archive import Archive, ArchiveEntry
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -24,7 +28,8 @@ class SceneRecord:
 
     - ``name``, ``input``: the scene's name in the archive and the file it was read from; ``status``: ``ok``,
       ``failed`` (``error`` says why) or ``interrupted``.
-    - ``input_sha256``: the input's hash (what ``--resume`` compares); ``output``, ``output_bytes``,
+    - ``input_sha256``: one hash over every file the scene was read from (what ``--resume`` compares), and
+      ``input_files`` those files (path relative to the archive root, bytes, SHA-256); ``output``, ``output_bytes``,
       ``output_sha256``: the output written and its fingerprint.
     - How it ran: ``backend`` (``backend-device-precision``), ``stage``, ``scale``, ``weights`` (the family or the
       checkpoint file), each ``*_choice`` saying why ``auto`` chose as it did; ``mode`` (``memory`` or
@@ -38,6 +43,7 @@ class SceneRecord:
     input: str
     status: str  # ok | failed | interrupted
     input_sha256: str | None = None
+    input_files: list[dict[str, Any]] = field(default_factory=list)  # every file read: path, bytes, sha256
     output: str | None = None
     output_bytes: int | None = None  # the output's size and SHA-256 when written (its data file too for ENVI), so
     output_sha256: str | None = None  # that --resume redoes a scene whose output went missing, was cut or changed
@@ -119,18 +125,45 @@ def output_problem(record: SceneRecord) -> str | None:
 
 
 def input_digest(path: Path, key: str | None = None) -> str:
-    """SHA-256 over the input's bytes (every file of a folder scene, in name order), and the key if any."""
-    digest = hashlib.sha256()
+    """SHA-256 over one input path's bytes (every file of a folder, in name order), and the key if any."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return files_digest(files, path if path.is_dir() else path.parent, key)[0]
+
+
+def files_digest(files: Sequence[Path], root: Path, key: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """One SHA-256 over every file a scene was read from (its path relative to ``root``, its size and its own
+    SHA-256, in the order given) and the key, and the per-file list (``path``, ``bytes``, ``sha256``) for the
+    manifest: a changed data file, sidecar, mask granule or band image changes the scene's digest."""
+    digest, listed = hashlib.sha256(), []
     for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        if file.is_dir():
+            continue
+        one, size = hashlib.sha256(), 0
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+                one.update(block)
+                size += len(block)
+        name = _relative(file, root)
+        digest.update(f"{name}\0{size}\0{one.hexdigest()}\0".encode())
+        listed.append({"path": name, "bytes": size, "sha256": one.hexdigest()})
     if key is not None:
         digest.update(b"\0key\0" + key.encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), listed
+
+
+def scene_digest(archive: Archive, entry: ArchiveEntry) -> tuple[str, list[dict[str, Any]]]:
+    """:func:`files_digest` over every file the scene's reader opens (opened for its list, not its pixels)."""
+    with archive.open(entry) as reader:
+        files = list(reader.files)
+    return files_digest(files, archive.root, entry.key)
+
+
+def _relative(path: Path, root: Path) -> str:
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        return absolute.as_posix()
 
 
 class RunManifest:

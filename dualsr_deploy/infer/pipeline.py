@@ -21,7 +21,7 @@ from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
 from dualsr_deploy.infer.context import SceneContext, output_meta
-from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, input_digest, output_problem
+from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene, space_problem
 from dualsr_deploy.infer.quality import qa_path, reach
@@ -62,7 +62,19 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord |
     strip by strip later)."""
     started = time.perf_counter()
     try:
-        planned = replace(planned, digest=input_digest(planned.entry.path, planned.entry.key))
+        return _load_scene(ctx, planned, previous, started)
+    except SCENE_ERRORS as exc:  # whatever a hostile file raises is this scene's, never the reader thread's death
+        item = LoadedScene(planned, error=f"{type(exc).__name__}: {exc}")
+        item.read_seconds = time.perf_counter() - started
+        return item
+
+
+def _load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord | None, started: float) -> LoadedScene:
+    try:
+        digest, files = scene_digest(ctx.archive, planned.entry)
+        planned = replace(planned, digest=digest, input_files=tuple(files))
+    except DualSRError as exc:  # the scene cannot be opened: its read below says why
+        planned = replace(planned, reason=f"cannot fingerprint the input: {exc}")
     except OSError as exc:
         planned = replace(planned, reason=f"cannot hash the input: {exc}")
     item = LoadedScene(planned)
@@ -81,8 +93,10 @@ def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord |
         try:
             with ctx.archive.open(planned.entry) as reader:
                 item.scene = reader.load(ctx.options.normalise, masking=ctx.options.masking)
-        except (DualSRError, OSError, ValueError) as exc:
+        except (DualSRError, OSError) as exc:
             item.error = str(exc)
+        except SCENE_ERRORS as exc:
+            item.error = f"{planned.entry.path}: {type(exc).__name__}: {exc}"
     if item.scene is not None:  # its segments' artefacts, here on the reader's side, not while tiles wait
         try:
             ctx.for_scene(planned).prepare_scene(item.scene)

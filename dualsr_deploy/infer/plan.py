@@ -7,11 +7,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
-from dualsr_deploy.infer.manifest import RunManifest, input_digest, output_problem
+from dualsr_deploy.errors import DualSRError
+from dualsr_deploy.infer.manifest import RunManifest, output_problem, scene_digest
 from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
 from dualsr_deploy.weights import FamilyChoice
@@ -43,7 +45,8 @@ class PlannedScene:
     - ``output``: where its result goes; ``mode``: ``memory`` (held whole) or ``streamed`` (over the memory
       budget: computed in strips); ``tiles``: LR tiles it takes (both models for ``dual``), for progress.
     - ``reason``: for a scene that runs, a note kept in its record (e.g. why ``--resume`` redoes it);
-      ``digest``: the input's SHA-256 once hashed; ``weights``: what ``--weights auto`` chose for it.
+      ``digest``: one SHA-256 over every file it is read from, once hashed (``input_files``: those files);
+      ``weights``: what ``--weights auto`` chose for it.
     """
 
     entry: ArchiveEntry
@@ -53,6 +56,7 @@ class PlannedScene:
     tiles: int = 0
     reason: str | None = None
     digest: str | None = None
+    input_files: tuple[dict[str, Any], ...] = ()  # every file the scene is read from, once hashed
     weights: FamilyChoice | None = None  # what --weights auto chose for this scene (None: the run's weights)
 
 
@@ -131,7 +135,7 @@ def plan_archive(
     for entry in archive.entries:
         planned = _plan_one(entry, out_dir, options, inputs, outputs, count_tiles)
         if planned.action == "run":
-            digest = input_digest(entry.path, entry.key) if hashes else None
+            digest, files = _digest(archive, entry) if hashes else (None, [])
             previous = done.get(entry.name)
             assert planned.output is not None
             if (
@@ -140,7 +144,14 @@ def plan_archive(
                 and planned.output.exists()
                 and output_problem(previous) is None
             ):
-                planned = PlannedScene(entry, "skip", planned.output, reason="done in an earlier run", digest=digest)
+                planned = PlannedScene(
+                    entry,
+                    "skip",
+                    planned.output,
+                    reason="done in an earlier run",
+                    digest=digest,
+                    input_files=tuple(files),
+                )
             else:
                 planned = PlannedScene(
                     entry,
@@ -150,10 +161,18 @@ def plan_archive(
                     planned.tiles,
                     planned.reason,
                     digest,
+                    tuple(files),
                     weights=options.choose_weights(entry.shape[0], entry.wavelengths) if entry.shape else None,
                 )
         plan.append(planned)
     return plan
+
+
+def _digest(archive: Archive, entry: ArchiveEntry) -> tuple[str | None, list[dict[str, Any]]]:
+    try:
+        return scene_digest(archive, entry)
+    except (DualSRError, OSError):  # the run's reader says why; a dry run shows the scene as one to run
+        return None, []
 
 
 def _plan_one(

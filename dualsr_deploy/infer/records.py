@@ -78,6 +78,7 @@ def scene_record(
         str(entry.path),
         status,
         input_sha256=planned.digest,
+        input_files=[dict(item) for item in planned.input_files],
         backend=spec.label,
         precision_choice=spec.precision_choice or None,
         weights=choice.family if choice is not None else spec.weights_label(options.scale),

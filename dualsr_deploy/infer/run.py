@@ -57,6 +57,7 @@ class ArchiveReport:
     resumed: list[PlannedScene] = field(default_factory=list)
     not_scenes: list[SkippedFile] = field(default_factory=list)  # files of the archive folder not read, with why
     root: Path | None = None
+    broken: list[str] = field(default_factory=list)  # work lost beyond any one scene's record (exit 1)
 
     @property
     def ok(self) -> list[SceneRecord]:
@@ -75,7 +76,7 @@ class ArchiveReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_FAILED if self.failed else EXIT_OK
+        return EXIT_FAILED if self.failed or self.broken else EXIT_OK
 
 
 def run_archive(
@@ -144,6 +145,7 @@ def run_archive(
         finally:
             result.seconds = time.perf_counter() - started
             result.backends, result.interrupted, result.resumed = outcome.backends, outcome.interrupted, outcome.resumed
+            result.broken = list(outcome.broken)
             shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return result
 

@@ -36,6 +36,8 @@ class Outcome:
     resumed: list[PlannedScene] = field(default_factory=list)  # found done by an earlier run
     backends: list[str] = field(default_factory=list)  # the backends that ran (capability names)
     workers: list[dict[str, Any]] = field(default_factory=list)  # cluster workers' facts
+    # why the run lost work it cannot account for scene by scene (a reader or writer thread that died): exit 1
+    broken: list[str] = field(default_factory=list)
 
 
 class Executor(Protocol):

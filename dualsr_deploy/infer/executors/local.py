@@ -18,6 +18,7 @@ from typing import Any
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
+from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event
 from dualsr_deploy.infer.pipeline import LoadedScene, Result, compute_scenes, load_scene, streamed, write_result
 
@@ -65,6 +66,7 @@ class _LocalRun:
 
     # reader thread: loads in-memory scenes ahead of the backends (streamed ones are read in strips later)
     def _read(self) -> None:
+        done = 0
         try:
             for planned in self.job.todo:
                 if self._halt.is_set():
@@ -76,8 +78,20 @@ class _LocalRun:
                         break
                     except queue.Full:
                         continue
+                done += 1
+        except BaseException as exc:  # load_scene keeps a scene's failure its own; this is the thread itself
+            why = f"the reader thread stopped ({type(exc).__name__}: {exc})"
+            self.outcome.broken.append(why)
+            for planned in self.job.todo[done:]:
+                self._finish_quietly(self.ctx.record(planned, "failed", error=f"not read: {why}"))
         finally:
             self._put_end(self.loaded)
+
+    def _finish_quietly(self, record: SceneRecord) -> None:
+        try:
+            self.job.finish(record)
+        except Exception as exc:
+            self.outcome.broken.append(f"{record.name}: its record could not be written ({type(exc).__name__}: {exc})")
 
     def _put_end(self, q: queue.Queue[Any]) -> None:
         while True:
@@ -91,11 +105,18 @@ class _LocalRun:
 
     # writer thread: writes finished in-memory scenes atomically, then records them
     def _write(self) -> None:
+        """Writes and records each result; one that cannot be recorded is named in ``outcome.broken`` and the
+        thread goes on taking results (a writer that stopped would leave the compute thread waiting forever)."""
         while True:
             result = self.written.get()
             if result is None:
                 return
-            self.job.finish(write_result(result))
+            try:
+                self.job.finish(write_result(result))
+            except Exception as exc:
+                self.outcome.broken.append(
+                    f"{result.record.name}: written, but not recorded ({type(exc).__name__}: {exc})"
+                )
 
     def _groups(self) -> Iterator[list[LoadedScene]]:
         """Items in order, one scene at a time: a scene's tiles are batched with its own tiles only, so that its
