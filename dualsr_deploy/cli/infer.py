@@ -47,7 +47,7 @@ def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
 
     try:
         table = tomllib.loads(value.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise typer.BadParameter(f"{value}: {error}") from None
     names = {
         opt.lstrip("-"): param.name

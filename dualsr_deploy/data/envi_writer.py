@@ -120,6 +120,15 @@ def _value(entries: list[tuple[str, str]], key: str, default: str) -> str:
     return default
 
 
+def envi_text(value: object, *, in_list: bool = False) -> str:
+    """``value`` as text that stays one ENVI header value: braces become parentheses and line breaks spaces (an
+    ENVI header has no escapes: a ``}`` or a new line in a band name or a CRS from another format would end the
+    value and start keys of its own, such as ``byte order``), and in a list item commas become semicolons."""
+    text = str(value).replace("{", "(").replace("}", ")")
+    text = " ".join(text.splitlines()).replace("\x00", " ")
+    return text.replace(",", ";") if in_list else text
+
+
 def _braces(items: list[str]) -> str:
     """``{`` then the items, comma-separated, on lines of at most :data:`WRAP` columns, then ``}`` (as ENVI and
     the AVIRIS processors write long lists)."""
@@ -137,10 +146,11 @@ def _description(source: list[tuple[str, str]], meta: SceneMeta) -> str:
     attrs = meta.attrs
     note = "  written by dualsr-deploy; provenance in the .dualsr.json beside this header"
     if "scale" in attrs:
+        version = envi_text(attrs.get("dualsr_version", ""))
+        stage, weights = envi_text(attrs.get("stage", "?")), envi_text(attrs.get("weights", "?"))
         note = (
-            f"  super-resolved x{attrs['scale']} by dualsr-deploy {attrs.get('dualsr_version', '')}".rstrip()
-            + f" ({attrs.get('stage', '?')} stage,\n  {attrs.get('weights', '?')} weights); provenance in the"
-            " .dualsr.json beside this header"
+            f"  super-resolved x{envi_text(attrs['scale'])} by dualsr-deploy {version}".rstrip()
+            + f" ({stage} stage,\n  {weights} weights); provenance in the .dualsr.json beside this header"
         )
     original = _value(source, "description", "")
     if original.startswith("{") and original.endswith("}"):
@@ -171,9 +181,11 @@ def _entries(
         "byte order": str(byte_order),
     }
     if meta.georef is not None:
-        mine["map info"] = "{" + ", ".join(map_info(meta.georef, meta.attrs.get(PROJECTION_KEY))) + "}"
+        projection = meta.attrs.get(PROJECTION_KEY)
+        fields = map_info(meta.georef, None if projection is None else envi_text(projection, in_list=True))
+        mine["map info"] = "{" + ", ".join(fields) + "}"
         if meta.georef.crs and not any(key.lower() == "coordinate system string" for key, _ in source):
-            mine["coordinate system string"] = "{" + meta.georef.crs + "}"
+            mine["coordinate system string"] = "{" + envi_text(meta.georef.crs) + "}"
     dropped = {"map info"} if meta.georef is None else set()
     if meta.nodata is not None and representable(meta.nodata, dtype):
         mine["data ignore value"] = _number(meta.nodata, dtype)
@@ -190,7 +202,7 @@ def _entries(
         if meta.fwhm is not None:
             mine["fwhm"] = _braces([repr(v) for v in meta.fwhm])
         if meta.band_names is not None:
-            mine["band names"] = _braces(list(meta.band_names))
+            mine["band names"] = _braces([envi_text(name, in_list=True) for name in meta.band_names])
         if meta.bad_bands:
             mine["bbl"] = _braces(["0" if band in meta.bad_bands else "1" for band in range(bands)])
         if units == "source" and meta.band_gains is not None:

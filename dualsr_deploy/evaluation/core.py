@@ -165,11 +165,26 @@ def method_names(options: EvalOptions) -> list[str]:
     return names
 
 
-def _find(folder: Path, name: str) -> Path:
-    matches = sorted(p for p in folder.glob(f"{name}.*") if not p.name.endswith(".json"))
-    matches += [p for p in [folder / name, folder / f"{name}_ms"] if p.is_dir()]
+def _find(folder: Path, name: str, what: str) -> Path:
+    """The one scene of ``folder`` with the HR scene's relative name (``a/scene`` → ``folder/a/scene.<suffix>``
+    for a scene suffix, or a CAVE folder ``a/scene`` / ``a/scene_ms``); none or several is a :class:`DataError`.
+    Other names beginning with the scene's (``scene.backup.npy``) and scenes of the same name in other sub-folders
+    are never taken for it."""
+    from dualsr_deploy.data.readers import SCENE_SUFFIXES
+
+    base = folder / name
+    candidates = [base.with_name(base.name + suffix) for suffix in sorted(SCENE_SUFFIXES)]
+    candidates += [base.with_name(base.name + suffix.upper()) for suffix in sorted(SCENE_SUFFIXES)]
+    matches = sorted({p for p in candidates if p.is_file()})
+    matches += [p for p in (base, base.with_name(base.name + "_ms")) if p.is_dir()]
     if not matches:
-        raise DataError(f"{folder}: no file named {name}.* to pair with HR scene {name}")
+        raise DataError(
+            f"{folder}: no {what} scene {name}.<{'|'.join(sorted(s[1:] for s in SCENE_SUFFIXES))}> "
+            f"to pair with HR scene {name}"
+        )
+    if len(matches) > 1:
+        listed = ", ".join(str(p.relative_to(folder)) for p in matches)
+        raise DataError(f"{folder}: {len(matches)} {what} scenes could pair with HR scene {name} ({listed}); keep one")
     return matches[0]
 
 
@@ -260,7 +275,7 @@ def _one(
     hr_valid = modcrop(torch.from_numpy(scene.valid)[None], s)[0].numpy() if scene.valid is not None else None
     lr_valid = None
     if options.lr is not None:
-        lr_scene = read_scene(_find(options.lr, Path(name).name))
+        lr_scene = read_scene(_find(options.lr, name, "LR"))
         lr = torch.from_numpy(lr_scene.cube)[good] if lr_scene.cube.shape[0] == good.numel() else None
         if lr is None or tuple(lr.shape) != (hr.shape[0], hr.shape[1] // s, hr.shape[2] // s):
             raise DataError(f"{name}: LR {lr_scene.cube.shape} does not match HR {tuple(hr.shape)} at ×{s}")
@@ -286,7 +301,7 @@ def _one(
         if stages.fine is not None:
             results[f"{'fine' if options.stage == 'dual' else 'backproject'}{suffix}"] = stages.fine.cpu().clamp(0, 1)
     if options.sr is not None:
-        given = torch.from_numpy(read_scene(_find(options.sr, Path(name).name)).cube)
+        given = torch.from_numpy(read_scene(_find(options.sr, name, "SR")).cube)
         if given.shape[0] == good.numel() and given.shape[0] != hr.shape[0]:
             given = given[good]
         if given.shape != hr.shape:

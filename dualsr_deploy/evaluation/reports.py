@@ -66,17 +66,31 @@ def write_reports(
     return paths
 
 
+def csv_cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return is a formula to Excel and LibreOffice (CSV injection), so it gets a leading apostrophe (OWASP's advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def md_text(text: str | None) -> str:
+    """Text for a Markdown table cell or list item: HTML and Markdown's own characters escaped, one line."""
+    text = html.escape(" ".join(str(text).splitlines()), quote=False)
+    for char in "\\`*_[]|<>#!":
+        text = text.replace(char, "\\" + char) if char not in "<>" else text
+    return text
+
+
 def _csv(report: EvalReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["scene", "method", *METRICS])
     for scene in report.scenes:
         for method, scores in scene.scores.items():
-            writer.writerow([scene.name, method, *(f"{scores[k]:.6f}" for k in METRICS)])
+            writer.writerow([csv_cell(scene.name), csv_cell(method), *(f"{scores[k]:.6f}" for k in METRICS)])
     for method in report.methods:
         mean = report.mean(method)
         if mean:
-            writer.writerow(["(mean)", method, *(f"{mean[k]:.6f}" for k in METRICS)])
+            writer.writerow(["(mean)", csv_cell(method), *(f"{mean[k]:.6f}" for k in METRICS)])
     return buffer.getvalue()
 
 
@@ -120,21 +134,24 @@ def _markdown(report: EvalReport) -> str:
         for method, s in scene.scores.items():
             mark = " †" if scene.in_training else ""
             values = f"{s['psnr']:.3f} | {s['ssim']:.4f} | {s['sam']:.3f} | {s['ergas']:.3f}"
-            lines.append(f"| {scene.name}{mark} | {method} | {values} |")
+            lines.append(f"| {md_text(scene.name)}{mark} | {md_text(method)} | {values} |")
     if any(scene.in_training for scene in report.scenes):
         lines += ["", "† seen in training by the weights used: its scores flatter the method."]
     chosen = [scene for scene in report.scenes if scene.weights]
     if chosen:
-        lines += ["", "## Weights (--weights auto)", ""] + [f"- {scene.name}: {scene.weights}" for scene in chosen]
+        lines += ["", "## Weights (--weights auto)", ""] + [
+            f"- {md_text(scene.name)}: {md_text(scene.weights)}" for scene in chosen
+        ]
     masked = [scene for scene in report.scenes if scene.quality is not None]
     if masked:
         lines += ["", "## Scenes with no-data", ""]
         lines += [
-            f"- {scene.name}: {'; '.join(n for n in scene.notes if n.startswith(('output pixels', 'scored')))}"
+            f"- {md_text(scene.name)}: "
+            + md_text("; ".join(n for n in scene.notes if n.startswith(("output pixels", "scored"))))
             for scene in masked
         ]
     if report.failed:
-        lines += ["", "## Failed", ""] + [f"- {name}: {error}" for name, error in report.failed]
+        lines += ["", "## Failed", ""] + [f"- {md_text(name)}: {md_text(error)}" for name, error in report.failed]
     return "\n".join(lines) + "\n"
 
 

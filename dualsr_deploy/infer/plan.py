@@ -3,6 +3,7 @@ with the reason) and where its output goes, decided before anything is computed.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,28 @@ def output_suffix(entry: ArchiveEntry, options: InferOptions) -> str:
     return LIKE_INPUT.get(entry.format or "", ".h5")
 
 
+def written_files(output: Path, qa: bool) -> list[Path]:
+    """Every file a scene whose output is ``output`` writes: ENVI's header, data file and sidecar, a ``.npy``'s
+    metadata sidecar, and with ``qa`` the quality layer's own files; claimed at plan time, so that no scene's file
+    overwrites another's."""
+    from dualsr_deploy.data.readers.envi import sidecar_of
+    from dualsr_deploy.data.readers.numpy_files import sidecar
+    from dualsr_deploy.infer.quality import qa_path
+
+    def of(path: Path) -> list[Path]:
+        if path.suffix.lower() == ".hdr":
+            return [path, path.with_suffix(".img"), sidecar_of(path)]
+        if path.suffix.lower() == ".npy":
+            return [path, sidecar(path)]
+        return [path]
+
+    return of(output) + (of(qa_path(output)) if qa else [])
+
+
+def _normal(path: Path) -> Path:
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
@@ -130,7 +153,7 @@ def plan_archive(
     model and the budget); without it, square tiles of ``--tile`` or :data:`AUTO_TILE`."""
     done = RunManifest(out_dir).completed() if options.resume else {}
     inputs = {entry.path.resolve() for entry in archive.entries}
-    outputs: set[Path] = set()
+    outputs: dict[Path, str] = {}  # every file a planned scene will write (normalised) → the scene
     plan: list[PlannedScene] = []
     for entry in archive.entries:
         planned = _plan_one(entry, out_dir, options, inputs, outputs, count_tiles)
@@ -180,7 +203,7 @@ def _plan_one(
     out_dir: Path,
     options: InferOptions,
     inputs: set[Path],
-    outputs: set[Path],
+    outputs: dict[Path, str],
     count_tiles: Callable[[tuple[int, int, int], bool], int] | None,
 ) -> PlannedScene:
     if entry.error is not None or entry.shape is None:
@@ -192,16 +215,20 @@ def _plan_one(
     if streamed and suffix == ".mat":
         note = "streamed, so written as MATLAB v7.3 (v5 cannot be written in strips)"
     output = out_dir / f"{entry.name}{suffix}"
-    if not inside(output, out_dir) or output.resolve() in inputs or output in outputs:
-        why = (
-            "would overwrite an input"
-            if output.resolve() in inputs
-            else "would leave the output folder"
-            if not inside(output, out_dir)
-            else "has the same output name as another scene"
-        )
-        return PlannedScene(entry, "fail", output=output, reason=f"{output}: the output {why}")
-    outputs.add(output)
+    claims = [_normal(path) for path in written_files(output, options.qa)]
+    problem = None
+    if not inside(output, out_dir):
+        problem = f"{output}: the output would leave the output folder"
+    for claim in claims:
+        if problem is not None:
+            break
+        if claim.resolve() in inputs:
+            problem = f"{claim}: the output would overwrite an input"
+        elif claim in outputs:
+            problem = f"{claim}: scene {outputs[claim]!r} writes a file of this name already"
+    if problem is not None:
+        return PlannedScene(entry, "fail", output=output, reason=problem)
+    outputs.update(dict.fromkeys(claims, entry.name))
     done_before = options.resume and output.exists()  # its space is taken already; the reader decides
     problem = None if done_before else space_problem(entry, options, streamed, out_dir)
     if problem is not None:  # never started, so never holding up the scenes behind it

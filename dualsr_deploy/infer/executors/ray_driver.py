@@ -42,6 +42,8 @@ from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.records import scene_record
 
+# Ray's switch for its single-machine mode (loopback address only), named for the platforms it is the default on.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 WAIT_NOTICE_S = 60.0  # say why nothing happens when no worker has started by then (a busy cluster)
 START_ATTEMPTS = 3  # a worker that dies while starting is asked again this many times
 
@@ -53,6 +55,7 @@ class ClusterSession:
         self.spec = spec
         self.ray = require_ray()
         self._owned = False
+        self._restore: tuple[str | None, bool] | None = None
 
     def __enter__(self) -> ClusterSession:
         ray = self.ray
@@ -63,10 +66,12 @@ class ClusterSession:
             if self.spec.address is None:
                 workers = self.spec.local_workers
                 cores = self.spec.worker_cores or max(1, (os.cpu_count() or 1) // workers)
+                self._loopback_only()
                 ray.init(address="local", num_cpus=workers * cores, include_dashboard=False, **quiet)
             else:
                 ray.init(address=self.spec.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            self._restore_environment()
             hint = (
                 "start one with `ray start --head` (and `ray start --address HEAD:6379` on the other nodes), or run "
                 "on this machine alone with --cluster local[:N]"
@@ -75,9 +80,34 @@ class ClusterSession:
         self._owned = True
         return self
 
+    def _loopback_only(self) -> None:
+        """A cluster started here listens on 127.0.0.1 alone. Ray has no authentication by default, and on Linux
+        its GCS, raylet and worker servers listen on every interface: anyone who reaches the machine during the run
+        could submit work to it. Ray's single-machine mode (what it uses on macOS and Windows) advertises and binds
+        the loopback address; it is read from the environment by every Ray process this one starts, and from Ray's
+        constants here, so both are set for the life of the session."""
+        from ray._private import ray_constants
+
+        self._restore = (os.environ.get(LOCAL_ONLY_ENV), ray_constants.ENABLE_RAY_CLUSTER)
+        os.environ[LOCAL_ONLY_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
     def __exit__(self, *exc: object) -> None:
         if self._owned:
             self.ray.shutdown()
+        self._restore_environment()
+
+    def _restore_environment(self) -> None:
+        if self._restore is not None:
+            from ray._private import ray_constants
+
+            environ, constant = self._restore
+            if environ is None:
+                os.environ.pop(LOCAL_ONLY_ENV, None)
+            else:
+                os.environ[LOCAL_ONLY_ENV] = environ
+            ray_constants.ENABLE_RAY_CLUSTER = constant
+            self._restore = None
 
     def nodes(self) -> list[dict[str, Any]]:
         return [node for node in self.ray.nodes() if node.get("Alive")]
@@ -122,6 +152,24 @@ def remove_partial(planned: PlannedScene) -> None:
             shutil.rmtree(partial, ignore_errors=True)
         else:
             partial.unlink(missing_ok=True)
+
+
+def record_problem(record: object, planned: PlannedScene) -> str | None:
+    """Why a record a worker returned for ``planned`` cannot go in the manifest (another scene's, an unknown status,
+    an output other than the one planned for it), or None."""
+    if not isinstance(record, SceneRecord):
+        return f"not a scene record ({type(record).__name__})"
+    if record.name != planned.entry.name:
+        return f"it names scene {record.name!r}"
+    if record.status not in ("ok", "failed", "interrupted"):
+        return f"unknown status {record.status!r}"
+    if record.output is not None:
+        expected = planned.output.resolve() if planned.output is not None else None
+        if expected is None or Path(record.output).resolve() != expected:
+            return f"its output {record.output!r} is not the one planned ({expected})"
+    if record.status == "ok" and record.output is None:
+        return "status ok without an output"
+    return None
 
 
 class RayExecutor:
@@ -301,6 +349,10 @@ class _RayRun:
             self.outcome.resumed.append(held.planned)
             self.job.report(Event("skip", name, count=held.planned.tiles))
             return
+        problem = record_problem(record, held.planned)
+        if problem is not None:  # a worker is another process, maybe another machine: its word is checked too
+            self.job.finish(self._failed(held.planned, f"its worker returned a record refused here: {problem}"))
+            return
         if name in self.deaths:
             record.notes.append(f"retried after its worker died: {'; '.join(self.deaths[name])}")
         self.job.report(Event("tiles", name, count=held.planned.tiles))
@@ -335,4 +387,4 @@ class _RayRun:
         return scene_record(self.options, planned, status, error=error, notes=notes)
 
 
-__all__ = ["WAIT_NOTICE_S", "ClusterSession", "RayExecutor", "remove_partial"]
+__all__ = ["WAIT_NOTICE_S", "ClusterSession", "RayExecutor", "record_problem", "remove_partial"]

@@ -39,7 +39,8 @@ class SceneWorker:
         self.messages: list[str] = []
         self.router = Router(options, say=self.messages.append)
         self.pool = self.router.base.pool
-        self.ctx = SceneContext.of(Archive(Path("/"), [], layout=layout), self.router, worker=self.name)
+        # the archive's root comes with the driver's checks (prepare); until then nothing may be read
+        self.ctx = SceneContext.of(Archive(Path("/nonexistent"), [], layout=layout), self.router, worker=self.name)
         self.engine_lock = threading.Lock()
 
     def prepare(
@@ -59,6 +60,9 @@ class SceneWorker:
                 f"{where} does not see the archive at {archive}; it must be on storage every node mounts under the "
                 "same path"
             )
+        # The driver's archive root: what every scene's files must lie in, and what the manifest's paths are
+        # relative to (the same fingerprints as a local run's).
+        self.ctx.archive.root = Path(archive)
         out = Path(out_dir)
         try:
             with tempfile.NamedTemporaryFile(dir=out, prefix=".dualsr-probe.", suffix=".tmp"):
