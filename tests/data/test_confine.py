@@ -30,9 +30,9 @@ def test_a_file_that_reads_outside_the_archive_is_refused_with_the_reason(tmp_pa
     assert name in entries, [(e.name, e.error) for e in opened.entries]
     error = entries[name].error or ""
     assert error, f"{path} was probed as a scene: {entries[name]}"
-    assert any(
-        word in error for word in ("external", "virtual", "out of the archive root", "not a cube", "refused")
-    ), error
+    assert any(word in error for word in ("external", "virtual", "out of the archive root", "not a cube", "refused")), (
+        error
+    )
     with pytest.raises(DataError):
         open_scene(path, confine=Confinement.of(archive, [path])).close()
 
@@ -41,14 +41,15 @@ def test_the_reasons_say_what_the_file_pointed_at(tmp_path: Path) -> None:
     archive, outside = tmp_path / "archive", tmp_path / "outside"
     archive.mkdir()
     reasons = {}
-    for name, build in hostile.READS_OUTSIDE.items():
+    for _name, build in hostile.READS_OUTSIDE.items():
         build(archive, outside)
     for entry in open_archive(archive).entries:
         reasons[entry.name] = entry.error or ""
     assert "stores its values in external files" in reasons["external"]
     assert "virtual dataset" in reasons["virtual"]
     assert "external link" in reasons["EMIT_L2A_RFL_001_20230101T000000_2300101_001"]
-    assert "ENVI data file" in reasons["linked"] and "out of the archive root" in reasons["linked"]
+    assert "ENVI data file" in reasons["linked"]
+    assert "out of the archive root" in reasons["linked"]
     assert "band image" in reasons["bandlink"]
 
 
@@ -70,10 +71,13 @@ def test_a_sidecar_link_out_of_the_root_fails_its_scene(tmp_path: Path) -> None:
     archive.mkdir()
     cube = np.random.default_rng(0).random((5, 8, 8)).astype(np.float32)
     write_scene(archive / "a.npy", Scene("a", cube, SceneMeta("x", "npy")))
-    os.replace(archive / "a.npy.json", outside.mkdir() or outside / "a.npy.json")
+    outside.mkdir()
+    os.replace(archive / "a.npy.json", outside / "a.npy.json")
     (archive / "a.npy.json").symlink_to(outside / "a.npy.json")
     entry = open_archive(archive).entries[0]
-    assert entry.error is not None and "metadata sidecar" in entry.error and "out of the archive root" in entry.error
+    assert entry.error is not None
+    assert "metadata sidecar" in entry.error
+    assert "out of the archive root" in entry.error
 
 
 def envi(folder: Path, *lines: str, bands: int = 6, dtype: int = 2) -> Path:
@@ -104,7 +108,7 @@ def envi(folder: Path, *lines: str, bands: int = 6, dtype: int = 2) -> Path:
 )
 def test_envi_metadata_that_lies_is_a_data_error_naming_the_key(tmp_path: Path, line: str, words: str) -> None:
     header = envi(tmp_path, line)
-    with pytest.raises(DataError, match="scene.hdr") as caught:
+    with pytest.raises(DataError, match=r"scene\.hdr") as caught:
         open_scene(header).close()
     assert words in str(caught.value)
 
@@ -176,7 +180,8 @@ def test_a_png_declaring_twenty_thousand_squared_pixels_fails_its_scene_only(tmp
     for band in range(1, 6):
         (folder / f"bomb_ms_{band:02d}.png").write_bytes(png)
     entry = open_archive(tmp_path / "archive").entries[0]
-    assert entry.error is not None and "bomb_ms_01.png" in entry.error
+    assert entry.error is not None
+    assert "bomb_ms_01.png" in entry.error
 
 
 def test_a_cave_folder_of_a_thousand_bands_is_read_whole(tmp_path: Path) -> None:
@@ -196,7 +201,9 @@ def test_flaash_int16_reflectance_is_scaled_once(tmp_path: Path) -> None:
     header = envi(tmp_path, "reflectance scale factor = 10000.000000", "sensor type = Unknown")
     with open_scene(header) as reader:
         raw = reader.read_raw()
-        assert raw.dtype == np.int16 and raw.min() >= 100 and raw.max() <= 599  # the stored DN, not DN / 10000
+        assert raw.dtype == np.int16
+        assert raw.min() >= 100
+        assert raw.max() <= 599
         scene = reader.load()
     assert scene.meta.scale_factor == 10000.0
     np.testing.assert_allclose(scene.cube, raw / 10000.0, rtol=1e-6)

@@ -46,7 +46,9 @@ def test_hostile_files_beside_good_scenes_fail_alone_and_leak_nothing(tmp_path: 
     archive, outside, out = tmp_path / "archive", tmp_path / "outside", tmp_path / "sr"
     archive.mkdir()
     good = [good_scene(archive, f"good{i}", seed=i) for i in range(3)]
-    hostile_names = [build(archive, outside) and name for name, build in hostile.READS_OUTSIDE.items()]
+    hostile_names = list(hostile.READS_OUTSIDE)
+    for build in hostile.READS_OUTSIDE.values():
+        build(archive, outside)
     header = archive / "lying.hdr"  # an 8-entry bbl for 6 bands: used to kill the reader thread, exit 0
     header.write_text(
         "ENVI\nsamples = 12\nlines = 12\nbands = 6\nheader offset = 0\nfile type = ENVI Standard\ndata type = 4\n"
@@ -70,13 +72,14 @@ def test_hostile_files_beside_good_scenes_fail_alone_and_leak_nothing(tmp_path: 
 def test_a_reader_thread_that_dies_ends_the_run_non_zero_with_every_scene_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dualsr_deploy.infer import pipeline
     from dualsr_deploy.infer.executors import local
 
     archive, out = tmp_path / "archive", tmp_path / "sr"
     archive.mkdir()
     for index in range(3):
         good_scene(archive, f"s{index}", seed=index)
-    real = local.load_scene
+    real = pipeline.load_scene
     calls = []
 
     def dies_on_the_second(*args: object) -> object:
@@ -88,7 +91,8 @@ def test_a_reader_thread_that_dies_ends_the_run_non_zero_with_every_scene_record
     monkeypatch.setattr(local, "load_scene", dies_on_the_second)
     code, said = infer(archive, out)
     assert code == 1, said
-    assert "run broken" in said and "the reader thread stopped (SystemError" in " ".join(said.split())
+    assert "run broken" in said
+    assert "the reader thread stopped (SystemError" in " ".join(said.split())
     status = {str(r["name"]): r["status"] for r in records(out)}
     assert status == {"s0": "ok", "s1": "failed", "s2": "failed"}
 
@@ -117,7 +121,7 @@ def test_multi_scene_hdf5_keys_with_dot_dot_are_refused(tmp_path: Path) -> None:
         handle["x"] = rng.random((6, 12, 12)).astype(np.float32)
         handle["g"]["..x"] = rng.random((6, 12, 12)).astype(np.float32)
         handle["g"].create_group("..")["x"] = rng.random((6, 12, 12)).astype(np.float32)
-    code, said = infer(archive / "many.h5", out)
+    code, _said = infer(archive / "many.h5", out)
     final = {str(r["name"]): r for r in records(out)}
     assert final["many/x"]["status"] == "ok"
     assert final["many/g/..x"]["status"] == "ok"  # a name part that only starts with dots is a name
@@ -143,11 +147,14 @@ def test_a_band_description_cannot_inject_envi_header_keys(tmp_path: Path) -> No
     assert code == 0, said
     header = (out / "scene.hdr").read_text()
     keys = [line.split("=")[0].strip() for line in header.splitlines() if "=" in line and not line.startswith(" ")]
-    assert keys.count("byte order") == 1 and keys.count("header offset") == 1, header
-    assert re.search(r"^header offset = 0$", header, re.M) and re.search(r"^byte order = 0$", header, re.M)
+    assert keys.count("byte order") == 1, header
+    assert keys.count("header offset") == 1, header
+    assert re.search(r"^header offset = 0$", header, re.M)
+    assert re.search(r"^byte order = 0$", header, re.M)
     with open_scene(out / "scene.hdr") as reader:  # dualsr reads its own output back
         assert reader.shape == (6, 24, 24)
-        assert reader.band_names is not None and reader.band_names[0].startswith("b1)")
+        assert reader.band_names is not None
+        assert reader.band_names[0].startswith("b1)")
     with rasterio.open(out / "scene.img") as dataset:  # GDAL reads the values, not ±1e38
         values = dataset.read()
     assert 0 < values.max() < 10000
@@ -165,7 +172,9 @@ def test_resume_redoes_a_scene_whose_envi_data_file_was_replaced(tmp_path: Path)
     (0.2 + 0.5 * rng.random((6, 12, 12))).astype("<f4").tofile(archive / "scene.img")
     assert infer(archive, out)[0] == 0
     first = records(out)[0]
-    assert sorted(item["path"] for item in first["input_files"]) == ["scene.hdr", "scene.img"]  # type: ignore[union-attr]
+    files = first["input_files"]
+    assert isinstance(files, list)
+    assert sorted(item["path"] for item in files) == ["scene.hdr", "scene.img"]
     (0.2 + 0.5 * rng.random((6, 12, 12))).astype("<f4").tofile(archive / "scene.img")  # the header is unchanged
     code, said = infer(archive, out, "--resume")
     assert code == 0, said
@@ -214,7 +223,8 @@ def test_a_flaash_int16_reflectance_file_round_trips_in_its_own_units(tmp_path: 
     image.scale_factor = 1.0
     values = np.asarray(image.load())
     assert np.dtype(image.dtype) == np.int16
-    assert dn.min() - 300 <= values.min() and values.max() <= dn.max() + 300, (values.min(), values.max())
+    assert dn.min() - 300 <= values.min(), values.min()
+    assert values.max() <= dn.max() + 300, values.max()
     assert values.max() > 1000  # DN, not DN divided twice (0-24)
     rasterio = pytest.importorskip("rasterio")
     with rasterio.open(out / "flaash.img") as dataset:
@@ -239,7 +249,8 @@ def test_eval_pairs_by_relative_name_and_refuses_ambiguous_pairs(tmp_path: Path)
         write_scene(lr / sub / "scene.h5", Scene("scene", low, scene.meta))
     (lr / "a" / "scene.backup.npy").write_bytes(b"not a pair")  # once taken for a/scene by the flat glob
     report = evaluate_archive(hr, EvalOptions(lr=lr, tile=16, figures=False))
-    assert sorted(s.name for s in report.scenes) == ["a/scene", "b/scene"] and not report.failed
+    assert sorted(s.name for s in report.scenes) == ["a/scene", "b/scene"]
+    assert not report.failed
     scores = {s.name: s.scores["bicubic"]["psnr"] for s in report.scenes}
     assert scores["a/scene"] != scores["b/scene"]  # each against its own LR, not one LR file for both
     shutil.copy(lr / "b" / "scene.h5", lr / "b" / "scene.mat")
@@ -251,9 +262,11 @@ def test_eval_pairs_by_relative_name_and_refuses_ambiguous_pairs(tmp_path: Path)
 def test_reports_keep_scene_names_as_text(tmp_path: Path) -> None:
     from dualsr_deploy.evaluation.reports import csv_cell, md_text
 
-    assert csv_cell("=HYPERLINK(\"http://x\")").startswith("'=")
-    assert csv_cell("-2+3").startswith("'-") and csv_cell("scene") == "scene"
-    assert "<img" not in md_text("<img src=x onerror=alert(1)>") and "\\|" in md_text("a|b")
+    assert csv_cell('=HYPERLINK("http://x")').startswith("'=")
+    assert csv_cell("-2+3").startswith("'-")
+    assert csv_cell("scene") == "scene"
+    assert "<img" not in md_text("<img src=x onerror=alert(1)>")
+    assert "\\|" in md_text("a|b")
 
 
 def test_a_config_with_bytes_that_are_not_utf8_is_one_line(tmp_path: Path) -> None:
@@ -261,7 +274,8 @@ def test_a_config_with_bytes_that_are_not_utf8_is_one_line(tmp_path: Path) -> No
     config.write_bytes(b"scale = 2\n# caf\xe9\n")
     result = runner.invoke(app, ["infer", str(tmp_path), "-o", str(tmp_path / "o"), "--config", str(config)])
     assert result.exit_code == 2
-    assert "Traceback" not in result.output and "utf-8" in result.output.lower()
+    assert "Traceback" not in result.output
+    assert "utf-8" in result.output.lower()
 
 
 def test_a_local_ray_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
@@ -281,7 +295,7 @@ def test_a_local_ray_cluster_listens_on_loopback_only(tmp_path: Path) -> None:
     with ClusterSession(ClusterSpec.parse("local:2")) as session:
         ray = session.ray
 
-        @ray.remote
+        @ray.remote  # type: ignore[untyped-decorator]
         def where() -> int:
             return 1
 
