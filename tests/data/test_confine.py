@@ -51,6 +51,7 @@ def test_the_reasons_say_what_the_file_pointed_at(tmp_path: Path) -> None:
     assert "ENVI data file" in reasons["linked"]
     assert "out of the archive root" in reasons["linked"]
     assert "band image" in reasons["bandlink"]
+    assert "takes planes from other files (../outside/secret.ome.tif)" in reasons["scene.ome"]
 
 
 def test_a_fifo_named_like_a_scene_is_skipped_and_never_opened(tmp_path: Path) -> None:

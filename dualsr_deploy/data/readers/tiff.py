@@ -32,6 +32,17 @@ def open_tiff(path: Path) -> Any:
     return tifffile.TiffFile(path, **OWN_PAGES_ONLY)
 
 
+def ome_other_files(description: str, path: Path) -> list[str]:
+    """The files other than ``path`` that an OME-XML image description names for its planes
+    (``<UUID FileName="…">``); empty for any other description."""
+    if "<OME" not in description[:4096] or "FileName" not in description:
+        return []
+    import re
+
+    names = sorted(set(re.findall(r'FileName\s*=\s*"([^"]*)"', description)))
+    return [name for name in names if name and name != path.name]
+
+
 def is_geotiff(path: Path) -> bool:
     with reading(path), open_tiff(path) as tif:
         return bool(tif.is_geotiff)
@@ -44,6 +55,12 @@ class TiffReader(SceneReader):
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
         with reading(path), open_tiff(path) as tif:
+            others = ome_other_files(str(getattr(tif.pages.first, "description", "")), path)
+            if others:
+                raise DataError(
+                    f"{path}: refused: its OME-XML takes planes from other files ({', '.join(others[:3])}); only a "
+                    "file's own pages are read"
+                )
             series = tif.series[0]
             if any(page is not None and page.parent is not tif for page in series.pages):
                 raise DataError(f"{path}: refused: its image series reads pages from other files")
