@@ -90,6 +90,7 @@ class ArrayReader(SceneReader):
     and normalisation are exactly those of ``dualsr infer``."""
 
     format = "xarray"
+    from_file = False
 
     def __init__(self, array: Any, name: str, nodata: float | None, wavelengths: tuple[float, ...] | None) -> None:
         super().__init__(Path(name), name)

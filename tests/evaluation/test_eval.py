@@ -135,7 +135,8 @@ def test_bad_inputs_are_one_line_errors(hr_folder: Path, tmp_path: Path) -> None
         app, ["eval", str(hr_folder), "-o", str(tmp_path), "--lr", str(tmp_path), "--no-figures"], terminal_width=300
     )
     assert result.exit_code == 1  # every scene fails: no LR to pair with
-    assert "no file named" in result.output
+    assert "no LR scene a.<" in result.output
+    assert "to pair with HR scene a" in " ".join(result.output.split())
 
 
 def test_demo_writes_a_report_and_says_where(tmp_path: Path) -> None:

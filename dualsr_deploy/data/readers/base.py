@@ -91,6 +91,7 @@ class SceneReader(ABC):
 
     format: ClassVar[str]
     full_range: ClassVar[bool] = False  # integers use their dtype's whole range (CAVE's PNGs)
+    from_file: ClassVar[bool] = True  # False: values held in memory (an xarray block), no file to check
 
     def __init__(
         self,
@@ -105,7 +106,8 @@ class SceneReader(ABC):
         # Where this scene's files may lie, and every file it opened (what --resume fingerprints).
         self.confine = confine or Confinement.around(path)
         self.files: list[Path] = []
-        self.claim(path, "scene file" if not path.is_dir() else "scene folder")
+        if self.from_file:
+            self.claim(path, "scene file" if not path.is_dir() else "scene folder")
         self.name = name
         self.key = key
         self.layout = layout
