@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ def open_geotiff(
     tags = {**source_tags, "DUALSR_SCENE": meta_json}
     if meta.wavelengths is not None:
         tags["wavelengths"] = ",".join(repr(v) for v in meta.wavelengths)
-    dataset = rasterio.open(path, "w", **profile)
+    with warnings.catch_warnings():  # a TIFF without a grid (a lab cube): GDAL's metadata without georeferencing
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        dataset = rasterio.open(path, "w", **profile)
     dataset.update_tags(**tags)
     for band in range(c):
         given = source_bands[band] if len(source_bands) == c else {}

@@ -2,9 +2,9 @@
 
 :func:`open_strips` takes the same suffixes as :func:`~dualsr_deploy.data.writers.write_scene` and writes the same
 file: HDF5 (``.h5``), ``.npy``, MATLAB v7.3 (``.mat``: HDF5 inside, so written by hyperslabs; v5 cannot be), ENVI
-(``.hdr``: the data file in the source's interleave and byte order, each strip written at its offsets), GeoTIFF and
-COG (``.tif``, ``.cog.tif``: GDAL windows; a COG is copied from the written GeoTIFF by GDAL's COG driver), plain
-TIFF (strips staged on disk, then written by ``tifffile`` a strip at a time), EMIT and AVIRIS-3 NetCDF (``.nc``:
+(``.hdr``: the data file in the source's interleave and byte order, each strip written at its offsets), TIFF,
+GeoTIFF and COG (``.tif``, ``.cog.tif``: GDAL windows, georeferenced or not; a COG is copied from the written
+GeoTIFF by GDAL's COG driver), EMIT and AVIRIS-3 NetCDF (``.nc``:
 the product's structure first, then the cube by hyperslabs) and Zarr (``.zarr``: region writes). Metadata, tags and
 headers are those of the whole-scene writers, made by the same functions.
 
@@ -35,7 +35,6 @@ from dualsr_deploy.errors import DataError
 
 GDAL_CACHE_MB = 64  # GDAL's block cache while a GeoTIFF is written by windows (its default is 5 % of the RAM)
 TIFF_ROWS_PER_STRIP = 16  # a streamed GeoTIFF's strips
-TIFF_TILE = 256  # a streamed plain TIFF's tiles (tifffile writes from an iterator only in tiles)
 
 
 class StripWriter:
@@ -301,56 +300,6 @@ class _GeoTiffStrips(StripWriter):
             self._leave()
 
 
-class _TiffStrips(StripWriter):
-    """A plain TIFF (no georeferencing) as :func:`write_scene` writes it (bands as separate planes, zlib), but tiled:
-    strips are staged in a raw file, then ``tifffile`` writes it a tile at a time."""
-
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
-        super().__init__(path, shape, dtype, meta)
-        with self._removed_on_error():
-            c, h, w = shape
-            self.raw = RawFile(self.staging / "bands.raw", c * h * w * self.dtype.itemsize)
-
-    def write(self, first_row: int, rows: np.ndarray) -> None:
-        c, h, w = self.shape
-        for band in range(c):
-            self.raw.put((band * h + first_row) * w * self.dtype.itemsize, rows[band].astype(self.dtype, copy=False))
-
-    def _tiles(self) -> Iterator[np.ndarray]:
-        """The staged cube as ``tifffile`` takes it from an iterator: band by band, row of tiles by row of tiles."""
-        c, h, w = self.shape
-        for band in range(c):
-            for top in range(0, h, TIFF_TILE):
-                n = min(TIFF_TILE, h - top)
-                rows = self.raw.get((band * h + top) * w * self.dtype.itemsize, n * w, self.dtype).reshape(n, w)
-                for left in range(0, w, TIFF_TILE):
-                    yield rows[:, left : left + TIFF_TILE]
-
-    def _finish(self) -> None:
-        import tifffile
-
-        written = self.staging / self.path.name
-        tifffile.imwrite(
-            written,
-            self._tiles(),
-            shape=self.shape,
-            dtype=self.dtype,
-            photometric="minisblack",
-            planarconfig="separate",
-            tile=(TIFF_TILE, TIFF_TILE),
-            compression="zlib",
-            description=self.meta.to_json(),
-            metadata=None,
-            bigtiff=self.raw_size() >= 2**32 - 2**28,
-        )
-        self._close()
-        self._publish(written, self.path)
-
-    def raw_size(self) -> int:
-        c, h, w = self.shape
-        return c * h * w * self.dtype.itemsize
-
-
 class _NetcdfStrips(StripWriter):
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta) -> None:
         super().__init__(path, shape, dtype, meta)
@@ -420,9 +369,7 @@ def open_strips(
     if suffix == ".hdr":
         return _EnviStrips(target, shape, kind, meta, units, factor)
     if suffix in (".tif", ".tiff"):
-        if meta.georef is not None or target.name.lower().endswith(COG_SUFFIX):
-            return _GeoTiffStrips(target, shape, kind, meta, units, factor)
-        return _TiffStrips(target, shape, kind, meta)
+        return _GeoTiffStrips(target, shape, kind, meta, units, factor)
     if suffix == ".nc":
         return _NetcdfStrips(target, shape, kind, meta)
     return _ZarrStrips(target, shape, kind, meta, units)

@@ -68,12 +68,9 @@ def write_scene(
         if version == "5" and data.nbytes > MAT_V5_LIMIT:
             raise DataError(f"{target}: {data.nbytes / 2**30:.1f} GiB does not fit MATLAB v5; use mat_version='7.3'")
         (_write_mat_v5 if version == "5" else _write_mat_v73)(target, data, meta_json)
-    elif suffix in (".tif", ".tiff"):
-        cog = target.name.lower().endswith(COG_SUFFIX)
-        if meta.georef is not None or cog:
-            _write_geotiff(target, data, meta_json, scene, units, cog=cog)
-        else:
-            _write_tiff(target, data, meta_json)
+    elif suffix in (".tif", ".tiff"):  # through GDAL, georeferenced or not: band names, wavelengths, no-data
+        cog = target.name.lower().endswith(COG_SUFFIX)  # where GDAL, QGIS and rasterio look for them
+        _write_geotiff(target, data, meta_json, dataclasses.replace(scene, meta=meta), units, cog=cog)
     elif suffix == ".zarr":
         from dualsr_deploy.data.zarr_writer import write_zarr
 
@@ -176,21 +173,6 @@ def mat_header() -> bytes:
     created = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S %Y")
     header = f"MATLAB 7.3 MAT-file, Platform: dualsr-deploy, Created on: {created} HDF5 schema 1.00 ."
     return header.encode().ljust(116) + bytes(8) + b"\x00\x02IM"
-
-
-def _write_tiff(target: Path, data: np.ndarray, meta_json: str) -> None:
-    import tifffile
-
-    with atomic_output(target) as tmp:
-        tifffile.imwrite(
-            tmp,
-            data,
-            photometric="minisblack",
-            planarconfig="separate",
-            compression="zlib",
-            description=meta_json,
-            metadata=None,
-        )
 
 
 def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, *, cog: bool) -> None:

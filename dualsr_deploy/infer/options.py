@@ -83,7 +83,7 @@ class BackendSpec:
     precision: str = "fp32"
     artefacts_dir: Path = Path("engines")
     weights: tuple[tuple[int, Path], ...] = ()
-    family: str = "cave"  # shipped weights for the scales without a file: cave, airborne, or auto (per scene)
+    family: str = "auto"  # shipped weights for the scales without a file: auto (per scene, as the CLI), cave, airborne
     compile: bool = False
     threads: int | None = None  # intra-op threads on a CPU; None: the CPUs this process may use (resources.py)
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)

@@ -23,7 +23,7 @@ from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
-from dualsr_deploy.infer.plan import PlannedScene, space_problem
+from dualsr_deploy.infer.plan import PlannedScene, space_problem, written_files
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.infer.streaming import stream_scene
@@ -199,6 +199,7 @@ def write_result(result: Result) -> SceneRecord:
     """Write one finished scene atomically; a failure is this scene's, recorded in what is returned."""
     record = result.record
     started = time.perf_counter()
+    layer = f"writing {result.path}"
     try:
         if result.path.suffix.lower() in UNCOMPRESSED:  # their size is known: refuse before writing a byte
             itemsize = np.dtype(result.scene.meta.dtype if result.units == "source" else np.float32).itemsize
@@ -207,16 +208,30 @@ def write_result(result: Result) -> SceneRecord:
                 raise no_space(result.path, needed)
         write_scene(result.path, result.scene, attrs=result.attrs, units=result.units)
         if result.qa is not None:
+            layer = f"writing the quality layer {qa_path(result.path)}"
             write_scene(qa_path(result.path), result.qa, attrs=result.attrs, units="source")
         fingerprint(record)
     except Exception as exc:  # any failure is this scene's, never the run's
         text = str(exc)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and "MiB free" not in text:
             text = f"{text} ({free_bytes(result.path.parent) / 2**20:.1f} MiB free)"
-        record.status, record.error, record.output = "failed", f"writing {result.path}: {text}", None
+        record.status, record.error, record.output = "failed", f"{layer}: {text}", None
+        remove_outputs(result.path, result.qa is not None)  # a failed scene leaves none of its files
     record.seconds["write"] = round(time.perf_counter() - started, 3)
     record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
     return record
+
+
+def remove_outputs(output: Path, qa: bool) -> None:
+    """Every file a scene writes (:func:`~dualsr_deploy.infer.plan.written_files`), removed after its write failed
+    part-way: the output written before its quality layer failed is not left beside a ``failed`` record."""
+    import shutil
+
+    for path in written_files(output, qa):
+        if path.is_dir() and not path.is_symlink():  # a Zarr store
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
@@ -224,6 +239,8 @@ def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     try:
         return fingerprint(stream_scene(ctx.for_scene(planned), planned))
     except SCENE_ERRORS as exc:
+        if planned.output is not None:
+            remove_outputs(planned.output, ctx.options.qa)
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 
 

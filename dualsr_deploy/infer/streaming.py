@@ -26,6 +26,7 @@ from dualsr_deploy.data.scene import Scene, SceneMeta, Window
 from dualsr_deploy.data.strips import StripWriter, open_strips
 from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import declared_factor, write_scene
+from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
@@ -295,7 +296,10 @@ def _write_quality(scene: _StreamedScene, output: Path, meta: SceneMeta, ctx: Sc
     )
     shell = Scene(output.stem, np.zeros((1, 1, 1), dtype=np.float32), meta)
     layer = quality(valid, valid.shape, shell, ctx.options.scale, reach(ctx.pool, ctx.options))
-    write_scene(qa_path(output), layer, attrs=ctx.output_attrs(), units="source")
+    try:
+        write_scene(qa_path(output), layer, attrs=ctx.output_attrs(), units="source")
+    except Exception as exc:
+        raise DataError(f"writing the quality layer {qa_path(output)}: {exc}") from exc
     return quality_counts(layer)
 
 

@@ -61,11 +61,20 @@ def test_round_trip(tmp_path: Path, suffix: str, units: str) -> None:
 
 
 def test_plain_tiff_without_georeference(tmp_path: Path) -> None:
+    """A TIFF without a grid is written through GDAL too, so that GDAL and QGIS see its band metadata and no-data
+    (it used to hold them in one JSON image description only), and read back without a grid invented for it."""
+    import rasterio
+
     scene = uint16_scene(georef=None)
-    back = read_scene(write_scene(tmp_path / "plain.tif", scene))
-    assert back.meta.format == "tiff"
+    path = write_scene(tmp_path / "plain.tif", scene)
+    back = read_scene(path)
+    assert back.meta.format == "geotiff"
+    assert back.meta.georef is None
     np.testing.assert_array_equal(back.cube, scene.cube)
     assert back.meta.wavelengths == WAVELENGTHS
+    with rasterio.open(path) as dataset:
+        assert dataset.crs is None
+        assert [float(dataset.tags(b)["wavelength"]) for b in range(1, dataset.count + 1)] == list(WAVELENGTHS)
 
 
 def test_mat_v73_round_trip(tmp_path: Path) -> None:

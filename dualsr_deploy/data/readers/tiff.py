@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,15 @@ def ome_other_files(description: str, path: Path) -> list[str]:
     return [name for name in names if name and name != path.name]
 
 
+GDAL_TAGS = ("GDAL_METADATA", "GDAL_NODATA")  # what GDAL writes into a TIFF beside georeferencing
+
+
 def is_geotiff(path: Path) -> bool:
+    """Whether GDAL reads this TIFF best: georeferenced, or carrying GDAL's own metadata or no-data tags (band
+    names, wavelengths, scales, a no-data value), as this package's TIFF outputs do."""
     with reading(path), open_tiff(path) as tif:
-        return bool(tif.is_geotiff)
+        tags = tif.pages.first.tags
+        return bool(tif.is_geotiff) or any(name in tags for name in GDAL_TAGS)
 
 
 class TiffReader(SceneReader):
@@ -129,7 +136,8 @@ class GeoTiffReader(SceneReader):
         confine = confine or Confinement.around(path)
         for sidecar in gdal_sidecars(path):  # GDAL reads these on its own when they are there
             confine.check(sidecar, "GDAL sidecar")
-        with reading(path):
+        with reading(path), warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF GDAL wrote
             self._dataset = rasterio.open(path)
         try:
             self._open(path, confine)
@@ -145,10 +153,11 @@ class GeoTiffReader(SceneReader):
         if len(set(dataset.dtypes)) != 1:
             raise DataError(f"{path}: bands of different types {set(dataset.dtypes)}")
         transform = dataset.transform
-        self.georef = GeoReference(
-            (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f),
-            None if dataset.crs is None else dataset.crs.to_wkt(),
-        )
+        if dataset.crs is not None or not transform.is_identity:  # a TIFF with no grid has none to give back
+            self.georef = GeoReference(
+                (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f),
+                None if dataset.crs is None else dataset.crs.to_wkt(),
+            )
         if dataset.nodata is not None:
             self.nodata = float(dataset.nodata)
         self._band_tags(dataset)
