@@ -399,7 +399,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
         *([Column("worker", None)] if on_cluster else []),
         Column("seconds", "s", "right"),
         Column("SAM weight", None, "right"),
-        Column("error", note=True),
+        Column("error or notes", note=True),
     ]
     rows = []
     for record in report.records:
@@ -414,7 +414,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
                 *([escape(record.worker or "-")] if on_cluster else []),
                 f"{record.seconds.get('total', 0):.1f}",
                 f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
-                escape(record.error or ""),
+                escape(record.error or "; ".join(record.notes)),
             ]
         )
     print_table(title, columns, rows)

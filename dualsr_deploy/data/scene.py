@@ -184,6 +184,18 @@ class Scene:
         pixels as the no-data value (NaN without one)."""
         return self._flagged(self.cube.copy(), np.dtype(np.float32), divide=True)
 
+    def at_ceiling(self) -> np.ndarray:
+        """``(C,)`` per band, the values of valid pixels that sit at the clip ceiling (1 in normalised units: the
+        scene's normalisation factor in its own units); 0 for bad bands. A result clipped to [0, 1] is capped there
+        wherever the network went brighter than the brightest input value."""
+        counts = np.zeros(self.cube.shape[0], dtype=np.int64)
+        good = self.good
+        top = self.cube[good] >= 1.0
+        if self.valid is not None:
+            top &= self.valid
+        counts[good] = top.reshape(top.shape[0], -1).sum(axis=1)
+        return counts
+
     def out_of_range(self) -> int:
         """How many values of good bands at valid pixels the source's integer dtype cannot hold (clipped by
         :meth:`raw`)."""

@@ -178,6 +178,8 @@ def _result(
     facts = SceneFacts.of_scene(lr)
     if ctx.options.units == "source":
         facts.clipped = scene.out_of_range()
+    if ctx.options.clip:
+        facts.ceiling, facts.factor = scene.at_ceiling(), lr.meta.scale_factor
     qa = None
     if ctx.options.qa:
         qa = quality(lr.valid, lr.cube.shape[1:], scene, ctx.options.scale, reach(ctx.pool, ctx.options))

@@ -31,6 +31,9 @@ class SceneFacts:
     invalid_pixels: int = 0
     clipped: int = 0
     dtype: str = "float32"
+    # values capped at the clip ceiling per band (the network went brighter than the scene's brightest value)
+    ceiling: np.ndarray | None = None
+    factor: float = 1.0  # the scene's normalisation factor: the ceiling in its own units
 
     @classmethod
     def of(cls, good: np.ndarray, source: str, *, invalid_pixels: int = 0, dtype: str = "float32") -> SceneFacts:
@@ -46,7 +49,7 @@ class SceneFacts:
 
 def scene_notes(facts: SceneFacts) -> list[str]:
     """What a record says about what happened to a scene, in this order: segments, short runs, filled pixels,
-    clipped values."""
+    values capped at the clip ceiling, values clipped to the output dtype."""
     notes = []
     if len(facts.network) > 1 or facts.short or facts.bad_bands:
         runs = ", ".join(f"{a}-{b - 1}" for a, b in facts.network)
@@ -55,6 +58,13 @@ def scene_notes(facts: SceneFacts) -> list[str]:
         notes.append(f"bands {a}-{b - 1}: fewer than {MIN_SEGMENT} good bands between bad ones, upsampled bicubically")
     if facts.invalid_pixels:
         notes.append(f"{facts.invalid_pixels} invalid LR pixels filled from their nearest valid pixel for the network")
+    if facts.ceiling is not None and facts.ceiling.any():
+        total, bands = int(facts.ceiling.sum()), int(np.count_nonzero(facts.ceiling))
+        notes.append(
+            f"{total} output values in {bands} band(s) capped at the clip ceiling ({facts.factor:g} in the scene's "
+            "units, its brightest input value or normalisation factor): the network went brighter there; --no-clip "
+            "keeps its values"
+        )
     if facts.clipped:
         notes.append(f"{facts.clipped} values rounded and clipped to the range of {facts.dtype}")
     return notes

@@ -171,6 +171,10 @@ class _StreamedScene:
             lr = self._load(first, first + int(index[-1]) + 1)
             valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
             passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
+        if self.ctx.options.clip:  # values capped at the clip ceiling, counted as an in-memory scene counts them
+            ceiling = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid).at_ceiling()
+            self.facts.ceiling = ceiling if self.facts.ceiling is None else self.facts.ceiling + ceiling
+            self.facts.factor = self.meta.scale_factor
         if valid is not None or passthrough is not None or self.ctx.options.units == "source":
             part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
             if self.ctx.options.units == "source":
