@@ -111,7 +111,7 @@ def bench(
     write_outputs(report, json_path=json_out, plot_path=plot, history=history)
     for path in (json_out, plot, history):
         if path is not None:
-            console.print(f"wrote {path}")
+            console.print(f"wrote {escape(str(path))}")
 
 
 def _cells(row: Row) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dualsr_deploy.cli.common import NEIGHBOUR_RULES, Column, console, print_table, user_errors
@@ -81,7 +82,7 @@ def convert(
         epoch=detected.epoch,
         provenance=provenance,
     )
-    console.print(f"wrote {target} (×{detected.scale}, n_feats {detected.n_feats}, neighbour rule {rule})")
+    console.print(f"wrote {escape(str(target))} (×{detected.scale}, n_feats {detected.n_feats}, neighbour rule {rule})")
 
 
 def register(app: typer.Typer) -> None:

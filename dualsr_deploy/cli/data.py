@@ -181,7 +181,7 @@ def _run_batch(
             progress=report,
             memory_budget=memory_budget,
         )
-    console.print(f"{len(results) - len(failures)} written to {out_dir}, {len(failures)} failed")
+    console.print(f"{len(results) - len(failures)} written to {escape(str(out_dir))}, {len(failures)} failed")
     if failures:
         raise typer.Exit(1)
 
@@ -214,7 +214,7 @@ def synth(
                     out_dir / "previews" / f"{scene.name}.png", render_srgb(scene.cube, scene.meta.wavelengths or ())
                 )
             progress.update(task, advance=1, description=f"synthesise {scene.name}")
-    console.print(f"wrote {count} scenes ({bands}×{size}×{size}) to {out_dir}")
+    console.print(f"wrote {count} scenes ({bands}×{size}×{size}) to {escape(str(out_dir))}")
 
 
 def _write_png(path: Path, rgb: object) -> None:

@@ -62,7 +62,7 @@ def _summary(report: object, paths: dict[str, Path]) -> None:
     console.print(table)
     for name, error in report.failed:
         console.print(f"[red]failed[/] {escape(name)}: {escape(error)}", soft_wrap=True)
-    console.print("report: " + ", ".join(str(p) for p in paths.values()))
+    console.print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
 
 
 def _pixels(values: list[str] | None) -> tuple[tuple[int, int], ...] | None:
@@ -234,7 +234,9 @@ def demo(
     for scene in report.scenes:
         if scene.weights:
             console.print(f"{escape(scene.name)}: weights {escape(scene.weights)}")
-    console.print(f"done in {time.perf_counter() - started:.1f} s; open [bold]{paths['html']}[/] in a browser")
+    console.print(
+        f"done in {time.perf_counter() - started:.1f} s; open [bold]{escape(str(paths['html']))}[/] in a browser"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -277,7 +277,7 @@ def infer(
     with InferProgress(disable=dry_run) as bar:
         report = run_archive(source, out, options, progress=bar.on_event, dry_run=dry_run, cluster=cluster_spec)
     if dry_run:
-        _plan_table(report, f"dry run: {source} → {out}")
+        _plan_table(report, f"dry run: {escape(str(source))} → {escape(str(out))}")
         print_skipped(report.not_scenes, report.root or Path("."))
         given = {name: value for name, value in ctx.params.items() if name not in ("config", "dry_run", "source")}
         resolved = {
@@ -299,7 +299,11 @@ def infer(
         return
     label = ", ".join(report.backends) if cluster_spec is not None and report.backends else spec.label
     where = f", Ray {cluster_spec.text}" if cluster_spec is not None else ""
-    _summary(report, f"{source} → {out} (×{scale}, {options.stage}, {label}{where})", cluster_spec is not None)
+    _summary(
+        report,
+        f"{escape(str(source))} → {escape(str(out))} (×{scale}, {options.stage}, {escape(label)}{where})",
+        cluster_spec is not None,
+    )
     raise typer.Exit(report.exit_code)
 
 
@@ -421,9 +425,10 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     print_skipped(report.not_scenes, report.root or Path("."))
     done = len(report.ok)
     per_minute = 60 * done / report.seconds if report.seconds else 0.0
+    manifest = escape(str(report.out_dir / "manifest.jsonl"))
     console.print(
         f"{done} done, {len(report.failed)} failed, {len(report.skipped)} skipped (done before) in "
-        f"{report.seconds:.1f} s ({per_minute:.1f} scenes/min); manifest: {report.out_dir / 'manifest.jsonl'}"
+        f"{report.seconds:.1f} s ({per_minute:.1f} scenes/min); manifest: {manifest}"
     )
     if report.interrupted:
         console.print("[yellow]interrupted[/]: finished scenes are kept; continue with the same command and --resume")

@@ -39,6 +39,10 @@ _HIDDEN_ATTRS = {"_FillValue", "DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAM
 _HIDDEN_ATTRS |= {"_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}
 
 
+NETCDF_NEEDS = "NetCDF output rebuilds the structure of the EMIT or AVIRIS-3 product it came from"
+NETCDF_SOURCES = frozenset({"emit", "aviris3"})  # the input formats a .nc output can be written for
+
+
 def write_emit(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
     """``data (C, s·H, s·W)`` (already in the units to write) into ``target`` with the structure of the EMIT granule
     ``scene.meta.source``."""
@@ -72,15 +76,11 @@ def _product(target: Path, meta: SceneMeta) -> _Product:
         from dualsr_deploy.data.readers.aviris3 import GROUP
 
         if not source.is_file():
-            raise DataError(
-                f"{target}: the AVIRIS-3 structure is written from an AVIRIS-3 file; choose another --format"
-            )
+            raise DataError(f"{target}: {NETCDF_NEEDS}; its AVIRIS-3 source {source.name} is gone")
         return _Product(source, f"{GROUP}/reflectance", meta.layout, {}, None)
     if meta.format != "emit" or not source.is_file():
-        raise DataError(
-            f"{target}: the EMIT structure is written from an EMIT granule, and {source} is not one; choose another "
-            "--format"
-        )
+        kind = f"a {meta.format} scene" if meta.format != "emit" else "an EMIT granule that is gone"
+        raise DataError(f"{target}: {NETCDF_NEEDS}, and {source.name} is {kind}; write it in another format")
     name = meta.key or "reflectance"
     renames = {name: EMIT_CUBE_DIMS, **{f"location/{key}": EMIT_CUBE_DIMS[:2] for key in SWATH_FIELDS}}
     renames |= {"location/glt_x": EMIT_ORTHO_DIMS, "location/glt_y": EMIT_ORTHO_DIMS}

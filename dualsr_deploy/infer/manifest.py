@@ -6,6 +6,7 @@ its output is still there) and what a person reads to see what happened to every
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -177,14 +178,19 @@ class RunManifest:
         return self.path.is_file() and self.path.stat().st_size > 0
 
     def records(self) -> list[SceneRecord]:
+        """Every record, outputs as paths again (written relative to the manifest's folder, so that a moved or
+        copied output folder checks its own files)."""
         if not self.path.is_file():
             return []
         out = []
         for line in self.path.read_text().splitlines():
             try:
-                out.append(SceneRecord.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
+                record = SceneRecord.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError, AttributeError):
                 continue  # a line cut short by a killed run
+            if record.output and not Path(record.output).is_absolute():
+                record.output = str(self.path.parent / record.output)
+            out.append(record)
         return out
 
     def completed(self) -> dict[str, SceneRecord]:
@@ -195,7 +201,14 @@ class RunManifest:
         return {name: record for name, record in last.items() if record.status == "ok"}
 
     def append(self, record: SceneRecord) -> None:
-        line = record.to_json() + "\n"
+        """Append ``record``; its output is written relative to the manifest's folder when it lies inside it."""
+        stored = record
+        if record.output:
+            output = Path(os.path.abspath(record.output))
+            folder = Path(os.path.abspath(self.path.parent))
+            if output.is_relative_to(folder):
+                stored = dataclasses.replace(record, output=output.relative_to(folder).as_posix())
+        line = stored.to_json() + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_file() and self.path.stat().st_size:

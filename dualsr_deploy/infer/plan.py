@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
+from dualsr_deploy.data.netcdf_writers import NETCDF_NEEDS, NETCDF_SOURCES
 from dualsr_deploy.errors import DualSRError
 from dualsr_deploy.infer.manifest import RunManifest, output_problem, scene_digest
 from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
@@ -210,6 +211,12 @@ def _plan_one(
         return PlannedScene(entry, "fail", reason=entry.error or "unreadable")
     _c, h, w = entry.shape
     suffix = output_suffix(entry, options)
+    if suffix == ".nc" and entry.format not in NETCDF_SOURCES:  # found now, not after the scene is computed
+        return PlannedScene(
+            entry,
+            "fail",
+            reason=f"--format nc: {NETCDF_NEEDS}, and this is a {entry.format} scene; choose another --format",
+        )
     streamed = options.streams(entry.shape)
     note = None
     if streamed and suffix == ".mat":
