@@ -38,7 +38,7 @@ import numpy as np
 from dualsr_deploy.data.validity import MIN_SEGMENT
 from dualsr_deploy.errors import InputError
 from dualsr_deploy.optional import require
-from dualsr_deploy.xarray_compute import ArrayReader, Request, in_memory
+from dualsr_deploy.xarray_compute import ArrayReader, Request, in_memory, what_ran
 from dualsr_deploy.xarray_compute import lazy as lazy_result
 
 BAND_DIMS = ("band", "bands", "wavelength", "wavelengths")
@@ -170,10 +170,21 @@ def super_resolve(
     name = str(obj.name or "scene")
     reader = ArrayReader(data, name, _nodata(obj, nodata), _wavelengths(obj, band))
     values = lazy_result(reader, data, request) if lazy else in_memory(reader, request)
-    return _wrap(obj, cube, values, band, rows, cols, scale, request)
+    ran = what_ran(reader, request)
+    return _wrap(obj, cube, values, band, rows, cols, scale, ran, reader.nodata)
 
 
-def _wrap(obj: Any, cube: Any, values: Any, band: str, rows: str, cols: str, scale: int, request: Request) -> Any:
+def _wrap(
+    obj: Any,
+    cube: Any,
+    values: Any,
+    band: str,
+    rows: str,
+    cols: str,
+    scale: int,
+    ran: dict[str, str],
+    nodata: float | None,
+) -> Any:
     xr = _xr()
     coords: dict[str, Any] = {}
     for name, coord in cube.coords.items():
@@ -185,10 +196,16 @@ def _wrap(obj: Any, cube: Any, values: Any, band: str, rows: str, cols: str, sca
         elif set(dims) == {rows, cols}:
             coords[str(name)] = (dims, _resample_values(np.asarray(coord.values), scale), coord.attrs)
     attrs = dict(obj.attrs)
-    attrs.update({"dualsr_scale": scale, "dualsr_stage": request.stage, "dualsr_weights": request.weights})
+    attrs.update({"dualsr_scale": scale, **ran})
+    masked = nodata is not None and np.dtype(values.dtype).kind == "f" and not np.isnan(nodata)
+    if masked:  # no-data is NaN in the values: the fill value moves to the encoding (rioxarray's masked convention,
+        for name in FILL_ATTRS:  # so rio.nodata is NaN and rio.to_raster / to_netcdf write the fill value there)
+            attrs.pop(name, None)
     out = xr.DataArray(values, dims=(band, rows, cols), coords=coords, attrs=attrs, name=obj.name)
     out = out.transpose(*obj.dims)
     out.encoding = {k: v for k, v in obj.encoding.items() if k in ("_FillValue", "dtype", "scale_factor", "add_offset")}
+    if masked:
+        out.encoding["_FillValue"] = nodata
     if hasattr(obj, "rio"):
         try:
             crs = obj.rio.crs

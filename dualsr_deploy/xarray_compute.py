@@ -128,6 +128,20 @@ def _route(reader: ArrayReader, request: Request) -> Route:
     return upscaler.route(upscaler.choose(reader.shape[0], reader.wavelengths))
 
 
+def what_ran(reader: ArrayReader, request: Request) -> dict[str, str]:
+    """The result's attributes saying what ran: the stage (``auto`` resolved), the weights (the family ``auto``
+    chose, or the file) and why ``auto`` chose them, as ``dualsr infer``'s manifest says it."""
+    route = _route(reader, request)
+    options = route.options
+    ran = {"dualsr_stage": options.stage, "dualsr_weights": options.backend.weights_label(options.scale)}
+    if route.choice is not None:
+        ran["dualsr_weights"] = route.choice.family
+        ran["dualsr_weights_choice"] = f"auto: {route.choice.reason}"
+    if options.stage_choice:
+        ran["dualsr_stage_choice"] = options.stage_choice
+    return ran
+
+
 def in_memory(reader: ArrayReader, request: Request) -> np.ndarray:
     route = _route(reader, request)
     options = route.options

@@ -188,7 +188,8 @@ class BackendSpec:
             have = ", ".join(f"×{s}" for s in shipped_scales(family)) or "none"
             option = "--weights-half" if scale in self.half_scales else "--weights"
             raise CheckpointError(
-                f"no shipped {family} ×{scale} weights (shipped {family}: {have}); pass {option} PATH, or train one "
+                f"no shipped {family} ×{scale} weights (shipped {family}: {have}); pass your own ({option} PATH; "
+                f"{option.lstrip('-').replace('-', '_')}=PATH in Python), or train one "
                 f"with `dualsr train … --scale {scale}`"
             )
         return shipped_weights(scale, family)
