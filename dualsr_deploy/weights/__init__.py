@@ -58,7 +58,8 @@ def shipped_weights(scale: int, family: str = "cave") -> Path:
         others = [f"{name}: {_have(name)}" for name in FAMILIES if name != family]
         raise CheckpointError(
             f"no shipped {family} ×{scale} weights (shipped: {family}: {_have(family)}; {'; '.join(others)}); pass "
-            f"your own weights (--weights PATH; weights=PATH in Python), or train one with `dualsr train … --scale {scale}`"
+            "your own weights (--weights PATH; weights=PATH in Python), or train one with "
+            f"`dualsr train … --scale {scale}`"
         )
     return path
 

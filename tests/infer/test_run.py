@@ -148,7 +148,7 @@ def test_dry_run_lists_and_writes_nothing(mixed_archive: Path, tmp_path: Path) -
     [
         (["--scale", "3", "--stage", "dual"], "needs a ×1.5 CoarSR"),
         (["--scale", "2", "--stage", "dual"], "×2 has none (s/2 = 1)"),
-        (["--scale", "8"], "no shipped cave ×8 weights (shipped cave: ×2, ×4); pass --weights PATH"),
+        (["--scale", "8"], "no shipped cave ×8 weights (shipped cave: ×2, ×4); pass your own (--weights PATH"),
         (["--stage", "fine"], "unknown stage"),
         (["--engine", "tensorrt"], "unknown backend"),
         (["--format", "png"], "unknown --format"),
