@@ -5,7 +5,8 @@ backends that run them need: tensor names, metadata keys, file names, the JSON m
 Vocabulary: a *graph* is an ONNX file, a *plan* a serialised TensorRT engine, an *IR* OpenVINO's xml/bin pair
 converted from a graph; all are *artefacts*, kept in the
 artefacts folder (``engines/`` by default, as DESIGN.md names it), one sub-folder per *variant*
-(``coarsr-x4-c31``: scale and band count).
+(``coarsr-x4-c31-1a2b3c4d5e6f``: scale, band count and the weights' SHA-256, so that graphs of several weight
+families share one folder).
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def variant_name(scale: int, bands: int) -> str:
-    """The default variant (artefacts sub-folder) for a scale and band count."""
-    return f"coarsr-x{scale}-c{bands}"
+WEIGHTS_DIGEST_CHARS = 12  # of the weights' SHA-256 in a variant's name
+
+
+def variant_name(scale: int, bands: int, weights_sha256: str | None = None) -> str:
+    """The default variant (artefacts sub-folder) for a scale, a band count and the weights it is made from
+    (``coarsr-x4-c31-1a2b3c4d5e6f``); without the weights' SHA-256, the name folders had before weights were in it
+    (still read when their manifest names the same weights)."""
+    base = f"coarsr-x{scale}-c{bands}"
+    return base if weights_sha256 is None else f"{base}-{weights_sha256[:WEIGHTS_DIGEST_CHARS]}"
 
 
 def graph_filename(scale: int, bands: int, precision: str) -> str:

@@ -6,7 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +16,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.artefacts import graph_filename, plan_path_for, write_manifest
+from dualsr_deploy.artefacts import graph_filename, plan_path_for, variant_name, write_manifest
 from dualsr_deploy.backends import create as backends_create
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, ScaleMismatchError
@@ -83,6 +83,7 @@ def export_variant(
         raise ExportError(f"unknown TensorRT mode {tensorrt!r}; choose one of {', '.join(TENSORRT_MODES)}")
     say = progress or (lambda _message: None)
     source = _Source.load(recipe)
+    recipe = source.recipe  # its default name completed with the weights' digest
     table = read_operator_table(operator_table) if operator_table is not None else None
     artefacts: list[Artefact] = []
     try:
@@ -122,6 +123,8 @@ class _Source:
             raise ScaleMismatchError(
                 f"{checkpoint}: a ×{info.scale} model, but recipe {recipe.name!r} asks for ×{recipe.scale}"
             )
+        if recipe.name == variant_name(recipe.scale, recipe.bands):  # the default name: keyed by the weights too
+            recipe = replace(recipe, name=variant_name(recipe.scale, recipe.bands, info.sha256))
         return cls(recipe, checkpoint, info, fold_coarsr(model, recipe.neighbours or info.neighbour_rule))
 
 

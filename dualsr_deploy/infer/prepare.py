@@ -129,10 +129,15 @@ class Artefacts:
         """The ONNX graph of the ×``scale`` ``bands``-band model in the artefacts folder, checked against this
         run's weights, exported first if absent."""
         model = self.models[scale]
-        graph = self.spec.artefacts_dir / variant_name(scale, bands) / graph_filename(scale, bands, precision)
+        name = graph_filename(scale, bands, precision)
+        legacy = self.spec.artefacts_dir / variant_name(scale, bands) / name  # folders made before weights keyed them
+        if legacy.is_file() and read_manifest(legacy).get("checkpoint_sha256") == model.info.sha256:
+            verify_artefact(legacy)
+            return legacy
+        graph = self.spec.artefacts_dir / variant_name(scale, bands, model.info.sha256) / name
         if graph.is_file() and graph.with_name(graph.name + ".json").is_file():
             verify_artefact(graph)
-            self._check_source(graph, model, bands)
+            self._check_source(graph, model, scale, bands)
             return graph
         self._export(scale, bands, model, tensorrt="off", precision=precision)
         return graph
@@ -148,7 +153,7 @@ class Artefacts:
             self.say(f"no ×{scale} {bands}-band OpenVINO IR in {self.spec.artefacts_dir}: converting {graph.name}")
             ir = onnx2ir(graph)
         check_ir(ir)
-        self._check_source(ir, self.models[scale], bands)
+        self._check_source(ir, self.models[scale], scale, bands)
         return ir
 
     def plan(self, scale: int, bands: int) -> Path:
@@ -164,13 +169,16 @@ class Artefacts:
             self._export(scale, bands, self.models[scale], tensorrt="require")
         return plan
 
-    def _check_source(self, artefact: Path, model: Model, bands: int) -> None:
+    def _check_source(self, artefact: Path, model: Model, scale: int, bands: int) -> None:
+        """Refuse an artefact whose manifest names other weights than its folder's name (a file copied or changed
+        by hand), with the command that makes the right one."""
         built_from = read_manifest(artefact).get("checkpoint_sha256")
         if built_from != model.info.sha256:
             raise CheckpointError(
                 f"{artefact} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
-                f"({model.path.name}, {model.info.sha256[:12]}…); re-export with dualsr export "
-                f"--checkpoint {model.path} --bands {bands}, or point --engines elsewhere"
+                f"({model.path.name}, {model.info.sha256[:12]}…); remove {artefact.parent} and run again (it is "
+                f"exported before the run needs it), or run: dualsr export --checkpoint {model.path} --scale "
+                f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}"
             )
 
     def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str, precision: str | None = None) -> None:

@@ -69,7 +69,9 @@ def test_cli_export_defaults_to_the_shipped_weights(tmp_path: Path) -> None:
         app, ["export", "--scale", "4", "--precision", "fp32", "--out", str(tmp_path), "--verify"], terminal_width=200
     )
     assert result.exit_code == 0, result.output
-    (manifest_file,) = (tmp_path / "coarsr-x4-c31").glob("*.json")
+    (folder,) = tmp_path.glob("coarsr-x4-c31-*")  # keyed by the weights' SHA-256 too
+    (manifest_file,) = folder.glob("*.json")
+    assert folder.name == f"coarsr-x4-c31-{json.loads(manifest_file.read_text())['checkpoint_sha256'][:12]}"
     manifest = json.loads(manifest_file.read_text())
     assert Path(manifest["checkpoint"]).name == "coarsr_x4.safetensors"
     assert "pass" in result.output
@@ -94,7 +96,8 @@ def test_cli_export(shared_reference: Path, tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "coarsr-x4-c8" / "coarsr_x4_c8_fp32.onnx").is_file()
+    (graph,) = tmp_path.glob("coarsr-x4-c8-*/coarsr_x4_c8_fp32.onnx")
+    assert graph.is_file()
     assert "pass" in result.output
 
 

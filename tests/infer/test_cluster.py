@@ -152,7 +152,7 @@ def test_each_node_builds_the_plan_for_its_own_gpu_and_never_loads_a_mismatched_
     spec = BackendSpec(backend="trt", device="cuda", artefacts_dir=engines)
     options = InferOptions(stage="coarse", backend=spec)
     sha = {4: SceneWorker(options, None, 1).pool.model(4).info.sha256}
-    folder = engines / "coarsr-x4-c5"
+    folder = engines / f"coarsr-x4-c5-{sha[4][:12]}"
 
     gpu("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")  # the first node: builds its plan
     info = SceneWorker(options, None, 1).prepare(__version__, str(tmp_path), str(tmp_path), sha, [(4, 5)])
