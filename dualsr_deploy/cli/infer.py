@@ -187,6 +187,12 @@ def infer(
         help="Write a quality layer beside each output: 0 no-data, 1 computed from filled input, 2 clean.",
         rich_help_panel="Output",
     ),
+    zarr_format: int | None = typer.Option(
+        None,
+        "--zarr-format",
+        help="Zarr outputs in format 2 (for readers with zarr-python 2) or 3 (default, where zarr-python ≥ 3).",
+        rich_help_panel="Output",
+    ),
     units: str = typer.Option(
         "source",
         help="source (the input's units and dtype, no-data and bad bands kept) or normalised (float32 in [0, 1]).",
@@ -268,6 +274,7 @@ def infer(
         masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None, product_masks),
         units=units,
         qa=qa,
+        zarr_format=zarr_format,
         key=key,
         layout=layout,
         root=root,

@@ -325,12 +325,22 @@ class _ZarrStrips(StripWriter):
     """Zarr: the store (metadata, coordinates) made by the whole-scene writer over a lazy cube, then the cube's rows
     written by region."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, units: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        meta: SceneMeta,
+        units: str,
+        factor: float | None,
+        zarr_format: int | None,
+    ) -> None:
         super().__init__(path, shape, dtype, meta)
         with self._removed_on_error():
             from dualsr_deploy.data.zarr_writer import open_zarr_cube
 
-            self.cube = open_zarr_cube(self.staging / path.name, shape, self.dtype, meta.to_json(), meta, units)
+            store = self.staging / path.name
+            self.cube = open_zarr_cube(store, shape, self.dtype, meta.to_json(), meta, units, factor, zarr_format)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.cube[:, first_row : first_row + rows.shape[1]] = rows
@@ -350,10 +360,12 @@ def open_strips(
     dtype: str | np.dtype = "float32",
     units: str = "normalised",
     factor: float | None = None,
+    zarr_format: int | None = None,
 ) -> StripWriter:
     """A :class:`StripWriter` for ``path`` (its suffix chooses the format, as for ``write_scene``); ``dtype``: float32
     (normalised units) or the source's (``units="source"``); ``factor``: the scale factor a file in the source's
-    units declares, as :func:`~dualsr_deploy.data.writers.declared_factor` gives it."""
+    units declares, as :func:`~dualsr_deploy.data.writers.declared_factor` gives it; ``zarr_format``: as for
+    ``write_scene``."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
@@ -372,7 +384,7 @@ def open_strips(
         return _GeoTiffStrips(target, shape, kind, meta, units, factor)
     if suffix == ".nc":
         return _NetcdfStrips(target, shape, kind, meta)
-    return _ZarrStrips(target, shape, kind, meta, units)
+    return _ZarrStrips(target, shape, kind, meta, units, factor, zarr_format)
 
 
 __all__ = ["GDAL_CACHE_MB", "StripWriter", "open_strips"]

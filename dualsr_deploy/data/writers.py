@@ -36,12 +36,14 @@ def write_scene(
     attrs: Mapping[str, str] | None = None,
     units: str = "normalised",
     mat_version: str | None = None,
+    zarr_format: int | None = None,
 ) -> Path:
     """Write ``scene`` to ``path`` in the format its suffix names; return the path written.
 
     ``attrs``: extra string attributes (e.g. ``model``, ``scale``, ``stage``, ``backend``) stored with the cube.
     ``units``: ``normalised`` (float32 in [0, 1]) or ``source`` (the source's units and dtype).
     ``mat_version``: ``5`` or ``7.3`` for ``.mat``; default 7.3 only when the cube passes 2 GB.
+    ``zarr_format``: 2 or 3 for ``.zarr``; default 3 where the installed zarr-python writes it.
     A name ending in ``.cog.tif`` is written as a Cloud-Optimized GeoTIFF.
     """
     target = Path(path)
@@ -74,7 +76,8 @@ def write_scene(
     elif suffix == ".zarr":
         from dualsr_deploy.data.zarr_writer import write_zarr
 
-        write_zarr(target, data, meta_json, dataclasses.replace(scene, meta=meta), units)
+        zarr_scene = dataclasses.replace(scene, meta=meta)
+        write_zarr(target, data, meta_json, zarr_scene, units, declared_factor(meta, units), zarr_format)
     else:
         _write_envi(target, data, meta_json, dataclasses.replace(scene, meta=meta), units)
     return target

@@ -246,6 +246,7 @@ class InferOptions:
     masking: Masking = field(default_factory=Masking)
     units: str = "source"  # outputs in the input's units and dtype, or float32 in [0, 1] ("normalised")
     qa: bool = False  # write a per-pixel quality layer beside each output (see dualsr_deploy.infer.quality)
+    zarr_format: int | None = None  # Zarr outputs: 2 or 3; None: 3 where the installed zarr-python writes it
     key: str | None = None
     layout: str | None = None
     root: Path | None = None
@@ -280,6 +281,8 @@ class InferOptions:
             raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if self.units not in UNITS:
             raise InputError(f"unknown --units {self.units!r}; choose one of {', '.join(UNITS)}")
+        if self.zarr_format not in (None, 2, 3):
+            raise InputError(f"--zarr-format {self.zarr_format}: give 2 or 3")
         if self.resume and self.overwrite:
             raise InputError("--resume continues a run and --overwrite redoes it: give one of them")
         if self.stage == "dual":

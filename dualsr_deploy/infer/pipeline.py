@@ -54,6 +54,7 @@ class Result:
     attrs: dict[str, str]
     units: str = "source"
     qa: Scene | None = None  # the quality layer to write beside the output (--qa)
+    zarr_format: int | None = None
 
 
 def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord | None) -> LoadedScene:
@@ -191,7 +192,8 @@ def _result(
         seconds=seconds,
         qa=quality_counts(qa) if qa is not None else None,
     )
-    return Result(record, item.planned.output, scene, ctx.output_attrs(), ctx.options.units, qa)
+    options = ctx.options
+    return Result(record, item.planned.output, scene, ctx.output_attrs(), options.units, qa, options.zarr_format)
 
 
 UNCOMPRESSED = (".npy", ".hdr")  # outputs written byte for byte: their size is the cube's
@@ -208,10 +210,11 @@ def write_result(result: Result) -> SceneRecord:
             needed = result.scene.cube.size * itemsize
             if needed > free_bytes(result.path.parent):
                 raise no_space(result.path, needed)
-        write_scene(result.path, result.scene, attrs=result.attrs, units=result.units)
+        write_scene(result.path, result.scene, attrs=result.attrs, units=result.units, zarr_format=result.zarr_format)
         if result.qa is not None:
             layer = f"writing the quality layer {qa_path(result.path)}"
-            write_scene(qa_path(result.path), result.qa, attrs=result.attrs, units="source")
+            qa = qa_path(result.path)
+            write_scene(qa, result.qa, attrs=result.attrs, units="source", zarr_format=result.zarr_format)
         fingerprint(record)
     except Exception as exc:  # any failure is this scene's, never the run's
         text = str(exc)

@@ -275,6 +275,7 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
             dtype=dtype,
             units=options.units,
             factor=factor,
+            zarr_format=options.zarr_format,
         ) as writer:
             try:
                 weight = scene.run(writer)
@@ -301,7 +302,9 @@ def _write_quality(scene: _StreamedScene, output: Path, meta: SceneMeta, ctx: Sc
     shell = Scene(output.stem, np.zeros((1, 1, 1), dtype=np.float32), meta)
     layer = quality(valid, valid.shape, shell, ctx.options.scale, reach(ctx.pool, ctx.options))
     try:
-        write_scene(qa_path(output), layer, attrs=ctx.output_attrs(), units="source")
+        write_scene(
+            qa_path(output), layer, attrs=ctx.output_attrs(), units="source", zarr_format=ctx.options.zarr_format
+        )
     except Exception as exc:
         raise DataError(f"writing the quality layer {qa_path(output)}: {exc}") from exc
     return quality_counts(layer)

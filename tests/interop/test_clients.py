@@ -293,19 +293,34 @@ def test_zarr_output_opens_in_xarray_with_its_coordinates_and_resumes(geotiff_in
     infer(geotiff_input, tmp_path / "h5", "--stage", "coarse", "--format", "h5")
     (store,) = (tmp_path / "zarr").glob("*.zarr")
     (h5,) = (tmp_path / "h5").glob("*.h5")
-    with xr.open_zarr(store) as ds, xr.open_dataset(h5, engine="h5netcdf", phony_dims="sort") as reference:
+    raw = {"mask_and_scale": False}  # the stored values, as the HDF5 output holds them
+    with (
+        xr.open_zarr(store, **raw) as ds,
+        xr.open_dataset(h5, engine="h5netcdf", phony_dims="sort") as reference,
+    ):
         cube = ds["cube"]
         assert cube.dims == ("band", "y", "x")
         assert cube.shape == (20, 32, 32)
         np.testing.assert_allclose(ds["wavelength"].values[:2], [0.42, 0.44])
         np.testing.assert_allclose(ds["x"].values[:2], [362175 + 7.5, 362175 + 22.5])  # the finer pixel centres
-        assert "EPSG" in cube.attrs["crs_wkt"] or "UTM" in cube.attrs["crs_wkt"]
-        assert cube.encoding["_FillValue"] == -32768
+        wkt = ds["spatial_ref"].attrs["crs_wkt"]  # the CF grid mapping rioxarray and GDAL read
+        assert "EPSG" in wkt or "UTM" in wkt
+        assert cube.attrs["_FillValue"] == -32768
+        assert cube.attrs["dualsr_units"] == "source"
+        assert "units" not in cube.attrs
         np.testing.assert_array_equal(cube.values, reference["cube"].values)
-    assert (store / ".zmetadata").is_file()  # consolidated
+    rioxarray = pytest.importorskip("rioxarray")
+    with xr.open_zarr(store) as ds:
+        assert rioxarray
+        assert ds["cube"].rio.crs is not None
+        assert ds["cube"].rio.crs.to_epsg() is not None
+    zarr = pytest.importorskip("zarr")
+    assert zarr.open_group(str(store)).metadata.zarr_format == (3 if zarr.__version__.startswith("3") else 2)
+    assert (store / "zarr.json").is_file() or (store / ".zmetadata").is_file()
     record = json.loads((tmp_path / "zarr" / "manifest.jsonl").read_text().splitlines()[0])
     assert record["output_sha256"]
-    (store / "cube" / "0.0.0").unlink()  # a chunk lost: --resume redoes the scene
+    chunk = next(p for p in sorted((store / "cube").rglob("*")) if p.is_file() and not p.name.startswith((".", "zarr")))
+    chunk.unlink()  # a chunk lost: --resume redoes the scene
     said = infer(geotiff_input, tmp_path / "zarr", "--stage", "coarse", "--format", "zarr", "--resume")
     assert "1 done" in said
 

@@ -197,6 +197,6 @@ def test_a_writer_that_cannot_start_leaves_nothing(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="ENVI cannot hold"):
         open_strips(tmp_path / "x.hdr", (2, 4, 4), SceneMeta("s", "npy"), {}, dtype="float16")
-    with pytest.raises(DataError, match="EMIT structure"):
+    with pytest.raises(DataError, match="rebuilds the structure of the EMIT or AVIRIS-3 product"):
         open_strips(tmp_path / "x.nc", (2, 4, 4), SceneMeta("s", "npy"), {})
     assert list(tmp_path.iterdir()) == []  # no staging folder, no partial file
