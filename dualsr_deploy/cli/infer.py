@@ -257,8 +257,6 @@ def infer(
         on_cluster=cluster is not None,
         threads=threads,
     )
-    if spec.precision_choice and not dry_run:
-        console.print(spec.precision_choice)
     options = InferOptions(
         scale=scale,
         stage=stage,
@@ -279,10 +277,18 @@ def infer(
         layout=layout,
         root=root,
     )
-    if options.stage_choice:
-        console.print(options.stage_choice)
+    # what auto chose, said once the archive is planned (not before the error of a wrong path or a locked folder)
+    choices = [text for text in (spec.precision_choice if not dry_run else "", options.stage_choice) if text]
     with InferProgress(disable=dry_run) as bar:
-        report = run_archive(source, out, options, progress=bar.on_event, dry_run=dry_run, cluster=cluster_spec)
+
+        def on_event(event: Event) -> None:
+            if event.kind == "plan":
+                for text in choices:
+                    console.print(escape(text), highlight=False)
+                choices.clear()
+            bar.on_event(event)
+
+        report = run_archive(source, out, options, progress=on_event, dry_run=dry_run, cluster=cluster_spec)
     if dry_run:
         _plan_table(report, f"dry run: {escape(str(source))} → {escape(str(out))}")
         print_skipped(report.not_scenes, report.root or Path("."))
@@ -321,14 +327,16 @@ class InferProgress:
     def __init__(self, *, disable: bool) -> None:
         columns = (
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=40 if console.width >= 120 else 12),  # the rate and time left fit 80 columns
             MofNCompleteColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        self.bar = Progress(*columns, console=console, disable=disable)
+        # transient: the bars go when the run ends (the summary table says how every scene ended), rather than
+        # staying frozen part-way for scenes that failed or were skipped
+        self.bar = Progress(*columns, console=console, disable=disable, transient=True)
         self.scenes = self.tiles = TaskID(0)
         self.strips: dict[str, TaskID] = {}  # a streamed scene's fine-stage steps, each a bar while it runs
 

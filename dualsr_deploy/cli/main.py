@@ -27,7 +27,7 @@ def version() -> None:
     """Print the versions of dualsr-deploy and of the runtimes it can use."""
     import torch
 
-    from dualsr_deploy.runtimes import onnxruntime_providers
+    from dualsr_deploy.runtimes import onnxruntime_providers, openvino_devices, tensorrt_version
 
     console.print(f"dualsr-deploy {__version__}")
     console.print(f"python {platform.python_version()}, torch {torch.__version__}")
@@ -38,6 +38,13 @@ def version() -> None:
         console.print(escape("onnxruntime: not installed (pip install 'dualsr-deploy[cpu]' or '[gpu]')"))
     else:
         console.print(f"onnxruntime {ort} ({', '.join(providers)})")
+    openvino, devices = openvino_devices()
+    if openvino is None:
+        console.print(escape("openvino: not installed (pip install 'dualsr-deploy[openvino]')"))
+    else:
+        console.print(f"openvino {openvino} ({', '.join(devices)})")
+    trt = tensorrt_version()
+    console.print(f"tensorrt {trt}" if trt else escape("tensorrt: not installed (pip install 'dualsr-deploy[gpu]')"))
 
 
 for group in (checkpoint, data, export, infer, evaluate, bench, train):

@@ -14,6 +14,7 @@ the source header's longest or 80 columns, whichever is more; the package's full
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 
 from dualsr_deploy.atomic import TEMP_SUFFIX, temp_prefix
 from dualsr_deploy.data.readers.envi import (
+    DATA_SUFFIX_KEY,
     META_KEY,
     PROJECTION_KEY,
     header_entries,
@@ -47,6 +49,7 @@ class EnviLayout:
     header: str
     interleave: str  # bsq | bil | bip
     byte_order: int  # 0 little-endian, 1 big-endian
+    data_name: str  # the data file's name: the header's without .hdr, then the source's data suffix (or .img)
 
     def stored(self, dtype: np.dtype) -> np.dtype:
         return dtype.newbyteorder(">" if self.byte_order == 1 else "<")
@@ -79,7 +82,16 @@ def envi_layout(
         raise DataError(
             f"{header}: a header line of {len(too_long[0])} characters ({too_long[0][:40]}…); the limit is {longest}"
         )
-    return EnviLayout(text, interleave, byte_order)
+    return EnviLayout(text, interleave, byte_order, data_path(header, meta).name)
+
+
+def data_path(header: Path, meta: SceneMeta) -> Path:
+    """The data file written beside ``header``: named like the source's data file (AVIRIS-NG's and EMIT's have no
+    suffix, others ``.img``, ``.dat`` …), ``.img`` for sources that are not ENVI."""
+    suffix = meta.attrs.get(DATA_SUFFIX_KEY, ".img")
+    if not re.fullmatch(r"(\.[A-Za-z0-9_]{1,12})?", suffix):  # an attribute is a claim: only a plain suffix
+        suffix = ".img"
+    return header.with_name(header.name[: -len(header.suffix)] + suffix)
 
 
 def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None) -> None:
@@ -89,16 +101,17 @@ def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, uni
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.stem), suffix=TEMP_SUFFIX))
     try:
-        _write_raw(staging / target.with_suffix(".img").name, data, layout.interleave, layout.byte_order)
+        _write_raw(staging / layout.data_name, data, layout.interleave, layout.byte_order)
         publish_envi(target, staging, layout, meta_json)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def publish_envi(target: Path, staging: Path, layout: EnviLayout, meta_json: str) -> None:
-    """Move ``staging/<name>.img`` (written) to ``target``'s ``.img``, with its provenance and header: data and
+    """Move the data file written in ``staging`` beside ``target``, with its provenance and header: data and
     provenance first, so that a header never points at a missing file."""
-    header, image = target.with_suffix(".hdr"), target.with_suffix(".img")
+    header = target.with_suffix(".hdr")
+    image = header.with_name(layout.data_name)
     (staging / sidecar_of(header).name).write_text(meta_json)
     (staging / header.name).write_text(layout.header, encoding="latin-1", errors="replace")
     os.replace(staging / image.name, image)

@@ -208,7 +208,7 @@ class _EnviStrips(StripWriter):
             self.layout = envi_layout(path, shape, self.dtype, meta, units, factor)
             self.stored = self.layout.stored(self.dtype)
             c, h, w = shape
-            self.raw = RawFile(self.staging / path.with_suffix(".img").name, c * h * w * self.dtype.itemsize)
+            self.raw = RawFile(self.staging / self.layout.data_name, c * h * w * self.dtype.itemsize)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         c, h, w = self.shape

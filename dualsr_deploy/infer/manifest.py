@@ -81,8 +81,9 @@ class SceneRecord:
 def output_files(output: Path) -> list[Path]:
     """The files that hold an output: ENVI's header and its data file, every file of a Zarr store (a folder), else
     the file itself."""
-    if output.suffix.lower() == ".hdr":
-        return [output, output.with_suffix(".img")]
+    if output.suffix.lower() == ".hdr":  # the data file as ENVI readers find it: no suffix, else .img
+        bare = output.with_name(output.name[: -len(output.suffix)])
+        return [output, bare if bare.is_file() else output.with_suffix(".img")]
     if output.is_dir():
         return sorted(p for p in output.rglob("*") if p.is_file())
     return [output]

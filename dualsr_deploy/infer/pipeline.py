@@ -233,10 +233,10 @@ def remove_outputs(output: Path, qa: bool) -> None:
     import shutil
 
     for path in written_files(output, qa):
-        if path.is_dir() and not path.is_symlink():  # a Zarr store
+        if path.suffix.lower() == ".zarr" and path.is_dir() and not path.is_symlink():  # a Zarr store
             shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        elif path.is_file() or path.is_symlink():  # never a folder (other scenes' outputs may live in one)
+            path.unlink()
 
 
 def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:

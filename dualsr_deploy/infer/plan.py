@@ -120,7 +120,8 @@ def written_files(output: Path, qa: bool) -> list[Path]:
 
     def of(path: Path) -> list[Path]:
         if path.suffix.lower() == ".hdr":
-            return [path, path.with_suffix(".img"), sidecar_of(path)]
+            bare = path.with_name(path.name[: -len(path.suffix)])  # a data file named as its source's (no suffix)
+            return [path, path.with_suffix(".img"), bare, sidecar_of(path)]
         if path.suffix.lower() == ".npy":
             return [path, sidecar(path)]
         return [path]

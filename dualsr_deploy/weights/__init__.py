@@ -79,6 +79,7 @@ class ShippedWeights:
     steps: int | None
     validation: dict[str, float]
     sha256: str
+    computed_in: str = ""  # how the validation was computed while training (e.g. "bf16 autocast")
 
 
 def list_shipped() -> list[ShippedWeights]:
@@ -104,6 +105,7 @@ def list_shipped() -> list[ShippedWeights]:
                     steps=provenance.get("steps"),
                     validation={k: float(v) for k, v in provenance.get("validation", {}).items()},
                     sha256=info.sha256,
+                    computed_in=str(provenance.get("computed_in", "")),
                 )
             )
     return found

@@ -2,7 +2,7 @@
 the cube ``reflectance`` and the band centres ``wavelength`` (and ``fwhm`` when present). The band axis is the one
 whose length is the number of wavelengths (the others are rows and columns, in that order); the fill value comes from
 ``_FillValue``; CF georeferencing is taken where a grid-mapping variable carries GDAL's ``GeoTransform`` and
-``spatial_ref``. No AVIRIS-3 sample or format document could be had here: this follows the structure the issue
+``spatial_ref``. No AVIRIS-3 sample or format document could be had here: this follows the structure the task
 describes, and the tests build files to it.
 """
 

@@ -19,6 +19,7 @@ from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require
 
 _INTERLEAVE_LAYOUT = {"bsq": "chw", "bil": "hcw", "bip": "hwc"}
+DATA_SUFFIX_KEY = "envi data suffix"  # the source data file's suffix ("" for AVIRIS-NG's), written back the same
 META_KEY = "dualsr scene base64"  # provenance inside headers written before sidecars (still read)
 SIDECAR_SUFFIX = ".dualsr.json"
 
@@ -156,6 +157,7 @@ class EnviReader(SceneReader):
         meta = self._image.metadata
         super().__init__(header, header.stem, layout=_INTERLEAVE_LAYOUT.get(interleave, "chw"), confine=confine)
         self.claim(data, "ENVI data file")
+        self.attrs[DATA_SUFFIX_KEY] = data.name[len(header.name) - len(header.suffix) :]
         bands = self.shape[0]
         if "wavelength" in meta:
             self.wavelengths = numbers(meta["wavelength"], "wavelength", header, count=bands)
