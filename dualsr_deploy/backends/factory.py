@@ -39,6 +39,11 @@ def check_backend(name: str, precision: str, device: str) -> None:
             f"--precision {precision}"
         )
     if kind.cuda_only and not device.startswith("cuda"):
+        if not torch.cuda.is_available():  # advice that works here: this machine has no CUDA device to give
+            raise InputError(
+                f"the {name} backend runs on an NVIDIA GPU with CUDA, and this machine has none; use --backend "
+                "torch, onnx or openvino here, or run on a GPU machine"
+            )
         raise InputError(f"the {name} backend runs on a CUDA GPU; give --device cuda")
     if kind.devices == "openvino" and device.startswith("cuda"):
         raise InputError(f"the {name} backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")

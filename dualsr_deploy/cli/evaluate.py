@@ -60,6 +60,10 @@ def _summary(report: object, paths: dict[str, Path]) -> None:
             "",
         )
     console.print(table)
+    from dualsr_deploy.evaluation.reports import gains
+
+    if gains(report):
+        console.print(escape(gains(report)), highlight=False)
     for name, error in report.failed:
         console.print(f"[red]failed[/] {escape(name)}: {escape(error)}", soft_wrap=True)
     console.print("report: " + ", ".join(escape(str(p)) for p in paths.values()))

@@ -206,10 +206,12 @@ def scene_figures(
     axes[0][0].legend(fontsize=7)
     out["spectra"] = png_bytes(fig)
     captions["errors"] = "Absolute error of chosen bands, one colour scale for all methods"
-    captions["spectra"] = (
-        "Spectra against ground truth at pixels picked where bicubic and the last method do worst, and "
+    count = "one pixel" if len(picks) == 1 else f"{len(picks)} pixels"
+    captions["spectra"] = f"Spectra against ground truth at {count}, " + (
+        "picked where the methods do worst or at a typical pixel (each panel's title says why)"
+        if not pixels
+        else "given with --pixel"
     )
-    captions["spectra"] += "at a typical pixel (each panel says why)" if not pixels else "at the pixels given"
     for key, text in captions.items():
         out[f"caption:{key}"] = text.encode()
     return out
