@@ -146,13 +146,16 @@ GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk", ".tfw", ".tifw", ".tiffw", ".wld", 
 
 
 def gdal_sidecars(image: Path) -> list[Path]:
-    """The files GDAL may read beside ``image``: ``scene.tif.aux.xml`` and ``scene.aux.xml`` forms, any case."""
-    names = {image.name + suffix for suffix in GDAL_SIDECARS} | {image.stem + suffix for suffix in GDAL_SIDECARS}
-    try:
-        present = {entry.lower(): entry for entry in os.listdir(image.parent or ".")}
-    except OSError:
-        return []
-    return [image.with_name(present[name.lower()]) for name in sorted(names) if name.lower() in present]
+    """The files GDAL may read beside ``image`` that are there: ``scene.tif.aux.xml`` and ``scene.aux.xml`` forms,
+    lower and upper case (a few ``lstat`` calls, not a listing of the folder: archives hold thousands of files)."""
+    found = []
+    for base in dict.fromkeys((image.name, image.stem)):
+        for suffix in GDAL_SIDECARS:
+            for variant in dict.fromkeys((suffix, suffix.upper())):
+                candidate = image.with_name(base + variant)
+                if os.path.lexists(candidate) and candidate not in found:
+                    found.append(candidate)
+    return found
 
 
 __all__ = [

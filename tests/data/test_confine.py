@@ -208,3 +208,23 @@ def test_flaash_int16_reflectance_is_scaled_once(tmp_path: Path) -> None:
         scene = reader.load()
     assert scene.meta.scale_factor == 10000.0
     np.testing.assert_allclose(scene.cube, raw / 10000.0, rtol=1e-6)
+
+
+def test_a_gdal_sidecar_linked_out_of_the_root_fails_its_geotiff(tmp_path: Path) -> None:
+    """GDAL reads ``scene.tif.aux.xml`` on its own when it is there: a link of that name out of the archive is
+    refused like any sidecar, before GDAL opens the image."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    archive, outside = tmp_path / "archive", tmp_path / "outside"
+    archive.mkdir()
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 6, "dtype": "uint16", "crs": "EPSG:32611"}
+    with rasterio.open(archive / "scene.tif", "w", transform=from_origin(5e5, 4e6, 30, 30), **profile) as dataset:
+        dataset.write(np.ones((6, 8, 8), np.uint16))
+    with open_scene(archive / "scene.tif") as reader:
+        assert reader.files == [archive / "scene.tif"]
+    (archive / "scene.tif.aux.xml").symlink_to(hostile.secret_file(outside))
+    (entry,) = open_archive(archive).entries
+    assert entry.error is not None
+    assert "GDAL sidecar" in entry.error
+    assert "out of the archive root" in entry.error
