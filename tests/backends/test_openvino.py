@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -99,10 +100,20 @@ def test_infer_with_openvino_and_an_ir_from_other_weights(tmp_path: Path) -> Non
     assert record["backend"] == "openvino-cpu-fp32"
     assert list(engines.rglob("*.xml"))  # converted on first need
     other = write_checkpoint(random_coarsr(2), tmp_path / "other.safetensors", neighbour_rule="paper")
-    refused = runner.invoke(
-        app, ["infer", str(archive), "-o", str(tmp_path / "sr2"), "--scale", "2", "--stage", "coarse",
-              "--backend", "openvino", "--precision", "fp32", "--engines", str(engines), "--weights", str(other)],
-    )  # fmt: skip
+    command = ["infer", str(archive), "--scale", "2", "--stage", "coarse", "--backend", "openvino", "--precision",
+               "fp32", "--engines", str(engines), "--weights", str(other)]  # fmt: skip
+    both = runner.invoke(app, [*command, "-o", str(tmp_path / "sr2")])
+    assert both.exit_code == 0, both.output  # other weights: their own variant folder beside the first
+    folders = sorted({xml.parent for xml in engines.rglob("*.xml")})
+    assert len(folders) == 2
+    from dualsr_deploy.checkpoint import read_checkpoint
+
+    digest = read_checkpoint(other)[1].sha256[:12]
+    (mine,) = (f for f in folders if f.name.endswith(digest))
+    (shipped,) = (f for f in folders if f != mine)
+    for file in shipped.iterdir():  # the shipped weights' IR copied over the other weights' by hand
+        shutil.copy(file, mine / file.name)
+    refused = runner.invoke(app, [*command, "-o", str(tmp_path / "sr3")])
     assert refused.exit_code == 2
     assert "exported from other weights" in " ".join(refused.output.split())
 
