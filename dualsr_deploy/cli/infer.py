@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -418,6 +418,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
         *([Column("worker", None)] if on_cluster else []),
         Column("seconds", "s", "right"),
         Column("SAM weight", None, "right"),
+        Column("back to LR (area)", None, "right"),
         Column("error or notes", note=True),
     ]
     rows = []
@@ -433,6 +434,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
                 *([escape(record.worker or "-")] if on_cluster else []),
                 f"{record.seconds.get('total', 0):.1f}",
                 f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
+                _consistency(record.consistency),
                 escape(record.error or "; ".join(record.notes)),
             ]
         )
@@ -449,6 +451,14 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
         console.print("[yellow]interrupted[/]: finished scenes are kept; continue with the same command and --resume")
     for why in report.broken:
         console.print(f"[red]run broken[/]: {escape(why)}; exit 1, finished scenes are kept (--resume continues)")
+
+
+def _consistency(figures: dict[str, Any] | None) -> str:
+    """``48.2 dB, 0.31°``: the output averaged back to the LR grid against its input (PSNR, mean spectral angle)."""
+    if not figures:
+        return "-"
+    area = figures["area"]
+    return f"{area['psnr_db']:.1f} dB, {area['sam_deg']:.2f}°"
 
 
 def register(app: typer.Typer) -> None:

@@ -37,7 +37,9 @@ class SceneRecord:
       ``streamed``), ``tiles`` (LR tiles planned, both models for ``dual``), ``worker`` (cluster runs).
     - What came out: ``shape_in``/``shape_out`` (bands, rows, columns), ``sam_weight`` (the fine stage's SAM
       weight), ``seconds`` (read, coarse, fine, write, total), ``notes`` (segments, filled pixels, clipped values,
-      why a scene was redone), ``qa`` (output pixels per quality class with ``--qa``).
+      why a scene was redone), ``qa`` (output pixels per quality class with ``--qa``), ``consistency`` (the
+      output brought back to the LR grid by bicubic and area degradation and compared with its input: PSNR, MAE,
+      spectral angle mean and 99th percentile, worst band; and the detail it adds over bicubic).
     """
 
     name: str
@@ -65,6 +67,8 @@ class SceneRecord:
     notes: list[str] = field(default_factory=list)
     worker: str | None = None  # host:pid of the cluster worker that wrote it (cluster runs)
     qa: dict[str, int] | None = None  # output pixels per quality class (--qa): invalid, filled, clean
+    # the output brought back to the LR grid and compared with its input (dualsr_deploy.infer.consistency)
+    consistency: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, [], {})}, sort_keys=True)

@@ -20,6 +20,7 @@ from dualsr_deploy.atomic import free_bytes, no_space
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
+from dualsr_deploy.infer.consistency import scene_consistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
@@ -184,6 +185,9 @@ def _result(
     qa = None
     if ctx.options.qa:
         qa = quality(lr.valid, lr.cube.shape[1:], scene, ctx.options.scale, reach(ctx.pool, ctx.options))
+    t = time.perf_counter()
+    faithful = scene_consistency(lr.cube, lr.valid, lr.good, scene.cube, ctx.options.scale, lr.meta.scale_factor)
+    seconds["consistency"] = time.perf_counter() - t
     record = ctx.finished(
         item.planned,
         facts,
@@ -191,6 +195,7 @@ def _result(
         sam_weight=weight,
         seconds=seconds,
         qa=quality_counts(qa) if qa is not None else None,
+        consistency=faithful,
     )
     options = ctx.options
     return Result(record, item.planned.output, scene, ctx.output_attrs(), options.units, qa, options.zarr_format)

@@ -115,6 +115,7 @@ def finished_record(
     seconds: dict[str, float],
     qa: dict[str, int] | None,
     worker: str | None = None,
+    consistency: dict[str, Any] | None = None,
 ) -> SceneRecord:
     """The ``ok`` record of a computed scene, held whole or streamed."""
     return scene_record(
@@ -128,6 +129,7 @@ def finished_record(
         sam_weight=sam_weight,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         qa=qa,
+        consistency=consistency,
     )
 
 

@@ -28,6 +28,7 @@ from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
+from dualsr_deploy.infer.consistency import Consistency, StripConsistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import WORK_DIR, Event
@@ -66,14 +67,23 @@ class _StreamedScene:
         self.device = ctx.pool.backend(ctx.options.scale, self.network[0][1] - self.network[0][0]).device
         self.margin = fill_margin(reach(ctx.pool, ctx.options))
         self.floor = floor_tensor(meta.band_floor, self.device)
-        self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0}
+        self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0, "consistency": 0.0}
         self.stores: list[RowStore] = []
+        good = np.ones(self.bands, dtype=bool)
+        good[list(meta.bad_bands)] = False
+        check = Consistency(good, ctx.options.scale, meta.scale_factor)
+        self.consistency = StripConsistency(check, self._consistency_rows, self.height, self.width)
 
     def _load(self, start: int, stop: int) -> Scene:
         scene = self.reader.load(
             self.ctx.options.normalise, Window(start, 0, stop - start, self.width), self.ctx.options.masking
         )
         return scene
+
+    def _consistency_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        scene = self._load(start, stop)
+        valid = scene.valid if scene.valid is not None else np.ones((stop - start, self.width), dtype=bool)
+        return scene.cube, valid
 
     def lr_rows(self, start: int, stop: int) -> torch.Tensor:
         """LR rows [start, stop) as the network sees them: invalid pixels filled, bad bands 0."""
@@ -162,9 +172,12 @@ class _StreamedScene:
             self._write_part(writer, first_row + top, rows[:, top : top + step])
 
     def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
-        t = time.perf_counter()
         scale = self.ctx.options.scale
         values = rows.cpu().numpy()
+        t = time.perf_counter()
+        self.consistency.add_rows(first_row, values)
+        self.seconds["consistency"] += time.perf_counter() - t
+        t = time.perf_counter()
         valid = passthrough = None
         if self.meta.bad_bands or self.facts.invalid_pixels:  # the LR rows' flags, read again only where there are some
             index, first = self._at(scale, first_row, first_row + values.shape[1])
@@ -285,12 +298,21 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
             t = time.perf_counter()
             writer.commit()
             scene.seconds["write"] += time.perf_counter() - t
+            t = time.perf_counter()
+            faithful = scene.consistency.finish()
+            scene.seconds["consistency"] += time.perf_counter() - t
         quality = _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
     shutil.rmtree(work, ignore_errors=True)
     seconds = dict(scene.seconds)
     seconds["total"] = sum(seconds.values())
     return ctx.finished(
-        planned, scene.facts, shape_out=[c, scale * h, scale * w], sam_weight=weight, seconds=seconds, qa=quality
+        planned,
+        scene.facts,
+        shape_out=[c, scale * h, scale * w],
+        sam_weight=weight,
+        seconds=seconds,
+        qa=quality,
+        consistency=faithful,
     )
 
 

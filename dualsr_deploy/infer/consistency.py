@@ -1,0 +1,185 @@
+"""How faithful an output is to its own input, without ground truth: the SR brought back to the LR grid and compared
+with the LR it came from (what ESA's OpenSR benchmark calls consistency), for every output as it is written.
+
+Two operators bring the SR back: ``bicubic``, MATLAB's ``imresize(sr, 1/s)`` (the degradation the fine stage itself
+inverts), and ``area``, the mean of each s×s block (operator-neutral: what an outside judge would do). Each is
+compared with the LR on its valid pixels and good bands, in the product's units (normalised × the scene's factor):
+
+- ``psnr_db``: against the scene's valid range (max − min of the LR's valid values);
+- ``mae``: mean absolute difference, in the product's units;
+- ``sam_deg`` and ``sam_p99_deg``: mean and 99th percentile of the per-pixel spectral angle, degrees;
+- ``worst_band``: the band (0-based) with the largest RMS difference.
+
+``added_detail``: the RMS of SR − ``imresize(lr, s)`` over valid output pixels, relative to the same range: how much
+the output differs from an interpolation of its input. SR values at invalid pixels are taken as 0 before degrading.
+
+The figures are accumulated over row strips (:class:`StripConsistency`), so an in-memory scene and a streamed one
+give the same numbers (to float64 rounding) within a bounded memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualsr_deploy.ops.imresize import imresize
+
+OPERATORS = ("bicubic", "area")
+HALO = 4  # LR rows around a strip: beyond the reach of both bicubic kernels (downscaling ±(2s+1) HR, upscaling ±3 LR)
+STRIP = 64  # LR rows a strip of an in-memory scene
+
+
+class Consistency:
+    """Sums over the LR rows added so far, for ``good`` bands ``(C,)`` at ×``scale``; ``factor``: the scene's
+    normalisation factor (normalised × factor = the product's units)."""
+
+    def __init__(self, good: np.ndarray, scale: int, factor: float) -> None:
+        self.good, self.scale, self.factor = np.asarray(good, dtype=bool), scale, float(factor)
+        bands = int(self.good.sum())
+        self.squared = {op: np.zeros(bands) for op in OPERATORS}  # per good band
+        self.absolute = dict.fromkeys(OPERATORS, 0.0)
+        self.angles: dict[str, list[np.ndarray]] = {op: [] for op in OPERATORS}
+        self.pixels = 0
+        self.low, self.high = math.inf, -math.inf
+        self.detail_squared, self.detail_count = 0.0, 0
+
+    def add(
+        self,
+        lr: np.ndarray,
+        valid: np.ndarray,
+        degraded: dict[str, np.ndarray],
+        sr: np.ndarray,
+        up: np.ndarray,
+    ) -> None:
+        """LR rows ``lr (C, n, W)`` with their validity ``(n, W)``, the SR degraded to them by each operator
+        ``(C, n, W)``, and the SR rows over them ``(C, s·n, s·W)`` with the LR upsampled to them."""
+        good = self.good
+        values = lr[good][:, valid]  # (bands, pixels)
+        if values.size == 0:
+            return
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+        self.pixels += values.shape[1]
+        norms = np.linalg.norm(values, axis=0)
+        for op in OPERATORS:
+            other = degraded[op][good][:, valid]
+            difference = other - values
+            self.squared[op] += (difference**2).sum(axis=1)
+            self.absolute[op] += float(np.abs(difference).sum())
+            dot = (other * values).sum(axis=0)
+            denominator = np.linalg.norm(other, axis=0) * norms
+            usable = denominator > 0
+            cosine = np.clip(dot[usable] / denominator[usable], -1.0, 1.0)
+            self.angles[op].append(np.degrees(np.arccos(cosine)).astype(np.float32))
+        hr_valid = np.repeat(np.repeat(valid, self.scale, axis=0), self.scale, axis=1)
+        detail = (sr[good] - up[good])[:, hr_valid]
+        self.detail_squared += float((detail**2).sum())
+        self.detail_count += detail.size
+
+    def result(self) -> dict[str, Any] | None:
+        """``{"bicubic": {...}, "area": {...}, "added_detail": x}`` (see the module docstring); None when no pixel
+        was valid."""
+        if self.pixels == 0:
+            return None
+        span = self.high - self.low
+        bands = np.flatnonzero(self.good)
+        count = self.pixels * len(bands)
+        out: dict[str, Any] = {}
+        for op in OPERATORS:
+            mse = float(self.squared[op].sum()) / count
+            angles = np.concatenate(self.angles[op]) if self.angles[op] else np.zeros(1, np.float32)
+            out[op] = {
+                "psnr_db": round(10 * math.log10(span * span / mse), 4) if mse > 0 and span > 0 else math.inf,
+                "mae": float(f"{self.absolute[op] / count * self.factor:.6g}"),
+                "sam_deg": round(float(angles.astype(np.float64).mean()), 4),
+                "sam_p99_deg": round(float(np.percentile(angles, 99)), 4),
+                "worst_band": int(bands[int(np.argmax(self.squared[op]))]),
+            }
+        rms = math.sqrt(self.detail_squared / self.detail_count) if self.detail_count else 0.0
+        out["added_detail"] = round(rms / span, 6) if span > 0 else 0.0
+        return out
+
+
+Rows = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # LR rows [start, stop) → (cube (C, n, W), valid (n, W))
+
+
+class StripConsistency:
+    """Feeds :class:`Consistency` from SR rows handed over in order (:meth:`add_rows`), with LR rows read on demand
+    (``lr_rows``); keeps only the SR rows a strip and its halo need."""
+
+    def __init__(self, check: Consistency, lr_rows: Rows, height: int, width: int) -> None:
+        self.check, self.lr_rows, self.height, self.width = check, lr_rows, height, width
+        self.scale = check.scale
+        self.buffer: np.ndarray | None = None  # SR rows from HR row self.top on
+        self.top = 0
+        self.done = 0  # LR rows accounted for
+
+    def add_rows(self, first_row: int, rows: np.ndarray) -> None:
+        """SR rows ``rows (C, n, s·W)`` (normalised) starting at HR row ``first_row``, in order."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if self.buffer is None:
+            self.buffer, self.top = rows, first_row
+        else:
+            expected = self.top + self.buffer.shape[1]
+            if first_row != expected:
+                raise ValueError(f"SR rows from {first_row} given, {expected} expected (rows must come in order)")
+            self.buffer = np.concatenate([self.buffer, rows], axis=1)
+        self._advance(final=False)
+
+    def finish(self) -> dict[str, Any] | None:
+        self._advance(final=True)
+        return self.check.result()
+
+    def _advance(self, *, final: bool) -> None:
+        s = self.scale
+        assert self.buffer is not None or final
+        have = self.top + (self.buffer.shape[1] if self.buffer is not None else 0)  # HR rows received
+        stop = self.height if final else min(self.height, have // s - HALO)
+        while self.done < stop:
+            start, end = self.done, min(stop, self.done + STRIP)
+            self._strip(start, end)
+            self.done = end
+        keep = s * max(self.done - HALO, 0)  # the rows the next strip's halo still needs
+        if self.buffer is not None and keep > self.top:
+            self.buffer, self.top = self.buffer[:, keep - self.top :], keep
+
+    def _strip(self, start: int, stop: int) -> None:
+        s, buffer = self.scale, self.buffer
+        assert buffer is not None
+        lo, hi = max(start - HALO, 0), min(stop + HALO, self.height)
+        cube, valid = self.lr_rows(lo, hi)
+        cube = np.asarray(cube, dtype=np.float64)
+        sr = np.array(buffer[:, s * lo - self.top : s * hi - self.top])
+        sr[:, ~np.repeat(np.repeat(valid, s, axis=0), s, axis=1)] = 0.0  # no-data SR values are not the product's
+        core = slice(start - lo, stop - lo)
+        hr_core = slice(s * (start - lo), s * (stop - lo))
+        bicubic = imresize(torch.from_numpy(sr), 1 / s).numpy()[:, core]
+        c, h, w = sr[:, hr_core].shape
+        area = sr[:, hr_core].reshape(c, h // s, s, w // s, s).mean(axis=(2, 4))
+        up = imresize(torch.from_numpy(cube), s).numpy()[:, hr_core]
+        degraded = {"bicubic": bicubic, "area": area}
+        self.check.add(cube[:, core], valid[core], degraded, sr[:, hr_core], up)
+
+
+def scene_consistency(
+    lr: np.ndarray, valid: np.ndarray | None, good: np.ndarray, sr: np.ndarray, scale: int, factor: float
+) -> dict[str, Any] | None:
+    """The figures of a scene held whole: ``lr (C, h, w)`` and ``sr (C, s·h, s·w)`` normalised, ``valid (h, w)``
+    (None: all), computed strip by strip as a streamed scene's are."""
+    _, h, w = lr.shape
+    mask = np.ones((h, w), dtype=bool) if valid is None else valid
+
+    def rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return lr[:, start:stop], mask[start:stop]
+
+    feeder = StripConsistency(Consistency(good, scale, factor), rows, h, w)
+    step = scale * STRIP
+    for top in range(0, sr.shape[1], step):
+        feeder.add_rows(top, sr[:, top : top + step])
+    return feeder.finish()
+
+
+__all__ = ["OPERATORS", "Consistency", "StripConsistency", "scene_consistency"]

@@ -1,0 +1,96 @@
+"""Per-output consistency: the figures equal an independent NumPy computation, a streamed scene's equal its in-memory
+run's, and they move the right way when the output does not go back to its input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.infer.consistency import scene_consistency
+from dualsr_deploy.ops.imresize import imresize
+
+runner = CliRunner()
+RELATIVE = 1e-6  # float64 sums over strips against one NumPy pass: rounding only
+
+
+def smooth(bands: int, rows: int, cols: int) -> np.ndarray:
+    y, x = np.mgrid[0:rows, 0:cols]
+    return np.stack([0.3 + 0.2 * np.sin(x / 7 + b / 3) * np.cos(y / 9 + b / 5) for b in range(bands)]).astype(
+        np.float32
+    )
+
+
+def test_the_area_figures_equal_an_independent_numpy_computation() -> None:
+    lr, s, factor = smooth(12, 150, 70), 2, 10000.0
+    sr = imresize(torch.from_numpy(lr).double(), s).numpy().astype(np.float32)
+    sr += np.random.default_rng(0).normal(0, 0.01, sr.shape).astype(np.float32)
+    good = np.ones(12, dtype=bool)
+    good[4] = False
+    valid = np.ones((150, 70), dtype=bool)
+    valid[30:40, 10:20] = False
+    got = scene_consistency(lr, valid, good, sr, s, factor)
+    assert got is not None
+    area = sr.astype(np.float64).reshape(12, 150, 2, 70, 2).mean(axis=(2, 4))
+    mine, theirs = area[good][:, valid], lr.astype(np.float64)[good][:, valid]
+    span = theirs.max() - theirs.min()
+    psnr = 10 * math.log10(span**2 / ((mine - theirs) ** 2).mean())
+    cosine = (mine * theirs).sum(0) / (np.linalg.norm(mine, axis=0) * np.linalg.norm(theirs, axis=0))
+    angles = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
+    assert got["area"]["psnr_db"] == pytest.approx(psnr, rel=RELATIVE, abs=1e-4)  # stored to 4 decimals
+    assert got["area"]["mae"] == pytest.approx(np.abs(mine - theirs).mean() * factor, rel=1e-5)  # 6 digits
+    assert got["area"]["sam_deg"] == pytest.approx(angles.mean(), abs=1e-4)
+    assert got["area"]["sam_p99_deg"] == pytest.approx(np.percentile(angles, 99), abs=1e-3)  # float32 angles
+    worst = np.flatnonzero(good)[int(np.argmax(((mine - theirs) ** 2).mean(axis=1)))]
+    assert got["area"]["worst_band"] == worst
+    up = imresize(torch.from_numpy(lr).double(), s).numpy()
+    hr_valid = np.kron(valid, np.ones((2, 2), dtype=bool))
+    detail = np.sqrt(((sr.astype(np.float64) - up)[good][:, hr_valid] ** 2).mean()) / span
+    assert got["added_detail"] == pytest.approx(detail, rel=1e-5)
+
+
+def test_a_shifted_or_foreign_output_goes_back_worse_than_the_true_one() -> None:
+    lr, s = smooth(10, 64, 64), 2
+    true = imresize(torch.from_numpy(lr).double(), s).numpy().astype(np.float32)
+    good = np.ones(10, dtype=bool)
+    base = scene_consistency(lr, None, good, true, s, 1.0)
+    shifted = scene_consistency(lr, None, good, np.roll(true, 1, axis=2), s, 1.0)
+    foreign = scene_consistency(lr, None, good, true[:, ::-1].copy(), s, 1.0)
+    assert base is not None and shifted is not None and foreign is not None
+    for op in ("bicubic", "area"):
+        assert shifted[op]["psnr_db"] < base[op]["psnr_db"] - 5
+        assert foreign[op]["psnr_db"] < base[op]["psnr_db"] - 10
+        assert foreign[op]["sam_deg"] > base[op]["sam_deg"]
+
+
+def test_a_streamed_scene_has_the_in_memory_figures_and_the_manifest_holds_them(tmp_path: Path) -> None:
+    from dualsr_deploy.data import write_scene
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+
+    cube = smooth(12, 40, 36)
+    cube[:, 5:8, 3:9] = -1.0  # no-data
+    meta = SceneMeta("made", "hdf5", nodata=-1.0, wavelengths=tuple(float(w) for w in np.linspace(400, 2400, 12)))
+    write_scene(tmp_path / "lr" / "scene.h5", Scene("scene", cube, meta), units="normalised")
+    figures = {}
+    for name, budget in (("memory", "4G"), ("streamed", "10K")):
+        out = tmp_path / name
+        args = ["infer", str(tmp_path / "lr"), "-o", str(out), "--scale", "2", "--memory-budget", budget]
+        result = runner.invoke(app, [*args, "--tile", "16"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        (record,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        assert record["mode"] == name
+        figures[name] = record["consistency"]
+    memory, streamed = figures["memory"], figures["streamed"]
+    assert set(memory) == {"bicubic", "area", "added_detail"}
+    for op in ("bicubic", "area"):
+        for key in ("psnr_db", "mae", "sam_deg", "sam_p99_deg"):
+            assert streamed[op][key] == pytest.approx(memory[op][key], rel=RELATIVE, abs=2e-4), (op, key)
+        assert streamed[op]["worst_band"] == memory[op]["worst_band"]
+    assert streamed["added_detail"] == pytest.approx(memory["added_detail"], rel=RELATIVE, abs=2e-6)
+    assert memory["area"]["psnr_db"] > 30  # the real output goes back to its input
