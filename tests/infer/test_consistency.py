@@ -62,7 +62,9 @@ def test_a_shifted_or_foreign_output_goes_back_worse_than_the_true_one() -> None
     base = scene_consistency(lr, None, good, true, s, 1.0)
     shifted = scene_consistency(lr, None, good, np.roll(true, 1, axis=2), s, 1.0)
     foreign = scene_consistency(lr, None, good, true[:, ::-1].copy(), s, 1.0)
-    assert base is not None and shifted is not None and foreign is not None
+    assert base is not None
+    assert shifted is not None
+    assert foreign is not None
     for op in ("bicubic", "area"):
         assert shifted[op]["psnr_db"] < base[op]["psnr_db"] - 5
         assert foreign[op]["psnr_db"] < base[op]["psnr_db"] - 10
