@@ -424,10 +424,11 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     rows = []
     for record in report.records:
         colour = "green" if record.status == "ok" else "red"
+        status = "[yellow]suspect[/]" if record.status == "ok" and record.suspect else f"[{colour}]{record.status}[/]"
         rows.append(
             [
                 escape(record.name),
-                f"[{colour}]{record.status}[/]",
+                status,
                 "×".join(map(str, record.shape_out)) if record.shape_out else "-",
                 record.mode or "-",
                 escape(record.weights or "-"),
@@ -435,7 +436,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
                 f"{record.seconds.get('total', 0):.1f}",
                 f"{record.sam_weight:.4f}" if record.sam_weight is not None else "-",
                 _consistency(record.consistency),
-                escape(record.error or "; ".join(record.notes)),
+                escape(record.error or "; ".join([*([record.suspect] if record.suspect else []), *record.notes])),
             ]
         )
     print_table(title, columns, rows)
@@ -443,8 +444,10 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     done = len(report.ok)
     per_minute = 60 * done / report.seconds if report.seconds else 0.0
     manifest = escape(str(report.out_dir / "manifest.jsonl"))
+    suspects = sum(1 for record in report.ok if record.suspect)
     console.print(
-        f"{done} done, {len(report.failed)} failed, {len(report.skipped)} skipped (done before) in "
+        f"{done} done{f' ({suspects} suspect: see their notes)' if suspects else ''}, {len(report.failed)} failed, "
+        f"{len(report.skipped)} skipped (done before) in "
         f"{report.seconds:.1f} s ({per_minute:.1f} scenes/min); manifest: {manifest}"
     )
     if report.interrupted:

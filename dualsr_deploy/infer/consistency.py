@@ -11,7 +11,9 @@ compared with the LR on its valid pixels and good bands, in the product's units 
 - ``worst_band``: the band (0-based) with the largest RMS difference.
 
 ``added_detail``: the RMS of SR − ``imresize(lr, s)`` over valid output pixels, relative to the same range: how much
-the output differs from an interpolation of its input. SR values at invalid pixels are taken as 0 before degrading.
+the output differs from an interpolation of its input; ``bicubic_area_psnr_db``: that interpolation brought back by
+the block mean, the level an output should reach (:func:`suspect` flags one far below it). SR values at invalid
+pixels are taken as 0 before degrading.
 
 The figures are accumulated over row strips (:class:`StripConsistency`), so an in-memory scene and a streamed one
 give the same numbers (to float64 rounding) within a bounded memory.
@@ -29,6 +31,11 @@ import torch
 from dualsr_deploy.ops.imresize import imresize
 
 OPERATORS = ("bicubic", "area")
+# An output is suspect when its block mean goes back to its input worse than the bicubic interpolation of that
+# input does, by more than this: on the nine product samples at ×2 the outputs were 0.9-3.4 dB above the
+# interpolation, and the same outputs shifted by one output pixel 10.2-16.6 dB below it (another scene, a wrong scale
+# or wrong units: 13-60 dB below).
+SUSPECT_MARGIN_DB = 3.0
 HALO = 4  # LR rows around a strip: beyond the reach of both bicubic kernels (downscaling ±(2s+1) HR, upscaling ±3 LR)
 STRIP = 64  # LR rows a strip of an in-memory scene
 
@@ -46,6 +53,7 @@ class Consistency:
         self.pixels = 0
         self.low, self.high = math.inf, -math.inf
         self.detail_squared, self.detail_count = 0.0, 0
+        self.reference_squared = 0.0  # bicubic(LR) brought back by the block mean: the level an output should reach
 
     def add(
         self,
@@ -74,7 +82,11 @@ class Consistency:
             usable = denominator > 0
             cosine = np.clip(dot[usable] / denominator[usable], -1.0, 1.0)
             self.angles[op].append(np.degrees(np.arccos(cosine)).astype(np.float32))
-        hr_valid = np.repeat(np.repeat(valid, self.scale, axis=0), self.scale, axis=1)
+        s = self.scale
+        c, h, w = up.shape
+        reference = up.reshape(c, h // s, s, w // s, s).mean(axis=(2, 4))[good][:, valid]
+        self.reference_squared += float(((reference - values) ** 2).sum())
+        hr_valid = np.repeat(np.repeat(valid, s, axis=0), s, axis=1)
         detail = (sr[good] - up[good])[:, hr_valid]
         self.detail_squared += float((detail**2).sum())
         self.detail_count += detail.size
@@ -100,7 +112,23 @@ class Consistency:
             }
         rms = math.sqrt(self.detail_squared / self.detail_count) if self.detail_count else 0.0
         out["added_detail"] = round(rms / span, 6) if span > 0 else 0.0
+        mse = self.reference_squared / count
+        out["bicubic_area_psnr_db"] = round(10 * math.log10(span * span / mse), 4) if mse > 0 and span > 0 else math.inf
         return out
+
+
+def suspect(figures: dict[str, Any] | None) -> str | None:
+    """Why an output does not go back to its input (see :data:`SUSPECT_MARGIN_DB`), or None."""
+    if not figures:
+        return None
+    got, level = figures["area"]["psnr_db"], figures["bicubic_area_psnr_db"]
+    if got < level - SUSPECT_MARGIN_DB:
+        return (
+            f"averaged back to the input's grid it is {level - got:.1f} dB further from the input than bicubic "
+            f"interpolation is ({got:.1f} against {level:.1f} dB; suspect past {SUSPECT_MARGIN_DB:g} dB): a shifted "
+            "grid, another scene, a wrong scale or wrong units"
+        )
+    return None
 
 
 Rows = Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # LR rows [start, stop) → (cube (C, n, W), valid (n, W))
@@ -182,4 +210,4 @@ def scene_consistency(
     return feeder.finish()
 
 
-__all__ = ["OPERATORS", "Consistency", "StripConsistency", "scene_consistency"]
+__all__ = ["OPERATORS", "SUSPECT_MARGIN_DB", "Consistency", "StripConsistency", "scene_consistency", "suspect"]

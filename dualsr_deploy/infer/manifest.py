@@ -69,6 +69,7 @@ class SceneRecord:
     qa: dict[str, int] | None = None  # output pixels per quality class (--qa): invalid, filled, clean
     # the output brought back to the LR grid and compared with its input (dualsr_deploy.infer.consistency)
     consistency: dict[str, Any] | None = None
+    suspect: str | None = None  # why the output does not go back to its input (dualsr_deploy.infer.consistency)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, [], {})}, sort_keys=True)

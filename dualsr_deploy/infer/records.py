@@ -11,6 +11,7 @@ import numpy as np
 
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import MIN_SEGMENT
+from dualsr_deploy.infer.consistency import suspect
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.masked import split_segments
 from dualsr_deploy.infer.options import InferOptions
@@ -130,6 +131,7 @@ def finished_record(
         seconds={k: round(v, 3) for k, v in seconds.items()},
         qa=qa,
         consistency=consistency,
+        suspect=suspect(consistency),
     )
 
 

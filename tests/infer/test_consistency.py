@@ -89,10 +89,59 @@ def test_a_streamed_scene_has_the_in_memory_figures_and_the_manifest_holds_them(
         assert record["mode"] == name
         figures[name] = record["consistency"]
     memory, streamed = figures["memory"], figures["streamed"]
-    assert set(memory) == {"bicubic", "area", "added_detail"}
+    assert set(memory) == {"bicubic", "area", "added_detail", "bicubic_area_psnr_db"}
     for op in ("bicubic", "area"):
         for key in ("psnr_db", "mae", "sam_deg", "sam_p99_deg"):
             assert streamed[op][key] == pytest.approx(memory[op][key], rel=RELATIVE, abs=2e-4), (op, key)
         assert streamed[op]["worst_band"] == memory[op]["worst_band"]
     assert streamed["added_detail"] == pytest.approx(memory["added_detail"], rel=RELATIVE, abs=2e-6)
     assert memory["area"]["psnr_db"] > 30  # the real output goes back to its input
+
+
+def test_an_output_that_does_not_go_back_to_its_input_is_marked_suspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule (SUSPECT_MARGIN_DB below bicubic interpolation, block mean back to the LR grid) on outputs broken the
+    ways that happen: shifted by one output pixel, another scene's, a wrong scale, wrong units; never on the true
+    output."""
+    from dualsr_deploy.infer.consistency import suspect
+
+    lr, s = smooth(10, 48, 48), 2
+    good = np.ones(10, dtype=bool)
+    true = imresize(torch.from_numpy(lr).double(), s).numpy().astype(np.float32)
+    other = imresize(torch.from_numpy(smooth(10, 48, 48)[:, ::-1, :].copy()).double(), s).numpy().astype(np.float32)
+    wrong_scale = imresize(torch.from_numpy(lr).double(), 3).numpy().astype(np.float32)[:, :96, :96]
+    assert suspect(scene_consistency(lr, None, good, true, s, 1.0)) is None
+    for broken in (np.roll(true, 1, axis=2), other, wrong_scale, true * 10):
+        reason = suspect(scene_consistency(lr, None, good, broken, s, 1.0))
+        assert reason is not None
+        assert "further from the input than bicubic interpolation" in reason
+    # in a run: the record says so, and the summary counts it
+    from dualsr_deploy.data import write_scene
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+    from dualsr_deploy.infer import pipeline
+
+    write_scene(tmp_path / "lr" / "a.h5", Scene("a", smooth(12, 24, 24), SceneMeta("made", "hdf5")))
+    real = scene_consistency
+
+    def shifted(lr: np.ndarray, valid: object, good: np.ndarray, sr: np.ndarray, *rest: object) -> object:
+        return real(lr, valid, good, np.roll(sr, 1, axis=2), *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "scene_consistency", shifted)
+    args = ["infer", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"), "--scale", "2", "--tile", "16"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in (tmp_path / "sr" / "manifest.jsonl").read_text().splitlines()]
+    assert "further from the input than bicubic interpolation" in record["suspect"]
+    assert "1 done (1 suspect: see their notes)" in " ".join(result.output.split())
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[3] / "shared" / "data" / "products").is_dir(), reason="no products")
+def test_the_shipped_product_samples_are_not_suspect(tmp_path: Path) -> None:
+    products = Path(__file__).parents[3] / "shared" / "data" / "products"
+    result = runner.invoke(app, ["infer", str(products), "-o", str(tmp_path), "--scale", "2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 9
+    assert not [r["name"] for r in records if r.get("suspect")]
+    assert all(r["consistency"]["area"]["psnr_db"] > r["consistency"]["bicubic_area_psnr_db"] for r in records)
