@@ -29,6 +29,7 @@ with a warning otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -169,8 +170,19 @@ def super_resolve(
         data = data.rechunk({0: -1})
     name = str(obj.name or "scene")
     reader = ArrayReader(data, name, _nodata(obj, nodata), _wavelengths(obj, band))
-    values = lazy_result(reader, data, request) if lazy else in_memory(reader, request)
+    figures = None
+    if lazy:
+        values = lazy_result(reader, data, request)
+    else:
+        values, figures = in_memory(reader, request)
     ran = what_ran(reader, request)
+    if figures is not None:  # as dualsr infer's records hold them; one JSON attribute, as netCDF attributes are flat
+        from dualsr_deploy.infer.consistency import suspect
+
+        ran["dualsr_consistency"] = json.dumps(figures, sort_keys=True)
+        reason = suspect(figures)
+        if reason:
+            ran["dualsr_suspect"] = reason
     return _wrap(obj, cube, values, band, rows, cols, scale, ran, reader.nodata)
 
 

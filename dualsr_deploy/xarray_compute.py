@@ -142,14 +142,19 @@ def what_ran(reader: ArrayReader, request: Request) -> dict[str, str]:
     return ran
 
 
-def in_memory(reader: ArrayReader, request: Request) -> np.ndarray:
+def in_memory(reader: ArrayReader, request: Request) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The result's values, and its consistency with its input (:mod:`dualsr_deploy.infer.consistency`)."""
+    from dualsr_deploy.infer.consistency import scene_consistency
+
     route = _route(reader, request)
     options = route.options
     scene = reader.load(options.normalise, masking=options.masking)
     route.prepare_scene(scene)
     device = route.pool.backend(options.scale, _widest(scene)).device
     _coarse, result, _weight = masked_super_resolve(route.runner, options, scene, device)
-    return _raw(scene, result.cpu().numpy(), options)
+    sr = result.cpu().numpy()
+    figures = scene_consistency(scene.cube, scene.valid, scene.good, sr, options.scale, scene.meta.scale_factor)
+    return _raw(scene, sr, options), figures
 
 
 def _widest(scene: Scene) -> int:

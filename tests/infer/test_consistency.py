@@ -145,3 +145,22 @@ def test_the_shipped_product_samples_are_not_suspect(tmp_path: Path) -> None:
     assert len(records) == 9
     assert not [r["name"] for r in records if r.get("suspect")]
     assert all(r["consistency"]["area"]["psnr_db"] > r["consistency"]["bicubic_area_psnr_db"] for r in records)
+
+
+def test_an_xarray_result_carries_the_figures_infer_records(tmp_path: Path) -> None:
+    xr = pytest.importorskip("xarray")
+    from dualsr_deploy.data import write_scene
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+    from dualsr_deploy.xarray import super_resolve
+
+    cube = smooth(12, 24, 24)
+    write_scene(tmp_path / "lr" / "a.h5", Scene("a", cube, SceneMeta("made", "hdf5")), units="normalised")
+    args = ["infer", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse"]
+    result = runner.invoke(app, [*args, "--units", "normalised", "--weights", "cave"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in (tmp_path / "sr" / "manifest.jsonl").read_text().splitlines()]
+    da = xr.DataArray(cube, dims=("band", "y", "x"), name="a")
+    figures = json.loads(super_resolve(da, scale=2, stage="coarse", weights="cave").attrs["dualsr_consistency"])
+    for op in ("bicubic", "area"):
+        assert figures[op]["psnr_db"] == pytest.approx(record["consistency"][op]["psnr_db"], abs=1e-3)
+        assert figures[op]["sam_deg"] == pytest.approx(record["consistency"][op]["sam_deg"], abs=1e-3)
