@@ -187,6 +187,13 @@ def infer(
         help="Write a quality layer beside each output: 0 no-data, 1 computed from filled input, 2 clean.",
         rich_help_panel="Output",
     ),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="bicubic: write the MATLAB-bicubic interpolation of each input beside its output (<name>_bicubic), in "
+        "the same format and units, to compare the two in QGIS or xarray.",
+        rich_help_panel="Output",
+    ),
     zarr_format: int | None = typer.Option(
         None,
         "--zarr-format",
@@ -272,6 +279,7 @@ def infer(
         masking=Masking(tuple(nodata or ()), BadBandSpec.parse(bad_bands) if bad_bands else None, product_masks),
         units=units,
         qa=qa,
+        reference=reference,
         zarr_format=zarr_format,
         key=key,
         layout=layout,

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,15 +157,19 @@ def _braces(items: list[str]) -> str:
 
 
 def _description(source: list[tuple[str, str]], meta: SceneMeta) -> str:
+    """The input's description with a note of what was done, wrapped at :data:`WRAP` columns whatever the weights
+    file or stage is called (a header line past GDAL's limit would be refused)."""
     attrs = meta.attrs
-    note = "  written by dualsr-deploy; provenance in the .dualsr.json beside this header"
+    text = "written by dualsr-deploy; provenance in the .dualsr.json beside this header"
     if "scale" in attrs:
         version = envi_text(attrs.get("dualsr_version", ""))
         stage, weights = envi_text(attrs.get("stage", "?")), envi_text(attrs.get("weights", "?"))
-        note = (
-            f"  super-resolved x{envi_text(attrs['scale'])} by dualsr-deploy {version}".rstrip()
-            + f" ({stage} stage,\n  {weights} weights); provenance in the .dualsr.json beside this header"
+        made = f"{stage} stage, {weights} weights" if "bicubic" not in stage else stage
+        text = (
+            f"super-resolved x{envi_text(attrs['scale'])} by dualsr-deploy {version} ({made}); provenance in the "
+            ".dualsr.json beside this header"
         )
+    note = "\n".join(textwrap.wrap(text, WRAP - 2, initial_indent="  ", subsequent_indent="  ", break_long_words=True))
     original = _value(source, "description", "")
     if original.startswith("{") and original.endswith("}"):
         return original[:-1].rstrip() + "\n" + note + "}"

@@ -247,6 +247,7 @@ class InferOptions:
     units: str = "source"  # outputs in the input's units and dtype, or float32 in [0, 1] ("normalised")
     qa: bool = False  # write a per-pixel quality layer beside each output (see dualsr_deploy.infer.quality)
     zarr_format: int | None = None  # Zarr outputs: 2 or 3; None: 3 where the installed zarr-python writes it
+    reference: str | None = None  # "bicubic": the MATLAB-bicubic interpolation written beside each output
     key: str | None = None
     layout: str | None = None
     root: Path | None = None
@@ -281,6 +282,8 @@ class InferOptions:
             raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if self.units not in UNITS:
             raise InputError(f"unknown --units {self.units!r}; choose one of {', '.join(UNITS)}")
+        if self.reference not in (None, "bicubic"):
+            raise InputError(f"--reference {self.reference}: the reference written beside outputs is bicubic")
         if self.zarr_format not in (None, 2, 3):
             raise InputError(f"--zarr-format {self.zarr_format}: give 2 or 3")
         if self.resume and self.overwrite:

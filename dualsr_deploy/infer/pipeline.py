@@ -27,6 +27,7 @@ from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments,
 from dualsr_deploy.infer.plan import PlannedScene, space_problem, written_files
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
+from dualsr_deploy.infer.reference import bicubic_cube, reference_path
 from dualsr_deploy.infer.streaming import stream_scene
 from dualsr_deploy.ops.fine import finish_stage, floor_tensor
 
@@ -56,6 +57,7 @@ class Result:
     units: str = "source"
     qa: Scene | None = None  # the quality layer to write beside the output (--qa)
     zarr_format: int | None = None
+    reference: Scene | None = None  # the bicubic reference to write beside the output (--reference bicubic)
 
 
 def load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord | None) -> LoadedScene:
@@ -198,7 +200,12 @@ def _result(
         consistency=faithful,
     )
     options = ctx.options
-    return Result(record, item.planned.output, scene, ctx.output_attrs(), options.units, qa, options.zarr_format)
+    reference = None
+    if options.reference == "bicubic":
+        up = bicubic_cube(lr.cube, lr.valid, options.scale, options.clip, lr.meta.band_floor)
+        reference = output_scene(lr, up, options.scale, scene.meta)
+    path = item.planned.output
+    return Result(record, path, scene, ctx.output_attrs(), options.units, qa, options.zarr_format, reference)
 
 
 UNCOMPRESSED = (".npy", ".hdr")  # outputs written byte for byte: their size is the cube's
@@ -220,24 +227,31 @@ def write_result(result: Result) -> SceneRecord:
             layer = f"writing the quality layer {qa_path(result.path)}"
             qa = qa_path(result.path)
             write_scene(qa, result.qa, attrs=result.attrs, units="source", zarr_format=result.zarr_format)
+        if result.reference is not None:
+            layer = f"writing the bicubic reference {reference_path(result.path)}"
+            attrs = {**result.attrs, "stage": "bicubic interpolation (MATLAB imresize), the reference"}
+            write_scene(
+                reference_path(result.path), result.reference, attrs=attrs, units=result.units,
+                zarr_format=result.zarr_format,
+            )  # fmt: skip
         fingerprint(record)
     except Exception as exc:  # any failure is this scene's, never the run's
         text = str(exc)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and "MiB free" not in text:
             text = f"{text} ({free_bytes(result.path.parent) / 2**20:.1f} MiB free)"
         record.status, record.error, record.output = "failed", f"{layer}: {text}", None
-        remove_outputs(result.path, result.qa is not None)  # a failed scene leaves none of its files
+        remove_outputs(result.path, result.qa is not None, result.reference is not None)  # none of its files
     record.seconds["write"] = round(time.perf_counter() - started, 3)
     record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
     return record
 
 
-def remove_outputs(output: Path, qa: bool) -> None:
+def remove_outputs(output: Path, qa: bool, reference: bool = False) -> None:
     """Every file a scene writes (:func:`~dualsr_deploy.infer.plan.written_files`), removed after its write failed
     part-way: the output written before its quality layer failed is not left beside a ``failed`` record."""
     import shutil
 
-    for path in written_files(output, qa):
+    for path in written_files(output, qa, reference):
         if path.suffix.lower() == ".zarr" and path.is_dir() and not path.is_symlink():  # a Zarr store
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() or path.is_symlink():  # never a folder (other scenes' outputs may live in one)
@@ -250,7 +264,7 @@ def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         return fingerprint(stream_scene(ctx.for_scene(planned), planned))
     except SCENE_ERRORS as exc:
         if planned.output is not None:
-            remove_outputs(planned.output, ctx.options.qa)
+            remove_outputs(planned.output, ctx.options.qa, ctx.options.reference is not None)
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 
 

@@ -110,13 +110,14 @@ def output_suffix(entry: ArchiveEntry, options: InferOptions) -> str:
     return LIKE_INPUT.get(entry.format or "", ".h5")
 
 
-def written_files(output: Path, qa: bool) -> list[Path]:
+def written_files(output: Path, qa: bool, reference: bool = False) -> list[Path]:
     """Every file a scene whose output is ``output`` writes: ENVI's header, data file and sidecar, a ``.npy``'s
-    metadata sidecar, and with ``qa`` the quality layer's own files; claimed at plan time, so that no scene's file
-    overwrites another's."""
+    metadata sidecar, with ``qa`` the quality layer's own files and with ``reference`` the bicubic reference's;
+    claimed at plan time, so that no scene's file overwrites another's."""
     from dualsr_deploy.data.readers.envi import sidecar_of
     from dualsr_deploy.data.readers.numpy_files import sidecar
     from dualsr_deploy.infer.quality import qa_path
+    from dualsr_deploy.infer.reference import reference_path
 
     def of(path: Path) -> list[Path]:
         if path.suffix.lower() == ".hdr":
@@ -126,7 +127,7 @@ def written_files(output: Path, qa: bool) -> list[Path]:
             return [path, sidecar(path)]
         return [path]
 
-    return of(output) + (of(qa_path(output)) if qa else [])
+    return of(output) + (of(qa_path(output)) if qa else []) + (of(reference_path(output)) if reference else [])
 
 
 def _normal(path: Path) -> Path:
@@ -223,7 +224,7 @@ def _plan_one(
     if streamed and suffix == ".mat":
         note = "streamed, so written as MATLAB v7.3 (v5 cannot be written in strips)"
     output = out_dir / f"{entry.name}{suffix}"
-    claims = [_normal(path) for path in written_files(output, options.qa)]
+    claims = [_normal(path) for path in written_files(output, options.qa, options.reference is not None)]
     problem = None
     if not inside(output, out_dir):
         problem = f"{output}: the output would leave the output folder"

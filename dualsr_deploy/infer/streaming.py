@@ -28,17 +28,21 @@ from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
-from dualsr_deploy.infer.consistency import Consistency, StripConsistency
+from dualsr_deploy.infer.consistency import HALO, Consistency, StripConsistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import WORK_DIR, Event
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
+from dualsr_deploy.infer.reference import reference_path, upsampled
 from dualsr_deploy.ops.fine import backproject_streamed, clip_range, floor_tensor, sam_weight_streamed
 from dualsr_deploy.ops.imresize import imresize
 
 Sink = Callable[[int, torch.Tensor], None]  # (first HR row, rows (C, n, W)) → stored
+
+
+REFERENCE_STRIP = 64  # LR rows of the bicubic reference interpolated at a time
 
 
 def fill_margin(radius: int) -> int:
@@ -162,20 +166,32 @@ class _StreamedScene:
 
         return done
 
-    def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
+    def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor, *, output: bool = True) -> None:
         """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
         in the source's units and dtype unless ``--units normalised``; converted and written a sub-strip at a time,
-        each within an eighth of the memory budget (the conversion holds it in float64)."""
+        each within an eighth of the memory budget (the conversion holds it in float64). ``output``: the scene's
+        output, whose consistency and capped values are counted (not for its bicubic reference)."""
         c, n, w = rows.shape
         step = max(1, min(n, self.ctx.options.budget // (8 * 8 * c * w)))
         for top in range(0, n, step):
-            self._write_part(writer, first_row + top, rows[:, top : top + step])
+            self._write_part(writer, first_row + top, rows[:, top : top + step], output)
 
-    def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor) -> None:
+    def write_reference(self, writer: StripWriter) -> None:
+        """``--reference bicubic``: the MATLAB-bicubic interpolation of the filled LR rows, a strip (and the halo the
+        kernel reaches) at a time, written as the output is."""
+        scale, h = self.ctx.options.scale, self.height
+        for start in range(0, h, REFERENCE_STRIP):
+            stop = min(start + REFERENCE_STRIP, h)
+            lo, hi = max(start - HALO, 0), min(stop + HALO, h)
+            rows = upsampled(self.lr_rows(lo, hi).cpu(), scale, self.ctx.options.clip, self.meta.band_floor)
+            self.write_rows(writer, scale * start, rows[:, scale * (start - lo) : scale * (stop - lo)], output=False)
+
+    def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor, output: bool = True) -> None:
         scale = self.ctx.options.scale
         values = rows.cpu().numpy()
         t = time.perf_counter()
-        self.consistency.add_rows(first_row, values)
+        if output:
+            self.consistency.add_rows(first_row, values)
         self.seconds["consistency"] += time.perf_counter() - t
         t = time.perf_counter()
         valid = passthrough = None
@@ -184,13 +200,13 @@ class _StreamedScene:
             lr = self._load(first, first + int(index[-1]) + 1)
             valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
             passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
-        if self.ctx.options.clip:  # values capped at the clip ceiling, counted as an in-memory scene counts them
+        if self.ctx.options.clip and output:  # values capped at the clip ceiling, counted as in memory
             ceiling = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid).at_ceiling()
             self.facts.ceiling = ceiling if self.facts.ceiling is None else self.facts.ceiling + ceiling
             self.facts.factor = self.meta.scale_factor
         if valid is not None or passthrough is not None or self.ctx.options.units == "source":
             part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
-            if self.ctx.options.units == "source":
+            if self.ctx.options.units == "source" and output:
                 self.facts.clipped += part.out_of_range()
             values = part.raw() if self.ctx.options.units == "source" else part.normalised()
         writer.write(first_row, values)
@@ -301,6 +317,22 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
             t = time.perf_counter()
             faithful = scene.consistency.finish()
             scene.seconds["consistency"] += time.perf_counter() - t
+        if options.reference == "bicubic":
+            t = time.perf_counter()
+            attrs = {**ctx.output_attrs(), "stage": "bicubic interpolation (MATLAB imresize), the reference"}
+            with open_strips(
+                reference_path(planned.output),
+                (c, scale * h, scale * w),
+                out_meta,
+                attrs,
+                dtype=dtype,
+                units=options.units,
+                factor=factor,
+                zarr_format=options.zarr_format,
+            ) as reference:
+                scene.write_reference(reference)
+                reference.commit()
+            scene.seconds["write"] += time.perf_counter() - t
         quality = _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
     shutil.rmtree(work, ignore_errors=True)
     seconds = dict(scene.seconds)

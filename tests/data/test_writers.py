@@ -143,3 +143,14 @@ def test_missing_extra_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         OptionalDependencyError, match=r"GeoTIFF needs rasterio: pip install 'dualsr-deploy\[formats\]'"
     ):
         write_scene(tmp_path / "geo.tif", uint16_scene())
+
+
+def test_an_envi_header_note_wraps_whatever_the_weights_are_called(tmp_path: Path) -> None:
+    """The description's note names the stage and the weights file; a long file name is wrapped, not refused as a
+    header line past GDAL's limit."""
+    scene = uint16_scene(georef=None)
+    attrs = {"scale": "2", "stage": "dual", "weights": "my_" + "very_long_" * 12 + "checkpoint.safetensors"}
+    path = write_scene(tmp_path / "x.hdr", scene, attrs=attrs)
+    lines = path.read_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "checkpoint.safetensors" in path.read_text()

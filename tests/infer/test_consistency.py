@@ -164,3 +164,28 @@ def test_an_xarray_result_carries_the_figures_infer_records(tmp_path: Path) -> N
     for op in ("bicubic", "area"):
         assert figures[op]["psnr_db"] == pytest.approx(record["consistency"][op]["psnr_db"], abs=1e-3)
         assert figures[op]["sam_deg"] == pytest.approx(record["consistency"][op]["sam_deg"], abs=1e-3)
+
+
+@pytest.mark.parametrize("output_format", ["h5", "tif", "envi"])
+def test_the_bicubic_reference_is_written_beside_each_output_in_its_format(tmp_path: Path, output_format: str) -> None:
+    from dualsr_deploy.data import read_scene, write_scene
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+
+    cube = smooth(12, 40, 36)
+    meta = SceneMeta("made", "hdf5", wavelengths=tuple(float(w) for w in np.linspace(400, 900, 12)))
+    write_scene(tmp_path / "lr" / "scene.h5", Scene("scene", cube, meta), units="normalised")
+    made = {}
+    for name, budget in (("memory", "4G"), ("streamed", "10K")):
+        out = tmp_path / name
+        args = ["infer", str(tmp_path / "lr"), "-o", str(out), "--scale", "2", "--memory-budget", budget, "--tile"]
+        args += ["16", "--format", output_format, "--reference", "bicubic"]
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        suffix = {"h5": ".h5", "tif": ".tif", "envi": ".hdr"}[output_format]
+        made[name] = read_scene(out / f"scene_bicubic{suffix}")
+    expected = imresize(torch.from_numpy(cube).double(), 2).clamp(0, 1).float().numpy()
+    for name, reference in made.items():
+        np.testing.assert_allclose(reference.cube, expected, atol=2e-6, err_msg=name)  # MATLAB bicubic, float32
+        assert reference.meta.wavelengths == meta.wavelengths
+        assert reference.meta.attrs["stage"] == "bicubic interpolation (MATLAB imresize), the reference"
+    np.testing.assert_array_equal(made["memory"].cube, made["streamed"].cube)
