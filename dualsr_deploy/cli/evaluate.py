@@ -84,8 +84,10 @@ def _pixels(values: list[str] | None) -> tuple[tuple[int, int], ...] | None:
 
 @user_errors
 def eval_command(
-    hr: str = typer.Argument(
-        ..., help="HR scenes (ground truth): a file, folder, glob, list file or multi-scene HDF5."
+    hr: str | None = typer.Argument(
+        None,
+        help="HR scenes (ground truth): a file, folder, glob, list file or multi-scene HDF5. Without it, --lr and "
+        "--sr: each output scored against its own input (no ground truth needed).",
     ),
     out: Path = typer.Option(
         Path("report"), "--out", "-o", help="Folder for report.{json,csv,md,html}.", rich_help_panel="Report"
@@ -125,8 +127,11 @@ def eval_command(
     lr: Path | None = typer.Option(
         None, help="Folder of LR scenes paired by name (instead of simulating LR).", rich_help_panel="Input"
     ),
-    sr: Path | None = typer.Option(
-        None, help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o).", rich_help_panel="Input"
+    sr: list[Path] | None = typer.Option(
+        None,
+        help="Folder of existing SR outputs paired by name (e.g. a dualsr infer -o); without HR, repeat it to compare "
+        "folders (the coarse stage's and the fine stage's, say).",
+        rich_help_panel="Input",
     ),
     blur: str | None = typer.Option(
         None, help="Gaussian blur before downsampling, SIZE:SIGMA (e.g. 7:1.5).", rich_help_panel="Input"
@@ -150,10 +155,17 @@ def eval_command(
         rich_help_panel="Input",
     ),
 ) -> None:
-    """Score bicubic, the coarse and the fine stage on HR scenes; write JSON, CSV, Markdown and HTML reports."""
+    """Score bicubic, the coarse and the fine stage on HR scenes, or without HR how faithful existing outputs are to
+    their inputs (--lr and --sr only); write JSON, CSV, Markdown and HTML reports."""
     from dualsr_deploy.data.degrade import Blur
     from dualsr_deploy.evaluation import EvalOptions, evaluate_archive, write_reports
     from dualsr_deploy.infer import BackendSpec
+
+    if hr is None:
+        _without_hr(lr, sr or [], scale, out, figures)
+        return
+    if sr is not None and len(sr) > 1:
+        raise InputError("with HR scenes, give one --sr folder (without HR, repeat it to compare folders)")
 
     backends = backend or ["torch"]
     precisions = precision or ["auto"] * len(backends)
@@ -183,7 +195,7 @@ def eval_command(
         noise_sigma=noise,
         tile=tile,
         lr=lr,
-        sr=sr,
+        sr=sr[0] if sr else None,
         bands_shown=tuple(band) if band else None,
         pixels=_pixels(pixel),
         figures=figures,
@@ -200,6 +212,57 @@ def eval_command(
         report = evaluate_archive(hr, options, progress=report_progress)
         paths = write_reports(report, out, options, progress=lambda n, d, t: report_progress(f"figures: {n}", d, t))
     _summary(report, paths)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _without_hr(lr: Path | None, sr: list[Path], scale: int, out: Path, figures: bool) -> None:
+    """``dualsr eval --lr LR --sr SR [--sr SR2]``: each output against its own input, beside bicubic."""
+    from dualsr_deploy.evaluation.without_hr import evaluate_without_hr
+    from dualsr_deploy.evaluation.without_hr_reports import write_consistency_reports
+
+    if lr is None or not sr:
+        raise InputError(
+            "give HR scenes to score against ground truth, or --lr LR and --sr SR to score outputs against their "
+            "own inputs (no HR needed)"
+        )
+    with _progress() as bar:
+        task = bar.add_task("scenes", total=None)
+
+        def report_progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(name), completed=done, total=total)
+
+        report = evaluate_without_hr(lr, sr, scale=scale, maps=figures, progress=report_progress)
+        paths = write_consistency_reports(report, out, figures=figures)
+    table = Table(title=f"consistency without ground truth, ×{scale} (area: block mean back to the LR grid)")
+    for column in (
+        "scene",
+        "method",
+        "area PSNR (dB)",
+        "area SAM (°)",
+        "bicubic PSNR (dB)",
+        "shift (LR px)",
+        "suspect",
+    ):
+        table.add_column(column, justify="left" if column in ("scene", "method", "suspect") else "right")
+    for scene in report.scenes:
+        for method, f in scene.figures.items():
+            dy, dx = f["shift_lr_pixels"]
+            table.add_row(
+                escape(scene.name),
+                escape(method),
+                f"{f['area']['psnr_db']:.2f}",
+                f"{f['area']['sam_deg']:.3f}",
+                f"{f['bicubic']['psnr_db']:.2f}",
+                f"{dy:+.2f}, {dx:+.2f}",
+                "[yellow]yes[/]" if f.get("suspect") else "",
+            )
+    console.print(table)
+    for name, method, reason in report.suspects:
+        console.print(f"[yellow]suspect[/] {escape(name)} ({escape(method)}): {escape(reason)}", soft_wrap=True)
+    for name, error in report.failed:
+        console.print(f"[red]failed[/] {escape(name)}: {escape(error)}", soft_wrap=True)
+    console.print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     if report.failed:
         raise typer.Exit(1)
 

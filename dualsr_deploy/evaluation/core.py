@@ -25,6 +25,7 @@ from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.readers import read_scene
 from dualsr_deploy.errors import DataError, InputError
+from dualsr_deploy.infer.consistency import scene_consistency, suspect
 from dualsr_deploy.infer.options import AUTO_STAGE, BackendSpec, InferOptions, choose_stage
 from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
 from dualsr_deploy.infer.upscaler import Upscaler
@@ -85,6 +86,9 @@ class SceneResult:
     in_training: bool = False  # the scene was in the training set of the weights used (their provenance says)
     quality: dict[str, int] | None = None  # HR pixels per quality class, when the scene has invalid pixels
     weights: str | None = None  # the shipped family --weights auto chose for the scene, with why
+    # method → each result brought back to the LR grid against the LR (dualsr_deploy.infer.consistency), the
+    # figures that need no HR, beside the scores that do
+    consistency: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,6 +143,7 @@ class EvalReport:
                     "in_training": s.in_training,
                     "quality": s.quality,
                     "weights": s.weights,
+                    "consistency": s.consistency,
                 }
                 for s in self.scenes
             ],
@@ -333,6 +338,16 @@ def _one(
         stride = max(1, angles.numel() // 2**24 + 1)  # torch.quantile takes at most 2^24 values
         quantiles[method] = torch.quantile(angles[::stride], levels).tolist()
     timings["metrics"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lr_cube = lr.float().numpy()
+    every = np.ones(lr_cube.shape[0], dtype=bool)  # the bad bands are left out of lr and the results already
+    consistency = {}
+    for method, sr in results.items():
+        figures = scene_consistency(lr_cube, lr_valid, every, sr.float().numpy(), s, 1.0)
+        if figures is not None:
+            figures["suspect"] = suspect(figures)
+            consistency[method] = figures
+    timings["consistency"] = time.perf_counter() - t
     cubes = {"HR": hr.numpy(), **{m: r.numpy() for m, r in results.items()}} if options.figures else {}
     result = SceneResult(
         name,
@@ -346,6 +361,7 @@ def _one(
         cubes,
         quality=quality,
         weights=choice.describe() if choice is not None else None,
+        consistency=consistency,
     )
     return result, choice
 

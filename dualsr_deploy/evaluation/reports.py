@@ -165,9 +165,38 @@ def _markdown(report: EvalReport) -> str:
             + md_text("; ".join(n for n in scene.notes if n.startswith(("output pixels", "scored"))))
             for scene in masked
         ]
+    consistency = _consistency_rows(report)
+    if consistency:
+        lines += ["", "## Consistency with the LR (no HR needed)", "", md_text(CONSISTENCY_NOTE), ""]
+        lines += ["| " + " | ".join(CONSISTENCY_HEADER) + " |", "|" + "---|" * len(CONSISTENCY_HEADER)]
+        lines += ["| " + " | ".join(md_text(cell) for cell in row) + " |" for row in consistency]
     if report.failed:
         lines += ["", "## Failed", ""] + [f"- {md_text(name)}: {md_text(error)}" for name, error in report.failed]
     return "\n".join(lines) + "\n"
+
+
+CONSISTENCY_HEADER = ["scene", "method", "area PSNR (dB)", "area SAM (°)", "bicubic-operator PSNR (dB)", "suspect"]
+CONSISTENCY_NOTE = (
+    "Each result brought back to the LR grid (block mean of each s×s block: area; MATLAB bicubic) and compared with "
+    "the LR it came from: what can be checked on real scenes that have no HR (dualsr eval --lr LR --sr SR)."
+)
+
+
+def _consistency_rows(report: EvalReport) -> list[list[str]]:
+    rows = []
+    for scene in report.scenes:
+        for method, figures in scene.consistency.items():
+            rows.append(
+                [
+                    scene.name,
+                    method,
+                    f"{figures['area']['psnr_db']:.2f}",
+                    f"{figures['area']['sam_deg']:.3f}",
+                    f"{figures['bicubic']['psnr_db']:.2f}",
+                    figures.get("suspect") or "",
+                ]
+            )
+    return rows
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -251,6 +280,12 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
             "<p class='meta'>† seen in training by the weights used (their provenance lists it): its scores flatter "
             "the method.</p>"
         )
+    consistency = _consistency_rows(report)
+    if consistency:
+        parts.append(f"<h2>Consistency with the LR (no HR needed)</h2><p class='meta'>{esc(CONSISTENCY_NOTE)}</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in CONSISTENCY_HEADER) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in consistency]
+        parts.append("</table>")
     if report.failed:
         parts.append("<h2>Failed</h2><ul>")
         parts += [f"<li>{esc(name)}: {esc(error)}</li>" for name, error in report.failed]

@@ -117,6 +117,16 @@ class Consistency:
         return out
 
 
+def band_psnr(check: Consistency, op: str) -> list[float]:
+    """Per good band, the PSNR (dB, against the scene's valid range) of the output brought back by ``op``."""
+    span = check.high - check.low
+    out = []
+    for squared in check.squared[op]:
+        mse = squared / max(check.pixels, 1)
+        out.append(round(10 * math.log10(span * span / mse), 4) if mse > 0 and span > 0 else math.inf)
+    return out
+
+
 def suspect(figures: dict[str, Any] | None) -> str | None:
     """Why an output does not go back to its input (see :data:`SUSPECT_MARGIN_DB`), or None."""
     if not figures:
@@ -197,17 +207,35 @@ def scene_consistency(
 ) -> dict[str, Any] | None:
     """The figures of a scene held whole: ``lr (C, h, w)`` and ``sr (C, s·h, s·w)`` normalised, ``valid (h, w)``
     (None: all), computed strip by strip as a streamed scene's are."""
+    return scene_check(lr, valid, good, sr, scale, factor).result()
+
+
+def scene_check(
+    lr: np.ndarray, valid: np.ndarray | None, good: np.ndarray, sr: np.ndarray, scale: int, factor: float
+) -> Consistency:
+    """The accumulated :class:`Consistency` of a scene held whole (its per-band figures too: :func:`band_psnr`)."""
     _, h, w = lr.shape
     mask = np.ones((h, w), dtype=bool) if valid is None else valid
 
     def rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         return lr[:, start:stop], mask[start:stop]
 
-    feeder = StripConsistency(Consistency(good, scale, factor), rows, h, w)
+    check = Consistency(good, scale, factor)
+    feeder = StripConsistency(check, rows, h, w)
     step = scale * STRIP
     for top in range(0, sr.shape[1], step):
         feeder.add_rows(top, sr[:, top : top + step])
-    return feeder.finish()
+    feeder.finish()
+    return check
 
 
-__all__ = ["OPERATORS", "SUSPECT_MARGIN_DB", "Consistency", "StripConsistency", "scene_consistency", "suspect"]
+__all__ = [
+    "OPERATORS",
+    "SUSPECT_MARGIN_DB",
+    "Consistency",
+    "StripConsistency",
+    "band_psnr",
+    "scene_check",
+    "scene_consistency",
+    "suspect",
+]
