@@ -50,28 +50,38 @@ def test_eval_without_hr_scores_outputs_against_their_inputs_and_flags_a_shifted
     args = ["infer", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"), "--scale", "2", "--tile", "16"]
     assert runner.invoke(app, args).exit_code == 0
     records = {r["name"]: r for r in map(json.loads, (tmp_path / "sr" / "manifest.jsonl").read_text().splitlines())}
-    shifted = tmp_path / "shifted"
-    shutil.copytree(tmp_path / "sr", shifted)
+    shifted, foreign, units = tmp_path / "shifted", tmp_path / "foreign", tmp_path / "units"
+    for folder in (shifted, foreign, units):
+        shutil.copytree(tmp_path / "sr", folder)
     for path in shifted.glob("*.h5"):  # the same outputs, one output pixel to the right
         scene = read_scene(path)
         write_scene(path, Scene(scene.name, np.roll(scene.cube, 1, axis=2), scene.meta))
+    (foreign / "s0.h5").rename(foreign / "tmp.h5")  # each scene's output under the other's name
+    (foreign / "s1.h5").rename(foreign / "s0.h5")
+    (foreign / "tmp.h5").rename(foreign / "s1.h5")
+    for path in units.glob("*.h5"):  # values in other units (×10) than the input's
+        scene = read_scene(path)
+        meta = scene.meta.replace(scale_factor=scene.meta.scale_factor * 10)
+        write_scene(path, Scene(scene.name, scene.cube, meta), units="source")
     args = ["eval", "--lr", str(tmp_path / "lr"), "--sr", str(tmp_path / "sr"), "--sr", str(shifted)]
+    args += ["--sr", str(foreign), "--sr", str(units)]
     result = runner.invoke(app, [*args, "--scale", "2", "-o", str(tmp_path / "report")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["methods"] == ["bicubic", "sr", "shifted"]
+    assert report["methods"] == ["bicubic", "sr", "shifted", "foreign", "units"]
     for scene in report["scenes"]:
         figures = scene["figures"]
         recorded = records[scene["name"]]["consistency"]
         assert figures["sr"]["area"]["psnr_db"] == pytest.approx(recorded["area"]["psnr_db"], abs=2e-3)
         assert figures["sr"]["suspect"] is None
         assert figures["bicubic"]["suspect"] is None
-        assert "shifted by" in figures["shifted"]["suspect"] or "further from" in figures["shifted"]["suspect"]
+        for broken in ("shifted", "foreign", "units"):
+            assert figures[broken]["suspect"], (scene["name"], broken, figures[broken])
         assert figures["sr"]["area"]["psnr_db"] > figures["bicubic"]["area"]["psnr_db"]
         assert len(scene["band_psnr_db"]["sr"]) == 10
     assert "suspect s0 (shifted)" in " ".join(result.output.split())
     csv_rows = (tmp_path / "report" / "report.csv").read_text().splitlines()
-    assert len(csv_rows) == 1 + 2 * 3 * 2  # header, 2 scenes × 3 methods × 2 operators
+    assert len(csv_rows) == 1 + 2 * 5 * 2  # header, 2 scenes × 5 methods × 2 operators
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64") == 4  # per scene: curves and maps
     assert "Consistency without ground truth" in (tmp_path / "report" / "report.md").read_text()
