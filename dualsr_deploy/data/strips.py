@@ -61,6 +61,15 @@ class StripWriter:
     def write(self, first_row: int, rows: np.ndarray) -> None:
         raise NotImplementedError
 
+    def add_attrs(self, attrs: Mapping[str, str]) -> None:
+        """Attributes known only once every row is written (a streamed scene's consistency figures), before
+        :meth:`commit`: in the provenance (``dualsr_scene``) as any attribute given at the start is."""
+        self.meta = self.meta.replace(attrs={**self.meta.attrs, **attrs})
+        self._provenance_changed()
+
+    def _provenance_changed(self) -> None:
+        """Writers that wrote their provenance when they opened write it again (the others write it at the end)."""
+
     def _finish(self) -> None:
         """Close the file(s) in :attr:`staging` and move them to their final names."""
         raise NotImplementedError
@@ -271,6 +280,9 @@ class _GeoTiffStrips(StripWriter):
         _c, _h, w = self.shape
         self.dataset.write(rows, window=Window(0, first_row, w, rows.shape[1]))
 
+    def _provenance_changed(self) -> None:
+        self.dataset.update_tags(DUALSR_SCENE=self.meta.to_json())
+
     def _finish(self) -> None:
         from dualsr_deploy.data.geotiff_writer import to_cog
 
@@ -311,6 +323,9 @@ class _NetcdfStrips(StripWriter):
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.strips.write(first_row, rows)
 
+    def _provenance_changed(self) -> None:
+        self.strips.out.attrs["dualsr_scene"] = self.meta.to_json()
+
     def _finish(self) -> None:
         self._close()
         self._publish(self.staging / self.path.name, self.path)
@@ -344,6 +359,12 @@ class _ZarrStrips(StripWriter):
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         self.cube[:, first_row : first_row + rows.shape[1]] = rows
+
+    def _provenance_changed(self) -> None:
+        import zarr
+
+        self.cube.attrs["dualsr_scene"] = self.meta.to_json()
+        zarr.consolidate_metadata(str(self.staging / self.path.name))  # what xr.open_zarr reads first
 
     def _finish(self) -> None:
         if self.path.exists():

@@ -31,6 +31,7 @@ import torch
 from dualsr_deploy.ops.imresize import imresize_banded
 
 OPERATORS = ("bicubic", "area")
+CONSISTENCY_ATTR = "dualsr_consistency"  # the figures in an output's attributes (its provenance), as JSON
 # An output is suspect when its block mean goes back to its input worse than the bicubic interpolation of that
 # input does, by more than this: on the nine product samples at ×2 the outputs were 0.9-3.4 dB above the
 # interpolation, and the same outputs shifted by one output pixel 10.2-16.6 dB below it (another scene, a wrong scale
@@ -251,6 +252,7 @@ def scene_check(
 
 
 __all__ = [
+    "CONSISTENCY_ATTR",
     "CONSISTENT_DB",
     "OPERATORS",
     "SUSPECT_MARGIN_DB",

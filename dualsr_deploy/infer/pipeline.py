@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from dualsr_deploy.atomic import free_bytes, no_space
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
-from dualsr_deploy.infer.consistency import scene_consistency
+from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, scene_consistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
@@ -205,7 +206,10 @@ def _result(
         up = bicubic_cube(lr.cube, lr.valid, options.scale, options.clip, lr.meta.band_floor)
         reference = output_scene(lr, up, options.scale, scene.meta)
     path = item.planned.output
-    return Result(record, path, scene, ctx.output_attrs(), options.units, qa, options.zarr_format, reference)
+    attrs = ctx.output_attrs()
+    if faithful is not None:  # in the output's provenance, as a streamed scene's are
+        attrs[CONSISTENCY_ATTR] = json.dumps(faithful, sort_keys=True)
+    return Result(record, path, scene, attrs, options.units, qa, options.zarr_format, reference)
 
 
 UNCOMPRESSED = (".npy", ".hdr")  # outputs written byte for byte: their size is the cube's
@@ -216,6 +220,7 @@ def write_result(result: Result) -> SceneRecord:
     record = result.record
     started = time.perf_counter()
     layer = f"writing {result.path}"
+    layer_attrs = {k: v for k, v in result.attrs.items() if k != CONSISTENCY_ATTR}  # the output's figures, not theirs
     try:
         if result.path.suffix.lower() in UNCOMPRESSED:  # their size is known: refuse before writing a byte
             itemsize = np.dtype(result.scene.meta.dtype if result.units == "source" else np.float32).itemsize
@@ -226,10 +231,10 @@ def write_result(result: Result) -> SceneRecord:
         if result.qa is not None:
             layer = f"writing the quality layer {qa_path(result.path)}"
             qa = qa_path(result.path)
-            write_scene(qa, result.qa, attrs=result.attrs, units="source", zarr_format=result.zarr_format)
+            write_scene(qa, result.qa, attrs=layer_attrs, units="source", zarr_format=result.zarr_format)
         if result.reference is not None:
             layer = f"writing the bicubic reference {reference_path(result.path)}"
-            attrs = {**result.attrs, "stage": "bicubic interpolation (MATLAB imresize), the reference"}
+            attrs = {**layer_attrs, "stage": "bicubic interpolation (MATLAB imresize), the reference"}
             write_scene(
                 reference_path(result.path), result.reference, attrs=attrs, units=result.units,
                 zarr_format=result.zarr_format,

@@ -11,6 +11,7 @@ within ``√2·reach`` of it, inside the margin: the strip's fill equals the who
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import time
@@ -28,7 +29,7 @@ from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
-from dualsr_deploy.infer.consistency import HALO, Consistency, StripConsistency
+from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, HALO, Consistency, StripConsistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import WORK_DIR, Event
@@ -312,11 +313,13 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
                 for store in scene.stores:
                     store.close()
             t = time.perf_counter()
-            writer.commit()
-            scene.seconds["write"] += time.perf_counter() - t
-            t = time.perf_counter()
             faithful = scene.consistency.finish()
             scene.seconds["consistency"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if faithful is not None:  # in the output's provenance, as an in-memory scene's are
+                writer.add_attrs({CONSISTENCY_ATTR: json.dumps(faithful, sort_keys=True)})
+            writer.commit()
+            scene.seconds["write"] += time.perf_counter() - t
         if options.reference == "bicubic":
             t = time.perf_counter()
             attrs = {**ctx.output_attrs(), "stage": "bicubic interpolation (MATLAB imresize), the reference"}

@@ -189,3 +189,32 @@ def test_the_bicubic_reference_is_written_beside_each_output_in_its_format(tmp_p
         assert reference.meta.wavelengths == meta.wavelengths
         assert reference.meta.attrs["stage"] == "bicubic interpolation (MATLAB imresize), the reference"
     np.testing.assert_array_equal(made["memory"].cube, made["streamed"].cube)
+
+
+@pytest.mark.parametrize("output_format", ["h5", "npy", "mat", "tif", "cog", "envi", "zarr"])
+def test_the_figures_are_in_the_outputs_attributes_in_memory_and_streamed(tmp_path: Path, output_format: str) -> None:
+    from dualsr_deploy.data import write_scene
+    from dualsr_deploy.data.scene import Scene, SceneMeta
+
+    write_scene(tmp_path / "lr" / "scene.h5", Scene("scene", smooth(8, 32, 32), SceneMeta("made", "hdf5")))
+    stored = {}
+    for name, budget in (("memory", "4G"), ("streamed", "10K")):
+        out = tmp_path / name
+        args = ["infer", str(tmp_path / "lr"), "-o", str(out), "--scale", "2", "--memory-budget", budget]
+        result = runner.invoke(app, [*args, "--tile", "16", "--format", output_format], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        (record,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        output = out / str(record["output"])
+        if output_format == "zarr":
+            xr = pytest.importorskip("xarray")
+            with xr.open_zarr(output) as ds:
+                provenance = json.loads(ds["cube"].attrs["dualsr_scene"])["attrs"]
+        else:
+            from dualsr_deploy.data.readers import open_scene
+
+            with open_scene(output) as reader:
+                provenance = reader.attrs
+        stored[name] = json.loads(provenance["dualsr_consistency"])
+        assert stored[name] == record["consistency"]  # the record's figures, in the file itself
+    for op in ("area", "bicubic"):
+        assert stored["streamed"][op]["psnr_db"] == pytest.approx(stored["memory"][op]["psnr_db"], abs=2e-4)
