@@ -24,8 +24,10 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
 from dualsr_deploy.data.readers import read_scene
+from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.errors import DataError, InputError
-from dualsr_deploy.infer.consistency import scene_consistency, suspect
+from dualsr_deploy.evaluation.without_hr import BASELINE, SceneConsistency
+from dualsr_deploy.evaluation.without_hr import scene_consistency as consistency_of
 from dualsr_deploy.infer.options import AUTO_STAGE, BackendSpec, InferOptions, choose_stage
 from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
 from dualsr_deploy.infer.upscaler import Upscaler
@@ -89,6 +91,7 @@ class SceneResult:
     # method → each result brought back to the LR grid against the LR (dualsr_deploy.infer.consistency), the
     # figures that need no HR, beside the scores that do
     consistency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checked: SceneConsistency | None = field(default=None, repr=False)  # its curves and maps, for the figures
 
 
 @dataclass
@@ -339,14 +342,14 @@ def _one(
         quantiles[method] = torch.quantile(angles[::stride], levels).tolist()
     timings["metrics"] = time.perf_counter() - t
     t = time.perf_counter()
-    lr_cube = lr.float().numpy()
-    every = np.ones(lr_cube.shape[0], dtype=bool)  # the bad bands are left out of lr and the results already
-    consistency = {}
-    for method, sr in results.items():
-        figures = scene_consistency(lr_cube, lr_valid, every, sr.float().numpy(), s, 1.0)
-        if figures is not None:
-            figures["suspect"] = suspect(figures)
-            consistency[method] = figures
+    # the same figures as without HR (bicubic, then each result), against the LR the results came from; the bad
+    # bands are left out of lr and the results already
+    wavelengths = scene.meta.wavelengths
+    kept = tuple(w for w, g in zip(wavelengths, good.tolist(), strict=True) if g) if wavelengths else None
+    lr_cube = np.ascontiguousarray(lr.float().numpy())
+    lr_scene = Scene(name, lr_cube, SceneMeta("lr", "hdf5", wavelengths=kept), valid=lr_valid)
+    others = {method: np.ascontiguousarray(sr.float().numpy()) for method, sr in results.items() if method != BASELINE}
+    checked = consistency_of(name, lr_scene, others, s, options.figures)
     timings["consistency"] = time.perf_counter() - t
     cubes = {"HR": hr.numpy(), **{m: r.numpy() for m, r in results.items()}} if options.figures else {}
     result = SceneResult(
@@ -361,7 +364,8 @@ def _one(
         cubes,
         quality=quality,
         weights=choice.describe() if choice is not None else None,
-        consistency=consistency,
+        consistency=checked.figures,
+        checked=checked if options.figures else None,
     )
     return result, choice
 

@@ -61,6 +61,11 @@ def write_reports(
             if progress is not None:
                 progress(scene.name, index, len(report.scenes))
             figures[scene.name] = scene_figures(scene, methods, bands=options.bands_shown, pixels=options.pixels)
+            if scene.checked is not None:  # against the LR, as without HR: per-band curves and disagreement maps
+                from dualsr_deploy.evaluation.without_hr_reports import consistency_figures
+
+                curves, maps = consistency_figures(scene.checked)
+                figures[scene.name] |= {"consistency_curves": curves, "consistency_maps": maps}
     with atomic_output(paths["html"]) as tmp:
         tmp.write_text(_html(report, figures))
     return paths
@@ -303,5 +308,14 @@ def _html(report: EvalReport, figures: dict[str, dict[str, bytes]]) -> str:
         for key in keys:
             caption = esc(figures[scene.name][f"caption:{key}"].decode())
             parts.append(f"<p class='meta'>{caption}</p>{_img(figures[scene.name][key], f'{scene.name}: {caption}')}")
+        for key, caption in (
+            ("consistency_curves", "Against the LR (no HR needed): per band, each result's block mean (PSNR, dB)"),
+            ("consistency_maps", "Where each result disagrees with the LR: spectral angle and mean |difference| per LR "
+             "pixel (block mean)"),
+        ):  # fmt: skip
+            if key in figures[scene.name]:
+                parts.append(
+                    f"<p class='meta'>{caption}</p>{_img(figures[scene.name][key], f'{scene.name}: {caption}')}"
+                )
     parts.append("</body></html>\n")
     return "\n".join(parts)

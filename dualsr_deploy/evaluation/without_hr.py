@@ -141,7 +141,7 @@ def evaluate_without_hr(
             with archive.open(entry) as reader:
                 lr = reader.load()
             outputs = {label: _sr(folder, entry.name, lr, scale) for label, folder in zip(labels, sr_dirs, strict=True)}
-            scenes.append(_scene(entry.name, lr, outputs, scale, maps))
+            scenes.append(scene_consistency(entry.name, lr, outputs, scale, maps))
         except (DataError, InputError, OSError, ValueError, RuntimeError) as exc:
             failed.append((entry.name, str(exc)))
         say(entry.name, index + 1, len(archive.entries))
@@ -165,7 +165,9 @@ def _sr(folder: Path, name: str, lr: Scene, scale: int) -> np.ndarray:
     return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def _scene(name: str, lr: Scene, outputs: dict[str, np.ndarray], scale: int, maps: bool) -> SceneConsistency:
+def scene_consistency(name: str, lr: Scene, outputs: dict[str, np.ndarray], scale: int, maps: bool) -> SceneConsistency:
+    """The figures, curves and (with ``maps``) maps of each output ``(C, s·h, s·w)`` normalised as ``lr`` is, and of
+    the bicubic interpolation of ``lr`` first."""
     good = lr.good
     filled = lr.cube if lr.valid is None else fill_invalid(lr.cube, lr.valid)
     baseline = imresize(torch.from_numpy(filled).double(), scale).clamp(0, 1).float().numpy()
@@ -259,4 +261,5 @@ __all__ = [
     "disagreement",
     "evaluate_without_hr",
     "misalignment",
+    "scene_consistency",
 ]

@@ -135,7 +135,7 @@ def _html(report: ConsistencyReport, figures: bool) -> str:
     if figures:
         for scene in report.scenes:
             parts.append(f"<h2>{esc(scene.name)} ({'×'.join(map(str, scene.shape))})</h2>")
-            curves, maps = _figures(scene)
+            curves, maps = consistency_figures(scene)
             from dualsr_deploy.evaluation.figures import overlapping
 
             same = overlapping({m: np.asarray(v, dtype=float) for m, v in scene.bands.items()}, 0.01)
@@ -155,7 +155,8 @@ def _html(report: ConsistencyReport, figures: bool) -> str:
     return "\n".join(parts)
 
 
-def _figures(scene: SceneConsistency) -> tuple[bytes, bytes]:
+def consistency_figures(scene: SceneConsistency) -> tuple[bytes, bytes]:
+    """The per-band curves and the disagreement maps of a scene, as PNG."""
     from dualsr_deploy.evaluation.figures import png_bytes, pyplot
 
     plt = pyplot()
@@ -186,4 +187,4 @@ def _figures(scene: SceneConsistency) -> tuple[bytes, bytes]:
     return curves, maps
 
 
-__all__ = ["write_consistency_reports"]
+__all__ = ["consistency_figures", "write_consistency_reports"]

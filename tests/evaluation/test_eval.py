@@ -84,7 +84,7 @@ def test_reports_carry_tables_reference_rows_and_figures(evaluated: tuple[Path, 
     markdown = (out / "report.md").read_text()
     assert "*paper, CAVE ×4: DualSR (its test split, reference only)*" in markdown
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 * 4
+    assert page.count("data:image/png;base64,") == 2 * 6  # 4 against HR, 2 against the LR (curves, maps)
     assert 'class="paper"' in page
 
 
@@ -112,7 +112,7 @@ def test_html_report_renders_in_headless_chromium(evaluated: tuple[Path, dict[st
     dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
     match = re.search(r'data-images-loaded="(\d+)"', dom)
     assert match is not None, dom[:500]
-    assert int(match.group(1)) == 8  # every figure decoded by the browser
+    assert int(match.group(1)) == 12  # every figure decoded by the browser
     shot = tmp_path / "report.png"
     subprocess.run(
         [browser, *flags, "--window-size=1280,2000", f"--screenshot={shot}", page], capture_output=True, timeout=120
