@@ -149,6 +149,9 @@ def test_demo_writes_a_report_and_says_where(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["methods"] == ["bicubic", "coarse", "fine"]
     assert sorted(scene["name"] for scene in report["scenes"]) == ["aviris_san_diego", "example_0"]
+    for scene in report["scenes"]:  # the demo's outputs go back to their LR: none is suspect
+        assert set(scene["consistency"]) == {"bicubic", "coarse", "fine"}
+        assert not [method for method, f in scene["consistency"].items() if f["suspect"]], scene["consistency"]
 
 
 def test_the_demo_shows_the_method_helping_on_every_scene(tmp_path: Path) -> None:
