@@ -15,8 +15,9 @@ the output differs from an interpolation of its input; ``bicubic_area_psnr_db``:
 the block mean, the level an output should reach (:func:`suspect` flags one far below it). SR values at invalid
 pixels are taken as 0 before degrading.
 
-The figures are accumulated over row strips (:class:`StripConsistency`), so an in-memory scene and a streamed one
-give the same numbers (to float64 rounding) within a bounded memory.
+The figures are accumulated over row strips (:class:`StripConsistency`; float32 arrays, float64 sums), so an
+in-memory scene and a streamed one give the same numbers (to rounding) within a bounded memory: a strip holds what
+``memory`` allows (:func:`strip_rows`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ SUSPECT_MARGIN_DB = 3.0
 # went back at 41 dB or worse.
 CONSISTENT_DB = 50.0
 HALO = 4  # LR rows around a strip: beyond the reach of both bicubic kernels (downscaling ±(2s+1) HR, upscaling ±3 LR)
-STRIP = 64  # LR rows a strip of an in-memory scene
+STRIP = 64  # LR rows a strip holds at most
+MEMORY = 512 * 2**20  # bytes a strip's arrays may take, unless the run says otherwise
+ARRAYS = 6  # output-grid float32 arrays a strip holds at once (its SR, bicubic(LR), their difference, copies)
+
+
+def strip_rows(bands: int, width: int, scale: int, memory: int = MEMORY) -> int:
+    """LR rows per strip: as many as :data:`STRIP`, fewer when ``memory`` bytes cannot hold the output-grid arrays
+    of that many (and the halo), never fewer than 8."""
+    per_row = ARRAYS * 4 * bands * scale * scale * width
+    return max(8, min(STRIP, memory // max(per_row, 1) - 2 * HALO))
 
 
 class Consistency:
@@ -157,9 +167,10 @@ class StripConsistency:
     """Feeds :class:`Consistency` from SR rows handed over in order (:meth:`add_rows`), with LR rows read on demand
     (``lr_rows``); keeps only the SR rows a strip and its halo need."""
 
-    def __init__(self, check: Consistency, lr_rows: Rows, height: int, width: int) -> None:
+    def __init__(self, check: Consistency, lr_rows: Rows, height: int, width: int, memory: int = MEMORY) -> None:
         self.check, self.lr_rows, self.height, self.width = check, lr_rows, height, width
         self.scale = check.scale
+        self.rows = strip_rows(len(check.good), width, check.scale, memory)
         self.buffer: np.ndarray | None = None  # SR rows from HR row self.top on
         self.top = 0
         self.done = 0  # LR rows accounted for
@@ -186,7 +197,7 @@ class StripConsistency:
         have = self.top + (self.buffer.shape[1] if self.buffer is not None else 0)  # HR rows received
         stop = self.height if final else min(self.height, have // s - HALO)
         while self.done < stop:
-            start, end = self.done, min(stop, self.done + STRIP)
+            start, end = self.done, min(stop, self.done + self.rows)
             self._strip(start, end)
             self.done = end
         keep = s * max(self.done - HALO, 0)  # the rows the next strip's halo still needs
@@ -225,15 +236,27 @@ def _pool(cube: torch.Tensor, scale: int) -> np.ndarray:
 
 
 def scene_consistency(
-    lr: np.ndarray, valid: np.ndarray | None, good: np.ndarray, sr: np.ndarray, scale: int, factor: float
+    lr: np.ndarray,
+    valid: np.ndarray | None,
+    good: np.ndarray,
+    sr: np.ndarray,
+    scale: int,
+    factor: float,
+    memory: int = MEMORY,
 ) -> dict[str, Any] | None:
     """The figures of a scene held whole: ``lr (C, h, w)`` and ``sr (C, s·h, s·w)`` normalised, ``valid (h, w)``
     (None: all), computed strip by strip as a streamed scene's are."""
-    return scene_check(lr, valid, good, sr, scale, factor).result()
+    return scene_check(lr, valid, good, sr, scale, factor, memory).result()
 
 
 def scene_check(
-    lr: np.ndarray, valid: np.ndarray | None, good: np.ndarray, sr: np.ndarray, scale: int, factor: float
+    lr: np.ndarray,
+    valid: np.ndarray | None,
+    good: np.ndarray,
+    sr: np.ndarray,
+    scale: int,
+    factor: float,
+    memory: int = MEMORY,
 ) -> Consistency:
     """The accumulated :class:`Consistency` of a scene held whole (its per-band figures too: :func:`band_psnr`)."""
     _, h, w = lr.shape
@@ -243,8 +266,8 @@ def scene_check(
         return lr[:, start:stop], mask[start:stop]
 
     check = Consistency(good, scale, factor)
-    feeder = StripConsistency(check, rows, h, w)
-    step = scale * STRIP
+    feeder = StripConsistency(check, rows, h, w, memory)
+    step = scale * feeder.rows
     for top in range(0, sr.shape[1], step):
         feeder.add_rows(top, sr[:, top : top + step])
     feeder.finish()

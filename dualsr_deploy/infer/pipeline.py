@@ -189,7 +189,9 @@ def _result(
     if ctx.options.qa:
         qa = quality(lr.valid, lr.cube.shape[1:], scene, ctx.options.scale, reach(ctx.pool, ctx.options))
     t = time.perf_counter()
-    faithful = scene_consistency(lr.cube, lr.valid, lr.good, scene.cube, ctx.options.scale, lr.meta.scale_factor)
+    faithful = scene_consistency(
+        lr.cube, lr.valid, lr.good, scene.cube, ctx.options.scale, lr.meta.scale_factor, ctx.options.budget // 8
+    )
     seconds["consistency"] = time.perf_counter() - t
     record = ctx.finished(
         item.planned,

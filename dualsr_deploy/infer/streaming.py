@@ -77,7 +77,8 @@ class _StreamedScene:
         good = np.ones(self.bands, dtype=bool)
         good[list(meta.bad_bands)] = False
         check = Consistency(good, ctx.options.scale, meta.scale_factor)
-        self.consistency = StripConsistency(check, self._consistency_rows, self.height, self.width)
+        memory = ctx.options.budget // 8  # as a write's conversion: within the scene's share of the budget
+        self.consistency = StripConsistency(check, self._consistency_rows, self.height, self.width, memory)
 
     def _load(self, start: int, stop: int) -> Scene:
         scene = self.reader.load(
