@@ -11,7 +11,6 @@ Everything is deterministic per seed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -167,20 +166,3 @@ def synthesize_with_photo(
         notes=(f"{clipped} values above 1 clipped",) if clipped else (),
     )
     return Scene(f"synth_{seed:04d}_{photo}", np.ascontiguousarray(cube), meta), image
-
-
-def synthesize_many(
-    count: int,
-    *,
-    seed: int = 0,
-    size: int = 256,
-    bands: int = 31,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[Scene]:
-    """``count`` scenes with seeds ``seed, seed+1, …``."""
-    scenes = []
-    for index in range(count):
-        scenes.append(synthesize(seed + index, size=size, bands=bands))
-        if progress is not None:
-            progress(index + 1, count)
-    return scenes

@@ -75,9 +75,6 @@ class Router:
                 self._routes[choice.family] = self._make(options, choice)
             return self._routes[choice.family]
 
-    def route_for(self, bands: int, wavelengths: Sequence[float] | None) -> Route:
-        return self.route(self.choose(bands, wavelengths))
-
     @property
     def routes(self) -> list[Route]:
         return [self.base, *self._routes.values()]

@@ -23,10 +23,6 @@ class RunLog:
         if board is not None:
             self._writer = board.SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    @property
-    def has_tensorboard(self) -> bool:
-        return self._writer is not None
-
     def record(self, kind: str, step: int, **values: Any) -> None:
         entry = {"time": round(time.time(), 3), "kind": kind, "step": step, **values}
         with self.jsonl.open("a", encoding="utf-8") as handle:
