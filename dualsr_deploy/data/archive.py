@@ -355,7 +355,10 @@ def _read_list(path: Path) -> list[Path]:
 
 
 def _plain_hdf5(path: Path) -> bool:
-    """An HDF5 file that is no sensor product (EMIT, PRISMA): its 3-D datasets may each be a scene."""
+    """An HDF5 file that is no sensor product (EMIT, PRISMA): its 3-D datasets may each be a scene. Anything that
+    is not a regular file (a FIFO would block HDF5's open forever) is left to the probe, which refuses it."""
+    if not_regular(path) is not None:
+        return False
     try:
         return detect_format(path) == "hdf5"
     except DualSRError:

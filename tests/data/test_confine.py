@@ -228,3 +228,10 @@ def test_a_gdal_sidecar_linked_out_of_the_root_fails_its_geotiff(tmp_path: Path)
     assert entry.error is not None
     assert "GDAL sidecar" in entry.error
     assert "out of the archive root" in entry.error
+
+
+def test_a_fifo_named_directly_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = hostile.fifo(tmp_path)  # scene.h5: the multi-scene HDF5 check must not open it either
+    (entry,) = open_archive(fifo).entries
+    assert entry.error is not None
+    assert "FIFO" in entry.error
