@@ -38,7 +38,8 @@ def _glob_escape(text: str) -> str:
     return glob.escape(text)
 
 
-def _default_mode() -> int:
+def default_mode() -> int:
+    """The mode a new file gets here: 0o666 less the umask (temporary files are made 0o600)."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -57,7 +58,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.atomic import atomic_hdf5
+from dualsr_deploy.data.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
-from dualsr_deploy.data.writers import HDF5_COMPRESSION
 from dualsr_deploy.errors import DataError
 
 SWATH_FIELDS = ("lat", "lon", "elev")

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, _default_mode, temp_prefix
+from dualsr_deploy.atomic import TEMP_SUFFIX, default_mode, temp_prefix
+from dualsr_deploy.data.hdf5_layout import HDF5_COMPRESSION, MATLAB_CLASS, mat_header, matlab_provenance
 from dualsr_deploy.data.rawfile import RawFile
 from dualsr_deploy.data.scene import SceneMeta
-from dualsr_deploy.data.writers import _MATLAB_CLASS, COG_SUFFIX, HDF5_COMPRESSION, WRITE_SUFFIXES, mat_header
+from dualsr_deploy.data.writers import COG_SUFFIX, WRITE_SUFFIXES
 from dualsr_deploy.errors import DataError
 
 GDAL_CACHE_MB = 64  # GDAL's block cache while a GeoTIFF is written by windows (its default is 5 % of the RAM)
@@ -98,7 +99,7 @@ class StripWriter:
             shutil.rmtree(self.staging, ignore_errors=True)
 
     def _publish(self, written: Path, target: Path) -> None:
-        os.chmod(written, _default_mode())
+        os.chmod(written, default_mode())
         os.replace(written, target)
 
     def __enter__(self) -> StripWriter:
@@ -172,7 +173,7 @@ class _MatStrips(StripWriter):
         with self._removed_on_error():
             import h5py
 
-            matlab_class = _MATLAB_CLASS.get(str(self.dtype))
+            matlab_class = MATLAB_CLASS.get(str(self.dtype))
             if matlab_class is None:
                 raise DataError(f"{path}: cannot write {self.dtype} to MATLAB v7.3")
             c, h, w = shape
@@ -186,10 +187,7 @@ class _MatStrips(StripWriter):
         self.cube[:, :, first_row : first_row + rows.shape[1]] = np.transpose(rows, (0, 2, 1))
 
     def _finish(self) -> None:
-        chars = np.frombuffer(self.meta.to_json().encode("utf-16-le"), dtype=np.uint16).reshape(-1, 1)
-        text = self.file.create_dataset("dualsr_scene", data=chars)
-        text.attrs["MATLAB_class"] = np.bytes_("char")
-        text.attrs["MATLAB_int_decode"] = np.int32(2)
+        matlab_provenance(self.file, self.meta.to_json())
         self._close()
         written = self.staging / self.path.name
         with written.open("r+b") as handle:

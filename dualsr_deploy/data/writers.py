@@ -8,7 +8,6 @@ model, scale, stage and backend) where the format can hold it, so reading the fi
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.atomic import atomic_hdf5, atomic_output
+from dualsr_deploy.data.hdf5_layout import HDF5_COMPRESSION, MATLAB_CLASS, mat_header, matlab_provenance
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
@@ -24,9 +24,6 @@ from dualsr_deploy.errors import DataError
 WRITE_SUFFIXES = (".h5", ".hdf5", ".nc", ".npy", ".mat", ".tif", ".tiff", ".hdr", ".zarr")
 COG_SUFFIX = ".cog.tif"  # a Cloud-Optimized GeoTIFF (GDAL's COG driver) rather than a plain GeoTIFF
 MAT_V5_LIMIT = 2**31 - 1  # MATLAB v5 cannot hold a variable of 2 GB or more
-# Compressed cubes (HDF5, MATLAB v7.3, NetCDF): gzip level 1 with byte shuffling, which every HDF5 and netCDF client
-# reads without a plugin; see benchmarks/results/compression.md for the levels measured
-HDF5_COMPRESSION: dict[str, object] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 
 def write_scene(
@@ -146,14 +143,11 @@ def _write_mat_v5(target: Path, data: np.ndarray, meta_json: str) -> None:
         )
 
 
-_MATLAB_CLASS = {"float64": "double", "float32": "single", "uint8": "uint8", "uint16": "uint16", "int16": "int16"}
-
-
 def _write_mat_v73(target: Path, data: np.ndarray, meta_json: str) -> None:
     """MATLAB v7.3: HDF5 behind a 512-byte MATLAB header, arrays stored with their axes reversed."""
     import h5py
 
-    matlab_class = _MATLAB_CLASS.get(str(data.dtype))
+    matlab_class = MATLAB_CLASS.get(str(data.dtype))
     if matlab_class is None:
         raise DataError(f"{target}: cannot write {data.dtype} to MATLAB v7.3")
     _, h, w = data.shape
@@ -163,19 +157,9 @@ def _write_mat_v73(target: Path, data: np.ndarray, meta_json: str) -> None:
                 "cube", data=np.transpose(data, (0, 2, 1)), chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
             )
             cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
-            chars = np.frombuffer(meta_json.encode("utf-16-le"), dtype=np.uint16).reshape(-1, 1)
-            text = handle.create_dataset("dualsr_scene", data=chars)
-            text.attrs["MATLAB_class"] = np.bytes_("char")
-            text.attrs["MATLAB_int_decode"] = np.int32(2)
+            matlab_provenance(handle, meta_json)
         block = mat_header()
         memory.getbuffer()[: len(block)] = block
-
-
-def mat_header() -> bytes:
-    """The 128-byte MATLAB 7.3 header at the start of the file's 512-byte user block."""
-    created = datetime.datetime.now(datetime.UTC).strftime("%a %b %d %H:%M:%S %Y")
-    header = f"MATLAB 7.3 MAT-file, Platform: dualsr-deploy, Created on: {created} HDF5 schema 1.00 ."
-    return header.encode().ljust(116) + bytes(8) + b"\x00\x02IM"
 
 
 def _write_geotiff(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, *, cog: bool) -> None:
