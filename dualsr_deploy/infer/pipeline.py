@@ -25,7 +25,7 @@ from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, scene_consistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
 from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
-from dualsr_deploy.infer.plan import PlannedScene, space_problem, written_files
+from dualsr_deploy.infer.plan import PlannedScene, remove_outputs, space_problem
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.infer.reference import bicubic_cube, reference_path
@@ -223,6 +223,7 @@ def write_result(result: Result) -> SceneRecord:
     started = time.perf_counter()
     layer = f"writing {result.path}"
     layer_attrs = {k: v for k, v in result.attrs.items() if k != CONSISTENCY_ATTR}  # the output's figures, not theirs
+    written: list[Path] = []  # what this attempt wrote (each file atomically), removed again if a later one fails
     try:
         if result.path.suffix.lower() in UNCOMPRESSED:  # their size is known: refuse before writing a byte
             itemsize = np.dtype(result.scene.meta.dtype if result.units == "source" else np.float32).itemsize
@@ -230,10 +231,12 @@ def write_result(result: Result) -> SceneRecord:
             if needed > free_bytes(result.path.parent):
                 raise no_space(result.path, needed)
         write_scene(result.path, result.scene, attrs=result.attrs, units=result.units, zarr_format=result.zarr_format)
+        written.append(result.path)
         if result.qa is not None:
             layer = f"writing the quality layer {qa_path(result.path)}"
             qa = qa_path(result.path)
             write_scene(qa, result.qa, attrs=layer_attrs, units="source", zarr_format=result.zarr_format)
+            written.append(qa)
         if result.reference is not None:
             layer = f"writing the bicubic reference {reference_path(result.path)}"
             attrs = {**layer_attrs, "stage": "bicubic interpolation (MATLAB imresize), the reference"}
@@ -247,31 +250,18 @@ def write_result(result: Result) -> SceneRecord:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and "MiB free" not in text:
             text = f"{text} ({free_bytes(result.path.parent) / 2**20:.1f} MiB free)"
         record.status, record.error, record.output = "failed", f"{layer}: {text}", None
-        remove_outputs(result.path, result.qa is not None, result.reference is not None)  # none of its files
+        for path in written:  # an output is not left beside a failed record (what was there before stays, unless
+            remove_outputs(path)  # this attempt had replaced it already)
     record.seconds["write"] = round(time.perf_counter() - started, 3)
     record.seconds["total"] = round(sum(v for k, v in record.seconds.items() if k != "total"), 3)
     return record
-
-
-def remove_outputs(output: Path, qa: bool, reference: bool = False) -> None:
-    """Every file a scene writes (:func:`~dualsr_deploy.infer.plan.written_files`), removed after its write failed
-    part-way: the output written before its quality layer failed is not left beside a ``failed`` record."""
-    import shutil
-
-    for path in written_files(output, qa, reference):
-        if path.suffix.lower() == ".zarr" and path.is_dir() and not path.is_symlink():  # a Zarr store
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.is_file() or path.is_symlink():  # never a folder (other scenes' outputs may live in one)
-            path.unlink()
 
 
 def streamed(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     """A streamed scene start to end; its failure is in its record."""
     try:
         return fingerprint(stream_scene(ctx.for_scene(planned), planned))
-    except SCENE_ERRORS as exc:
-        if planned.output is not None:
-            remove_outputs(planned.output, ctx.options.qa, ctx.options.reference is not None)
+    except SCENE_ERRORS as exc:  # stream_scene removed what it had committed
         return ctx.record(planned, "failed", error=f"{type(exc).__name__}: {exc}")
 
 

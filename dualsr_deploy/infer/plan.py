@@ -130,6 +130,17 @@ def written_files(output: Path, qa: bool, reference: bool = False) -> list[Path]
     return of(output) + (of(qa_path(output)) if qa else []) + (of(reference_path(output)) if reference else [])
 
 
+def remove_outputs(output: Path) -> None:
+    """The files of one written output (its data file and sidecars too: :func:`~dualsr_deploy.infer.plan
+    .written_files`), removed after a later write of its scene failed: an output is not left beside a ``failed``
+    record."""
+    for path in written_files(output, False):
+        if path.suffix.lower() == ".zarr" and path.is_dir() and not path.is_symlink():  # a Zarr store
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() or path.is_symlink():  # never a folder (other scenes' outputs may live in one)
+            path.unlink()
+
+
 def _normal(path: Path) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
@@ -257,5 +268,6 @@ __all__ = [
     "inside",
     "output_suffix",
     "plan_archive",
+    "remove_outputs",
     "space_problem",
 ]

@@ -33,7 +33,7 @@ from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, HALO, Consistency,
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import WORK_DIR, Event
-from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.plan import PlannedScene, remove_outputs
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.infer.reference import reference_path, upsampled
@@ -322,23 +322,11 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
                 writer.add_attrs({CONSISTENCY_ATTR: json.dumps(faithful, sort_keys=True)})
             writer.commit()
             scene.seconds["write"] += time.perf_counter() - t
-        if options.reference == "bicubic":
-            t = time.perf_counter()
-            attrs = {**ctx.output_attrs(), "stage": "bicubic interpolation (MATLAB imresize), the reference"}
-            with open_strips(
-                reference_path(planned.output),
-                (c, scale * h, scale * w),
-                out_meta,
-                attrs,
-                dtype=dtype,
-                units=options.units,
-                factor=factor,
-                zarr_format=options.zarr_format,
-            ) as reference:
-                scene.write_reference(reference)
-                reference.commit()
-            scene.seconds["write"] += time.perf_counter() - t
-        quality = _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
+        try:
+            quality = _after_output(scene, ctx, planned, out_meta, (c, scale * h, scale * w), dtype, factor)
+        except BaseException:  # the output committed above is not left beside a failed record
+            remove_outputs(planned.output)
+            raise
     shutil.rmtree(work, ignore_errors=True)
     seconds = dict(scene.seconds)
     seconds["total"] = sum(seconds.values())
@@ -351,6 +339,44 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         qa=quality,
         consistency=faithful,
     )
+
+
+def _after_output(
+    scene: _StreamedScene,
+    ctx: SceneContext,
+    planned: PlannedScene,
+    out_meta: SceneMeta,
+    shape: tuple[int, int, int],
+    dtype: str,
+    factor: float | None,
+) -> dict[str, int] | None:
+    """The files written beside a streamed scene's output: its bicubic reference (``--reference bicubic``) and its
+    quality layer (``--qa``, whose counts are returned); what this wrote is removed again if a later one fails."""
+    options = ctx.options
+    assert planned.output is not None
+    written: list[Path] = []
+    try:
+        if options.reference == "bicubic":
+            t = time.perf_counter()
+            attrs = {**ctx.output_attrs(), "stage": "bicubic interpolation (MATLAB imresize), the reference"}
+            with open_strips(
+                reference_path(planned.output),
+                shape,
+                out_meta,
+                attrs,
+                dtype=dtype,
+                units=options.units,
+                factor=factor,
+                zarr_format=options.zarr_format,
+            ) as reference:
+                scene.write_reference(reference)
+                written.append(reference.commit())
+            scene.seconds["write"] += time.perf_counter() - t
+        return _write_quality(scene, planned.output, out_meta, ctx) if options.qa else None
+    except BaseException:
+        for path in written:
+            remove_outputs(path)
+        raise
 
 
 def _write_quality(scene: _StreamedScene, output: Path, meta: SceneMeta, ctx: SceneContext) -> dict[str, int]:
