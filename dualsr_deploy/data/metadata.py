@@ -87,8 +87,8 @@ def check_band_metadata(
     bad: Iterable[int],
     scale: float | None,
 ) -> None:
-    """Per-band lists as long as the cube has bands and finite; wavelengths and FWHM positive, gains non-zero,
-    bad bands inside the cube, a declared scale factor positive."""
+    """Per-band lists as long as the cube has bands and finite (a 0 wavelength or FWHM is left alone: producers mark
+    unused or unknown channels so), gains non-zero, bad bands inside the cube, a declared scale factor positive."""
     for key, values in (("wavelengths", wavelengths), ("fwhm", fwhm), ("gains", gains), ("offsets", offsets)):
         if values is None:
             continue
@@ -96,9 +96,6 @@ def check_band_metadata(
             raise DataError(f"{source}: {key} has {len(values)} values, the cube {bands} bands")
         if not all(math.isfinite(v) for v in values):
             raise DataError(f"{source}: {key} holds a value that is not finite (NaN or inf)")
-    for key, values in (("wavelengths", wavelengths), ("fwhm", fwhm)):
-        if values is not None and any(v <= 0 for v in values):
-            raise DataError(f"{source}: {key} holds a value ≤ 0; band centres and widths are positive")
     if gains is not None and any(g == 0 for g in gains):
         raise DataError(f"{source}: a band gain of 0 would erase the band; the gains are not usable")
     if band_names is not None and len(band_names) != bands:

@@ -235,3 +235,9 @@ def test_a_fifo_named_directly_is_refused_at_once(tmp_path: Path) -> None:
     (entry,) = open_archive(fifo).entries
     assert entry.error is not None
     assert "FIFO" in entry.error
+
+
+def test_a_zero_wavelength_marking_an_unused_channel_is_not_a_lie(tmp_path: Path) -> None:
+    header = envi(tmp_path, "wavelength = {0, 450, 500, 550, 600, 650}", "fwhm = {0, 10, 10, 10, 10, 10}")
+    with open_scene(header) as reader:
+        assert reader.wavelengths == (0.0, 450.0, 500.0, 550.0, 600.0, 650.0)
