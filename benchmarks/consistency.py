@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.infer.consistency import scene_consistency
 
 REMOTE = ("pavia_centre_crop.mat", "muufl_crop.mat", "san_diego_crop.mat", "abu_airport_1.mat")

@@ -16,8 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.synth import synthesize
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.evaluation.core import EvalOptions, evaluate_archive
 from dualsr_deploy.infer.options import BackendSpec
 

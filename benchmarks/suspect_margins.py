@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.infer.consistency import scene_consistency
 from dualsr_deploy.ops.imresize import imresize
 

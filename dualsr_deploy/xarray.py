@@ -244,7 +244,7 @@ def _resample_field(field: Any, rows: str, cols: str, scale: int) -> Any:
 
 
 def _centres(values: np.ndarray, scale: int) -> np.ndarray:
-    from dualsr_deploy.data.netcdf_writers import pixel_centres as centres
+    from dualsr_deploy.data.formats.netcdf.write import pixel_centres as centres
 
     if values.dtype.kind not in "fiu":
         return np.repeat(values, scale)
@@ -252,7 +252,7 @@ def _centres(values: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _resample_values(values: np.ndarray, scale: int) -> np.ndarray:
-    from dualsr_deploy.data.netcdf_writers import linear_resample
+    from dualsr_deploy.data.formats.netcdf.write import linear_resample
 
     return linear_resample(values.astype(np.float64), scale).astype(
         values.dtype if values.dtype.kind == "f" else np.float64

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.readers.base import SceneReader
 from dualsr_deploy.data.scene import Scene, Window
 from dualsr_deploy.data.validity import Masking, nearest_up
 from dualsr_deploy.infer.masked import output_scene, plan_segments

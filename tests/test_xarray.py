@@ -97,7 +97,7 @@ def test_the_same_values_as_dualsr_infer_on_a_real_enmap_mosaic(tmp_path: Path) 
     from rioxarray.merge import merge_arrays
 
     from dualsr_deploy.cli.main import app
-    from dualsr_deploy.data.readers import open_scene
+    from dualsr_deploy.data.formats import open_scene
 
     tiles = [rioxarray.open_rasterio(t, masked=True) for t in sorted(ENMAP.glob("enmap_potsdam_tile_*_0.tif"))]
     mosaic = merge_arrays(tiles)  # 224 bands, 32 × 96, NaN no-data (bands 130-135 are no-data throughout)
@@ -169,7 +169,7 @@ def test_the_emit_example_end_to_end(tmp_path: Path) -> None:
         fill = np.repeat(np.repeat(cube == EMIT_FILL, 2, axis=0), 2, axis=1)
         np.testing.assert_array_equal(np.isnan(values), fill)
         with xr.open_dataset(granule, engine="h5netcdf", group="location") as location:
-            from dualsr_deploy.data.netcdf_writers import rebuild_glt
+            from dualsr_deploy.data.formats.netcdf.write import rebuild_glt
 
             glt_x, glt_y = rebuild_glt(location["glt_x"].values, location["glt_y"].values, 2)
         assert ortho["reflectance"].shape == (*glt_x.shape, bands)

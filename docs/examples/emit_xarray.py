@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dualsr_deploy.data.netcdf_writers import rebuild_glt
+from dualsr_deploy.data.formats.netcdf.write import rebuild_glt
 from dualsr_deploy.xarray import super_resolve
 
 

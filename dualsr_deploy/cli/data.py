@@ -198,8 +198,8 @@ def synth(
     force: bool = typer.Option(False, help="Overwrite existing scenes."),
 ) -> None:
     """Make CAVE-like scenes from measured reflectances laid over real photographs (deterministic per seed)."""
+    from dualsr_deploy.data.formats import write_scene
     from dualsr_deploy.data.synth import render_srgb, synthesize
-    from dualsr_deploy.data.writers import write_scene
 
     with progress_bar() as progress:
         task = progress.add_task("synthesise", total=count)

@@ -5,10 +5,9 @@ Everything downstream (train, infer, eval) sees one :class:`~dualsr_deploy.data.
 """
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry, open_archive
+from dualsr_deploy.data.formats import open_scene, read_scene, write_scene
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.readers import open_scene, read_scene
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
-from dualsr_deploy.data.writers import write_scene
 
 __all__ = [
     "Archive",

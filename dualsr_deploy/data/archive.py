@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualsr_deploy.data.confine import Confinement, not_regular
+from dualsr_deploy.data.formats import KEYED_FORMATS, SCENE_SUFFIXES, detect_format, open_scene
+from dualsr_deploy.data.formats.cave import band_files
+from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.readers import KEYED_FORMATS, SCENE_SUFFIXES, detect_format, open_scene
-from dualsr_deploy.data.readers.base import SceneReader
-from dualsr_deploy.data.readers.cave import band_files
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.errors import DataError, DualSRError
 
@@ -368,8 +368,8 @@ def _plain_hdf5(path: Path) -> bool:
 def _multi_scene_keys(path: Path) -> list[str]:
     import h5py
 
-    from dualsr_deploy.data.readers.base import numeric_3d
-    from dualsr_deploy.data.readers.hdf5 import cube_datasets
+    from dualsr_deploy.data.formats.hdf5 import cube_datasets
+    from dualsr_deploy.data.formats.reader import numeric_3d
 
     try:
         with h5py.File(path, "r") as handle:

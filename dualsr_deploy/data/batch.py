@@ -12,10 +12,10 @@ import torch
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
+from dualsr_deploy.data.formats import write_scene, writing
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.scene import Scene
-from dualsr_deploy.data.writers import WRITE_SUFFIXES, write_scene
-from dualsr_deploy.errors import DataError, DualSRError
+from dualsr_deploy.errors import DualSRError
 
 SceneTransform = Callable[[Scene], Scene]
 # A whole conversion holds the scene ~4 times in float32 (read, normalised, back in the source's units as float64);
@@ -49,8 +49,7 @@ def convert_archive(
     process may use) is converted in row strips (:data:`CONVERT_COPIES` copies of the scene in float32 is what a
     whole conversion holds), into the same file; with a ``transform`` (``data degrade``) scenes are held whole.
     """
-    if Path(f"scene{suffix}").suffix.lower() not in WRITE_SUFFIXES:  # .cog.tif is a .tif
-        raise DataError(f"cannot write {suffix!r}; choose one of {', '.join(WRITE_SUFFIXES)} (or .cog.tif)")
+    writing(Path(f"scene{suffix}"))  # an unknown suffix is refused before any scene is read
     from dualsr_deploy.resources import usable_memory
 
     budget = memory_budget or usable_memory() // 4
@@ -85,10 +84,9 @@ def _convert_in_strips(
 ) -> Path:
     """One scene read and written a strip of rows at a time (each strip within the budget): the file
     :func:`write_scene` would write, with the whole scene's notes."""
-    from dualsr_deploy.data.readers.base import whole_notes
+    from dualsr_deploy.data.formats import declared_factor, open_strips
+    from dualsr_deploy.data.formats.reader import whole_notes
     from dualsr_deploy.data.scene import Window
-    from dualsr_deploy.data.strips import open_strips
-    from dualsr_deploy.data.writers import declared_factor
 
     assert entry.shape is not None
     c, h, w = entry.shape

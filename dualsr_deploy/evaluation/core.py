@@ -23,7 +23,7 @@ from dualsr_deploy import metrics
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.degrade import Blur, degrade, modcrop
-from dualsr_deploy.data.readers import read_scene
+from dualsr_deploy.data.formats import read_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.errors import DataError, InputError
 from dualsr_deploy.evaluation.without_hr import BASELINE, SceneConsistency
@@ -178,7 +178,7 @@ def _find(folder: Path, name: str, what: str) -> Path:
     for a scene suffix, or a CAVE folder ``a/scene`` / ``a/scene_ms``); none or several is a :class:`DataError`.
     Other names beginning with the scene's (``scene.backup.npy``) and scenes of the same name in other sub-folders
     are never taken for it."""
-    from dualsr_deploy.data.readers import SCENE_SUFFIXES
+    from dualsr_deploy.data.formats import SCENE_SUFFIXES
 
     base = folder / name
     candidates = [base.with_name(base.name + suffix) for suffix in sorted(SCENE_SUFFIXES)]

@@ -18,8 +18,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.synth import synthesize
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.evaluation.core import EvalOptions, EvalReport, evaluate_archive
 from dualsr_deploy.evaluation.reports import write_reports
 from dualsr_deploy.infer.options import BackendSpec

@@ -32,7 +32,7 @@ import torch
 
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import fill_invalid
 from dualsr_deploy.errors import DataError, InputError

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dualsr_deploy.errors import DataError
+
 if TYPE_CHECKING:
     from dualsr_deploy.data.archive import Archive, ArchiveEntry
 
@@ -86,12 +88,12 @@ class SceneRecord:
 def output_files(output: Path) -> list[Path]:
     """The files that hold an output: ENVI's header and its data file, every file of a Zarr store (a folder), else
     the file itself."""
-    if output.suffix.lower() == ".hdr":  # the data file as ENVI readers find it: no suffix, else .img
-        bare = output.with_name(output.name[: -len(output.suffix)])
-        return [output, bare if bare.is_file() else output.with_suffix(".img")]
-    if output.is_dir():
-        return sorted(p for p in output.rglob("*") if p.is_file())
-    return [output]
+    from dualsr_deploy.data.formats import writing  # the package's table, not imported with the manifest
+
+    try:
+        return writing(output).content(output)
+    except DataError:  # a record's output of a suffix no format writes (edited by hand): the path named
+        return [output]
 
 
 def output_fingerprint(output: Path) -> tuple[int, str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import BackendKind, backend_kind, check_backend
 from dualsr_deploy.backends.precision import resolve_precision
+from dualsr_deploy.data.formats import OPTIONS
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
@@ -42,16 +43,6 @@ def choose_stage(scale: int, has_weights: Callable[[int], bool]) -> tuple[str, s
 
 
 UNITS = ("source", "normalised")
-FORMATS = {
-    "h5": ".h5",
-    "npy": ".npy",
-    "mat": ".mat",
-    "tif": ".tif",
-    "cog": ".cog.tif",
-    "envi": ".hdr",
-    "nc": ".nc",
-    "zarr": ".zarr",
-}
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
 # A streamed scene's row of tiles holds its ×s rows twice (the pasted result and its clipped copy), and writing holds
 # a sub-strip in float64 (the source's units) and in the output dtype: sized so that all of it fits the budget
@@ -278,8 +269,8 @@ class InferOptions:
             raise InputError(f"--tile must be at least 8 LR pixels; got {self.tile}")
         if self.batch is not None and self.batch < 1:
             raise InputError(f"--batch must be at least 1; got {self.batch}")
-        if self.format is not None and self.format not in FORMATS:
-            raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.format is not None and self.format not in OPTIONS:
+            raise InputError(f"unknown --format {self.format!r}; choose one of {', '.join(OPTIONS)}")
         if self.units not in UNITS:
             raise InputError(f"unknown --units {self.units!r}; choose one of {', '.join(UNITS)}")
         if self.reference not in (None, "bicubic"):
@@ -375,7 +366,6 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
-    "FORMATS",
     "STAGES",
     "TILE_SHARE",
     "UNITS",

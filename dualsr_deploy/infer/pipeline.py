@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from dualsr_deploy.atomic import free_bytes, no_space
+from dualsr_deploy.data.formats import write_scene, writing
 from dualsr_deploy.data.scene import Scene
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
 from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, scene_consistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
@@ -214,9 +214,6 @@ def _result(
     return Result(record, path, scene, attrs, options.units, qa, options.zarr_format, reference)
 
 
-UNCOMPRESSED = (".npy", ".hdr")  # outputs written byte for byte: their size is the cube's
-
-
 def write_result(result: Result) -> SceneRecord:
     """Write one finished scene atomically; a failure is this scene's, recorded in what is returned."""
     record = result.record
@@ -225,7 +222,7 @@ def write_result(result: Result) -> SceneRecord:
     layer_attrs = {k: v for k, v in result.attrs.items() if k != CONSISTENCY_ATTR}  # the output's figures, not theirs
     written: list[Path] = []  # what this attempt wrote (each file atomically), removed again if a later one fails
     try:
-        if result.path.suffix.lower() in UNCOMPRESSED:  # their size is known: refuse before writing a byte
+        if writing(result.path).uncompressed:  # its size is the cube's: refuse before writing a byte
             itemsize = np.dtype(result.scene.meta.dtype if result.units == "source" else np.float32).itemsize
             needed = result.scene.cube.size * itemsize
             if needed > free_bytes(result.path.parent):

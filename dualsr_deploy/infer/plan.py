@@ -13,28 +13,13 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry
-from dualsr_deploy.data.netcdf_writers import NETCDF_NEEDS, NETCDF_SOURCES
+from dualsr_deploy.data.formats import output_suffix as suffix_for
+from dualsr_deploy.data.formats import writing
 from dualsr_deploy.errors import DualSRError
 from dualsr_deploy.infer.manifest import RunManifest, output_problem, scene_digest
-from dualsr_deploy.infer.options import AUTO_TILE, FORMATS, InferOptions
+from dualsr_deploy.infer.options import AUTO_TILE, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
 from dualsr_deploy.weights import FamilyChoice
-
-# The output suffix of each input format when no --format is given (CAVE folders become HDF5).
-LIKE_INPUT = {
-    "hdf5": ".h5",
-    "mat-v7.3": ".mat",
-    "mat-v5": ".mat",
-    "npy": ".npy",
-    "npz": ".npy",
-    "tiff": ".tif",
-    "geotiff": ".tif",
-    "envi": ".hdr",
-    "cave": ".h5",
-    "emit": ".nc",
-    "aviris3": ".nc",
-    "prisma": ".h5",  # HDF5 with wavelengths, gains (DN back) and georeferencing: see README "Sensor products"
-}
 
 
 @dataclass(frozen=True)
@@ -105,27 +90,19 @@ def size_text(count: int) -> str:
 
 
 def output_suffix(entry: ArchiveEntry, options: InferOptions) -> str:
-    if options.format is not None:
-        return FORMATS[options.format]
-    return LIKE_INPUT.get(entry.format or "", ".h5")
+    """The suffix ``entry``'s output is written in: ``--format``'s, else its input format's (the format table)."""
+    return suffix_for(entry.format, options.format)
 
 
 def written_files(output: Path, qa: bool, reference: bool = False) -> list[Path]:
     """Every file a scene whose output is ``output`` writes: ENVI's header, data file and sidecar, a ``.npy``'s
     metadata sidecar, with ``qa`` the quality layer's own files and with ``reference`` the bicubic reference's;
     claimed at plan time, so that no scene's file overwrites another's."""
-    from dualsr_deploy.data.readers.envi import sidecar_of
-    from dualsr_deploy.data.readers.numpy_files import sidecar
     from dualsr_deploy.infer.quality import qa_path
     from dualsr_deploy.infer.reference import reference_path
 
     def of(path: Path) -> list[Path]:
-        if path.suffix.lower() == ".hdr":
-            bare = path.with_name(path.name[: -len(path.suffix)])  # a data file named as its source's (no suffix)
-            return [path, path.with_suffix(".img"), bare, sidecar_of(path)]
-        if path.suffix.lower() == ".npy":
-            return [path, sidecar(path)]
-        return [path]
+        return writing(path).files(path)
 
     return of(output) + (of(qa_path(output)) if qa else []) + (of(reference_path(output)) if reference else [])
 
@@ -134,8 +111,9 @@ def remove_outputs(output: Path) -> None:
     """The files of one written output (its data file and sidecars too: :func:`~dualsr_deploy.infer.plan
     .written_files`), removed after a later write of its scene failed: an output is not left beside a ``failed``
     record."""
+    folder = writing(output).folder
     for path in written_files(output, False):
-        if path.suffix.lower() == ".zarr" and path.is_dir() and not path.is_symlink():  # a Zarr store
+        if folder and path == output and path.is_dir() and not path.is_symlink():  # a store written as a folder
             shutil.rmtree(path, ignore_errors=True)
         elif path.is_file() or path.is_symlink():  # never a folder (other scenes' outputs may live in one)
             path.unlink()
@@ -224,16 +202,17 @@ def _plan_one(
         return PlannedScene(entry, "fail", reason=entry.error or "unreadable")
     _c, h, w = entry.shape
     suffix = output_suffix(entry, options)
-    if suffix == ".nc" and entry.format not in NETCDF_SOURCES:  # found now, not after the scene is computed
+    row = writing(Path(f"scene{suffix}"))
+    if row.sources is not None and entry.format not in row.sources:  # found now, not after the scene is computed
         return PlannedScene(
             entry,
             "fail",
-            reason=f"--format nc: {NETCDF_NEEDS}, and this is a {entry.format} scene; choose another --format",
+            reason=f"--format {row.option}: {row.needs}, and this is a {entry.format} scene; choose another --format",
         )
     streamed = options.streams(entry.shape)
     note = None
-    if streamed and suffix == ".mat":
-        note = "streamed, so written as MATLAB v7.3 (v5 cannot be written in strips)"
+    if streamed:
+        note = row.streamed_note
     output = out_dir / f"{entry.name}{suffix}"
     claims = [_normal(path) for path in written_files(output, options.qa, options.reference is not None)]
     problem = None
@@ -261,7 +240,6 @@ def _plan_one(
 
 
 __all__ = [
-    "LIKE_INPUT",
     "PlannedScene",
     "bytes_needed",
     "free_bytes",

@@ -51,7 +51,7 @@ def counts(layer: np.ndarray) -> dict[str, int]:
 
 def qa_path(output: Path) -> Path:
     """``x.tif`` → ``x_qa.tif``; ENVI ``x.hdr`` → ``x_qa.hdr``; a COG ``x.cog.tif`` → ``x_qa.cog.tif``."""
-    from dualsr_deploy.data.writers import COG_SUFFIX
+    from dualsr_deploy.data.formats.geotiff import COG_SUFFIX
 
     if output.name.lower().endswith(COG_SUFFIX):
         return output.with_name(f"{output.name[: -len(COG_SUFFIX)]}_qa{output.name[-len(COG_SUFFIX) :]}")

@@ -21,7 +21,7 @@ SUFFIX = "_bicubic"
 def reference_path(output: Path) -> Path:
     """``x.tif`` → ``x_bicubic.tif``; a COG ``x.cog.tif`` → ``x_bicubic.cog.tif``; ENVI ``x.hdr`` →
     ``x_bicubic.hdr``."""
-    from dualsr_deploy.data.writers import COG_SUFFIX
+    from dualsr_deploy.data.formats.geotiff import COG_SUFFIX
 
     if output.name.lower().endswith(COG_SUFFIX):
         return output.with_name(f"{output.name[: -len(COG_SUFFIX)]}{SUFFIX}{output.name[-len(COG_SUFFIX) :]}")

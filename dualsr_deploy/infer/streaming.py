@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dualsr_deploy.data.formats import StripWriter, declared_factor, open_strips, write_scene
+from dualsr_deploy.data.formats.reader import SceneReader, whole_notes
 from dualsr_deploy.data.rawfile import RowStore
-from dualsr_deploy.data.readers.base import SceneReader, whole_notes
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
-from dualsr_deploy.data.strips import StripWriter, open_strips
 from dualsr_deploy.data.validity import fill_invalid
-from dualsr_deploy.data.writers import declared_factor, write_scene
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, HALO, Consistency, StripConsistency

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.common import Column, fitted_table
 from dualsr_deploy.cli.main import app
-from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.data.formats import write_scene
 from tests.infer.conftest import lr_scene
 
 runner = CliRunner()

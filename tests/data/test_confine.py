@@ -15,7 +15,7 @@ import pytest
 
 from dualsr_deploy.data.archive import open_archive
 from dualsr_deploy.data.confine import Confinement
-from dualsr_deploy.data.readers import detect_format, open_scene
+from dualsr_deploy.data.formats import detect_format, open_scene
 from dualsr_deploy.errors import DataError
 from tests.data import hostile
 

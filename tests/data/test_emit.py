@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.netcdf_writers import rebuild_glt
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
+from dualsr_deploy.data.formats.netcdf.write import rebuild_glt
 from dualsr_deploy.data.validity import nearest_up
 from tests.conftest import SHARED
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.errors import DataError
 from tests.conftest import SHARED
 

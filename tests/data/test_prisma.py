@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from tests.conftest import SHARED
 
 runner = CliRunner()

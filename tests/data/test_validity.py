@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from dualsr_deploy.data import read_scene
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene, write_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.data.validity import BadBandSpec, Masking, fill_invalid, find_validity, nearest_up, segments
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import DataError, InputError
 
 
@@ -140,7 +139,7 @@ def test_envi_map_info_rotation_round_trips_and_scales(tmp_path: Path) -> None:
     with its rotation, and scaled by 1/s for an output."""
     import math
 
-    from dualsr_deploy.data.readers.envi import PROJECTION_KEY, _map_info
+    from dualsr_deploy.data.formats.envi.read import PROJECTION_KEY, _map_info
     from dualsr_deploy.data.scene import GeoReference
 
     values = ["UTM", "1", "1", "736600.089", "4078126.750", "2.7", "2.7", "12", "North", "WGS-84", "rotation=-66"]

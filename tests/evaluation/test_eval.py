@@ -17,9 +17,9 @@ from dualsr_deploy import metrics
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.degrade import degrade
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.evaluation import EvalOptions, evaluate_archive, write_reports
 from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.ops.imresize import imresize
 

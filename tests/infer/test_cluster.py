@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.archive import open_archive
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.scene import Scene
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import ClusterError, InputError, WorkerRefusedError
 from dualsr_deploy.infer import BackendSpec, Event, InferOptions, run_archive
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, layout_workers

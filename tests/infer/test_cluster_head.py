@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dualsr_deploy.data import read_scene
-from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.infer import InferOptions, run_archive
 from tests.infer.conftest import REPO, lr_scene
 

@@ -210,7 +210,7 @@ def test_the_figures_are_in_the_outputs_attributes_in_memory_and_streamed(tmp_pa
             with xr.open_zarr(output) as ds:
                 provenance = json.loads(ds["cube"].attrs["dualsr_scene"])["attrs"]
         else:
-            from dualsr_deploy.data.readers import open_scene
+            from dualsr_deploy.data.formats import open_scene
 
             with open_scene(output) as reader:
                 provenance = reader.attrs

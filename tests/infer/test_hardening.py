@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import write_scene
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer.lock import LOCK_NAME, output_lock
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import write_scene
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from tests.data import hostile
 

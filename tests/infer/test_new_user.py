@@ -74,7 +74,7 @@ def test_qa_with_tiff_writes_both_layers_and_a_failed_quality_layer_leaves_nothi
         for name in names:
             with rasterio.open(out / name) as dataset:
                 assert dataset.count in (1, 12)
-    from dualsr_deploy.data.writers import write_scene as real
+    from dualsr_deploy.data.formats import write_scene as real
     from dualsr_deploy.infer import pipeline
 
     def quality_layer_fails(path: Path, *args: object, **kwargs: object) -> Path:

@@ -60,7 +60,7 @@ def test_a_run_exports_every_graph_before_any_scene_starts(tmp_path: Path) -> No
     """Two band counts, one onnx run: both graphs are exported (their messages) before the first scene event, and
     the outputs are those of a second run that finds the graphs already there."""
     pytest.importorskip("onnxruntime")
-    from dualsr_deploy.data.writers import write_scene
+    from dualsr_deploy.data.formats import write_scene
 
     archive = tmp_path / "lr"
     for seed, (name, bands) in enumerate((("a", 5), ("b", 6), ("c", 5))):
@@ -76,7 +76,7 @@ def test_a_run_exports_every_graph_before_any_scene_starts(tmp_path: Path) -> No
     assert all(e.kind != "message" or "exporting" not in e.text for e in events[kinds.index("scene") :])
     second = run_archive(archive, tmp_path / "second", InferOptions(stage="coarse", backend=spec))
     assert second.exit_code == 0
-    from dualsr_deploy.data.readers import open_scene
+    from dualsr_deploy.data.formats import open_scene
 
     for name in ("a", "b", "c"):
         with (

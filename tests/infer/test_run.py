@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dualsr_deploy import backproject, load_coarsr
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
-from dualsr_deploy.data.writers import write_scene
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.infer import BackendSpec, Event, InferOptions, run_archive
 from dualsr_deploy.infer.lock import LOCK_NAME
 from dualsr_deploy.weights import shipped_weights

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data.archive import open_archive
-from dualsr_deploy.data.readers import open_scene
+from dualsr_deploy.data.formats import open_scene
 from dualsr_deploy.data.validity import nearest_up
 from tests.conftest import SHARED
 from tests.infer.test_run import manifest
@@ -172,8 +172,8 @@ def test_a_streamed_scene_with_no_data_and_bad_bands_equals_the_in_memory_one(tm
     """Reflectance ×10⁴ in int16 with a declared no-data value (−32768), a no-data corner and a bad band: streamed
     in strips under a tiny memory budget, the output equals the in-memory run's (the fill's margin makes each
     strip's fill equal the whole scene's where it reaches a valid output), bad band and no-data exact."""
+    from dualsr_deploy.data.formats import write_scene
     from dualsr_deploy.data.scene import Scene, SceneMeta
-    from dualsr_deploy.data.writers import write_scene
     from dualsr_deploy.infer import InferOptions, run_archive
     from tests.infer.conftest import lr_scene
 

@@ -14,9 +14,9 @@ import torch
 
 import dualsr_deploy.weights as weights_module
 from dualsr_deploy.checkpoint import read_checkpoint, write_checkpoint
+from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
-from dualsr_deploy.data.writers import write_scene
 from dualsr_deploy.errors import CheckpointError
 from dualsr_deploy.evaluation.core import EvalOptions, evaluate_archive
 from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive

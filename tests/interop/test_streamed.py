@@ -192,7 +192,7 @@ def test_data_convert_streams_a_scene_over_its_budget_to_the_same_file(tmp_path:
 
 def test_a_writer_that_cannot_start_leaves_nothing(tmp_path: Path) -> None:
     from dualsr_deploy.data import SceneMeta
-    from dualsr_deploy.data.strips import open_strips
+    from dualsr_deploy.data.formats import open_strips
     from dualsr_deploy.errors import DataError
 
     with pytest.raises(DataError, match="ENVI cannot hold"):

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, gdal_sidecars
+from dualsr_deploy.data.formats.reader import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.metadata import number, numbers
-from dualsr_deploy.data.readers.base import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require
@@ -211,7 +211,7 @@ class GeoTiffReader(SceneReader):
     def _envi_header(self, header: Path) -> None:
         """An ENVI-style header beside the GeoTIFF (DESIS L2A, ENVI-made GeoTIFFs): wavelength, fwhm, bbl, data
         gain/offset values, data ignore value, band names, for the bands of this image."""
-        from dualsr_deploy.data.readers.envi import import_envi
+        from dualsr_deploy.data.formats.envi.read import import_envi
 
         envi = import_envi()
         try:

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
-from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.readers.base import (
+from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_dimension_scales,
     read_window,
     reading,
     restore_written_meta,
 )
+from dualsr_deploy.data.metadata import number, numbers, small_array
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 

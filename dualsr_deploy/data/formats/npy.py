@@ -1,4 +1,5 @@
-"""NumPy files: ``.npy`` (memory-mapped, so windows are read lazily) and ``.npz`` (one array loaded)."""
+"""NumPy files: ``.npy`` (memory-mapped, so windows are read lazily; written at offsets) and ``.npz`` (one array
+loaded)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.confine import Confinement
-from dualsr_deploy.data.readers.base import (
+from dualsr_deploy.data.formats.hdf5 import choose_key
+from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_layout,
     chw_shape,
@@ -16,8 +19,10 @@ from dualsr_deploy.data.readers.base import (
     reading,
     restore_written_meta,
 )
-from dualsr_deploy.data.readers.hdf5 import choose_key
-from dualsr_deploy.data.scene import Window
+from dualsr_deploy.data.formats.row import Format, WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.rawfile import RawFile
+from dualsr_deploy.data.scene import SceneMeta, Window
 
 
 def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -103,3 +108,65 @@ class NpzReader(SceneReader):
     def _read(self, window: Window | None) -> np.ndarray:
         with np.load(self.path, allow_pickle=False) as archive:
             return read_window(archive[self.key], self.layout, window)
+
+
+class NpyStrips(StripWriter):
+    """``.npy`` (``(C, H, W)``, format 1.0 header) written at its offsets, with the metadata in ``<name>.npy.json``."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+            written = self.staging / path.name
+            with written.open("wb") as handle:
+                np.lib.format.write_array_header_1_0(handle, header)
+                offset = handle.tell()
+            c, h, w = shape
+            self.raw = RawFile(written, c * h * w * self.dtype.itemsize, offset)
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        c, h, w = self.shape
+        size = self.dtype.itemsize
+        for band in range(c):
+            self.raw.put((band * h + first_row) * w * size, rows[band].astype(self.dtype, copy=False))
+
+    def _finish(self) -> None:
+        self.raw.close()
+        with atomic_output(sidecar(self.path)) as meta_tmp:
+            meta_tmp.write_text(self.meta.to_json())
+        self._publish(self.staging / self.path.name, self.path)
+
+
+def _open_npy(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
+    return NpyReader(path, key=key, layout=layout, confine=confine)
+
+
+def _open_npz(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
+    return NpzReader(path, key=key, layout=layout, confine=confine)
+
+
+NPY = Format(
+    "npy",
+    "NumPy .npy (metadata in <name>.npy.json)",
+    sniff=lambda probe: probe.head.startswith(b"\x93NUMPY"),
+    open=_open_npy,
+    scene_suffixes=(".npy",),
+    keyed=True,
+    output=".npy",
+    option="npy",
+    writes=(".npy",),
+    strips=NpyStrips,
+    files=lambda output: [output, sidecar(output)],
+    uncompressed=True,
+)
+NPZ = Format(
+    "npz",
+    "NumPy .npz (one array loaded)",
+    sniff=lambda probe: probe.head.startswith(b"PK\x03\x04") and probe.suffix == ".npz",
+    open=_open_npz,
+    scene_suffixes=(".npz",),
+    keyed=True,
+    output=".npy",
+)

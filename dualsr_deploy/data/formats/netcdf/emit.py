@@ -8,7 +8,7 @@ its ``emit_tools.py`` reads them:
 - global attributes ``geotransform`` (of the ortho grid) and ``spatial_ref``.
 
 The scene is the swath (not orthorectified); the location group and the global attributes are kept for the writer
-(:mod:`dualsr_deploy.data.netcdf_writers`), which writes the same structure back at ×s.
+(:mod:`dualsr_deploy.data.formats.netcdf.write`), which writes the same structure back at ×s.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
-from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.readers.base import (
+from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_dimension_scales,
     read_window,
     reading,
     restore_written_meta,
 )
+from dualsr_deploy.data.metadata import number, numbers, small_array
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError

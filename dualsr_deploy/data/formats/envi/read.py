@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement
+from dualsr_deploy.data.formats.reader import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.metadata import flags, number, numbers, positive_factor
-from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require

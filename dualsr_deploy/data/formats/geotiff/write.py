@@ -1,4 +1,4 @@
-"""Writing GeoTIFFs and Cloud-Optimized GeoTIFFs through rasterio (GDAL), with the source's tags kept.
+"""Writing GeoTIFFs and Cloud-Optimized GeoTIFFs through rasterio (GDAL) by windows, with the source's tags kept.
 
 From a GeoTIFF source, the dataset tags (acquisition time, sensor, …) and each band's tags (``wavelength_units``, …)
 and description come back as the source gave them; then ours: ``wavelength``/``fwhm``/``bbl`` per band as EnMAP and
@@ -12,44 +12,23 @@ GDAL reports ``LAYOUT=COG`` for it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, atomic_output, temp_prefix
-from dualsr_deploy.data.scene import Scene, SceneMeta
+from dualsr_deploy.atomic import atomic_output
+from dualsr_deploy.data.formats.row import WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 
+COG_SUFFIX = ".cog.tif"  # a Cloud-Optimized GeoTIFF (GDAL's COG driver) rather than a plain GeoTIFF
+GDAL_CACHE_MB = 64  # GDAL's block cache while a GeoTIFF is written by windows (its default is 5 % of the RAM)
+TIFF_ROWS_PER_STRIP = 16  # a streamed GeoTIFF's strips
 OURS = {"DUALSR_SCENE", "wavelengths"}
 MICROMETRES_BELOW = 100.0  # band centres under this are in micrometres (no sensor has bands under 100 nm)
-
-
-def write_geotiff(
-    target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None, *, cog: bool
-) -> None:
-    """``data (C, H, W)`` as a GeoTIFF (``cog``: a Cloud-Optimized GeoTIFF) at ``target``."""
-    from dualsr_deploy.data.readers.tiff import import_rasterio
-
-    rasterio = import_rasterio()
-    if not cog:
-        with atomic_output(target) as tmp:
-            _write(rasterio, tmp, data, meta_json, scene, units, factor, tiled=min(data.shape[1:]) >= 256)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, plain_name = tempfile.mkstemp(
-        dir=target.parent, prefix=temp_prefix(target.name), suffix=".plain" + TEMP_SUFFIX
-    )
-    os.close(handle)
-    plain = Path(plain_name)
-    try:
-        _write(rasterio, plain, data, meta_json, scene, units, factor, tiled=True)
-        to_cog(plain, target, data.dtype)
-    finally:
-        plain.unlink(missing_ok=True)
 
 
 def _source_tags(meta: SceneMeta) -> tuple[dict[str, str], list[dict[str, str]], list[str | None]]:
@@ -57,7 +36,7 @@ def _source_tags(meta: SceneMeta) -> tuple[dict[str, str], list[dict[str, str]],
     source = Path(meta.source)
     if meta.format not in ("tiff", "geotiff") or not source.is_file():
         return {}, [], []
-    from dualsr_deploy.data.readers.tiff import import_rasterio
+    from dualsr_deploy.data.formats.geotiff.read import import_rasterio
 
     rasterio = import_rasterio()
     try:
@@ -85,22 +64,6 @@ def micrometres(wavelengths: tuple[float, ...], units: str | None) -> list[float
     if text.startswith(("nano", "nm")) or max(wavelengths) >= MICROMETRES_BELOW:
         return [w / 1000.0 for w in wavelengths]
     return list(wavelengths)
-
-
-def _write(
-    rasterio: Any,
-    path: Path,
-    data: np.ndarray,
-    meta_json: str,
-    scene: Scene,
-    units: str,
-    factor: float | None,
-    *,
-    tiled: bool,
-) -> None:
-    shape = (data.shape[0], data.shape[1], data.shape[2])
-    with open_geotiff(rasterio, path, shape, data.dtype, meta_json, scene.meta, units, factor, tiled=tiled) as dataset:
-        dataset.write(data)
 
 
 def open_geotiff(
@@ -193,4 +156,71 @@ def to_cog(plain: Path, target: Path, dtype: np.dtype) -> None:
         )
 
 
-__all__ = ["micrometres", "open_geotiff", "to_cog", "write_geotiff"]
+class GeoTiffStrips(StripWriter):
+    """GeoTIFF by GDAL windows, its block cache held to :data:`GDAL_CACHE_MB`: a whole scene tiled 256² (from
+    256² up), a streamed one in strips of :data:`TIFF_ROWS_PER_STRIP` rows, so that a window of rows completes its
+    blocks; a ``.cog.tif`` is then copied by GDAL's COG driver (tiled 512², overviews, DEFLATE with a predictor)."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            from dualsr_deploy.data.formats.geotiff.read import import_rasterio
+
+            self.rasterio = import_rasterio()
+            self.cog = path.name.lower().endswith(COG_SUFFIX)
+            self.env = self.rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+            self.env.__enter__()
+            self.plain = self.staging / ("plain.tif" if self.cog else path.name)
+            tiled = options.whole and (self.cog or min(shape[1:]) >= 256)
+            self.dataset: Any = open_geotiff(
+                self.rasterio,
+                self.plain,
+                shape,
+                self.dtype,
+                meta.to_json(),
+                meta,
+                options.units,
+                options.factor,
+                tiled=tiled,
+                rows_per_strip=None if tiled else TIFF_ROWS_PER_STRIP,
+            )
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        _c, _h, w = self.shape
+        self.dataset.write(rows, window=Window(0, first_row, w, rows.shape[1]))
+
+    def _provenance_changed(self) -> None:
+        self.dataset.update_tags(DUALSR_SCENE=self.meta.to_json())
+
+    def _finish(self) -> None:
+        self._close_dataset()
+        try:
+            if self.cog:
+                to_cog(self.plain, self.path, self.dtype)
+            else:
+                self._publish(self.plain, self.path)
+        finally:
+            self._leave()
+
+    def _close_dataset(self) -> None:
+        if getattr(self, "dataset", None) is not None:
+            self.dataset.close()
+            self.dataset = None
+
+    def _leave(self) -> None:
+        if getattr(self, "env", None) is not None:
+            self.env.__exit__(None, None, None)
+            self.env = None
+
+    def _close(self) -> None:
+        try:
+            self._close_dataset()
+        finally:
+            self._leave()
+
+
+__all__ = ["COG_SUFFIX", "GeoTiffStrips", "micrometres", "open_geotiff", "to_cog"]

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.formats.reader import SceneReader, reading, restore_written_meta
+from dualsr_deploy.data.formats.row import Format
 from dualsr_deploy.data.metadata import number, numbers
-from dualsr_deploy.data.readers.base import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError
@@ -165,3 +166,17 @@ class PrismaReader(SceneReader):
 
 
 __all__ = ["PrismaReader", "prisma_swath"]
+
+
+def _open(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
+    return PrismaReader(path, confine=confine)
+
+
+PRISMA = Format(
+    "prisma",
+    "PRISMA L1/L2 (HDF-EOS5; written as HDF5 with its wavelengths, gains and georeferencing)",
+    sniff=lambda probe: probe.hdf5 is not None and prisma_swath(probe.hdf5) is not None,
+    open=_open,
+    scene_suffixes=(".he5",),
+    output=".h5",
+)

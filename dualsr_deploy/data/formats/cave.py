@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement
-from dualsr_deploy.data.readers.base import SceneReader, reading
+from dualsr_deploy.data.formats.reader import SceneReader, reading
+from dualsr_deploy.data.formats.row import Format
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.errors import DataError
 
@@ -101,3 +102,12 @@ class CaveReader(SceneReader):
 
 def _end(window: Window) -> tuple[int, int]:
     return window.left + window.width, window.top + window.height
+
+
+def _open(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
+    return CaveReader(path, confine=confine)
+
+
+CAVE = Format(
+    "cave", "CAVE scene folder (a 16-bit PNG per band)", sniff=lambda probe: probe.is_dir, open=_open, output=".h5"
+)

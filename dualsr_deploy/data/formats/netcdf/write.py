@@ -1,5 +1,5 @@
 """Writing super-resolved NetCDF products back in their structure, with a netCDF library (``h5netcdf``): EMIT
-granules (:func:`write_emit`) and AVIRIS-3 orthorectified reflectance (:func:`write_aviris3`).
+granules and AVIRIS-3 orthorectified reflectance, by strips (:class:`NetcdfStrips`).
 
 The output is valid netCDF-4, opened by netCDF4, xarray (h5netcdf and netcdf4 engines), ``ncdump`` and GDAL: every
 dimension of the source is defined again in the group that defined it, at its new size; every variable is attached
@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import atomic_hdf5
-from dualsr_deploy.data.hdf5_layout import HDF5_COMPRESSION
-from dualsr_deploy.data.scene import Scene, SceneMeta
+from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
+from dualsr_deploy.data.formats.row import WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
@@ -41,21 +42,6 @@ _HIDDEN_ATTRS |= {"_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}
 
 NETCDF_NEEDS = "NetCDF output rebuilds the structure of the EMIT or AVIRIS-3 product it came from"
 NETCDF_SOURCES = frozenset({"emit", "aviris3"})  # the input formats a .nc output can be written for
-
-
-def write_emit(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
-    """``data (C, s·H, s·W)`` (already in the units to write) into ``target`` with the structure of the EMIT granule
-    ``scene.meta.source``."""
-    with atomic_hdf5(target) as memory:
-        _rewrite(memory, _product(target, scene.meta), data.shape, meta_json, data)
-
-
-def write_aviris3(target: Path, data: np.ndarray, meta_json: str, scene: Scene) -> None:
-    """``data (C, s·H, s·W)`` into ``target`` with the structure of the AVIRIS-3 file ``scene.meta.source``: the cube
-    in the source's axis order, ``wavelength``/``fwhm`` copied, coordinate vectors and 2-D fields of the grid
-    resampled at pixel centres, ``GeoTransform`` attributes ÷ s, everything else copied."""
-    with atomic_hdf5(target) as memory:
-        _rewrite(memory, _product(target, scene.meta), data.shape, meta_json, data)
 
 
 @dataclass(frozen=True)
@@ -73,7 +59,7 @@ class _Product:
 def _product(target: Path, meta: SceneMeta) -> _Product:
     source = Path(meta.source)
     if meta.format == "aviris3":
-        from dualsr_deploy.data.readers.aviris3 import GROUP
+        from dualsr_deploy.data.formats.netcdf.aviris3 import GROUP
 
         if not source.is_file():
             raise DataError(f"{target}: {NETCDF_NEEDS}; its AVIRIS-3 source {source.name} is gone")
@@ -89,19 +75,23 @@ def _product(target: Path, meta: SceneMeta) -> _Product:
     return _Product(source, name, "hwc", renames, ("location/glt_x", "location/glt_y"))
 
 
-class NetcdfStrips:
-    """A super-resolved EMIT or AVIRIS-3 product written with the cube left empty, then filled by hyperslabs of
-    rows (:meth:`write`); :meth:`close` ends the file. Everything but the cube is as :func:`write_emit` writes it."""
+class NetcdfStrips(StripWriter):
+    """A super-resolved EMIT or AVIRIS-3 product: the source's structure written first with the cube left empty,
+    then the cube filled by hyperslabs of rows in its own axis order."""
 
-    def __init__(self, path: Path, meta: SceneMeta, shape: tuple[int, int, int], dtype: np.dtype, meta_json: str):
-        self.product = _product(path, meta)
-        self.layout = self.product.layout
-        self.out = _rewrite(path, self.product, shape, meta_json, None, dtype=np.dtype(dtype))
-        self.cube = (
-            self.out[self.product.cube]
-            if "/" not in self.product.cube
-            else _variables_dict(self.out)[self.product.cube]
-        )
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            self.product = _product(path, meta)
+            self.layout = self.product.layout
+            self.out: Any = _rewrite(self.staging / path.name, self.product, shape, meta.to_json(), self.dtype)
+            self.cube = (
+                self.out[self.product.cube]
+                if "/" not in self.product.cube
+                else _variables_dict(self.out)[self.product.cube]
+            )
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         """``rows (C, n, W)``: the cube's rows [first_row, first_row + n) in its own axis order."""
@@ -109,8 +99,17 @@ class NetcdfStrips:
         index[self.layout.index("h")] = slice(first_row, first_row + rows.shape[1])
         self.cube[tuple(index)] = np.transpose(rows, ["chw".index(axis) for axis in self.layout])
 
-    def close(self) -> None:
-        self.out.close()
+    def _provenance_changed(self) -> None:
+        self.out.attrs["dualsr_scene"] = _text(self.meta.to_json())
+
+    def _finish(self) -> None:
+        self._close()
+        self._publish(self.staging / self.path.name, self.path)
+
+    def _close(self) -> None:
+        if getattr(self, "out", None) is not None:
+            self.out.close()
+            self.out = None
 
 
 Dim = tuple[str, str]  # (path of the group that defines it, name)
@@ -195,18 +194,9 @@ def _defining_group(src: Any, group: str, dim: str) -> str:
         parts.pop()
 
 
-def _rewrite(
-    target: Any,
-    product: _Product,
-    shape: tuple[int, ...],
-    meta_json: str,
-    data: np.ndarray | None,
-    *,
-    dtype: np.dtype | None = None,
-) -> Any:
-    """``product``'s structure at ``target`` (a path or an in-memory file) for a ``(C, s·H, s·W)`` cube: with
-    ``data``, written whole and closed; without, the cube variable (``dtype``) is left empty and the open file is
-    returned for its rows to be written."""
+def _rewrite(target: Path, product: _Product, shape: tuple[int, ...], meta_json: str, dtype: np.dtype) -> Any:
+    """``product``'s structure at ``target`` for a ``(C, s·H, s·W)`` cube of ``dtype``, the cube variable left empty;
+    the open file is returned for its rows to be written."""
     h5netcdf = _import_h5netcdf()
     source, cube = product.source, product.cube
     try:
@@ -229,10 +219,8 @@ def _rewrite(
             plan.resized |= set(plan.variable_dims[glt_pair[0]])
         rebuilt = _rebuilt_glt(src, glt_pair, scale)
         order = ["chw".index(axis) for axis in product.layout]
-        if data is not None:
-            cube_data = np.ascontiguousarray(np.transpose(data, order))
-        else:  # a stand-in with the cube's shape and dtype: nothing is written from it
-            cube_data = np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape[axis] for axis in order))
+        # a stand-in with the cube's shape and dtype: nothing is written from it
+        cube_data = np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape[axis] for axis in order))
 
         def values_of(path: str, variable: Any) -> np.ndarray:
             if path == cube:
@@ -243,7 +231,7 @@ def _rewrite(
 
         out = h5netcdf.File(target, "w")
         try:
-            _copy_group(src, out, "", plan, values_of, cube, cube_later=data is None)
+            _copy_group(src, out, "", plan, values_of, cube)
             for key, value in src.attrs.items():
                 if key not in _HIDDEN_ATTRS:
                     out.attrs[key] = _text(_geotransform(value, scale) if key == "geotransform" else value, src, key)
@@ -251,8 +239,6 @@ def _rewrite(
         except BaseException:
             out.close()
             raise
-    if data is not None:
-        out.close()
     return out
 
 
@@ -273,8 +259,6 @@ def _copy_group(
     plan: _Plan,
     values_of: Callable[[str, Any], np.ndarray],
     cube: str,
-    *,
-    cube_later: bool = False,
 ) -> None:
     for (group, dim), size in plan.dim_sizes.items():
         if group == path:
@@ -298,7 +282,7 @@ def _copy_group(
                     for dim, extent in zip(plan.variable_dims[full], values.shape, strict=True)
                 )
         dims = tuple(dim for _, dim in plan.variable_dims[full])
-        if full == cube and cube_later:  # its rows are written by hyperslabs afterwards
+        if full == cube:  # its rows are written by hyperslabs afterwards
             written = out.create_variable(name, dimensions=dims, dtype=values.dtype, **kwargs)
         else:
             written = out.create_variable(name, dimensions=dims, data=values, **kwargs)
@@ -308,7 +292,7 @@ def _copy_group(
                     _text_geotransform(value, plan.scale) if key == "GeoTransform" else value, variable, key
                 )
     for name, child in src.groups.items():
-        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube, cube_later=cube_later)
+        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube)
 
 
 def _text(value: Any, holder: Any = None, key: str = "") -> Any:
@@ -398,4 +382,4 @@ def _text_geotransform(value: Any, scale: int) -> Any:
     return " ".join(repr(v) for v in (x0, dx / scale, rx / scale, y0, ry / scale, dy / scale))
 
 
-__all__ = ["NetcdfStrips", "linear_resample", "pixel_centres", "rebuild_glt", "write_aviris3", "write_emit"]
+__all__ = ["NETCDF_NEEDS", "NETCDF_SOURCES", "NetcdfStrips", "linear_resample", "pixel_centres", "rebuild_glt"]

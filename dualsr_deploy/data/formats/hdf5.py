@@ -1,4 +1,4 @@
-"""HDF5 files (``.h5``) and MATLAB v7.3 files (HDF5 inside), read lazily through h5py.
+"""HDF5 files (``.h5``): read lazily through h5py (MATLAB v7.3 files too: HDF5 inside), written by strips.
 
 MATLAB writes arrays column-major, so h5py sees their axes reversed: an H×W×C variable reads as (C, W, H).
 Layouts given for MATLAB files are MATLAB's own (default ``hwc``) and reversed here.
@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
-from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.readers.base import (
+from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
+from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_layout,
     chw_shape,
@@ -22,7 +22,11 @@ from dualsr_deploy.data.readers.base import (
     reading,
     restore_written_meta,
 )
-from dualsr_deploy.data.scene import Window
+from dualsr_deploy.data.formats.row import Format, Probe, WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.metadata import number, numbers, small_array
+from dualsr_deploy.data.scene import SceneMeta, Window
+from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
 
@@ -131,3 +135,80 @@ class MatV73Reader(Hdf5Reader):
 
     format = "mat-v7.3"
     matlab = True
+
+
+def hdf5_attrs(dataset: Any, meta: SceneMeta, units: str) -> None:
+    """The attributes of a written HDF5 cube: layout, units, provenance, the caller's, the band metadata, the
+    no-data value (``_FillValue``, where the dtype holds it) and the bad bands."""
+    dataset.attrs["layout"] = "chw"
+    dataset.attrs["units"] = units
+    dataset.attrs["dualsr_scene"] = meta.to_json()
+    for key, value in meta.attrs.items():
+        dataset.attrs[key] = value
+    if meta.wavelengths is not None:
+        dataset.attrs["wavelengths"] = np.asarray(meta.wavelengths, dtype=np.float64)
+    if meta.fwhm is not None:
+        dataset.attrs["fwhm"] = np.asarray(meta.fwhm, dtype=np.float64)
+    if meta.nodata is not None and representable(meta.nodata, dataset.dtype):
+        dataset.attrs["_FillValue"] = np.asarray(meta.nodata, dtype=dataset.dtype)
+    if meta.bad_bands:
+        dataset.attrs["bad_bands"] = np.asarray(meta.bad_bands, dtype=np.int32)
+
+
+class Hdf5Strips(StripWriter):
+    """``cube`` ``(C, H, W)``, chunked by band and 256² blocks, compressed; attributes written at the end."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            import h5py
+
+            _c, h, w = shape
+            self.file: Any = h5py.File(self.staging / path.name, "w")
+            self.data = self.file.create_dataset(
+                "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
+            )
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        self.data[:, first_row : first_row + rows.shape[1]] = rows
+
+    def _finish(self) -> None:
+        hdf5_attrs(self.data, self.meta, self.options.units)
+        self._close()
+        self._publish(self.staging / self.path.name, self.path)
+
+
+def _open_hdf5(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
+    return Hdf5Reader(path, key=key, layout=layout, confine=confine)
+
+
+def _sniff_hdf5(probe: Probe) -> bool:
+    """Any HDF5 file the sensor products before it in the table did not claim; a ``.nc``/``.he5`` none claimed is
+    refused here, with what was looked for."""
+    if not probe.is_hdf5:
+        return False
+    if probe.suffix in (".he5", ".nc") and probe.hdf5 is None:
+        kind = "HDF-EOS5" if probe.suffix == ".he5" else "NetCDF4"
+        raise DataError(f"{probe.path}: cannot open it as {kind}/HDF5; is the file complete?")
+    if probe.suffix == ".nc":
+        raise DataError(
+            f"{probe.path}: a NetCDF file without a known cube variable (EMIT: root reflectance or radiance beside a "
+            "sensor_band_parameters group; AVIRIS-3: group reflectance with reflectance and wavelength)"
+        )
+    return True
+
+
+HDF5 = Format(
+    "hdf5",
+    "HDF5 (a 3-D dataset; key= and layout= choose it)",
+    sniff=_sniff_hdf5,
+    open=_open_hdf5,
+    scene_suffixes=(".h5", ".hdf5"),
+    keyed=True,
+    output=".h5",
+    option="h5",
+    writes=(".h5", ".hdf5"),
+    strips=Hdf5Strips,
+)

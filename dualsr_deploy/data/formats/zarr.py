@@ -12,21 +12,22 @@ reader applies to get physical values (EnMAP's 0.0001, a declared reflectance sc
 
 Zarr format 3 where the installed zarr writes it (zarr-python ≥ 3), else 2; ``zarr_format=2`` on request (for
 readers with zarr-python 2). Metadata is consolidated. Written into a temporary folder beside the target and
-renamed, so a store is either whole or absent.
+renamed, so a store is either whole or absent. Whole scenes and streamed ones alike: the store made over a lazy cube,
+then the cube written by regions of rows.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, temp_prefix
-from dualsr_deploy.data.scene import Scene, SceneMeta
+from dualsr_deploy.data.formats.row import Format, WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require
@@ -94,31 +95,6 @@ def _cube(
     return cube, encoding
 
 
-def write_zarr(
-    target: Path,
-    data: np.ndarray,
-    meta_json: str,
-    scene: Scene,
-    units: str,
-    factor: float | None = None,
-    zarr_format: int | None = None,
-) -> None:
-    """``data (C, H, W)`` as the Zarr store ``target`` (``zarr_format``: 2 or 3; None: :func:`zarr_format_default`);
-    ``factor``: the scale factor the source declared, written as the CF ``scale_factor`` of source units."""
-    cube, encoding = _cube(data, meta_json, scene.meta, units, factor)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX))
-    try:
-        store = staging / target.name
-        version = _version(zarr_format)
-        cube.to_dataset().to_zarr(store, mode="w", consolidated=True, zarr_format=version, encoding={"cube": encoding})
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(store, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def open_zarr_cube(
     store: Path,
     shape: tuple[int, int, int],
@@ -129,8 +105,8 @@ def open_zarr_cube(
     factor: float | None = None,
     zarr_format: int | None = None,
 ) -> Any:
-    """The store ``store`` made as :func:`write_zarr` makes it, but with the cube's chunks not written yet; returns
-    the ``cube`` Zarr array, to be written by region."""
+    """The store ``store`` with its metadata and coordinates, the cube's chunks not written yet; returns the ``cube``
+    Zarr array, to be written by region."""
     import dask.array
     import zarr
 
@@ -152,4 +128,49 @@ def _version(zarr_format: int | None) -> Literal[2, 3]:
     return 2 if version == 2 else 3
 
 
-__all__ = ["open_zarr_cube", "write_zarr", "zarr_format_default"]
+class ZarrStrips(StripWriter):
+    """Zarr: the store (metadata, coordinates) made over a lazy cube, then the cube's rows written by region
+    (``zarr_format``: 2 or 3; None: :func:`zarr_format_default`; ``factor``: the scale factor the source declared,
+    written as the CF ``scale_factor`` of source units)."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            store = self.staging / path.name
+            self.cube = open_zarr_cube(
+                store, shape, self.dtype, meta.to_json(), meta, options.units, options.factor, options.zarr_format
+            )
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        self.cube[:, first_row : first_row + rows.shape[1]] = rows
+
+    def _provenance_changed(self) -> None:
+        import zarr
+
+        self.cube.attrs["dualsr_scene"] = self.meta.to_json()
+        zarr.consolidate_metadata(str(self.staging / self.path.name))  # what xr.open_zarr reads first
+
+    def _finish(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.staging / self.path.name, self.path)
+
+
+def store_files(output: Path) -> list[Path]:
+    """A store is a folder: every file in it."""
+    return sorted(p for p in output.rglob("*") if p.is_file()) if output.is_dir() else [output]
+
+
+ZARR = Format(
+    "zarr",
+    "Zarr store (xarray/rioxarray: coordinates, CRS, CF scale)",
+    option="zarr",
+    writes=(".zarr",),
+    strips=ZarrStrips,
+    content=store_files,
+    folder=True,
+)
+
+__all__ = ["ZARR", "ZarrStrips", "open_zarr_cube", "zarr_format_default"]

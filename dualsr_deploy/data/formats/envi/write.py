@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, temp_prefix
-from dualsr_deploy.data.readers.envi import (
+from dualsr_deploy.data.formats.envi.read import (
     DATA_SUFFIX_KEY,
     META_KEY,
     PROJECTION_KEY,
@@ -32,7 +29,10 @@ from dualsr_deploy.data.readers.envi import (
     map_info,
     sidecar_of,
 )
-from dualsr_deploy.data.scene import Scene, SceneMeta
+from dualsr_deploy.data.formats.row import WriteOptions
+from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.rawfile import RawFile
+from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
@@ -41,6 +41,7 @@ ENVI_DATA_TYPES |= {"int64": 14, "uint64": 15}
 INTERLEAVE_AXES = {"bsq": (0, 1, 2), "bil": (1, 0, 2), "bip": (1, 2, 0)}  # from (bands, lines, samples)
 UNIT_KEYS = ("data gain values", "data offset values", "reflectance scale factor")
 WRAP = 80
+ROWS_AT_ONCE = 64  # lines reordered into the file's interleave at a time
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,6 @@ def data_path(header: Path, meta: SceneMeta) -> Path:
     if not re.fullmatch(r"(\.[A-Za-z0-9_]{1,12})?", suffix):  # an attribute is a claim: only a plain suffix
         suffix = ".img"
     return header.with_name(header.name[: -len(header.suffix)] + suffix)
-
-
-def write_envi(target: Path, data: np.ndarray, meta_json: str, scene: Scene, units: str, factor: float | None) -> None:
-    """``data (C, H, W)`` as ``target.hdr`` + ``target.img`` (+ ``target.dualsr.json``); ``factor``: the
-    ``reflectance scale factor`` to declare (the source's, when written in its units), else None."""
-    layout = envi_layout(target, data.shape, data.dtype, scene.meta, units, factor)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.stem), suffix=TEMP_SUFFIX))
-    try:
-        _write_raw(staging / layout.data_name, data, layout.interleave, layout.byte_order)
-        publish_envi(target, staging, layout, meta_json)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def publish_envi(target: Path, staging: Path, layout: EnviLayout, meta_json: str) -> None:
@@ -248,17 +236,40 @@ def _render(entries: list[tuple[str, str]]) -> str:
     return "ENVI\n" + "".join(f"{key} = {value}\n" for key, value in entries)
 
 
-def _write_raw(path: Path, data: np.ndarray, interleave: str, byte_order: int) -> None:
-    """The cube in ``interleave`` and ``byte_order``, a band or a line at a time (no second copy of the cube)."""
-    stored = data.dtype.newbyteorder(">" if byte_order == 1 else "<")
-    with path.open("wb") as handle:
-        if interleave == "bsq":
-            for band in data:
-                band.astype(stored, copy=False).tofile(handle)
+class EnviStrips(StripWriter):
+    """ENVI: the data file in the header's interleave (BSQ: a band's rows; BIL: whole lines; BIP: whole lines, bands
+    innermost) and byte order, each strip written at its offsets; ``factor``: the ``reflectance scale factor`` to
+    declare (the source's, when written in its units)."""
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
+    ) -> None:
+        super().__init__(path, shape, dtype, meta, options)
+        with self._removed_on_error():
+            self.layout = envi_layout(path, shape, self.dtype, meta, options.units, options.factor)
+            self.stored = self.layout.stored(self.dtype)
+            c, h, w = shape
+            self.raw = RawFile(self.staging / self.layout.data_name, c * h * w * self.dtype.itemsize)
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        for start in range(0, rows.shape[1], ROWS_AT_ONCE):  # a whole scene is one strip: no second copy of it
+            self._put(first_row + start, rows[:, start : start + ROWS_AT_ONCE])
+
+    def _put(self, first_row: int, rows: np.ndarray) -> None:
+        c, h, w = self.shape
+        size = self.dtype.itemsize
+        values = rows.astype(self.stored, copy=False)
+        if self.layout.interleave == "bsq":
+            for band in range(c):
+                self.raw.put((band * h + first_row) * w * size, values[band])
+        elif self.layout.interleave == "bil":
+            self.raw.put(first_row * c * w * size, np.transpose(values, (1, 0, 2)))
         else:
-            for line in range(data.shape[1]):
-                rows = data[:, line, :]  # (bands, samples)
-                (rows if interleave == "bil" else rows.T).astype(stored).tofile(handle)
+            self.raw.put(first_row * w * c * size, np.transpose(values, (1, 2, 0)))
+
+    def _finish(self) -> None:
+        self.raw.close()
+        publish_envi(self.path, self.staging, self.layout, self.meta.to_json())
 
 
-__all__ = ["ENVI_DATA_TYPES", "INTERLEAVE_AXES", "EnviLayout", "envi_layout", "publish_envi", "write_envi"]
+__all__ = ["ENVI_DATA_TYPES", "INTERLEAVE_AXES", "EnviLayout", "EnviStrips", "envi_layout", "publish_envi"]
