@@ -11,7 +11,8 @@ Inputs: the 13 CAVE scenes of ``../shared/data/cave`` degraded ×4 by the paper'
 LR 128², run ×4 with ``--stage dual``), and the product samples of ``../shared/data/products`` (EMIT L2A and AVIRIS-NG
 ENVI, EnMAP GeoTIFF tiles; read in place) plus an EMIT and an AVIRIS-3 NetCDF built the way their producers build
 them (``tests/interop/producers.py``, ``tests/data/test_aviris3.py``), run ×2. Each input set goes through
-``dualsr infer`` once per output format, in memory and streamed (``--memory-budget 1M`` streams every scene), with
+``dualsr infer`` once per output format, in memory and streamed (a ``--memory-budget`` under every scene's, so that
+every scene streams: each record's ``mode`` says so), with
 torch fp32. ``compare`` reads each file of one tree and its namesake in the other: HDF5/NetCDF/MATLAB v7.3 (h5py:
 every dataset's values, dtype and attributes), MATLAB v5 (scipy), NumPy (+ its JSON sidecar), GeoTIFF/COG
 (rasterio: every band, dtype, no-data, CRS, transform, dataset and band tags, descriptions), ENVI (Spectral's header
@@ -39,7 +40,8 @@ FORMATS = {  # input set: (scale, stage, formats)
     "products": (2, "auto", ["like", "h5", "npy", "mat", "tif", "cog", "envi", "zarr"]),
     "netcdf": (2, "auto", ["like", "h5", "tif", "envi", "zarr"]),
 }
-MODES = {"memory": [], "streamed": ["--memory-budget", "1M"]}
+MODES = ("memory", "streamed")
+STREAMED_BUDGET = {"cave": "256M", "products": "4M", "netcdf": "4M"}  # under each set's scenes, so all stream
 VOLATILE = {"dualsr_version"}
 
 
@@ -65,7 +67,8 @@ def run(inputs: Path, out: Path) -> None:
     dualsr = [sys.executable, "-m", "dualsr_deploy", "infer"]
     for name, (scale, stage, formats) in FORMATS.items():
         source = inputs / ("products.txt" if name == "products" else name)
-        for mode, extra in MODES.items():
+        for mode in MODES:
+            extra = ["--memory-budget", STREAMED_BUDGET[name]] if mode == "streamed" else []
             for fmt in formats:
                 target = out / name / mode / fmt
                 if (target / "manifest.jsonl").is_file():

@@ -1,7 +1,7 @@
 """What :mod:`dualsr_deploy.xarray` computes, on arrays: one scene in memory, or a Dask array chunk by chunk.
 
 In memory, the scene goes through the same reader code as ``dualsr infer`` (:class:`ArrayReader`: statistics,
-validity, normalisation, clip floors) and :func:`~dualsr_deploy.infer.masked.super_resolve`.
+validity, normalisation, clip floors) and :func:`~dualsr_deploy.infer.compute.compute_scene`.
 
 Dask: the scene-wide statistics come first (over row strips), then every chunk is read with a halo of
 ``⌈√2·reach⌉ + 1`` LR pixels (as a streamed scene is), computed as a scene of its own with the whole scene's
@@ -24,16 +24,14 @@ from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.scene import Scene, Window
 from dualsr_deploy.data.validity import Masking, nearest_up
-from dualsr_deploy.infer.masked import output_scene, plan_segments
-from dualsr_deploy.infer.masked import super_resolve as masked_super_resolve
+from dualsr_deploy.infer.compute import compute_scene, output_scene, plan_segments
 from dualsr_deploy.infer.options import BackendSpec, InferOptions
 from dualsr_deploy.infer.quality import reach
 from dualsr_deploy.infer.routes import Route
 from dualsr_deploy.infer.streaming import fill_margin
 from dualsr_deploy.infer.upscaler import Upscaler
-from dualsr_deploy.metrics import sam_map
+from dualsr_deploy.ops.backproject import downsample, project, sam_angles
 from dualsr_deploy.ops.fine import clip_range, floor_tensor
-from dualsr_deploy.ops.imresize import imresize
 from dualsr_deploy.optional import require
 
 
@@ -125,7 +123,7 @@ class ArrayReader(SceneReader):
 
 def _route(reader: ArrayReader, request: Request) -> Route:
     upscaler = _upscaler(request)
-    return upscaler.route(upscaler.choose(reader.shape[0], reader.wavelengths))
+    return upscaler.route(upscaler.options.choose_weights(reader.shape[0], reader.wavelengths))
 
 
 def what_ran(reader: ArrayReader, request: Request) -> dict[str, str]:
@@ -151,8 +149,7 @@ def in_memory(reader: ArrayReader, request: Request) -> tuple[np.ndarray, dict[s
     scene = reader.load(options.normalise, masking=options.masking)
     route.prepare_scene(scene)
     device = route.pool.backend(options.scale, _widest(scene)).device
-    _coarse, result, _weight = masked_super_resolve(route.runner, options, scene, device)
-    sr = result.cpu().numpy()
+    sr = compute_scene(route.runner, options, scene, device).result.cpu().numpy()
     figures = scene_consistency(scene.cube, scene.valid, scene.good, sr, options.scale, scene.meta.scale_factor)
     return _raw(scene, sr, options), figures
 
@@ -210,7 +207,7 @@ def lazy(reader: ArrayReader, data: Any, request: Request) -> Any:
 def _block_route(common: dict[str, Any]) -> Route:
     """The block functions' view of a run: its options (with the weights ``auto`` chose), pool and runner."""
     upscaler = _upscaler(common["request"])
-    return upscaler.route(upscaler.choose(common["shape"][0], common["wavelengths"]))
+    return upscaler.route(upscaler.options.choose_weights(common["shape"][0], common["wavelengths"]))
 
 
 def _block_scene(block: np.ndarray, block_info: Any, common: dict[str, Any], route: Route) -> tuple[Scene, Window]:
@@ -225,15 +222,15 @@ def _block_scene(block: np.ndarray, block_info: Any, common: dict[str, Any], rou
 
 def _coarse_pair(scene: Scene, route: Route) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     """The block's clipped coarse ×s result (all bands) and, for ``dual``, its clipped ×s/2 one, as
-    :func:`~dualsr_deploy.infer.masked.super_resolve` computes them."""
+    :func:`~dualsr_deploy.infer.compute.compute_scene` computes them."""
     options = route.options
     route.prepare_scene(scene)
     device = route.pool.backend(options.scale, _widest(scene)).device
-    coarse, _result, _w = masked_super_resolve(route.runner, replace(options, stage="coarse"), scene, device)
+    coarse = compute_scene(route.runner, replace(options, stage="coarse"), scene, device).coarse
     low = None
     if options.stage == "dual":
         half = replace(options, stage="coarse", scale=options.scale // 2)
-        low, _r, _w2 = masked_super_resolve(route.runner, half, scene, device)
+        low = compute_scene(route.runner, half, scene, device).coarse
     return coarse, low, device
 
 
@@ -257,8 +254,7 @@ def _block_angles(block: np.ndarray, block_info: Any = None, **common: Any) -> n
     scene, core = _block_scene(block, block_info, common, route)
     coarse, low, device = _coarse_pair(scene, route)
     guide = _guide(scene, low, device)
-    down = imresize(coarse[_network(scene)], size=(guide.shape[1], guide.shape[2]))
-    angles = sam_map(down, guide).cpu().numpy()
+    angles = sam_angles(coarse[_network(scene)], guide).cpu().numpy()
     g = guide.shape[1] // scene.cube.shape[1]  # guide pixels per LR pixel
     keep = nearest_up(np.ones(scene.cube.shape[1:], dtype=bool) if scene.valid is None else scene.valid, g)
     inside = np.zeros_like(keep)
@@ -278,10 +274,7 @@ def _block_result(block: np.ndarray, block_info: Any = None, weight: float | Non
         network = _network(scene)
         guide = _guide(scene, low, device)
         high = coarse[network]
-        down = imresize(high, size=(guide.shape[1], guide.shape[2]))
-        fine = high + imresize(
-            torch.tensor(weight, dtype=torch.float64).to(high.dtype) * (guide - down), size=high.shape[1:]
-        )
+        fine = project(high, guide, downsample(high, guide), weight)
         floor = floor_tensor(scene.meta.band_floor, device)
         result = coarse.clone()
         result[network] = clip_range(fine, floor[network] if floor is not None else None) if options.clip else fine

@@ -14,7 +14,7 @@ and adds the bicubic skip.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,9 +22,6 @@ from torch import nn
 from dualsr_deploy.archs.coarsr import CoarSRConfig, bicubic_upsample
 from dualsr_deploy.archs.neighbours import NeighbourRule, check_band_count, neighbour_table
 from dualsr_deploy.errors import InputError
-
-if TYPE_CHECKING:
-    from dualsr_deploy.checkpoint import CheckpointInfo
 
 # Receptive field of CoarSR in LR pixels (radius): 2 heads/ends + 2 rounds × (2 bodies × 2 blocks × 2 convs + 2
 # three-unit convs) + last conv + ≥ 2 tail convs ≈ 24 (DESIGN.md). Tiles overlapping by this much are exact.
@@ -235,7 +232,7 @@ class CoarSRCube(nn.Module):
     def __init__(self, core: FoldedCoarSR) -> None:
         super().__init__()
         self.core = core
-        self.info: CheckpointInfo | None = None
+        self.info: Any = None  # what it was loaded from (a CheckpointInfo, set by load_coarsr): archs import no I/O
 
     @property
     def scale(self) -> int:

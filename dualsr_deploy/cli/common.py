@@ -1,5 +1,6 @@
 """What every command module shares: the consoles, turning a :class:`DualSRError` into one line and exit status 2,
-options written once (sizes, normalisation), progress bars, and tables that stay readable at any terminal width.
+options written once (sizes, normalisation, the weights), the ``--config`` TOML machinery, progress bars, and
+tables that stay readable at any terminal width.
 
 Command modules import this module, never :mod:`dualsr_deploy.cli.main` (which imports them), so each one
 imports on its own.
@@ -171,18 +172,85 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[s
         console.print(note, highlight=False)
 
 
+# Options more than one command takes, declared once (as rasterio's rio/options.py does)
+WEIGHTS_OPTION = typer.Option(
+    None,
+    "--weights",
+    help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
+    "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
+    rich_help_panel="Model and weights",
+)
+WEIGHTS_HALF_OPTION = typer.Option(
+    None,
+    "--weights-half",
+    help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
+    "auto after a PATH).",
+    rich_help_panel="Model and weights",
+)
+
+
+def load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """``--config FILE``: a TOML table of this command's options by their long names (``scale = 2``,
+    ``memory-budget = "2G"``, ``format = "envi"``), taken as defaults that the command line overrides."""
+    if value is None:
+        return None
+    import tomllib
+
+    try:
+        table = tomllib.loads(value.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise typer.BadParameter(f"{value}: {error}") from None
+    names = {
+        opt.lstrip("-"): param.name
+        for param in ctx.command.params
+        for opt in getattr(param, "opts", [])
+        if opt.startswith("--") and param.name not in ("config", "help")
+    }
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise typer.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    ctx.default_map = {**(ctx.default_map or {}), **{names[key]: item for key, item in table.items()}}
+    return value
+
+
+def resolved_toml(settings: dict[str, object]) -> str:
+    """``settings`` (option long name → value) as a TOML table ``--config`` reads back; unset options left out."""
+    lines = []
+    for key, value in settings.items():
+        if value is None or value == [] or value == ():
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ", ".join(repr(v) if isinstance(v, (int, float)) else _quoted(str(v)) for v in value) + "]"
+        else:
+            text = _quoted(str(value))
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 __all__ = [
     "BACKEND_HELP",
     "EXIT_USER_ERROR",
     "NORMALISE_HELP",
+    "WEIGHTS_HALF_OPTION",
+    "WEIGHTS_OPTION",
     "WIDE",
     "Column",
     "console",
     "error_console",
     "fitted_table",
+    "load_config",
     "parse_bytes",
     "print_skipped",
     "print_table",
     "progress_bar",
+    "resolved_toml",
     "user_errors",
 ]

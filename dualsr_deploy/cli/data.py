@@ -24,7 +24,7 @@ from dualsr_deploy.cli.common import (
 
 if TYPE_CHECKING:
     from dualsr_deploy.data.archive import Archive
-    from dualsr_deploy.data.batch import SceneTransform
+    from dualsr_deploy.data.convert import SceneTransform
 
 data_app = typer.Typer(help="Scene archives: inspect, convert, degrade, synthesise, prepare training patches.")
 
@@ -135,7 +135,7 @@ def degrade(
 ) -> None:
     """Make LR scenes by the paper's protocol: (blur,) MATLAB bicubic downsampling (, noise)."""
     from dualsr_deploy.data.archive import open_archive
-    from dualsr_deploy.data.batch import degradation
+    from dualsr_deploy.data.convert import degradation
     from dualsr_deploy.data.degrade import Blur
 
     transform = degradation(scale, blur=Blur.parse(blur) if blur else None, noise_sigma=noise, seed=seed)
@@ -157,7 +157,7 @@ def _run_batch(
     verb: str,
     memory_budget: int | None = None,
 ) -> None:
-    from dualsr_deploy.data.batch import BatchResult, convert_archive
+    from dualsr_deploy.data.convert import BatchResult, convert_archive
     from dualsr_deploy.data.normalise import Normalisation
 
     failures: list[BatchResult] = []

@@ -10,7 +10,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.cli.common import DEVICE_HELP, ENGINES_HELP, PRECISION_HELP, console, user_errors
+from dualsr_deploy.cli.common import (
+    DEVICE_HELP,
+    ENGINES_HELP,
+    PRECISION_HELP,
+    WEIGHTS_HALF_OPTION,
+    WEIGHTS_OPTION,
+    console,
+    user_errors,
+)
 from dualsr_deploy.errors import InputError
 
 
@@ -109,18 +117,8 @@ def eval_command(
         help="One per --backend (default auto for each). " + PRECISION_HELP,
         rich_help_panel="Backend and precision",
     ),
-    weights: str | None = typer.Option(
-        None,
-        help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
-        "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
-        rich_help_panel="Model and weights",
-    ),
-    weights_half: str | None = typer.Option(
-        None,
-        help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
-        "auto after a PATH).",
-        rich_help_panel="Model and weights",
-    ),
+    weights: str | None = WEIGHTS_OPTION,
+    weights_half: str | None = WEIGHTS_HALF_OPTION,
     engines_dir: Path = typer.Option(
         Path("engines"), "--engines", help=ENGINES_HELP, rich_help_panel="Backend and precision"
     ),

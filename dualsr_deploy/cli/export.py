@@ -65,8 +65,8 @@ def export(
         raise typer.BadParameter("give --recipe or --scale")
     if tensorrt not in TENSORRT_MODES:
         raise typer.BadParameter(f"--tensorrt must be one of {', '.join(TENSORRT_MODES)}; got {tensorrt!r}")
-    from dualsr_deploy.export.pipeline import TENSORRT_MODES as MODES
-    from dualsr_deploy.export.pipeline import export_variant
+    from dualsr_deploy.export.build import TENSORRT_MODES as MODES
+    from dualsr_deploy.export.build import export_variant
     from dualsr_deploy.export.recipes import default_recipe, load_recipe
 
     mode = next(m for m in MODES if m == tensorrt)  # typed as the pipeline's modes

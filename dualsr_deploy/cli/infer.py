@@ -25,63 +25,21 @@ from dualsr_deploy.cli.common import (
     NORMALISE_HELP,
     PRECISION_HELP,
     RESUME_HELP,
+    WEIGHTS_HALF_OPTION,
+    WEIGHTS_OPTION,
     Column,
     console,
+    load_config,
     parse_bytes,
     print_skipped,
     print_table,
+    resolved_toml,
     shortened,
     user_errors,
 )
 
 if TYPE_CHECKING:
     from dualsr_deploy.infer import ArchiveReport, Event
-
-
-def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
-    """``--config FILE``: a TOML table of this command's options by their long names (``scale = 2``,
-    ``memory-budget = "2G"``, ``format = "envi"``), taken as defaults that the command line overrides."""
-    if value is None:
-        return None
-    import tomllib
-
-    try:
-        table = tomllib.loads(value.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise typer.BadParameter(f"{value}: {error}") from None
-    names = {
-        opt.lstrip("-"): param.name
-        for param in ctx.command.params
-        for opt in getattr(param, "opts", [])
-        if opt.startswith("--") and param.name not in ("config", "help")
-    }
-    unknown = sorted(set(table) - set(names))
-    if unknown:
-        raise typer.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    ctx.default_map = {**(ctx.default_map or {}), **{names[key]: item for key, item in table.items()}}
-    return value
-
-
-def resolved_toml(settings: dict[str, object]) -> str:
-    """``settings`` (option long name → value) as a TOML table ``--config`` reads back; unset options left out."""
-    lines = []
-    for key, value in settings.items():
-        if value is None or value == [] or value == ():
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        elif isinstance(value, (list, tuple)):
-            text = "[" + ", ".join(repr(v) if isinstance(v, (int, float)) else _quoted(str(v)) for v in value) + "]"
-        else:
-            text = _quoted(str(value))
-        lines.append(f"{key} = {text}")
-    return "\n".join(lines) + "\n"
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @user_errors
@@ -119,18 +77,8 @@ def infer(
         "back-projection onto the LR input).",
         rich_help_panel="Model and weights",
     ),
-    weights: str | None = typer.Option(
-        None,
-        help="×scale weights: auto (the default: airborne for scenes whose wavelengths reach beyond 1000 nm, or with "
-        "more than 64 bands when none are given; cave otherwise), cave, airborne, or a checkpoint PATH.",
-        rich_help_panel="Model and weights",
-    ),
-    weights_half: str | None = typer.Option(
-        None,
-        help="×scale/2 weights for the dual stage: auto, cave, airborne or PATH (default: the --weights family, or "
-        "auto after a PATH).",
-        rich_help_panel="Model and weights",
-    ),
+    weights: str | None = WEIGHTS_OPTION,
+    weights_half: str | None = WEIGHTS_HALF_OPTION,
     backend: str = typer.Option(
         "torch", "--backend", "--engine", help=BACKEND_HELP, rich_help_panel="Backend and precision"
     ),
@@ -222,7 +170,7 @@ def infer(
         help='A TOML file of these options by their long names (scale = 2, memory-budget = "2G"); the command line '
         "overrides it.",
         is_eager=True,
-        callback=_load_config,
+        callback=load_config,
         rich_help_panel="Run control",
     ),
     cluster: str | None = typer.Option(

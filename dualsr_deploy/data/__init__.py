@@ -5,7 +5,7 @@ Everything downstream (train, infer, eval) sees one :class:`~dualsr_deploy.data.
 """
 
 from dualsr_deploy.data.archive import Archive, ArchiveEntry, open_archive
-from dualsr_deploy.data.formats import open_scene, read_scene, write_scene
+from dualsr_deploy.data.formats import open_scene, open_strips, read_scene, write_scene
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.scene import GeoReference, Scene, SceneMeta, Window
 
@@ -19,6 +19,7 @@ __all__ = [
     "Window",
     "open_archive",
     "open_scene",
+    "open_strips",
     "read_scene",
     "write_scene",
 ]

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualsr_deploy.data.confine import Confinement, not_regular
-from dualsr_deploy.data.formats import KEYED_FORMATS, SCENE_SUFFIXES, detect_format, open_scene
+from dualsr_deploy.data.formats import KEYED_FORMATS, SCENE_SUFFIXES, TABLE, detect_format, open_scene
 from dualsr_deploy.data.formats.cave import band_files
+from dualsr_deploy.data.formats.envi import AUXILIARY
+from dualsr_deploy.data.formats.hdf5 import HDF5
+from dualsr_deploy.data.formats.prisma import PRISMA
 from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.scene import Scene
@@ -55,10 +58,6 @@ class SkippedFile:
     reason: str
 
 
-# Auxiliary products that come beside a scene as files of their own (AVIRIS-NG/AVIRIS-3 geometry, EMIT masks).
-_AUXILIARY = re.compile(
-    r"(_loc|_obs|_obs_ort|_glt|_igm|_lbl|_mask|_bandmask|_quality|_qa)(_|\.|$)|(^|_)mask(_|\.|$)", re.I
-)
 _SIDECARS = (".npy.json", ".aux.xml", ".tfw", ".prj", ".ovr", ".msk", ".sha256", ".md5")
 
 
@@ -79,29 +78,19 @@ def skip_reason(path: Path) -> str | None:
         return f"mask granule of {name.replace('_MASK_', '_RFL_')} (read with it under --product-masks)"
     if re.search(r"(^|[-_])QL_", name):
         return "quicklook or quality layer of a product, not a spectral scene"
-    if path.suffix.lower() == ".hdr":
-        tiffs = [
-            t for t in (path.with_suffix(".tif"), path.with_suffix(".TIF"), path.with_suffix(".tiff")) if t.is_file()
-        ]
-        tiffs += [t for t in (path.with_suffix(""),) if t.suffix.lower() in (".tif", ".tiff") and t.is_file()]
-        if tiffs:
-            return f"ENVI header of the GeoTIFF {tiffs[0].name} (read with it)"
-    if path.suffix.lower() == ".hdr" and _AUXILIARY.search(path.stem):
-        return "auxiliary product (geometry, location or mask), not a spectral scene"
+    for row in TABLE:
+        why = row.companion(path, SCENE_SUFFIXES) if row.companion is not None else None
+        if why is not None:
+            return why
     if path.suffix.lower() not in SCENE_SUFFIXES:
-        header = path.with_suffix(".hdr") if path.suffix else path.with_name(name + ".hdr")
-        if header.is_file() or path.with_name(name + ".hdr").is_file():
-            if _AUXILIARY.search(path.stem):
-                return "auxiliary product (geometry, location or mask), not a spectral scene"
-            return f"data of the ENVI scene {header.name} (read with it)"
         return f"unknown format ({path.suffix or 'no suffix'})"
-    if _AUXILIARY.search(path.stem) and path.suffix.lower() not in (".mat", ".npy", ".npz"):
+    if AUXILIARY.search(path.stem) and path.suffix.lower() not in (".mat", ".npy", ".npz"):
         return "auxiliary product (geometry, location or mask), not a spectral scene"
     return None
 
 
 @dataclass(frozen=True)
-class SceneResult:
+class ArchiveScene:
     """What iterating an archive yields: the scene, or the error that stopped this one entry."""
 
     entry: ArchiveEntry
@@ -149,22 +138,22 @@ class Archive:
         """Where the files of ``entry`` may lie: the archive root; the entry's own path is the named input."""
         return Confinement.of(self.root, [entry.path])
 
-    def scenes(self, normalise: Normalisation | None = None) -> Iterator[SceneResult]:
+    def scenes(self, normalise: Normalisation | None = None) -> Iterator[ArchiveScene]:
         """Each entry in order, loaded; an entry that fails yields its error and iteration goes on."""
         for entry in self.entries:
             if entry.error is not None:
-                yield SceneResult(entry, error=entry.error)
+                yield ArchiveScene(entry, error=entry.error)
                 continue
             try:
                 with self.open(entry) as reader:
                     scene = reader.load(normalise)
             except (DualSRError, OSError) as exc:
-                yield SceneResult(entry, error=str(exc))
+                yield ArchiveScene(entry, error=str(exc))
                 continue
             except Exception as exc:  # whatever a hostile file makes a library raise is this entry's failure
-                yield SceneResult(entry, error=f"{entry.path}: {type(exc).__name__}: {exc}")
+                yield ArchiveScene(entry, error=f"{entry.path}: {type(exc).__name__}: {exc}")
                 continue
-            yield SceneResult(entry, scene=Scene(entry.name, scene.cube, scene.meta))
+            yield ArchiveScene(entry, scene=Scene(entry.name, scene.cube, scene.meta))
 
 
 def open_archive(
@@ -212,7 +201,7 @@ def open_archive(
         base_root = Path(root) if root is not None else path.parent
         return _probe(base_root, [(_name(p, path.parent), p, key) for p in _read_list(path)], layout)
     base_root = Path(root) if root is not None else path.parent
-    if key is None and path.suffix.lower() in (".h5", ".hdf5", ".he5") and _plain_hdf5(path):
+    if key is None and path.suffix.lower() in (*HDF5.scene_suffixes, *PRISMA.scene_suffixes) and _plain_hdf5(path):
         keys = _multi_scene_keys(path)
         if len(keys) > 1:
             entries = [(f"{path.stem}/{k}", path, k) for k in keys]

@@ -75,7 +75,7 @@ class EvalOptions:
 
 
 @dataclass
-class SceneResult:
+class EvaluatedScene:
     name: str
     shape: tuple[int, int, int]
     wavelengths: tuple[float, ...] | None
@@ -99,7 +99,7 @@ class EvalReport:
     scale: int
     protocol: str
     methods: list[str]
-    scenes: list[SceneResult]
+    scenes: list[EvaluatedScene]
     failed: list[tuple[str, str]]
     seconds: float
     versions: dict[str, str]
@@ -225,7 +225,7 @@ def evaluate_archive(
         + (f", noise σ {options.noise_sigma:g} (seed {options.seed})" if options.noise_sigma else "")
     )
     started = time.perf_counter()
-    scenes: list[SceneResult] = []
+    scenes: list[EvaluatedScene] = []
     failed: list[tuple[str, str]] = []
     entries = archive.entries[: options.limit] if options.limit else archive.entries
     trained_on: dict[FamilyChoice | None, set[str]] = {}
@@ -273,7 +273,7 @@ def _train_scenes(
 
 def _one(
     name: str, path: Path, key: str | None, options: EvalOptions, upscalers: Sequence[Upscaler], methods: list[str]
-) -> tuple[SceneResult, FamilyChoice | None]:
+) -> tuple[EvaluatedScene, FamilyChoice | None]:
     s = options.scale
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -293,7 +293,7 @@ def _one(
         if hr_valid is not None:
             lr_valid = lr_validity(hr_valid, s)
     timings["read"] = time.perf_counter() - t
-    choice = upscalers[0].choose(scene.cube.shape[0], scene.meta.wavelengths) if upscalers else None
+    choice = upscalers[0].options.choose_weights(scene.cube.shape[0], scene.meta.wavelengths) if upscalers else None
     results: dict[str, torch.Tensor] = {}
     t = time.perf_counter()
     results["bicubic"] = imresize(lr.double(), s).clamp(0, 1).float()
@@ -352,7 +352,7 @@ def _one(
     checked = consistency_of(name, lr_scene, others, s, options.figures)
     timings["consistency"] = time.perf_counter() - t
     cubes = {"HR": hr.numpy(), **{m: r.numpy() for m, r in results.items()}} if options.figures else {}
-    result = SceneResult(
+    result = EvaluatedScene(
         name,
         tuple(hr.shape),  # type: ignore[arg-type]
         scene.meta.wavelengths,

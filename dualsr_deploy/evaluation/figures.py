@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.evaluation.core import SceneResult
+from dualsr_deploy.evaluation.core import EvaluatedScene
 from dualsr_deploy.optional import require
 
 
@@ -85,7 +85,7 @@ def default_bands(count: int) -> tuple[int, ...]:
     return tuple(sorted({round(f * (count - 1)) for f in (0.15, 0.5, 0.85)}))
 
 
-def pick_pixels(scene: SceneResult, methods: list[str], count: int = 3) -> list[tuple[int, int, str]]:
+def pick_pixels(scene: EvaluatedScene, methods: list[str], count: int = 3) -> list[tuple[int, int, str]]:
     """Among pixels bright enough for their angle to mean something (mean above the scene's 25th percentile):
     where bicubic's spectrum is worst (largest angle), where the last method's is worst, and a typical one
     (median angle of the last method); each (row, column, why it was picked)."""
@@ -117,7 +117,7 @@ def overlapping(curves: dict[str, np.ndarray], tolerance: float) -> list[tuple[s
 
 
 def scene_figures(
-    scene: SceneResult,
+    scene: EvaluatedScene,
     methods: list[str],
     *,
     bands: tuple[int, ...] | None = None,

@@ -11,7 +11,7 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import Archive
 from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.manifest import SceneRecord
+from dualsr_deploy.infer.manifest import SceneRecord, Status
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.pool import BackendPool
@@ -67,7 +67,7 @@ class SceneContext:
         """What a read scene needs beyond the plan: the band counts of the segments its bad bands split it into."""
         self.route.prepare_scene(scene)
 
-    def record(self, planned: PlannedScene, status: str, **facts: Any) -> SceneRecord:
+    def record(self, planned: PlannedScene, status: Status, **facts: Any) -> SceneRecord:
         """The record of a scene that ended with ``status`` (see :func:`~dualsr_deploy.infer.records.scene_record`)."""
         return scene_record(self.options, planned, status, worker=self.worker, **facts)
 

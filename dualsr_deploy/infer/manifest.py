@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dualsr_deploy.errors import DataError
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from dualsr_deploy.data.archive import Archive, ArchiveEntry
 
 MANIFEST_NAME = "manifest.jsonl"
+
+
+Status = Literal["ok", "failed", "interrupted"]
 
 
 @dataclass
@@ -46,7 +49,7 @@ class SceneRecord:
 
     name: str
     input: str
-    status: str  # ok | failed | interrupted
+    status: Status
     input_sha256: str | None = None
     input_files: list[dict[str, Any]] = field(default_factory=list)  # every file read: path, bytes, sha256
     output: str | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import BackendKind, backend_kind, check_backend
@@ -347,12 +347,15 @@ class InferOptions:
         return 4 * c * h * w * (1 + (5 if self.stage == "coarse" else 12) * s2)
 
 
+EventKind = Literal["plan", "scene", "tiles", "strips", "skip", "done", "message"]
+
+
 @dataclass
 class Event:
     """A progress report: ``kind`` is plan, scene, tiles, strips (a streamed scene's fine stage: ``count`` of
     ``total`` rows done in the step ``name``), skip, done or message (the callback may run on worker threads)."""
 
-    kind: str
+    kind: EventKind
     name: str = ""
     count: int = 0
     total: int = 0
@@ -372,6 +375,7 @@ __all__ = [
     "WORK_DIR",
     "BackendSpec",
     "Event",
+    "EventKind",
     "InferOptions",
     "choose_stage",
     "default_memory_budget",

@@ -1,5 +1,5 @@
-"""One scene start to end: hash and read (:func:`load_scene`), coarse SR and the fine stage
-(:func:`compute_scenes`, several same-shaped scenes batched together), write atomically (:func:`write_result`).
+"""One scene start to end: hash and read (:func:`load_scene`), coarse SR and the fine stage (:func:`compute`), write
+atomically (:func:`write_result`).
 :func:`process_scene` chains them for one scene, as a cluster worker runs it; the local executor runs the steps on
 its reader, compute and writer threads. A scene too large to hold goes to :mod:`dualsr_deploy.infer.streaming`.
 """
@@ -15,22 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dualsr_deploy.atomic import free_bytes, no_space
 from dualsr_deploy.data.formats import write_scene, writing
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, DualSRError
+from dualsr_deploy.infer.compute import compute_scene, output_scene, plan_segments
 from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, scene_consistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord, fingerprint, output_problem, scene_digest
-from dualsr_deploy.infer.masked import is_complete, output_scene, plan_segments, super_resolve
 from dualsr_deploy.infer.plan import PlannedScene, remove_outputs, space_problem
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
 from dualsr_deploy.infer.reference import bicubic_cube, reference_path
 from dualsr_deploy.infer.streaming import stream_scene
-from dualsr_deploy.ops.fine import finish_stage, floor_tensor
 
 
 @dataclass
@@ -113,64 +111,17 @@ def _load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord 
     return item
 
 
-def compute_scenes(ctx: SceneContext, items: list[LoadedScene]) -> list[Result]:
-    """Coarse SR and the fine stage of in-memory scenes: what to write. Complete scenes (every pixel valid, every
-    band good) have their tiles batched together (same band count, window shapes and weights); a scene with invalid
-    pixels or bad bands runs alone, segment by segment (:mod:`dualsr_deploy.infer.masked`)."""
-    routes: dict[int, tuple[SceneContext, list[LoadedScene]]] = {}
-    for item in items:
-        route = ctx.for_scene(item.planned)
-        routes.setdefault(id(route), (route, []))[1].append(item)
-    results: dict[int, Result] = {}
-    for route, group in routes.values():
-        complete = [item for item in group if item.scene is not None and is_complete(item.scene)]
-        if complete:
-            results.update({id(done.item): done.result for done in _compute_complete(route, complete)})
-        for item in group:
-            if id(item) not in results:
-                results[id(item)] = _compute_masked(route, item)
-    return [results[id(item)] for item in items]
-
-
-@dataclass
-class _Done:
-    item: LoadedScene
-    result: Result
-
-
-def _compute_complete(ctx: SceneContext, items: list[LoadedScene]) -> list[_Done]:
-    options, scale = ctx.options, ctx.options.scale
-    scenes = [item.scene for item in items if item.scene is not None]
-    assert len(scenes) == len(items)
-    names = [item.planned.entry.name for item in items]
-    device = ctx.pool.backend(scale, scenes[0].cube.shape[0]).device
-    cubes = [torch.from_numpy(scene.cube).to(device) for scene in scenes]
-    t0 = time.perf_counter()
-    highs = ctx.runner.coarse(scale, cubes, names)
-    lows = ctx.runner.coarse(scale // 2, cubes, names) if options.stage == "dual" else None
-    coarse_seconds = (time.perf_counter() - t0) / len(items)
-    done: list[_Done] = []
-    for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
-        t1 = time.perf_counter()
-        low = lows[index] if lows is not None else None
-        floor = floor_tensor(scene.meta.band_floor, device)
-        sr, weight = finish_stage(options.stage, options.clip, highs[index], low, cubes[index], floor=floor)
-        fine_seconds = time.perf_counter() - t1
-        result = Scene(scene.name, np.ascontiguousarray(sr.cpu().numpy()), output_meta(scene.meta, scale))
-        seconds = {"read": item.read_seconds, "coarse": coarse_seconds, "fine": fine_seconds}
-        done.append(_Done(item, _result(ctx, item, result, weight, seconds)))
-    return done
-
-
-def _compute_masked(ctx: SceneContext, item: LoadedScene) -> Result:
-    scene, options = item.scene, ctx.options
+def compute(ctx: SceneContext, item: LoadedScene) -> Result:
+    """Coarse SR and the fine stage of an in-memory scene (:func:`~dualsr_deploy.infer.compute.compute_scene`,
+    with the weights and backends chosen for it): what to write."""
+    route = ctx.for_scene(item.planned)
+    scene, options = item.scene, route.options
     assert scene is not None
-    device = ctx.pool.backend(options.scale, max(b - a for a, b in plan_segments(scene)[0])).device
-    t0 = time.perf_counter()
-    _coarse, sr, weight = super_resolve(ctx.runner, options, scene, device)
-    seconds = {"read": item.read_seconds, "coarse": time.perf_counter() - t0, "fine": 0.0}
-    result = output_scene(scene, sr.cpu().numpy(), options.scale, output_meta(scene.meta, options.scale))
-    return _result(ctx, item, result, weight, seconds)
+    device = route.pool.backend(options.scale, max(b - a for a, b in plan_segments(scene)[0])).device
+    done = compute_scene(route.runner, options, scene, device)
+    seconds = {"read": item.read_seconds, **done.seconds}
+    result = output_scene(scene, done.result.cpu().numpy(), options.scale, output_meta(scene.meta, options.scale))
+    return _result(route, item, result, done.sam_weight, seconds)
 
 
 def _result(
@@ -287,11 +238,11 @@ def process_scene(
         if item.planned.mode == "streamed":
             return streamed(ctx, item.planned)
         try:
-            (result,) = compute_scenes(ctx, [item])
+            result = compute(ctx, item)
         except SCENE_ERRORS as exc:
             return ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}")
     item.scene = None  # the LR cube: not needed while writing
     return write_result(result)
 
 
-__all__ = ["LoadedScene", "Result", "compute_scenes", "load_scene", "process_scene", "streamed", "write_result"]
+__all__ = ["LoadedScene", "Result", "compute", "load_scene", "process_scene", "streamed", "write_result"]

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from dualsr_deploy.infer.manifest import RunManifest, output_problem, scene_dige
 from dualsr_deploy.infer.options import AUTO_TILE, InferOptions
 from dualsr_deploy.infer.tiling import TileGrid
 from dualsr_deploy.weights import FamilyChoice
+
+Action = Literal["run", "skip", "fail"]
+Mode = Literal["memory", "streamed"]  # held whole, or computed in strips
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,9 @@ class PlannedScene:
     """
 
     entry: ArchiveEntry
-    action: str  # run | skip | fail
+    action: Action
     output: Path | None = None
-    mode: str = "memory"  # memory | streamed
+    mode: Mode = "memory"
     tiles: int = 0
     reason: str | None = None
     digest: str | None = None

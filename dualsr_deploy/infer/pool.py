@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from dualsr_deploy.backends import Backend, create
 from dualsr_deploy.infer.options import BackendSpec
-from dualsr_deploy.infer.prepare import Artefacts, Model, Models
+from dualsr_deploy.infer.prepare import Model, Models, RunArtefacts
 
 
 class BackendPool:
@@ -21,7 +21,7 @@ class BackendPool:
         self.spec = spec
         self.kind = spec.kind
         self.models = Models(spec)
-        self.artefacts = Artefacts(spec, self.models, say or (lambda _message: None))
+        self.artefacts = RunArtefacts(spec, self.models, say or (lambda _message: None))
         self._backends: dict[tuple[int, int | None], Backend] = {}
         self._lock = threading.Lock()
 
@@ -30,7 +30,7 @@ class BackendPool:
 
     def prepare(self, needs: Iterable[tuple[int, int]], *, keep_going: bool = False, for_workers: bool = False) -> None:
         """Make sure the weights and artefacts of every (scale, bands) in ``needs`` exist and are verified (see
-        :meth:`Artefacts.prepare`)."""
+        :meth:`RunArtefacts.prepare`)."""
         self.artefacts.prepare(needs, keep_going=keep_going, for_workers=for_workers)
 
     def backend(self, scale: int, bands: int) -> Backend:

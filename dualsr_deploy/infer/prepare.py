@@ -1,5 +1,5 @@
 """Prepare, then run: the weights a run needs, read once (:class:`Models`), and every artefact its backend runs
-(:class:`Artefacts`: ONNX graphs, OpenVINO IR, TensorRT plans, one per scale and band count), found in the
+(:class:`RunArtefacts`: ONNX graphs, OpenVINO IR, TensorRT plans, one per scale and band count), found in the
 artefacts folder and checked against those weights (hashes, the weights they were exported from), or exported
 there (graphs on any machine, plans where TensorRT and a GPU are present, IR where OpenVINO is installed), before
 any scene computes. The local and the Ray executor prepare the same way (``run_archive``, before the executor
@@ -62,7 +62,7 @@ class Models:
             return self._models[scale]
 
 
-class Artefacts:
+class RunArtefacts:
     """The artefacts of one backend spec, prepared per (scale, band count): :meth:`prepare` makes sure each exists
     and is verified, :meth:`prepared` hands it to the pool (and refuses one never prepared)."""
 
@@ -114,7 +114,7 @@ class Artefacts:
             if (scale, bands) not in self._ready:
                 raise RuntimeError(
                     f"no ×{scale} {bands}-band {self.kind.artefact} was prepared for the {self.kind.name} backend: "
-                    "prepare the artefacts before running (Artefacts.prepare)"
+                    "prepare the artefacts before running (RunArtefacts.prepare)"
                 )
             return self._ready[(scale, bands)]
 
@@ -182,7 +182,7 @@ class Artefacts:
             )
 
     def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str, precision: str | None = None) -> None:
-        from dualsr_deploy.export.pipeline import export_variant
+        from dualsr_deploy.export.build import export_variant
         from dualsr_deploy.export.recipes import default_recipe
 
         precision = precision or self.spec.precision
@@ -191,4 +191,4 @@ class Artefacts:
         export_variant(recipe, out_dir=self.spec.artefacts_dir, tensorrt=tensorrt)  # type: ignore[arg-type]
 
 
-__all__ = ["Artefacts", "Model", "Models"]
+__all__ = ["Model", "Models", "RunArtefacts"]

@@ -11,9 +11,9 @@ import numpy as np
 
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.validity import MIN_SEGMENT
+from dualsr_deploy.infer.compute import split_segments
 from dualsr_deploy.infer.consistency import suspect
-from dualsr_deploy.infer.manifest import SceneRecord
-from dualsr_deploy.infer.masked import split_segments
+from dualsr_deploy.infer.manifest import SceneRecord, Status
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.quality import counts, qa_scene, quality_layer
@@ -74,7 +74,7 @@ def scene_notes(facts: SceneFacts) -> list[str]:
 def scene_record(
     options: InferOptions,
     planned: PlannedScene,
-    status: str,
+    status: Status,
     *,
     worker: str | None = None,
     notes: list[str] | None = None,

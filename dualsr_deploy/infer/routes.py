@@ -7,12 +7,12 @@ for the run. Runs (:class:`~dualsr_deploy.infer.context.SceneContext`), :class:`
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.infer.batching import TileRunner
-from dualsr_deploy.infer.masked import plan_segments
+from dualsr_deploy.infer.compute import plan_segments
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.weights import FamilyChoice
@@ -60,10 +60,6 @@ class Router:
     def _make(self, options: InferOptions, choice: FamilyChoice | None) -> Route:
         pool = BackendPool(options.backend, say=self.say)
         return Route(options, pool, TileRunner(pool, options, self.report), choice)
-
-    def choose(self, bands: int, wavelengths: Sequence[float] | None) -> FamilyChoice | None:
-        """What ``--weights auto`` picks for a cube of ``bands`` bands (None when the run's weights are fixed)."""
-        return self.options.choose_weights(bands, wavelengths)
 
     def route(self, choice: FamilyChoice | None) -> Route:
         """The route of ``choice`` (None, or a choice the run's own weights serve: :attr:`base`)."""

@@ -2,7 +2,7 @@
 on-disk intermediates, then the fine stage in two exact passes over strips (one SAM weight per scene,
 :mod:`dualsr_deploy.ops.fine`), written strip by strip (HDF5 or ``.npy``), in the source's units by default.
 
-Invalid pixels and bad bands are handled as in memory (:mod:`dualsr_deploy.infer.masked`): each LR strip is read
+Invalid pixels and bad bands are handled as in memory (:mod:`dualsr_deploy.infer.compute`): each LR strip is read
 with :data:`fill margin <fill_margin>` rows around it and filled there. A filled pixel can change a valid output only
 if a valid pixel lies within the reach of the models and the fine stage's kernels, so its nearest valid pixel lies
 within ``√2·reach`` of it, inside the margin: the strip's fill equals the whole scene's where it matters.

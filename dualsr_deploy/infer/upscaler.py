@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,11 +10,10 @@ import torch
 
 from dualsr_deploy.data.normalise import band_floor
 from dualsr_deploy.data.scene import Scene, SceneMeta
-from dualsr_deploy.infer.masked import super_resolve
+from dualsr_deploy.infer.compute import compute_scene
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.quality import reach
 from dualsr_deploy.infer.routes import Route, Router
-from dualsr_deploy.ops.fine import clip_range, finish_stage, floor_tensor
 from dualsr_deploy.weights import FamilyChoice
 
 
@@ -32,20 +30,16 @@ class Upscaler:
     """``Upscaler(options)(lr)`` → :class:`Stages` for ``lr (C, h, w)`` float32 in [0, 1], tiled and batched as
     :func:`~dualsr_deploy.infer.run.run_archive` does it. Close it (or use it as a context manager).
 
-    With ``--weights auto`` (``options.backend.family``), :meth:`choose` says which shipped family a cube takes and
-    ``weights=`` runs it with that family's weights, through the same :class:`~dualsr_deploy.infer.routes.Router`
-    as the runs (each family's backends opened on first need, kept open). Each cube's artefacts are prepared
-    before it runs."""
+    With ``--weights auto`` (``options.backend.family``), ``options.choose_weights`` says which shipped family a cube
+    takes and ``weights=`` runs it with that family's weights, through the same
+    :class:`~dualsr_deploy.infer.routes.Router` as the runs (each family's backends opened on first need, kept
+    open). Each cube's artefacts are prepared before it runs."""
 
     def __init__(self, options: InferOptions) -> None:
         self.options = options
         self.router = Router(options)
         self.pool = self.router.base.pool
         self.runner = self.router.base.runner
-
-    def choose(self, bands: int, wavelengths: Sequence[float] | None) -> FamilyChoice | None:
-        """What ``--weights auto`` picks for a cube (None when the weights are fixed)."""
-        return self.router.choose(bands, wavelengths)
 
     def route(self, choice: FamilyChoice | None = None) -> Route:
         """The options, pool and runner that run with the weights ``--weights auto`` chose (None: the run's own)."""
@@ -56,30 +50,20 @@ class Upscaler:
     ) -> Stages:
         """``valid``: ``(h, w)`` bool, the LR pixels to trust (None: all); the others are filled for the network
         and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.masked`).
-        ``weights``: what :meth:`choose` picked, when the run's weights are ``auto``."""
+        ``weights``: what ``options.choose_weights`` picked, when the run's weights are ``auto``."""
         route = self.route(weights)
-        options, pool, runner = route.options, route.pool, route.runner
-        scale = options.scale
+        options = route.options
         route.prepare([lr.shape[0]])
         # each band's minimum over the trusted pixels, on the cube's own device: as the readers set the clip floors
         keep = torch.from_numpy(valid).to(lr.device) if valid is not None and valid.any() else None
         minima = lr[:, keep].amin(dim=1) if keep is not None else lr.amin(dim=(1, 2))
         floor = band_floor(minima.double().cpu().numpy(), 1.0)
-        if valid is not None and not valid.all():
-            meta = SceneMeta("tensor", "tensor", band_floor=floor)
-            scene = Scene("scene", lr.cpu().numpy().astype(np.float32), meta, valid=valid)
-            device = pool.backend(scale, lr.shape[0]).device
-            coarse, result, weight = super_resolve(runner, options, scene, device)
-            return Stages(coarse, None if options.stage == "coarse" else result, weight)
-        device = pool.backend(scale, lr.shape[0]).device
-        cube = lr.to(device)
-        (high,) = runner.coarse(scale, [cube], ["scene"])
-        floor_t = floor_tensor(floor, device)
-        if options.stage == "coarse":
-            return Stages(clip_range(high, floor_t), None, None)
-        low = runner.coarse(scale // 2, [cube], ["scene"])[0] if options.stage == "dual" else None
-        fine, weight = finish_stage(options.stage, options.clip, high, low, cube, floor=floor_t)
-        return Stages(clip_range(high, floor_t), fine, weight)
+        partial = valid if valid is not None and not valid.all() else None
+        meta = SceneMeta("tensor", "tensor", band_floor=floor)
+        scene = Scene("scene", lr.cpu().numpy().astype(np.float32), meta, valid=partial)
+        device = route.pool.backend(options.scale, lr.shape[0]).device
+        done = compute_scene(route.runner, options, scene, device)
+        return Stages(done.coarse, None if options.stage == "coarse" else done.result, done.sam_weight)
 
     def reach_for(self, weights: FamilyChoice | None = None) -> int:
         """LR pixels around an output pixel's source that went into it (see :mod:`dualsr_deploy.infer.quality`)."""

@@ -82,15 +82,30 @@ def backproject_with_weights(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """:func:`backproject` (arguments already checked) and the SAM weight of each iteration (float64); ``valid``
     (``(H, W)`` at ``im_l``'s resolution) limits the weight to valid pixels."""
-    low_size = (im_l.shape[-2], im_l.shape[-1])
-    high_size = (im_h.shape[-2], im_h.shape[-1])
     weights = []
     for _ in range(iterations):
-        down = imresize(im_h, size=low_size)
+        down = downsample(im_h, im_l)
         weight = sam_weight(down, im_l, valid)
         weights.append(weight)
-        scale = weight.to(im_h.dtype)
-        if im_h.dim() == 4:
-            scale = scale.view(-1, 1, 1, 1)
-        im_h = im_h + imresize(scale * (im_l - down), size=high_size)
+        im_h = project(im_h, im_l, down, weight)
     return im_h, weights
+
+
+def downsample(im_h: torch.Tensor, im_l: torch.Tensor) -> torch.Tensor:
+    """``d = imresize(im_h)`` at ``im_l``'s size (MATLAB bicubic with antialiasing): what the SAM weight compares
+    with the guide and the correction is taken from."""
+    return imresize(im_h, size=(im_l.shape[-2], im_l.shape[-1]))
+
+
+def sam_angles(im_h: torch.Tensor, im_l: torch.Tensor) -> torch.Tensor:
+    """SAM° per pixel between ``d`` (:func:`downsample`) and the guide ``im_l``, ``(…, H/f, W/f)`` float64: what the
+    weight averages (a scene computed in blocks sums them block by block)."""
+    return sam_map(downsample(im_h, im_l), im_l)
+
+
+def project(im_h: torch.Tensor, im_l: torch.Tensor, down: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
+    """One step with a given weight (per scene: ``()`` or ``(B,)``): ``im_h + imresize(c · (im_l − d), factor)``."""
+    scale = torch.as_tensor(weight, dtype=torch.float64).to(im_h.device, im_h.dtype)
+    if im_h.dim() == 4 and scale.dim() == 1:
+        scale = scale.view(-1, 1, 1, 1)
+    return im_h + imresize(scale * (im_l - down), size=(im_h.shape[-2], im_h.shape[-1]))

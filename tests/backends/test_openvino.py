@@ -18,7 +18,7 @@ from dualsr_deploy.checkpoint import write_checkpoint
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import write_scene
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
-from dualsr_deploy.export.pipeline import export_variant
+from dualsr_deploy.export.build import export_variant
 from dualsr_deploy.export.recipes import default_recipe
 from dualsr_deploy.optional import find
 from dualsr_deploy.runtimes import CPU_BF16_ENV, cpu_native_bf16

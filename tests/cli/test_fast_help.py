@@ -37,7 +37,7 @@ print("ok")
 def test_help_vocabularies_match_the_package() -> None:
     from dualsr_deploy.archs.neighbours import NEIGHBOUR_RULES
     from dualsr_deploy.cli import common
-    from dualsr_deploy.export.pipeline import TENSORRT_MODES
+    from dualsr_deploy.export.build import TENSORRT_MODES
 
     assert common.NEIGHBOUR_RULES == NEIGHBOUR_RULES
     assert common.TENSORRT_MODES == TENSORRT_MODES

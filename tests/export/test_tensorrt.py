@@ -175,7 +175,7 @@ def test_plan_from_another_gpu_or_version_or_tampered_is_refused(
 
 
 def test_export_builds_a_plan_per_graph(fake_gpu: Callable[..., types.ModuleType], tmp_path: Path) -> None:
-    from dualsr_deploy.export.pipeline import export_variant
+    from dualsr_deploy.export.build import export_variant
     from dualsr_deploy.export.recipes import default_recipe
 
     fake_gpu("11.4.0.1")
@@ -196,7 +196,7 @@ def test_export_builds_a_plan_per_graph(fake_gpu: Callable[..., types.ModuleType
 
 
 def test_export_without_tensorrt_says_why_or_fails_when_required(tmp_path: Path) -> None:
-    from dualsr_deploy.export.pipeline import export_variant
+    from dualsr_deploy.export.build import export_variant
     from dualsr_deploy.export.recipes import default_recipe
 
     if tensorrt_version() is not None and torch.cuda.is_available():

@@ -94,14 +94,16 @@ class Format:
     Reading: ``name`` (what detection returns and the manifest records), ``sniff`` (whether a probed path is this
     format), ``open`` (path, confinement, key, layout → reader), ``scene_suffixes`` (files of this format an archive
     folder holds), ``keyed`` (takes ``key=`` and ``layout=``), ``output`` (the suffix its scenes are written in when
-    no ``--format`` is given).
+    no ``--format`` is given), ``companion`` (why a file an archive folder holds is read with a scene of this format
+    rather than as one, given the suffixes scenes have; None: it is not).
+
     Writing: ``option`` (its ``--format`` name), ``writes`` (suffixes, the first written for ``--format``),
     ``strips`` (a :class:`StripWriter`, whole scenes being one strip), ``files`` (every file an output of it may
     be: ENVI's header, data file and sidecar; claimed at plan time), ``content`` (the files that hold an existing
-    output's data, as its fingerprint covers them), ``uncompressed`` (its size is the cube's, known before writing),
-    ``folder`` (an output is a folder: a Zarr store), ``streamed_note`` (what changes when a scene is written in
-    strips rather than whole, kept in its record), ``sources`` (the input formats it can be written for: None,
-    any).
+    output's data, as its fingerprint covers them), ``uncompressed`` (its size is the cube's, known before
+    writing), ``folder`` (an output is a folder: a Zarr store), ``streamed_note`` (what changes when a scene is
+    written in strips rather than whole, kept in its record), ``sources`` and ``needs`` (the input formats it can
+    be written for, None: any; and why).
     """
 
     name: str
@@ -120,6 +122,7 @@ class Format:
     folder: bool = False
     streamed_note: str | None = None
     sources: frozenset[str] | None = None
+    companion: Callable[[Path, frozenset[str]], str | None] | None = None
     needs: str = ""  # why ``sources`` limits it, for the refusal
 
 

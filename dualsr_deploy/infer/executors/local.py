@@ -20,7 +20,7 @@ from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event
-from dualsr_deploy.infer.pipeline import LoadedScene, Result, compute_scenes, load_scene, streamed, write_result
+from dualsr_deploy.infer.pipeline import LoadedScene, Result, compute, load_scene, streamed, write_result
 
 QUEUE_DEPTH = 2  # scenes read ahead, and results waiting to be written
 
@@ -49,8 +49,8 @@ class _LocalRun:
         reader.start()
         writer.start()
         try:
-            for group in self._groups():
-                self._process(group)
+            for item in self._items():
+                self._process(item)
                 if self.job.stop.requested:
                     self.outcome.interrupted = True
                     break
@@ -118,49 +118,42 @@ class _LocalRun:
                     f"{result.record.name}: written, but not recorded ({type(exc).__name__}: {exc})"
                 )
 
-    def _groups(self) -> Iterator[list[LoadedScene]]:
-        """Items in order, one scene at a time: a scene's tiles are batched with its own tiles only, so that its
+    def _items(self) -> Iterator[LoadedScene]:
+        """Loaded scenes in order, one at a time: a scene's tiles are batched with its own tiles only, so that its
         output never depends on which other scenes the reader thread had loaded (fp32 runs are bit-identical across
         runs, machine load, ``--resume`` and executors; a tile computed in another batch differs by up to ~2e-7)."""
         while True:
             item = self.loaded.get()
             if item is None:
                 return
-            yield [item]
+            yield item
             if self.job.stop.requested:
                 return
 
-    def _process(self, group: list[LoadedScene]) -> None:
+    def _process(self, item: LoadedScene) -> None:
         report, finish = self.job.report, self.job.finish
-        if group[0].skip:
-            self.outcome.resumed.append(group[0].planned)
-            report(Event("skip", group[0].planned.entry.name, count=group[0].planned.tiles))
+        if item.skip:
+            self.outcome.resumed.append(item.planned)
+            report(Event("skip", item.planned.entry.name, count=item.planned.tiles))
             return
-        for item in group:
-            if item.fatal is not None:
-                raise item.fatal
-            report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
-        live = [item for item in group if item.error is None]
-        for item in group:
-            if item.error is not None:
-                finish(self.ctx.record(item.planned, "failed", error=item.error))
-        if not live:
+        if item.fatal is not None:
+            raise item.fatal
+        report(Event("scene", item.planned.entry.name, total=item.planned.tiles))
+        if item.error is not None:
+            finish(self.ctx.record(item.planned, "failed", error=item.error))
             return
         try:
-            if live[0].planned.mode == "streamed":
-                finish(streamed(self.ctx, live[0].planned))
-                return
-            for result in compute_scenes(self.ctx, live):
-                self.written.put(result)
+            if item.planned.mode == "streamed":
+                finish(streamed(self.ctx, item.planned))
+            else:
+                self.written.put(compute(self.ctx, item))
         except KeyboardInterrupt:
-            for item in live:
-                finish(self.ctx.record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
+            finish(self.ctx.record(item.planned, "interrupted", error="abandoned by a second Ctrl-C"))
             raise
         except RUN_ERRORS:  # the same for every scene (a missing extra, weights an artefact was not made from)
             raise
         except SCENE_ERRORS as exc:
-            for item in live:
-                finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
+            finish(self.ctx.record(item.planned, "failed", error=f"{type(exc).__name__}: {exc}"))
 
 
 __all__ = ["LocalExecutor"]

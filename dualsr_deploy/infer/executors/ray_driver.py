@@ -37,7 +37,7 @@ from dualsr_deploy.errors import ClusterError
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, require_ray
 from dualsr_deploy.infer.executors.ray_worker import SLOTS, SceneWorker
-from dualsr_deploy.infer.manifest import SceneRecord
+from dualsr_deploy.infer.manifest import SceneRecord, Status
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.records import scene_record
@@ -381,7 +381,7 @@ class _RayRun:
         self.pending.appendleft((held.planned, attempt))
 
     def _failed(
-        self, planned: PlannedScene, error: str, deaths: list[str] | None = None, *, status: str = "failed"
+        self, planned: PlannedScene, error: str, deaths: list[str] | None = None, *, status: Status = "failed"
     ) -> SceneRecord:
         notes = [f"worker deaths: {'; '.join(deaths)}"] if deaths else []
         return scene_record(self.options, planned, status, error=error, notes=notes)

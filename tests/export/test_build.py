@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.errors import CheckpointError, ScaleMismatchError
+from dualsr_deploy.export.build import export_variant
 from dualsr_deploy.export.onnx import ExportError
-from dualsr_deploy.export.pipeline import export_variant
 from dualsr_deploy.export.recipes import default_recipe
 from dualsr_deploy.runtimes import cpu_native_bf16
 
