@@ -16,8 +16,10 @@ every scene streams: each record's ``mode`` says so), with
 torch fp32. ``compare`` reads each file of one tree and its namesake in the other: HDF5/NetCDF/MATLAB v7.3 (h5py:
 every dataset's values, dtype and attributes), MATLAB v5 (scipy), NumPy (+ its JSON sidecar), GeoTIFF/COG
 (rasterio: every band, dtype, no-data, CRS, transform, dataset and band tags, descriptions), ENVI (Spectral's header
-parse + the data file's bytes), Zarr (every array and attribute); other files by bytes. ``dualsr_version`` and the
-manifest's timings are left out. Exit 1 when anything differs, with each difference listed.
+parse + the data file's bytes), Zarr (every array and attribute); other files by bytes; the manifest's records
+field by field. Left out: ``dualsr_version``, the manifest's timings, and its ``output_bytes``/``output_sha256`` (the
+digest of a file's bytes, which carry an HDF5 file's layout and a MATLAB header's creation time). Exit 1 when
+anything differs, with each difference listed.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def run(inputs: Path, out: Path) -> None:
 
 
 def same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
         return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
@@ -171,7 +177,9 @@ def read_any(path: Path) -> dict[str, Any]:
     name = path.name.lower()
     if name == "manifest.jsonl":
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        volatile = ("seconds", "started", "finished", "host", "pid", "elapsed", "timings", "threads", "dualsr_version")
+        # timings and the files' own byte digests (creation times, chunk order): the content is compared file by file
+        volatile: tuple[str, ...] = ("seconds", "started", "finished", "host", "pid", "elapsed", "timings")
+        volatile += ("threads", "dualsr_version", "output_bytes", "output_sha256")
         kept = [{k: v for k, v in line.items() if not any(word in k for word in volatile)} for line in lines]
         return {"records": sorted(json.dumps(line, sort_keys=True) for line in kept)}
     if name.endswith((".h5", ".hdf5", ".nc")):
@@ -217,7 +225,11 @@ def compare(a: Path, b: Path) -> int:
     for name in shared:
         if name.endswith(".hdr"):
             stem = name[: -len(".hdr")]
-            data_files.update(other for other in shared if other.startswith(stem + ".") and other != name)
+            data_files.update(  # the data file as Spectral finds it (x, x.img, x.dat …); the .dualsr.json on its own
+                other
+                for other in shared
+                if other != name and not other.endswith(".json") and Path(other).with_suffix("") == Path(stem)
+            )
     for name in shared:
         if name in data_files:
             continue  # compared with its header

@@ -166,7 +166,7 @@ class Hdf5Strips(StripWriter):
             import h5py
 
             _c, h, w = shape
-            self.file: Any = h5py.File(self.staging / path.name, "w")
+            self.file: Any = h5py.File(self._hdf5_target(), "w")
             self.data = self.file.create_dataset(
                 "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
             )
@@ -177,7 +177,7 @@ class Hdf5Strips(StripWriter):
     def _finish(self) -> None:
         hdf5_attrs(self.data, self.meta, self.options.units)
         self._close()
-        self._publish(self.staging / self.path.name, self.path)
+        self._publish(self._hdf5_written(), self.path)
 
 
 def _open_hdf5(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:

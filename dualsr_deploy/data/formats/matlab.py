@@ -158,7 +158,7 @@ class MatV73Strips(StripWriter):
             if matlab_class is None:
                 raise DataError(f"{path}: cannot write {self.dtype} to MATLAB v7.3")
             c, h, w = shape
-            self.file: Any = h5py.File(self.staging / path.name, "w", userblock_size=512)
+            self.file: Any = h5py.File(self._hdf5_target(), "w", userblock_size=512)
             self.cube = self.file.create_dataset(
                 "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
             )
@@ -170,9 +170,15 @@ class MatV73Strips(StripWriter):
     def _finish(self) -> None:
         matlab_provenance(self.file, self.meta.to_json())
         self._close()
-        written = self.staging / self.path.name
-        with written.open("r+b") as handle:
-            handle.write(mat_header())
+        memory = getattr(self, "memory", None)
+        if memory is not None:
+            header = mat_header()
+            memory.getbuffer()[: len(header)] = header
+            written = self._hdf5_written()
+        else:
+            written = self._hdf5_written()
+            with written.open("r+b") as handle:
+                handle.write(mat_header())
         self._publish(written, self.path)
 
 
@@ -184,14 +190,21 @@ class MatV5Strips(StripWriter):
         self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, meta: SceneMeta, options: WriteOptions
     ) -> None:
         super().__init__(path, shape, dtype, meta, options)
-        self.cube = np.empty(shape, self.dtype)
+        self.cube: np.ndarray | None = None
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
+        if first_row == 0 and rows.shape == self.shape and self.cube is None:  # a whole scene: no copy of it
+            self.cube = rows.astype(self.dtype, copy=False)
+            return
+        if self.cube is None:
+            self.cube = np.empty(self.shape, self.dtype)
         self.cube[:, first_row : first_row + rows.shape[1]] = rows
 
     def _finish(self) -> None:
         import scipy.io
 
+        if self.cube is None:
+            raise DataError(f"{self.path}: no rows were written")
         written = self.staging / self.path.name
         with written.open("wb") as handle:
             scipy.io.savemat(

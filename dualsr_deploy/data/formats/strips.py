@@ -12,6 +12,8 @@ partial file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import shutil
 import tempfile
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, default_mode, temp_prefix
+from dualsr_deploy.atomic import TEMP_SUFFIX, default_mode, free_bytes, no_space, temp_prefix
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.scene import SceneMeta
 
@@ -89,6 +91,37 @@ class StripWriter:
             self._close()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _hdf5_target(self) -> Path | io.BytesIO:
+        """Where an HDF5-based writer makes its file: in memory for a whole scene (HDF5's C library can crash the
+        process when the disk fills under its own writes; the one write to disk is then Python's, which raises a
+        clear error), in the staging folder for a streamed one (too large to hold; its space is checked when the
+        run is planned)."""
+        if self.options.whole:
+            self.memory: io.BytesIO | None = io.BytesIO()
+            return self.memory
+        return self.staging / self.path.name
+
+    def _hdf5_written(self) -> Path:
+        """The HDF5 file in the staging folder, a whole scene's written there from memory now."""
+        written = self.staging / self.path.name
+        memory = getattr(self, "memory", None)
+        if memory is None:
+            return written
+        size = memory.getbuffer().nbytes
+        if size > free_bytes(self.staging):
+            raise no_space(self.path, size)
+        with written.open("wb") as handle:
+            try:
+                handle.write(memory.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as error:
+                if error.errno == errno.ENOSPC:
+                    raise no_space(self.path, size) from None
+                raise
+        self.memory = None
+        return written
 
     def _publish(self, written: Path, target: Path) -> None:
         os.chmod(written, default_mode())

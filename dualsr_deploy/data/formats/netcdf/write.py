@@ -19,6 +19,7 @@ provenance is the global attribute ``dualsr_scene``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,7 @@ class NetcdfStrips(StripWriter):
         with self._removed_on_error():
             self.product = _product(path, meta)
             self.layout = self.product.layout
-            self.out: Any = _rewrite(self.staging / path.name, self.product, shape, meta.to_json(), self.dtype)
+            self.out: Any = _rewrite(self._hdf5_target(), self.product, shape, meta.to_json(), self.dtype)
             self.cube = (
                 self.out[self.product.cube]
                 if "/" not in self.product.cube
@@ -104,7 +105,7 @@ class NetcdfStrips(StripWriter):
 
     def _finish(self) -> None:
         self._close()
-        self._publish(self.staging / self.path.name, self.path)
+        self._publish(self._hdf5_written(), self.path)
 
     def _close(self) -> None:
         if getattr(self, "out", None) is not None:
@@ -194,7 +195,9 @@ def _defining_group(src: Any, group: str, dim: str) -> str:
         parts.pop()
 
 
-def _rewrite(target: Path, product: _Product, shape: tuple[int, ...], meta_json: str, dtype: np.dtype) -> Any:
+def _rewrite(
+    target: Path | io.BytesIO, product: _Product, shape: tuple[int, ...], meta_json: str, dtype: np.dtype
+) -> Any:
     """``product``'s structure at ``target`` for a ``(C, s·H, s·W)`` cube of ``dtype``, the cube variable left empty;
     the open file is returned for its rows to be written."""
     h5netcdf = _import_h5netcdf()
