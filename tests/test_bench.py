@@ -109,3 +109,33 @@ def test_ratios_against_torch_fp32_and_the_recommendation(monkeypatch: pytest.Mo
     monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ("torch",))  # had torch bf16 passed, it would win
     compare_rows(report)
     assert report.recommendation.startswith("×4: --backend torch --precision bf16")
+
+
+def test_cli_bench_batches_as_infer_does_so_a_one_tile_scene_is_one_tile_of_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #45: the bench padded every call to 8 tiles, so a one-tile scene did 8× the work on a CPU, where
+    ``dualsr infer`` sends one tile a call. Now it batches as infer does unless ``--batch`` says otherwise."""
+    from dualsr_deploy.backends.torch_backend import TorchBackend
+
+    seen: list[int] = []
+    real = TorchBackend.run
+
+    def counting(self: TorchBackend, batch: object) -> object:
+        seen.append(batch.shape[0])  # type: ignore[attr-defined]
+        return real(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TorchBackend, "run", counting)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--size", "32", "--tile", "8", "--repeats", "1", "--backend", "torch", "--no-baseline"]
+    args += ["--device", "cpu", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["options"]["batch"] == 1
+    assert seen
+    assert set(seen) == {1}
+    seen.clear()
+    result = CliRunner().invoke(app, [*args, "--batch", "3"])
+    assert result.exit_code == 0, result.output
+    assert set(seen) == {3}  # asked for: every call padded to it, as infer pads
+    assert json.loads(out.read_text())["options"]["batch"] == 3

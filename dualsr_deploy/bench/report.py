@@ -18,7 +18,7 @@ class BenchOptions:
     size: int = 512  # HR side (CAVE: 512)
     bands: int = 31
     tiles: tuple[int, ...] = (64,)
-    batch: int = 8
+    batch: int = 1  # tiles per backend call, padded as dualsr infer pads them (the CLI: infer's default per device)
     backends: tuple[str, ...] = ("torch", "onnx")
     precisions: tuple[str, ...] = ("fp32",)
     device: str = "cpu"

@@ -27,7 +27,11 @@ def bench(
     tile: list[int] | None = typer.Option(
         None, help="LR tile sizes (repeat; default 64).", rich_help_panel="What to time"
     ),
-    batch: int = typer.Option(8, help="Tiles per backend call.", rich_help_panel="What to time"),
+    batch: int | None = typer.Option(
+        None,
+        help="Tiles per backend call (every call padded to it); default as dualsr infer: 1 on a CPU, 8 on a GPU.",
+        rich_help_panel="What to time",
+    ),
     backend: list[str] | None = typer.Option(
         None,
         help="torch, onnx, trt, openvino (repeat; default torch and onnx, and openvino when installed).",
@@ -59,6 +63,7 @@ def bench(
     """Time each backend and precision on a CAVE-size scene against the eager loop and the matmul ceiling."""
     from dualsr_deploy.bench import SPREAD_WARNING, BenchOptions, run_bench, write_outputs
     from dualsr_deploy.bench.advice import default_backends, default_precisions
+    from dualsr_deploy.infer.options import default_batch
     from dualsr_deploy.runtimes import default_device
 
     chosen = device or default_device()
@@ -67,7 +72,7 @@ def bench(
         size=size,
         bands=bands,
         tiles=tuple(tile or [64]),
-        batch=batch,
+        batch=batch if batch is not None else default_batch(chosen),
         backends=tuple(backend or default_backends()),
         precisions=tuple(precision or default_precisions(chosen)),
         device=chosen,

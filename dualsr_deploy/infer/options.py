@@ -219,6 +219,12 @@ CPU_BATCH = 1  # tiles per backend call on a CPU (see InferOptions.batch_on)
 GPU_BATCH = 8
 
 
+def default_batch(device: str) -> int:
+    """Tiles per backend call when none is given: :data:`CPU_BATCH` on a CPU, :data:`GPU_BATCH` on a GPU (what
+    ``dualsr infer`` and ``dualsr bench`` use alike)."""
+    return CPU_BATCH if str(device).startswith("cpu") else GPU_BATCH
+
+
 @dataclass(frozen=True)
 class InferOptions:
     """What ``dualsr infer`` was asked to do (see the CLI's help for each)."""
@@ -252,9 +258,7 @@ class InferOptions:
         size, which oneDNN's convolutions are not between 1 and more (a few 1e-7), and was faster there (8 tiles of
         64² at ×4: 2.96 s one by one, 4.08 s batched, torch fp32 on this 2-core CPU).
         """
-        if self.batch is not None:
-            return self.batch
-        return CPU_BATCH if str(device).startswith("cpu") else GPU_BATCH
+        return self.batch if self.batch is not None else default_batch(device)
 
     def __post_init__(self) -> None:
         if self.scale not in SUPPORTED_SCALES:
@@ -378,5 +382,6 @@ __all__ = [
     "EventKind",
     "InferOptions",
     "choose_stage",
+    "default_batch",
     "default_memory_budget",
 ]

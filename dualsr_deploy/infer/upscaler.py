@@ -49,7 +49,7 @@ class Upscaler:
         self, lr: torch.Tensor, valid: np.ndarray | None = None, *, weights: FamilyChoice | None = None
     ) -> Stages:
         """``valid``: ``(h, w)`` bool, the LR pixels to trust (None: all); the others are filled for the network
-        and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.masked`).
+        and the fine stage's SAM weight is averaged over valid pixels (:mod:`dualsr_deploy.infer.compute`).
         ``weights``: what ``options.choose_weights`` picked, when the run's weights are ``auto``."""
         route = self.route(weights)
         options = route.options

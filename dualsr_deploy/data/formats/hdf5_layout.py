@@ -1,5 +1,5 @@
-"""How this package lays out the HDF5 files it writes, shared by the whole-scene writers, the strip writers and the
-NetCDF product writers: compression, and MATLAB v7.3's conventions (class attributes, the provenance as a MATLAB
+"""How this package lays out the HDF5 files it writes, shared by the HDF5, MATLAB v7.3 and NetCDF strip writers:
+compression, and MATLAB v7.3's conventions (class attributes, the provenance as a MATLAB
 char array, the 128-byte header in the 512-byte user block)."""
 
 from __future__ import annotations
