@@ -25,6 +25,7 @@ class BenchOptions:
     model: str = "shipped"
     repeats: int = 3
     baseline: bool = True
+    isolate: bool = True  # each configuration timed in a fresh process, so that its memory figure is its own
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

@@ -2,8 +2,9 @@
 against the device's own matmul ceiling.
 
 One measurement is one whole LR scene (``--size`` HR pixels, 31 bands) through a backend, tile by tile with the
-receptive-field halo, exactly as ``dualsr infer`` runs it (coarse stage). Each configuration is warmed up once and
-timed ``repeats`` times (CUDA events on a GPU, ``perf_counter`` on CPU). The baseline is the published per-band
+receptive-field halo, batched and padded as ``dualsr infer`` batches (``--batch``: infer's default per device).
+Each configuration runs in a fresh process (``isolate``), so that its peak memory is its own, and is warmed up once
+and timed ``repeats`` times (CUDA events on a GPU, ``perf_counter`` on CPU). The baseline is the published per-band
 eager loop in float32 on the same device and the same whole scene, timed in the same run, so every figure has a
 ratio against it. Achieved GFLOP/s counts the network's useful FLOPs (one scene, halos excluded, from
 ``torch.utils.flop_counter``) over the median time, and is given as a fraction of a large square matmul measured on
@@ -17,6 +18,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from dualsr_deploy.bench.report import MODELS, BenchOptions, BenchReport, Row
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, InputError
 from dualsr_deploy.infer.batching import grid_jobs, run_batches
 from dualsr_deploy.infer.tiling import TileGrid, receptive_radius
+
+BASELINE = "eager loop"  # the published per-band loop's row
 
 
 def _scene(options: BenchOptions, scale: int, device: torch.device) -> torch.Tensor:
@@ -68,13 +72,16 @@ def tiled_scene(backend: Backend, lr: torch.Tensor, tile: int, halo: int, batch:
     return out
 
 
-def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[str]) -> list[tuple[str, str, Backend]]:
-    """Every backend × precision asked for, built by :func:`dualsr_deploy.backends.create` (graphs and plans
-    exported into ``work`` first); those that cannot be made here are listed in ``skipped`` with the reason."""
+def _backends(
+    options: BenchOptions, model: CoarSR, work: Path, skipped: list[str]
+) -> list[tuple[str, str, str | None]]:
+    """Every backend × precision asked for, with the artefact it runs (graphs, IR and plans exported into ``work``
+    first; None for torch); those that cannot be made here are listed in ``skipped`` with the reason. Each is built
+    by :func:`dualsr_deploy.backends.create` where it is timed (:func:`measure`)."""
     from dualsr_deploy.export.onnx import Precision, torch2onnx
 
     core = fold_coarsr(model, "paper")
-    found: list[tuple[str, str, Backend]] = []
+    found: list[tuple[str, str, str | None]] = []
     for name in options.backends:
         for precision in options.precisions:
             try:
@@ -89,11 +96,81 @@ def _backends(options: BenchOptions, model: CoarSR, work: Path, skipped: list[st
                     artefact = _build_plan(options, core, work, precision)
                 elif kind == "ir":
                     artefact = _convert_ir(options, core, work)
-                backend = create(name, core=core, artefact=artefact, device=options.device, precision=precision)
-                found.append((name, precision, backend))
+                found.append((name, precision, str(artefact) if artefact is not None else None))
             except (BackendUnavailableError, InputError, ExportError) as exc:
                 skipped.append(f"{name}-{precision}: {exc}")
     return found
+
+
+@dataclass(frozen=True)
+class Config:
+    """One timed configuration: the eager loop (``backend`` ``eager loop``) or a backend × precision × tile, with
+    what it needs to be rebuilt in a fresh process (the model and scene are seeded, so every process builds the
+    same ones)."""
+
+    options: BenchOptions
+    scale: int
+    backend: str
+    precision: str
+    artefact: str | None
+    tile: int | None
+    threads: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    times: list[float]
+    peak_memory: int
+    memory_kind: str
+    error: str | None = None  # the backend could not be made or opened here: why
+    process: int = 0  # the process that timed it
+
+
+def measure(config: Config) -> Measured:
+    """Time one configuration and measure the memory its runs take above what its backend holds open; run in a
+    process of its own (:func:`measured`) so that no allocator, arena or cache of an earlier configuration makes
+    its figure read low."""
+    options = config.options
+    torch.set_num_threads(config.threads)
+    device = torch.device(options.device)
+    model = _model(options, config.scale)
+    lr = _scene(options, config.scale, device)
+    if config.backend == BASELINE:
+        eager = model.to(device)
+        with MemoryPeak(device) as memory, torch.inference_mode():
+            times = time_runs(lambda: per_band_loop(eager, lr, "paper"), options.repeats, device)
+        return Measured(times, memory.peak, memory.kind, process=os.getpid())
+    assert config.tile is not None
+    tile, halo = config.tile, receptive_radius(model.config)
+    artefact = Path(config.artefact) if config.artefact is not None else None
+    try:
+        backend = create(
+            config.backend,
+            core=fold_coarsr(model, "paper"),
+            artefact=artefact,
+            device=options.device,
+            precision=config.precision,
+        )
+        backend.open()
+    except (BackendUnavailableError, InputError, ExportError) as exc:
+        return Measured([], 0, "", f"{config.backend}-{config.precision}: {exc}", os.getpid())
+    try:
+        with MemoryPeak(device) as memory:
+            times = time_runs(lambda: tiled_scene(backend, lr, tile, halo, options.batch), options.repeats, device)
+    finally:
+        backend.close()
+    return Measured(times, memory.peak, memory.kind, process=os.getpid())
+
+
+def measured(config: Config) -> Measured:
+    """:func:`measure` in a fresh process (``spawn``) when ``options.isolate``, else here."""
+    if not config.options.isolate:
+        return measure(config)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, config).result()
 
 
 def _convert_ir(options: BenchOptions, core: Any, work: Path) -> Path:
@@ -164,60 +241,44 @@ def run_bench(
         say(f"matmul ceiling ({precision})")
         ceilings[precision] = matmul_ceiling(device, precision)
     machine["matmul_ceiling_gflops"] = ceilings
+    threads = torch.get_num_threads()
     for scale in options.scales:
         model = _model(options, scale)
         lr = _scene(options, scale, device)
         _, c, h, w = lr.shape
         flops = useful_flops(model, c, h, w)
-        halo = receptive_radius(model.config)
+        del lr
         baseline_median = None
         if options.baseline:
             say(f"×{scale}: eager per-band loop, float32")
-            eager = model.to(device)
-            with MemoryPeak(device) as memory, torch.inference_mode():
-                times = time_runs(
-                    lambda eager=eager, lr=lr: per_band_loop(eager, lr, "paper"),  # type: ignore[misc]
-                    options.repeats,
-                    device,
-                )
-            row = Row(
-                "eager loop", "fp32", scale, None, times, flops, c * h * w, ceilings["fp32"], memory.peak, memory.kind
-            )
+            got = measured(Config(options, scale, BASELINE, "fp32", None, None, threads))
+            row = Row(BASELINE, "fp32", scale, None, got.times, flops, c * h * w, ceilings["fp32"], got.peak_memory,
+                      got.memory_kind)  # fmt: skip
             baseline_median = row.median
             row.baseline_median = baseline_median
             report.rows.append(row)
-        for name, precision, backend in _backends(options, model.cpu(), work, report.skipped):
-            try:
-                backend.open()
-            except BackendUnavailableError as exc:
-                report.skipped.append(f"{name}-{precision}: {exc}")
-                continue
-            try:
-                for tile in options.tiles:
-                    say(f"×{scale}: {backend.capabilities.name}, tile {tile}")
-                    with MemoryPeak(device) as memory:
-                        times = time_runs(
-                            lambda b=backend, x=lr, t=tile, r=halo: tiled_scene(b, x, t, r, options.batch),  # type: ignore[misc]
-                            options.repeats,
-                            device,
-                        )
-                    report.rows.append(
-                        Row(
-                            name,
-                            precision,
-                            scale,
-                            tile,
-                            times,
-                            flops,
-                            c * h * w,
-                            ceilings[precision],
-                            memory.peak,
-                            memory.kind,
-                            baseline_median,
-                        )
+        for name, precision, artefact in _backends(options, model.cpu(), work, report.skipped):
+            for tile in options.tiles:
+                say(f"×{scale}: {name} {precision}, tile {tile}")
+                got = measured(Config(options, scale, name, precision, artefact, tile, threads))
+                if got.error is not None:
+                    report.skipped.append(got.error)
+                    break
+                report.rows.append(
+                    Row(
+                        name,
+                        precision,
+                        scale,
+                        tile,
+                        got.times,
+                        flops,
+                        c * h * w,
+                        ceilings[precision],
+                        got.peak_memory,
+                        got.memory_kind,
+                        baseline_median,
                     )
-            finally:
-                backend.close()
+                )
     compare_rows(report)
     return report
 
@@ -261,4 +322,4 @@ def write_outputs(report: BenchReport, *, json_path: Path | None, plot_path: Pat
             tmp.write_bytes(png_bytes(fig))
 
 
-__all__ = ["run_bench", "tiled_scene", "useful_flops", "write_outputs"]
+__all__ = ["Config", "Measured", "measure", "measured", "run_bench", "tiled_scene", "useful_flops", "write_outputs"]

@@ -50,6 +50,12 @@ def bench(
     baseline: bool = typer.Option(
         True, help="Time the published per-band eager loop too (float32).", rich_help_panel="What to time"
     ),
+    isolate: bool = typer.Option(
+        True,
+        help="Time each configuration in a fresh process, so that its peak memory is its own (--no-isolate: all in "
+        "this process, faster, but a configuration timed after another reads low).",
+        rich_help_panel="What to time",
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the full results as JSON.", rich_help_panel="Output"
     ),
@@ -79,6 +85,7 @@ def bench(
         model=model,
         repeats=repeats,
         baseline=baseline,
+        isolate=isolate,
     )
     with tempfile.TemporaryDirectory() as work, console.status("benchmarking") as status:
         report = run_bench(options, work_dir=work, progress=lambda text: status.update(escape(text)))
