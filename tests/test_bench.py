@@ -55,6 +55,8 @@ def test_bad_options() -> None:
         BenchOptions(size=100, scales=(8,))
     with pytest.raises(InputError, match="--model"):
         BenchOptions(model="huge")
+    with pytest.raises(InputError, match="--batch must be at least 1"):
+        BenchOptions(batch=0)
 
 
 def test_cli_bench_prints_a_table_and_says_what_it_skipped(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ class BenchOptions:
             raise InputError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
         if self.repeats < 1:
             raise InputError("--repeats must be at least 1")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1; got {self.batch}")
         bad = [s for s in self.scales if self.size % s]
         if bad:
             raise InputError(f"--size {self.size} is not a multiple of scale(s) {bad}")

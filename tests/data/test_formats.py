@@ -122,7 +122,7 @@ def test_a_written_file_is_detected_as_a_format_that_reads_it(tmp_path: Path, ro
         pytest.skip("Zarr is written, not read, by this package (xarray reads it)")
     path = write_scene(tmp_path / f"scene{suffix}", source_scene(row_name, tmp_path))
     detected = detect_format(path)
-    reader_row = next(row for row in TABLE if row.name == detected and row.open is not None)
+    reader_row = next(row for row in TABLE if row.name == detected and row.reader is not None)
     assert reader_row.output is not None
     assert writing(Path(f"x{reader_row.output}")).option is not None  # its scenes go back out by default
     expected = {".mat": {"mat-v5", "mat-v7.3"}, ".tif": {"geotiff"}, ".tiff": {"geotiff"}, ".cog.tif": {"geotiff"}}
@@ -132,14 +132,14 @@ def test_a_written_file_is_detected_as_a_format_that_reads_it(tmp_path: Path, ro
 def test_the_tables_derived_sets_agree_with_its_rows() -> None:
     names = [row.name for row in TABLE]
     assert {"cave", "envi", "geotiff", "tiff", "hdf5", "emit", "aviris3", "prisma", "npy", "npz"} <= set(names)
-    assert all(row.sniff is not None and row.open is not None for row in TABLE if row.scene_suffixes)
+    assert all(row.sniff is not None and row.reader is not None for row in TABLE if row.scene_suffixes)
     assert all(row.strips is not None for row in TABLE if row.writes)
     assert {suffix for row in TABLE for suffix in row.scene_suffixes} == SCENE_SUFFIXES
     assert set(WRITE_SUFFIXES) >= {".h5", ".npy", ".mat", ".tif", ".cog.tif", ".hdr", ".nc", ".zarr"}
     assert {"mat-v5", "mat-v7.3", "hdf5", "npy", "npz"} == KEYED_FORMATS
     assert set(OPTIONS) == {"h5", "npy", "mat", "tif", "cog", "envi", "nc", "zarr"}
     for row in TABLE:  # every format read has an output suffix some row writes
-        if row.open is not None:
+        if row.reader is not None:
             assert row.output is not None
             assert any(row.output in other.writes for other in TABLE)
 

@@ -51,7 +51,7 @@ TABLE: tuple[Format, ...] = (
     COG,
     ZARR,
 )
-READ_FORMATS = tuple(dict.fromkeys(row.name for row in TABLE if row.open is not None))
+READ_FORMATS = tuple(dict.fromkeys(row.name for row in TABLE if row.reader is not None))
 KEYED_FORMATS = frozenset(row.name for row in TABLE if row.keyed)  # formats that take key= and layout=
 SCENE_SUFFIXES = frozenset(suffix for row in TABLE for suffix in row.scene_suffixes)
 WRITE_SUFFIXES = tuple(suffix for row in TABLE for suffix in row.writes)
@@ -61,7 +61,7 @@ OPTIONS = {row.option: row.writes[0] for row in TABLE if row.option is not None}
 def reading(name: str) -> Format:
     """The row that reads format ``name`` (one of :data:`READ_FORMATS`)."""
     for row in TABLE:
-        if row.name == name and row.open is not None:
+        if row.name == name and row.reader is not None:
             return row
     raise DataError(f"unknown format {name!r}; known: {', '.join(READ_FORMATS)}")
 
@@ -143,8 +143,9 @@ def open_scene(
     row = reading(detect_format(path))
     if not row.keyed and (key is not None or layout is not None):
         raise DataError(f"{path}: key and layout apply to MATLAB, HDF5 and NumPy files, not to {row.name}")
-    assert row.open is not None
-    reader = row.open(path, confine or Confinement.around(path), key, layout)
+    assert row.reader is not None
+    chosen = {"key": key, "layout": layout} if row.keyed else {}
+    reader = row.reader(path, confine=confine or Confinement.around(path), **chosen)
     try:
         reader.validate()
     except BaseException:

@@ -104,10 +104,10 @@ def _end(window: Window) -> tuple[int, int]:
     return window.left + window.width, window.top + window.height
 
 
-def _open(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return CaveReader(path, confine=confine)
-
-
 CAVE = Format(
-    "cave", "CAVE scene folder (a 16-bit PNG per band)", sniff=lambda probe: probe.is_dir, open=_open, output=".h5"
+    "cave",
+    "CAVE scene folder (a 16-bit PNG per band)",
+    sniff=lambda probe: probe.is_dir,
+    reader=CaveReader,
+    output=".h5",
 )

@@ -180,10 +180,6 @@ class Hdf5Strips(StripWriter):
         self._publish(self._hdf5_written(), self.path)
 
 
-def _open_hdf5(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return Hdf5Reader(path, key=key, layout=layout, confine=confine)
-
-
 def _sniff_hdf5(probe: Probe) -> bool:
     """Any HDF5 file the sensor products before it in the table did not claim; a ``.nc``/``.he5`` none claimed is
     refused here, with what was looked for."""
@@ -204,7 +200,7 @@ HDF5 = Format(
     "hdf5",
     "HDF5 (a 3-D dataset; key= and layout= choose it)",
     sniff=_sniff_hdf5,
-    open=_open_hdf5,
+    reader=Hdf5Reader,
     scene_suffixes=(".h5", ".hdf5"),
     keyed=True,
     output=".h5",

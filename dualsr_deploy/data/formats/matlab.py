@@ -230,14 +230,6 @@ def mat_strips(
     return (MatV5Strips if version == "5" else MatV73Strips)(path, shape, dtype, meta, options)
 
 
-def _open_v5(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return MatV5Reader(path, key=key, layout=layout, confine=confine)
-
-
-def _open_v73(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return MatV73Reader(path, key=key, layout=layout, confine=confine)
-
-
 def _sniff_v73(probe: Probe) -> bool:
     return (probe.head.startswith(b"MATLAB") and probe.at_512 == HDF5_MAGIC) or (
         probe.head == HDF5_MAGIC and probe.suffix == ".mat"
@@ -253,12 +245,14 @@ def _sniff_v4(probe: Probe) -> bool:
     return probe.suffix == ".mat"
 
 
-MAT_V73 = Format("mat-v7.3", "MATLAB v7.3 (HDF5 inside)", sniff=_sniff_v73, open=_open_v73, keyed=True, output=".mat")
+MAT_V73 = Format(
+    "mat-v7.3", "MATLAB v7.3 (HDF5 inside)", sniff=_sniff_v73, reader=MatV73Reader, keyed=True, output=".mat"
+)
 MAT_V5 = Format(
     "mat-v5",
     "MATLAB v5 (v7.3 past 2 GB or when streamed)",
     sniff=_sniff_v5,
-    open=_open_v5,
+    reader=MatV5Reader,
     scene_suffixes=(".mat",),
     keyed=True,
     output=".mat",

@@ -139,19 +139,11 @@ class NpyStrips(StripWriter):
         self._publish(self.staging / self.path.name, self.path)
 
 
-def _open_npy(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return NpyReader(path, key=key, layout=layout, confine=confine)
-
-
-def _open_npz(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return NpzReader(path, key=key, layout=layout, confine=confine)
-
-
 NPY = Format(
     "npy",
     "NumPy .npy (metadata in <name>.npy.json)",
     sniff=lambda probe: probe.head.startswith(b"\x93NUMPY"),
-    open=_open_npy,
+    reader=NpyReader,
     scene_suffixes=(".npy",),
     keyed=True,
     output=".npy",
@@ -165,7 +157,7 @@ NPZ = Format(
     "npz",
     "NumPy .npz (one array loaded)",
     sniff=lambda probe: probe.head.startswith(b"PK\x03\x04") and probe.suffix == ".npz",
-    open=_open_npz,
+    reader=NpzReader,
     scene_suffixes=(".npz",),
     keyed=True,
     output=".npy",

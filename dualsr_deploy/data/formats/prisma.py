@@ -168,15 +168,11 @@ class PrismaReader(SceneReader):
 __all__ = ["PrismaReader", "prisma_swath"]
 
 
-def _open(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return PrismaReader(path, confine=confine)
-
-
 PRISMA = Format(
     "prisma",
     "PRISMA L1/L2 (HDF-EOS5; written as HDF5 with its wavelengths, gains and georeferencing)",
     sniff=lambda probe: probe.hdf5 is not None and prisma_swath(probe.hdf5) is not None,
-    open=_open,
+    reader=PrismaReader,
     scene_suffixes=(".he5",),
     output=".h5",
 )

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from dualsr_deploy.data.confine import Confinement
     from dualsr_deploy.data.formats.reader import SceneReader
     from dualsr_deploy.data.formats.strips import StripWriter
     from dualsr_deploy.data.scene import SceneMeta
@@ -79,7 +78,6 @@ class Probe:
             self._hdf5 = None
 
 
-Opener = Callable[["Path", "Confinement", "str | None", "str | None"], "SceneReader"]
 StripOpener = Callable[["Path", "tuple[int, int, int]", np.dtype, "SceneMeta", WriteOptions], "StripWriter"]
 
 
@@ -92,7 +90,8 @@ class Format:
     """A row of the format table.
 
     Reading: ``name`` (what detection returns and the manifest records), ``sniff`` (whether a probed path is this
-    format), ``open`` (path, confinement, key, layout → reader), ``scene_suffixes`` (files of this format an archive
+    format), ``reader`` (its :class:`SceneReader` class: ``reader(path, confine=…)``, and ``key=``/``layout=`` when
+    ``keyed``), ``scene_suffixes`` (files of this format an archive
     folder holds), ``keyed`` (takes ``key=`` and ``layout=``), ``output`` (the suffix its scenes are written in when
     no ``--format`` is given), ``companion`` (why a file an archive folder holds is read with a scene of this format
     rather than as one, given the suffixes scenes have; None: it is not).
@@ -109,7 +108,7 @@ class Format:
     name: str
     describe: str
     sniff: Callable[[Probe], bool] | None = None
-    open: Opener | None = None
+    reader: Callable[..., SceneReader] | None = None
     scene_suffixes: tuple[str, ...] = ()
     keyed: bool = False
     output: str | None = None

@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dualsr_deploy.data.confine import Confinement
 from dualsr_deploy.data.formats.envi.read import EnviReader, sidecar_of
 from dualsr_deploy.data.formats.envi.write import EnviStrips
 from dualsr_deploy.data.formats.geotiff import TIFF_SUFFIXES
-from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.formats.row import Format, Probe
 
 HEADER_SUFFIX = ".hdr"
@@ -27,10 +25,6 @@ def _sniff(probe: Probe) -> bool:
         or probe.suffix == HEADER_SUFFIX
         or probe.path.with_suffix(HEADER_SUFFIX).is_file()
     )
-
-
-def _open(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return EnviReader(path, confine=confine)
 
 
 def output_files(output: Path) -> list[Path]:
@@ -74,7 +68,7 @@ ENVI = Format(
     "envi",
     "ENVI (.hdr + BSQ/BIL/BIP data; interleave and byte order kept)",
     sniff=_sniff,
-    open=_open,
+    reader=EnviReader,
     scene_suffixes=(HEADER_SUFFIX,),
     output=HEADER_SUFFIX,
     option="envi",

@@ -4,24 +4,12 @@ not, a ``.cog.tif`` copied by GDAL's COG driver."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from dualsr_deploy.data.confine import Confinement
 from dualsr_deploy.data.formats.geotiff.read import GeoTiffReader, TiffReader, is_geotiff
 from dualsr_deploy.data.formats.geotiff.write import COG_SUFFIX, GeoTiffStrips
-from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.formats.row import Format, Probe
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def _open_geotiff(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return GeoTiffReader(path, confine=confine)
-
-
-def _open_tiff(path: Path, confine: Confinement, key: str | None, layout: str | None) -> SceneReader:
-    return TiffReader(path, confine=confine)
 
 
 def _sniff_geotiff(probe: Probe) -> bool:
@@ -32,7 +20,7 @@ GEOTIFF = Format(
     "geotiff",
     "GeoTIFF (rasterio; also TIFFs with GDAL's metadata)",
     sniff=_sniff_geotiff,
-    open=_open_geotiff,
+    reader=GeoTiffReader,
     scene_suffixes=TIFF_SUFFIXES,
     output=".tif",
     option="tif",
@@ -46,7 +34,7 @@ TIFF = Format(
     "tiff",
     "TIFF (tifffile: a page per band, or samples)",
     sniff=lambda probe: probe.head[:4] in TIFF_MAGICS,
-    open=_open_tiff,
+    reader=TiffReader,
     output=".tif",
 )
 
