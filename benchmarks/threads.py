@@ -1,9 +1,12 @@
 """How many intra-op threads survive a shared machine: one network call (the shipped airborne ×2 CoarSR on a batch
 of LR tiles of an EMIT-like band count) timed with 1 and N threads, on a quiet machine and beside busy neighbours
-(processes spinning on the cores), with torch's default OpenMP wait policy and with ``OMP_WAIT_POLICY=PASSIVE``.
-Each configuration runs in a fresh process (the policy is read when OpenMP starts).
+(processes spinning on the cores), with each OpenMP wait policy asked for: ``default`` (libgomp spins ~300k
+iterations before sleeping), ``PASSIVE`` (``OMP_WAIT_POLICY=PASSIVE``: sleep at once), ``ACTIVE``, or ``spin:N``
+(``GOMP_SPINCOUNT=N``, the policy unset: a bounded spin). Each configuration runs in a fresh process (the policy is
+read when OpenMP starts).
 
-    python benchmarks/threads.py [--bands 224] [--tile 64] [--batch 2] [--repeats 3] [--json out.json]
+    python benchmarks/threads.py [--bands 224] [--tile 64] [--batch 2] [--repeats 3] [--precision bf16]
+        [--policies default,PASSIVE,spin:10000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from dualsr_deploy.backends import create
 from dualsr_deploy.checkpoint import read_checkpoint
 from dualsr_deploy.weights import shipped_weights
 bands, tile, batch, repeats, threads = map(int, sys.argv[1:6])
+precision = sys.argv[6]
 torch.set_num_threads(threads)
 network, info = read_checkpoint(shipped_weights(2, "airborne"))
 lr = torch.rand(batch, bands, tile, tile, generator=torch.Generator().manual_seed(0))
-with create("torch", core=fold_coarsr(network, info.neighbour_rule), precision="fp32") as backend:
+with create("torch", core=fold_coarsr(network, info.neighbour_rule), precision=precision) as backend:
     backend.run(lr)
     times = []
     for _ in range(repeats):
@@ -44,13 +48,16 @@ def busy(count: int) -> list[subprocess.Popen[bytes]]:
 
 def run(args: argparse.Namespace, threads: int, policy: str | None, neighbours: int) -> dict[str, Any]:
     env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
-    if policy:
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    if policy and policy.startswith("spin:"):
+        env["GOMP_SPINCOUNT"] = policy.removeprefix("spin:")
+    elif policy and policy != "default":
         env["OMP_WAIT_POLICY"] = policy
     spinning = busy(neighbours)
     try:
         time.sleep(0.5 if neighbours else 0)
-        argv = [str(v) for v in (args.bands, args.tile, args.batch, args.repeats, threads)]
+        argv = [str(v) for v in (args.bands, args.tile, args.batch, args.repeats, threads, args.precision)]
         done = subprocess.run(
             [sys.executable, "-c", CHILD, *argv], env=env, capture_output=True, text=True, check=True, timeout=3600
         )
@@ -69,13 +76,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--neighbours", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (torch)")
+    parser.add_argument("--policies", default="default,PASSIVE", help="comma-separated: default, PASSIVE, spin:N")
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 and all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0))
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cpus})
     rows: list[dict[str, Any]] = []
     for neighbours in (0, args.neighbours):
-        for policy in (None, "PASSIVE"):
-            for threads in sorted({1, cpus}):
+        for policy in args.policies.split(","):
+            for threads in thread_counts:
                 row = run(args, threads, policy, neighbours)
                 rows.append(row)
                 print(

@@ -102,13 +102,15 @@ def test_ratios_against_torch_fp32_and_the_recommendation(monkeypatch: pytest.Mo
         row("openvino", "bf16", 1.5),
     ]
     monkeypatch.setenv("DUALSR_CPU_BF16", "1")
-    monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ())  # as measured: bf16 is outside the fidelity rule
+    fp32 = precision.PrecisionChoice("fp32", "test: bf16 failed the quality rule")
+    monkeypatch.setattr(precision, "auto_precision", lambda *_args: fp32)
     compare_rows(report)
     assert [r.to_dict()["speedup_vs_torch_fp32"] for r in report.rows] == [None, 1.0, 4.0, 2.0, 4.0 / 1.5]
     assert report.recommendation.startswith("×4: --backend openvino --precision fp32 --tile 64")
     assert "2.00× torch fp32" in report.recommendation
     report.recommendation = ""
-    monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ("torch",))  # had torch bf16 passed, it would win
+    bf16 = precision.PrecisionChoice("bf16", "test: passed")  # had torch bf16 passed, it would win
+    monkeypatch.setattr(precision, "auto_precision", lambda backend, *_args: bf16 if backend == "torch" else fp32)
     compare_rows(report)
     assert report.recommendation.startswith("×4: --backend torch --precision bf16")
 

@@ -14,7 +14,7 @@ and adds the bicubic skip.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -116,8 +116,8 @@ class FoldedCoarSR(nn.Module):
         three-unit's two branches); the tail's widest step holds the ``s²·F``-channel pixel-shuffle input and output.
         """
         f, s = self.config.n_feats, self.config.scale
-        itemsize = self.head.weight.element_size()
-        return itemsize * max(8 * 3 * f, 2 * s * s * f + s * s)
+        body, tail = self.head.weight.element_size(), self._tail_weight.element_size()
+        return max(body * 8 * 3 * f, tail * (2 * s * s * f + s * s))
 
     def scan_bytes_per_pixel(self) -> int:
         """Bytes per LR pixel of every band plane that a call holds whatever :attr:`pixels_per_call` is: the body's
@@ -146,6 +146,21 @@ class FoldedCoarSR(nn.Module):
             if isinstance(module, nn.Conv2d):
                 module.weight.data = module.weight.data.contiguous(memory_format=layout)
         return self
+
+    @property
+    def _tail_weight(self) -> torch.Tensor:
+        return cast(nn.Conv2d, self.tail[0]).weight
+
+    def widen_tail(self) -> FoldedCoarSR:
+        """Keep the tail (the upsampling convolutions) in float32 while the rest runs in a reduced precision: the
+        tail's maps are at up to the output's resolution, and rounding them to bf16 moved SAM most (the quality rule,
+        :mod:`dualsr_deploy.backends.fidelity`). Call after converting the model; returns ``self``."""
+        self.tail.float()
+        return self
+
+    def _tail(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self._tail_weight.dtype
+        return self.tail(x if x.dtype == dtype else x.to(dtype))
 
     def body(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``planes (N, 5, h, w)`` (band, l0, l1, r0, r1) → ``(out, skip)``, both ``(N, F, h, w)``."""
@@ -185,7 +200,7 @@ class FoldedCoarSR(nn.Module):
             states.append(state)
         tail_in = torch.stack(states, 1).reshape(batch * bands, f, h, w) + skip
 
-        sr = torch.cat([self.tail(chunk) for chunk in self._chunks(tail_in, h * w)])
+        sr = torch.cat([self._tail(chunk) for chunk in self._chunks(tail_in, h * w)])
         s = self.config.scale
         return sr.contiguous().reshape(batch, bands, s * h, s * w)
 

@@ -19,7 +19,14 @@ from dualsr_deploy.archs.cube import check_lr
 from dualsr_deploy.errors import BackendUnavailableError, InputError, ShapeOutOfProfileError
 
 # Precisions by name, and the torch dtype each computes in (fp64: the verification reference).
-PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
+# bf16-mixed: bf16 with the upsampling tail kept in float32 (FoldedCoarSR.widen_tail), the torch backend's only
+PRECISION_DTYPES = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bf16-mixed": torch.bfloat16,
+    "fp64": torch.float64,
+}
 
 
 @dataclass(frozen=True)

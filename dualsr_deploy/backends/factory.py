@@ -47,7 +47,7 @@ def check_backend(name: str, precision: str, device: str) -> None:
         raise InputError(f"the {name} backend runs on a CUDA GPU; give --device cuda")
     if kind.devices == "openvino" and device.startswith("cuda"):
         raise InputError(f"the {name} backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")
-    if precision == "bf16" and device.lower().startswith("cpu"):
+    if precision.startswith("bf16") and device.lower().startswith("cpu"):
         check_bf16("cpu")
 
 

@@ -42,7 +42,7 @@ class BackendKind:
 
 
 BACKEND_KINDS = {
-    "torch": BackendKind("torch", None, ("fp32", "bf16", "fp16", "fp64"), "torch", True, False),
+    "torch": BackendKind("torch", None, ("fp32", "bf16", "bf16-mixed", "fp16", "fp64"), "torch", True, False),
     "onnx": BackendKind("onnx", "graph", ("fp32", "fp16"), "torch", True, True),
     "trt": BackendKind("trt", "plan", ("fp32", "fp16"), "cuda", True, True),
     "openvino": BackendKind("openvino", "ir", ("fp32", "bf16"), "openvino", False, True),

@@ -1,21 +1,23 @@
-"""``--precision auto``: per backend and device, the fastest precision whose effect on results was measured to be
-negligible, and why.
+"""``--precision auto``: per backend, device and weights, the fastest precision that passed the quality rule, and
+why.
 
-The rule is a measured one (README "Precision"; ``benchmarks/precision_fidelity.py``): a reduced precision is
-picked only where, on the 13 CAVE scenes and the demo scenes at ×4 (dual stage), it moved PSNR by < 0.01 dB and SAM
-by < 0.01° against fp32 on every scene, and was faster. On CPUs with native bf16, bf16 is ~2× faster but failed the
-SAM half of the rule, so ``auto`` keeps fp32 there and says why; where nothing has been measured (CUDA: no GPU has
-been lent to this project yet), ``auto`` stays at fp32 too. A new measurement that passes goes into
-:data:`CPU_BF16_MEASURED` (or a GPU counterpart) and ``auto`` follows it.
+The rule (:mod:`dualsr_deploy.backends.fidelity`): on the held-out scenes of the weights' model card, PSNR against
+HR at most 0.02 dB lower and SAM against HR at most 0.02° higher than fp32's, per scene. ``dualsr card … --precision
+bf16`` measures it and keeps the result beside the weights; ``auto`` picks a reduced precision only where the device
+computes it natively and **every** weights file the run may use (both shipped families under ``--weights auto``,
+and the ×s/2 weights of the dual stage) holds a passing record for this backend and kind of device. Else fp32, the
+reference, bit-reproducible run to run (``--precision fp32`` asks for it outright).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from dualsr_deploy.runtimes import cpu_native_bf16
+from dualsr_deploy.backends.fidelity import device_kind, verdict
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "bf16-mixed", "fp16")
 
 
 @dataclass(frozen=True)
@@ -27,34 +29,62 @@ class PrecisionChoice:
         return f"--precision auto → {self.precision} ({self.reason})"
 
 
-# Backends whose bf16 passed the fidelity rule on this project's measurements (CPU with native bf16). None did:
-# on the 13 CAVE scenes and the 2 demo scenes at ×4 (dual), bf16 kept PSNR within 0.0096 dB of fp32 but moved SAM by
-# up to 0.100° (egyptian_statue; mean +0.020°) for torch and openvino alike (benchmarks/precision_fidelity.py).
-CPU_BF16_MEASURED: tuple[str, ...] = ()
-CPU_BF16_FAILED = (
-    "bf16 moved SAM by up to 0.10° against fp32 on CAVE scenes (rule: < 0.01°); --precision bf16 is ~2× faster"
-)
+def candidates(backend: str, device: str) -> tuple[tuple[str, ...], str]:
+    """The reduced precisions ``auto`` may consider for ``backend`` on ``device``, fastest first, or none and why."""
+    kind = device_kind(device)
+    if kind == "cpu":
+        if backend in ("torch", "openvino"):
+            return (), "this CPU has no native bf16, where bf16 is slower than fp32"
+        return (), f"the {backend} backend has no reduced precision on a CPU"
+    if kind == "cpu-bf16":
+        if backend == "torch":
+            return ("bf16", "bf16-mixed"), ""
+        if backend == "openvino":
+            return ("bf16",), ""
+        return (), f"the {backend} backend has no reduced precision on a CPU"
+    if backend == "torch":
+        return ("bf16", "fp16", "bf16-mixed"), ""
+    if backend in ("onnx", "trt"):
+        return ("fp16",), ""
+    return (), f"the {backend} backend has no reduced precision on {device}"
 
 
-def auto_precision(backend: str, device: str) -> PrecisionChoice:
-    """What ``--precision auto`` runs for ``backend`` on ``device``."""
-    on_cpu = device.lower().startswith("cpu")
-    if on_cpu and backend in ("torch", "openvino"):
-        if not cpu_native_bf16():
-            return PrecisionChoice("fp32", "this CPU has no native bf16, where bf16 is slower than fp32")
-        if backend in CPU_BF16_MEASURED:
-            return PrecisionChoice("bf16", "this CPU has native bf16; measured within 0.01 dB / 0.01° of fp32")
-        return PrecisionChoice("fp32", CPU_BF16_FAILED)
-    if not on_cpu and backend in ("torch", "trt", "onnx"):
-        return PrecisionChoice("fp32", "reduced precisions are not yet measured on a GPU (benchmarks/device_check.sh)")
-    return PrecisionChoice("fp32", f"the {backend} backend has no reduced precision measured on {device}")
+def auto_precision(backend: str, device: str, weights: Sequence[Path] = ()) -> PrecisionChoice:
+    """What ``--precision auto`` runs for ``backend`` on ``device`` with ``weights`` (every file the run may use;
+    none known: fp32)."""
+    reduced, why = candidates(backend, device)
+    if not reduced:
+        return PrecisionChoice("fp32", why)
+    if not weights:
+        return PrecisionChoice("fp32", "no weights files to check the quality rule for")
+    kind = device_kind(device)
+    reasons = []
+    for precision in reduced:
+        results = [verdict(path, backend, precision, kind) for path in weights]
+        failed = [why for ok, why in results if not ok]
+        if not failed:
+            names = ", ".join(_short(path) for path in weights)
+            return PrecisionChoice(
+                precision, f"passed the quality rule on every held-out scene for {names} on a {kind} device"
+            )
+        reasons.append(failed[0])
+    return PrecisionChoice("fp32", reasons[0] + "; fp32 is the reference")
 
 
-def resolve_precision(precision: str, backend: str, device: str) -> PrecisionChoice:
+def _short(path: Path) -> str:
+    from dualsr_deploy.weights import WEIGHTS_DIR
+
+    try:
+        return str(path.resolve().relative_to(WEIGHTS_DIR))
+    except ValueError:
+        return path.name
+
+
+def resolve_precision(precision: str, backend: str, device: str, weights: Sequence[Path] = ()) -> PrecisionChoice:
     """``precision`` as given, or what ``auto`` picks."""
     if precision == "auto":
-        return auto_precision(backend, device)
+        return auto_precision(backend, device, weights)
     return PrecisionChoice(precision, "as asked")
 
 
-__all__ = ["PRECISION_CHOICES", "PrecisionChoice", "auto_precision", "resolve_precision"]
+__all__ = ["PRECISION_CHOICES", "PrecisionChoice", "auto_precision", "candidates", "resolve_precision"]

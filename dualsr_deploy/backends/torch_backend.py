@@ -30,9 +30,10 @@ def _ieee_fp32(enabled: bool) -> Iterator[None]:
 
 
 class TorchBackend(Backend):
-    """Runs a :class:`FoldedCoarSR` on ``device`` in ``precision`` (fp32, fp16, bf16 or fp64).
+    """Runs a :class:`FoldedCoarSR` on ``device`` in ``precision`` (fp32, fp16, bf16, bf16-mixed or fp64).
 
-    Reduced precisions compute in that dtype; inputs and outputs stay float32.
+    Reduced precisions compute in that dtype; inputs and outputs stay float32. ``bf16-mixed`` runs the body and the
+    band scan in bf16 and the upsampling tail in float32 (:meth:`FoldedCoarSR.widen_tail`).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class TorchBackend(Backend):
             raise InputError("torch backend: fp16 convolutions are not a CPU path; use fp32 or bf16 on CPU")
         self._source = core
         self._dtype = PRECISION_DTYPES[precision]
+        self._wide_tail = precision == "bf16-mixed"
         self._compile = compile
         self._model: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.capabilities = Capabilities(
@@ -66,6 +68,8 @@ class TorchBackend(Backend):
         if self._model is not None:
             return
         core = copy.deepcopy(self._source).to(self.device, self._dtype)
+        if self._wide_tail:
+            core.widen_tail()
         core.use_channels_last(self.device.type == "cpu")
         core.pixels_per_call = default_pixels_per_call(self.device)
         core.eval().requires_grad_(False)

@@ -35,10 +35,12 @@ R = TypeVar("R")
 EXIT_USER_ERROR = 2
 WIDE = 120  # terminal columns from which tables show every column
 PRECISION_HELP = (
-    "auto (default): per device the fastest precision measured to change results by < 0.01 dB and < 0.01° SAM "
-    "(today fp32 everywhere: on CPU, bf16 moved SAM by up to 0.10°; GPUs not yet measured). fp32: exact and "
-    "bit-reproducible. bf16: ~2x faster on CPUs with native bf16 (torch, openvino) and on CUDA, PSNR within 0.01 dB "
-    "but SAM up to ~0.1° off in dark pixels. fp16: CUDA only, and exported graphs and plans."
+    "auto (default): per device and weights, the fastest precision that passed the quality rule on the weights' "
+    "held-out scenes (PSNR at most 0.02 dB lower, SAM at most 0.02° higher than fp32, per scene; `dualsr card "
+    "--precision`), else fp32 (shipped: bf16 for the airborne family and cave ×2 on CPUs with native bf16; cave ×4 "
+    "stays fp32). fp32: the reference, bit-reproducible. bf16: ~1.6-3x faster on CPUs with native bf16 (torch, "
+    "openvino) and on CUDA. bf16-mixed: torch's bf16 with the upsampling tail in fp32. fp16: CUDA only, and exported "
+    "graphs and plans."
 )
 NEIGHBOUR_RULES = ("paper", "reference")  # archs.neighbours.NEIGHBOUR_RULES (a test keeps them equal)
 TENSORRT_MODES = ("auto", "require", "off")  # export.pipeline.TENSORRT_MODES (likewise)

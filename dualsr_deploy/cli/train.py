@@ -253,16 +253,33 @@ def card(
     half: Path | None = typer.Option(
         None, help="×s/2 weights: also score DualSR (the dual stage, its fine result) on the held-out scenes."
     ),
+    precision: list[str] = typer.Option(
+        [],
+        help="Measure the quality rule for this reduced precision (bf16, fp16; repeat for more) against fp32 on the "
+        "held-out scenes, add it to the card and keep it beside the weights (WEIGHTS.fidelity.json), where "
+        "--precision auto reads it.",
+    ),
+    backend: list[str] = typer.Option(
+        [],
+        help="Backends to measure --precision on (repeat; default torch); graphs are exported to a scratch folder.",
+    ),
+    tile: int | None = typer.Option(None, help="LR tile side for the --precision runs (default: infer's)."),
+    record: Path | None = typer.Option(
+        None, help="Where to keep the --precision records (default: beside the weights, WEIGHTS.fidelity.json)."
+    ),
 ) -> None:
-    """Score weights on a store's held-out scenes against bicubic and write their model card."""
+    """Score weights on a store's held-out scenes against bicubic and write their model card; with --precision,
+    also measure each reduced precision against fp32 (the quality rule) and record it for --precision auto."""
     from dualsr_deploy.atomic import atomic_output
+    from dualsr_deploy.runtimes import default_device
     from dualsr_deploy.train.card import model_card, validate_weights
 
+    where = device or default_device()
     with console.status(f"validating {escape(str(weights))} on the held-out scenes of {escape(str(store))}"):
-        from dualsr_deploy.runtimes import default_device
-
-        info, validation, fine = validate_weights(weights, store, device=device or default_device(), half=half)
+        info, validation, fine = validate_weights(weights, store, device=where, half=half)
     text = model_card(info, validation, fine=fine, half=half.name if half is not None else None)
+    if precision:
+        text += "\n" + _measure_precisions(weights, store, half, precision, backend or ["torch"], where, tile, record)
     if out is None:
         console.print(text, markup=False, highlight=False)
         return
@@ -277,6 +294,53 @@ def card(
         f"wrote {out}: PSNR {summary['psnr']:.3f} dB vs bicubic {summary['bicubic_psnr']:.3f} "
         f"({summary['gain_psnr']:+.3f}){dual} on {len(validation.scenes)} held-out scenes"
     )
+
+
+def _measure_precisions(
+    weights: Path,
+    store: Path,
+    half: Path | None,
+    precisions: list[str],
+    backends: list[str],
+    device: str,
+    tile: int | None,
+    record: Path | None,
+) -> str:
+    """``card --precision``: measure, print the verdicts, merge the records beside the weights; the card's section."""
+    from dualsr_deploy.backends.fidelity import FidelityFile, file_sha256, read_records, record_path
+    from dualsr_deploy.data.patches import PatchDataset
+    from dualsr_deploy.evaluation.fidelity import fidelity_section, measure_fidelity
+
+    dataset = PatchDataset(Path(store), augmentation=False)
+    try:
+        scenes = list(dataset.validation())
+    finally:
+        dataset.close()
+    with console.status("measuring the quality rule") as status:
+        records = measure_fidelity(
+            weights,
+            scenes,
+            precisions=precisions,
+            backends=backends,
+            device=device,
+            half=half,
+            tile=tile,
+            say=lambda line: status.update(f"measuring the quality rule: {escape(line)}"),
+        )
+    for found in records:
+        drop, rise = found.worst()
+        verdict = "[green]passes[/]" if found.passes() else "[red]fails[/]"
+        console.print(
+            f"{found.backend} {found.precision} ({found.kind}): {verdict} the quality rule on {len(scenes)} held-out "
+            f"scenes (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), {found.speedup:.2f}× fp32's speed"
+        )
+    target = record or record_path(weights)
+    existing, _why = read_records(weights, target) if target.is_file() else (None, "")
+    kept = existing or FidelityFile(weights.name, file_sha256(weights))
+    kept.merge(records)
+    kept.write(target)
+    console.print(f"kept in {escape(str(target))}")
+    return fidelity_section(records, weights.name)
 
 
 def register(app: typer.Typer) -> None:

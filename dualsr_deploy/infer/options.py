@@ -62,6 +62,22 @@ def default_memory_budget() -> int:
     return usable_memory() // 4
 
 
+def run_weights(given: dict[int, Path], family: str, scales: tuple[int, ...]) -> list[Path]:
+    """Every weights file a run may use at ``scales``: the file given for a scale, else the shipped one of
+    ``family`` (``auto``: of each family that ships the scale, as scenes choose per scene)."""
+    from dualsr_deploy.weights import AUTO, FAMILIES, shipped_scales, shipped_weights
+
+    used: list[Path] = []
+    for scale in scales:
+        if scale in given:
+            used.append(given[scale])
+            continue
+        for name in FAMILIES if family == AUTO else (family,):
+            if scale in shipped_scales(name):
+                used.append(shipped_weights(scale, name))
+    return used
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """Which backend, where, in which precision; ``weights`` maps scale → a checkpoint file given, ``family`` names
@@ -71,7 +87,7 @@ class BackendSpec:
 
     backend: str = "torch"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: chosen by InferOptions for the weights its stage runs (as the CLI's default)
     artefacts_dir: Path = Path("engines")
     weights: tuple[tuple[int, Path], ...] = ()
     family: str = "auto"  # shipped weights for the scales without a file: auto (per scene, as the CLI), cave, airborne
@@ -81,7 +97,7 @@ class BackendSpec:
     precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
 
     def __post_init__(self) -> None:
-        check_backend(self.backend, self.precision, self.device)
+        check_backend(self.backend, "fp32" if self.precision == "auto" else self.precision, self.device)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be at least 1; got {self.threads}")
 
@@ -121,7 +137,6 @@ class BackendSpec:
             chosen = device or "cpu"  # an OpenVINO device name (cpu, GPU, NPU …), checked when the backend opens
         else:
             chosen = check_device(device or default_device())
-        choice = resolve_precision(precision, backend, chosen)
         from dualsr_deploy.weights import AUTO, FAMILIES, resolve_weights
 
         given: dict[int, Path] = {}
@@ -141,6 +156,10 @@ class BackendSpec:
             for needed in (scale, scale // 2) if needs_half else (scale,):
                 if needed not in given:
                     given[needed] = shipped_weights(needed, family)
+        maybe_half = stage == "dual" or (stage == AUTO_STAGE and scale % 2 == 0 and scale >= 4)
+        # --weights auto: this spec runs cave's weights (auto's fallback); another family's route resolves its own
+        used = run_weights(given, "cave" if family == AUTO else family, (scale, scale // 2) if maybe_half else (scale,))
+        choice = resolve_precision(precision, backend, chosen, used)
         return cls(
             backend=backend,
             device=chosen,
@@ -154,13 +173,20 @@ class BackendSpec:
             half_scales=(scale // 2,) if stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4 else (),
         )
 
-    def with_family(self, family: str, cave_scales: tuple[int, ...] = ()) -> BackendSpec:
+    def with_family(self, family: str, cave_scales: tuple[int, ...] = (), scales: tuple[int, ...] = ()) -> BackendSpec:
         """This spec with the shipped weights of ``family`` for the scales not given a file (cave's at
-        ``cave_scales``, where ``family`` ships none)."""
+        ``cave_scales``, where ``family`` ships none); ``--precision auto`` chosen again for the weights it runs at
+        ``scales`` (the quality rule is a property of the weights)."""
         from dualsr_deploy.weights import shipped_weights
 
         fallback = tuple((s, shipped_weights(s, "cave")) for s in cave_scales if self.given(s) is None)
-        return replace(self, family=family, weights=self.weights + fallback)
+        spec = replace(self, family=family, weights=self.weights + fallback)
+        if not self.precision_choice or not scales:
+            return spec
+        from dualsr_deploy.backends.precision import auto_precision
+
+        choice = auto_precision(self.backend, self.device, [spec.checkpoint(s) for s in scales if spec.has_weights(s)])
+        return replace(spec, precision=choice.precision, precision_choice=choice.describe())
 
     def given(self, scale: int) -> Path | None:
         """The checkpoint file given for ``scale`` (--weights/--weights-half PATH), if any."""
@@ -269,6 +295,12 @@ class InferOptions:
             object.__setattr__(self, "stage_choice", why)
         if self.stage not in STAGES:
             raise InputError(f"unknown stage {self.stage!r}; choose one of {AUTO_STAGE}, {', '.join(STAGES)}")
+        if self.backend.precision == "auto":  # a spec made directly (the Python API): chosen as for_run chooses
+            spec = self.backend
+            used = [spec.checkpoint(s) for s in self.scales if spec.has_weights(s)]
+            choice = resolve_precision("auto", spec.backend, spec.device, used)
+            chosen = replace(spec, precision=choice.precision, precision_choice=choice.describe())
+            object.__setattr__(self, "backend", chosen)
         if self.tile is not None and self.tile < 8:
             raise InputError(f"--tile must be at least 8 LR pixels; got {self.tile}")
         if self.batch is not None and self.batch < 1:
@@ -316,7 +348,7 @@ class InferOptions:
 
         if choice is None or self.backend.family != AUTO or choice.family == "cave":
             return None
-        return replace(self, backend=self.backend.with_family(choice.family, choice.cave_scales))
+        return replace(self, backend=self.backend.with_family(choice.family, choice.cave_scales, self.scales))
 
     @property
     def budget(self) -> int:

@@ -82,8 +82,8 @@ def scene_record(
 ) -> SceneRecord:
     """The manifest record of a planned scene that ended with ``status`` (``facts``: the other fields)."""
     entry = planned.entry
-    spec = options.backend
     choice = planned.weights
+    spec = (options.for_weights(choice) or options).backend  # the family's backend: its precision may differ
     return SceneRecord(
         entry.name,
         str(entry.path),

@@ -69,6 +69,8 @@ class Router:
         with self._lock:
             if choice.family not in self._routes:
                 self._routes[choice.family] = self._make(options, choice)
+                if options.backend.precision_choice != self.options.backend.precision_choice:
+                    self.say(f"{choice.family} weights: {options.backend.precision_choice}")
             return self._routes[choice.family]
 
     @property

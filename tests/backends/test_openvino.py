@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from dualsr_deploy.artefacts import check_ir
-from dualsr_deploy.backends import create, precision
+from dualsr_deploy.backends import create
 from dualsr_deploy.backends.precision import auto_precision
 from dualsr_deploy.checkpoint import write_checkpoint
 from dualsr_deploy.cli.main import app
@@ -145,22 +145,37 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused(tmp_path: Path, monkeypatc
 
 
 def test_precision_auto_is_printed_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--precision auto reads the quality rule's record beside the weights: bf16 where it passed, fp32 and the
+    reason where there is none (issue #45); printed, and kept in each manifest record."""
+    from dualsr_deploy.backends.fidelity import FidelityFile, FidelityRecord, SceneDelta, file_sha256, record_path
+
     monkeypatch.setenv(CPU_BF16_ENV, "1")
-    # As measured (benchmarks/precision_fidelity.py), CPU bf16 fails the SAM half of the rule: auto stays fp32 and
-    # says why. A backend that passed would be picked: simulate one.
     archive = tmp_path / "lr"
     write_scene(archive / "a.h5", lr_scene(0, 12, 6, scale=2))
-    result = runner.invoke(
-        app, ["infer", str(archive), "-o", str(tmp_path / "sr"), "--scale", "2", "--stage", "coarse", "--device",
-              "cpu"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "--precision auto → fp32 (bf16 moved SAM by up to 0.10°" in " ".join(result.output.split())
-    record = json.loads((tmp_path / "sr" / "manifest.jsonl").read_text().splitlines()[-1])
+    weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
+
+    def run(out: str) -> tuple[str, dict[str, str]]:
+        result = runner.invoke(
+            app, ["infer", str(archive), "-o", str(tmp_path / out), "--scale", "2", "--stage", "coarse",
+                  "--device", "cpu", "--weights", str(weights)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        record = json.loads((tmp_path / out / "manifest.jsonl").read_text().splitlines()[-1])
+        return " ".join(result.output.split()), record
+
+    said, record = run("bare")
+    assert "--precision auto → fp32 (no quality record beside x2.safetensors" in said
     assert record["backend"] == "torch-cpu-fp32"
     assert record["precision_choice"].startswith("--precision auto → fp32")
-    monkeypatch.setattr(precision, "CPU_BF16_MEASURED", ("torch",))
-    assert auto_precision("torch", "cpu").precision == "bf16"
-    assert auto_precision("openvino", "cpu").precision == "fp32"
-    assert auto_precision("onnx", "cpu").precision == "fp32"
-    assert auto_precision("torch", "cuda").precision == "fp32"  # not measured on a GPU yet
+
+    scenes = (SceneDelta("s", "coarse", 40.0, 2.0, 39.999, 2.001),)
+    measured = FidelityRecord(
+        "torch", "bf16", "cpu-bf16", "test", "coarse", 2, None, None, 2.0, 1.0, "2026-12-06", {}, scenes
+    )
+    FidelityFile(weights.name, file_sha256(weights), [measured]).write(record_path(weights))
+    said, record = run("passed")
+    assert "--precision auto → bf16 (passed the quality rule" in said
+    assert record["backend"] == "torch-cpu-bf16"
+    assert auto_precision("openvino", "cpu", [weights]).precision == "fp32"  # measured for torch only
+    assert auto_precision("onnx", "cpu", [weights]).precision == "fp32"
+    assert auto_precision("torch", "cuda", [weights]).precision == "fp32"  # a CPU's record says nothing of a GPU

@@ -142,3 +142,32 @@ def test_export_needs_one_family(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", "--scale", "4", "--weights", "auto", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "only infer, eval and demo do" in result.output
+
+
+def test_precision_auto_is_chosen_per_family(
+    airborne_family: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #45: the quality rule belongs to the weights, so under --weights auto each family's scenes run in the
+    precision its own weights passed: here airborne ×4 has a passing bf16 record and cave ×4 none."""
+    from dualsr_deploy.backends.fidelity import FidelityFile, FidelityRecord, SceneDelta, file_sha256, record_path
+
+    monkeypatch.setenv("DUALSR_CPU_BF16", "1")
+    airborne = airborne_family / "airborne" / "coarsr_x4.safetensors"
+    scenes = (SceneDelta("s", "coarse", 40.0, 2.0, 39.999, 2.001),)
+    passed = FidelityRecord("torch", "bf16", "cpu-bf16", "test", "coarse", 4, None, None, 2, 1, "", {}, scenes)
+    FidelityFile(airborne.name, file_sha256(airborne), [passed]).write(record_path(airborne))
+    archive = tmp_path / "archive"
+    write_scene(archive / "lab.h5", lr_scene(0, 16, 31))
+    wide = lr_scene(1, 16, 31)
+    write_scene(
+        archive / "airborne.h5", Scene("airborne", np.concatenate([wide.cube] * 3), wide.meta.replace(wavelengths=None))
+    )
+    spec = BackendSpec.for_run(scale=4, stage="coarse", device="cpu", precision="auto")
+    assert spec.precision == "fp32"  # the run's own (cave) weights have no record
+    report = run_archive(archive, tmp_path / "out", InferOptions(backend=spec, stage="coarse", tile=16))
+    assert report.exit_code == 0
+    records = {r["name"]: r for r in map(json.loads, (tmp_path / "out" / "manifest.jsonl").read_text().splitlines())}
+    assert records["lab"]["backend"] == "torch-cpu-fp32"
+    assert "no quality record beside coarsr_x4.safetensors" in records["lab"]["precision_choice"]
+    assert records["airborne"]["backend"] == "torch-cpu-bf16", records["airborne"]["precision_choice"]
+    assert records["airborne"]["precision_choice"].startswith("--precision auto → bf16 (passed the quality rule")

@@ -1,0 +1,180 @@
+"""Measure the quality rule (:mod:`dualsr_deploy.backends.fidelity`) for a set of weights: each reduced precision
+against fp32, on the held-out scenes of the patch store its model card was scored on, through the same path a run
+takes (:class:`~dualsr_deploy.infer.upscaler.Upscaler`: tiles, batches, the backend's own graph or IR)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from dualsr_deploy.backends.fidelity import FidelityRecord, SceneDelta, device_kind, file_sha256
+from dualsr_deploy.errors import InputError
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device_words(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return _cpu_name()
+
+
+def _software(backend: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from dualsr_deploy import __version__
+
+    found = {"dualsr-deploy": __version__, "torch": torch.__version__}
+    package = {"onnx": "onnxruntime", "openvino": "openvino", "trt": "tensorrt"}.get(backend)
+    if package:
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
+def measure_fidelity(
+    weights: Path,
+    scenes: Sequence[tuple[str, torch.Tensor, torch.Tensor]],
+    *,
+    precisions: Sequence[str],
+    backends: Sequence[str] = ("torch",),
+    device: str = "cpu",
+    half: Path | None = None,
+    tile: int | None = None,
+    say: Callable[[str], None] = lambda _line: None,
+) -> list[FidelityRecord]:
+    """One record per backend × precision: fp32 and ``precision`` run on each ``(name, lr, hr)`` scene (one
+    warm-up call first), their coarse and fine results scored against HR (clipped to [0, 1], as the card does)."""
+    from dualsr_deploy.backends import backend_kind
+    from dualsr_deploy.checkpoint import read_checkpoint
+    from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF, BackendSpec, InferOptions
+    from dualsr_deploy.infer.upscaler import Upscaler
+    from dualsr_deploy.train.validate import score_cube
+
+    if not scenes:
+        raise InputError("no held-out scenes to measure the quality rule on")
+    reduced = [p for p in precisions if p != "fp32"]
+    if not reduced:
+        raise InputError("--precision: name a reduced precision to measure against fp32 (bf16, fp16)")
+    _model, info = read_checkpoint(weights)
+    scale = info.scale
+    stage = "dual" if half is not None else STAGE_WITHOUT_HALF
+    records = []
+    with tempfile.TemporaryDirectory(prefix="dualsr-fidelity-") as engines:
+        for backend in backends:
+            runs = [p for p in reduced if p in backend_kind(backend).precisions]
+            if not runs:
+                say(f"{backend} runs none of {', '.join(reduced)}: skipped")
+                continue
+            scores: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+            seconds: dict[str, float] = {}
+            for precision in ["fp32", *runs]:
+                spec = BackendSpec.for_run(
+                    backend,
+                    scale=scale,
+                    stage=stage,
+                    device=device,
+                    precision=precision,
+                    artefacts_dir=Path(engines),
+                    weights=weights,
+                    weights_half=half,
+                )
+                options = InferOptions(scale=scale, stage=stage, backend=spec, tile=tile)
+                with Upscaler(options) as upscaler:
+                    upscaler(scenes[0][1])  # opens (and exports) the backend, warms it
+                    seconds[precision] = 0.0
+                    scores[precision] = {}
+                    for name, lr, hr in scenes:
+                        start = time.perf_counter()
+                        out = upscaler(lr)
+                        seconds[precision] += time.perf_counter() - start
+                        results = {"coarse": out.coarse}
+                        if out.fine is not None:
+                            results[stage] = out.fine
+                        scores[precision][name] = {
+                            result: score_cube(cube.float().cpu().clamp(0.0, 1.0), hr.float())
+                            for result, cube in results.items()
+                        }
+                say(f"{backend} {precision}: {len(scenes)} scenes in {seconds[precision]:.2f} s")
+            for precision in runs:
+                deltas = tuple(
+                    SceneDelta(
+                        name,
+                        result,
+                        scores["fp32"][name][result]["psnr"],
+                        scores["fp32"][name][result]["sam"],
+                        got["psnr"],
+                        got["sam"],
+                    )
+                    for name, by_result in scores[precision].items()
+                    for result, got in by_result.items()
+                )
+                records.append(
+                    FidelityRecord(
+                        backend=backend,
+                        precision=precision,
+                        kind=device_kind(device),
+                        device=_device_words(device),
+                        stage=stage,
+                        scale=scale,
+                        tile=tile,
+                        half_sha256=file_sha256(half) if half is not None else None,
+                        seconds_fp32=seconds["fp32"],
+                        seconds=seconds[precision],
+                        measured=datetime.date.today().isoformat(),
+                        software=_software(backend),
+                        scenes=deltas,
+                    )
+                )
+    return records
+
+
+def fidelity_section(records: Sequence[FidelityRecord], weights_name: str) -> str:
+    """The model card's section for ``records``: the rule, per record a verdict, and per scene the changes."""
+    from dualsr_deploy.backends.fidelity import RULE_TEXT
+
+    lines = [
+        "## Precision (the quality rule)",
+        "",
+        f"A reduced precision is acceptable when, on these held-out scenes, {RULE_TEXT} (coarse and fine results);"
+        f" `--precision auto` uses it only then. Measured with `dualsr card {weights_name} … --precision …`, kept in"
+        f" `{Path(weights_name).stem}.fidelity.json`.",
+        "",
+        "| backend | precision | device | scene | result | PSNR fp32 | ΔPSNR (dB) | SAM fp32 | ΔSAM (°) | passes |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for record in records:
+        for s in record.scenes:
+            lines.append(
+                f"| {record.backend} | {record.precision} | {record.kind} | {s.scene} | {s.result} | "
+                f"{s.psnr_fp32:.3f} | {s.d_psnr:+.4f} | {s.sam_fp32:.3f} | {s.d_sam:+.4f} | "
+                f"{'yes' if s.passes() else '**no**'} |"
+            )
+    lines.append("")
+    for record in records:
+        drop, rise = record.worst()
+        lines.append(
+            f"- {record.backend} {record.precision} on {record.device} ({record.kind}): "
+            f"{'**passes**' if record.passes() else '**fails**'} (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), "
+            f"{record.speedup:.2f}× fp32's speed on these scenes "
+            f"({record.seconds_fp32:.2f} s → {record.seconds:.2f} s)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["fidelity_section", "measure_fidelity"]

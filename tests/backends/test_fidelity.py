@@ -1,0 +1,119 @@
+"""The quality rule's records (``WEIGHTS.fidelity.json``) and ``--precision auto`` reading them (issue #45): a record
+is used only when it names the weights it sits beside and its numbers pass the rule when checked again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dualsr_deploy.backends.fidelity import (
+    PSNR_DROP,
+    SAM_RISE,
+    FidelityFile,
+    FidelityRecord,
+    SceneDelta,
+    file_sha256,
+    read_records,
+    record_path,
+)
+from dualsr_deploy.backends.precision import auto_precision
+from dualsr_deploy.checkpoint import write_checkpoint
+from dualsr_deploy.runtimes import CPU_BF16_ENV
+from tests.helpers import random_coarsr
+
+
+def _record(d_psnr: float, d_sam: float, *, backend: str = "torch", precision: str = "bf16") -> FidelityRecord:
+    scenes = tuple(
+        SceneDelta(name, result, 40.0, 2.0, 40.0 + d_psnr, 2.0 + d_sam)
+        for name in ("a", "b")
+        for result in ("coarse", "dual")
+    )
+    return FidelityRecord(
+        backend, precision, "cpu-bf16", "test CPU", "dual", 4, None, None, 2.0, 1.0, "2026-12-06", {}, scenes
+    )
+
+
+def _weights(tmp_path: Path, name: str, *records: FidelityRecord) -> Path:
+    path = write_checkpoint(random_coarsr(4, n_feats=4), tmp_path / name, neighbour_rule="paper")
+    if records:
+        kept = FidelityFile(path.name, file_sha256(path))
+        kept.merge(records)
+        kept.write(record_path(path))
+    return path
+
+
+def test_the_rule_is_checked_per_scene_at_its_bounds() -> None:
+    assert _record(-PSNR_DROP + 1e-4, SAM_RISE - 1e-4).passes()
+    assert not _record(-PSNR_DROP - 1e-4, 0.0).passes()
+    assert not _record(0.0, SAM_RISE + 1e-4).passes()
+    one_bad = _record(0.0, 0.0)
+    bad = SceneDelta("b", "dual", 40.0, 2.0, 39.9, 2.0)
+    mixed = FidelityRecord(**{**one_bad.__dict__, "scenes": (*one_bad.scenes[:3], bad)})
+    assert mixed.failures() == [bad]
+    assert not FidelityRecord(**{**one_bad.__dict__, "scenes": ()}).passes()  # no scenes: nothing shown
+
+
+def test_auto_picks_bf16_only_where_every_weights_file_passed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    good = _weights(tmp_path, "good.safetensors", _record(-0.001, 0.002))
+    other = _weights(tmp_path, "other.safetensors", _record(-0.001, 0.002))
+    failed = _weights(tmp_path, "failed.safetensors", _record(-0.001, 0.03))
+    bare = _weights(tmp_path, "bare.safetensors")
+
+    choice = auto_precision("torch", "cpu", [good, other])
+    assert choice.precision == "bf16"
+    assert "good.safetensors" in choice.reason
+    assert "other.safetensors" in choice.reason
+    assert auto_precision("openvino", "cpu", [good]).precision == "fp32"  # measured for torch only
+    refused = auto_precision("torch", "cpu", [good, failed])
+    assert refused.precision == "fp32"
+    assert "failed the quality rule for failed.safetensors" in refused.reason
+    missing = auto_precision("torch", "cpu", [good, bare])
+    assert (missing.precision, "no quality record beside bare.safetensors" in missing.reason) == ("fp32", True)
+    assert auto_precision("torch", "cpu", []).precision == "fp32"
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert "no native bf16" in auto_precision("torch", "cpu", [good]).reason
+
+
+def test_a_record_is_a_claim_checked_against_the_weights_and_the_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    weights = _weights(tmp_path, "w.safetensors", _record(-0.001, 0.002))
+    found, why = read_records(weights)
+    assert found is not None
+    assert why == ""
+    assert auto_precision("torch", "cpu", [weights]).precision == "bf16"
+    path = record_path(weights)
+    raw = json.loads(path.read_text())
+
+    raw["weights"]["sha256"] = "0" * 64  # copied beside other weights
+    path.write_text(json.dumps(raw))
+    assert "measured for other weights" in read_records(weights)[1]
+
+    raw = json.loads(path.read_text())
+    raw["weights"]["sha256"] = file_sha256(weights)
+    raw["records"][0]["scenes"][0]["sam"] = 9.0  # a failing scene behind a file that once passed
+    path.write_text(json.dumps(raw))
+    assert auto_precision("torch", "cpu", [weights]).precision == "fp32"
+
+    raw["records"][0]["scenes"][0]["sam"] = "NaN"
+    path.write_text(json.dumps(raw))
+    assert "not a readable quality record" in read_records(weights)[1]
+    path.write_text("{not json")
+    assert "not a readable quality record" in read_records(weights)[1]
+    path.write_text(json.dumps({"format": "something else"}))
+    assert "not a readable quality record" in read_records(weights)[1]
+
+
+def test_a_new_measurement_replaces_the_same_backend_precision_and_kind(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, "w.safetensors", _record(-0.001, 0.002), _record(0.0, 0.0, precision="bf16-mixed"))
+    found, _ = read_records(weights)
+    assert found is not None
+    found.merge([_record(-0.5, 0.5)])
+    found.write(record_path(weights))
+    again, _ = read_records(weights)
+    assert again is not None
+    assert [(r.precision, r.passes()) for r in again.records] == [("bf16-mixed", True), ("bf16", False)]
