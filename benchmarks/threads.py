@@ -2,7 +2,8 @@
 of LR tiles of an EMIT-like band count) timed with 1 and N threads, on a quiet machine and beside busy neighbours
 (processes spinning on the cores), with each OpenMP wait policy asked for: ``default`` (libgomp spins ~300k
 iterations before sleeping), ``PASSIVE`` (``OMP_WAIT_POLICY=PASSIVE``: sleep at once), ``ACTIVE``, or ``spin:N``
-(``GOMP_SPINCOUNT=N``, the policy unset: a bounded spin). Each configuration runs in a fresh process (the policy is
+(``GOMP_SPINCOUNT=N``, the policy unset: a bounded spin), or ``auto`` (what the package chooses when imported
+first, ``dualsr_deploy/_waiting.py``). Each configuration runs in a fresh process (the policy is
 read when OpenMP starts).
 
     python benchmarks/threads.py [--bands 224] [--tile 64] [--batch 2] [--repeats 3] [--precision bf16]
@@ -22,6 +23,7 @@ from typing import Any
 
 CHILD = r"""
 import json, os, statistics, sys, time
+import dualsr_deploy  # before torch: with no policy in the environment, the package chooses one (policy auto)
 import torch
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends import create
@@ -37,7 +39,8 @@ with create("torch", core=fold_coarsr(network, info.neighbour_rule), precision=p
     times = []
     for _ in range(repeats):
         t = time.perf_counter(); backend.run(lr); times.append(time.perf_counter() - t)
-print(json.dumps({"median": statistics.median(times), "times": times, "threads": torch.get_num_threads()}))
+print(json.dumps({"median": statistics.median(times), "times": times, "threads": torch.get_num_threads(),
+                  "chosen": os.environ.get("DUALSR_WAIT_POLICY")}))
 """
 
 
@@ -50,9 +53,11 @@ def run(args: argparse.Namespace, threads: int, policy: str | None, neighbours: 
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(name, None)
-    if policy and policy.startswith("spin:"):
+    if policy == "default":  # libgomp's own when OMP_WAIT_POLICY is unset (set here so the package keeps it)
+        env["GOMP_SPINCOUNT"] = "300000"
+    elif policy and policy.startswith("spin:"):
         env["GOMP_SPINCOUNT"] = policy.removeprefix("spin:")
-    elif policy and policy != "default":
+    elif policy and policy != "auto":
         env["OMP_WAIT_POLICY"] = policy
     spinning = busy(neighbours)
     try:
@@ -89,8 +94,9 @@ def main() -> None:
             for threads in thread_counts:
                 row = run(args, threads, policy, neighbours)
                 rows.append(row)
+                chosen = f" [{row['chosen']}]" if policy == "auto" else ""
                 print(
-                    f"threads {threads}  policy {row['policy']:<8} neighbours {neighbours}: "
+                    f"threads {threads}  policy {row['policy']:<8}{chosen} neighbours {neighbours}: "
                     f"{row['median']:.2f} s (runs {', '.join(f'{t:.2f}' for t in row['times'])})",
                     flush=True,
                 )

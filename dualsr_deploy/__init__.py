@@ -8,16 +8,17 @@ Public names (kept stable, DESIGN.md "Layout"): :func:`load_coarsr`, :func:`imre
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from dualsr_deploy._version import __version__
 
 if "torch" not in sys.modules:  # OpenMP reads it once, when torch loads; a value the user set is kept
-    # threads that wait sleep instead of spinning: on a shared machine (HPC node, cloud VM, Ray worker) spinning
-    # threads ran 19.6x slower beside two busy neighbours, passive ones 1.8x (benchmarks/results/threads_2cpu.md)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # idle threads spin briefly on a quiet machine and sleep at once on a busy one: spinning threads ran 19.6x
+    # slower beside two busy neighbours, and sleeping ones 1.65x slower on a quiet machine (see _waiting.py)
+    from dualsr_deploy._waiting import choose
+
+    choose()
 
 if TYPE_CHECKING:
     from dualsr_deploy import metrics
