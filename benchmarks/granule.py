@@ -36,8 +36,10 @@ SHARED = Path(os.environ.get("DUALSR_SHARED", ROOT.parent / "shared"))
 EMIT_SPECTRA = SHARED / "data" / "products" / "emit_l2a_envi" / "emit20250324t221005_jpl_unmix_ex.hdr"
 GRANULE = (1242, 1280, 285)  # downtrack, crosstrack, bands of an EMIT L2A granule
 CONFIGS = {  # bf16 runs only on CPUs with native bf16 (AVX512-BF16, AMX): elsewhere dualsr refuses it, and so here
+    "default": [],  # what `dualsr infer` does unasked: torch, --precision auto (the quality rule's choice)
     "fp32": ["--backend", "torch", "--precision", "fp32"],
     "bf16": ["--backend", "torch", "--precision", "bf16"],
+    "onnx-fp32": ["--backend", "onnx", "--precision", "fp32"],
     "openvino-fp32": ["--backend", "openvino", "--precision", "fp32"],
     "openvino-bf16": ["--backend", "openvino", "--precision", "bf16"],
 }
@@ -209,13 +211,15 @@ def key_of(row: dict[str, Any]) -> tuple[Any, ...]:
 
 def summary(rows: list[dict[str, Any]], workers: int) -> str:
     lines = [
-        "| lines | config | budget | busy | wall s | LR Mpx·bands/s | peak RSS | network s | infer / network | "
+        "| lines | config | ran | budget | busy | wall s | LR Mpx·bands/s | peak RSS | network s | infer / network | "
         f"1,000 granules, 1 machine | on {workers} workers |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['lines']} | {row['config']} | {row['budget']} | {row['busy']} | failed | | | | | | |")
+            lines.append(
+                f"| {row['lines']} | {row['config']} | | {row['budget']} | {row['busy']} | failed | | | | | | |"
+            )
             continue
         mpx = row["lines"] * GRANULE[1] * GRANULE[2] / 1e6
         scale_up = GRANULE[0] / row["lines"]
@@ -226,7 +230,8 @@ def summary(rows: list[dict[str, Any]], workers: int) -> str:
         archive_h = row["wall_s"] * scale_up * 1000 / 3600
         peak = f"{row['peak_rss_bytes'] / 2**30:.2f} GiB" if "peak_rss_bytes" in row else ""
         lines.append(
-            f"| {row['lines']} | {row['config']} | {row['budget'] or 'default'} | {row['busy']} | "
+            f"| {row['lines']} | {row['config']} | {record.get('backend', '')} | {row['budget'] or 'default'} | "
+            f"{row['busy']} | "
             f"{row['wall_s']:.1f} | {mpx / row['wall_s']:.3f} | {peak} | {network or ''} | {ratio} | "
             f"{archive_h:.0f} h | {archive_h / workers:.0f} h |"
         )

@@ -66,15 +66,18 @@ class TileRunner:
         self.report = report
 
     def window_bytes_per_pixel(self, scale: int) -> int:
-        """Bytes a backend call holds per LR window pixel and band: the model's unchunked maps
-        (:meth:`~dualsr_deploy.archs.cube.FoldedCoarSR.scan_bytes_per_pixel`), the ×s result and its pasted copy,
-        and for an exported graph every activation at once (~3× the model's peak per pixel, measured with ONNX
-        Runtime on CPU)."""
-        core = self.pool.model(scale).core
-        per_pixel = core.scan_bytes_per_pixel() + 4 * 3 * scale * scale
-        if self.options.backend.kind.whole_activations:
-            per_pixel += 3 * core.activation_bytes_per_pixel()
-        return per_pixel
+        """Bytes a backend call holds per LR window pixel and band: measured per backend × precision × scale on a
+        CPU, scaled to this model's size; estimated elsewhere (:mod:`dualsr_deploy.infer.memory`)."""
+        from dualsr_deploy.infer.memory import window_bytes
+
+        spec = self.options.backend
+        return window_bytes(
+            self.pool.model(scale).core,
+            backend=spec.backend,
+            precision=spec.precision,
+            device_type=spec.device.split(":")[0].lower(),
+            whole_activations=spec.kind.whole_activations,
+        )
 
     def auto_tile(self, scale: int, bands: int) -> int:
         """The largest core up to :data:`AUTO_TILE` whose window's call fits :data:`TILE_SHARE` of the memory budget

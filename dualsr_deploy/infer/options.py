@@ -104,10 +104,9 @@ class BackendSpec:
     @property
     def cpu_threads(self) -> int:
         """Intra-op threads of a CPU backend: ``threads``, else every CPU this process may use (its affinity and
-        cgroup quota). On a shared machine these threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before
-        torch loads; ONNX Runtime without spinning), which kept them within 1.8× of their quiet time beside two busy
-        neighbours on 2 cores (the fair share is 2×) where torch's default spinning was 19.6× slower
-        (benchmarks/results/threads_2cpu.md)."""
+        cgroup quota). How idle OpenMP threads wait is chosen when the package is imported
+        (:mod:`dualsr_deploy._waiting`: a bounded spin on a quiet machine, passive beside busy neighbours, where
+        torch's default spinning was 19.6× slower); ONNX Runtime runs without spinning."""
         from dualsr_deploy.resources import usable_cpus
 
         return self.threads or usable_cpus()

@@ -1,0 +1,69 @@
+"""What one backend call holds, per LR window pixel and band: measured on a CPU per backend × precision × scale
+(``benchmarks/tile_memory.py``: growth of the process's peak RSS between windows of one call, 285 bands, the
+shipped n_feats-16 models), and used to size tiles and batches from ``--memory-budget``.
+
+Other models (another n_feats, blocks) scale the measurement by how the model's own estimate
+(:meth:`FoldedCoarSR.scan_bytes_per_pixel`, :meth:`~FoldedCoarSR.activation_bytes_per_pixel`) changes against the
+shipped size; configurations not measured (GPUs, TensorRT, fp16, bf16-mixed) use the estimate, or, on a CPU, fp32's
+measurement of the same backend (bf16-mixed holds its tail in fp32).
+"""
+
+from __future__ import annotations
+
+from dualsr_deploy.archs.coarsr import CoarSRConfig
+from dualsr_deploy.archs.cube import FoldedCoarSR
+
+# (backend, precision, scale) → bytes per LR window pixel and band, on a CPU; the larger of the two slopes measured
+# (windows 48→80→112 LR pixels, 285 bands; 2-core Xeon with AVX512-BF16, torch 2.13, ONNX Runtime, OpenVINO)
+MEASURED_CPU: dict[tuple[str, str, int], int] = {
+    ("torch", "fp32", 2): 735,
+    ("torch", "fp32", 4): 659,
+    ("torch", "bf16", 2): 291,
+    ("torch", "bf16", 4): 346,
+    ("onnx", "fp32", 2): 2328,
+    ("onnx", "fp32", 4): 4881,
+    ("openvino", "fp32", 2): 1542,
+    ("openvino", "fp32", 4): 3266,
+    ("openvino", "bf16", 2): 841,
+    ("openvino", "bf16", 4): 1784,
+}
+MARGIN = 1.1  # measured once, on one machine: a tenth more for allocator and library differences
+MEASURED_WITH = CoarSRConfig(2, 16, 1)  # the shipped models' size (scale set per lookup)
+
+
+def estimate(core: FoldedCoarSR, whole_activations: bool) -> int:
+    """The model's own estimate: its unchunked maps, the ×s result and its pasted copy, and for an exported graph
+    every activation at once (~3× the model's peak per pixel)."""
+    scale = core.config.scale
+    per_pixel = core.scan_bytes_per_pixel() + 4 * 3 * scale * scale
+    if whole_activations:
+        per_pixel += 3 * core.activation_bytes_per_pixel()
+    return per_pixel
+
+
+def _measured(backend: str, precision: str, scale: int) -> tuple[int, int] | None:
+    """The measurement that applies and the scale it was made at (the nearest measured one)."""
+    for wanted in (precision, "fp32"):
+        if wanted != precision and precision != "bf16-mixed":
+            continue
+        scales = sorted({s for (b, p, s) in MEASURED_CPU if (b, p) == (backend, wanted)})
+        if scales:
+            near = min(scales, key=lambda s: (abs(s - scale), -s))
+            return MEASURED_CPU[(backend, wanted, near)], near
+    return None
+
+
+def window_bytes(core: FoldedCoarSR, *, backend: str, precision: str, device_type: str, whole_activations: bool) -> int:
+    """Bytes a call of ``backend`` holds per LR window pixel and band for ``core``: measured where measured (a CPU),
+    scaled to this model's size; else the estimate."""
+    own = estimate(core, whole_activations)
+    found = _measured(backend, precision, core.config.scale) if device_type == "cpu" else None
+    if found is None:
+        return own
+    measured, at_scale = found
+    reference = FoldedCoarSR(CoarSRConfig(at_scale, MEASURED_WITH.n_feats, MEASURED_WITH.n_blocks))
+    size = own / estimate(reference, whole_activations)
+    return int(measured * MARGIN * size)
+
+
+__all__ = ["MEASURED_CPU", "estimate", "window_bytes"]
