@@ -42,9 +42,13 @@ def file_sha256(path: Path) -> str:
 
 
 def device_kind(device: str) -> str:
-    """The kind of device a record holds for: ``cpu-bf16`` (a CPU with native bf16), ``cpu``, or ``cuda``."""
-    if device.lower().startswith("cuda"):
+    """The kind of device a record holds for: ``cpu-bf16`` (a CPU with native bf16), ``cpu``, ``cuda``, or another
+    device's own name (an OpenVINO ``gpu`` or ``npu``), for which no CPU record counts."""
+    name = device.lower()
+    if name.startswith("cuda"):
         return "cuda"
+    if not name.startswith("cpu"):
+        return name.split(":")[0].split(".")[0]
     from dualsr_deploy.runtimes import cpu_native_bf16
 
     return "cpu-bf16" if cpu_native_bf16() else "cpu"

@@ -325,7 +325,11 @@ def _measure_precisions(
             device=device,
             half=half,
             tile=tile,
-            say=lambda line: status.update(f"measuring the quality rule: {escape(line)}"),
+            say=lambda line: (
+                console.print(escape(line))
+                if "skipped" in line
+                else status.update(f"measuring the quality rule: {escape(line)}")
+            ),
         )
     for found in records:
         drop, rise = found.worst()

@@ -73,6 +73,9 @@ def test_auto_picks_bf16_only_where_every_weights_file_passed(tmp_path: Path, mo
     missing = auto_precision("torch", "cpu", [good, bare])
     assert (missing.precision, "no quality record beside bare.safetensors" in missing.reason) == ("fp32", True)
     assert auto_precision("torch", "cpu", []).precision == "fp32"
+    ov = _weights(tmp_path, "ov.safetensors", _record(-0.001, 0.002, backend="openvino"))
+    assert auto_precision("openvino", "cpu", [ov]).precision == "bf16"
+    assert auto_precision("openvino", "GPU.0", [ov]).precision == "fp32"  # a CPU's record says nothing of a GPU
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     assert "no native bf16" in auto_precision("torch", "cpu", [good]).reason
 
