@@ -342,7 +342,12 @@ def _measure_precisions(
     existing, _why = read_records(weights, target) if target.is_file() else (None, "")
     kept = existing or FidelityFile(weights.name, file_sha256(weights))
     kept.merge(records)
-    kept.write(target)
+    try:
+        kept.write(target)
+    except OSError as exc:  # e.g. shipped weights in a read-only site-packages
+        from dualsr_deploy.errors import InputError
+
+        raise InputError(f"cannot keep the records in {target} ({exc.strerror}); give --record PATH") from exc
     console.print(f"kept in {escape(str(target))}")
     return fidelity_section(records, weights.name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dualsr_deploy.checkpoint import read_checkpoint
@@ -130,3 +131,57 @@ def test_card_scores_the_dual_stage_with_half_weights(tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["card", str(x4), "--store", str(store), "--half", str(x4)])
     assert wrong.exit_code == 2
     assert "needs ×s/2" in wrong.output
+
+
+def test_card_measures_the_quality_rule_and_keeps_it_beside_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #45: ``dualsr card --precision`` runs fp32 and each reduced precision on the held-out scenes, prints a
+    verdict, adds the table to the card and keeps the records where ``--precision auto`` reads them."""
+    import json
+
+    from dualsr_deploy.backends.fidelity import read_records
+    from dualsr_deploy.backends.precision import auto_precision
+    from dualsr_deploy.checkpoint import write_checkpoint
+    from tests.helpers import random_coarsr
+
+    monkeypatch.setenv("DUALSR_CPU_BF16", "1")  # emulated where the CPU lacks it: slow, still bf16's rounding
+    scenes = tmp_path / "scenes"
+    for seed in range(3):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
+    store = tmp_path / "x2.h5"
+    prep = runner.invoke(
+        app, ["data", "prepare", str(scenes), str(store), "--scale", "2", "--lr-patch", "8", "--validation", "s2"]
+    )
+    assert prep.exit_code == 0, prep.output
+    x2 = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
+    card = runner.invoke(
+        app,
+        ["card", str(x2), "--store", str(store), "--precision", "bf16", "--precision", "bf16-mixed",
+         "--backend", "torch", "--backend", "onnx", "--out", str(tmp_path / "c.md")],
+    )  # fmt: skip
+    assert card.exit_code == 0, card.output
+    said = " ".join(card.output.split())
+    assert "onnx runs none of bf16, bf16-mixed: skipped" in said
+    found, why = read_records(x2)
+    assert found is not None, why
+    assert [(r.backend, r.precision, r.stage) for r in found.records] == [
+        ("torch", "bf16", "backproject"),
+        ("torch", "bf16-mixed", "backproject"),
+    ]
+    for record in found.records:
+        assert {(s.scene, s.result) for s in record.scenes} == {("s2", "coarse"), ("s2", "backproject")}
+        verdict = "passes" if record.passes() else "fails"
+        assert f"torch {record.precision} (cpu-bf16): {verdict} the quality rule" in said
+    text = (tmp_path / "c.md").read_text()
+    coarse_row = next(line for line in text.splitlines() if line.startswith("| s2: CoarSR |"))
+    fp32_psnr = next(s.psnr_fp32 for s in found.records[0].scenes if s.result == "coarse")
+    assert coarse_row.split("|")[2].strip() == f"{fp32_psnr:.3f}"  # the run's path scores what the card scores
+    assert "| torch | bf16 | cpu-bf16 | s2 | coarse |" in text
+    assert auto_precision("torch", "cpu", [x2]).precision == ("bf16" if found.records[0].passes() else "fp32")
+    elsewhere = tmp_path / "records.json"
+    again = runner.invoke(
+        app, ["card", str(x2), "--store", str(store), "--precision", "bf16", "--record", str(elsewhere)]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(elsewhere.read_text())["weights"]["name"] == "x2.safetensors"
