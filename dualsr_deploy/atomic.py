@@ -82,6 +82,23 @@ def no_space(path: Path, needed: int) -> OSError:
     )
 
 
+def write_memory(buffer: io.BytesIO, destination: Path, *, named: Path) -> None:
+    """Write an in-memory file to ``destination`` and sync it: the space is checked first, and a disk that fills
+    anyway raises ENOSPC naming ``named`` (the file the user asked for) and the free space."""
+    size = buffer.getbuffer().nbytes
+    if size > free_bytes(destination.parent):
+        raise no_space(named, size)
+    with destination.open("wb") as handle:
+        try:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise no_space(named, size) from None
+            raise
+
+
 @contextmanager
 def atomic_hdf5(path: str | os.PathLike[str]) -> Iterator[io.BytesIO]:
     """An in-memory file for h5py or h5netcdf, written to ``path`` atomically once the ``with`` block (where the
@@ -92,15 +109,5 @@ def atomic_hdf5(path: str | os.PathLike[str]) -> Iterator[io.BytesIO]:
     yield buffer
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    size = buffer.getbuffer().nbytes
-    if size > free_bytes(target.parent):
-        raise no_space(target, size)
-    with atomic_output(target) as tmp, tmp.open("wb") as handle:
-        try:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise no_space(target, size) from None
-            raise
+    with atomic_output(target) as tmp:
+        write_memory(buffer, tmp, named=target)

@@ -194,9 +194,31 @@ class FidelityFile:
             tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+_CHECKED: dict[tuple[Path, Path], tuple[tuple[object, ...], FidelityFile | None, str]] = {}
+
+
 def read_records(weights: Path, path: Path | None = None) -> tuple[FidelityFile | None, str]:
-    """The records kept for ``weights`` (at ``path``, default :func:`record_path`), or None and why not."""
+    """The records kept for ``weights`` (at ``path``, default :func:`record_path`), or None and why not. Checked
+    once per state of the two files (their modification times and sizes): a run asks for every scene's record."""
     path = path or record_path(weights)
+    stamp = (_stamp(weights), _stamp(path))
+    cached = _CHECKED.get((weights, path))
+    if cached is not None and cached[0] == stamp:
+        return cached[1], cached[2]
+    found, why = _read_records(weights, path)
+    _CHECKED[(weights, path)] = (stamp, found, why)
+    return found, why
+
+
+def _read_records(weights: Path, path: Path) -> tuple[FidelityFile | None, str]:
     if not path.is_file():
         return None, f"no quality record beside {weights.name} ({path.name})"
     if path.stat().st_size > 4 << 20:

@@ -340,7 +340,11 @@ def _measure_precisions(
         )
     target = record or record_path(weights)
     existing, _why = read_records(weights, target) if target.is_file() else (None, "")
-    kept = existing or FidelityFile(weights.name, file_sha256(weights))
+    kept = (  # a copy: what read_records returns is shared with --precision auto in this process
+        FidelityFile(existing.weights_name, existing.weights_sha256, list(existing.records))
+        if existing is not None
+        else FidelityFile(weights.name, file_sha256(weights))
+    )
     kept.merge(records)
     try:
         kept.write(target)

@@ -10,6 +10,8 @@ measurement of the same backend (bf16-mixed holds its tail in fp32).
 
 from __future__ import annotations
 
+import functools
+
 from dualsr_deploy.archs.coarsr import CoarSRConfig
 from dualsr_deploy.archs.cube import FoldedCoarSR
 
@@ -61,9 +63,13 @@ def window_bytes(core: FoldedCoarSR, *, backend: str, precision: str, device_typ
     if found is None:
         return own
     measured, at_scale = found
-    reference = FoldedCoarSR(CoarSRConfig(at_scale, MEASURED_WITH.n_feats, MEASURED_WITH.n_blocks))
-    size = own / estimate(reference, whole_activations)
-    return int(measured * MARGIN * size)
+    return int(measured * MARGIN * own / _shipped_estimate(at_scale, whole_activations))
+
+
+@functools.cache
+def _shipped_estimate(scale: int, whole_activations: bool) -> int:
+    """The estimate for the measured model size at ``scale`` (made once: tiles ask for it per scene)."""
+    return estimate(FoldedCoarSR(CoarSRConfig(scale, MEASURED_WITH.n_feats, MEASURED_WITH.n_blocks)), whole_activations)
 
 
 __all__ = ["MEASURED_CPU", "estimate", "window_bytes"]

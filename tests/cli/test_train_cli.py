@@ -90,6 +90,18 @@ def test_train_says_what_is_wrong_with_its_source(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def held_out_store(tmp_path: Path, *, scale: int, lr_patch: int) -> Path:
+    """A patch store of three small synthetic scenes, ``s2`` held out."""
+    scenes = tmp_path / "scenes"
+    for seed in range(3):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
+    store = tmp_path / f"x{scale}.h5"
+    argv = ["data", "prepare", str(scenes), str(store), "--scale", str(scale), "--lr-patch", str(lr_patch)]
+    prep = runner.invoke(app, [*argv, "--validation", "s2"])
+    assert prep.exit_code == 0, prep.output
+    return store
+
+
 def test_card_scores_the_dual_stage_with_half_weights(tmp_path: Path) -> None:
     # With --half, the card adds DualSR's fine result per held-out scene: the same numbers the dual stage of
     # `dualsr eval` gives (tests/evaluation checks those against the metrics module).
@@ -102,14 +114,7 @@ def test_card_scores_the_dual_stage_with_half_weights(tmp_path: Path) -> None:
     from dualsr_deploy.train.validate import score_cube
     from tests.helpers import random_coarsr
 
-    scenes = tmp_path / "scenes"
-    for seed in range(3):
-        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
-    store = tmp_path / "x4.h5"
-    prep = runner.invoke(
-        app, ["data", "prepare", str(scenes), str(store), "--scale", "4", "--lr-patch", "4", "--validation", "s2"]
-    )
-    assert prep.exit_code == 0, prep.output
+    store = held_out_store(tmp_path, scale=4, lr_patch=4)
     x4 = write_checkpoint(random_coarsr(4, n_feats=4), tmp_path / "x4.safetensors", neighbour_rule="paper")
     x2 = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
     card = runner.invoke(
@@ -146,14 +151,7 @@ def test_card_measures_the_quality_rule_and_keeps_it_beside_the_weights(
     from tests.helpers import random_coarsr
 
     monkeypatch.setenv("DUALSR_CPU_BF16", "1")  # emulated where the CPU lacks it: slow, still bf16's rounding
-    scenes = tmp_path / "scenes"
-    for seed in range(3):
-        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=48, bands=6))
-    store = tmp_path / "x2.h5"
-    prep = runner.invoke(
-        app, ["data", "prepare", str(scenes), str(store), "--scale", "2", "--lr-patch", "8", "--validation", "s2"]
-    )
-    assert prep.exit_code == 0, prep.output
+    store = held_out_store(tmp_path, scale=2, lr_patch=8)
     x2 = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
     card = runner.invoke(
         app,

@@ -12,7 +12,6 @@ partial file under the final name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import shutil
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.atomic import TEMP_SUFFIX, default_mode, free_bytes, no_space, temp_prefix
+from dualsr_deploy.atomic import TEMP_SUFFIX, default_mode, temp_prefix, write_memory
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.scene import SceneMeta
 
@@ -108,18 +107,7 @@ class StripWriter:
         memory = getattr(self, "memory", None)
         if memory is None:
             return written
-        size = memory.getbuffer().nbytes
-        if size > free_bytes(self.staging):
-            raise no_space(self.path, size)
-        with written.open("wb") as handle:
-            try:
-                handle.write(memory.getbuffer())
-                handle.flush()
-                os.fsync(handle.fileno())
-            except OSError as error:
-                if error.errno == errno.ENOSPC:
-                    raise no_space(self.path, size) from None
-                raise
+        write_memory(memory, written, named=self.path)
         self.memory = None
         return written
 
