@@ -187,12 +187,20 @@ def infer(
     retries: int = typer.Option(
         2, help="Times a scene is given out again after the cluster worker holding it died.", rich_help_panel="Cluster"
     ),
+    shard: str | None = typer.Option(
+        None,
+        help="Run one part of the archive: I/N (1-based), or auto (the array index and count Slurm, AWS Batch or a "
+        "Kubernetes Indexed Job set; auto/N where the scheduler gives no count). A scene's part follows from its "
+        "name alone; each part keeps its own manifest.shard-I-of-N.jsonl (join them: dualsr manifest merge).",
+        rich_help_panel="Cluster",
+    ),
 ) -> None:
     """Super-resolve every scene of an archive: tiles, any backend, the fine stage, a manifest; resumable."""
     from dualsr_deploy.data.normalise import Normalisation
     from dualsr_deploy.data.validity import BadBandSpec, Masking
     from dualsr_deploy.infer import BackendSpec, InferOptions, run_archive
     from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, require_ray
+    from dualsr_deploy.infer.shards import parse_shard
 
     cluster_spec = None
     if cluster is not None:
@@ -232,6 +240,7 @@ def infer(
         key=key,
         layout=layout,
         root=root,
+        shard=parse_shard(shard) if shard is not None else None,
     )
     # what auto chose, said once the archive is planned (not before the error of a wrong path or a locked folder)
     choices = [text for text in (spec.precision_choice if not dry_run else "", options.stage_choice) if text]
@@ -399,7 +408,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     print_skipped(report.not_scenes, report.root or Path("."))
     done = len(report.ok)
     per_minute = 60 * done / report.seconds if report.seconds else 0.0
-    manifest = escape(str(report.out_dir / "manifest.jsonl"))
+    manifest = escape(str(report.manifest or report.out_dir / "manifest.jsonl"))
     suspects = sum(1 for record in report.ok if record.suspect)
     console.print(
         f"{done} done{f' ({suspects} suspect: see their notes)' if suspects else ''}, {len(report.failed)} failed, "

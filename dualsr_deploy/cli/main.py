@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from dualsr_deploy._version import __version__
-from dualsr_deploy.cli import bench, checkpoint, data, evaluate, export, infer, train
+from dualsr_deploy.cli import bench, checkpoint, data, evaluate, export, infer, manifest, train
 from dualsr_deploy.cli.common import console
 
 app = typer.Typer(
@@ -47,7 +47,7 @@ def version() -> None:
     console.print(f"tensorrt {trt}" if trt else escape("tensorrt: not installed (pip install 'dualsr-deploy[gpu]')"))
 
 
-for group in (checkpoint, data, export, infer, evaluate, bench, train):
+for group in (checkpoint, data, export, infer, manifest, evaluate, bench, train):
     group.register(app)
 
 

@@ -10,7 +10,7 @@ import errno
 import glob
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +113,7 @@ class Archive:
         self.entries = entries
         self.layout = layout
         self.skipped = skipped or []  # files under a folder archive that are not scenes, with the reason
+        self.others = 0  # scenes left to other shards (open_archive's select)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -163,13 +164,16 @@ def open_archive(
     layout: str | None = None,
     root: str | os.PathLike[str] | None = None,
     recursive: bool = True,
+    select: Callable[[str], bool] | None = None,
 ) -> Archive:
     """Find the scenes of ``spec`` and probe their headers.
 
     ``spec``: a folder (searched recursively; a CAVE scene folder is one scene), a glob pattern, a list file
     (``.txt``/``.lst``: one path a line, relative to the list's folder, ``#`` comments), a multi-scene HDF5 file
     (every 3-D dataset a scene) or a single scene file. Every scene must lie inside ``root`` (default: the folder,
-    the list's folder, or the glob's fixed prefix); one outside it is reported as a failed entry.
+    the list's folder, or the glob's fixed prefix); one outside it is reported as a failed entry. ``select``: keep only
+    the scenes whose name it accepts (a shard's part), decided before any file is opened; the others are not
+    entries, and :attr:`Archive.others` counts them.
     """
     text = os.fspath(spec)
     path = Path(text)
@@ -179,13 +183,13 @@ def open_archive(
         if not candidates:
             raise DataError(f"{text}: the pattern matches no files")
         base_root = Path(root) if root is not None else base
-        return _probe(base_root, [(_name(p, base_root), p, key) for p in candidates], layout)
+        return _probe(base_root, [(_name(p, base_root), p, key) for p in candidates], layout, select)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         base_root = Path(root) if root is not None else path
         if band_files(path) is not None:
-            return _probe(base_root, [(_name(path, path.parent), path, None)], layout)
+            return _probe(base_root, [(_name(path, path.parent), path, None)], layout, select)
         found, failures, skipped = _walk(path, recursive, base_root)
         if not found and not failures:
             listed = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
@@ -193,20 +197,22 @@ def open_archive(
                 f"{path}: no scene files in this folder (looked for {', '.join(sorted(SCENE_SUFFIXES))})"
                 + (f"; skipped {len(skipped)} file(s): {listed}" if skipped else "")
             )
-        archive = _probe(base_root, [(_name(p, path), p, key) for p in found], layout)
-        archive.entries.extend(failures)
+        archive = _probe(base_root, [(_name(p, path), p, key) for p in found], layout, select)
+        kept = [entry for entry in failures if select is None or select(entry.name)]
+        archive.others += len(failures) - len(kept)
+        archive.entries.extend(kept)
         archive.skipped = skipped
         return archive
     if path.suffix.lower() in LIST_SUFFIXES:
         base_root = Path(root) if root is not None else path.parent
-        return _probe(base_root, [(_name(p, path.parent), p, key) for p in _read_list(path)], layout)
+        return _probe(base_root, [(_name(p, path.parent), p, key) for p in _read_list(path)], layout, select)
     base_root = Path(root) if root is not None else path.parent
     if key is None and path.suffix.lower() in (*HDF5.scene_suffixes, *PRISMA.scene_suffixes) and _plain_hdf5(path):
         keys = _multi_scene_keys(path)
         if len(keys) > 1:
             entries = [(f"{path.stem}/{k}", path, k) for k in keys]
-            return _probe(base_root, entries, layout)
-    return _probe(base_root, [(path.stem, path, key)], layout)
+            return _probe(base_root, entries, layout, select)
+    return _probe(base_root, [(path.stem, path, key)], layout, select)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -385,9 +391,15 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layout: str | None) -> Archive:
+def _probe(
+    root: Path,
+    candidates: Sequence[tuple[str, Path, str | None]],
+    layout: str | None,
+    select: Callable[[str], bool] | None = None,
+) -> Archive:
     entries = []
-    for name, path, key in candidates:
+    kept = [c for c in candidates if select is None or select(c[0])]
+    for name, path, key in kept:
         if not _inside(path, root):
             error = f"{path}: outside the archive root {root} (pass --root to allow it)"
             entries.append(ArchiveEntry(name, path, key, error=error))
@@ -417,7 +429,9 @@ def _probe(root: Path, candidates: Sequence[tuple[str, Path, str | None]], layou
             )
         except Exception as exc:  # whatever a hostile file makes a library raise is this entry's failure
             entries.append(ArchiveEntry(name, path, key, error=f"{path}: {type(exc).__name__}: {exc}"))
-    return Archive(root, entries, layout=layout)
+    archive = Archive(root, entries, layout=layout)
+    archive.others = len(candidates) - len(kept)
+    return archive
 
 
 def _open(path: Path, key: str | None, layout: str | None, confine: Confinement) -> SceneReader:

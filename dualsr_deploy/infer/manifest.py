@@ -6,6 +6,7 @@ its output is still there) and what a person reads to see what happened to every
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,6 +21,7 @@ from dualsr_deploy.errors import DataError
 
 if TYPE_CHECKING:
     from dualsr_deploy.data.archive import Archive, ArchiveEntry
+    from dualsr_deploy.infer.shards import Shard
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -179,36 +181,41 @@ def _relative(path: Path, root: Path) -> str:
 
 
 class RunManifest:
-    """Append-only, thread-safe; each line flushed and fsynced so a killed run loses no finished scene."""
+    """Append-only, thread-safe; each line flushed and fsynced so a killed run loses no finished scene.
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / MANIFEST_NAME
+    A shard's run (:mod:`dualsr_deploy.infer.shards`) appends to its own part, ``manifest.shard-I-of-N.jsonl``;
+    :meth:`completed` reads every part of the folder and the joined ``manifest.jsonl``, this run's own file last, so
+    that ``--resume`` skips a scene done under another sharding or by a whole run."""
+
+    def __init__(self, folder: Path, shard: Shard | None = None) -> None:
+        self.folder = folder
+        self.path = folder / (shard.manifest_name if shard is not None else MANIFEST_NAME)
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
-        return self.path.is_file() and self.path.stat().st_size > 0
+        """Whether an earlier run left records this run would continue: its own file and the joined manifest, and
+        for a whole run any shard's part too (not, for a shard, the other shards': they run beside it)."""
+        joined = self.folder / MANIFEST_NAME
+        mine = [*manifest_parts(self.folder), joined] if self.path == joined else [joined, self.path]
+        return any(path.is_file() and path.stat().st_size > 0 for path in mine)
+
+    def _earlier(self) -> list[Path]:
+        joined = self.folder / MANIFEST_NAME
+        parts = manifest_parts(self.folder)
+        if self.path == joined:
+            return [*parts, joined]
+        return [joined, *(p for p in parts if p != self.path), self.path]
 
     def records(self) -> list[SceneRecord]:
-        """Every record, outputs as paths again (written relative to the manifest's folder, so that a moved or
-        copied output folder checks its own files)."""
-        if not self.path.is_file():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = SceneRecord.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError, AttributeError):
-                continue  # a line cut short by a killed run
-            if record.output and not Path(record.output).is_absolute():
-                record.output = str(self.path.parent / record.output)
-            out.append(record)
-        return out
+        """Every record of this run's own file (see :func:`read_records`)."""
+        return read_records(self.path)
 
     def completed(self) -> dict[str, SceneRecord]:
-        """The last record of each scene whose last record is ``ok``."""
+        """The last record of each scene whose last record is ``ok``, over every manifest of the folder."""
         last: dict[str, SceneRecord] = {}
-        for record in self.records():
-            last[record.name] = record
+        for path in self._earlier():
+            for record in read_records(path):
+                last[record.name] = record
         return {name: record for name, record in last.items() if record.status == "ok"}
 
     def append(self, record: SceneRecord) -> None:
@@ -231,3 +238,104 @@ class RunManifest:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
+
+
+def read_records(path: Path) -> list[SceneRecord]:
+    """Every record of one manifest file, outputs as paths again (written relative to the manifest's folder, so
+    that a moved or copied output folder checks its own files); a line cut short by a killed run is passed over."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = SceneRecord.from_dict(json.loads(line))
+        except (json.JSONDecodeError, TypeError, AttributeError):
+            continue
+        if record.output and not Path(record.output).is_absolute():
+            record.output = str(path.parent / record.output)
+        out.append(record)
+    return out
+
+
+def manifest_parts(folder: Path) -> list[Path]:
+    """The shards' manifest parts in ``folder``, by count, then index."""
+    from dualsr_deploy.infer.shards import PART_PATTERN
+
+    found = []
+    for path in folder.glob("manifest.shard-*-of-*.jsonl"):
+        match = PART_PATTERN.match(path.name)
+        if match and path.is_file():
+            found.append((int(match[2]), int(match[1]), path))
+    return [path for _count, _index, path in sorted(found)]
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_parts` did: the parts joined, the records and scenes now in ``manifest.jsonl``, the lines
+    passed over (cut short by a killed run), and for each shard count the shards that left no part."""
+
+    manifest: Path
+    parts: list[Path] = field(default_factory=list)
+    records: int = 0
+    scenes: int = 0
+    ok: int = 0
+    failed: int = 0
+    cut_lines: int = 0
+    missing: dict[int, list[int]] = field(default_factory=dict)  # count → 1-based indices without a part
+    twice: list[str] = field(default_factory=list)  # scenes written ok by more than one shard
+
+
+def merge_parts(folder: Path) -> MergeReport:
+    """Join the shards' manifest parts of ``folder`` onto ``manifest.jsonl`` (its earlier lines first, then the
+    parts by count and index), written atomically, then remove the parts. Holds the folder's lock throughout, so
+    it waits for no shard: a shard still running makes it a :class:`~dualsr_deploy.errors.RunError`."""
+    from dualsr_deploy.atomic import atomic_output
+    from dualsr_deploy.infer.lock import output_lock
+    from dualsr_deploy.infer.shards import PART_PATTERN
+
+    target = folder / MANIFEST_NAME
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such output folder")
+    report = MergeReport(target)
+    with output_lock(folder):
+        report.parts = manifest_parts(folder)
+        lines: list[str] = []
+        for path in [target, *report.parts]:
+            if not path.is_file():
+                continue
+            for line in path.read_text().splitlines():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    report.cut_lines += line.strip() != ""
+                    continue
+                lines.append(line)
+        seen: dict[int, set[int]] = {}
+        for path in report.parts:
+            match = PART_PATTERN.match(path.name)
+            assert match is not None
+            seen.setdefault(int(match[2]), set()).add(int(match[1]))
+        report.missing = {n: [i for i in range(1, n + 1) if i not in got] for n, got in seen.items()}
+        report.missing = {n: gone for n, gone in report.missing.items() if gone}
+        oks: dict[str, set[str]] = {}
+        for path in report.parts:
+            for record in read_records(path):
+                if record.status == "ok":
+                    oks.setdefault(record.name, set()).add(path.name)
+        report.twice = sorted(name for name, where in oks.items() if len(where) > 1)
+        if report.parts:
+            with atomic_output(target) as tmp:
+                tmp.write_text("".join(line + "\n" for line in lines))
+            for path in report.parts:
+                path.unlink()
+        for lock in folder.glob(".dualsr.shard-*-of-*.lock"):  # no shard runs (the folder's lock is ours)
+            with contextlib.suppress(OSError):
+                if lock.is_file() and lock.stat().st_size == 0:
+                    lock.unlink()
+        last: dict[str, str] = {}
+        for record in read_records(target):
+            last[record.name] = record.status
+        report.records, report.scenes = len(lines), len(last)
+        report.ok = sum(status == "ok" for status in last.values())
+        report.failed = sum(status == "failed" for status in last.values())
+    return report

@@ -17,6 +17,7 @@ from dualsr_deploy.data.normalise import Normalisation
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
 from dualsr_deploy.infer.manifest import SceneRecord
+from dualsr_deploy.infer.shards import Shard
 from dualsr_deploy.runtimes import check_device, default_device
 
 if TYPE_CHECKING:
@@ -51,6 +52,15 @@ STRIP_COPIES = 4
 # the scene held in memory, or a streamed scene's strips
 TILE_SHARE = 0.4
 WORK_DIR = ".dualsr-work"  # streamed scenes' intermediates, inside the output folder
+
+
+def scene_work_dir(output: Path, name: str) -> Path:
+    """The folder of one streamed scene's intermediates, beside its output."""
+    import hashlib
+
+    return output.parent / WORK_DIR / hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
@@ -273,6 +283,7 @@ class InferOptions:
     key: str | None = None
     layout: str | None = None
     root: Path | None = None
+    shard: Shard | None = None  # this job's part of the archive (dualsr_deploy.infer.shards); None: all of it
     stage_choice: str = ""  # why this stage, when --stage auto chose it (printed, in the manifest)
 
     def batch_on(self, device: str) -> int:
@@ -415,4 +426,5 @@ __all__ = [
     "choose_stage",
     "default_batch",
     "default_memory_budget",
+    "scene_work_dir",
 ]

@@ -146,7 +146,7 @@ def plan_archive(
     run); a real run leaves hashing, and so the skip decision, to its reader, overlapped with compute.
     ``count_tiles(shape, streamed)``: the tiles a scene runs, as the run will lay them (its tile sizes depend on the
     model and the budget); without it, square tiles of ``--tile`` or :data:`AUTO_TILE`."""
-    done = RunManifest(out_dir).completed() if options.resume else {}
+    done = RunManifest(out_dir, options.shard).completed() if options.resume else {}
     inputs = {entry.path.resolve() for entry in archive.entries}
     outputs: dict[Path, str] = {}  # every file a planned scene will write (normalised) → the scene
     plan: list[PlannedScene] = []

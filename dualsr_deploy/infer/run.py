@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dualsr_deploy.atomic import STALE_PATTERN
+from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.context import SceneContext
@@ -32,8 +32,16 @@ from dualsr_deploy.infer.executors.local import LocalExecutor
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec
 from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord
-from dualsr_deploy.infer.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, WORK_DIR, Event, InferOptions
-from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive
+from dualsr_deploy.infer.options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    WORK_DIR,
+    Event,
+    InferOptions,
+    scene_work_dir,
+)
+from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive, written_files
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.stop import StopRequest
@@ -58,6 +66,8 @@ class ArchiveReport:
     not_scenes: list[SkippedFile] = field(default_factory=list)  # files of the archive folder not read, with why
     root: Path | None = None
     broken: list[str] = field(default_factory=list)  # work lost beyond any one scene's record (exit 1)
+    manifest: Path | None = None  # the manifest file this run appended to (a shard's part with --shard)
+    others: int = 0  # scenes of the archive left to other shards (--shard)
 
     @property
     def ok(self) -> list[SceneRecord]:
@@ -97,8 +107,20 @@ def run_archive(
     options = options or InferOptions()
     report = progress or (lambda _event: None)
     out = Path(out_dir)
-    archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
+    shard = options.shard
+    archive = open_archive(
+        source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
+    )
     _check_output_folder(source, out, archive, options, dry_run)
+    if shard is not None:
+        origin = f" ({shard.origin})" if shard.origin else ""
+        report(
+            Event(
+                "message",
+                text=f"shard {shard.text}{origin}: {len(archive.entries)} of {len(archive.entries) + archive.others} "
+                "scenes; the others are the other shards'",
+            )
+        )
     with contextlib.ExitStack() as stack:
         make_executor: Callable[[BackendPool], Executor] | None = None
         if cluster is not None and not dry_run:
@@ -111,21 +133,30 @@ def run_archive(
         plan = plan_archive(
             archive, out, options, hashes=dry_run and options.resume, count_tiles=router.base.runner.count
         )
-        result = ArchiveReport(out, plan, not_scenes=list(archive.skipped), root=archive.root)
+        manifest = RunManifest(out, shard)
+        result = ArchiveReport(
+            out,
+            plan,
+            not_scenes=list(archive.skipped),
+            root=archive.root,
+            manifest=manifest.path,
+            others=archive.others,
+        )
         todo = [p for p in plan if p.action == "run"]
         report(Event("plan", count=len(todo), total=sum(p.tiles for p in todo)))
         if dry_run:
             return result
         lock_notes: list[str] = []
-        stack.enter_context(output_lock(out, lock_notes))  # makes the folder; one run per folder, before anything
+        stack.enter_context(output_lock(out, lock_notes, shard))  # makes the folder; one run (or shard) at a time
         for text in lock_notes:
             report(Event("message", text=text))
         ctx = SceneContext.of(archive, router)
         ctx.prepare(todo, for_workers=make_executor is not None)  # prepare, then run, for either executor
         executor = make_executor(router.base.pool) if make_executor is not None else LocalExecutor(ctx)
-        if options.resume:
-            _clean_stale(out)  # the lock is ours: temporary files here belong to no live run
-        manifest = RunManifest(out)
+        if options.resume and shard is None:  # the lock is ours: temporary files here belong to no live run
+            _clean_stale(out)
+        elif options.resume:  # other shards may be writing beside us: only our scenes' temporary files
+            _clean_stale_of(plan, options)
 
         def finish(record: SceneRecord) -> None:
             manifest.append(record)
@@ -146,7 +177,12 @@ def run_archive(
             result.seconds = time.perf_counter() - started
             result.backends, result.interrupted, result.resumed = outcome.backends, outcome.interrupted, outcome.resumed
             result.broken = list(outcome.broken)
-            shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+            if shard is None:
+                shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+            else:  # other shards' scenes may be streaming beside ours
+                for planned in todo:
+                    assert planned.output is not None
+                    shutil.rmtree(scene_work_dir(planned.output, planned.entry.name), ignore_errors=True)
     return result
 
 
@@ -170,7 +206,7 @@ def _check_output_folder(
             f"{out} lies inside the archive folder {folder}: its outputs would be read as scenes by the next "
             "run (or --resume); choose an -o outside it"
         )
-    manifest = RunManifest(out)
+    manifest = RunManifest(out, options.shard)
     if manifest.exists() and not (options.resume or options.overwrite) and not dry_run:
         raise RunError(
             f"{out} holds an earlier run ({manifest.path.name}); --resume to continue it, --overwrite to redo "
@@ -219,6 +255,20 @@ def _on_cluster(
         )
 
     return options, make
+
+
+def _clean_stale_of(plan: list[PlannedScene], options: InferOptions) -> None:
+    """A shard's :func:`_clean_stale`: the temporary files and work folders of its own scenes only."""
+    for planned in plan:
+        if planned.output is None:
+            continue
+        shutil.rmtree(scene_work_dir(planned.output, planned.entry.name), ignore_errors=True)
+        for written in written_files(planned.output, options.qa, options.reference is not None):
+            for stale in written.parent.glob(temp_pattern(written.name)):
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
 
 
 def _clean_stale(out_dir: Path) -> None:

@@ -10,7 +10,6 @@ within ``√2·reach`` of it, inside the margin: the strip's fill equals the who
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -31,7 +30,7 @@ from dualsr_deploy.infer.batching import TileJob
 from dualsr_deploy.infer.consistency import CONSISTENCY_ATTR, HALO, Consistency, StripConsistency
 from dualsr_deploy.infer.context import SceneContext, output_meta
 from dualsr_deploy.infer.manifest import SceneRecord
-from dualsr_deploy.infer.options import WORK_DIR, Event
+from dualsr_deploy.infer.options import Event, scene_work_dir
 from dualsr_deploy.infer.plan import PlannedScene, remove_outputs
 from dualsr_deploy.infer.quality import qa_path, reach
 from dualsr_deploy.infer.records import SceneFacts, quality, quality_counts
@@ -282,7 +281,7 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
     assert entry.shape is not None
     assert planned.output is not None
     c, h, w = entry.shape
-    work = planned.output.parent / WORK_DIR / hashlib.sha1(entry.name.encode()).hexdigest()[:16]
+    work = scene_work_dir(planned.output, entry.name)
     work.mkdir(parents=True, exist_ok=True)
     with ctx.archive.open(entry) as reader:
         reader.resolve_in_strips(options.normalise, masking=options.masking)
