@@ -44,6 +44,10 @@ class DataError(DualSRError):
     """A scene file or archive cannot be read or written (names the file and what to do about it)."""
 
 
+class RemoteError(DataError):
+    """A remote object could not be listed, read or written (the message names the URL and the reason)."""
+
+
 class RecipeError(DualSRError):
     """An export recipe is invalid (names the file and the key)."""
 
@@ -96,6 +100,7 @@ __all__ = [
     "NeighbourRuleError",
     "OptionalDependencyError",
     "RecipeError",
+    "RemoteError",
     "RunError",
     "ScaleMismatchError",
     "ShapeOutOfProfileError",

@@ -3,7 +3,8 @@ needs the package (a missing one is an error naming the extra that provides it),
 only adds something (a probe, a nicer log).
 
 The extras (pyproject.toml): ``cpu`` (onnxruntime), ``gpu`` (onnxruntime-gpu, tensorrt), ``formats`` (rasterio,
-spectral), ``slim`` (onnxslim), ``report`` (matplotlib), ``openvino`` (openvino), ``cluster`` (ray), ``dev``.
+spectral), ``slim`` (onnxslim), ``report`` (matplotlib), ``openvino`` (openvino), ``cluster`` (ray), ``remote``
+(fsspec, s3fs, aiohttp, requests), ``dev``.
 """
 
 from __future__ import annotations

@@ -45,7 +45,11 @@ if TYPE_CHECKING:
 @user_errors
 def infer(
     ctx: typer.Context,
-    source: str = typer.Argument(..., help="LR scenes: a file, folder, glob pattern, list file or multi-scene HDF5."),
+    source: str = typer.Argument(
+        ...,
+        help="LR scenes: a file, folder, glob pattern, list file or multi-scene HDF5; or the same in object storage or "
+        "over HTTP(S) (s3://bucket/prefix/, https://host/list.txt …).",
+    ),
     normalise: str = typer.Option("auto", help=NORMALISE_HELP, rich_help_panel="Input"),
     nodata: list[float] | None = typer.Option(
         None,
@@ -119,8 +123,13 @@ def infer(
         help="Bytes a scene may take whole (e.g. 8G); larger scenes are streamed. Default: RAM/4.",
         rich_help_panel="Tiling and memory",
     ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output folder (one file per scene, plus manifest.jsonl).", rich_help_panel="Output"
+    out: str = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output folder (one file per scene, plus manifest.jsonl), or a prefix in object storage (s3://, gs://, "
+        "az://): each scene uploaded once written, then recorded.",
+        rich_help_panel="Output",
     ),
     output_format: str | None = typer.Option(
         None,
@@ -408,7 +417,7 @@ def _summary(report: ArchiveReport, title: str, on_cluster: bool) -> None:
     print_skipped(report.not_scenes, report.root or Path("."))
     done = len(report.ok)
     per_minute = 60 * done / report.seconds if report.seconds else 0.0
-    manifest = escape(str(report.manifest or report.out_dir / "manifest.jsonl"))
+    manifest = escape(report.manifest_url or str(report.manifest or report.out_dir / "manifest.jsonl"))
     suspects = sum(1 for record in report.ok if record.suspect)
     console.print(
         f"{done} done{f' ({suspects} suspect: see their notes)' if suspects else ''}, {len(report.failed)} failed, "

@@ -40,6 +40,12 @@ class ArchiveEntry:
     dtype: str | None = None
     error: str | None = None
     wavelengths: tuple[float, ...] | None = None  # band centres in nm, when the file gives them
+    origin: str | None = None  # where the scene lives when ``path`` is a local copy of it (a staged object's URL)
+
+    @property
+    def source(self) -> str:
+        """What outputs and records name as the scene's source: its origin, else its path."""
+        return self.origin or str(self.path)
 
     @property
     def nbytes(self) -> int:

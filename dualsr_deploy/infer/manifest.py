@@ -38,7 +38,8 @@ class SceneRecord:
       ``failed`` (``error`` says why) or ``interrupted``.
     - ``input_sha256``: one hash over every file the scene was read from (what ``--resume`` compares), and
       ``input_files`` those files (path relative to the archive root, bytes, SHA-256); ``output``, ``output_bytes``,
-      ``output_sha256``: the output written and its fingerprint.
+      ``output_sha256``: the output written and its fingerprint; ``output_objects``: with ``-o s3://…``, the
+      objects it was uploaded to (url, bytes, sha256, etag).
     - How it ran: ``backend`` (``backend-device-precision``), ``stage``, ``scale``, ``weights`` (the family or the
       checkpoint file), each ``*_choice`` saying why ``auto`` chose as it did; ``mode`` (``memory`` or
       ``streamed``), ``tiles`` (LR tiles planned, both models for ``dual``), ``worker`` (cluster runs).
@@ -57,6 +58,8 @@ class SceneRecord:
     output: str | None = None
     output_bytes: int | None = None  # the output's size and SHA-256 when written (its data file too for ENVI), so
     output_sha256: str | None = None  # that --resume redoes a scene whose output went missing, was cut or changed
+    # the objects an output was uploaded to (-o s3://…): url, bytes, sha256, etag (what --resume checks)
+    output_objects: list[dict[str, Any]] = field(default_factory=list)
     backend: str | None = None  # label: backend-device-precision
     precision_choice: str | None = None  # why, when --precision auto chose the precision
     stage_choice: str | None = None  # why, when --stage auto chose the stage

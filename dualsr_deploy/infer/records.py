@@ -86,7 +86,7 @@ def scene_record(
     spec = (options.for_weights(choice) or options).backend  # the family's backend: its precision may differ
     return SceneRecord(
         entry.name,
-        str(entry.path),
+        entry.source,
         status,
         input_sha256=planned.digest,
         input_files=[dict(item) for item in planned.input_files],

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
+from dualsr_deploy.data.remote import is_url
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Executor, Job, Outcome
@@ -67,6 +68,7 @@ class ArchiveReport:
     root: Path | None = None
     broken: list[str] = field(default_factory=list)  # work lost beyond any one scene's record (exit 1)
     manifest: Path | None = None  # the manifest file this run appended to (a shard's part with --shard)
+    manifest_url: str | None = None  # where that manifest was uploaded (-o s3://…)
     others: int = 0  # scenes of the archive left to other shards (--shard)
 
     @property
@@ -106,6 +108,16 @@ def run_archive(
     """
     options = options or InferOptions()
     report = progress or (lambda _event: None)
+    if is_url(source) or is_url(out_dir):  # an archive or output folder in object storage or on HTTP(S)
+        if cluster is not None:
+            raise RunError(
+                "--cluster with s3://, gs://, az:// or http(s):// inputs or outputs is not supported yet; run one "
+                "process per machine with --shard I/N instead (see docs/how-to/schedulers.md)"
+            )
+        from dualsr_deploy.infer.remote import run_remote
+
+        result: ArchiveReport = run_remote(source, out_dir, options, report=report, dry_run=dry_run)
+        return result
     out = Path(out_dir)
     shard = options.shard
     archive = open_archive(
@@ -165,7 +177,7 @@ def run_archive(
 
         for planned in plan:
             if planned.action == "fail":
-                finish(SceneRecord(planned.entry.name, str(planned.entry.path), "failed", error=planned.reason))
+                finish(SceneRecord(planned.entry.name, planned.entry.source, "failed", error=planned.reason))
         stop = StopRequest()
         job = Job(options, todo, manifest.completed() if options.resume else {}, finish, report, stop)
         started = time.perf_counter()

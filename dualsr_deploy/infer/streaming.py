@@ -288,13 +288,13 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         meta = reader.load(options.normalise, Window(0, 0, 1, w), options.masking).meta
         good = np.ones(c, dtype=bool)
         good[list(meta.bad_bands)] = False
-        facts = SceneFacts.of(good, str(entry.path), dtype=meta.dtype)
+        facts = SceneFacts.of(good, entry.source, dtype=meta.dtype)
         ctx.route.prepare({b - a for a, b in facts.network})  # its segments' artefacts, before any strip runs
         invalid, notes = _scan(reader, ctx, h, w)
         meta = meta.replace(notes=notes)  # the whole scene's, as an in-memory read gives them
         scene = _StreamedScene(ctx, planned, reader, meta, work, facts)
         scene.facts.invalid_pixels = invalid
-        out_meta = output_meta(meta, scale).replace(source=str(entry.path), format=entry.format or meta.format)
+        out_meta = output_meta(meta, scale).replace(source=entry.source, format=entry.format or meta.format)
         dtype = meta.dtype if options.units == "source" else "float32"
         factor = declared_factor(out_meta, options.units)
         with open_strips(

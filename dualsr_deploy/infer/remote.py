@@ -1,0 +1,390 @@
+"""``run_archive`` with an archive or an output folder in object storage or on HTTP(S) (see
+:mod:`dualsr_deploy.data.remote`).
+
+- **In.** The listing is sorted into scenes by the local walk's rules; scenes are staged (downloaded with the
+  objects read with them) in windows of at most half the staging budget, the next window downloading while the
+  current one computes, and each window is removed when its scenes have ended. A window is run as a local archive
+  would be (the same probe, reader, confinement, plan, pipeline), so outputs are bit-identical to a local run of
+  the same files, and records differ only in paths (``input`` is the URL; every input file also records the object's
+  ETag). A scene whose objects cannot be read is that scene's failure (404, 403, a changed size), the run goes on.
+- **Out.** ``-o s3://bucket/prefix/``: each scene is written to a local folder of the run, uploaded object by
+  object (a PUT or a completed multipart upload: nothing half-written is ever visible under the final key), then
+  recorded with the uploaded objects' URL, size, SHA-256 and ETag (``output_objects``), then removed locally. The
+  manifest (``manifest.jsonl``, or a shard's part) is uploaded after every record. The lock is an object
+  (``.dualsr.lock``) written only where none is (S3's conditional write), refreshed each minute, and taken over once
+  it is ten minutes old, or at once when its holder ran on this machine and is gone (a run that died).
+- **Resume** decides before anything is downloaded: a scene is done when its last record is ``ok``, every input
+  object it was read from has the size and ETag recorded, and every output object (or local output file) still has
+  the size and ETag (SHA-256) recorded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
+from dualsr_deploy.data.remote import Remote, is_url
+from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups, stage
+from dualsr_deploy.errors import RemoteError, RunError
+from dualsr_deploy.infer.context import SceneContext
+from dualsr_deploy.infer.executors.base import Job, Outcome
+from dualsr_deploy.infer.executors.local import LocalExecutor
+from dualsr_deploy.infer.lock import output_lock
+from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_problem, scene_digest
+from dualsr_deploy.infer.options import Event, InferOptions
+from dualsr_deploy.infer.plan import PlannedScene, plan_archive, written_files
+from dualsr_deploy.infer.remote_output import RemoteOutput, objects_problem
+from dualsr_deploy.infer.routes import Router
+from dualsr_deploy.infer.shards import Shard
+from dualsr_deploy.stop import StopRequest
+
+STAGE_BUDGET_VARIABLE = "DUALSR_STAGE_BUDGET"  # bytes of inputs staged at once (default 8G, or half the free disk)
+CACHE_VARIABLE = "DUALSR_CACHE_DIR"  # where a run stages inputs and writes outputs before upload (default: temp)
+
+
+def cache_root() -> Path:
+    folder = Path(os.environ.get(CACHE_VARIABLE) or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def stage_budget(folder: Path) -> int:
+    given = os.environ.get(STAGE_BUDGET_VARIABLE, "").strip()
+    if given:
+        import re
+
+        match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?", given)
+        if match is None:
+            raise RunError(f"{STAGE_BUDGET_VARIABLE}={given!r}: write a size, e.g. 512M or 4G")
+        return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
+    return min(8 << 30, shutil.disk_usage(folder).free // 2)
+
+
+@dataclass
+class _Window:
+    folder: Path
+    groups: list[SceneGroup]
+    failed: dict[str, str]  # scene name → why it could not be staged
+
+
+def run_remote(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: InferOptions,
+    *,
+    report: Callable[[Event], None],
+    dry_run: bool,
+) -> Any:
+    """See the module docstring; called by :func:`~dualsr_deploy.infer.run.run_archive`, whose report it returns."""
+    from dualsr_deploy.infer.run import ArchiveReport
+
+    source_text, out_text = os.fspath(source), os.fspath(out_dir)
+    shard = options.shard
+    with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="dualsr-remote-", dir=cache_root()))
+        stack.callback(shutil.rmtree, work, True)
+        sink = RemoteOutput(out_text, shard) if is_url(out_text) else None
+        out_local = work / "out" if sink is not None else Path(out_text)
+        if sink is not None:
+            out_local.mkdir()
+        remote_in = Remote.of(source_text) if is_url(source_text) else None
+        listing_scenes = _list(remote_in, source_text, work, shard) if remote_in is not None else None
+        exists = sink.exists() if sink is not None else RunManifest(out_local, shard).exists()
+        if exists and not (options.resume or options.overwrite) and not dry_run:
+            raise RunError(
+                f"{out_text} holds an earlier run (its manifest); --resume to continue it, --overwrite to redo every "
+                "scene, or choose another -o"
+            )
+        router = Router(options, report=report, say=lambda text: report(Event("message", text=text)))
+        stack.callback(router.close)
+        for scale in options.scales:
+            router.base.pool.model(scale)
+        manifest = RunManifest(out_local, shard)
+        result = ArchiveReport(out_local, [], manifest=manifest.path)
+        if sink is not None:
+            result.manifest_url = sink.url + sink.manifest_name
+        if listing_scenes is not None:
+            result.not_scenes = [SkippedFile(Path(relative), why) for relative, why in listing_scenes.skipped]
+        if dry_run:
+            result.plan = _dry_plan(listing_scenes, source_text, out_local, options, router)
+            report(Event("plan", count=sum(p.action == "run" for p in result.plan), total=0))
+            return result
+        notes: list[str] = []
+        if sink is not None:
+            stack.enter_context(sink.locked(notes))
+            if options.resume:
+                sink.download_manifests(out_local)
+        else:
+            stack.enter_context(output_lock(out_local, notes, shard))
+        for text in notes:
+            report(Event("message", text=text))
+        done = manifest.completed() if options.resume else {}
+        state = _RunState(options, manifest, sink, out_local, result, report, remote_in)
+        stop = StopRequest()
+        started = time.perf_counter()
+        try:
+            with stop.installed():
+                if listing_scenes is None:
+                    _run_local_source(state, source_text, done, stop, router)
+                else:
+                    assert remote_in is not None
+                    _run_windows(state, remote_in, listing_scenes, done, work, stop, router)
+        finally:
+            result.seconds = time.perf_counter() - started
+    return result
+
+
+class _RunState:
+    """What every window of one run shares: where records go, and how (upload first, then the manifest)."""
+
+    def __init__(
+        self,
+        options: InferOptions,
+        manifest: RunManifest,
+        sink: RemoteOutput | None,
+        out_local: Path,
+        result: Any,
+        report: Callable[[Event], None],
+        remote_in: Remote | None,
+    ) -> None:
+        self.options, self.manifest, self.sink, self.out_local = options, manifest, sink, out_local
+        self.result, self.report, self.remote_in = result, report, remote_in
+        self.identities: dict[str, dict[str, tuple[int | None, str | None]]] = {}  # scene → relative → (size, id)
+        self.urls: dict[str, str] = {}  # scene → its URL
+        self.base = ""  # the remote archive's folder (a URL ending in /)
+        self.staging: Path | None = None  # the window being run (its local copies)
+
+    def finish(self, record: SceneRecord) -> None:
+        if record.name in self.urls:
+            if not is_url(record.input):
+                record.input = self.urls[record.name]
+            known = self.identities.get(record.name, {})
+            for item in record.input_files:
+                size_id = known.get(str(item.get("path")))
+                if size_id is not None and size_id[1] is not None:
+                    item["etag"] = size_id[1]
+        if record.error and self.staging is not None:  # a reader's message names the staged copy: name the object
+            record.error = record.error.replace(f"{self.staging}/", self.base)
+        if self.sink is not None and record.status == "ok" and record.output:
+            record = self._upload(record)
+        self.manifest.append(record)
+        if self.sink is not None:
+            try:
+                self.sink.upload_manifest(self.manifest.path)
+            except RemoteError as error:
+                self.result.broken.append(f"the manifest could not be uploaded ({error})")
+        self.result.records.append(record)
+        self.report(Event("done", record.name, record=record))
+
+    def _upload(self, record: SceneRecord) -> SceneRecord:
+        assert self.sink is not None
+        assert record.output is not None
+        output = Path(record.output)
+        files = [p for p in written_files(output, self.options.qa, self.options.reference is not None) if p.exists()]
+        files = [p for path in files for p in ([*sorted(path.rglob("*"))] if path.is_dir() else [path]) if p.is_file()]
+        try:
+            record.output_objects = [self.sink.upload(path, self.out_local) for path in files]
+        except RemoteError as error:
+            record = replace(record, status="failed", error=f"written, but not uploaded: {error}")
+        finally:
+            for path in written_files(output, self.options.qa, self.options.reference is not None):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
+        return record
+
+    def previous_holds(self, previous: SceneRecord) -> str | None:
+        """Why an earlier ``ok`` record's outputs no longer stand (None: they do)."""
+        if self.sink is not None:
+            if not previous.output_objects:
+                return "no uploaded output was recorded"
+            return objects_problem(previous.output_objects, self.sink.remote)
+        return output_problem(previous)
+
+
+def _list(remote: Remote, source: str, work: Path, shard: Shard | None) -> RemoteScenes:
+    try:
+        listing = remote.listing(source)
+    except RemoteError as error:
+        raise RunError(str(error)) from None
+    scenes = scene_groups(listing, work / "skeleton")
+    shutil.rmtree(work / "skeleton", ignore_errors=True)
+    for url, why in listing.refused:
+        scenes.failed.append((url.rsplit("/", 1)[-1], url, f"{url}: {why}"))
+    if shard is not None:
+        scenes.groups = [group for group in scenes.groups if shard.owns(group.name)]
+        scenes.failed = [item for item in scenes.failed if shard.owns(item[0])]
+    if not scenes.groups and not scenes.failed:
+        raise RunError(f"{source}: no scene objects here ({len(listing.objects)} objects, none a scene)")
+    return scenes
+
+
+def _inputs_hold(previous: SceneRecord, group: SceneGroup) -> bool:
+    """Whether every object the scene was read from is as recorded (size and ETag), without reading it."""
+    if not previous.input_files:
+        return False
+    current = {obj.relative: obj for obj in group.objects}
+    for item in previous.input_files:
+        obj = current.get(str(item.get("path")))
+        if obj is None or obj.size != item.get("bytes") or not item.get("etag") or obj.identity != item.get("etag"):
+            return False
+    return True
+
+
+def _run_windows(
+    state: _RunState,
+    remote: Remote,
+    scenes: RemoteScenes,
+    done: dict[str, SceneRecord],
+    work: Path,
+    stop: StopRequest,
+    router: Router,
+) -> None:
+    state.base = scenes.base
+    for name, url, why in scenes.failed:
+        state.finish(SceneRecord(name, url, "failed", error=why))
+    todo: list[SceneGroup] = []
+    for group in scenes.groups:
+        previous = done.get(group.name)
+        if previous is not None and _inputs_hold(previous, group) and state.previous_holds(previous) is None:
+            state.result.resumed.append(PlannedScene(ArchiveEntry(group.name, Path(group.scene)), "skip"))
+            continue
+        todo.append(group)
+    state.report(Event("plan", count=len(todo) + len(state.result.resumed), total=0))
+    for planned in state.result.resumed:
+        state.report(Event("skip", planned.entry.name, count=0))
+    budget = max(1, stage_budget(work) // 2)
+    windows: list[list[SceneGroup]] = []
+    for group in todo:
+        if windows and sum(g.nbytes for g in windows[-1]) + group.nbytes <= budget:
+            windows[-1].append(group)
+        else:
+            windows.append([group])
+    for group in todo:
+        state.urls[group.name] = group.url
+        state.identities[group.name] = {obj.relative: (obj.size, obj.identity) for obj in group.objects}
+
+    def fetch(index: int) -> _Window:
+        folder = work / f"window-{index:05d}"
+        folder.mkdir(parents=True)
+        failed: dict[str, str] = {}
+        for group in windows[index]:
+            if stop.requested:
+                failed[group.name] = "interrupted before it was downloaded"
+                continue
+            try:
+                stage(remote, group, folder)
+            except (RemoteError, OSError) as error:
+                failed[group.name] = str(error)
+        return _Window(folder, windows[index], failed)
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualsr-stage") as pool:
+        ahead = pool.submit(fetch, 0) if windows else None
+        for index in range(len(windows)):
+            assert ahead is not None
+            window = ahead.result()
+            ahead = pool.submit(fetch, index + 1) if index + 1 < len(windows) and not stop.requested else None
+            try:
+                outcome = _run_window(state, window, stop, router)
+            finally:
+                shutil.rmtree(window.folder, ignore_errors=True)
+            state.result.backends = sorted({*state.result.backends, *outcome.backends})
+            state.result.broken.extend(outcome.broken)
+            if outcome.interrupted or stop.requested:
+                state.result.interrupted = True
+                break
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                shutil.rmtree(ahead.result().folder, ignore_errors=True)
+
+
+def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Router) -> Outcome:
+    for name, why in window.failed.items():
+        state.finish(SceneRecord(name, state.urls.get(name, name), "failed", error=why))
+    staged = [group for group in window.groups if group.name not in window.failed]
+    if not staged:
+        return Outcome()
+    state.staging = window.folder
+    archive = open_archive(window.folder, key=state.options.key, layout=state.options.layout)
+    base = state.base
+    archive.entries = [
+        replace(entry, origin=base + entry.path.relative_to(window.folder).as_posix()) for entry in archive.entries
+    ]
+    return _run_archive(state, archive, {}, stop, router)
+
+
+def _run_local_source(
+    state: _RunState, source: str, done: dict[str, SceneRecord], stop: StopRequest, router: Router
+) -> None:
+    """A local archive into object storage: one window, the archive itself."""
+    options = state.options
+    shard = options.shard
+    archive = open_archive(
+        source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
+    )
+    state.result.not_scenes = list(archive.skipped)
+    state.result.root = archive.root
+    kept: dict[str, SceneRecord] = {}
+    for entry in archive.readable:
+        previous = done.get(entry.name)
+        if previous is None or state.previous_holds(previous) is not None:
+            continue
+        try:
+            digest, _files = scene_digest(archive, entry)
+        except Exception:  # read again by the run, which records why
+            continue
+        if digest == previous.input_sha256:
+            kept[entry.name] = previous
+    archive.entries = [e for e in archive.entries if e.name not in kept]
+    state.report(Event("plan", count=len(archive.entries) + len(kept), total=0))
+    for name in kept:
+        state.result.resumed.append(PlannedScene(ArchiveEntry(name, Path(name)), "skip"))
+        state.report(Event("skip", name, count=0))
+    outcome = _run_archive(state, archive, {}, stop, router)
+    state.result.backends, state.result.interrupted = outcome.backends, outcome.interrupted
+    state.result.broken.extend(outcome.broken)
+
+
+def _run_archive(
+    state: _RunState, archive: Any, done: dict[str, SceneRecord], stop: StopRequest, router: Router
+) -> Outcome:
+    """One local archive (a staged window, or a local source) through the local pipeline into the run's folder."""
+    options = replace(state.options, resume=False, overwrite=True)
+    plan = plan_archive(archive, state.out_local, options, hashes=False, count_tiles=router.base.runner.count)
+    state.result.plan.extend(plan)
+    for planned in plan:
+        if planned.action == "fail":
+            state.finish(SceneRecord(planned.entry.name, planned.entry.source, "failed", error=planned.reason))
+    todo = [p for p in plan if p.action == "run"]
+    if not todo:
+        return Outcome()
+    ctx = SceneContext.of(archive, router)
+    ctx.prepare(todo)
+    return LocalExecutor(ctx).run(Job(options, todo, done, state.finish, state.report, stop))
+
+
+def _dry_plan(
+    scenes: RemoteScenes | None, source: str, out_local: Path, options: InferOptions, router: Router
+) -> list[PlannedScene]:
+    if scenes is None:
+        archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
+        return plan_archive(archive, out_local, options, hashes=False, count_tiles=router.base.runner.count)
+    plan = [
+        PlannedScene(ArchiveEntry(g.name, Path(g.url)), "run", reason=f"{len(g.objects)} object(s), {g.nbytes} bytes")
+        for g in scenes.groups
+    ]
+    plan += [PlannedScene(ArchiveEntry(name, Path(url)), "fail", reason=why) for name, url, why in scenes.failed]
+    return plan
+
+
+__all__ = ["CACHE_VARIABLE", "STAGE_BUDGET_VARIABLE", "run_remote"]

@@ -1,0 +1,267 @@
+"""Archives where they live: ``dualsr infer`` with an S3 API server and an HTTP server on 127.0.0.1 (tests/servers.py):
+outputs bit-identical to a local run of the same scenes, manifests equal up to paths, a killed run resumed, resume
+decided without downloading, hostile keys and refused objects as scene failures, and one line for missing
+credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.data import read_scene
+from dualsr_deploy.data.formats import write_scene
+from dualsr_deploy.errors import RunError
+from dualsr_deploy.infer import InferOptions, run_archive
+from dualsr_deploy.infer.remote_output import RemoteOutput
+from tests.infer.conftest import lr_scene
+from tests.servers import S3_ENV, http_server, s3_server
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+ARGS = ["--scale", "2", "--tile", "16"]
+SAME_UP_TO_PATHS = ("name", "status", "input_sha256", "shape_in", "shape_out", "backend", "stage", "scale", "mode",
+                    "tiles", "sam_weight", "weights", "consistency", "notes")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket on the S3 API server, with the environment a user would set for it."""
+    import s3fs
+
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    fs.bucket = bucket
+    return fs
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Six small scenes (HDF5, ENVI with its data file, one in a sub-folder) and a local run's outputs."""
+    folder = tmp_path_factory.mktemp("remote")
+    for seed in range(4):
+        write_scene(folder / "lr" / f"g{seed}.h5", lr_scene(seed, 16, 31, scale=2))
+    write_scene(folder / "lr" / "envi" / "e4.hdr", lr_scene(4, 16, 31, scale=2))
+    write_scene(folder / "lr" / "deep" / "g5.h5", lr_scene(5, 16, 31, scale=2))
+    report = run_archive(folder / "lr", folder / "local", InferOptions(scale=2, tile=16))
+    assert report.exit_code == 0
+    return folder / "lr", folder / "local"
+
+
+def manifest(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def upload(fs: Any, local: Path, prefix: str) -> str:
+    fs.put(str(local) + "/", f"{fs.bucket}/{prefix}/", recursive=True)
+    return f"s3://{fs.bucket}/{prefix}/"
+
+
+def same_output(fs: Any, key: str, local: Path, tmp: Path) -> None:
+    """The object's cube and attributes equal the local output's, but for where the scene was read from."""
+    folder, _, name = key.rpartition("/")
+    stem = name.split(".", 1)[0]
+    fetched_dir = tmp / uuid.uuid4().hex
+    fetched_dir.mkdir()
+    for found in fs.glob(f"{folder}/{stem}*"):  # an ENVI output is its header, data file and sidecar
+        fs.get(found, str(fetched_dir / found.rpartition("/")[2]))
+    fetched = fetched_dir / name
+    remote, here = read_scene(fetched), read_scene(local)
+    assert np.array_equal(remote.cube, here.cube)
+    assert remote.meta.wavelengths == here.meta.wavelengths
+    assert {k: v for k, v in remote.meta.attrs.items() if k != "dualsr_scene"} == {
+        k: v for k, v in here.meta.attrs.items() if k != "dualsr_scene"
+    }
+
+
+def test_an_s3_archive_into_s3_is_the_local_run(s3: Any, archive: tuple[Path, Path], tmp_path: Path) -> None:
+    lr, local = archive
+    source = upload(s3, lr, "granules")
+    out = f"s3://{s3.bucket}/sr/"
+    result = runner.invoke(app, ["infer", source, "-o", out, *ARGS], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert f"manifest: {out}manifest.jsonl" in " ".join(result.output.split()).replace("manifest: ", "manifest: ")
+    records = {r["name"]: r for r in manifest(s3.cat(f"{s3.bucket}/sr/manifest.jsonl").decode())}
+    expected = {r["name"]: r for r in manifest((local / "manifest.jsonl").read_text())}
+    assert set(records) == set(expected) == {"g0", "g1", "g2", "g3", "envi/e4", "deep/g5"}
+    for name, record in records.items():
+        assert {k: record.get(k) for k in SAME_UP_TO_PATHS} == {k: expected[name].get(k) for k in SAME_UP_TO_PATHS}
+        assert record["input"].startswith(source)
+        assert all(item["etag"] for item in record["input_files"])
+        assert record["output"] == expected[name]["output"]  # relative to the manifest, as locally
+        for item in record["output_objects"]:
+            assert s3.info(item["url"].removeprefix("s3://"))["size"] == item["bytes"]
+    for name in ("g0", "envi/e4", "deep/g5"):
+        suffix = ".hdr" if name.startswith("envi") else ".h5"
+        same_output(s3, f"{s3.bucket}/sr/{name}{suffix}", local / f"{name}{suffix}", tmp_path)
+    envi = sorted(item["url"].rsplit("/", 1)[1] for item in records["envi/e4"]["output_objects"])
+    assert envi == sorted(p.name for p in (local / "envi").iterdir())  # header, data file and sidecar, all uploaded
+    assert not s3.exists(f"{s3.bucket}/sr/.dualsr.lock")
+
+    again = runner.invoke(app, ["infer", source, "-o", out, *ARGS, "--resume"], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "0 done, 0 failed, 6 skipped" in " ".join(again.output.split())
+    s3.pipe(f"{s3.bucket}/granules/g1.h5", (lr / "g2.h5").read_bytes())  # an input changed: redone
+    s3.rm(f"{s3.bucket}/sr/g3.h5")  # an output gone: redone
+    third = runner.invoke(app, ["infer", source, "-o", out, *ARGS, "--resume"], terminal_width=200)
+    assert third.exit_code == 0, third.output
+    assert "2 done, 0 failed, 4 skipped" in " ".join(third.output.split())
+    refused = runner.invoke(app, ["infer", source, "-o", out, *ARGS])
+    assert refused.exit_code == 2
+    assert "--resume" in refused.output
+
+
+def test_a_local_archive_into_s3_and_an_s3_archive_into_a_folder(
+    s3: Any, archive: tuple[Path, Path], tmp_path: Path
+) -> None:
+    lr, local = archive
+    up = runner.invoke(app, ["infer", str(lr), "-o", f"s3://{s3.bucket}/up", *ARGS])
+    assert up.exit_code == 0, up.output
+    same_output(s3, f"{s3.bucket}/up/deep/g5.h5", local / "deep" / "g5.h5", tmp_path)
+    resumed = runner.invoke(app, ["infer", str(lr), "-o", f"s3://{s3.bucket}/up", *ARGS, "--resume"])
+    assert "0 done, 0 failed, 6 skipped" in " ".join(resumed.output.split())
+    source = upload(s3, lr, "in")
+    down = runner.invoke(app, ["infer", source, "-o", str(tmp_path / "down"), *ARGS])
+    assert down.exit_code == 0, down.output
+    for name in ("g0.h5", "envi/e4.hdr", "deep/g5.h5"):
+        assert np.array_equal(read_scene(tmp_path / "down" / name).cube, read_scene(local / name).cube)
+    records = manifest((tmp_path / "down" / "manifest.jsonl").read_text())
+    assert all(r["input"].startswith(source) for r in records)
+    import h5py
+
+    with h5py.File(tmp_path / "down" / "g0.h5") as handle:  # the provenance names the object, not its staged copy
+        assert json.loads(handle["cube"].attrs["dualsr_scene"])["source"] == f"{source}g0.h5"
+
+
+def test_a_killed_run_resumes_every_scene_once(s3: Any, tmp_path: Path) -> None:
+    lr = tmp_path / "lr"
+    for seed in range(8):  # large enough that the run is killed part-way
+        write_scene(lr / f"k{seed}.h5", lr_scene(seed, 48, 31, scale=2))
+    source = upload(s3, lr, "granules")
+    out = f"s3://{s3.bucket}/sr/"
+    command = [sys.executable, "-m", "dualsr_deploy", "infer", source, "-o", out, *ARGS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DUALSR_STAGE_BUDGET": "600K"}  # a window a scene: staged one by one
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    key = f"{s3.bucket}/sr/manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        s3.invalidate_cache()
+        if s3.exists(key) and s3.cat(key).decode().count('"status": "ok"') >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    s3.invalidate_cache()
+    before = sum(r["status"] == "ok" for r in manifest(s3.cat(key).decode()))
+    assert before < 8, "the run finished before it could be killed"
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout.decode()[-2000:]
+    s3.invalidate_cache()
+    records = manifest(s3.cat(key).decode())
+    assert sorted(r["name"] for r in records if r["status"] == "ok") == [f"k{seed}" for seed in range(8)]
+    assert not s3.exists(f"{s3.bucket}/sr/.dualsr.lock")
+
+
+def test_hostile_keys_and_missing_objects_are_scene_failures(s3: Any, archive: tuple[Path, Path]) -> None:
+    import boto3
+
+    lr, _ = archive
+    source = upload(s3, lr, "granules")
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3.bucket, Key="granules/../escape.h5", Body=(lr / "g0.h5").read_bytes())
+    client.put_object(Bucket=s3.bucket, Key="granules/bell\x07.h5", Body=(lr / "g0.h5").read_bytes())
+    listing = "g0.h5\nmissing.h5\n../outside.h5\n"
+    s3.pipe(f"{s3.bucket}/granules/list.txt", listing.encode())
+    out = f"s3://{s3.bucket}/sr"
+    result = runner.invoke(app, ["infer", source, "-o", out, *ARGS], terminal_width=240)
+    assert result.exit_code == 1, result.output
+    records = {r["input"]: r for r in manifest(s3.cat(f"{s3.bucket}/sr/manifest.jsonl").decode())}
+    failed = {url: r["error"] for url, r in records.items() if r["status"] == "failed"}
+    assert any("'..' part" in why for why in failed.values())
+    assert any("control character" in why for why in failed.values())
+    assert sum(r["status"] == "ok" for r in records.values()) == 6
+    assert not [key for key in s3.find(s3.bucket) if "escape" in key and "/sr/" in key]
+    listed = runner.invoke(app, ["infer", f"{source}list.txt", "-o", f"s3://{s3.bucket}/from-list", *ARGS])
+    assert listed.exit_code == 1, listed.output
+    from_list = manifest(s3.cat(f"{s3.bucket}/from-list/manifest.jsonl").decode())
+    errors = " ".join(str(r.get("error")) for r in from_list)
+    assert "not found (404)" in errors
+    assert "outside the list's folder" in errors
+    assert [r["name"] for r in from_list if r["status"] == "ok"] == ["g0"]
+
+
+def test_missing_credentials_and_a_locked_folder_are_one_line(
+    s3: Any, archive: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lr, _ = archive
+    source = upload(s3, lr, "granules")
+    with RemoteOutput(f"s3://{s3.bucket}/sr", None).locked([]):
+        held = runner.invoke(app, ["infer", source, "-o", f"s3://{s3.bucket}/sr", *ARGS])
+        assert held.exit_code == 2
+        assert "another dualsr run is writing here" in " ".join(held.output.split())
+        with pytest.raises(RunError, match="a whole run"), RemoteOutput(f"s3://{s3.bucket}/sr", _shard()).locked([]):
+            pass
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    missing = runner.invoke(app, ["infer", source, "-o", str(tmp_path / "out"), *ARGS])
+    assert missing.exit_code == 2
+    text = " ".join(missing.output.split())
+    assert "no credentials" in text
+    assert source in text
+
+
+def _shard() -> Any:
+    from dualsr_deploy.infer.shards import Shard
+
+    return Shard(1, 2)
+
+
+def test_an_archive_over_http(archive: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lr, local = archive
+    (lr.parent / "served").mkdir(exist_ok=True)
+    served = lr.parent / "served"
+    for path in [*lr.rglob("*")]:
+        if path.is_file():
+            target = served / path.relative_to(lr)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    (served / "forbidden.h5").write_bytes((lr / "g0.h5").read_bytes())
+    (served / "scenes.txt").write_text("g0.h5\nenvi/e4.hdr\nforbidden.h5\n")
+    monkeypatch.setenv("DUALSR_BEARER_TOKEN", "not-for-plain-http")
+    with http_server(served) as (base, log):
+        result = runner.invoke(app, ["infer", f"{base}scenes.txt", "-o", str(tmp_path / "sr"), *ARGS])
+    assert result.exit_code == 1, result.output
+    records = {r["name"]: r for r in manifest((tmp_path / "sr" / "manifest.jsonl").read_text())}
+    assert records["g0"]["status"] == "ok"
+    assert records["envi/e4"]["status"] == "ok"  # its data file staged with its header, though the list names one
+    for name in ("g0.h5", "envi/e4.hdr"):
+        assert np.array_equal(read_scene(tmp_path / "sr" / name).cube, read_scene(local / name).cube)
+    (failed,) = [r for r in records.values() if r["status"] == "failed"]
+    assert "access refused (403)" in failed["error"]
+    assert log.authorizations == []  # a bearer token is never sent in the clear
