@@ -157,6 +157,13 @@ def infer(
         help="Zarr outputs in format 2 (for readers with zarr-python 2) or 3 (default, where zarr-python ≥ 3).",
         rich_help_panel="Output",
     ),
+    stac: bool = typer.Option(
+        False,
+        "--stac",
+        help="Write a STAC Item beside each output (<name>.item.json: assets, bands, grid, processing, derived_from) "
+        "and a catalog.json of the run.",
+        rich_help_panel="Output",
+    ),
     units: str = typer.Option(
         "source",
         help="source (the input's units and dtype, no-data and bad bands kept) or normalised (float32 in [0, 1]).",
@@ -250,6 +257,7 @@ def infer(
         layout=layout,
         root=root,
         shard=parse_shard(shard) if shard is not None else None,
+        stac=stac,
     )
     # what auto chose, said once the archive is planned (not before the error of a wrong path or a locked folder)
     choices = [text for text in (spec.precision_choice if not dry_run else "", options.stage_choice) if text]

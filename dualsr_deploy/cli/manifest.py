@@ -26,6 +26,8 @@ def merge(out: Path = typer.Argument(..., help="The output folder the shards wro
             f"merged {len(report.parts)} part(s) into {escape(str(report.manifest))}: {report.records} records, "
             f"{report.scenes} scenes ({report.ok} ok, {report.failed} failed)"
         )
+    if report.catalog is not None:
+        console.print(f"STAC catalog of the run: {escape(str(report.catalog))}")
     if report.cut_lines:
         console.print(f"passed over {report.cut_lines} line(s) cut short by a killed run")
     problems = False

@@ -221,6 +221,19 @@ def open_archive(
     return _probe(base_root, [(path.stem, path, key)], layout, select)
 
 
+def open_paths(
+    root: Path,
+    named: Sequence[tuple[str, Path]],
+    failed: Sequence[tuple[str, Path, str]] = (),
+    layout: str | None = None,
+) -> Archive:
+    """An archive of scenes named by the caller (``named``: name, path), each probed as :func:`open_archive` probes
+    and confined to ``root``; ``failed``: (name, path, why) for scenes that are already known to fail."""
+    archive = _probe(root, [(name, path, None) for name, path in named], layout)
+    archive.entries.extend(ArchiveEntry(name, path, error=why) for name, path, why in failed)
+    return archive
+
+
 def _glob_base(pattern: str) -> Path:
     parts = Path(pattern).parts
     fixed = []

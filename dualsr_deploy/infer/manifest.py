@@ -286,6 +286,7 @@ class MergeReport:
     cut_lines: int = 0
     missing: dict[int, list[int]] = field(default_factory=dict)  # count → 1-based indices without a part
     twice: list[str] = field(default_factory=list)  # scenes written ok by more than one shard
+    catalog: Path | None = None  # the run's STAC catalog, written where the shards wrote Items (--stac)
 
 
 def merge_parts(folder: Path) -> MergeReport:
@@ -335,6 +336,9 @@ def merge_parts(folder: Path) -> MergeReport:
             with contextlib.suppress(OSError):
                 if lock.is_file() and lock.stat().st_size == 0:
                     lock.unlink()
+        from dualsr_deploy.infer.stac import item_links, write_catalog
+
+        report.catalog = write_catalog(folder, item_links(folder, RunManifest(folder).completed().values()))
         last: dict[str, str] = {}
         for record in read_records(target):
             last[record.name] = record.status

@@ -284,6 +284,7 @@ class InferOptions:
     layout: str | None = None
     root: Path | None = None
     shard: Shard | None = None  # this job's part of the archive (dualsr_deploy.infer.shards); None: all of it
+    stac: bool = False  # a STAC Item beside each output and a Catalog of the run (dualsr_deploy.infer.stac)
     stage_choice: str = ""  # why this stage, when --stage auto chose it (printed, in the manifest)
 
     def batch_on(self, device: str) -> int:

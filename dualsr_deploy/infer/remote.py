@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
-from dualsr_deploy.data.remote import Remote, is_url
+from dualsr_deploy.data.remote import Remote, RemoteObject, is_url, key_problem
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups, stage
+from dualsr_deploy.data.stac import StacArchive
 from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
@@ -45,6 +46,7 @@ from dualsr_deploy.infer.plan import PlannedScene, plan_archive, written_files
 from dualsr_deploy.infer.remote_output import RemoteOutput, objects_problem
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.infer.shards import Shard
+from dualsr_deploy.infer.stac import ITEM_SUFFIX, item_links, item_path, with_item, write_catalog
 from dualsr_deploy.stop import StopRequest
 
 STAGE_BUDGET_VARIABLE = "DUALSR_STAGE_BUDGET"  # bytes of inputs staged at once (default 8G, or half the free disk)
@@ -83,6 +85,7 @@ def run_remote(
     *,
     report: Callable[[Event], None],
     dry_run: bool,
+    stac: StacArchive | None = None,
 ) -> Any:
     """See the module docstring; called by :func:`~dualsr_deploy.infer.run.run_archive`, whose report it returns."""
     from dualsr_deploy.infer.run import ArchiveReport
@@ -96,8 +99,13 @@ def run_remote(
         out_local = work / "out" if sink is not None else Path(out_text)
         if sink is not None:
             out_local.mkdir()
-        remote_in = Remote.of(source_text) if is_url(source_text) else None
-        listing_scenes = _list(remote_in, source_text, work, shard) if remote_in is not None else None
+        if stac is not None and stac.remote:
+            stac_remote = Remote.of(stac.scenes[0].href)
+            remote_in: Remote | None = stac_remote
+            listing_scenes: RemoteScenes | None = _from_stac(stac_remote, stac)
+        else:
+            remote_in = Remote.of(source_text) if is_url(source_text) and stac is None else None
+            listing_scenes = _list(remote_in, source_text, work, shard) if remote_in is not None else None
         exists = sink.exists() if sink is not None else RunManifest(out_local, shard).exists()
         if exists and not (options.resume or options.overwrite) and not dry_run:
             raise RunError(
@@ -140,7 +148,29 @@ def run_remote(
                     _run_windows(state, remote_in, listing_scenes, done, work, stop, router)
         finally:
             result.seconds = time.perf_counter() - started
+            if options.stac and shard is None:
+                _catalog(state, sink, out_local)
     return result
+
+
+def _catalog(state: _RunState, sink: RemoteOutput | None, out_local: Path) -> None:
+    """The run's STAC Catalog, of every scene done in the folder (this run's and earlier ones')."""
+    records = state.manifest.completed().values()
+    if sink is None:
+        write_catalog(out_local, item_links(out_local, records))
+        return
+    hrefs = [
+        "./" + str(item["url"])[len(sink.url) :]
+        for record in records
+        for item in record.output_objects
+        if str(item.get("url", "")).endswith(ITEM_SUFFIX) and str(item["url"]).startswith(sink.url)
+    ]
+    path = write_catalog(out_local, hrefs)
+    if path is not None:
+        try:
+            sink.remote.put(path, sink.url + path.name)
+        except RemoteError as error:
+            state.result.broken.append(f"the STAC catalog could not be uploaded ({error})")
 
 
 class _RunState:
@@ -174,6 +204,8 @@ class _RunState:
                     item["etag"] = size_id[1]
         if record.error and self.staging is not None:  # a reader's message names the staged copy: name the object
             record.error = record.error.replace(f"{self.staging}/", self.base)
+        if self.options.stac:
+            record = with_item(record, self.options.qa, self.options.reference is not None)
         if self.sink is not None and record.status == "ok" and record.output:
             record = self._upload(record)
         self.manifest.append(record)
@@ -190,12 +222,14 @@ class _RunState:
         assert record.output is not None
         output = Path(record.output)
         files = [p for p in written_files(output, self.options.qa, self.options.reference is not None) if p.exists()]
+        files += [item_path(output)] if item_path(output).is_file() else []
         files = [p for path in files for p in ([*sorted(path.rglob("*"))] if path.is_dir() else [path]) if p.is_file()]
         try:
             record.output_objects = [self.sink.upload(path, self.out_local) for path in files]
         except RemoteError as error:
             record = replace(record, status="failed", error=f"written, but not uploaded: {error}")
         finally:
+            item_path(output).unlink(missing_ok=True)
             for path in written_files(output, self.options.qa, self.options.reference is not None):
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
@@ -226,6 +260,31 @@ def _list(remote: Remote, source: str, work: Path, shard: Shard | None) -> Remot
         scenes.failed = [item for item in scenes.failed if shard.owns(item[0])]
     if not scenes.groups and not scenes.failed:
         raise RunError(f"{source}: no scene objects here ({len(listing.objects)} objects, none a scene)")
+    return scenes
+
+
+def _from_stac(remote: Remote, stac: StacArchive) -> RemoteScenes:
+    """The Items of a STAC document as scenes: each staged under its id, its objects' sizes and ETags asked for."""
+    scenes = RemoteScenes(stac.base)
+    scenes.failed = list(stac.failed)
+    for scene in stac.scenes:
+        objects = []
+        try:
+            for url in (scene.href, *scene.companions):
+                if Remote.of(url).scheme != remote.scheme:
+                    raise RemoteError(f"{url}: Items of one run must all be in one kind of storage ({remote.scheme})")
+                stat = remote.stat(url)
+                if stat is None:
+                    raise RemoteError(f"{url}: not found (404)")
+                relative = f"{scene.name}/{url.rsplit('/', 1)[1]}"
+                problem = key_problem(relative)
+                if problem is not None:
+                    raise RemoteError(f"{url}: {problem}")
+                objects.append(RemoteObject(url, relative, *stat))
+        except RemoteError as error:
+            scenes.failed.append((scene.name, scene.href, str(error)))
+            continue
+        scenes.groups.append(SceneGroup(scene.name, objects[0].relative, tuple(objects)))
     return scenes
 
 
@@ -316,10 +375,14 @@ def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Ro
         return Outcome()
     state.staging = window.folder
     archive = open_archive(window.folder, key=state.options.key, layout=state.options.layout)
-    base = state.base
-    archive.entries = [
-        replace(entry, origin=base + entry.path.relative_to(window.folder).as_posix()) for entry in archive.entries
-    ]
+    urls = {obj.relative: obj.url for group in staged for obj in group.objects}
+    names = {group.scene: group.name for group in staged}  # a STAC Item's scene is named by its id
+    entries = []
+    for entry in archive.entries:
+        relative = entry.path.relative_to(window.folder).as_posix()
+        origin = urls.get(relative, state.base + relative)
+        entries.append(replace(entry, name=names.get(relative, entry.name), origin=origin))
+    archive.entries = entries
     return _run_archive(state, archive, {}, stop, router)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.data.remote import is_url
+from dualsr_deploy.data.stac import StacArchive
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Executor, Job, Outcome
@@ -45,6 +46,7 @@ from dualsr_deploy.infer.options import (
 from dualsr_deploy.infer.plan import PlannedScene, inside, plan_archive, written_files
 from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.routes import Router
+from dualsr_deploy.infer.stac import item_links, with_item, write_catalog
 from dualsr_deploy.stop import StopRequest
 
 
@@ -108,7 +110,8 @@ def run_archive(
     """
     options = options or InferOptions()
     report = progress or (lambda _event: None)
-    if is_url(source) or is_url(out_dir):  # an archive or output folder in object storage or on HTTP(S)
+    stac = _stac_source(source, options)
+    if is_url(source) or is_url(out_dir) or (stac is not None and stac.remote):  # object storage or HTTP(S)
         if cluster is not None:
             raise RunError(
                 "--cluster with s3://, gs://, az:// or http(s):// inputs or outputs is not supported yet; run one "
@@ -116,13 +119,16 @@ def run_archive(
             )
         from dualsr_deploy.infer.remote import run_remote
 
-        result: ArchiveReport = run_remote(source, out_dir, options, report=report, dry_run=dry_run)
+        result: ArchiveReport = run_remote(source, out_dir, options, report=report, dry_run=dry_run, stac=stac)
         return result
     out = Path(out_dir)
     shard = options.shard
-    archive = open_archive(
-        source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
-    )
+    if stac is not None:  # an ItemCollection or catalog whose assets are local files
+        archive = _stac_archive(stac, options)
+    else:
+        archive = open_archive(
+            source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
+        )
     _check_output_folder(source, out, archive, options, dry_run)
     if shard is not None:
         origin = f" ({shard.origin})" if shard.origin else ""
@@ -171,6 +177,8 @@ def run_archive(
             _clean_stale_of(plan, options)
 
         def finish(record: SceneRecord) -> None:
+            if options.stac:
+                record = with_item(record, options.qa, options.reference is not None)
             manifest.append(record)
             result.records.append(record)
             report(Event("done", record.name, record=record))
@@ -189,6 +197,8 @@ def run_archive(
             result.seconds = time.perf_counter() - started
             result.backends, result.interrupted, result.resumed = outcome.backends, outcome.interrupted, outcome.resumed
             result.broken = list(outcome.broken)
+            if options.stac and shard is None:  # shards leave it to dualsr manifest merge
+                write_catalog(out, item_links(out, manifest.completed().values()))
             if shard is None:
                 shutil.rmtree(out / WORK_DIR, ignore_errors=True)
             else:  # other shards' scenes may be streaming beside ours
@@ -196,6 +206,38 @@ def run_archive(
                     assert planned.output is not None
                     shutil.rmtree(scene_work_dir(planned.output, planned.entry.name), ignore_errors=True)
     return result
+
+
+def _stac_source(source: str | os.PathLike[str], options: InferOptions) -> StacArchive | None:
+    """The scenes of a STAC ItemCollection, catalog or Item given as the archive (None: not STAC)."""
+    from dualsr_deploy.data.stac import is_stac, read_stac
+
+    if not is_stac(source):
+        return None
+
+    def fetch(url: str) -> bytes:
+        from dualsr_deploy.data.remote import Remote
+
+        return Remote.of(url).read_bytes(url)
+
+    stac = read_stac(os.fspath(source), fetch, options.root)
+    if stac.remote and not all(is_url(scene.href) for scene in stac.scenes):
+        raise RunError(f"{source}: its Items name both local files and remote objects; give them as two archives")
+    if options.shard is not None:
+        stac.scenes = [scene for scene in stac.scenes if options.shard.owns(scene.name)]
+        stac.failed = [item for item in stac.failed if options.shard.owns(item[0])]
+    if not stac.scenes and not stac.failed:
+        raise RunError(f"{source}: a STAC document with no Items")
+    return stac
+
+
+def _stac_archive(stac: StacArchive, options: InferOptions) -> Archive:
+    from dualsr_deploy.data.archive import open_paths
+
+    root = options.root or Path(stac.base).parent
+    named = [(scene.name, Path(scene.href)) for scene in stac.scenes]
+    failed = [(name, Path(where), why) for name, where, why in stac.failed]
+    return open_paths(Path(root), named, failed, options.layout)
 
 
 def _use_threads(stack: contextlib.ExitStack, threads: int) -> None:

@@ -81,8 +81,9 @@ def upload(fs: Any, local: Path, prefix: str) -> str:
     return f"s3://{fs.bucket}/{prefix}/"
 
 
-def same_output(fs: Any, key: str, local: Path, tmp: Path) -> None:
-    """The object's cube and attributes equal the local output's, but for where the scene was read from."""
+def same_output(fs: Any, key: str, local: Path, tmp: Path, *, attrs: bool = True) -> None:
+    """The object's cube and attributes equal the local output's, but for where the scene was read from
+    (``attrs=False``: the cube alone, for an input read without a sidecar the local one had)."""
     folder, _, name = key.rpartition("/")
     stem = name.split(".", 1)[0]
     fetched_dir = tmp / uuid.uuid4().hex
@@ -93,6 +94,8 @@ def same_output(fs: Any, key: str, local: Path, tmp: Path) -> None:
     remote, here = read_scene(fetched), read_scene(local)
     assert np.array_equal(remote.cube, here.cube)
     assert remote.meta.wavelengths == here.meta.wavelengths
+    if not attrs:
+        return
     assert {k: v for k, v in remote.meta.attrs.items() if k != "dualsr_scene"} == {
         k: v for k, v in here.meta.attrs.items() if k != "dualsr_scene"
     }
@@ -265,3 +268,38 @@ def test_an_archive_over_http(archive: tuple[Path, Path], tmp_path: Path, monkey
     (failed,) = [r for r in records.values() if r["status"] == "failed"]
     assert "access refused (403)" in failed["error"]
     assert log.authorizations == []  # a bearer token is never sent in the clear
+
+
+def test_a_stac_item_collection_in_a_bucket_into_a_bucket(s3: Any, archive: tuple[Path, Path], tmp_path: Path) -> None:
+    import pystac
+
+    lr, local = archive
+    source = upload(s3, lr, "granules")
+    features = []
+    for ident, href in [
+        ("first", f"{source}g0.h5"),
+        ("envi", f"{source}envi/e4.hdr"),
+        ("local", "/srv/secret/scene.h5"),
+    ]:
+        item = pystac.Item(ident, None, None, __import__("datetime").datetime(2024, 1, 1), {})
+        item.add_asset("data", pystac.Asset(href, roles=["data"]))
+        features.append(item.to_dict(include_self_link=False))
+    features[1]["assets"]["binary"] = {"href": f"{source}envi/e4.img", "roles": ["data"]}  # its data file, too
+    s3.pipe(f"{s3.bucket}/items.json", json.dumps({"type": "FeatureCollection", "features": features}).encode())
+    out = f"s3://{s3.bucket}/stac-out/"
+    result = runner.invoke(app, ["infer", f"s3://{s3.bucket}/items.json", "-o", out, *ARGS, "--stac"])
+    assert result.exit_code == 1, result.output
+    records = {r["name"]: r for r in manifest(s3.cat(f"{s3.bucket}/stac-out/manifest.jsonl").decode())}
+    assert {n for n, r in records.items() if r["status"] == "ok"} == {"first", "envi"}, {
+        n: r.get("error") for n, r in records.items()
+    }
+    assert "a remote document names a local path" in records["local"]["error"]
+    catalog = json.loads(s3.cat(f"{s3.bucket}/stac-out/catalog.json"))
+    assert sorted(link["href"] for link in catalog["links"] if link["rel"] == "item") == [
+        "./envi.item.json",
+        "./first.item.json",
+    ]
+    item = json.loads(s3.cat(f"{s3.bucket}/stac-out/first.item.json"))
+    assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == [f"{source}g0.h5"]
+    # the Item names the header and its data file, not the local run's provenance sidecar: the cube is the same
+    same_output(s3, f"{s3.bucket}/stac-out/envi.hdr", local / "envi" / "e4.hdr", tmp_path, attrs=False)
