@@ -382,7 +382,7 @@ def _plan_table(report: ArchiveReport, title: str) -> None:
     rows = []
     for planned in report.plan:
         shape = "×".join(map(str, planned.entry.shape)) if planned.entry.shape else "-"
-        where = str(planned.output) if planned.action == "run" else (planned.reason or "")
+        where = str(planned.output) if planned.action == "run" and planned.output else (planned.reason or "")
         family = planned.weights.family if planned.weights is not None else "-"
         rows.append(
             [escape(planned.entry.name), shape, planned.action, planned.mode, family, str(planned.tiles), escape(where)]

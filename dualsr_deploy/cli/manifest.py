@@ -13,21 +13,31 @@ manifest_app = typer.Typer(help="The run manifest of an output folder.", no_args
 
 
 @user_errors
-def merge(out: Path = typer.Argument(..., help="The output folder the shards wrote to.")) -> None:
+def merge(
+    out: str = typer.Argument(..., help="The output folder the shards wrote to, or its prefix in object storage."),
+) -> None:
     """Join every manifest.shard-I-of-N.jsonl of OUT onto OUT/manifest.jsonl (then remove the parts). Refused while a
     shard still runs; exits 1 when a shard of the array left no part or a scene was written by two shards."""
+    from dualsr_deploy.data.remote import is_url
     from dualsr_deploy.infer.manifest import merge_parts
 
-    report = merge_parts(out)
+    if is_url(out):
+        from dualsr_deploy.infer.remote_output import merge_remote
+
+        report = merge_remote(out)
+    else:
+        report = merge_parts(Path(out))
+    joined = report.manifest_url or str(report.manifest)
     if not report.parts:
-        console.print(f"{escape(str(out))}: no shard parts to merge; {escape(report.manifest.name)} is as it was")
+        console.print(f"{escape(out)}: no shard parts to merge; {escape(joined)} is as it was")
     else:
         console.print(
-            f"merged {len(report.parts)} part(s) into {escape(str(report.manifest))}: {report.records} records, "
+            f"merged {len(report.parts)} part(s) into {escape(joined)}: {report.records} records, "
             f"{report.scenes} scenes ({report.ok} ok, {report.failed} failed)"
         )
-    if report.catalog is not None:
-        console.print(f"STAC catalog of the run: {escape(str(report.catalog))}")
+    catalog = report.catalog_url or (str(report.catalog) if report.catalog is not None else None)
+    if catalog is not None:
+        console.print(f"STAC catalog of the run: {escape(catalog)}")
     if report.cut_lines:
         console.print(f"passed over {report.cut_lines} line(s) cut short by a killed run")
     problems = False

@@ -41,6 +41,7 @@ class RemoteScenes:
     groups: list[SceneGroup] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)
+    others: int = 0  # scenes left to other shards
 
 
 _PARTNERS = (("_RFL_", "_MASK_"), ("SPECTRAL_IMAGE", "METADATA"))  # products read with a twin granule or file

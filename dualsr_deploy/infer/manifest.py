@@ -287,6 +287,8 @@ class MergeReport:
     missing: dict[int, list[int]] = field(default_factory=dict)  # count → 1-based indices without a part
     twice: list[str] = field(default_factory=list)  # scenes written ok by more than one shard
     catalog: Path | None = None  # the run's STAC catalog, written where the shards wrote Items (--stac)
+    catalog_url: str | None = None  # the same, uploaded (an output prefix in object storage)
+    manifest_url: str | None = None  # the joined manifest, uploaded (an output prefix in object storage)
 
 
 def merge_parts(folder: Path) -> MergeReport:

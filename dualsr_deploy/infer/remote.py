@@ -42,11 +42,11 @@ from dualsr_deploy.infer.executors.local import LocalExecutor
 from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_problem, scene_digest
 from dualsr_deploy.infer.options import Event, InferOptions
-from dualsr_deploy.infer.plan import PlannedScene, plan_archive, written_files
-from dualsr_deploy.infer.remote_output import RemoteOutput, objects_problem
+from dualsr_deploy.infer.plan import PlannedScene, plan_archive, size_text, written_files
+from dualsr_deploy.infer.remote_output import RemoteOutput, catalog_hrefs, objects_problem
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.infer.shards import Shard
-from dualsr_deploy.infer.stac import ITEM_SUFFIX, item_links, item_path, with_item, write_catalog
+from dualsr_deploy.infer.stac import item_links, item_path, with_item, write_catalog
 from dualsr_deploy.stop import StopRequest
 
 STAGE_BUDGET_VARIABLE = "DUALSR_STAGE_BUDGET"  # bytes of inputs staged at once (default 8G, or half the free disk)
@@ -159,13 +159,7 @@ def _catalog(state: _RunState, sink: RemoteOutput | None, out_local: Path) -> No
     if sink is None:
         write_catalog(out_local, item_links(out_local, records))
         return
-    hrefs = [
-        "./" + str(item["url"])[len(sink.url) :]
-        for record in records
-        for item in record.output_objects
-        if str(item.get("url", "")).endswith(ITEM_SUFFIX) and str(item["url"]).startswith(sink.url)
-    ]
-    path = write_catalog(out_local, hrefs)
+    path = write_catalog(out_local, catalog_hrefs(sink.url, records))
     if path is not None:
         try:
             sink.remote.put(path, sink.url + path.name)
@@ -255,11 +249,13 @@ def _list(remote: Remote, source: str, work: Path, shard: Shard | None) -> Remot
     shutil.rmtree(work / "skeleton", ignore_errors=True)
     for url, why in listing.refused:
         scenes.failed.append((url.rsplit("/", 1)[-1], url, f"{url}: {why}"))
-    if shard is not None:
-        scenes.groups = [group for group in scenes.groups if shard.owns(group.name)]
-        scenes.failed = [item for item in scenes.failed if shard.owns(item[0])]
     if not scenes.groups and not scenes.failed:
         raise RunError(f"{source}: no scene objects here ({len(listing.objects)} objects, none a scene)")
+    if shard is not None:  # a part may hold no scene: it then has nothing to do, and says so
+        total = len(scenes.groups)
+        scenes.groups = [group for group in scenes.groups if shard.owns(group.name)]
+        scenes.failed = [item for item in scenes.failed if shard.owns(item[0])]
+        scenes.others = total - len(scenes.groups)
     return scenes
 
 
@@ -310,6 +306,16 @@ def _run_windows(
     router: Router,
 ) -> None:
     state.base = scenes.base
+    shard = state.options.shard
+    if shard is not None:
+        origin = f" ({shard.origin})" if shard.origin else ""
+        state.report(
+            Event(
+                "message",
+                text=f"shard {shard.text}{origin}: {len(scenes.groups)} of {len(scenes.groups) + scenes.others} "
+                "scenes; the others are the other shards'",
+            )
+        )
     for name, url, why in scenes.failed:
         state.finish(SceneRecord(name, url, "failed", error=why))
     todo: list[SceneGroup] = []
@@ -347,6 +353,15 @@ def _run_windows(
                 failed[group.name] = str(error)
         return _Window(folder, windows[index], failed)
 
+    if windows:
+        total = sum(group.nbytes for group in todo)
+        state.report(
+            Event(
+                "message",
+                text=f"{len(todo)} scene(s), {size_text(total)} to download in {len(windows)} window(s) of at most "
+                f"{size_text(budget)}, each while the one before computes",
+            )
+        )
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dualsr-stage") as pool:
         ahead = pool.submit(fetch, 0) if windows else None
         for index in range(len(windows)):
@@ -443,7 +458,11 @@ def _dry_plan(
         archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
         return plan_archive(archive, out_local, options, hashes=False, count_tiles=router.base.runner.count)
     plan = [
-        PlannedScene(ArchiveEntry(g.name, Path(g.url)), "run", reason=f"{len(g.objects)} object(s), {g.nbytes} bytes")
+        PlannedScene(
+            ArchiveEntry(g.name, Path(g.url)),
+            "run",
+            reason=f"{g.url}: {len(g.objects)} object(s), {size_text(g.nbytes)}; probed once downloaded",
+        )
         for g in scenes.groups
     ]
     plan += [PlannedScene(ArchiveEntry(name, Path(url)), "fail", reason=why) for name, url, why in scenes.failed]

@@ -9,16 +9,18 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dualsr_deploy.data.remote import Remote
 from dualsr_deploy.errors import RemoteError, RunError
-from dualsr_deploy.infer.manifest import MANIFEST_NAME
+from dualsr_deploy.infer.manifest import MANIFEST_NAME, MergeReport, RunManifest, SceneRecord, merge_parts
 from dualsr_deploy.infer.shards import Shard
+from dualsr_deploy.infer.stac import ITEM_SUFFIX, write_catalog
 
 LOCK_STALE_S = 600.0  # a lock object not refreshed for this long belongs to a run that died
 HEARTBEAT_S = 60.0
@@ -162,4 +164,43 @@ def objects_problem(objects: list[dict[str, Any]], remote: Remote) -> str | None
     return None
 
 
-__all__ = ["HEARTBEAT_S", "LOCK_STALE_S", "RemoteOutput", "objects_problem"]
+def catalog_hrefs(url: str, records: Iterable[SceneRecord]) -> list[str]:
+    """The Items uploaded under ``url`` by ``ok`` records, as hrefs relative to it."""
+    return [
+        "./" + str(item["url"])[len(url) :]
+        for record in records
+        if record.status == "ok"
+        for item in record.output_objects
+        if str(item.get("url", "")).endswith(ITEM_SUFFIX) and str(item["url"]).startswith(url)
+    ]
+
+
+def merge_remote(url: str) -> MergeReport:
+    """:func:`~dualsr_deploy.infer.manifest.merge_parts` for an output prefix in object storage: the parts and the
+    joined manifest are downloaded, joined as a local folder's are, the joined manifest (and the run's STAC catalog,
+    where Items were uploaded) uploaded, then the parts deleted. Holds the prefix's lock object throughout."""
+    sink = RemoteOutput(url, None)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dualsr-merge-") as folder, sink.locked(notes):
+        here = Path(folder)
+        parts = sorted(sink.remote.glob(sink.url + "manifest.shard-*-of-*.jsonl"))
+        for source in [sink.url + MANIFEST_NAME, *parts]:
+            if sink.remote.stat(source) is not None:
+                (here / source.rsplit("/", 1)[1]).write_bytes(sink.remote.read_bytes(source, 1 << 30))
+        report = merge_parts(here)
+        if report.parts:
+            sink.remote.put(here / MANIFEST_NAME, sink.url + MANIFEST_NAME)
+            for part in parts:
+                sink.remote.remove(part)
+        hrefs = catalog_hrefs(sink.url, RunManifest(here).completed().values())
+        catalog = write_catalog(here, hrefs)
+        report.catalog = None
+        if catalog is not None:
+            sink.remote.put(catalog, sink.url + catalog.name)
+            report.catalog_url = sink.url + catalog.name
+        report.manifest_url = sink.url + MANIFEST_NAME
+        report.parts = [Path(part.rsplit("/", 1)[1]) for part in parts]
+    return report
+
+
+__all__ = ["HEARTBEAT_S", "LOCK_STALE_S", "RemoteOutput", "catalog_hrefs", "merge_remote", "objects_problem"]

@@ -223,11 +223,11 @@ def _stac_source(source: str | os.PathLike[str], options: InferOptions) -> StacA
     stac = read_stac(os.fspath(source), fetch, options.root)
     if stac.remote and not all(is_url(scene.href) for scene in stac.scenes):
         raise RunError(f"{source}: its Items name both local files and remote objects; give them as two archives")
+    if not stac.scenes and not stac.failed:
+        raise RunError(f"{source}: a STAC document with no Items")
     if options.shard is not None:
         stac.scenes = [scene for scene in stac.scenes if options.shard.owns(scene.name)]
         stac.failed = [item for item in stac.failed if options.shard.owns(item[0])]
-    if not stac.scenes and not stac.failed:
-        raise RunError(f"{source}: a STAC document with no Items")
     return stac
 
 

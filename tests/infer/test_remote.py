@@ -303,3 +303,35 @@ def test_a_stac_item_collection_in_a_bucket_into_a_bucket(s3: Any, archive: tupl
     assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == [f"{source}g0.h5"]
     # the Item names the header and its data file, not the local run's provenance sidecar: the cube is the same
     same_output(s3, f"{s3.bucket}/stac-out/envi.hdr", local / "envi" / "e4.hdr", tmp_path, attrs=False)
+
+
+def test_shards_side_by_side_into_a_bucket_then_merged(s3: Any, archive: tuple[Path, Path]) -> None:
+    lr, local = archive
+    source = upload(s3, lr, "granules")
+    out = f"s3://{s3.bucket}/sharded/"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dualsr_deploy", "infer", source, "-o", out, *ARGS, "--stac", "--shard", f"{i}/3"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=300)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    s3.invalidate_cache()
+    parts = sorted(s3.glob(f"{s3.bucket}/sharded/manifest.shard-*"))
+    assert len(parts) == 3
+    assert not s3.exists(f"{s3.bucket}/sharded/catalog.json")  # left to the merge
+    merged = runner.invoke(app, ["manifest", "merge", out], terminal_width=200)
+    assert merged.exit_code == 0, merged.output
+    assert "6 scenes (6 ok, 0 failed)" in " ".join(merged.output.split())
+    s3.invalidate_cache()
+    assert not s3.glob(f"{s3.bucket}/sharded/manifest.shard-*")
+    names = sorted(r["name"] for r in manifest(s3.cat(f"{s3.bucket}/sharded/manifest.jsonl").decode()))
+    assert names == sorted(r["name"] for r in manifest((local / "manifest.jsonl").read_text()))  # each scene once
+    catalog = json.loads(s3.cat(f"{s3.bucket}/sharded/catalog.json"))
+    assert len([link for link in catalog["links"] if link["rel"] == "item"]) == 6
+    empty = runner.invoke(app, ["infer", source, "-o", f"s3://{s3.bucket}/e/", *ARGS, "--shard", "2/2"])
+    assert empty.exit_code == 0, empty.output  # these six names all fall in part 1 of 2: part 2 has nothing to do
+    assert "shard 2/2: 0 of 6 scenes" in " ".join(empty.output.split())
