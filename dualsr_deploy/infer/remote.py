@@ -42,7 +42,7 @@ from dualsr_deploy.infer.executors.local import LocalExecutor
 from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_problem, scene_digest
 from dualsr_deploy.infer.options import Event, InferOptions
-from dualsr_deploy.infer.plan import PlannedScene, plan_archive, size_text, written_files
+from dualsr_deploy.infer.plan import PlannedScene, free_bytes, plan_archive, size_text, written_files
 from dualsr_deploy.infer.remote_output import RemoteOutput, catalog_hrefs, objects_problem
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.infer.shards import Shard
@@ -236,7 +236,7 @@ class _RunState:
         if self.sink is not None:
             if not previous.output_objects:
                 return "no uploaded output was recorded"
-            return objects_problem(previous.output_objects, self.sink.remote)
+            return objects_problem(previous.output_objects, self.sink.remote, self.sink.url)
         return output_problem(previous)
 
 
@@ -344,8 +344,14 @@ def _run_windows(
         folder.mkdir(parents=True)
         failed: dict[str, str] = {}
         for group in windows[index]:
-            if stop.requested:
-                failed[group.name] = "interrupted before it was downloaded"
+            if stop.requested:  # not started: not recorded (--resume runs it), as a local run's unread scenes
+                break
+            free = free_bytes(folder)
+            if group.nbytes > free - (64 << 20):
+                failed[group.name] = (
+                    f"{group.url}: needs {size_text(group.nbytes)} to download and {folder} has {size_text(free)} "
+                    f"free; set {CACHE_VARIABLE} to a folder with room"
+                )
                 continue
             try:
                 stage(remote, group, folder)
@@ -385,7 +391,7 @@ def _run_windows(
 def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Router) -> Outcome:
     for name, why in window.failed.items():
         state.finish(SceneRecord(name, state.urls.get(name, name), "failed", error=why))
-    staged = [group for group in window.groups if group.name not in window.failed]
+    staged = [g for g in window.groups if g.name not in window.failed and (window.folder / g.scene).exists()]
     if not staged:
         return Outcome()
     state.staging = window.folder

@@ -153,9 +153,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def objects_problem(objects: list[dict[str, Any]], remote: Remote) -> str | None:
-    """Why uploaded outputs cannot be trusted any more (gone, another size, another ETag), or None."""
+def objects_problem(objects: list[dict[str, Any]], remote: Remote, base: str) -> str | None:
+    """Why uploaded outputs cannot be trusted any more (gone, another size, another ETag, or not under the output
+    prefix ``base``: a manifest's claim about objects elsewhere is not believed), or None."""
     for item in objects:
+        if not str(item.get("url", "")).startswith(base):
+            return f"its record names an output outside {base} ({item.get('url')})"
         stat = remote.stat(str(item.get("url")))
         if stat is None:
             return f"its output {item.get('url')} is gone"
