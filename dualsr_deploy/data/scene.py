@@ -85,13 +85,21 @@ class SceneMeta:
     georef: GeoReference | None = None
     attrs: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # where the source lives when ``source`` is a local copy of it (a staged object's URL): what provenance names,
+    # while ``source`` stays the file writers copy the source's structure and tags from
+    origin: str | None = None
 
     def replace(self, **changes: Any) -> SceneMeta:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Provenance as written into outputs: ``source`` is the origin where there is one (a local copy's path is
+        no-one's business once the run ends)."""
         data = dataclasses.asdict(self)
         data["attrs"] = dict(self.attrs)
+        origin = data.pop("origin")
+        if origin:
+            data["source"] = origin
         return data
 
     def to_json(self) -> str:

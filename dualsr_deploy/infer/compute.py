@@ -29,7 +29,7 @@ from dualsr_deploy.ops.imresize import imresize
 def plan_segments(scene: Scene) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(segments run through the network, shorter segments upsampled bicubically); refuses a scene with no segment
     of ≥ :data:`MIN_SEGMENT` good bands."""
-    return split_segments(scene.good, scene.meta.source)
+    return split_segments(scene.good, scene.meta.origin or scene.meta.source)
 
 
 def split_segments(good: np.ndarray, source: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

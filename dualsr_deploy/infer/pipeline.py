@@ -97,7 +97,7 @@ def _load_scene(ctx: SceneContext, planned: PlannedScene, previous: SceneRecord 
             with ctx.archive.open(planned.entry) as reader:
                 item.scene = reader.load(ctx.options.normalise, masking=ctx.options.masking)
             if planned.entry.origin is not None:  # a staged copy: its outputs name where it lives
-                item.scene = replace(item.scene, meta=item.scene.meta.replace(source=planned.entry.origin))
+                item.scene = replace(item.scene, meta=item.scene.meta.replace(origin=planned.entry.origin))
         except (DualSRError, OSError) as exc:
             item.error = str(exc)
         except SCENE_ERRORS as exc:

@@ -62,6 +62,7 @@ def qa_scene(layer: np.ndarray, output: Scene) -> Scene:
     """The layer as a one-band scene with the output's georeferencing, written in its own units (uint8)."""
     meta = SceneMeta(
         source=output.meta.source,
+        origin=output.meta.origin,
         format=output.meta.format,
         dtype="uint8",
         georef=output.meta.georef,

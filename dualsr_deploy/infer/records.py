@@ -45,7 +45,9 @@ class SceneFacts:
     @classmethod
     def of_scene(cls, scene: Scene) -> SceneFacts:
         invalid = 0 if scene.valid is None else int((~scene.valid).sum())
-        return cls.of(scene.good, scene.meta.source, invalid_pixels=invalid, dtype=scene.meta.dtype)
+        return cls.of(
+            scene.good, scene.meta.origin or scene.meta.source, invalid_pixels=invalid, dtype=scene.meta.dtype
+        )
 
 
 def scene_notes(facts: SceneFacts) -> list[str]:

@@ -294,7 +294,9 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
         meta = meta.replace(notes=notes)  # the whole scene's, as an in-memory read gives them
         scene = _StreamedScene(ctx, planned, reader, meta, work, facts)
         scene.facts.invalid_pixels = invalid
-        out_meta = output_meta(meta, scale).replace(source=entry.source, format=entry.format or meta.format)
+        out_meta = output_meta(meta, scale).replace(
+            source=str(entry.path), origin=entry.origin, format=entry.format or meta.format
+        )
         dtype = meta.dtype if options.units == "source" else "float32"
         factor = declared_factor(out_meta, options.units)
         with open_strips(

@@ -335,3 +335,37 @@ def test_shards_side_by_side_into_a_bucket_then_merged(s3: Any, archive: tuple[P
     empty = runner.invoke(app, ["infer", source, "-o", f"s3://{s3.bucket}/e/", *ARGS, "--shard", "2/2"])
     assert empty.exit_code == 0, empty.output  # these six names all fall in part 1 of 2: part 2 has nothing to do
     assert "shard 2/2: 0 of 6 scenes" in " ".join(empty.output.split())
+
+
+def test_what_writers_copy_from_the_source_survives_staging(s3: Any, tmp_path: Path) -> None:
+    """Writers copy the source's own structure and tags from the source file (a GeoTIFF's tags, an ENVI header's
+    entries): a staged scene's outputs keep them as a local run's do, and name the object as their source."""
+    rasterio = pytest.importorskip("rasterio")
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    cube = lr_scene(7, 16, 31, scale=2).cube
+    profile = {"driver": "GTiff", "height": 16, "width": 16, "count": 31, "dtype": "float32"}
+    with rasterio.open(lr / "tagged.tif", "w", **profile) as out:
+        out.write(cube)
+        out.update_tags(SENSOR="AVIRIS-NG", ACQUISITION_TIME="2023-06-01T18:30:05Z")
+        for band in range(31):
+            out.update_tags(band + 1, wavelength=str(400 + 10 * band), wavelength_units="nm")
+    envi = lr_scene(8, 16, 31, scale=2)
+    write_scene(lr / "flight.hdr", envi)
+    header = (lr / "flight.hdr").read_text() + "sensor type = AVIRIS-NG\nflight line = ang20230601t183005\n"
+    (lr / "flight.hdr").write_text(header)
+    local = runner.invoke(app, ["infer", str(lr), "-o", str(tmp_path / "local"), *ARGS])
+    assert local.exit_code == 0, local.output
+    source = upload(s3, lr, "tagged")
+    remote = runner.invoke(app, ["infer", source, "-o", str(tmp_path / "remote"), *ARGS])
+    assert remote.exit_code == 0, remote.output
+    with rasterio.open(tmp_path / "local" / "tagged.tif") as a, rasterio.open(tmp_path / "remote" / "tagged.tif") as b:
+        assert b.tags()["SENSOR"] == "AVIRIS-NG"
+        assert {k: v for k, v in b.tags().items() if k != "DUALSR_SCENE"} == {
+            k: v for k, v in a.tags().items() if k != "DUALSR_SCENE"
+        }
+        assert json.loads(b.tags()["DUALSR_SCENE"])["source"] == f"{source}tagged.tif"
+        assert b.tags(1) == a.tags(1)
+    written = (tmp_path / "remote" / "flight.hdr").read_text()
+    assert "flight line = ang20230601t183005" in written
+    assert written == (tmp_path / "local" / "flight.hdr").read_text()
