@@ -41,6 +41,9 @@ class ArchiveEntry:
     error: str | None = None
     wavelengths: tuple[float, ...] | None = None  # band centres in nm, when the file gives them
     origin: str | None = None  # where the scene lives when ``path`` is a local copy of it (a staged object's URL)
+    # a scene read by range from a remote object (``path`` a GDAL virtual path): its relative key, size and ETag, what
+    # its fingerprint is made of (its bytes are never all read at once)
+    remote: tuple[str, int | None, str | None] | None = None
 
     @property
     def source(self) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dualsr_deploy.data.remote import is_vsi
 from dualsr_deploy.errors import DataError
 
 
@@ -74,7 +75,10 @@ class Confinement:
         return cls.of(path if path.is_dir() else path.parent, [path])
 
     def problem(self, path: Path) -> str | None:
-        """Why a reader may not open ``path``, or None."""
+        """Why a reader may not open ``path``, or None. A remote object (a GDAL virtual path) may be read only when
+        the archive named it."""
+        if is_vsi(path):
+            return None if Path(os.path.abspath(path)) in self.named else "a remote object the archive did not name"
         why = not_regular(path)
         if why is not None:
             return why

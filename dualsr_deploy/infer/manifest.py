@@ -169,7 +169,15 @@ def files_digest(files: Sequence[Path], root: Path, key: str | None = None) -> t
 
 
 def scene_digest(archive: Archive, entry: ArchiveEntry) -> tuple[str, list[dict[str, Any]]]:
-    """:func:`files_digest` over every file the scene's reader opens (opened for its list, not its pixels)."""
+    """:func:`files_digest` over every file the scene's reader opens (opened for its list, not its pixels). A
+    scene read by range from a remote object is fingerprinted by the object's key, size and ETag: the store's own
+    digest, as ``--resume`` compares it, without reading it whole."""
+    if entry.remote is not None:
+        relative, size, etag = entry.remote
+        digest = hashlib.sha256(f"{relative}\0{size}\0{etag}\0".encode())
+        if entry.key is not None:
+            digest.update(b"\0key\0" + entry.key.encode())
+        return digest.hexdigest(), [{"path": relative, "bytes": size, "etag": etag}]
     with archive.open(entry) as reader:
         files = list(reader.files)
     return files_digest(files, archive.root, entry.key)

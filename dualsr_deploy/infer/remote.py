@@ -31,9 +31,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
-from dualsr_deploy.data.remote import Remote, RemoteObject, is_url, key_problem
-from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups, stage
+from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive, open_paths
+from dualsr_deploy.data.remote import (
+    Remote,
+    gdal_environment,
+    is_url,
+    vsi_path,
+)
+from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, stage
 from dualsr_deploy.data.stac import StacArchive
 from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.context import SceneContext
@@ -44,31 +49,19 @@ from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_proble
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.plan import PlannedScene, free_bytes, plan_archive, size_text, written_files
 from dualsr_deploy.infer.remote_output import RemoteOutput, catalog_hrefs, objects_problem
+from dualsr_deploy.infer.remote_plan import (
+    CACHE_VARIABLE,
+    by_range,
+    cache_root,
+    dry_plan,
+    from_stac,
+    inputs_hold,
+    list_scenes,
+    stage_budget,
+)
 from dualsr_deploy.infer.routes import Router
-from dualsr_deploy.infer.shards import Shard
 from dualsr_deploy.infer.stac import item_links, item_path, with_item, write_catalog
 from dualsr_deploy.stop import StopRequest
-
-STAGE_BUDGET_VARIABLE = "DUALSR_STAGE_BUDGET"  # bytes of inputs staged at once (default 8G, or half the free disk)
-CACHE_VARIABLE = "DUALSR_CACHE_DIR"  # where a run stages inputs and writes outputs before upload (default: temp)
-
-
-def cache_root() -> Path:
-    folder = Path(os.environ.get(CACHE_VARIABLE) or tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def stage_budget(folder: Path) -> int:
-    given = os.environ.get(STAGE_BUDGET_VARIABLE, "").strip()
-    if given:
-        import re
-
-        match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(i?[bB])?", given)
-        if match is None:
-            raise RunError(f"{STAGE_BUDGET_VARIABLE}={given!r}: write a size, e.g. 512M or 4G")
-        return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
-    return min(8 << 30, shutil.disk_usage(folder).free // 2)
 
 
 @dataclass
@@ -102,10 +95,10 @@ def run_remote(
         if stac is not None and stac.remote:
             stac_remote = Remote.of(stac.scenes[0].href)
             remote_in: Remote | None = stac_remote
-            listing_scenes: RemoteScenes | None = _from_stac(stac_remote, stac)
+            listing_scenes: RemoteScenes | None = from_stac(stac_remote, stac)
         else:
             remote_in = Remote.of(source_text) if is_url(source_text) and stac is None else None
-            listing_scenes = _list(remote_in, source_text, work, shard) if remote_in is not None else None
+            listing_scenes = list_scenes(remote_in, source_text, work, shard) if remote_in is not None else None
         exists = sink.exists() if sink is not None else RunManifest(out_local, shard).exists()
         if exists and not (options.resume or options.overwrite) and not dry_run:
             raise RunError(
@@ -123,7 +116,7 @@ def run_remote(
         if listing_scenes is not None:
             result.not_scenes = [SkippedFile(Path(relative), why) for relative, why in listing_scenes.skipped]
         if dry_run:
-            result.plan = _dry_plan(listing_scenes, source_text, out_local, options, router)
+            result.plan = dry_plan(listing_scenes, source_text, out_local, options, router)
             report(Event("plan", count=sum(p.action == "run" for p in result.plan), total=0))
             return result
         notes: list[str] = []
@@ -198,6 +191,9 @@ class _RunState:
                     item["etag"] = size_id[1]
         if record.error and self.staging is not None:  # a reader's message names the staged copy: name the object
             record.error = record.error.replace(f"{self.staging}/", self.base)
+        if record.error and record.name in self.urls:  # or GDAL's virtual path of an object read by range
+            url = self.urls[record.name]
+            record.error = record.error.replace(str(vsi_path(url)), url)
         if self.options.stac:
             record = with_item(record, self.options.qa, self.options.reference is not None)
         if self.sink is not None and record.status == "ok" and record.output:
@@ -240,62 +236,6 @@ class _RunState:
         return output_problem(previous)
 
 
-def _list(remote: Remote, source: str, work: Path, shard: Shard | None) -> RemoteScenes:
-    try:
-        listing = remote.listing(source)
-    except RemoteError as error:
-        raise RunError(str(error)) from None
-    scenes = scene_groups(listing, work / "skeleton")
-    shutil.rmtree(work / "skeleton", ignore_errors=True)
-    for url, why in listing.refused:
-        scenes.failed.append((url.rsplit("/", 1)[-1], url, f"{url}: {why}"))
-    if not scenes.groups and not scenes.failed:
-        raise RunError(f"{source}: no scene objects here ({len(listing.objects)} objects, none a scene)")
-    if shard is not None:  # a part may hold no scene: it then has nothing to do, and says so
-        total = len(scenes.groups)
-        scenes.groups = [group for group in scenes.groups if shard.owns(group.name)]
-        scenes.failed = [item for item in scenes.failed if shard.owns(item[0])]
-        scenes.others = total - len(scenes.groups)
-    return scenes
-
-
-def _from_stac(remote: Remote, stac: StacArchive) -> RemoteScenes:
-    """The Items of a STAC document as scenes: each staged under its id, its objects' sizes and ETags asked for."""
-    scenes = RemoteScenes(stac.base)
-    scenes.failed = list(stac.failed)
-    for scene in stac.scenes:
-        objects = []
-        try:
-            for url in (scene.href, *scene.companions):
-                if Remote.of(url).scheme != remote.scheme:
-                    raise RemoteError(f"{url}: Items of one run must all be in one kind of storage ({remote.scheme})")
-                stat = remote.stat(url)
-                if stat is None:
-                    raise RemoteError(f"{url}: not found (404)")
-                relative = f"{scene.name}/{url.rsplit('/', 1)[1]}"
-                problem = key_problem(relative)
-                if problem is not None:
-                    raise RemoteError(f"{url}: {problem}")
-                objects.append(RemoteObject(url, relative, *stat))
-        except RemoteError as error:
-            scenes.failed.append((scene.name, scene.href, str(error)))
-            continue
-        scenes.groups.append(SceneGroup(scene.name, objects[0].relative, tuple(objects)))
-    return scenes
-
-
-def _inputs_hold(previous: SceneRecord, group: SceneGroup) -> bool:
-    """Whether every object the scene was read from is as recorded (size and ETag), without reading it."""
-    if not previous.input_files:
-        return False
-    current = {obj.relative: obj for obj in group.objects}
-    for item in previous.input_files:
-        obj = current.get(str(item.get("path")))
-        if obj is None or obj.size != item.get("bytes") or not item.get("etag") or obj.identity != item.get("etag"):
-            return False
-    return True
-
-
 def _run_windows(
     state: _RunState,
     remote: Remote,
@@ -321,13 +261,28 @@ def _run_windows(
     todo: list[SceneGroup] = []
     for group in scenes.groups:
         previous = done.get(group.name)
-        if previous is not None and _inputs_hold(previous, group) and state.previous_holds(previous) is None:
+        if previous is not None and inputs_hold(previous, group) and state.previous_holds(previous) is None:
             state.result.resumed.append(PlannedScene(ArchiveEntry(group.name, Path(group.scene)), "skip"))
             continue
         todo.append(group)
     state.report(Event("plan", count=len(todo) + len(state.result.resumed), total=0))
     for planned in state.result.resumed:
         state.report(Event("skip", planned.entry.name, count=0))
+    for group in todo:
+        state.urls[group.name] = group.url
+        state.identities[group.name] = {obj.relative: (obj.size, obj.identity) for obj in group.objects}
+    ranged = [group for group in todo if by_range(group)]
+    if ranged:
+        state.report(
+            Event("message", text=f"{len(ranged)} GeoTIFF scene(s) read by range from where they are, not downloaded")
+        )
+        outcome = _run_ranged(state, ranged, stop, router)
+        state.result.backends = sorted({*state.result.backends, *outcome.backends})
+        state.result.broken.extend(outcome.broken)
+        if outcome.interrupted or stop.requested:
+            state.result.interrupted = True
+            return
+    todo = [group for group in todo if group not in ranged]
     budget = max(1, stage_budget(work) // 2)
     windows: list[list[SceneGroup]] = []
     for group in todo:
@@ -335,9 +290,6 @@ def _run_windows(
             windows[-1].append(group)
         else:
             windows.append([group])
-    for group in todo:
-        state.urls[group.name] = group.url
-        state.identities[group.name] = {obj.relative: (obj.size, obj.identity) for obj in group.objects}
 
     def fetch(index: int) -> _Window:
         folder = work / f"window-{index:05d}"
@@ -386,6 +338,26 @@ def _run_windows(
         if ahead is not None:
             with contextlib.suppress(Exception):
                 shutil.rmtree(ahead.result().folder, ignore_errors=True)
+
+
+def _run_ranged(state: _RunState, groups: list[SceneGroup], stop: StopRequest, router: Router) -> Outcome:
+    """GeoTIFF scenes read by GDAL from the store in windows (``/vsis3/``, ``/vsicurl/``…): a streamed scene is
+    never whole on this machine, in memory or on disk."""
+    os.environ.update(gdal_environment())
+    objects = {group.name: group.objects[0] for group in groups}
+    archive = open_paths(
+        Path("/"), [(name, vsi_path(obj.url)) for name, obj in objects.items()], layout=state.options.layout
+    )
+    archive.entries = [
+        replace(
+            entry,
+            origin=objects[entry.name].url,
+            remote=(objects[entry.name].relative, objects[entry.name].size, objects[entry.name].identity),
+        )
+        for entry in archive.entries
+    ]
+    state.staging = None
+    return _run_archive(state, archive, {}, stop, router)
 
 
 def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Router) -> Outcome:
@@ -457,22 +429,4 @@ def _run_archive(
     return LocalExecutor(ctx).run(Job(options, todo, done, state.finish, state.report, stop))
 
 
-def _dry_plan(
-    scenes: RemoteScenes | None, source: str, out_local: Path, options: InferOptions, router: Router
-) -> list[PlannedScene]:
-    if scenes is None:
-        archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
-        return plan_archive(archive, out_local, options, hashes=False, count_tiles=router.base.runner.count)
-    plan = [
-        PlannedScene(
-            ArchiveEntry(g.name, Path(g.url)),
-            "run",
-            reason=f"{g.url}: {len(g.objects)} object(s), {size_text(g.nbytes)}; probed once downloaded",
-        )
-        for g in scenes.groups
-    ]
-    plan += [PlannedScene(ArchiveEntry(name, Path(url)), "fail", reason=why) for name, url, why in scenes.failed]
-    return plan
-
-
-__all__ = ["CACHE_VARIABLE", "STAGE_BUDGET_VARIABLE", "run_remote"]
+__all__ = ["run_remote"]

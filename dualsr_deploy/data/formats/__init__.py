@@ -29,6 +29,7 @@ from dualsr_deploy.data.formats.row import Format, Probe, Units, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.formats.zarr import ZARR
 from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.remote import is_vsi
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
 from dualsr_deploy.errors import DataError
 
@@ -90,7 +91,10 @@ def output_suffix(input_format: str | None, option: str | None = None) -> str:
 
 
 def detect_format(path: Path) -> str:
-    """One of :data:`READ_FORMATS`, from the file's first bytes (and its name where bytes cannot tell)."""
+    """One of :data:`READ_FORMATS`, from the file's first bytes (and its name where bytes cannot tell). A GDAL
+    virtual path (a remote GeoTIFF read by range) is a GeoTIFF, which GDAL then checks as it opens it."""
+    if is_vsi(path):
+        return "geotiff"
     if not path.is_dir():
         why = not_regular(path)  # a FIFO would block the read below forever; a device never ends
         if why == "no such file":

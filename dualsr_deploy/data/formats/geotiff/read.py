@@ -12,6 +12,7 @@ import numpy as np
 from dualsr_deploy.data.confine import Confinement, gdal_sidecars
 from dualsr_deploy.data.formats.reader import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.metadata import number, numbers
+from dualsr_deploy.data.remote import VSI_OPEN, is_vsi
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require
@@ -136,7 +137,8 @@ class GeoTiffReader(SceneReader):
         confine = confine or Confinement.around(path)
         for sidecar in gdal_sidecars(path):  # GDAL reads these on its own when they are there
             confine.check(sidecar, "GDAL sidecar")
-        with reading(path), warnings.catch_warnings():
+        settings = VSI_OPEN if is_vsi(path) else {}  # a remote object read by range: it alone, no listing
+        with reading(path), warnings.catch_warnings(), rasterio.Env(**settings):
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a plain TIFF GDAL wrote
             self._dataset = rasterio.open(path)
         try:

@@ -21,6 +21,7 @@ import numpy as np
 from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.remote import VSI_OPEN, is_vsi
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 
@@ -34,13 +35,15 @@ MICROMETRES_BELOW = 100.0  # band centres under this are in micrometres (no sens
 def _source_tags(meta: SceneMeta) -> tuple[dict[str, str], list[dict[str, str]], list[str | None]]:
     """The source GeoTIFF's dataset tags, per-band tags and band descriptions (empty when it is no GeoTIFF)."""
     source = Path(meta.source)
-    if meta.format not in ("tiff", "geotiff") or not source.is_file():
+    remote = is_vsi(source)  # read by range, as it was
+    if meta.format not in ("tiff", "geotiff") or not (remote or source.is_file()):
         return {}, [], []
     from dualsr_deploy.data.formats.geotiff.read import import_rasterio
 
     rasterio = import_rasterio()
+    settings = VSI_OPEN if remote else {}
     try:
-        with rasterio.open(source) as dataset:
+        with rasterio.Env(**settings), rasterio.open(source) as dataset:
             tags = {k: v for k, v in dataset.tags().items() if k not in OURS}
             bands = [dataset.tags(band) for band in range(1, dataset.count + 1)]
             return tags, bands, list(dataset.descriptions)
