@@ -295,6 +295,12 @@ def _run_windows(
         folder = work / f"window-{index:05d}"
         folder.mkdir(parents=True)
         failed: dict[str, str] = {}
+        size = size_text(sum(group.nbytes for group in windows[index]))
+        state.report(
+            Event(
+                "message", text=f"downloading window {index + 1}/{len(windows)}: {len(windows[index])} scene(s), {size}"
+            )
+        )
         for group in windows[index]:
             if stop.requested:  # not started: not recorded (--resume runs it), as a local run's unread scenes
                 break
