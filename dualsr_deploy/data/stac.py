@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from dualsr_deploy.data.archive import name_problem
+from dualsr_deploy.data.archive import Archive, name_problem, open_paths
 from dualsr_deploy.data.remote import is_url
 from dualsr_deploy.errors import DataError
 
@@ -185,6 +185,14 @@ def read_stac(spec: str, fetch: Callable[[str], bytes], root: Path | None = None
     return archive
 
 
+def stac_archive(stac: StacArchive, root: Path | None, layout: str | None = None) -> Archive:
+    """The local Items of ``stac`` as an :class:`~dualsr_deploy.data.archive.Archive` (scenes named by Item id,
+    confined to ``root``, default the document's folder); its failed Items are failed entries."""
+    named = [(scene.name, Path(scene.href)) for scene in stac.scenes]
+    failed = [(name, Path(where), why) for name, where, why in stac.failed]
+    return open_paths(root or Path(stac.base).parent, named, failed, layout)
+
+
 def choose_asset(assets: dict[str, Any]) -> tuple[str, str] | None:
     """(key, href) of the asset a scene is read from: by role ``data`` first, then by media type or suffix in the
     order of :data:`_READABLE`; None when no asset is in a format this package reads."""
@@ -208,4 +216,4 @@ def choose_asset(assets: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-__all__ = ["StacArchive", "StacScene", "choose_asset", "is_stac", "read_stac"]
+__all__ = ["StacArchive", "StacScene", "choose_asset", "is_stac", "read_stac", "stac_archive"]

@@ -39,7 +39,7 @@ from dualsr_deploy.data.remote import (
     vsi_path,
 )
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, stage
-from dualsr_deploy.data.stac import StacArchive
+from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
@@ -116,13 +116,13 @@ def run_remote(
         if listing_scenes is not None:
             result.not_scenes = [SkippedFile(Path(relative), why) for relative, why in listing_scenes.skipped]
         if dry_run:
-            result.plan = dry_plan(listing_scenes, source_text, out_local, options, router)
+            result.plan = dry_plan(listing_scenes, source_text, out_local, options, router, stac)
             report(Event("plan", count=sum(p.action == "run" for p in result.plan), total=0))
             return result
         notes: list[str] = []
         if sink is not None:
             stack.enter_context(sink.locked(notes))
-            if options.resume:
+            if options.resume or options.overwrite:  # continued, or redone: the earlier records stay in it
                 sink.download_manifests(out_local)
         else:
             stack.enter_context(output_lock(out_local, notes, shard))
@@ -135,7 +135,7 @@ def run_remote(
         try:
             with stop.installed():
                 if listing_scenes is None:
-                    _run_local_source(state, source_text, done, stop, router)
+                    _run_local_source(state, source_text, done, stop, router, stac)
                 else:
                     assert remote_in is not None
                     _run_windows(state, remote_in, listing_scenes, done, work, stop, router)
@@ -386,14 +386,22 @@ def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Ro
 
 
 def _run_local_source(
-    state: _RunState, source: str, done: dict[str, SceneRecord], stop: StopRequest, router: Router
+    state: _RunState,
+    source: str,
+    done: dict[str, SceneRecord],
+    stop: StopRequest,
+    router: Router,
+    stac: StacArchive | None,
 ) -> None:
-    """A local archive into object storage: one window, the archive itself."""
+    """A local archive (or a STAC document of local Items) into object storage: one window, the archive itself."""
     options = state.options
     shard = options.shard
-    archive = open_archive(
-        source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
-    )
+    if stac is not None:
+        archive = stac_archive(stac, options.root, options.layout)
+    else:
+        archive = open_archive(
+            source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
+        )
     state.result.not_scenes = list(archive.skipped)
     state.result.root = archive.root
     kept: dict[str, SceneRecord] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from dualsr_deploy.data.archive import ArchiveEntry, open_archive
 from dualsr_deploy.data.remote import RANGE_SUFFIXES, Remote, RemoteObject, key_problem
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups
-from dualsr_deploy.data.stac import StacArchive
+from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
@@ -109,10 +109,19 @@ def by_range(group: SceneGroup) -> bool:
 
 
 def dry_plan(
-    scenes: RemoteScenes | None, source: str, out_local: Path, options: InferOptions, router: Router
+    scenes: RemoteScenes | None,
+    source: str,
+    out_local: Path,
+    options: InferOptions,
+    router: Router,
+    stac: StacArchive | None = None,
 ) -> list[PlannedScene]:
     if scenes is None:
-        archive = open_archive(source, key=options.key, layout=options.layout, root=options.root)
+        archive = (
+            stac_archive(stac, options.root, options.layout)
+            if stac is not None
+            else open_archive(source, key=options.key, layout=options.layout, root=options.root)
+        )
         return plan_archive(archive, out_local, options, hashes=False, count_tiles=router.base.runner.count)
     plan = [
         PlannedScene(

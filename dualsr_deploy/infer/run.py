@@ -26,7 +26,7 @@ from pathlib import Path
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.data.remote import is_url
-from dualsr_deploy.data.stac import StacArchive
+from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Executor, Job, Outcome
@@ -124,7 +124,7 @@ def run_archive(
     out = Path(out_dir)
     shard = options.shard
     if stac is not None:  # an ItemCollection or catalog whose assets are local files
-        archive = _stac_archive(stac, options)
+        archive = stac_archive(stac, options.root, options.layout)
     else:
         archive = open_archive(
             source, key=options.key, layout=options.layout, root=options.root, select=shard.owns if shard else None
@@ -229,15 +229,6 @@ def _stac_source(source: str | os.PathLike[str], options: InferOptions) -> StacA
         stac.scenes = [scene for scene in stac.scenes if options.shard.owns(scene.name)]
         stac.failed = [item for item in stac.failed if options.shard.owns(item[0])]
     return stac
-
-
-def _stac_archive(stac: StacArchive, options: InferOptions) -> Archive:
-    from dualsr_deploy.data.archive import open_paths
-
-    root = options.root or Path(stac.base).parent
-    named = [(scene.name, Path(scene.href)) for scene in stac.scenes]
-    failed = [(name, Path(where), why) for name, where, why in stac.failed]
-    return open_paths(Path(root), named, failed, options.layout)
 
 
 def _use_threads(stack: contextlib.ExitStack, threads: int) -> None:

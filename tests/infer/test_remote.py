@@ -304,6 +304,14 @@ def test_a_stac_item_collection_in_a_bucket_into_a_bucket(s3: Any, archive: tupl
     assert [link["href"] for link in item["links"] if link["rel"] == "derived_from"] == [f"{source}g0.h5"]
     # the Item names the header and its data file, not the local run's provenance sidecar: the cube is the same
     same_output(s3, f"{s3.bucket}/stac-out/envi.hdr", local / "envi" / "e4.hdr", tmp_path, attrs=False)
+    features[0]["assets"]["data"]["href"] = "./lr/g0.h5"  # the same Items, with local assets, into the bucket
+    (lr.parent / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features[:1]}))
+    dry = runner.invoke(app, ["infer", str(lr.parent / "items.json"), "-o", f"s3://{s3.bucket}/l/", *ARGS, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    up = runner.invoke(app, ["infer", str(lr.parent / "items.json"), "-o", f"s3://{s3.bucket}/l/", *ARGS, "--stac"])
+    assert up.exit_code == 0, up.output
+    assert s3.exists(f"{s3.bucket}/l/first.h5")
+    assert s3.exists(f"{s3.bucket}/l/first.item.json")
 
 
 def test_shards_side_by_side_into_a_bucket_then_merged(s3: Any, archive: tuple[Path, Path]) -> None:
