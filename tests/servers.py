@@ -84,6 +84,10 @@ def _handler(folder: Path, log: HttpLog) -> type[http.server.BaseHTTPRequestHand
                 self.send_error(403)
                 return
             path = self._target()
+            where = (folder / self.path.split("?", 1)[0].lstrip("/")).resolve()
+            if path is None and where.is_dir() and where.is_relative_to(folder.resolve()):
+                self._listing(where, body)  # an index page of links, as web servers list folders
+                return
             if path is None:
                 self.send_error(404)
                 return
@@ -107,6 +111,16 @@ def _handler(folder: Path, log: HttpLog) -> type[http.server.BaseHTTPRequestHand
                 self.wfile.write(data)
                 with log.lock:
                     log.sent += len(data)
+
+        def _listing(self, where: Path, body: bool) -> None:
+            names = sorted(f"{p.name}/" if p.is_dir() else p.name for p in where.iterdir())
+            page = "".join(f'<a href="{name}">{name}</a><br>\n' for name in names).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            if body:
+                self.wfile.write(page)
 
         def do_GET(self) -> None:
             self._answer(True)

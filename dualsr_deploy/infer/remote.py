@@ -285,8 +285,10 @@ def _run_windows(
     todo = [group for group in todo if group not in ranged]
     budget = max(1, stage_budget(work) // 2)
     windows: list[list[SceneGroup]] = []
-    for group in todo:
-        if windows and sum(g.nbytes for g in windows[-1]) + group.nbytes <= budget:
+    for group in todo:  # a scene of unknown size (an HTTP listing without sizes) is a window of its own
+        known = not any(obj.size is None for obj in group.objects)
+        fits = windows and sum(g.nbytes for g in windows[-1]) + group.nbytes <= budget
+        if known and fits and not any(obj.size is None for g in windows[-1] for obj in g.objects):
             windows[-1].append(group)
         else:
             windows.append([group])

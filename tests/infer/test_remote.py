@@ -269,6 +269,13 @@ def test_an_archive_over_http(archive: tuple[Path, Path], tmp_path: Path, monkey
     (failed,) = [r for r in records.values() if r["status"] == "failed"]
     assert "access refused (403)" in failed["error"]
     assert log.authorizations == []  # a bearer token is never sent in the clear
+    (served / "forbidden.h5").unlink()
+    (served / "scenes.txt").unlink()
+    with http_server(served) as (base, log):  # the folder itself, from its index pages: its scenes, sizes unknown
+        folder = runner.invoke(app, ["infer", base, "-o", str(tmp_path / "all"), *ARGS])
+    assert folder.exit_code == 0, folder.output
+    names = sorted(r["name"] for r in manifest((tmp_path / "all" / "manifest.jsonl").read_text()))
+    assert names == sorted(r["name"] for r in manifest((local / "manifest.jsonl").read_text()))
 
 
 def test_a_stac_item_collection_in_a_bucket_into_a_bucket(s3: Any, archive: tuple[Path, Path], tmp_path: Path) -> None:
