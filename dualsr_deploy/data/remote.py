@@ -53,7 +53,10 @@ def scheme_of(url: str) -> str:
 
 
 VSI_PREFIXES = ("/vsis3/", "/vsicurl/", "/vsigs/", "/vsiaz/")
-RANGE_SUFFIXES = (".tif", ".tiff")  # read by GDAL in windows straight from the store, never downloaded whole
+# read by range where they are, never downloaded whole: GeoTIFFs by GDAL's windows, HDF5/NetCDF by h5py over a file
+# object with a block cache (fsspec)
+RANGE_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4", ".h5", ".hdf5", ".he5")
+BLOCK_SIZE = 4 << 20
 
 
 def is_vsi(path: object) -> bool:
@@ -72,6 +75,31 @@ def vsi_path(url: str) -> Path:
 
 
 VSI_OPEN = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}  # around a remote open only: no folder listing, no sidecar
+
+
+def url_of_vsi(path: object) -> str:
+    """The URL a GDAL virtual path names (the inverse of :func:`vsi_path`)."""
+    text = str(path)
+    for prefix, scheme in (("/vsis3/", "s3"), ("/vsigs/", "gs"), ("/vsiaz/", "az")):
+        if text.startswith(prefix):
+            return f"{scheme}://{text[len(prefix) :]}"
+    rest = text[len("/vsicurl/") :]
+    return re.sub(r"^(https?):/(?!/)", r"\1://", rest)
+
+
+def open_binary(path: object) -> Any:
+    """A read-only file object over the remote object a GDAL virtual path names, reading 4 MiB blocks by range and
+    keeping them (for h5py and h5netcdf, which take file objects)."""
+    url = url_of_vsi(path)
+    remote = Remote.of(url)
+    return _retrying(
+        url, lambda: remote.fs.open(remote.path(url), "rb", block_size=BLOCK_SIZE, cache_type="blockcache")
+    )
+
+
+def hdf5_source(path: Path) -> Any:
+    """What h5py opens for ``path``: the path itself, or for a remote object read by range its file object."""
+    return open_binary(path) if is_vsi(path) else path
 
 
 def gdal_environment() -> dict[str, str]:
@@ -484,8 +512,11 @@ __all__ = [
     "RemoteListing",
     "RemoteObject",
     "gdal_environment",
+    "hdf5_source",
     "is_url",
     "is_vsi",
     "key_problem",
+    "open_binary",
+    "url_of_vsi",
     "vsi_path",
 ]

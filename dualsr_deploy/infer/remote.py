@@ -274,7 +274,7 @@ def _run_windows(
     ranged = [group for group in todo if by_range(group)]
     if ranged:
         state.report(
-            Event("message", text=f"{len(ranged)} GeoTIFF scene(s) read by range from where they are, not downloaded")
+            Event("message", text=f"{len(ranged)} scene(s) read by range from where they are, not downloaded")
         )
         outcome = _run_ranged(state, ranged, stop, router)
         state.result.backends = sorted({*state.result.backends, *outcome.backends})
@@ -349,8 +349,8 @@ def _run_windows(
 
 
 def _run_ranged(state: _RunState, groups: list[SceneGroup], stop: StopRequest, router: Router) -> Outcome:
-    """GeoTIFF scenes read by GDAL from the store in windows (``/vsis3/``, ``/vsicurl/``…): a streamed scene is
-    never whole on this machine, in memory or on disk."""
+    """Scenes read by range where they are (GeoTIFFs by GDAL's windows, ``/vsis3/``, ``/vsicurl/``…; HDF5/NetCDF by
+    h5py over a block-cached file object): a streamed scene is never whole on this machine, in memory or on disk."""
     os.environ.update(gdal_environment())
     objects = {group.name: group.objects[0] for group in groups}
     archive = open_paths(

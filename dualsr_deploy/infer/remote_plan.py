@@ -100,12 +100,19 @@ def inputs_hold(previous: SceneRecord, group: SceneGroup) -> bool:
 
 
 def by_range(group: SceneGroup) -> bool:
-    """A scene GDAL reads in windows from the store: one GeoTIFF object, nothing read beside it (unless
-    ``DUALSR_RANGE_READS=0`` asks for every scene to be downloaded)."""
+    """A scene read by range where it is: one object with nothing read beside it, a GeoTIFF (GDAL, any store) or
+    a NetCDF/HDF5 file in object storage (h5py over s3fs, gcsfs, adlfs; over plain HTTP they are downloaded: h5py
+    over fsspec's HTTP files hung on a server that gives no sizes) — unless ``DUALSR_RANGE_READS=0`` asks for every
+    scene to be downloaded."""
     if os.environ.get(RANGE_VARIABLE, "1").strip() in ("0", "no", "false"):
         return False
     (only, *others) = group.objects
-    return not others and only.relative == group.scene and only.relative.lower().endswith(RANGE_SUFFIXES)
+    if others or only.relative != group.scene:
+        return False
+    name = only.relative.lower()
+    if name.endswith((".tif", ".tiff")):
+        return True
+    return name.endswith(RANGE_SUFFIXES) and not only.url.lower().startswith(("http://", "https://"))
 
 
 def dry_plan(

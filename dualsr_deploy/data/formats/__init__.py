@@ -29,7 +29,7 @@ from dualsr_deploy.data.formats.row import Format, Probe, Units, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.formats.zarr import ZARR
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.remote import is_vsi
+from dualsr_deploy.data.remote import is_vsi, open_binary
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
 from dualsr_deploy.errors import DataError
 
@@ -93,9 +93,9 @@ def output_suffix(input_format: str | None, option: str | None = None) -> str:
 def detect_format(path: Path) -> str:
     """One of :data:`READ_FORMATS`, from the file's first bytes (and its name where bytes cannot tell). A GDAL
     virtual path (a remote GeoTIFF read by range) is a GeoTIFF, which GDAL then checks as it opens it."""
-    if is_vsi(path):
-        return "geotiff"
-    if not path.is_dir():
+    if is_vsi(path) and path.suffix.lower() in (".tif", ".tiff"):
+        return "geotiff"  # GDAL checks it as it opens it
+    if not is_vsi(path) and not path.is_dir():
         why = not_regular(path)  # a FIFO would block the read below forever; a device never ends
         if why == "no such file":
             raise DataError(f"{path}: no such file or folder")
@@ -114,10 +114,10 @@ def detect_format(path: Path) -> str:
 
 
 def _probe(path: Path) -> Probe:
-    if path.is_dir():
+    if not is_vsi(path) and path.is_dir():
         return Probe(path)
     try:
-        with path.open("rb") as handle:
+        with open_binary(path) if is_vsi(path) else path.open("rb") as handle:
             head = handle.read(8)
             handle.seek(512)
             at_512 = handle.read(8)

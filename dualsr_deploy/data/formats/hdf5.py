@@ -25,6 +25,7 @@ from dualsr_deploy.data.formats.reader import (
 from dualsr_deploy.data.formats.row import Format, Probe, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.metadata import number, numbers, small_array
+from dualsr_deploy.data.remote import hdf5_source
 from dualsr_deploy.data.scene import SceneMeta, Window
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
@@ -76,7 +77,7 @@ class Hdf5Reader(SceneReader):
         import h5py
 
         with reading(path):
-            self._file = h5py.File(path, "r")
+            self._file = h5py.File(hdf5_source(path), "r")
         try:
             check_hdf5_self_contained(self._file, path)
             arrays = cube_datasets(self._file)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from dualsr_deploy.data.remote import hdf5_source
+
 if TYPE_CHECKING:
     from dualsr_deploy.data.formats.reader import SceneReader
     from dualsr_deploy.data.formats.strips import StripWriter
@@ -66,7 +68,7 @@ class Probe:
         if not self.is_hdf5:
             return None
         try:
-            self._hdf5 = h5py.File(self.path, "r")
+            self._hdf5 = h5py.File(hdf5_source(self.path), "r")
         except OSError:
             return None
         check_hdf5_self_contained(self._hdf5, self.path)

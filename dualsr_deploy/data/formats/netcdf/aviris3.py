@@ -22,6 +22,7 @@ from dualsr_deploy.data.formats.reader import (
     restore_written_meta,
 )
 from dualsr_deploy.data.metadata import number, numbers, small_array
+from dualsr_deploy.data.remote import hdf5_source
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 
@@ -52,7 +53,7 @@ class Aviris3Reader(SceneReader):
         import h5py
 
         with reading(path):
-            self._file = h5py.File(path, "r")
+            self._file = h5py.File(hdf5_source(path), "r")
         try:
             check_hdf5_self_contained(self._file, path)
             group = self._file.get(GROUP)

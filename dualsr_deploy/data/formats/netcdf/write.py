@@ -30,6 +30,7 @@ import numpy as np
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
+from dualsr_deploy.data.remote import hdf5_source, is_vsi
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
@@ -62,10 +63,10 @@ def _product(target: Path, meta: SceneMeta) -> _Product:
     if meta.format == "aviris3":
         from dualsr_deploy.data.formats.netcdf.aviris3 import GROUP
 
-        if not source.is_file():
+        if not (is_vsi(source) or source.is_file()):
             raise DataError(f"{target}: {NETCDF_NEEDS}; its AVIRIS-3 source {source.name} is gone")
         return _Product(source, f"{GROUP}/reflectance", meta.layout, {}, None)
-    if meta.format != "emit" or not source.is_file():
+    if meta.format != "emit" or not (is_vsi(source) or source.is_file()):
         kind = f"a {meta.format} scene" if meta.format != "emit" else "an EMIT granule that is gone"
         raise DataError(f"{target}: {NETCDF_NEEDS}, and {source.name} is {kind}; write it in another format")
     name = meta.key or "reflectance"
@@ -203,7 +204,7 @@ def _rewrite(
     h5netcdf = _import_h5netcdf()
     source, cube = product.source, product.cube
     try:
-        src = h5netcdf.File(source, "r", phony_dims="sort")
+        src = h5netcdf.File(hdf5_source(source), "r", phony_dims="sort")  # a remote granule: by range
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"{source}: not readable as netCDF-4 ({error})") from None
     with src:
