@@ -273,9 +273,7 @@ def _run_windows(
         state.identities[group.name] = {obj.relative: (obj.size, obj.identity) for obj in group.objects}
     ranged = [group for group in todo if by_range(group)]
     if ranged:
-        state.report(
-            Event("message", text=f"{len(ranged)} scene(s) read by range from where they are, not downloaded")
-        )
+        state.report(Event("message", text=f"{len(ranged)} scene(s) read by range from where they are, not downloaded"))
         outcome = _run_ranged(state, ranged, stop, router)
         state.result.backends = sorted({*state.result.backends, *outcome.backends})
         state.result.broken.extend(outcome.broken)
