@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualsr_deploy.data.remote import is_vsi
+from dualsr_deploy.data.remote_ranges import is_vsi
 from dualsr_deploy.errors import DataError
 
 

@@ -32,12 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive, open_paths
-from dualsr_deploy.data.remote import (
-    Remote,
-    gdal_environment,
-    is_url,
-    vsi_path,
-)
+from dualsr_deploy.data.remote import Remote, is_url
+from dualsr_deploy.data.remote_ranges import gdal_environment, vsi_path
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, stage
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError

@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from dualsr_deploy.data.archive import ArchiveEntry, open_archive
-from dualsr_deploy.data.remote import RANGE_SUFFIXES, Remote, RemoteObject, key_problem
+from dualsr_deploy.data.remote import Remote, RemoteObject, key_problem
+from dualsr_deploy.data.remote_ranges import RANGE_SUFFIXES
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError

@@ -29,7 +29,7 @@ from dualsr_deploy.data.formats.row import Format, Probe, Units, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.formats.zarr import ZARR
 from dualsr_deploy.data.normalise import Normalisation
-from dualsr_deploy.data.remote import is_vsi, open_binary
+from dualsr_deploy.data.remote_ranges import is_vsi, open_binary
 from dualsr_deploy.data.scene import Scene, SceneMeta, Window
 from dualsr_deploy.errors import DataError
 

@@ -25,7 +25,7 @@ from dualsr_deploy.data.formats.reader import (
 from dualsr_deploy.data.formats.row import Format, Probe, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote import hdf5_source
+from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import SceneMeta, Window
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError

@@ -27,7 +27,7 @@ from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
 from dualsr_deploy.data.formats.reader import SceneReader, reading, restore_written_meta
 from dualsr_deploy.data.formats.row import Format
 from dualsr_deploy.data.metadata import number, numbers
-from dualsr_deploy.data.remote import hdf5_source
+from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from dualsr_deploy.data.remote import hdf5_source
+from dualsr_deploy.data.remote_ranges import hdf5_source
 
 if TYPE_CHECKING:
     from dualsr_deploy.data.formats.reader import SceneReader

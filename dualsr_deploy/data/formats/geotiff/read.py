@@ -12,7 +12,7 @@ import numpy as np
 from dualsr_deploy.data.confine import Confinement, gdal_sidecars
 from dualsr_deploy.data.formats.reader import SceneReader, read_window, reading, restore_written_meta
 from dualsr_deploy.data.metadata import number, numbers
-from dualsr_deploy.data.remote import VSI_OPEN, is_vsi
+from dualsr_deploy.data.remote_ranges import VSI_OPEN, is_vsi
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 from dualsr_deploy.optional import require

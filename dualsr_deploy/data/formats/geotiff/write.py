@@ -21,7 +21,7 @@ import numpy as np
 from dualsr_deploy.atomic import atomic_output
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
-from dualsr_deploy.data.remote import VSI_OPEN, is_vsi
+from dualsr_deploy.data.remote_ranges import VSI_OPEN, is_vsi
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 

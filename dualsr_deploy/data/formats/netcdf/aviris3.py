@@ -22,7 +22,7 @@ from dualsr_deploy.data.formats.reader import (
     restore_written_meta,
 )
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote import hdf5_source
+from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 

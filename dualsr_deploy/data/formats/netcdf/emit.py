@@ -27,7 +27,7 @@ from dualsr_deploy.data.formats.reader import (
     restore_written_meta,
 )
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote import hdf5_source
+from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError

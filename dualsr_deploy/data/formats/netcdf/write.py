@@ -30,7 +30,7 @@ import numpy as np
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
-from dualsr_deploy.data.remote import hdf5_source, is_vsi
+from dualsr_deploy.data.remote_ranges import hdf5_source, is_vsi
 from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
