@@ -36,8 +36,9 @@ class SceneRecord:
 
     - ``name``, ``input``: the scene's name in the archive and the file it was read from; ``status``: ``ok``,
       ``failed`` (``error`` says why) or ``interrupted``.
-    - ``input_sha256``: one hash over every file the scene was read from (what ``--resume`` compares), and
-      ``input_files`` those files (path relative to the archive root, bytes, SHA-256); ``output``, ``output_bytes``,
+    - ``input_sha256``: one hash over every file the scene was read from (what ``--resume`` compares; for a remote
+      scene read by range, over its object's key, size and ETag), and ``input_files`` those files (path relative to
+      the archive root, bytes, SHA-256; a remote object's ETag); ``output``, ``output_bytes``,
       ``output_sha256``: the output written and its fingerprint; ``output_objects``: with ``-o s3://…``, the
       objects it was uploaded to (url, bytes, sha256, etag).
     - How it ran: ``backend`` (``backend-device-precision``), ``stage``, ``scale``, ``weights`` (the family or the
