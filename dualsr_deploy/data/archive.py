@@ -22,6 +22,7 @@ from dualsr_deploy.data.formats.hdf5 import HDF5
 from dualsr_deploy.data.formats.prisma import PRISMA
 from dualsr_deploy.data.formats.reader import SceneReader
 from dualsr_deploy.data.normalise import Normalisation
+from dualsr_deploy.data.remote_ranges import is_vsi
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.errors import DataError, DualSRError
 
@@ -229,10 +230,13 @@ def open_paths(
     named: Sequence[tuple[str, Path]],
     failed: Sequence[tuple[str, Path, str]] = (),
     layout: str | None = None,
+    *,
+    remote: bool = False,
 ) -> Archive:
     """An archive of scenes named by the caller (``named``: name, path), each probed as :func:`open_archive` probes
-    and confined to ``root``; ``failed``: (name, path, why) for scenes that are already known to fail."""
-    archive = _probe(root, [(name, path, None) for name, path in named], layout)
+    and confined to ``root``; ``failed``: (name, path, why) for scenes that are already known to fail. ``remote``:
+    the paths are GDAL virtual paths of objects the remote driver listed (read by range); nowhere else is one read."""
+    archive = _probe(root, [(name, path, None) for name, path in named], layout, remote=remote)
     archive.entries.extend(ArchiveEntry(name, path, error=why) for name, path, why in failed)
     return archive
 
@@ -418,10 +422,16 @@ def _probe(
     candidates: Sequence[tuple[str, Path, str | None]],
     layout: str | None,
     select: Callable[[str], bool] | None = None,
+    *,
+    remote: bool = False,
 ) -> Archive:
     entries = []
     kept = [c for c in candidates if select is None or select(c[0])]
     for name, path, key in kept:
+        if is_vsi(path) and not remote:  # a list entry or link naming /vsicurl/…: never a way out of the archive
+            why = "a GDAL virtual path (a remote object); give its URL (s3://…, https://…) as the archive instead"
+            entries.append(ArchiveEntry(name, path, key, error=f"{path}: {why}"))
+            continue
         if not _inside(path, root):
             error = f"{path}: outside the archive root {root} (pass --root to allow it)"
             entries.append(ArchiveEntry(name, path, key, error=error))

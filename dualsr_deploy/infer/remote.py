@@ -347,9 +347,8 @@ def _run_ranged(state: _RunState, groups: list[SceneGroup], stop: StopRequest, r
     h5py over a block-cached file object): a streamed scene is never whole on this machine, in memory or on disk."""
     os.environ.update(gdal_environment())
     objects = {group.name: group.objects[0] for group in groups}
-    archive = open_paths(
-        Path("/"), [(name, vsi_path(obj.url)) for name, obj in objects.items()], layout=state.options.layout
-    )
+    named = [(name, vsi_path(obj.url)) for name, obj in objects.items()]
+    archive = open_paths(Path("/"), named, layout=state.options.layout, remote=True)
     archive.entries = [
         replace(
             entry,

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from dualsr_deploy.data.archive import ArchiveEntry, open_archive
-from dualsr_deploy.data.remote import Remote, RemoteObject, key_problem
+from dualsr_deploy.data.remote import Remote, RemoteObject, key_problem, scheme_of
 from dualsr_deploy.data.remote_ranges import RANGE_SUFFIXES
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, scene_groups
 from dualsr_deploy.data.stac import StacArchive, stac_archive
@@ -71,7 +71,7 @@ def from_stac(remote: Remote, stac: StacArchive) -> RemoteScenes:
         objects = []
         try:
             for url in (scene.href, *scene.companions):
-                if Remote.of(url).scheme != remote.scheme:
+                if scheme_of(url) != remote.scheme:
                     raise RemoteError(f"{url}: Items of one run must all be in one kind of storage ({remote.scheme})")
                 stat = remote.stat(url)
                 if stat is None:

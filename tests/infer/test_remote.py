@@ -451,3 +451,56 @@ def test_a_cog_in_a_bucket_is_read_by_range(s3: Any, cog: tuple[Path, Path], tmp
     same_output(s3, f"{s3.bucket}/sr/cog.tif", local / "cog.tif", tmp_path)
     again = runner.invoke(app, ["infer", source, "-o", out, *ARGS, "--memory-budget", "2M", "--resume"])
     assert "0 done, 0 failed, 1 skipped" in " ".join(again.output.split())
+
+
+def test_an_emit_granule_in_a_bucket_is_read_by_range_into_its_structure(s3: Any, tmp_path: Path) -> None:
+    """An EMIT L2A granule written with netCDF4 as the EMIT SDS writes it, in a bucket: read by range (h5py over a
+    block-cached object) and written back in its structure, which xarray (h5netcdf) and netCDF4 open as they open
+    the local run's."""
+    netcdf4 = pytest.importorskip("netCDF4")
+    xarray = pytest.importorskip("xarray")
+    from tests.interop.producers import write_emit_granule
+
+    lr = tmp_path / "granules"
+    lr.mkdir()
+    name = "EMIT_L2A_RFL_001_20230401T185249_2309112_002.nc"
+    write_emit_granule(lr / name)
+    local = runner.invoke(app, ["infer", str(lr), "-o", str(tmp_path / "local"), "--scale", "2"])
+    assert local.exit_code == 0, local.output
+    source = upload(s3, lr, "emit")
+    remote = runner.invoke(app, ["infer", source, "-o", str(tmp_path / "remote"), "--scale", "2"])
+    assert remote.exit_code == 0, remote.output
+    assert "1 scene(s) read by range" in " ".join(remote.output.split())
+    here, there = tmp_path / "local" / name, tmp_path / "remote" / name
+    with xarray.open_dataset(here, engine="h5netcdf") as a, xarray.open_dataset(there, engine="h5netcdf") as b:
+        assert np.array_equal(a["reflectance"].values, b["reflectance"].values, equal_nan=True)
+        assert set(b.attrs) == set(a.attrs)
+        for key in set(a.attrs) - {"dualsr_scene"}:  # the product's global attributes, as the local run keeps them
+            assert np.array_equal(np.asarray(b.attrs[key]), np.asarray(a.attrs[key])), key
+    for group in ("sensor_band_parameters", "location"):
+        with (
+            xarray.open_dataset(here, group=group, engine="h5netcdf") as a,
+            xarray.open_dataset(there, group=group, engine="h5netcdf") as b,
+        ):
+            assert a.identical(b)
+    with netcdf4.Dataset(here) as a, netcdf4.Dataset(there) as b:
+        assert set(b.groups) == set(a.groups)
+        assert {k: len(v) for k, v in b.dimensions.items()} == {k: len(v) for k, v in a.dimensions.items()}
+
+
+def test_a_local_list_naming_a_gdal_virtual_path_reads_nothing_remote(tmp_path: Path) -> None:
+    """A list entry (or link) naming ``/vsicurl/…`` is refused as a scene, even under ``--root /``: remote objects
+    are read only where the archive is given as a URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+    write_scene(served / "x.tif", lr_scene(0, 16, 31, scale=2))
+    with http_server(served) as (base, log):
+        (tmp_path / "list.txt").write_text(f"/vsicurl/{base}x.tif\n")
+        result = runner.invoke(
+            app, ["infer", str(tmp_path / "list.txt"), "-o", str(tmp_path / "sr"), *ARGS, "--root", "/"]
+        )
+    assert result.exit_code == 1, result.output
+    (record,) = manifest((tmp_path / "sr" / "manifest.jsonl").read_text())
+    assert record["status"] == "failed"
+    assert "a GDAL virtual path" in record["error"]
+    assert log.requests == []
