@@ -504,3 +504,25 @@ def test_a_local_list_naming_a_gdal_virtual_path_reads_nothing_remote(tmp_path: 
     assert record["status"] == "failed"
     assert "a GDAL virtual path" in record["error"]
     assert log.requests == []
+
+
+def test_a_manifest_claiming_outputs_elsewhere_is_not_believed(s3: Any, archive: tuple[Path, Path]) -> None:
+    """A manifest is a claim too: a record whose uploaded outputs lie outside the output prefix (a copy elsewhere,
+    the same bytes and ETag) does not make --resume skip its scene."""
+    lr, _ = archive
+    source = upload(s3, lr, "granules")
+    out = f"s3://{s3.bucket}/sr/"
+    assert runner.invoke(app, ["infer", source, "-o", out, *ARGS]).exit_code == 0
+    key = f"{s3.bucket}/sr/manifest.jsonl"
+    records = manifest(s3.cat(key).decode())
+    s3.copy(f"{s3.bucket}/sr/g0.h5", f"{s3.bucket}/elsewhere/g0.h5")
+    for record in records:
+        if record["name"] == "g0":
+            for item in record["output_objects"]:
+                item["url"] = item["url"].replace("/sr/", "/elsewhere/")
+    s3.pipe(key, "".join(json.dumps(r) + "\n" for r in records).encode())
+    s3.rm(f"{s3.bucket}/sr/g0.h5")
+    resumed = runner.invoke(app, ["infer", source, "-o", out, *ARGS, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 done, 0 failed, 5 skipped" in " ".join(resumed.output.split())
+    assert s3.exists(f"{s3.bucket}/sr/g0.h5")
