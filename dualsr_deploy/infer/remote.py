@@ -31,10 +31,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive, open_paths
+from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
 from dualsr_deploy.data.remote import Remote, is_url
-from dualsr_deploy.data.remote_ranges import gdal_environment, vsi_path
-from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup, stage
+from dualsr_deploy.data.remote_ranges import gdal_environment
+from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.context import SceneContext
@@ -43,7 +43,7 @@ from dualsr_deploy.infer.executors.local import LocalExecutor
 from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_problem, scene_digest
 from dualsr_deploy.infer.options import Event, InferOptions
-from dualsr_deploy.infer.plan import PlannedScene, free_bytes, plan_archive, size_text, written_files
+from dualsr_deploy.infer.plan import PlannedScene, free_bytes, plan_archive, size_text
 from dualsr_deploy.infer.remote_output import RemoteOutput, catalog_hrefs, objects_problem
 from dualsr_deploy.infer.remote_plan import (
     CACHE_VARIABLE,
@@ -55,8 +55,9 @@ from dualsr_deploy.infer.remote_plan import (
     list_scenes,
     stage_budget,
 )
+from dualsr_deploy.infer.remote_scene import Provenance, named, ranged_archive, stage_group, staged_archive, uploaded
 from dualsr_deploy.infer.routes import Router
-from dualsr_deploy.infer.stac import item_links, item_path, with_item, write_catalog
+from dualsr_deploy.infer.stac import item_links, with_item, write_catalog
 from dualsr_deploy.stop import StopRequest
 
 
@@ -176,24 +177,19 @@ class _RunState:
         self.base = ""  # the remote archive's folder (a URL ending in /)
         self.staging: Path | None = None  # the window being run (its local copies)
 
-    def finish(self, record: SceneRecord) -> None:
-        if record.name in self.urls:
-            if not is_url(record.input):
-                record.input = self.urls[record.name]
-            known = self.identities.get(record.name, {})
-            for item in record.input_files:
-                size_id = known.get(str(item.get("path")))
-                if size_id is not None and size_id[1] is not None:
-                    item["etag"] = size_id[1]
-        if record.error and self.staging is not None:  # a reader's message names the staged copy: name the object
-            record.error = record.error.replace(f"{self.staging}/", self.base)
-        if record.error and record.name in self.urls:  # or GDAL's virtual path of an object read by range
-            url = self.urls[record.name]
-            record.error = record.error.replace(str(vsi_path(url)), url)
-        if self.options.stac:
-            record = with_item(record, self.options.qa, self.options.reference is not None)
-        if self.sink is not None and record.status == "ok" and record.output:
-            record = self._upload(record)
+    def finish(self, record: SceneRecord, *, uploaded_by: str | None = None) -> None:
+        """Record a scene that ended: its outputs uploaded first (``uploaded_by``: a cluster worker did that, and
+        named the objects; its record's output is relative to the output folder), then the manifest."""
+        if uploaded_by is None:
+            url = self.urls.get(record.name)
+            provenance = Provenance(url, self.identities.get(record.name, {})) if url is not None else None
+            record = named(record, provenance, self.staging, self.base)
+            if self.options.stac:
+                record = with_item(record, self.options.qa, self.options.reference is not None)
+            if self.sink is not None and record.status == "ok" and record.output:
+                record = uploaded(record, self.sink, self.out_local, self.options)
+        elif record.output is not None:
+            record.output = str(self.out_local / record.output)
         self.manifest.append(record)
         if self.sink is not None:
             try:
@@ -202,26 +198,6 @@ class _RunState:
                 self.result.broken.append(f"the manifest could not be uploaded ({error})")
         self.result.records.append(record)
         self.report(Event("done", record.name, record=record))
-
-    def _upload(self, record: SceneRecord) -> SceneRecord:
-        assert self.sink is not None
-        assert record.output is not None
-        output = Path(record.output)
-        files = [p for p in written_files(output, self.options.qa, self.options.reference is not None) if p.exists()]
-        files += [item_path(output)] if item_path(output).is_file() else []
-        files = [p for path in files for p in ([*sorted(path.rglob("*"))] if path.is_dir() else [path]) if p.is_file()]
-        try:
-            record.output_objects = [self.sink.upload(path, self.out_local) for path in files]
-        except RemoteError as error:
-            record = replace(record, status="failed", error=f"written, but not uploaded: {error}")
-        finally:
-            item_path(output).unlink(missing_ok=True)
-            for path in written_files(output, self.options.qa, self.options.reference is not None):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                elif path.exists():
-                    path.unlink()
-        return record
 
     def previous_holds(self, previous: SceneRecord) -> str | None:
         """Why an earlier ``ok`` record's outputs no longer stand (None: they do)."""
@@ -307,10 +283,9 @@ def _run_windows(
                     f"free; set {CACHE_VARIABLE} to a folder with room"
                 )
                 continue
-            try:
-                stage(remote, group, folder)
-            except (RemoteError, OSError) as error:
-                failed[group.name] = str(error)
+            why = stage_group(remote, group, folder)
+            if why is not None:
+                failed[group.name] = why
         return _Window(folder, windows[index], failed)
 
     if windows:
@@ -346,17 +321,7 @@ def _run_ranged(state: _RunState, groups: list[SceneGroup], stop: StopRequest, r
     """Scenes read by range where they are (GeoTIFFs by GDAL's windows, ``/vsis3/``, ``/vsicurl/``…; HDF5/NetCDF by
     h5py over a block-cached file object): a streamed scene is never whole on this machine, in memory or on disk."""
     os.environ.update(gdal_environment())
-    objects = {group.name: group.objects[0] for group in groups}
-    named = [(name, vsi_path(obj.url)) for name, obj in objects.items()]
-    archive = open_paths(Path("/"), named, layout=state.options.layout, remote=True)
-    archive.entries = [
-        replace(
-            entry,
-            origin=objects[entry.name].url,
-            remote=(objects[entry.name].relative, objects[entry.name].size, objects[entry.name].identity),
-        )
-        for entry in archive.entries
-    ]
+    archive = ranged_archive(groups, state.options.layout)
     state.staging = None
     return _run_archive(state, archive, {}, stop, router)
 
@@ -368,15 +333,7 @@ def _run_window(state: _RunState, window: _Window, stop: StopRequest, router: Ro
     if not staged:
         return Outcome()
     state.staging = window.folder
-    archive = open_archive(window.folder, key=state.options.key, layout=state.options.layout)
-    urls = {obj.relative: obj.url for group in staged for obj in group.objects}
-    names = {group.scene: group.name for group in staged}  # a STAC Item's scene is named by its id
-    entries = []
-    for entry in archive.entries:
-        relative = entry.path.relative_to(window.folder).as_posix()
-        origin = urls.get(relative, state.base + relative)
-        entries.append(replace(entry, name=names.get(relative, entry.name), origin=origin))
-    archive.entries = entries
+    archive = staged_archive(window.folder, staged, state.base, state.options)
     return _run_archive(state, archive, {}, stop, router)
 
 

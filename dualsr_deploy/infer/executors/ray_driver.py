@@ -228,8 +228,24 @@ class _RayRun:
         self.deaths: dict[str, list[str]] = {}
         self.starts: dict[Any, int] = {}
 
+    # What a run of another kind (:mod:`~dualsr_deploy.infer.executors.ray_remote`) changes: its workers, what a
+    # scene is sent as, how a returned record is checked, and what a dead worker's scene leaves behind.
+    worker_class: type = SceneWorker
+
+    def _worker_args(self) -> tuple[Any, ...]:
+        return (self.options, self.options.layout, self.layout.cpus)
+
+    def _submit(self, actor: Any, planned: PlannedScene) -> Any:
+        return actor.process.remote(planned, self.job.previous(planned))
+
+    def _problem(self, record: object, planned: PlannedScene) -> str | None:
+        return record_problem(record, planned)
+
+    def _remove_partial(self, planned: PlannedScene) -> None:
+        remove_partial(planned)
+
     def run(self) -> Outcome:
-        actor_class = self.ray.remote(SceneWorker).options(
+        actor_class = self.ray.remote(self.worker_class).options(
             num_cpus=self.layout.cpus,
             num_gpus=self.layout.gpus,
             max_restarts=-1,  # Ray brings a dead worker back; each scene's retries are bounded here
@@ -237,9 +253,7 @@ class _RayRun:
             max_concurrency=SLOTS,
             scheduling_strategy="SPREAD",
         )
-        self.actors = [
-            actor_class.remote(self.options, self.options.layout, self.layout.cpus) for _ in range(self.layout.count)
-        ]
+        self.actors = [actor_class.remote(*self._worker_args()) for _ in range(self.layout.count)]
         for actor in self.actors:
             self.preparing[actor.prepare.remote(*self.checks)] = actor
         try:
@@ -289,7 +303,7 @@ class _RayRun:
                 return
             self.free[actor] -= 1
             planned, attempt = self.pending.popleft()
-            ref = actor.process.remote(planned, self.job.previous(planned))
+            ref = self._submit(actor, planned)
             self.holding[ref] = _Holding(actor, planned, attempt)
             self.job.report(Event("scene", planned.entry.name, total=planned.tiles))
 
@@ -349,7 +363,7 @@ class _RayRun:
             self.outcome.resumed.append(held.planned)
             self.job.report(Event("skip", name, count=held.planned.tiles))
             return
-        problem = record_problem(record, held.planned)
+        problem = self._problem(record, held.planned)
         if problem is not None:  # a worker is another process, maybe another machine: its word is checked too
             self.job.finish(self._failed(held.planned, f"its worker returned a record refused here: {problem}"))
             return
@@ -361,7 +375,7 @@ class _RayRun:
     def _worker_died(self, held: _Holding, why: str) -> None:
         name = held.planned.entry.name
         self.deaths.setdefault(name, []).append(why)
-        remove_partial(held.planned)
+        self._remove_partial(held.planned)
         attempt = held.attempt + 1
         if held.actor in self.free:  # the first of its scenes to report the death: ask the restarted one again
             del self.free[held.actor]
