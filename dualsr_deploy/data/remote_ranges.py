@@ -1,6 +1,6 @@
 """Remote objects read by range where they are (see :mod:`dualsr_deploy.data.remote`): GDAL's virtual paths
 (``/vsis3/``, ``/vsicurl/``…) name them in an archive's entries; GeoTIFFs are opened by GDAL through them, NetCDF and
-HDF5 by h5py over an fsspec file object with a block cache."""
+HDF5 by h5py over a block-cached file object (:mod:`dualsr_deploy.data.remote_file`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dualsr_deploy.data.remote import Remote, _retrying
-
 VSI_PREFIXES = ("/vsis3/", "/vsicurl/", "/vsigs/", "/vsiaz/")
 # read by range where they are, never downloaded whole: GeoTIFFs by GDAL's windows, HDF5/NetCDF by h5py over a file
-# object with a block cache (fsspec)
+# object with a block cache (s3:// and http(s)://)
 RANGE_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4", ".h5", ".hdf5", ".he5")
 BLOCK_SIZE = 4 << 20
 
@@ -48,13 +46,12 @@ def url_of_vsi(path: object) -> str:
 
 
 def open_binary(path: object) -> Any:
-    """A read-only file object over the remote object a GDAL virtual path names, reading 4 MiB blocks by range and
-    keeping them (for h5py and h5netcdf, which take file objects)."""
-    url = url_of_vsi(path)
-    remote = Remote.of(url)
-    return _retrying(
-        url, lambda: remote.fs.open(remote.path(url), "rb", block_size=BLOCK_SIZE, cache_type="blockcache")
-    )
+    """A read-only file object over the remote object a GDAL virtual path names, reading 4 MiB blocks by range in
+    the reading thread and keeping the last ones (for h5py and h5netcdf, which take file objects; see
+    :mod:`dualsr_deploy.data.remote_file` for why not fsspec's)."""
+    from dualsr_deploy.data.remote_file import range_file
+
+    return range_file(url_of_vsi(path))
 
 
 def hdf5_source(path: Path) -> Any:

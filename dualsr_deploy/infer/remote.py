@@ -40,6 +40,7 @@ from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
 from dualsr_deploy.infer.executors.local import LocalExecutor
+from dualsr_deploy.infer.executors.ray_spec import ClusterSpec
 from dualsr_deploy.infer.lock import output_lock
 from dualsr_deploy.infer.manifest import RunManifest, SceneRecord, output_problem, scene_digest
 from dualsr_deploy.infer.options import Event, InferOptions
@@ -76,12 +77,22 @@ def run_remote(
     report: Callable[[Event], None],
     dry_run: bool,
     stac: StacArchive | None = None,
+    cluster: ClusterSpec | None = None,
 ) -> Any:
-    """See the module docstring; called by :func:`~dualsr_deploy.infer.run.run_archive`, whose report it returns."""
+    """See the module docstring; called by :func:`~dualsr_deploy.infer.run.run_archive`, whose report it returns.
+    With ``cluster``, Ray's workers read the scenes and upload the outputs themselves
+    (:mod:`~dualsr_deploy.infer.executors.ray_remote`)."""
     from dualsr_deploy.infer.run import ArchiveReport
 
     source_text, out_text = os.fspath(source), os.fspath(out_dir)
     shard = options.shard
+    remote_source = stac.remote if stac is not None else is_url(source_text)
+    if cluster is not None and not (remote_source and is_url(out_text)):
+        raise RunError(
+            "--cluster with object storage reads and writes it from the workers: both the archive and -o must be "
+            "there (s3://, gs://, az://; the archive may also be http(s)://). With a folder every node mounts, give "
+            "local paths for both; or run one process per machine with --shard I/N (docs/how-to/schedulers.md)"
+        )
     with contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="dualsr-remote-", dir=cache_root()))
         stack.callback(shutil.rmtree, work, True)
@@ -135,7 +146,12 @@ def run_remote(
                     _run_local_source(state, source_text, done, stop, router, stac)
                 else:
                     assert remote_in is not None
-                    _run_windows(state, remote_in, listing_scenes, done, work, stop, router)
+                    todo = _todo(state, listing_scenes, done)
+                    if cluster is not None:
+                        assert sink is not None
+                        _run_cluster(state, cluster, todo, sink, stop, router)
+                    else:
+                        _run_windows(state, remote_in, todo, work, stop, router)
         finally:
             result.seconds = time.perf_counter() - started
             if options.stac and shard is None:
@@ -177,10 +193,10 @@ class _RunState:
         self.base = ""  # the remote archive's folder (a URL ending in /)
         self.staging: Path | None = None  # the window being run (its local copies)
 
-    def finish(self, record: SceneRecord, *, uploaded_by: str | None = None) -> None:
-        """Record a scene that ended: its outputs uploaded first (``uploaded_by``: a cluster worker did that, and
+    def finish(self, record: SceneRecord, *, by_worker: bool = False) -> None:
+        """Record a scene that ended: its outputs uploaded first (``by_worker``: a cluster worker did that, and
         named the objects; its record's output is relative to the output folder), then the manifest."""
-        if uploaded_by is None:
+        if not by_worker:
             url = self.urls.get(record.name)
             provenance = Provenance(url, self.identities.get(record.name, {})) if url is not None else None
             record = named(record, provenance, self.staging, self.base)
@@ -208,15 +224,9 @@ class _RunState:
         return output_problem(previous)
 
 
-def _run_windows(
-    state: _RunState,
-    remote: Remote,
-    scenes: RemoteScenes,
-    done: dict[str, SceneRecord],
-    work: Path,
-    stop: StopRequest,
-    router: Router,
-) -> None:
+def _todo(state: _RunState, scenes: RemoteScenes, done: dict[str, SceneRecord]) -> list[SceneGroup]:
+    """The scenes to run: what the listing failed is recorded, what an earlier run did (``--resume``: its objects
+    unchanged, its outputs still there as recorded) is skipped before anything is downloaded."""
     state.base = scenes.base
     shard = state.options.shard
     if shard is not None:
@@ -243,6 +253,38 @@ def _run_windows(
     for group in todo:
         state.urls[group.name] = group.url
         state.identities[group.name] = {obj.relative: (obj.size, obj.identity) for obj in group.objects}
+    return todo
+
+
+def _run_cluster(
+    state: _RunState,
+    cluster: ClusterSpec,
+    todo: list[SceneGroup],
+    sink: RemoteOutput,
+    stop: StopRequest,
+    router: Router,
+) -> None:
+    from dualsr_deploy.infer.executors.ray_remote import run_on_cluster
+
+    outcome = run_on_cluster(
+        cluster,
+        state.options,
+        todo,
+        base=state.base,
+        sink=sink,
+        router=router,
+        finish=lambda record: state.finish(record, by_worker=True),
+        report=state.report,
+        stop=stop,
+    )
+    state.result.backends = sorted({*state.result.backends, *outcome.backends})
+    state.result.broken.extend(outcome.broken)
+    state.result.interrupted = outcome.interrupted or stop.requested
+
+
+def _run_windows(
+    state: _RunState, remote: Remote, todo: list[SceneGroup], work: Path, stop: StopRequest, router: Router
+) -> None:
     ranged = [group for group in todo if by_range(group)]
     if ranged:
         state.report(Event("message", text=f"{len(ranged)} scene(s) read by range from where they are, not downloaded"))

@@ -102,9 +102,8 @@ def inputs_hold(previous: SceneRecord, group: SceneGroup) -> bool:
 
 def by_range(group: SceneGroup) -> bool:
     """A scene read by range where it is: one object with nothing read beside it, a GeoTIFF (GDAL, any store) or
-    a NetCDF/HDF5 file in object storage (h5py over s3fs, gcsfs, adlfs; over plain HTTP they are downloaded: h5py
-    over fsspec's HTTP files hung on a server that gives no sizes) — unless ``DUALSR_RANGE_READS=0`` asks for every
-    scene to be downloaded."""
+    a NetCDF/HDF5 file in S3 or on HTTP(S) (h5py over :mod:`~dualsr_deploy.data.remote_file`; on gs:// and az://
+    they are downloaded) — unless ``DUALSR_RANGE_READS=0`` asks for every scene to be downloaded."""
     if os.environ.get(RANGE_VARIABLE, "1").strip() in ("0", "no", "false"):
         return False
     (only, *others) = group.objects
@@ -113,7 +112,7 @@ def by_range(group: SceneGroup) -> bool:
     name = only.relative.lower()
     if name.endswith((".tif", ".tiff")):
         return True
-    return name.endswith(RANGE_SUFFIXES) and not only.url.lower().startswith(("http://", "https://"))
+    return name.endswith(RANGE_SUFFIXES) and only.url.lower().startswith(("s3://", "s3a://", "http://", "https://"))
 
 
 def dry_plan(

@@ -112,14 +112,11 @@ def run_archive(
     report = progress or (lambda _event: None)
     stac = _stac_source(source, options)
     if is_url(source) or is_url(out_dir) or (stac is not None and stac.remote):  # object storage or HTTP(S)
-        if cluster is not None:
-            raise RunError(
-                "--cluster with s3://, gs://, az:// or http(s):// inputs or outputs is not supported yet; run one "
-                "process per machine with --shard I/N instead (see docs/how-to/schedulers.md)"
-            )
         from dualsr_deploy.infer.remote import run_remote
 
-        result: ArchiveReport = run_remote(source, out_dir, options, report=report, dry_run=dry_run, stac=stac)
+        result: ArchiveReport = run_remote(
+            source, out_dir, options, report=report, dry_run=dry_run, stac=stac, cluster=cluster
+        )
         return result
     out = Path(out_dir)
     shard = options.shard

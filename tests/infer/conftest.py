@@ -9,10 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.data.synth import synthesize
@@ -82,3 +87,57 @@ def interrupt_after_first_scene(archive: Path, out: Path, *extra: str) -> list[s
     finished = [str(record["name"]) for record in map(json.loads, lines) if record["status"] == "ok"]
     assert 1 <= len(finished) < len(list(archive.iterdir()))
     return finished
+
+
+# --- object storage: an S3 API server on 127.0.0.1 (tests/servers.py) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    from tests.servers import s3_server
+
+    with s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket on the S3 API server, with the environment a user would set for it."""
+    import s3fs
+
+    from tests.servers import S3_ENV
+
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    fs.bucket = bucket
+    return fs
+
+
+def upload(fs: Any, local: Path, prefix: str) -> str:
+    """``local``'s tree under ``prefix`` in the bucket; its URL."""
+    fs.put(str(local) + "/", f"{fs.bucket}/{prefix}/", recursive=True)
+    return f"s3://{fs.bucket}/{prefix}/"
+
+
+def same_output(fs: Any, key: str, local: Path, tmp: Path, *, attrs: bool = True) -> None:
+    """The object's cube and attributes equal the local output's, but for where the scene was read from
+    (``attrs=False``: the cube alone, for an input read without a sidecar the local one had)."""
+    folder, _, name = key.rpartition("/")
+    stem = name.split(".", 1)[0]
+    fetched_dir = tmp / uuid.uuid4().hex
+    fetched_dir.mkdir()
+    for found in fs.glob(f"{folder}/{stem}*"):  # an ENVI output is its header, data file and sidecar
+        fs.get(found, str(fetched_dir / found.rpartition("/")[2]))
+    fetched = fetched_dir / name
+    remote, here = read_scene(fetched), read_scene(local)
+    assert np.array_equal(remote.cube, here.cube)
+    assert remote.meta.wavelengths == here.meta.wavelengths
+    if not attrs:
+        return
+    paths = ("dualsr_scene", "origin_source")  # where the scene was read from: a URL here, a path there
+    assert {k: v for k, v in remote.meta.attrs.items() if k not in paths} == {
+        k: v for k, v in here.meta.attrs.items() if k not in paths
+    }

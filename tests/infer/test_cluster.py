@@ -262,9 +262,11 @@ def test_cluster_and_local_runs_resume_each_other(local_ray: None, archive: Path
     assert_same_outputs(single, out)
 
 
-def kill_one_worker_mid_scene(times: int = 1) -> tuple[threading.Thread, list[int]]:
-    """Watch for Ray worker processes titled ``ray::SceneWorker.process`` (one running a scene) and SIGKILL
-    ``times`` of them, as an OOM killer or a lost node would."""
+def kill_one_worker_mid_scene(
+    times: int = 1, running: bytes = b"ray::SceneWorker.process"
+) -> tuple[threading.Thread, list[int]]:
+    """Watch for Ray worker processes titled ``running`` (one running a scene) and SIGKILL ``times`` of them, as an
+    OOM killer or a lost node would."""
     killed: list[int] = []
 
     def watch() -> None:
@@ -277,10 +279,10 @@ def kill_one_worker_mid_scene(times: int = 1) -> tuple[threading.Thread, list[in
                     title = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if title.startswith(b"ray::SceneWorker.process"):
+                if title.startswith(running):
                     time.sleep(0.05)  # well inside the scene
                     with contextlib.suppress(OSError):
-                        if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::SceneWorker.process"):
+                        if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(running):
                             continue  # finished meanwhile: wait for the next one
                     os.kill(int(pid), signal.SIGKILL)
                     killed.append(int(pid))

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,8 @@ from dualsr_deploy.data.formats import write_scene
 from dualsr_deploy.errors import RunError
 from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.infer.remote_output import RemoteOutput
-from tests.infer.conftest import lr_scene
-from tests.servers import S3_ENV, http_server, s3_server
+from tests.infer.conftest import lr_scene, same_output, upload
+from tests.servers import http_server
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
@@ -37,26 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--scale", "2", "--tile", "16"]
 SAME_UP_TO_PATHS = ("name", "status", "input_sha256", "shape_in", "shape_out", "backend", "stage", "scale", "mode",
                     "tiles", "sam_weight", "weights", "consistency", "notes")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh bucket on the S3 API server, with the environment a user would set for it."""
-    import s3fs
-
-    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    bucket = f"b{uuid.uuid4().hex[:12]}"
-    fs.mkdir(bucket)
-    fs.bucket = bucket
-    return fs
 
 
 @pytest.fixture(scope="module")
@@ -74,32 +52,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def manifest(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
-
-
-def upload(fs: Any, local: Path, prefix: str) -> str:
-    fs.put(str(local) + "/", f"{fs.bucket}/{prefix}/", recursive=True)
-    return f"s3://{fs.bucket}/{prefix}/"
-
-
-def same_output(fs: Any, key: str, local: Path, tmp: Path, *, attrs: bool = True) -> None:
-    """The object's cube and attributes equal the local output's, but for where the scene was read from
-    (``attrs=False``: the cube alone, for an input read without a sidecar the local one had)."""
-    folder, _, name = key.rpartition("/")
-    stem = name.split(".", 1)[0]
-    fetched_dir = tmp / uuid.uuid4().hex
-    fetched_dir.mkdir()
-    for found in fs.glob(f"{folder}/{stem}*"):  # an ENVI output is its header, data file and sidecar
-        fs.get(found, str(fetched_dir / found.rpartition("/")[2]))
-    fetched = fetched_dir / name
-    remote, here = read_scene(fetched), read_scene(local)
-    assert np.array_equal(remote.cube, here.cube)
-    assert remote.meta.wavelengths == here.meta.wavelengths
-    if not attrs:
-        return
-    paths = ("dualsr_scene", "origin_source")  # where the scene was read from: a URL here, a path there
-    assert {k: v for k, v in remote.meta.attrs.items() if k not in paths} == {
-        k: v for k, v in here.meta.attrs.items() if k not in paths
-    }
 
 
 def test_an_s3_archive_into_s3_is_the_local_run(s3: Any, archive: tuple[Path, Path], tmp_path: Path) -> None:
@@ -273,6 +225,9 @@ def test_an_archive_over_http(archive: tuple[Path, Path], tmp_path: Path, monkey
     (failed,) = [r for r in records.values() if r["status"] == "failed"]
     assert "access refused (403)" in failed["error"]
     assert log.authorizations == []  # a bearer token is never sent in the clear
+    gets = [r for r in log.requests if r[0] == "GET" and r[1].endswith("/g0.h5")]
+    assert gets
+    assert all(byte_range is not None for _method, _path, byte_range in gets)  # read by range, not downloaded
     (served / "forbidden.h5").unlink()
     (served / "scenes.txt").unlink()
     with http_server(served) as (base, log):  # the folder itself, from its index pages: its scenes, sizes unknown

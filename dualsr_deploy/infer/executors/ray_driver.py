@@ -17,7 +17,8 @@ back. What the driver adds is the job's own policy:
 
 Requirements a cluster brings: every node has the same dualsr-deploy installed, and sees the archive, the output
 folder, the artefacts folder and any ``--weights`` under the same paths (a shared filesystem). Paths are made
-absolute on the driver before they are sent.
+absolute on the driver before they are sent. (With the archive and the output in object storage, no shared folder
+is needed: :mod:`~dualsr_deploy.infer.executors.ray_remote`.)
 """
 
 from __future__ import annotations
@@ -154,15 +155,24 @@ def remove_partial(planned: PlannedScene) -> None:
             partial.unlink(missing_ok=True)
 
 
-def record_problem(record: object, planned: PlannedScene) -> str | None:
-    """Why a record a worker returned for ``planned`` cannot go in the manifest (another scene's, an unknown status,
-    an output other than the one planned for it), or None."""
+def identity_problem(record: object, planned: PlannedScene) -> str | None:
+    """Why a record a worker returned is not one of ``planned``'s (not a record, another scene's, an unknown
+    status), or None."""
     if not isinstance(record, SceneRecord):
         return f"not a scene record ({type(record).__name__})"
     if record.name != planned.entry.name:
         return f"it names scene {record.name!r}"
     if record.status not in ("ok", "failed", "interrupted"):
         return f"unknown status {record.status!r}"
+    return None
+
+
+def record_problem(record: object, planned: PlannedScene) -> str | None:
+    """Why a record a worker returned for ``planned`` cannot go in the manifest (another scene's, an unknown status,
+    an output other than the one planned for it), or None."""
+    problem = identity_problem(record, planned)
+    if problem is not None or not isinstance(record, SceneRecord):
+        return problem
     if record.output is not None:
         expected = planned.output.resolve() if planned.output is not None else None
         if expected is None or Path(record.output).resolve() != expected:
@@ -212,7 +222,7 @@ class _RayRun:
         needs = [
             (s, c) for s in self.options.scales for c in (bands if self.options.backend.kind.fixed_bands else bands[:1])
         ]
-        self.checks = (
+        self.checks: tuple[Any, ...] = (
             __version__,
             str(executor.out_dir.resolve()),
             str(executor.archive_root.resolve()),
@@ -244,6 +254,9 @@ class _RayRun:
     def _remove_partial(self, planned: PlannedScene) -> None:
         remove_partial(planned)
 
+    def _closing(self) -> None:
+        """Before the workers are killed at the end of the run."""
+
     def run(self) -> Outcome:
         actor_class = self.ray.remote(self.worker_class).options(
             num_cpus=self.layout.cpus,
@@ -263,6 +276,7 @@ class _RayRun:
             for held in self.holding.values():
                 self.job.finish(self._failed(held.planned, "abandoned by a second Ctrl-C", status="interrupted"))
         finally:
+            self._closing()
             for actor in self.actors:
                 self.ray.kill(actor, no_restart=True)
         self.outcome.interrupted = self.outcome.interrupted or self.job.stop.requested
@@ -401,4 +415,4 @@ class _RayRun:
         return scene_record(self.options, planned, status, error=error, notes=notes)
 
 
-__all__ = ["WAIT_NOTICE_S", "ClusterSession", "RayExecutor", "record_problem", "remove_partial"]
+__all__ = ["WAIT_NOTICE_S", "ClusterSession", "RayExecutor", "identity_problem", "record_problem", "remove_partial"]

@@ -23,9 +23,23 @@ from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import InferOptions
 from dualsr_deploy.infer.pipeline import process_scene
 from dualsr_deploy.infer.plan import PlannedScene
+from dualsr_deploy.infer.pool import BackendPool
 from dualsr_deploy.infer.routes import Router
 
 SLOTS = 2  # scenes a worker holds at once: one uses the backends while the other is read or written
+
+
+def check_node(where: str, version: str, pool: BackendPool, weights: dict[int, str]) -> None:
+    """Refuse a node whose dualsr-deploy ``version`` or weights (scale → SHA-256) are not the driver's."""
+    if version != __version__:
+        raise WorkerRefusedError(f"{where} runs dualsr-deploy {__version__}, the driver {version}; install the same")
+    for scale, sha in weights.items():
+        model = pool.model(scale)
+        if model.info.sha256 != sha:
+            raise WorkerRefusedError(
+                f"{where} has other ×{scale} weights ({model.path}, {model.info.sha256[:12]}…) than the driver "
+                f"({sha[:12]}…); install the same dualsr-deploy, or pass --weights on a shared path"
+            )
 
 
 class SceneWorker:
@@ -51,10 +65,7 @@ class SceneWorker:
         (TensorRT plans built for its GPU when the folder has none, refused when built for another). Raises
         :class:`WorkerRefusedError` with the reason."""
         where = f"worker {self.name}"
-        if version != __version__:
-            raise WorkerRefusedError(
-                f"{where} runs dualsr-deploy {__version__}, the driver {version}; install the same"
-            )
+        check_node(where, version, self.pool, weights)
         if not Path(archive).exists():
             raise WorkerRefusedError(
                 f"{where} does not see the archive at {archive}; it must be on storage every node mounts under the "
@@ -72,13 +83,6 @@ class SceneWorker:
                 f"{where} cannot write to {out} ({exc}); the output folder must be on storage every node mounts "
                 "under the same path"
             ) from exc
-        for scale, sha in weights.items():
-            model = self.pool.model(scale)
-            if model.info.sha256 != sha:
-                raise WorkerRefusedError(
-                    f"{where} has other ×{scale} weights ({model.path}, {model.info.sha256[:12]}…) than the driver "
-                    f"({sha[:12]}…); install the same dualsr-deploy, or pass --weights on a shared path"
-                )
         for scale, bands in needs:
             try:
                 self.pool.prepare([(scale, bands)])  # the driver's artefacts, verified here; plans built for this GPU
@@ -101,4 +105,4 @@ class SceneWorker:
         return process_scene(self.ctx, planned, previous, self.engine_lock)
 
 
-__all__ = ["SLOTS", "SceneWorker"]
+__all__ = ["SLOTS", "SceneWorker", "check_node"]

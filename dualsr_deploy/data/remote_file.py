@@ -1,0 +1,175 @@
+"""A read-only file object over a remote object, read by range in 4 MiB blocks, for h5py and h5netcdf (which take
+file objects): NetCDF and HDF5 scenes in object storage or on HTTP(S) read where they are.
+
+Every range is fetched **in the thread that reads**, by a blocking client (botocore for S3, requests for HTTP),
+never through an event loop on another thread. h5py holds its global lock while the HDF5 library calls back into
+the file object; a read that waited on fsspec's I/O thread deadlocked as soon as that thread's garbage collection
+freed an h5py object, which needs the same lock (seen on a Ray worker: every thread of the process waiting). Read
+in the reading thread, a collection there re-enters the lock it holds, and one in any other thread waits for the
+read to end.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from dualsr_deploy.data.remote import _auth_headers, _retrying
+from dualsr_deploy.errors import RemoteError
+from dualsr_deploy.optional import require
+
+BLOCK_SIZE = 4 << 20
+BLOCKS_KEPT = 16  # 64 MiB per open file: an HDF5 file's metadata and the chunks of a strip being read
+
+Fetch = Callable[[int, int], bytes]  # (start, stop) → the bytes in [start, stop)
+
+
+class RangeFile(io.RawIOBase):
+    """``size`` bytes read by ``fetch`` in blocks of ``block_size``, the last ``kept`` blocks kept (least recently
+    used dropped first)."""
+
+    def __init__(self, url: str, size: int, fetch: Fetch, block_size: int = BLOCK_SIZE, kept: int = BLOCKS_KEPT):
+        super().__init__()
+        self.url, self.size, self._fetch = url, size, fetch
+        self.block_size, self.kept = block_size, kept
+        self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._position = 0
+        self._lock = threading.Lock()  # one reader of this file at a time (h5py serialises its own calls anyway)
+        self.fetched = 0  # bytes fetched, for tests and reports
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise OSError(f"{self.url}: seek before the start")
+        self._position = base + offset
+        return self._position
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is not None:
+            self._blocks.move_to_end(index)
+            return block
+        start = index * self.block_size
+        stop = min(self.size, start + self.block_size)
+        block = self._fetch(start, stop)
+        if len(block) != stop - start:
+            raise RemoteError(f"{self.url}: asked for bytes {start}-{stop - 1}, got {len(block)} bytes")
+        self.fetched += len(block)
+        self._blocks[index] = block
+        while len(self._blocks) > self.kept:
+            self._blocks.popitem(last=False)
+        return block
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with self._lock:
+            start = self._position
+            stop = min(self.size, start + len(view))
+            done = 0
+            while start + done < stop:
+                index, offset = divmod(start + done, self.block_size)
+                block = self._block(index)
+                take = min(len(block) - offset, stop - start - done)
+                view[done : done + take] = block[offset : offset + take]
+                done += take
+            self._position = start + done
+            return done
+
+
+def _s3_fetcher(url: str) -> tuple[int, Fetch]:
+    """The object's size and a blocking ranged GET for it (botocore's own client: credentials, profile, instance
+    role and ``AWS_ENDPOINT_URL`` as the AWS tools read them; ``AWS_NO_SIGN_REQUEST=YES`` for public buckets)."""
+    require("botocore", feature="s3:// archives", extra="remote")
+    import botocore
+    import botocore.config
+    import botocore.exceptions
+    import botocore.session
+
+    bucket, _, key = url.split("://", 1)[1].partition("/")
+    anonymous = os.environ.get("AWS_NO_SIGN_REQUEST", "").upper() in ("YES", "TRUE", "1")
+    config = botocore.config.Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        **({"signature_version": botocore.UNSIGNED} if anonymous else {}),
+    )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    client = botocore.session.get_session().create_client("s3", endpoint_url=endpoint, config=config)
+
+    def errors(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except client.exceptions.NoSuchKey:
+            raise FileNotFoundError(url) from None
+        except botocore.exceptions.ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (401, 403):
+                raise PermissionError(f"HTTP {status}") from None
+            if status == 404:
+                raise FileNotFoundError(url) from None
+            raise
+
+    head = _retrying(url, lambda: errors(lambda: client.head_object(Bucket=bucket, Key=key)))
+
+    def fetch(start: int, stop: int) -> bytes:
+        def get() -> bytes:
+            answer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
+            return bytes(answer["Body"].read())
+
+        return bytes(_retrying(url, lambda: errors(get)))
+
+    return int(head["ContentLength"]), fetch
+
+
+def _http_fetcher(url: str) -> tuple[int, Fetch]:
+    """The object's size (from a one-byte range's ``Content-Range``) and a blocking ranged GET (``~/.netrc`` and a
+    bearer token over HTTPS, as for listings); a server that does not serve ranges is said to."""
+    requests = require("requests", feature="http(s):// archives", extra="remote")
+    session = requests.Session()  # trust_env by default: ~/.netrc and proxies, as curl
+    session.headers.update(_auth_headers(url.split("://", 1)[0].lower()))
+
+    def get(start: int, stop: int) -> Any:
+        response = session.get(url, headers={"Range": f"bytes={start}-{stop - 1}"}, timeout=60)
+        if response.status_code in (401, 403):
+            raise PermissionError(f"HTTP {response.status_code}")
+        if response.status_code == 404:
+            raise FileNotFoundError(url)
+        if response.status_code >= 400:
+            error = OSError(f"HTTP {response.status_code}")
+            error.status = response.status_code  # type: ignore[attr-defined]
+            raise error
+        if response.status_code != 206:
+            raise RemoteError(f"{url}: the server does not serve byte ranges (HTTP {response.status_code} to a Range)")
+        return response
+
+    first = _retrying(url, lambda: get(0, 1))
+    total = first.headers.get("Content-Range", "").rpartition("/")[2]
+    if not total.isdigit():
+        raise RemoteError(f"{url}: the server gives no size for the object (Content-Range {total or 'missing'})")
+    return int(total), lambda start, stop: bytes(_retrying(url, lambda: get(start, stop).content))
+
+
+def range_file(url: str) -> RangeFile:
+    """A :class:`RangeFile` over the object ``url`` (``s3://`` or ``http(s)://``)."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("s3", "s3a"):
+        size, fetch = _s3_fetcher(url)
+    elif scheme in ("http", "https"):
+        size, fetch = _http_fetcher(url)
+    else:
+        raise RemoteError(f"{url}: NetCDF/HDF5 are read by range from s3:// and http(s):// only; {scheme}:// is staged")
+    return RangeFile(url, size, fetch)
+
+
+__all__ = ["BLOCK_SIZE", "RangeFile", "range_file"]
