@@ -24,7 +24,6 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -49,12 +48,12 @@ from dualsr_deploy.infer.remote_output import RemoteOutput, catalog_hrefs, objec
 from dualsr_deploy.infer.remote_plan import (
     CACHE_VARIABLE,
     by_range,
-    cache_root,
     dry_plan,
     from_stac,
     inputs_hold,
     list_scenes,
     stage_budget,
+    work_folder,
 )
 from dualsr_deploy.infer.remote_scene import Provenance, named, ranged_archive, stage_group, staged_archive, uploaded
 from dualsr_deploy.infer.routes import Router
@@ -94,7 +93,7 @@ def run_remote(
             "local paths for both; or run one process per machine with --shard I/N (docs/how-to/schedulers.md)"
         )
     with contextlib.ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="dualsr-remote-", dir=cache_root()))
+        work = work_folder("remote")  # and the folders of runs on this host that were killed, removed
         stack.callback(shutil.rmtree, work, True)
         sink = RemoteOutput(out_text, shard) if is_url(out_text) else None
         out_local = work / "out" if sink is not None else Path(out_text)

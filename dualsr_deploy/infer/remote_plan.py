@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,26 @@ def cache_root() -> Path:
     folder = Path(os.environ.get(CACHE_VARIABLE) or tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def work_folder(kind: str) -> Path:
+    """A new folder of this process under :func:`cache_root`, named ``dualsr-KIND.HOST.PID.RANDOM``, after removing
+    those that processes of this host which died (killed, out of memory) left there: a run, or a cluster worker,
+    cleans up after its dead predecessors. A folder of a live process, or of another host sharing the cache, stays."""
+    root = cache_root()
+    host = socket.gethostname()
+    prefix = f"dualsr-{kind}.{host}."
+    for folder in root.glob(f"{prefix}*"):
+        pid_text = folder.name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            continue
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=root))
 
 
 def stage_budget(folder: Path) -> int:

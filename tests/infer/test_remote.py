@@ -123,7 +123,9 @@ def test_a_killed_run_resumes_every_scene_once(s3: Any, tmp_path: Path) -> None:
     source = upload(s3, lr, "granules")
     out = f"s3://{s3.bucket}/sr/"
     command = [sys.executable, "-m", "dualsr_deploy", "infer", source, "-o", out, *ARGS]
+    cache = tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DUALSR_STAGE_BUDGET": "600K", "DUALSR_RANGE_READS": "0"}
+    env["DUALSR_CACHE_DIR"] = str(cache)
     # every scene downloaded, a window a scene: the staging path, killed part-way
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     key = f"{s3.bucket}/sr/manifest.jsonl"
@@ -138,12 +140,14 @@ def test_a_killed_run_resumes_every_scene_once(s3: Any, tmp_path: Path) -> None:
     s3.invalidate_cache()
     before = sum(r["status"] == "ok" for r in manifest(s3.cat(key).decode()))
     assert before < 8, "the run finished before it could be killed"
+    assert [p.name.split(".")[2] for p in cache.iterdir()] == [str(process.pid)]  # the killed run's folder, left
     resumed = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout.decode()[-2000:]
     s3.invalidate_cache()
     records = manifest(s3.cat(key).decode())
     assert sorted(r["name"] for r in records if r["status"] == "ok") == [f"k{seed}" for seed in range(8)]
     assert not s3.exists(f"{s3.bucket}/sr/.dualsr.lock")
+    assert not any(cache.iterdir())  # and removed by the next run on this host, which removed its own at the end
 
 
 def test_hostile_keys_and_missing_objects_are_scene_failures(s3: Any, archive: tuple[Path, Path]) -> None:

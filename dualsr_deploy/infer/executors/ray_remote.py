@@ -47,14 +47,13 @@ from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.pipeline import process_scene
 from dualsr_deploy.infer.plan import PlannedScene, plan_archive
 from dualsr_deploy.infer.remote_output import RemoteOutput, objects_problem
-from dualsr_deploy.infer.remote_plan import by_range, cache_root
+from dualsr_deploy.infer.remote_plan import by_range, work_folder
 from dualsr_deploy.infer.remote_scene import Provenance, named, ranged_archive, stage_group, staged_archive, uploaded
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.infer.shards import Shard
 from dualsr_deploy.infer.stac import with_item
 from dualsr_deploy.stop import StopRequest
 
-WORK_PREFIX = "dualsr-worker."  # a worker's folder on its node: dualsr-worker.HOST.PID.RANDOM
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -96,10 +95,8 @@ class RemoteSceneWorker:
                 f"{where} does not see the run's lock object {self.sink.lock_url}: its credentials or endpoint "
                 "(AWS_ENDPOINT_URL) are not the driver's"
             )
-        root = cache_root()
-        _remove_dead_workers(root)
         if self.work is None:
-            self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{socket.gethostname()}.{os.getpid()}.", dir=root))
+            self.work = work_folder("worker")  # and those of this node's workers that died, removed
         device = self.options.backend.device
         if device.startswith("cuda"):
             device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
@@ -160,21 +157,6 @@ class RemoteSceneWorker:
         if record.output is not None:
             record.output = Path(record.output).relative_to(out_local).as_posix()
         return record
-
-
-def _remove_dead_workers(root: Path) -> None:
-    """The work folders this node's workers left when they died (killed, out of memory): named by host and pid."""
-    host = socket.gethostname()
-    for folder in root.glob(f"{WORK_PREFIX}{host}.*"):
-        pid_text = folder.name[len(WORK_PREFIX) + len(host) + 1 :].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:  # another user's live process
-            continue
 
 
 class RemoteRayExecutor(RayExecutor):
