@@ -4,6 +4,7 @@ HDF5 by h5py over a block-cached file object (:mod:`dualsr_deploy.data.remote_fi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -59,11 +60,12 @@ def hdf5_source(path: Path) -> Any:
     return open_binary(path) if is_vsi(path) else path
 
 
+GDAL_SET = "DUALSR_GDAL_SET"  # the settings this package put in the environment (JSON), seen by child processes too
+
+
 def gdal_environment() -> dict[str, str]:
-    """GDAL's settings for reading objects by range (process-wide, as they are needed at every read, and touch
-    nothing but GDAL's network file systems): an S3-compatible endpoint from ``AWS_ENDPOINT_URL`` (as boto3 reads
-    it) and retries on transient errors. A setting the user made is kept. (:data:`VSI_OPEN` is applied around each
-    remote open alone: process-wide, it would hide a local file's sidecars from GDAL.)"""
+    """GDAL's settings for reading objects by range: an S3-compatible endpoint from ``AWS_ENDPOINT_URL`` (as boto3
+    reads it) and retries on transient errors."""
     settings = {"GDAL_HTTP_MAX_RETRY": "4", "GDAL_HTTP_RETRY_DELAY": "1"}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
@@ -71,7 +73,28 @@ def gdal_environment() -> dict[str, str]:
         settings["AWS_S3_ENDPOINT"] = parts.netloc or parts.path
         settings["AWS_HTTPS"] = "NO" if parts.scheme == "http" else "YES"
         settings["AWS_VIRTUAL_HOSTING"] = "FALSE"
-    return {key: value for key, value in settings.items() if key not in os.environ}
+    return settings
+
+
+def apply_gdal_environment() -> None:
+    """Put :func:`gdal_environment` in the process's environment (GDAL reads it at every read, and it touches nothing
+    but GDAL's network file systems), made again from the current ``AWS_ENDPOINT_URL`` at each run. A setting the
+    user made is kept; one this package made earlier (in this process, or in the parent that started it: a Ray
+    worker) is replaced or, when its source is gone, removed — not left to point GDAL at an endpoint of the past.
+    (:data:`VSI_OPEN` is applied around each remote open alone: process-wide, it would hide a local file's sidecars
+    from GDAL.)"""
+    try:
+        ours = {str(k): str(v) for k, v in json.loads(os.environ.get(GDAL_SET, "{}")).items()}
+    except (ValueError, AttributeError):
+        ours = {}
+    wanted = gdal_environment()
+    for key, value in wanted.items():
+        if key not in os.environ or ours.get(key) == os.environ[key]:
+            os.environ[key] = ours[key] = value
+    for key in [k for k in ours if k not in wanted]:
+        if os.environ.get(key) == ours.pop(key):
+            del os.environ[key]
+    os.environ[GDAL_SET] = json.dumps({k: v for k, v in ours.items() if os.environ.get(k) == v}, sort_keys=True)
 
 
 __all__ = [
@@ -79,6 +102,7 @@ __all__ = [
     "RANGE_SUFFIXES",
     "VSI_OPEN",
     "VSI_PREFIXES",
+    "apply_gdal_environment",
     "gdal_environment",
     "hdf5_source",
     "is_vsi",

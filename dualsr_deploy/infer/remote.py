@@ -32,7 +32,7 @@ from typing import Any
 
 from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
 from dualsr_deploy.data.remote import Remote, is_url
-from dualsr_deploy.data.remote_ranges import gdal_environment
+from dualsr_deploy.data.remote_ranges import apply_gdal_environment
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RemoteError, RunError
@@ -361,7 +361,7 @@ def _run_windows(
 def _run_ranged(state: _RunState, groups: list[SceneGroup], stop: StopRequest, router: Router) -> Outcome:
     """Scenes read by range where they are (GeoTIFFs by GDAL's windows, ``/vsis3/``, ``/vsicurl/``…; HDF5/NetCDF by
     h5py over a block-cached file object): a streamed scene is never whole on this machine, in memory or on disk."""
-    os.environ.update(gdal_environment())
+    apply_gdal_environment()
     archive = ranged_archive(groups, state.options.layout)
     state.staging = None
     return _run_archive(state, archive, {}, stop, router)

@@ -485,3 +485,27 @@ def test_a_manifest_claiming_outputs_elsewhere_is_not_believed(s3: Any, archive:
     assert resumed.exit_code == 0, resumed.output
     assert "1 done, 0 failed, 5 skipped" in " ".join(resumed.output.split())
     assert s3.exists(f"{s3.bucket}/sr/g0.h5")
+
+
+def test_gdal_settings_follow_the_endpoint_of_each_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GDAL's S3 endpoint is made from AWS_ENDPOINT_URL at each run: one this package set earlier (here, or in the
+    parent of a Ray worker) is replaced or removed, never left pointing at a server of the past; a user's is kept."""
+    from dualsr_deploy.data.remote_ranges import GDAL_SET, apply_gdal_environment
+
+    for name in ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_ENDPOINT_URL_S3", GDAL_SET):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1111")
+    apply_gdal_environment()
+    assert os.environ["AWS_S3_ENDPOINT"] == "127.0.0.1:1111"
+    assert os.environ["AWS_HTTPS"] == "NO"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://store.example.org")
+    apply_gdal_environment()  # the next run, another endpoint
+    assert os.environ["AWS_S3_ENDPOINT"] == "store.example.org"
+    assert os.environ["AWS_HTTPS"] == "YES"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    apply_gdal_environment()  # no endpoint any more: AWS itself
+    assert "AWS_S3_ENDPOINT" not in os.environ
+    monkeypatch.setenv("AWS_S3_ENDPOINT", "mine.example.org")  # the user's own
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:2222")
+    apply_gdal_environment()
+    assert os.environ["AWS_S3_ENDPOINT"] == "mine.example.org"

@@ -85,7 +85,7 @@ def test_workers_read_and_write_the_bucket_themselves(
     expected = {r["name"]: r for r in map(json.loads, (local / "manifest.jsonl").read_text().splitlines())}
     assert set(records) == set(expected) == {"g0", "g1", "t2", "envi/e3", "deep/g4", "z_nan"}
     for name, record in records.items():
-        assert {k: record.get(k) for k in SAME} == {k: expected[name].get(k) for k in SAME}, name
+        assert {k: record.get(k) for k in SAME} == {k: expected[name].get(k) for k in SAME}, (name, record.get("error"))
         assert record["input"].startswith(source)
         assert record["worker"].rsplit(":", 1)[1] != str(os.getpid())  # written by a worker, not the driver
     assert records["envi/e3"]["input_sha256"] == expected["envi/e3"]["input_sha256"]  # downloaded: hashed as locally

@@ -34,7 +34,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import ArchiveEntry
 from dualsr_deploy.data.remote import Remote
-from dualsr_deploy.data.remote_ranges import gdal_environment
+from dualsr_deploy.data.remote_ranges import apply_gdal_environment
 from dualsr_deploy.data.remote_scenes import SceneGroup
 from dualsr_deploy.errors import WorkerRefusedError
 from dualsr_deploy.infer.context import SceneContext
@@ -78,7 +78,7 @@ class RemoteSceneWorker:
         self.engine_lock = threading.Lock()
         self.prepare_lock = threading.Lock()
         self.work: Path | None = None
-        os.environ.update(gdal_environment())
+        apply_gdal_environment()
 
     def prepare(self, version: str, weights: dict[int, str]) -> dict[str, Any]:
         """The per-node checks (the same dualsr version and weights as the driver, the run's lock object seen
