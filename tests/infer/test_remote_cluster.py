@@ -19,14 +19,17 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data.archive import ArchiveEntry
 from dualsr_deploy.data.formats import write_scene
+from dualsr_deploy.data.remote import Remote
 from dualsr_deploy.data.scene import Scene
 from dualsr_deploy.errors import WorkerRefusedError
 from dualsr_deploy.infer import Event, InferOptions, remote_scene, run_archive
+from dualsr_deploy.infer.executors import ray_remote
 from dualsr_deploy.infer.executors.ray_remote import RemoteSceneWorker, _RemoteRayRun
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.plan import PlannedScene
 from dualsr_deploy.infer.remote_output import RemoteOutput
+from dualsr_deploy.infer.remote_plan import list_scenes
 from tests.infer.conftest import lr_scene, same_output, upload
 from tests.infer.test_cluster import kill_one_worker_mid_scene
 
@@ -132,7 +135,7 @@ def test_a_worker_killed_mid_scene_costs_no_scene(s3: Any, tmp_path: Path) -> No
 
 
 def test_a_worker_that_cannot_see_the_run_refuses_and_its_records_are_checked(
-    s3: Any, archive: tuple[Path, Path], tmp_path: Path
+    s3: Any, archive: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lr, _ = archive
     source, out = upload(s3, lr, "granules"), f"s3://{s3.bucket}/sr/"
@@ -143,6 +146,23 @@ def test_a_worker_that_cannot_see_the_run_refuses_and_its_records_are_checked(
         worker.prepare("0.0.0", {})
 
     sink = RemoteOutput(out, None)
+    s3.pipe(sink.lock_url.removeprefix("s3://"), b"{}")  # a run holds the prefix: the worker sees it and is ready
+    worker.prepare(__version__, {})
+    groups = {g.name: g for g in list_scenes(Remote.of(source), source, tmp_path, None).groups}
+    record = worker.process(groups["envi/e3"])  # downloaded on the worker, computed, uploaded, removed there
+    assert record.status == "ok", record.error
+    assert record.output == "envi/e3.hdr"  # relative to the prefix: the driver's manifest makes it its own
+    assert sorted(item["url"].rsplit("/", 1)[1] for item in record.output_objects) == sorted(
+        p.name for p in (archive[1] / "envi").iterdir() if p.name.startswith("e3")
+    )
+    assert worker.work is not None
+    assert not any(worker.work.iterdir())
+    monkeypatch.setattr(ray_remote, "free_bytes", lambda _folder: 1 << 20)
+    full = worker.process(groups["envi/e3"])
+    assert full.status == "failed"
+    assert "to download and worker" in str(full.error)
+    worker.close()
+
     (tmp_path / "g0.h5").write_bytes(b"an output")
     good = sink.upload(tmp_path / "g0.h5", tmp_path)
     run = _RemoteRayRun.__new__(_RemoteRayRun)

@@ -45,9 +45,9 @@ from dualsr_deploy.infer.executors.ray_worker import check_node
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.pipeline import process_scene
-from dualsr_deploy.infer.plan import PlannedScene, plan_archive
+from dualsr_deploy.infer.plan import PlannedScene, free_bytes, plan_archive, size_text
 from dualsr_deploy.infer.remote_output import RemoteOutput, objects_problem
-from dualsr_deploy.infer.remote_plan import by_range, work_folder
+from dualsr_deploy.infer.remote_plan import CACHE_VARIABLE, by_range, work_folder
 from dualsr_deploy.infer.remote_scene import Provenance, named, ranged_archive, stage_group, staged_archive, uploaded
 from dualsr_deploy.infer.routes import Router
 from dualsr_deploy.infer.shards import Shard
@@ -131,6 +131,14 @@ class RemoteSceneWorker:
         else:
             staging = folder / "in"
             staging.mkdir()
+            free = free_bytes(staging)
+            if group.nbytes > free - (64 << 20):
+                room = (
+                    f"{group.url}: needs {size_text(group.nbytes)} to download and worker {self.name} has "
+                    f"{size_text(free)} free in {staging.parent.parent}; set {CACHE_VARIABLE} on the nodes to a "
+                    "folder with room"
+                )
+                return SceneRecord(group.name, group.url, "failed", error=room)
             why = stage_group(self.remote_in, group, staging)
             if why is not None:
                 return SceneRecord(group.name, group.url, "failed", error=why)
