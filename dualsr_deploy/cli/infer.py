@@ -192,7 +192,8 @@ def infer(
     cluster: str | None = typer.Option(
         None,
         help="Run on Ray: auto (the cluster this machine is part of), ray://HOST:PORT, or local[:N] (N workers "
-        "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy\\[cluster].",
+        "here). One worker per GPU, or per --worker-cores CPU cores; needs dualsr-deploy\\[cluster]. Paths must be "
+        "on storage every node mounts; with the archive and -o in object storage, workers use the bucket instead.",
         rich_help_panel="Cluster",
     ),
     worker_cores: int | None = typer.Option(
