@@ -21,6 +21,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -65,7 +66,7 @@ def main() -> None:
     scenes = list(dataset.validation())
     dataset.close()
 
-    class Tiles(CalibrationDataReader):
+    class Tiles(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self, tiles: np.ndarray) -> None:
             self.tiles, self.index = tiles, 0
 
@@ -75,29 +76,34 @@ def main() -> None:
             self.index += 8
             return {"lr": self.tiles[self.index - 8 : self.index]}
 
-    def ort_session(path: Path) -> object:
+    def ort_session(path: Path) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
-    def ov_compiled(path: Path) -> object:
-        import openvino as ov
+    def ov_compiled(path: Path) -> Any:
+        import openvino as ov  # type: ignore[import-untyped]
 
         config = {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"}
         return ov.Core().compile_model(str(path), "CPU", config)
 
     def run(runtime: str, path: Path, x: np.ndarray) -> np.ndarray:
         if runtime == "onnxruntime":
-            return np.asarray(ort_session(path).run(None, {"lr": x})[0])  # type: ignore[attr-defined]
-        return np.asarray(ov_compiled(path)({"lr": x})[0])  # type: ignore[operator]
+            return np.asarray(ort_session(path).run(None, {"lr": x})[0])
+        return np.asarray(ov_compiled(path)({"lr": x})[0])
 
     def timed(runtime: str, path: Path, x: np.ndarray) -> float:
         if runtime == "onnxruntime":
             session = ort_session(path)
-            call = lambda: session.run(None, {"lr": x})  # noqa: E731
+
+            def call() -> Any:
+                return session.run(None, {"lr": x})
         else:
             compiled = ov_compiled(path)
-            call = lambda: compiled({"lr": x})  # type: ignore[operator]  # noqa: E731
+
+            def call() -> Any:
+                return compiled({"lr": x})
+
         call()
         best = float("inf")
         for _ in range(args.repeats):
