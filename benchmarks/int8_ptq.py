@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument(
         "--configs", default="minmax,minmax+tail,minmax+head+tail,minmax+convonly+head+tail", help="comma-separated"
     )
+    parser.add_argument(
+        "--activations", choices=("u8", "s8"), default="u8", help="u8 (with s8 weights: x86's VNNI form) or s8"
+    )
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -152,7 +155,7 @@ def main() -> None:
                     Tiles(tiles.astype(np.float32)),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
-                    activation_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if args.activations == "u8" else QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     nodes_to_exclude=keep,
@@ -170,7 +173,10 @@ def main() -> None:
                     )
                     print(rows[-1], flush=True)
     print()
-    print(f"×{info.scale}, {args.weights.name}, tile {args.tile}² for speed, {args.threads} threads")
+    print(
+        f"×{info.scale}, {args.weights.name}, {args.activations} activations, s8 weights per channel, tile "
+        f"{args.tile}² for speed, {args.threads} threads"
+    )
     print("| scene | bands | configuration | runtime | PSNR fp32 | ΔPSNR (dB) | SAM fp32 | ΔSAM (°) | passes | speed |")
     print("|---|---:|---|---|---:|---:|---:|---:|---|---:|")
     print("\n".join(rows))
