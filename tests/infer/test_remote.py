@@ -150,6 +150,38 @@ def test_a_killed_run_resumes_every_scene_once(s3: Any, tmp_path: Path) -> None:
     assert not any(cache.iterdir())  # and removed by the next run on this host, which removed its own at the end
 
 
+def test_ctrl_c_on_a_remote_run_exits_130_releases_the_lock_and_resumes(s3: Any, tmp_path: Path) -> None:
+    lr = tmp_path / "lr"
+    for seed in range(8):
+        write_scene(lr / f"c{seed}.h5", lr_scene(seed, 48, 31, scale=2))
+    source, out = upload(s3, lr, "granules"), f"s3://{s3.bucket}/sr/"
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DUALSR_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "dualsr_deploy", "infer", source, "-o", out, *ARGS]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    key = f"{s3.bucket}/sr/manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        s3.invalidate_cache()
+        if s3.exists(key) and '"status": "ok"' in s3.cat(key).decode():
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output[-2000:]  # work left undone: never 0
+    assert "--resume" in output
+    s3.invalidate_cache()
+    assert not s3.exists(f"{s3.bucket}/sr/.dualsr.lock")  # released on the way out
+    assert not any(cache.iterdir())  # and its folder removed
+    done = [r["name"] for r in manifest(s3.cat(key).decode()) if r["status"] == "ok"]
+    assert 1 <= len(done) < 8
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout.decode()[-2000:]
+    s3.invalidate_cache()
+    names = [r["name"] for r in manifest(s3.cat(key).decode()) if r["status"] == "ok"]
+    assert sorted(names) == [f"c{seed}" for seed in range(8)]  # each once: the finished ones were not redone
+
+
 def test_hostile_keys_and_missing_objects_are_scene_failures(s3: Any, archive: tuple[Path, Path]) -> None:
     import boto3
 
