@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
@@ -267,25 +267,9 @@ def _on_cluster(
     """Connect to the cluster, lay its workers out, and return the options its workers run with (their device
     and memory budget) and a maker of the Ray executor, given the driver's pool (for the weights' hashes; the
     artefacts were prepared by the driver before, once, not by every worker)."""
-    from dualsr_deploy.infer.executors.ray_driver import ClusterSession, RayExecutor
-    from dualsr_deploy.infer.executors.ray_spec import layout_workers
+    from dualsr_deploy.infer.executors.ray_driver import RayExecutor, open_cluster
 
-    session = stack.enter_context(ClusterSession(cluster))
-    wanted = cluster.device or ("cuda" if options.backend.kind.cuda_only else session.default_device())
-    layout = layout_workers(cluster, session.nodes(), wanted)
-    options = replace(
-        options,
-        backend=replace(options.backend, device=layout.device),
-        memory_budget=options.memory_budget or layout.memory_budget,
-    )
-    gpu = " and 1 GPU" if layout.gpus else ""
-    report(
-        Event(
-            "message",
-            text=f"Ray cluster {cluster.text}: {layout.count} worker(s) on {len(session.nodes())} node(s), "
-            f"{layout.cpus} CPU(s){gpu} each",
-        )
-    )
+    session, layout, options = open_cluster(stack, cluster, options, report)
 
     def make(pool: BackendPool) -> RayExecutor:
         return RayExecutor(

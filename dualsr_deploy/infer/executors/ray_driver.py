@@ -24,10 +24,12 @@ is needed: :mod:`~dualsr_deploy.infer.executors.ray_remote`.)
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.atomic import temp_pattern
 from dualsr_deploy.errors import ClusterError
 from dualsr_deploy.infer.executors.base import Job, Outcome
-from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, require_ray
+from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, layout_workers, require_ray
 from dualsr_deploy.infer.executors.ray_worker import SLOTS, SceneWorker
 from dualsr_deploy.infer.manifest import SceneRecord, Status
 from dualsr_deploy.infer.options import Event, InferOptions
@@ -116,6 +118,34 @@ class ClusterSession:
     def default_device(self) -> str:
         """``cuda`` when the cluster has a GPU, else ``cpu``."""
         return "cuda" if any(node.get("Resources", {}).get("GPU", 0) for node in self.nodes()) else "cpu"
+
+
+def open_cluster(
+    stack: contextlib.ExitStack,
+    cluster: ClusterSpec,
+    options: InferOptions,
+    report: Callable[[Event], None],
+    how: str = "",
+) -> tuple[ClusterSession, WorkerLayout, InferOptions]:
+    """Connect to the cluster for the life of ``stack``, lay its workers out, say so (``how``: what the workers do,
+    appended), and return the options its workers run with (their device and memory budget)."""
+    session = stack.enter_context(ClusterSession(cluster))
+    wanted = cluster.device or ("cuda" if options.backend.kind.cuda_only else session.default_device())
+    layout = layout_workers(cluster, session.nodes(), wanted)
+    options = replace(
+        options,
+        backend=replace(options.backend, device=layout.device),
+        memory_budget=options.memory_budget or layout.memory_budget,
+    )
+    gpu = " and 1 GPU" if layout.gpus else ""
+    report(
+        Event(
+            "message",
+            text=f"Ray cluster {cluster.text}: {layout.count} worker(s) on {len(session.nodes())} node(s), "
+            f"{layout.cpus} CPU(s){gpu} each{how}",
+        )
+    )
+    return session, layout, options
 
 
 @dataclass
@@ -415,4 +445,12 @@ class _RayRun:
         return scene_record(self.options, planned, status, error=error, notes=notes)
 
 
-__all__ = ["WAIT_NOTICE_S", "ClusterSession", "RayExecutor", "identity_problem", "record_problem", "remove_partial"]
+__all__ = [
+    "WAIT_NOTICE_S",
+    "ClusterSession",
+    "RayExecutor",
+    "identity_problem",
+    "open_cluster",
+    "record_problem",
+    "remove_partial",
+]

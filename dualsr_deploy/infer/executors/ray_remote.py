@@ -39,8 +39,14 @@ from dualsr_deploy.data.remote_scenes import SceneGroup
 from dualsr_deploy.errors import WorkerRefusedError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.executors.base import Job, Outcome
-from dualsr_deploy.infer.executors.ray_driver import ClusterSession, RayExecutor, _RayRun, identity_problem
-from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout, layout_workers
+from dualsr_deploy.infer.executors.ray_driver import (
+    ClusterSession,
+    RayExecutor,
+    _RayRun,
+    identity_problem,
+    open_cluster,
+)
+from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout
 from dualsr_deploy.infer.executors.ray_worker import check_node
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event, InferOptions
@@ -243,23 +249,8 @@ def run_on_cluster(
     """The scenes ``groups`` of a remote archive (``base``) on the cluster's workers, each record handed to
     ``finish`` once its outputs are uploaded and checked."""
     with contextlib.ExitStack() as stack:
-        session = stack.enter_context(ClusterSession(cluster))
-        wanted = cluster.device or ("cuda" if options.backend.kind.cuda_only else session.default_device())
-        layout = layout_workers(cluster, session.nodes(), wanted)
-        options = replace(
-            options,
-            backend=replace(options.backend, device=layout.device),
-            memory_budget=options.memory_budget or layout.memory_budget,
-        )
-        gpu = " and 1 GPU" if layout.gpus else ""
-        report(
-            Event(
-                "message",
-                text=f"Ray cluster {cluster.text}: {layout.count} worker(s) on {len(session.nodes())} node(s), "
-                f"{layout.cpus} CPU(s){gpu} each; they read the scenes from {base} and upload to {sink.url} "
-                "themselves",
-            )
-        )
+        how = f"; they read the scenes from {base} and upload to {sink.url} themselves"
+        session, layout, options = open_cluster(stack, cluster, options, report, how)
         weights = {scale: router.base.pool.model(scale).info.sha256 for scale in options.scales}
         todo = [PlannedScene(ArchiveEntry(g.name, Path(g.scene), origin=g.url), "run") for g in groups]
         executor = RemoteRayExecutor(
