@@ -23,23 +23,48 @@ from dualsr_deploy.errors import RemoteError
 from dualsr_deploy.optional import require
 
 BLOCK_SIZE = 4 << 20
-BLOCKS_KEPT = 16  # 64 MiB per open file: an HDF5 file's metadata and the chunks of a strip being read
+BLOCKS_KEPT = 16  # 64 MiB per object: an HDF5 file's metadata and the chunks of a strip being read
 
 Fetch = Callable[[int, int], bytes]  # (start, stop) → the bytes in [start, stop)
 
 
-class RangeFile(io.RawIOBase):
-    """``size`` bytes read by ``fetch`` in blocks of ``block_size``, the last ``kept`` blocks kept (least recently
-    used dropped first)."""
+class Blocks:
+    """``size`` bytes of one object, fetched by ``fetch`` in blocks of ``block_size``; the last ``kept`` blocks are
+    kept (least recently used dropped first) and shared by every :class:`RangeFile` open on the object, so that the
+    probe, the reader and the writer's copy of the product's structure fetch a block once, not once each."""
 
     def __init__(self, url: str, size: int, fetch: Fetch, block_size: int = BLOCK_SIZE, kept: int = BLOCKS_KEPT):
-        super().__init__()
         self.url, self.size, self._fetch = url, size, fetch
         self.block_size, self.kept = block_size, kept
         self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-        self._position = 0
-        self._lock = threading.Lock()  # one reader of this file at a time (h5py serialises its own calls anyway)
+        self.lock = threading.Lock()
         self.fetched = 0  # bytes fetched, for tests and reports
+
+    def block(self, index: int) -> bytes:
+        """Block ``index``, fetched in the calling thread when it is not kept (call with :attr:`lock` held)."""
+        block = self._blocks.get(index)
+        if block is not None:
+            self._blocks.move_to_end(index)
+            return block
+        start = index * self.block_size
+        stop = min(self.size, start + self.block_size)
+        block = self._fetch(start, stop)
+        if len(block) != stop - start:
+            raise RemoteError(f"{self.url}: asked for bytes {start}-{stop - 1}, got {len(block)} bytes")
+        self.fetched += len(block)
+        self._blocks[index] = block
+        while len(self._blocks) > self.kept:
+            self._blocks.popitem(last=False)
+        return block
+
+
+class RangeFile(io.RawIOBase):
+    """A file object over ``blocks`` with a position of its own (several may be open on one object at once)."""
+
+    def __init__(self, blocks: Blocks) -> None:
+        super().__init__()
+        self.blocks, self.url, self.size = blocks, blocks.url, blocks.size
+        self._position = 0
 
     def readable(self) -> bool:
         return True
@@ -57,31 +82,16 @@ class RangeFile(io.RawIOBase):
         self._position = base + offset
         return self._position
 
-    def _block(self, index: int) -> bytes:
-        block = self._blocks.get(index)
-        if block is not None:
-            self._blocks.move_to_end(index)
-            return block
-        start = index * self.block_size
-        stop = min(self.size, start + self.block_size)
-        block = self._fetch(start, stop)
-        if len(block) != stop - start:
-            raise RemoteError(f"{self.url}: asked for bytes {start}-{stop - 1}, got {len(block)} bytes")
-        self.fetched += len(block)
-        self._blocks[index] = block
-        while len(self._blocks) > self.kept:
-            self._blocks.popitem(last=False)
-        return block
-
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        with self._lock:
+        blocks = self.blocks
+        with blocks.lock:
             start = self._position
             stop = min(self.size, start + len(view))
             done = 0
             while start + done < stop:
-                index, offset = divmod(start + done, self.block_size)
-                block = self._block(index)
+                index, offset = divmod(start + done, blocks.block_size)
+                block = blocks.block(index)
                 take = min(len(block) - offset, stop - start - done)
                 view[done : done + take] = block[offset : offset + take]
                 done += take
@@ -89,7 +99,7 @@ class RangeFile(io.RawIOBase):
             return done
 
 
-def _s3_fetcher(url: str) -> tuple[int, Fetch]:
+def _s3_fetcher(url: str) -> tuple[int, str | None, Fetch]:
     """The object's size and a blocking ranged GET for it (botocore's own client: credentials, profile, instance
     role and ``AWS_ENDPOINT_URL`` as the AWS tools read them; ``AWS_NO_SIGN_REQUEST=YES`` for public buckets)."""
     require("botocore", feature="s3:// archives", extra="remote")
@@ -129,10 +139,10 @@ def _s3_fetcher(url: str) -> tuple[int, Fetch]:
 
         return bytes(_retrying(url, lambda: errors(get)))
 
-    return int(head["ContentLength"]), fetch
+    return int(head["ContentLength"]), head.get("ETag"), fetch
 
 
-def _http_fetcher(url: str) -> tuple[int, Fetch]:
+def _http_fetcher(url: str) -> tuple[int, str | None, Fetch]:
     """The object's size (from a one-byte range's ``Content-Range``) and a blocking ranged GET (``~/.netrc`` and a
     bearer token over HTTPS, as for listings); a server that does not serve ranges is said to."""
     requests = require("requests", feature="http(s):// archives", extra="remote")
@@ -157,19 +167,35 @@ def _http_fetcher(url: str) -> tuple[int, Fetch]:
     total = first.headers.get("Content-Range", "").rpartition("/")[2]
     if not total.isdigit():
         raise RemoteError(f"{url}: the server gives no size for the object (Content-Range {total or 'missing'})")
-    return int(total), lambda start, stop: bytes(_retrying(url, lambda: get(start, stop).content))
+    identity = first.headers.get("ETag") or first.headers.get("Last-Modified")
+    return int(total), identity, lambda start, stop: bytes(_retrying(url, lambda: get(start, stop).content))
+
+
+_KEPT_OBJECTS = 4  # objects whose blocks are kept at once: a cluster worker's two scenes, with room
+_objects: collections.OrderedDict[tuple[str, int, str | None], Blocks] = collections.OrderedDict()
+_objects_lock = threading.Lock()
 
 
 def range_file(url: str) -> RangeFile:
-    """A :class:`RangeFile` over the object ``url`` (``s3://`` or ``http(s)://``)."""
+    """A :class:`RangeFile` over the object ``url`` (``s3://`` or ``http(s)://``). Its blocks are shared with the
+    files opened on the same object before, as long as its size and ETag are the same (an object replaced meanwhile
+    starts afresh), for the last few objects opened."""
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("s3", "s3a"):
-        size, fetch = _s3_fetcher(url)
+        size, identity, fetch = _s3_fetcher(url)
     elif scheme in ("http", "https"):
-        size, fetch = _http_fetcher(url)
+        size, identity, fetch = _http_fetcher(url)
     else:
         raise RemoteError(f"{url}: NetCDF/HDF5 are read by range from s3:// and http(s):// only; {scheme}:// is staged")
-    return RangeFile(url, size, fetch)
+    key = (url, size, identity)
+    with _objects_lock:
+        blocks = _objects.get(key)
+        if blocks is None or identity is None:  # without an identity, a replaced object cannot be told: not shared
+            blocks = _objects[key] = Blocks(url, size, fetch)
+        _objects.move_to_end(key)
+        while len(_objects) > _KEPT_OBJECTS:
+            _objects.popitem(last=False)
+    return RangeFile(blocks)
 
 
-__all__ = ["BLOCK_SIZE", "RangeFile", "range_file"]
+__all__ = ["BLOCK_SIZE", "Blocks", "RangeFile", "range_file"]

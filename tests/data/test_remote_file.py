@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dualsr_deploy.data.remote_file import RangeFile, range_file
+from dualsr_deploy.data.remote_file import Blocks, RangeFile, range_file
 from dualsr_deploy.errors import RemoteError
 from tests.servers import http_server
 
@@ -25,7 +25,7 @@ def over(data: bytes, block: int = 1000, kept: int = 3) -> tuple[RangeFile, list
         calls.append((start, stop, threading.get_ident()))
         return data[start:stop]
 
-    return RangeFile("s3://bucket/key", len(data), fetch, block_size=block, kept=kept), calls
+    return RangeFile(Blocks("s3://bucket/key", len(data), fetch, block_size=block, kept=kept)), calls
 
 
 def test_reads_are_the_objects_bytes_fetched_in_the_reading_thread() -> None:
@@ -40,13 +40,27 @@ def test_reads_are_the_objects_bytes_fetched_in_the_reading_thread() -> None:
     file.seek(-10, io.SEEK_END)
     assert file.read() == data[-10:]
     assert {thread for _start, _stop, thread in calls} == {threading.get_ident()}
-    assert len(file._blocks) <= 3  # the least recently used blocks were dropped
+    assert len(file.blocks._blocks) <= 3  # the least recently used blocks were dropped
     assert all(stop - start <= 1000 for start, stop, _thread in calls)
+
+
+def test_files_open_on_one_object_share_its_blocks_with_positions_of_their_own() -> None:
+    data = bytes(range(256)) * 40
+    first, calls = over(data, block=1000, kept=16)
+    second = RangeFile(first.blocks)
+    first.seek(100)
+    second.seek(5000)
+    assert first.read(50) == data[100:150]
+    assert second.read(50) == data[5000:5050]
+    assert first.read(10) == data[150:160]  # its own position
+    second.seek(120)
+    assert second.read(10) == data[120:130]
+    assert [start for start, _stop, _thread in calls] == [0, 5000]  # each block fetched once
 
 
 def test_a_short_answer_is_an_error_not_a_short_file() -> None:
     data = bytes(range(256)) * 10
-    file = RangeFile("s3://bucket/key", len(data), lambda start, stop: data[start : stop - 1], block_size=100)
+    file = RangeFile(Blocks("s3://bucket/key", len(data), lambda start, stop: data[start : stop - 1], block_size=100))
     with pytest.raises(RemoteError, match="got 99 bytes"):
         file.read(10)
 
@@ -91,4 +105,10 @@ def test_over_http_it_sends_ranges_and_a_missing_object_is_not_found(tmp_path: P
         assert file.read(600) == (bytes(range(256)) * 100)[25_000:]
         with pytest.raises(RemoteError, match="not found"):
             range_file(base + "missing.bin")
+        sent = log.sent
+        again = range_file(base + "a.bin")  # opened again (the reader after the probe): the blocks are kept
+        assert again.read(100) == (bytes(range(256)) * 100)[:100]
+        assert log.sent - sent <= 1  # only the size was asked for again
+        (tmp_path / "a.bin").write_bytes(bytes(range(255, -1, -1)) * 100)  # replaced: another ETag, read afresh
+        assert range_file(base + "a.bin").read(3) == bytes([255, 254, 253])
     assert all(byte_range is not None for method, _path, byte_range in log.requests if method == "GET")
