@@ -198,4 +198,11 @@ def range_file(url: str) -> RangeFile:
     return RangeFile(blocks)
 
 
-__all__ = ["BLOCK_SIZE", "Blocks", "RangeFile", "range_file"]
+def release(url: str | None = None) -> None:
+    """Drop the kept blocks of ``url`` (every object's when None): its scene has ended, or the run."""
+    with _objects_lock:
+        for key in [k for k in _objects if url is None or k[0] == url]:
+            del _objects[key]
+
+
+__all__ = ["BLOCK_SIZE", "Blocks", "RangeFile", "range_file", "release"]

@@ -32,6 +32,7 @@ from typing import Any
 
 from dualsr_deploy.data.archive import ArchiveEntry, SkippedFile, open_archive
 from dualsr_deploy.data.remote import Remote, is_url
+from dualsr_deploy.data.remote_file import release
 from dualsr_deploy.data.remote_ranges import apply_gdal_environment
 from dualsr_deploy.data.remote_scenes import RemoteScenes, SceneGroup
 from dualsr_deploy.data.stac import StacArchive, stac_archive
@@ -95,6 +96,7 @@ def run_remote(
     with contextlib.ExitStack() as stack:
         work = work_folder("remote")  # and the folders of runs on this host that were killed, removed
         stack.callback(shutil.rmtree, work, True)
+        stack.callback(release)  # the blocks kept of objects read by range
         sink = RemoteOutput(out_text, shard) if is_url(out_text) else None
         out_local = work / "out" if sink is not None else Path(out_text)
         if sink is not None:

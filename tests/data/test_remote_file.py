@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dualsr_deploy.data.remote_file import Blocks, RangeFile, range_file
+from dualsr_deploy.data.remote_file import Blocks, RangeFile, range_file, release
 from dualsr_deploy.errors import RemoteError
 from tests.servers import http_server
 
@@ -111,4 +111,8 @@ def test_over_http_it_sends_ranges_and_a_missing_object_is_not_found(tmp_path: P
         assert log.sent - sent <= 1  # only the size was asked for again
         (tmp_path / "a.bin").write_bytes(bytes(range(255, -1, -1)) * 100)  # replaced: another ETag, read afresh
         assert range_file(base + "a.bin").read(3) == bytes([255, 254, 253])
+        release(base + "a.bin")  # its scene ended: its blocks are dropped, and a later open fetches them again
+        sent = log.sent
+        assert range_file(base + "a.bin").read(3) == bytes([255, 254, 253])
+        assert log.sent - sent > 1000
     assert all(byte_range is not None for method, _path, byte_range in log.requests if method == "GET")

@@ -34,6 +34,7 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import ArchiveEntry
 from dualsr_deploy.data.remote import Remote
+from dualsr_deploy.data.remote_file import release
 from dualsr_deploy.data.remote_ranges import apply_gdal_environment
 from dualsr_deploy.data.remote_scenes import SceneGroup
 from dualsr_deploy.errors import WorkerRefusedError
@@ -124,6 +125,7 @@ class RemoteSceneWorker:
             record = self._process(group, folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            release(group.url)  # the blocks kept of its object, if it was read by range
         record.worker = self.name
         return record
 
