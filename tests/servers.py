@@ -1,6 +1,6 @@
 """Servers the remote-archive tests talk to, on 127.0.0.1 only: an S3 API server (moto's server mode, in its own
-process) and an HTTP server over a folder with range requests, which counts the bytes it sends and answers 403 for
-any name holding ``forbidden``."""
+process) and an HTTP server over a folder with range requests (honouring ``If-Range``), which counts the bytes it
+sends, answers 403 for any name holding ``forbidden`` and ignores ranges for any name holding ``norange``."""
 
 from __future__ import annotations
 
@@ -92,8 +92,11 @@ def _handler(folder: Path, log: HttpLog) -> type[http.server.BaseHTTPRequestHand
                 self.send_error(404)
                 return
             size = path.stat().st_size
+            etag = f'"{int(path.stat().st_mtime_ns)}-{size}"'
             start, stop = 0, size
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", header or "")
+            if "norange" in self.path or self.headers.get("If-Range", etag) != etag:
+                match = None  # a server without ranges, or an object changed since If-Range's ETag: all of it
             if match:
                 start, stop = int(match[1]), min(size, int(match[2]) + 1 if match[2] else size)
                 self.send_response(206)
@@ -102,13 +105,14 @@ def _handler(folder: Path, log: HttpLog) -> type[http.server.BaseHTTPRequestHand
                 self.send_response(200)
             self.send_header("Content-Length", str(stop - start))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", f'"{int(path.stat().st_mtime_ns)}-{size}"')
+            self.send_header("ETag", etag)
             self.end_headers()
             if body:
                 with path.open("rb") as handle:
                     handle.seek(start)
                     data = handle.read(stop - start)
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that stopped reading
+                    self.wfile.write(data)
                 with log.lock:
                     log.sent += len(data)
 

@@ -128,14 +128,19 @@ def _s3_fetcher(url: str) -> tuple[int, str | None, Fetch]:
                 raise PermissionError(f"HTTP {status}") from None
             if status == 404:
                 raise FileNotFoundError(url) from None
+            if status == 412:
+                raise RemoteError(f"{url}: the object changed while it was being read") from None
             raise
 
     head = _retrying(url, lambda: errors(lambda: client.head_object(Bucket=bucket, Key=key)))
 
+    etag = head.get("ETag")
+    same = {"IfMatch": etag} if etag else {}  # every range of one version: a replaced object fails, never mixes
+
     def fetch(start: int, stop: int) -> bytes:
         def get() -> bytes:
-            answer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
-            return bytes(answer["Body"].read())
+            answer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}", **same)
+            return bytes(answer["Body"].read(stop - start + 1))  # a longer answer than asked is told, not read
 
         return bytes(_retrying(url, lambda: errors(get)))
 
@@ -149,26 +154,40 @@ def _http_fetcher(url: str) -> tuple[int, str | None, Fetch]:
     session = requests.Session()  # trust_env by default: ~/.netrc and proxies, as curl
     session.headers.update(_auth_headers(url.split("://", 1)[0].lower()))
 
-    def get(start: int, stop: int) -> Any:
-        response = session.get(url, headers={"Range": f"bytes={start}-{stop - 1}"}, timeout=60)
-        if response.status_code in (401, 403):
-            raise PermissionError(f"HTTP {response.status_code}")
-        if response.status_code == 404:
-            raise FileNotFoundError(url)
-        if response.status_code >= 400:
-            error = OSError(f"HTTP {response.status_code}")
-            error.status = response.status_code  # type: ignore[attr-defined]
-            raise error
-        if response.status_code != 206:
-            raise RemoteError(f"{url}: the server does not serve byte ranges (HTTP {response.status_code} to a Range)")
-        return response
+    version: dict[str, str] = {}  # If-Range: the first answer's ETag, so that a replaced object is told
 
-    first = _retrying(url, lambda: get(0, 1))
-    total = first.headers.get("Content-Range", "").rpartition("/")[2]
-    if not total.isdigit():
-        raise RemoteError(f"{url}: the server gives no size for the object (Content-Range {total or 'missing'})")
-    identity = first.headers.get("ETag") or first.headers.get("Last-Modified")
-    return int(total), identity, lambda start, stop: bytes(_retrying(url, lambda: get(start, stop).content))
+    def get(start: int, stop: int) -> bytes:
+        """Bytes [start, stop), streamed: a server that answers a range with the whole object is refused before its
+        body is read, and an answer longer than asked for is told from one of the right length."""
+        headers = {"Range": f"bytes={start}-{stop - 1}", **version}
+        with session.get(url, headers=headers, timeout=60, stream=True) as response:
+            if response.status_code in (401, 403):
+                raise PermissionError(f"HTTP {response.status_code}")
+            if response.status_code == 404:
+                raise FileNotFoundError(url)
+            if response.status_code >= 400:
+                error = OSError(f"HTTP {response.status_code}")
+                error.status = response.status_code  # type: ignore[attr-defined]
+                raise error
+            if response.status_code != 206:
+                why = "the object changed while it was being read" if version else "the server serves no byte ranges"
+                raise RemoteError(f"{url}: {why} (HTTP {response.status_code} to a Range)")
+            if not sizes:
+                total = response.headers.get("Content-Range", "").rpartition("/")[2]
+                sizes.append(int(total) if total.isdigit() else -1)
+                identities.append(response.headers.get("ETag") or response.headers.get("Last-Modified"))
+                etag = response.headers.get("ETag", "")
+                if etag and not etag.startswith("W/"):  # a weak ETag cannot validate bytes
+                    version["If-Range"] = etag
+            body = response.raw.read(stop - start + 1, decode_content=True)
+            return bytes(body)
+
+    sizes: list[int] = []
+    identities: list[str | None] = []
+    _retrying(url, lambda: get(0, 1))
+    if not sizes or sizes[0] < 0:
+        raise RemoteError(f"{url}: the server gives no size for the object (no total in Content-Range)")
+    return sizes[0], identities[0], lambda start, stop: _retrying(url, lambda: get(start, stop))
 
 
 _KEPT_OBJECTS = 4  # objects whose blocks are kept at once: a cluster worker's two scenes, with room

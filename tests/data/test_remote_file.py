@@ -116,3 +116,20 @@ def test_over_http_it_sends_ranges_and_a_missing_object_is_not_found(tmp_path: P
         assert range_file(base + "a.bin").read(3) == bytes([255, 254, 253])
         assert log.sent - sent > 1000
     assert all(byte_range is not None for method, _path, byte_range in log.requests if method == "GET")
+
+
+def test_over_http_a_server_without_ranges_and_an_object_replaced_mid_read_are_refused(tmp_path: Path) -> None:
+    """A server that answers a range with the whole object is refused (its body is not read into memory), and an
+    object replaced while it is read fails the read (If-Range) rather than mixing bytes of two versions."""
+    (tmp_path / "a_norange.bin").write_bytes(bytes(4096))
+    (tmp_path / "b.bin").write_bytes(bytes(range(256)) * 100)
+    with http_server(tmp_path) as (base, _log):
+        with pytest.raises(RemoteError, match="serves no byte ranges"):
+            range_file(base + "a_norange.bin")
+        file = range_file(base + "b.bin")
+        file.blocks.block_size = 1000  # small blocks, so that the second read is another request
+        assert file.read(10) == bytes(range(10))
+        (tmp_path / "b.bin").write_bytes(bytes(range(255, -1, -1)) * 100)
+        file.seek(20_000)
+        with pytest.raises(RemoteError, match="changed while it was being read"):
+            file.read(10)

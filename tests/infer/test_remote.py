@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from dualsr_deploy.cli.main import app
 from dualsr_deploy.data import read_scene
 from dualsr_deploy.data.formats import write_scene
-from dualsr_deploy.errors import RunError
+from dualsr_deploy.errors import RemoteError, RunError
 from dualsr_deploy.infer import InferOptions, run_archive
 from dualsr_deploy.infer.remote_output import RemoteOutput
 from tests.infer.conftest import lr_scene, same_output, upload
@@ -541,3 +541,17 @@ def test_gdal_settings_follow_the_endpoint_of_each_run(monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:2222")
     apply_gdal_environment()
     assert os.environ["AWS_S3_ENDPOINT"] == "mine.example.org"
+
+
+def test_an_s3_object_replaced_while_it_is_read_by_range_fails_the_read(s3: Any) -> None:
+    """Every range of one read is of one version (IfMatch on the ETag): never bytes of two objects mixed."""
+    from dualsr_deploy.data.remote_file import range_file
+
+    s3.pipe(f"{s3.bucket}/o.bin", bytes(range(256)) * 100)
+    file = range_file(f"s3://{s3.bucket}/o.bin")
+    file.blocks.block_size = 1000  # small blocks, so that the second read is another request
+    assert file.read(5) == bytes(range(5))
+    s3.pipe(f"{s3.bucket}/o.bin", bytes(range(255, -1, -1)) * 100)
+    file.seek(20_000)
+    with pytest.raises(RemoteError, match="changed while it was being read"):
+        file.read(3)
