@@ -111,10 +111,10 @@ def _handler(folder: Path, log: HttpLog) -> type[http.server.BaseHTTPRequestHand
                 with path.open("rb") as handle:
                     handle.seek(start)
                     data = handle.read(stop - start)
+                with log.lock:  # counted before it is written: a client holds the body only after it is counted
+                    log.sent += len(data)
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that stopped reading
                     self.wfile.write(data)
-                with log.lock:
-                    log.sent += len(data)
 
         def _listing(self, where: Path, body: bool) -> None:
             names = sorted(f"{p.name}/" if p.is_dir() else p.name for p in where.iterdir())
