@@ -3,9 +3,12 @@
 The recurrent state enters CoarSR only through the cheap 1×1 ``rnn_reduceD`` after the expensive body, so for a
 batch of ``B`` cubes of ``C`` bands (DESIGN.md, "the band-parallel form"):
 
-1. the body runs on all ``B·C`` bands at once (in chunks of at most ``pixels_per_call`` LR pixels);
+1. the body runs on all ``B·C`` bands at once;
 2. a scan over the bands applies the 1×1 merge (``C − 1`` tiny steps);
-3. the tail runs on all bands at once (chunked the same way).
+3. the tail runs on all bands at once.
+
+That is the exported graph's form. On a CPU (``pixels_per_call`` set) the three steps run a chunk of bands at a
+time, the scan's state carried over, so that a call holds one chunk's maps rather than those of every band.
 
 :class:`FoldedCoarSR` is the export-safe core (no checks, no Python branching on values): it maps an LR batch
 ``(B, C, h, w)`` to the residual ``SR − bicubic``. :class:`CoarSRCube` wraps it for users: it validates the input
@@ -76,9 +79,11 @@ class FoldedCoarSR(nn.Module):
     Built by :func:`dualsr_deploy.archs.fold.fold_coarsr`. The neighbour rule is a constant gather; ``C`` is read
     from the input's static shape, so an exported graph has ``C`` fixed and ``B, h, w`` free.
 
-    ``pixels_per_call`` bounds how many LR pixels (band planes × h × w, at least one plane) go through the body
-    and the tail in one call (``None``: all planes at once). It trades memory and cache locality for launch count:
-    on a GPU larger is better; on a small CPU about one 128×128 plane per call keeps the working set in cache.
+    ``pixels_per_call`` bounds how many LR pixels (band planes × h × w, at least one band of the batch) go through
+    the body, the recurrent merge and the tail in one step (``None``: all planes at once, each stage whole: the
+    exported graph). It trades memory and cache locality for launch count: on a GPU larger is better; on a small
+    CPU about one 128×128 plane per step keeps the working set in cache, and a 285-band window holds ~12× less
+    than whole (``benchmarks/tile_memory.py``), so larger tiles fit a memory budget.
     ``channels_last`` runs the network in NHWC layout (the weights must be converted too:
     :meth:`use_channels_last`), which oneDNN's grouped convolutions prefer on CPU.
     """
@@ -120,16 +125,16 @@ class FoldedCoarSR(nn.Module):
         return max(body * 8 * 3 * f, tail * (2 * s * s * f + s * s))
 
     def scan_bytes_per_pixel(self) -> int:
-        """Bytes per LR pixel of every band plane that a call holds whatever :attr:`pixels_per_call` is: the body's
-        ``out`` and ``skip``, the merged maps, the scan's states and their stack, the tail's input, of which about four
-        ``F``-channel maps are alive at once (measured: ~0.85 GB for 285 bands on a 77×160 window with F = 16, 3.8
-        maps, as the process's anonymous memory less the run's strips and the runtime)."""
+        """Bytes per LR pixel of every band plane that a whole-cube call (:attr:`pixels_per_call` ``None``: an
+        exported graph, a GPU) holds: the body's ``out`` and ``skip``, the merged maps, the scan's states and their
+        stack, the tail's input, of which about four ``F``-channel maps are alive at once (measured: ~0.85 GB for 285
+        bands on a 77×160 window with F = 16, 3.8 maps). A chunked call holds one chunk's (:meth:`_streamed`)."""
         return self.head.weight.element_size() * 4 * self.config.n_feats
 
     def set_memory_budget(self, budget_bytes: int | None) -> None:
         """Size :attr:`pixels_per_call` so that activations stay within ``budget_bytes`` (``None``: no bound).
 
-        The scan keeps two ``F``-channel maps of every plane besides; that part does not shrink with chunking.
+        A chunked call holds, besides the chunk's maps, its input and its result (:meth:`_streamed`).
         """
         if budget_bytes is None:
             self.pixels_per_call = None
@@ -182,6 +187,8 @@ class FoldedCoarSR(nn.Module):
         batch, bands, h, w = lr.shape
         f = self.config.n_feats
         index = neighbour_table(bands, self.rule, lr.device).reshape(-1)
+        if self.pixels_per_call is not None:
+            return self._streamed(lr, index)
         planes = lr.index_select(1, index).reshape(batch * bands, 5, h, w)
         if self.channels_last:
             planes = planes.contiguous(memory_format=torch.channels_last)
@@ -203,6 +210,32 @@ class FoldedCoarSR(nn.Module):
         sr = torch.cat([self._tail(chunk) for chunk in self._chunks(tail_in, h * w)])
         s = self.config.scale
         return sr.contiguous().reshape(batch, bands, s * h, s * w)
+
+    def _streamed(self, lr: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` a chunk of bands at a time (:attr:`pixels_per_call` LR pixels across the batch): body,
+        recurrent merge and tail of each chunk before the next, the scan's state carried from chunk to chunk. The
+        same operations on the same values as the whole-cube form, but what a call holds besides its input and
+        result is one chunk's maps, not ~4 ``F``-channel maps of every band plane: larger tiles fit a budget."""
+        batch, bands, h, w = lr.shape
+        f, s = self.config.n_feats, self.config.scale
+        step = max(1, (self.pixels_per_call or 1) // (h * w * batch))
+        sr = lr.new_empty((batch, bands, s * h, s * w), dtype=self._tail_weight.dtype)
+        state: torch.Tensor | None = None
+        for first in range(0, bands, step):
+            n = min(step, bands - first)
+            planes = lr.index_select(1, index[5 * first : 5 * (first + n)]).reshape(batch * n, 5, h, w)
+            if self.channels_last:
+                planes = planes.contiguous(memory_format=torch.channels_last)
+            out, skip = self.body(planes)
+            merged = self.merge_out(out).reshape(batch, n, f, h, w)
+            out = out.reshape(batch, n, f, h, w)
+            states = []
+            for i in range(n):
+                state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
+                states.append(state)
+            tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w) + skip
+            sr[:, first : first + n] = self._tail(tail_in).reshape(batch, n, s * h, s * w)
+        return sr
 
 
 def check_lr(lr: torch.Tensor, *, dtype: torch.dtype) -> None:

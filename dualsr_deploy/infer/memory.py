@@ -18,10 +18,10 @@ from dualsr_deploy.archs.cube import FoldedCoarSR
 # (backend, precision, scale) → bytes per LR window pixel and band, on a CPU; the larger of the two slopes measured
 # (windows 48→80→112 LR pixels, 285 bands; 2-core Xeon with AVX512-BF16, torch 2.13, ONNX Runtime, OpenVINO)
 MEASURED_CPU: dict[tuple[str, str, int], int] = {
-    ("torch", "fp32", 2): 735,
-    ("torch", "fp32", 4): 659,
-    ("torch", "bf16", 2): 291,
-    ("torch", "bf16", 4): 346,
+    ("torch", "fp32", 2): 65,
+    ("torch", "fp32", 4): 219,
+    ("torch", "bf16", 2): 73,
+    ("torch", "bf16", 4): 206,
     ("onnx", "fp32", 2): 2328,
     ("onnx", "fp32", 4): 4881,
     ("openvino", "fp32", 2): 1542,

@@ -84,6 +84,34 @@ def test_folded_equals_unfolded_on_random_weights(scale: int, shape: tuple[int, 
     assert expected.shape == (shape[0], shape[1], scale * shape[2], scale * shape[3])
 
 
+def test_a_chunked_call_finishes_each_chunk_of_bands_before_the_next() -> None:
+    """What bounds a CPU call's memory: body, merge and tail of a chunk of bands run before the next chunk's body,
+    so no map of every band plane is ever held (the exported, whole-cube form holds ~4 of them), and the batch's
+    cubes go through each chunk together."""
+    model = random_coarsr(2, n_feats=6, n_blocks=1, seed=5).double()
+    core = fold_coarsr(model, "paper", torch.float64)
+    lr = torch.rand(2, 7, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    calls: list[tuple[str, int]] = []
+    body, tail = core.body, core._tail
+
+    def logged_body(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(("body", planes.shape[0]))
+        return body(planes)
+
+    def logged_tail(x: torch.Tensor) -> torch.Tensor:
+        calls.append(("tail", x.shape[0]))
+        return tail(x)
+
+    core.body, core._tail = logged_body, logged_tail  # type: ignore[method-assign]
+    core.pixels_per_call = 2 * 2 * 5 * 6  # two bands of both cubes a step: chunks of 2, 2, 2, 1 bands
+    with torch.no_grad():
+        chunked = core(lr)
+    assert calls == [("body", 4), ("tail", 4)] * 3 + [("body", 2), ("tail", 2)]
+    core.pixels_per_call = None
+    with torch.no_grad():
+        assert (chunked - core(lr)).abs().max().item() <= FLOAT64_TOLERANCE
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_float32_cube_agrees_with_float32_loop(channels_last: bool) -> None:
     model = random_coarsr(4, n_feats=8, n_blocks=2, seed=3)
