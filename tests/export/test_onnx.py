@@ -69,6 +69,7 @@ def test_dynamic_batch_and_size(tmp_path: Path) -> None:
             assert got.shape == (shape[0], 5, 2 * shape[2], 2 * shape[3])
             assert (got - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
         # a CPU session plans no memory pattern (1.7x the peak on a 285-band window; performance.md)
+        assert isinstance(onnx_backend, OnnxBackend)
         assert not onnx_backend._session.get_session_options().enable_mem_pattern
 
 
