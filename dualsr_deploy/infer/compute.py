@@ -121,7 +121,7 @@ def _coarse(
     offset = 0
     for index, (a, b) in enumerate(network):  # progress counts a scene's tiles once, not once per band segment
         at = offset if packed else a
-        high[at : at + b - a] = runner.coarse(scale, [cube[a:b]], [name], count=index == 0)[0]
+        high[at : at + b - a] = runner.coarse(scale, [cube[a:b]], [name], count=index == 0, scene_bands=c)[0]
         offset += b - a
     for a, b in short:
         high[a:b] = imresize(cube[a:b], scale)

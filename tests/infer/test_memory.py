@@ -36,3 +36,30 @@ def test_other_sizes_devices_and_precisions() -> None:
     assert x3 == int(
         MEASURED_CPU[("openvino", "fp32", 4)] * MARGIN * estimate(_core(3), True) / estimate(_core(4), True)
     )
+
+
+def test_a_scene_held_in_memory_runs_as_one_tile_when_the_budget_leaves_room() -> None:
+    """A call's share is 40 % of the budget, or what two working sets of an in-memory scene leave, when that is more:
+    a 100 × 100 × 189 scene that the 40 % cut into 4 tiles runs as 1 (OpenVINO fp32: 9.3 s → 3.7 s), and a scene
+    whose window does not fit still gets tiles, as does a streamed strip."""
+    from dualsr_deploy.infer.batching import TileRunner
+    from dualsr_deploy.infer.options import TILE_SHARE, BackendSpec, InferOptions
+    from dualsr_deploy.infer.pool import BackendPool
+
+    spec = BackendSpec.for_run("openvino", scale=2, stage="coarse", device="cpu", weights="airborne")  # no IR needed
+    scene = (189, 100, 100)
+
+    def runner(budget: int) -> TileRunner:
+        options = InferOptions(scale=2, stage="coarse", backend=spec, memory_budget=budget)
+        return TileRunner(BackendPool(spec), options, lambda event: None)
+
+    one_window = 189 * 100 * 100 * runner(1 << 30).window_bytes_per_pixel(2)
+    working = InferOptions(scale=2, stage="coarse", backend=spec).working_bytes(scene)
+    budget = int(1.5 * one_window) + 2 * working  # room for the whole window beside the scene, not within 40 %
+    assert one_window > budget * TILE_SHARE
+    fits = runner(budget)
+    assert fits.call_share(scene) == budget - 2 * working
+    assert fits.auto_tile(2, 189, scene) == 100
+    assert fits.count(scene, streamed=False) == 1  # the plan counts the tiles grid() lays (no backend opened here)
+    assert fits.count(scene, streamed=True) > 1  # a streamed scene's call keeps the 40 %
+    assert runner(one_window // 2 + 2 * working).count(scene, streamed=False) > 1
