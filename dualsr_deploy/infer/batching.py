@@ -83,7 +83,7 @@ class TileRunner:
         """Bytes one backend call may hold: :data:`TILE_SHARE` of the memory budget, or for a scene held in memory
         (``scene``: its shape), what the budget leaves beside two of its working sets (it, and one read or written
         meanwhile), when that is more. A small scene's call need not be cut to 40 %: a 100 × 100 × 189 scene ran
-        through OpenVINO fp32 as 4 tiles in 9.3 s under the 40 %, as 1 in 3.7 s, both within the budget."""
+        through OpenVINO fp32 as 4 tiles in 9.3 s under the 40 %, as 1 in 3.5 s, both within the budget."""
         share = int(self.options.budget * TILE_SHARE)
         if scene is not None:
             share = max(share, self.options.budget - 2 * self.options.working_bytes(scene))

@@ -40,7 +40,7 @@ def test_other_sizes_devices_and_precisions() -> None:
 
 def test_a_scene_held_in_memory_runs_as_one_tile_when_the_budget_leaves_room() -> None:
     """A call's share is 40 % of the budget, or what two working sets of an in-memory scene leave, when that is more:
-    a 100 × 100 × 189 scene that the 40 % cut into 4 tiles runs as 1 (OpenVINO fp32: 9.3 s → 3.7 s), and a scene
+    a 100 × 100 × 189 scene that the 40 % cut into 4 tiles runs as 1 (OpenVINO fp32: 9.3 s → 3.5 s), and a scene
     whose window does not fit still gets tiles, as does a streamed strip."""
     from dualsr_deploy.infer.batching import TileRunner
     from dualsr_deploy.infer.options import TILE_SHARE, BackendSpec, InferOptions
