@@ -128,13 +128,13 @@ class FoldedCoarSR(nn.Module):
         """Bytes per LR pixel of every band plane that a whole-cube call (:attr:`pixels_per_call` ``None``: an
         exported graph, a GPU) holds: the body's ``out`` and ``skip``, the merged maps, the scan's states and their
         stack, the tail's input, of which about four ``F``-channel maps are alive at once (measured: ~0.85 GB for 285
-        bands on a 77×160 window with F = 16, 3.8 maps). A chunked call holds one chunk's (:meth:`_streamed`)."""
+        bands on a 77×160 window with F = 16, 3.8 maps). A chunked call holds one chunk's (:meth:`_bands`)."""
         return self.head.weight.element_size() * 4 * self.config.n_feats
 
     def set_memory_budget(self, budget_bytes: int | None) -> None:
         """Size :attr:`pixels_per_call` so that activations stay within ``budget_bytes`` (``None``: no bound).
 
-        A chunked call holds, besides the chunk's maps, its input and its result (:meth:`_streamed`).
+        A chunked call holds, besides the chunk's maps, its input and its result (:meth:`_bands`).
         """
         if budget_bytes is None:
             self.pixels_per_call = None
@@ -177,65 +177,41 @@ class FoldedCoarSR(nn.Module):
         skip = res[:, :f].clone()  # a copy, so the 3F-channel stack is freed once the chunk is done
         return self.conv(self.last_reduce(g)) + skip, skip
 
-    def _chunks(self, x: torch.Tensor, plane_pixels: int) -> list[torch.Tensor]:
-        if self.pixels_per_call is None:
-            return [x]
-        planes = max(1, self.pixels_per_call // plane_pixels)
-        return [x] if planes >= x.shape[0] else list(torch.split(x, planes))
-
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         batch, bands, h, w = lr.shape
-        f = self.config.n_feats
         index = neighbour_table(bands, self.rule, lr.device).reshape(-1)
-        if self.pixels_per_call is not None:
-            return self._streamed(lr, index)
-        planes = lr.index_select(1, index).reshape(batch * bands, 5, h, w)
-        if self.channels_last:
-            planes = planes.contiguous(memory_format=torch.channels_last)
-
-        parts = [self.body(chunk) for chunk in self._chunks(planes, h * w)]
-        out = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        skip = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-
-        # The recurrent merge: state_0 = out_0, state_i = W_o·out_i + b + W_s·state_{i−1}.
-        out = out.reshape(batch, bands, f, h, w)
-        merged = self.merge_out(out[:, 1:].reshape(-1, f, h, w)).reshape(batch, bands - 1, f, h, w)
-        state = out[:, 0]
-        states = [state]
-        for i in range(bands - 1):
-            state = merged[:, i] + self.merge_state(state)
-            states.append(state)
-        tail_in = torch.stack(states, 1).reshape(batch * bands, f, h, w) + skip
-
-        sr = torch.cat([self._tail(chunk) for chunk in self._chunks(tail_in, h * w)])
+        step = bands if self.pixels_per_call is None else max(1, self.pixels_per_call // (h * w * batch))
+        if step >= bands:  # every band in one step: the exported graph's form
+            return self._bands(lr, index, 0, bands, None)[0]
         s = self.config.scale
-        return sr.contiguous().reshape(batch, bands, s * h, s * w)
-
-    def _streamed(self, lr: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` a chunk of bands at a time (:attr:`pixels_per_call` LR pixels across the batch): body,
-        recurrent merge and tail of each chunk before the next, the scan's state carried from chunk to chunk. The
-        same operations on the same values as the whole-cube form, but what a call holds besides its input and
-        result is one chunk's maps, not ~4 ``F``-channel maps of every band plane: larger tiles fit a budget."""
-        batch, bands, h, w = lr.shape
-        f, s = self.config.n_feats, self.config.scale
-        step = max(1, (self.pixels_per_call or 1) // (h * w * batch))
         sr = lr.new_empty((batch, bands, s * h, s * w), dtype=self._tail_weight.dtype)
         state: torch.Tensor | None = None
         for first in range(0, bands, step):
             n = min(step, bands - first)
-            planes = lr.index_select(1, index[5 * first : 5 * (first + n)]).reshape(batch * n, 5, h, w)
-            if self.channels_last:
-                planes = planes.contiguous(memory_format=torch.channels_last)
-            out, skip = self.body(planes)
-            merged = self.merge_out(out).reshape(batch, n, f, h, w)
-            out = out.reshape(batch, n, f, h, w)
-            states = []
-            for i in range(n):
-                state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
-                states.append(state)
-            tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w) + skip
-            sr[:, first : first + n] = self._tail(tail_in).reshape(batch, n, s * h, s * w)
+            sr[:, first : first + n], state = self._bands(lr, index, first, n, state)
         return sr
+
+    def _bands(
+        self, lr: torch.Tensor, index: torch.Tensor, first: int, n: int, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bands ``[first, first + n)`` of ``lr`` through body, recurrent merge and tail: their residual
+        ``(B, n, s·h, s·w)`` and the last band's state. ``state`` is band ``first − 1``'s (None for band 0): the
+        merge is ``state_0 = out_0``, ``state_i = W_o·out_i + b + W_s·state_{i−1}``. Run a chunk of bands at a
+        time, a call holds one chunk's maps besides its input and result, not ~4 ``F``-channel maps of every band."""
+        batch, _, h, w = lr.shape
+        f, s = self.config.n_feats, self.config.scale
+        planes = lr.index_select(1, index[5 * first : 5 * (first + n)]).reshape(batch * n, 5, h, w)
+        if self.channels_last:
+            planes = planes.contiguous(memory_format=torch.channels_last)
+        out, skip = self.body(planes)
+        merged = self.merge_out(out).reshape(batch, n, f, h, w)
+        out = out.reshape(batch, n, f, h, w)
+        states = []
+        for i in range(n):
+            state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
+            states.append(state)
+        tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w) + skip
+        return self._tail(tail_in).reshape(batch, n, s * h, s * w), states[-1]
 
 
 def check_lr(lr: torch.Tensor, *, dtype: torch.dtype) -> None:
