@@ -543,6 +543,31 @@ def test_gdal_settings_follow_the_endpoint_of_each_run(monkeypatch: pytest.Monke
     assert os.environ["AWS_S3_ENDPOINT"] == "mine.example.org"
 
 
+def test_opens_of_s3_objects_share_one_client_per_environment(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene's ~11 opens of its object make one botocore client (~86 ms each), not one each; other credentials or
+    another endpoint in the environment make another, so an open never signs with stale ones."""
+    import botocore.session
+
+    from dualsr_deploy.data.remote_file import _s3_client, range_file
+
+    made: list[str | None] = []
+    create = botocore.session.Session.create_client
+
+    def counted(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("endpoint_url"))
+        return create(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counted)
+    _s3_client.cache_clear()
+    s3.pipe(f"{s3.bucket}/o.bin", bytes(range(256)))
+    for _ in range(3):
+        assert range_file(f"s3://{s3.bucket}/o.bin").read(4) == bytes(range(4))
+    assert len(made) == 1
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "another")  # the test server takes any secret: the client is counted
+    assert range_file(f"s3://{s3.bucket}/o.bin").read(4) == bytes(range(4))
+    assert len(made) == 2
+
+
 def test_an_s3_object_replaced_while_it_is_read_by_range_fails_the_read(s3: Any) -> None:
     """Every range of one read is of one version (IfMatch on the ETag): never bytes of two objects mixed."""
     from dualsr_deploy.data.remote_file import range_file
