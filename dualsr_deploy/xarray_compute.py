@@ -129,14 +129,20 @@ def _route(reader: ArrayReader, request: Request) -> Route:
 def what_ran(reader: ArrayReader, request: Request) -> dict[str, str]:
     """The result's attributes saying what ran: the stage (``auto`` resolved), the weights (the family ``auto``
     chose, or the file) and why ``auto`` chose them, as ``dualsr infer``'s manifest says it."""
-    route = _route(reader, request)
+    upscaler = _upscaler(request)
+    choice = upscaler.options.choose_weights(reader.shape[0], reader.wavelengths)
+    route = upscaler.route(choice)
     options = route.options
     ran = {"dualsr_stage": options.stage, "dualsr_weights": options.backend.weights_label(options.scale)}
-    if route.choice is not None:
-        ran["dualsr_weights"] = route.choice.family
-        ran["dualsr_weights_choice"] = f"auto: {route.choice.reason}"
+    if route.choice is not None and choice is not None:  # this scene's reason: a route serves every scene alike
+        ran["dualsr_weights"] = choice.family
+        ran["dualsr_weights_choice"] = f"auto: {choice.reason}"
     if options.stage_choice:
         ran["dualsr_stage_choice"] = options.stage_choice
+    ran["dualsr_backend"] = options.backend.label
+    for name, why in (("backend", options.backend.backend_choice), ("precision", options.backend.precision_choice)):
+        if why:
+            ran[f"dualsr_{name}_choice"] = why
     return ran
 
 

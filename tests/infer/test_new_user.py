@@ -207,6 +207,11 @@ def test_xarray_results_say_what_ran_and_declare_their_nodata(tmp_path: Path) ->
     assert np.isnan(sr.values[:, 0, 0]).all()
     assert np.isnan(sr.rio.nodata)  # NaN in the values, as rio.nodata says
     assert sr.rio.encoded_nodata == -32768  # written there by to_raster / to_netcdf
+    assert sr.attrs["dualsr_backend"].startswith(("torch-", "openvino-", "onnx-"))
+    assert sr.attrs["dualsr_backend_choice"].startswith("--backend auto → ")
+    # another scene of the same family, through the same cached models: its own reason, not the first scene's
+    longer = da.assign_coords(band=[w + 93.0 for w in WAVELENGTHS])
+    assert super_resolve(longer, scale=2).attrs["dualsr_weights_choice"].startswith("auto: wavelengths reach 2493 nm")
 
 
 def test_the_smaller_ones(tmp_path: Path) -> None:
