@@ -119,7 +119,7 @@ def super_resolve(
     scale: int = 4,
     stage: str = "auto",
     weights: str = "auto",
-    backend: str = "torch",
+    backend: str = "auto",
     precision: str = "auto",
     device: str | None = None,
     tile: int | None = None,

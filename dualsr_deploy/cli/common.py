@@ -54,6 +54,10 @@ TO_HELP = (
     ".nc (EMIT and AVIRIS-3 inputs, in their structure)."
 )
 NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
+AUTO_BACKEND_HELP = (
+    "of the backends installed here for the device, the one that ran the weights' held-out scenes fastest in the "
+    "precision it runs (`dualsr card --precision` times them), else torch; said in the terminal and the manifest."
+)
 BACKEND_HELP = (
     "torch, onnx (ONNX Runtime), trt (TensorRT plans; needs a GPU) or openvino (OpenVINO IR; CPU, or an OpenVINO "
     "device given by --device). --engine is an alias."
@@ -238,6 +242,7 @@ def _quoted(text: str) -> str:
 
 
 __all__ = [
+    "AUTO_BACKEND_HELP",
     "BACKEND_HELP",
     "EXIT_USER_ERROR",
     "NORMALISE_HELP",

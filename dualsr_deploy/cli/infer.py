@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from dualsr_deploy.cli.common import (
+    AUTO_BACKEND_HELP,
     BACKEND_HELP,
     DEVICE_HELP,
     ENGINES_HELP,
@@ -84,7 +85,11 @@ def infer(
     weights: str | None = WEIGHTS_OPTION,
     weights_half: str | None = WEIGHTS_HALF_OPTION,
     backend: str = typer.Option(
-        "torch", "--backend", "--engine", help=BACKEND_HELP, rich_help_panel="Backend and precision"
+        "auto",
+        "--backend",
+        "--engine",
+        help="auto (default): " + AUTO_BACKEND_HELP + " " + BACKEND_HELP,
+        rich_help_panel="Backend and precision",
     ),
     device: str | None = typer.Option(
         None,
@@ -261,7 +266,8 @@ def infer(
         stac=stac,
     )
     # what auto chose, said once the archive is planned (not before the error of a wrong path or a locked folder)
-    choices = [text for text in (spec.precision_choice if not dry_run else "", options.stage_choice) if text]
+    said = (options.backend.backend_choice, options.backend.precision_choice) if not dry_run else ()
+    choices = [text for text in (*said, options.stage_choice) if text]
     with InferProgress(disable=dry_run) as bar:
 
         def on_event(event: Event) -> None:
@@ -279,6 +285,7 @@ def infer(
         resolved = {
             **given,
             "stage": options.stage,  # what auto chose, so that the file runs the same job again
+            "backend": spec.backend,
             "precision": spec.precision,
             "device": spec.device,
             "threads": spec.cpu_threads,

@@ -63,6 +63,7 @@ class SceneRecord:
     output_objects: list[dict[str, Any]] = field(default_factory=list)
     backend: str | None = None  # label: backend-device-precision
     precision_choice: str | None = None  # why, when --precision auto chose the precision
+    backend_choice: str | None = None  # why, when --backend auto chose the backend
     stage_choice: str | None = None  # why, when --stage auto chose the stage
     weights: str | None = None  # the shipped family (cave, airborne) or the checkpoint file the scene ran with
     weights_choice: str | None = None  # why, when --weights auto chose the family

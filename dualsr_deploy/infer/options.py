@@ -4,6 +4,7 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dualsr_deploy.archs.coarsr import SUPPORTED_SCALES
 from dualsr_deploy.backends import BackendKind, backend_kind, check_backend
+from dualsr_deploy.backends.choice import AUTO_BACKEND, DEFAULT_BACKEND
 from dualsr_deploy.backends.precision import resolve_precision
 from dualsr_deploy.data.formats import OPTIONS
 from dualsr_deploy.data.normalise import Normalisation
@@ -21,6 +23,7 @@ from dualsr_deploy.infer.shards import Shard
 from dualsr_deploy.runtimes import check_device, default_device
 
 if TYPE_CHECKING:
+    from dualsr_deploy.backends.choice import BackendChoice
     from dualsr_deploy.weights import FamilyChoice
 
 STAGES = ("coarse", "dual", "backproject")
@@ -105,8 +108,11 @@ class BackendSpec:
     threads: int | None = None  # intra-op threads on a CPU; None: the CPUs this process may use (resources.py)
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
     precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
+    backend_choice: str = ""  # why this backend, when --backend auto chose it (printed, in the manifest)
 
     def __post_init__(self) -> None:
+        if self.backend == AUTO_BACKEND:  # resolved by InferOptions (the Python API), as for_run resolves it
+            return
         check_backend(self.backend, "fp32" if self.precision == "auto" else self.precision, self.device)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be at least 1; got {self.threads}")
@@ -138,7 +144,27 @@ class BackendSpec:
         threads: int | None = None,
     ) -> BackendSpec:
         """The spec a command line asks for. ``device`` None: this machine's CUDA device if any, else the CPU; on
-        a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's."""
+        a cluster the workers' device is the cluster's to decide (CUDA where it has GPUs), not this machine's.
+        ``backend`` auto: see :mod:`dualsr_deploy.backends.choice`."""
+        if backend == AUTO_BACKEND:
+            make = functools.partial(
+                cls.for_run,
+                scale=scale,
+                stage=stage,
+                device=device,
+                precision=precision,
+                artefacts_dir=artefacts_dir,
+                weights=weights,
+                weights_half=weights_half,
+                compile=compile,
+                on_cluster=on_cluster,
+                threads=threads,
+            )
+            spec = make(DEFAULT_BACKEND)
+            picked = spec.backend_auto(precision, scale, stage, on_cluster=on_cluster)
+            if picked.backend != spec.backend:  # made as `--backend NAME` makes it
+                spec = make(picked.backend)
+            return replace(spec, backend_choice=picked.describe())
         kind = backend_kind(backend)
         if on_cluster:
             chosen = device or ("cuda" if kind.cuda_only else "cpu")
@@ -181,6 +207,17 @@ class BackendSpec:
             threads=threads,
             half_scales=(scale // 2,) if stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4 else (),
         )
+
+    def backend_auto(self, precision: str, scale: int, stage: str, *, on_cluster: bool = False) -> BackendChoice:
+        """What ``--backend auto`` picks for this spec's device and every weights file the run may use (both
+        shipped families where ``--weights auto``), with ``--precision precision``."""
+        from dualsr_deploy.backends.choice import BackendChoice, choose_backend
+
+        if on_cluster:
+            return BackendChoice(DEFAULT_BACKEND, "a cluster's workers may have other runtimes than this machine")
+        half = stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4
+        used = run_weights(dict(self.weights), self.family, (scale, scale // 2) if half else (scale,))
+        return choose_backend(self.device, precision, used)
 
     def with_family(self, family: str, cave_scales: tuple[int, ...] = (), scales: tuple[int, ...] = ()) -> BackendSpec:
         """This spec with the shipped weights of ``family`` for the scales not given a file (cave's at
@@ -306,6 +343,12 @@ class InferOptions:
             object.__setattr__(self, "stage_choice", why)
         if self.stage not in STAGES:
             raise InputError(f"unknown stage {self.stage!r}; choose one of {AUTO_STAGE}, {', '.join(STAGES)}")
+        if self.backend.backend == AUTO_BACKEND:  # a spec made directly (the Python API): chosen as for_run chooses
+            spec = replace(self.backend, backend=DEFAULT_BACKEND)
+            picked = spec.backend_auto(spec.precision, self.scale, self.stage)
+            spec = replace(spec, backend=picked.backend, backend_choice=picked.describe())
+            check_backend(spec.backend, "fp32" if spec.precision == "auto" else spec.precision, spec.device)
+            object.__setattr__(self, "backend", spec)
         if self.backend.precision == "auto":  # a spec made directly (the Python API): chosen as for_run chooses
             spec = self.backend
             used = [spec.checkpoint(s) for s in self.scales if spec.has_weights(s)]

@@ -94,6 +94,7 @@ def scene_record(
         input_files=[dict(item) for item in planned.input_files],
         backend=spec.label,
         precision_choice=spec.precision_choice or None,
+        backend_choice=spec.backend_choice or None,
         weights=choice.family if choice is not None else spec.weights_label(options.scale),
         weights_choice=f"auto: {choice.reason}" if choice is not None else None,
         stage=options.stage,

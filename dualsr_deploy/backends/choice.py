@@ -1,0 +1,110 @@
+"""``--backend auto``: of the backends this machine can run on the device, the one whose precision (``auto``'s
+choice, or the one asked for) ran the weights' held-out scenes fastest, as measured by ``dualsr card … --precision``
+and kept beside the weights (:mod:`dualsr_deploy.backends.fidelity`), and why.
+
+A record times fp32 and the reduced precision on the same scenes, one warm-up first, so one record gives a backend's
+time in both precisions; an exported backend's time includes building its graph for each scene's band count, as a
+run's does. Times are summed over every weights file the run may use; a backend with no time for one of them is not
+compared, and another backend is taken over torch only where it was :data:`MARGIN` times faster. Where no backend
+has a time (no records for this kind of device, as on a GPU or a CPU without native bf16 with the shipped weights),
+``auto`` is the torch backend: it runs any band count without exporting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualsr_deploy.backends.fidelity import device_kind, read_records
+from dualsr_deploy.backends.kinds import BACKEND_KINDS
+from dualsr_deploy.backends.precision import resolve_precision
+
+AUTO_BACKEND = "auto"
+DEFAULT_BACKEND = "torch"
+# Another backend must beat torch's time by this factor: timings of one pass over small scenes vary by ~10 % run to
+# run on a shared 2-core VM, and torch exports nothing (cave ×2: OpenVINO bf16 9.10 s against torch bf16 9.35 s)
+MARGIN = 1.2
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"--backend auto → {self.backend} ({self.reason})"
+
+
+def unavailable(backend: str, device: str) -> str | None:
+    """Why ``backend`` cannot run here on the torch device ``device`` (cpu, cuda[:N]), or None when it can. Only
+    the backends a record times are probed, so a run that ends on torch imports no other runtime."""
+    from dualsr_deploy.runtimes import onnxruntime_providers, openvino_devices, tensorrt_version
+
+    cuda = device.startswith("cuda")
+    if backend == "onnx":
+        provider = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+        return None if provider in onnxruntime_providers()[1] else f"no ONNX Runtime {provider} installed"
+    if backend == "trt":
+        if not cuda:
+            return "needs a CUDA GPU"
+        return None if tensorrt_version() is not None else "TensorRT not installed"
+    if backend == "openvino":
+        if cuda:
+            return "runs on OpenVINO devices, not CUDA"
+        return None if openvino_devices()[0] is not None else "OpenVINO not installed"
+    return None
+
+
+def _seconds(weights: Path, backend: str, precision: str, kind: str) -> float | None:
+    """The held-out scenes' time of ``backend`` in ``precision`` for ``weights`` on a ``kind`` device, if measured."""
+    found, _why = read_records(weights)
+    if found is None:
+        return None
+    for record in found.records:
+        if (record.backend, record.kind) != (backend, kind):
+            continue
+        seconds = record.seconds_fp32 if precision == "fp32" else record.seconds
+        if (precision == "fp32" or record.precision == precision) and seconds > 0:
+            return seconds
+    return None
+
+
+def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> BackendChoice:
+    """What ``--backend auto`` runs on the torch device ``device`` with ``--precision precision`` (``auto``: each
+    backend's own choice under the quality rule) and ``weights`` (every file the run may use)."""
+    kind = device_kind(device)
+    timed: dict[str, float] = {}
+    left_out: list[str] = []
+    for backend, what in BACKEND_KINDS.items():
+        if precision != "auto" and precision not in what.precisions:
+            continue
+        chosen = resolve_precision(precision, backend, device, weights).precision
+        times = [_seconds(path, backend, chosen, kind) for path in weights]
+        if not weights or any(t is None for t in times):
+            left_out.append(backend)
+            continue
+        why = unavailable(backend, device)
+        if why is not None:
+            left_out.append(f"{backend} ({why})")
+            continue
+        timed[f"{backend} {chosen}"] = sum(t for t in times if t is not None)
+    if not timed:
+        why = f"no backend was timed on the held-out scenes of these weights on a {kind} device"
+        return BackendChoice(DEFAULT_BACKEND, f"{why}; torch runs any band count without exporting")
+    ranked = sorted(timed.items(), key=lambda item: item[1])
+    listed = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in ranked)
+    best, seconds = ranked[0][0].split()[0], ranked[0][1]
+    torch_seconds = next((t for name, t in ranked if name.split()[0] == DEFAULT_BACKEND), None)
+    if torch_seconds is not None and best != DEFAULT_BACKEND and seconds * MARGIN > torch_seconds:
+        best = DEFAULT_BACKEND
+        reason = f"no backend was {MARGIN}× faster than torch on the weights' held-out scenes on a {kind} device"
+    else:
+        reason = f"fastest on the weights' held-out scenes on a {kind} device"
+    reason += f": {listed}"
+    if left_out:
+        reason += f"; not timed here: {', '.join(left_out)}"
+    return BackendChoice(best, reason)
+
+
+__all__ = ["AUTO_BACKEND", "BackendChoice", "choose_backend", "unavailable"]

@@ -1,0 +1,142 @@
+"""``--backend auto`` (issue #45): the backend installed here whose precision ran the weights' held-out scenes
+fastest, from the records beside the weights; torch where nothing was timed. Said in the terminal and the manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dualsr_deploy.backends import choice as choice_module
+from dualsr_deploy.backends.choice import choose_backend
+from dualsr_deploy.backends.fidelity import FidelityFile, FidelityRecord, SceneDelta, file_sha256, record_path
+from dualsr_deploy.checkpoint import write_checkpoint
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.data.formats import write_scene
+from dualsr_deploy.infer.options import BackendSpec, InferOptions
+from dualsr_deploy.runtimes import CPU_BF16_ENV
+from tests.helpers import random_coarsr
+from tests.infer.conftest import lr_scene
+
+
+def _record(backend: str, seconds_fp32: float, seconds: float, *, d_psnr: float = -0.001) -> FidelityRecord:
+    scenes = (SceneDelta("a", "coarse", 40.0, 2.0, 40.0 + d_psnr, 2.001),)
+    return FidelityRecord(
+        backend, "bf16", "cpu-bf16", "test CPU", "coarse", 2, None, None, seconds_fp32, seconds, "", {}, scenes
+    )
+
+
+def _weights(folder: Path, *records: FidelityRecord, name: str = "w_x2.safetensors") -> Path:
+    path = write_checkpoint(random_coarsr(2, n_feats=4), folder / name, neighbour_rule="paper")
+    FidelityFile(path.name, file_sha256(path), list(records)).write(record_path(path))
+    return path
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with native bf16 and torch, ONNX Runtime and OpenVINO installed, whatever this machine has."""
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    monkeypatch.setattr(choice_module, "unavailable", lambda backend, device: None if backend != "trt" else "no GPU")
+
+
+@pytest.mark.usefixtures("installed")
+def test_the_fastest_timed_backend_in_the_precision_it_runs(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "openvino"
+    assert "openvino bf16 3.00 s, torch bf16 5.00 s; not timed here: onnx, trt" in chosen.reason
+    # asked for fp32, the fp32 times count: torch's is the faster
+    assert choose_backend("cpu", "fp32", [weights]).backend == "torch"
+    # a precision only some backends run: those that do not are not compared
+    assert "runs no bf16-mixed" not in choose_backend("cpu", "bf16-mixed", [weights]).reason
+    assert choose_backend("cpu", "bf16-mixed", [weights]).backend == "torch"
+
+
+@pytest.mark.usefixtures("installed")
+def test_another_backend_must_be_clearly_faster_than_torch(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 4.5))
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "torch"
+    assert "no backend was 1.2× faster than torch" in chosen.reason
+    assert "openvino bf16 4.50 s, torch bf16 5.00 s" in chosen.reason
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_precision_that_failed_the_rule_is_not_its_time(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0, d_psnr=-0.5))
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "torch"
+    assert "torch bf16 5.00 s, openvino fp32 8.00 s" in chosen.reason
+
+
+@pytest.mark.usefixtures("installed")
+def test_times_are_summed_over_every_weights_file_and_one_missing_leaves_a_backend_out(tmp_path: Path) -> None:
+    first = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
+    second = _weights(tmp_path, _record("torch", 6.0, 1.0), _record("openvino", 8.0, 4.0), name="v_x2.safetensors")
+    assert choose_backend("cpu", "auto", [first, second]).backend == "torch"  # 6 s against 7 s
+    fourth = _weights(tmp_path, _record("torch", 6.0, 9.0), _record("openvino", 8.0, 2.0), name="t_x2.safetensors")
+    assert choose_backend("cpu", "auto", [second, fourth]).backend == "openvino"  # 6 s against 10 s
+    third = _weights(tmp_path, _record("torch", 6.0, 5.0), name="u_x2.safetensors")
+    chosen = choose_backend("cpu", "auto", [first, third])
+    assert (chosen.backend, chosen.reason.endswith("not timed here: onnx, trt, openvino")) == ("torch", True)
+
+
+@pytest.mark.usefixtures("installed")
+def test_nothing_timed_for_this_kind_of_device_is_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = _weights(tmp_path, _record("openvino", 8.0, 3.0))
+    monkeypatch.setenv(CPU_BF16_ENV, "0")  # the records are for CPUs with native bf16
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "torch"
+    assert "no backend was timed" in chosen.reason
+    assert "a cpu device" in chosen.reason
+
+
+def test_a_timed_backend_that_cannot_run_here_is_not_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("trt", 1.0, 1.0))
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "torch"
+    assert "trt (needs a CUDA GPU)" in chosen.reason
+
+
+@pytest.mark.usefixtures("installed")
+def test_the_python_api_chooses_as_the_command_line(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
+    cli = BackendSpec.for_run("auto", scale=2, stage="coarse", device="cpu", precision="auto", weights=weights)
+    api = InferOptions(scale=2, stage="coarse", backend=BackendSpec(backend="auto", weights=((2, weights),))).backend
+    assert (cli.backend, cli.precision) == (api.backend, api.precision) == ("openvino", "bf16")
+    assert cli.backend_choice == api.backend_choice
+    assert replace(cli, artefacts_dir=api.artefacts_dir) == api
+
+
+def test_infer_says_and_records_the_backend_auto_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: the default `dualsr infer` (no --backend) runs OpenVINO where the weights' records time it
+    fastest, and torch where nothing was timed; the line is printed and kept in every scene's record."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
+    write_scene(tmp_path / "in" / "a.h5", lr_scene(0, 16, 31))
+    command = ["infer", str(tmp_path / "in"), "--scale", "2", "--stage", "coarse", "--weights", str(weights)]
+    result = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "out"), "--engines", str(tmp_path / "engines")])
+    assert result.exit_code == 0, result.output
+    assert "--backend auto → openvino (fastest on the weights' held-out scenes" in result.output.replace("\n", " ")
+    (record,) = map(json.loads, (tmp_path / "out" / "manifest.jsonl").read_text().splitlines())
+    assert record["backend"] == "openvino-cpu-bf16"
+    assert record["backend_choice"].startswith("--backend auto → openvino")
+    xr = pytest.importorskip("xarray")
+    from dualsr_deploy.xarray import super_resolve
+
+    monkeypatch.chdir(tmp_path)  # the Python API's artefacts folder is ./engines
+    da = xr.DataArray(lr_scene(0, 16, 31).cube, dims=("band", "y", "x"), name="a")
+    attrs = super_resolve(da, scale=2, stage="coarse", weights=str(weights)).attrs
+    assert attrs["dualsr_backend"] == "openvino-cpu-bf16"
+    assert attrs["dualsr_backend_choice"] == record["backend_choice"]
+    record_path(weights).unlink()
+    result = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "out2")])
+    assert result.exit_code == 0, result.output
+    (record,) = map(json.loads, (tmp_path / "out2" / "manifest.jsonl").read_text().splitlines())
+    assert record["backend"] == "torch-cpu-fp32"
+    assert "no backend was timed" in record["backend_choice"]
