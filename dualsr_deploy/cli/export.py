@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dualsr_deploy.cli.common import ENGINES_HELP, TENSORRT_MODES, console, user_errors
+from dualsr_deploy.cli.common import ENGINES_HELP, TENSORRT_MODES, console, error_console, user_errors
 
 
 @user_errors
@@ -58,6 +58,21 @@ def export(
         help="Also write OpenVINO IR (xml/bin) beside the fp32 graph (pip install 'dualsr-deploy[openvino]').",
         rich_help_panel="Artefacts",
     ),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Write an INT8 graph (Q/DQ: per-channel int8 weights, uint8 activations) to ENGINES/int8/ instead, only "
+        "if it passes the quality rule on --calibrate's held-out scenes in ONNX Runtime and OpenVINO; refused (exit 1) "
+        "with the numbers otherwise.",
+        rich_help_panel="INT8",
+    ),
+    calibrate: Path | None = typer.Option(
+        None,
+        "--calibrate",
+        help="With --int8: a patch store (dualsr data prepare) whose training LR patches set the activation ranges "
+        "and whose held-out scenes check the rule.",
+        rich_help_panel="INT8",
+    ),
 ) -> None:
     """Export CoarSR to ONNX (FP32/FP16), TensorRT plans and OpenVINO IR, with a manifest beside each artefact."""
     out = old_out if old_out is not None else out
@@ -70,6 +85,11 @@ def export(
     from dualsr_deploy.export.recipes import default_recipe, load_recipe
 
     mode = next(m for m in MODES if m == tensorrt)  # typed as the pipeline's modes
+    if calibrate is not None and not int8:
+        raise typer.BadParameter("--calibrate goes with --int8")
+    if int8:
+        _export_int8(checkpoint, recipe, scale, bands, calibrate, out, operators)
+        return
 
     base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
     if recipe is not None and scale is not None and scale != base.scale:
@@ -123,6 +143,66 @@ def export(
         console.print(check)
     for line in result.skipped:
         console.print(f"[yellow]skipped:[/] {escape(line)}")
+
+
+def _export_int8(
+    checkpoint: str | None,
+    recipe: Path | None,
+    scale: int | None,
+    bands: int | None,
+    calibrate: Path | None,
+    out: Path,
+    operators: Path | None,
+) -> None:
+    from dualsr_deploy.backends.fidelity import RULE_TEXT
+    from dualsr_deploy.export.int8 import export_int8
+    from dualsr_deploy.export.recipes import default_recipe, load_recipe
+    from dualsr_deploy.resources import usable_cpus
+    from dualsr_deploy.weights import resolve_weights, shipped_weights
+
+    if calibrate is None:
+        raise typer.BadParameter("--int8 needs --calibrate STORE (a patch store made by dualsr data prepare)")
+    base = load_recipe(recipe) if recipe is not None else default_recipe(scale or 4, bands or 31)
+    weights = resolve_weights(checkpoint, base.scale) or base.checkpoint or shipped_weights(base.scale)
+    done = export_int8(
+        weights,
+        calibrate,
+        out,
+        bands=bands or base.bands,
+        operator_table=operators,
+        threads=usable_cpus(),
+        say=lambda line: console.print(escape(line), highlight=False),
+    )
+    table = Table(title=f"INT8 against fp32, per held-out scene ({RULE_TEXT})")
+    for column in ("runtime", "scene", "PSNR fp32", "ΔPSNR (dB)", "SAM fp32", "ΔSAM (°)", "passes"):
+        table.add_column(column)
+    for record in done.check.records:
+        for s in record.scenes:
+            table.add_row(
+                record.backend,
+                escape(s.scene),
+                f"{s.psnr_fp32:.3f}",
+                f"{s.d_psnr:+.4f}",
+                f"{s.sam_fp32:.3f}",
+                f"{s.d_sam:+.4f}",
+                "[green]yes[/]" if s.passes() else "[red]no[/]",
+            )
+    console.print(table)
+    for record in done.check.records:
+        console.print(
+            f"{record.backend}: int8 {record.seconds:.2f} s against fp32 {record.seconds_fp32:.2f} s on these scenes "
+            f"(one call each; {record.speedup:.2f}×)"
+        )
+    if done.graph is None:
+        worst = max(done.check.records, key=lambda r: max(r.worst()))
+        drop, rise = worst.worst()
+        error_console.print(
+            f"[bold red]refused:[/] the INT8 graph failed the quality rule (worst: {worst.backend} {-drop:+.4f} dB, "
+            f"SAM {rise:+.4f}°); nothing was written",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    console.print(f"wrote {escape(str(done.graph))} and its quality records {escape(str(done.records))}")
 
 
 def backends() -> None:

@@ -1,0 +1,151 @@
+"""``dualsr export --int8 --calibrate STORE`` (issue #45): a Q/DQ graph whose arithmetic is what its ranges say,
+written only where it passes the quality rule on the store's held-out scenes, refused with the numbers otherwise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dualsr_deploy.archs.fold import fold_coarsr
+from dualsr_deploy.backends import fidelity
+from dualsr_deploy.checkpoint import write_checkpoint
+from dualsr_deploy.cli.main import app
+from dualsr_deploy.data.archive import open_archive
+from dualsr_deploy.data.formats import write_scene
+from dualsr_deploy.data.patches import PatchRecipe, prepare_patches
+from dualsr_deploy.data.synth import synthesize
+from dualsr_deploy.export.int8 import KEEP_FP32, add_qdq, input_ranges, quantised_convs
+from dualsr_deploy.export.onnx import torch2onnx
+from tests.helpers import random_coarsr
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _reference(core: torch.nn.Module, ranges: dict[str, tuple[float, float]], x: torch.Tensor) -> torch.Tensor:
+    """``core`` with each quantised convolution's input and weights rounded as the graph should round them,
+    computed in torch, independently of the graph."""
+    modules = dict(core.named_modules())
+    hooks = []
+    for name, (low, high) in ranges.items():
+        conv = modules[name]
+        assert isinstance(conv, torch.nn.Conv2d)
+        low, high = min(low, 0.0), max(high, 0.0)
+        scale = (high - low) / 255
+        zero = int(np.clip(round(-low / scale), 0, 255))
+        w = conv.weight.data
+        w_scale = w.abs().amax(dim=(1, 2, 3)) / 127
+        conv.weight.data = (w / w_scale[:, None, None, None]).round().clamp(-127, 127) * w_scale[:, None, None, None]
+        hooks.append(
+            conv.register_forward_pre_hook(
+                lambda _m, args, s=scale, z=zero: (torch.fake_quantize_per_tensor_affine(args[0], s, z, 0, 255),)
+            )
+        )
+    try:
+        with torch.no_grad():
+            return core(x)
+    finally:
+        for handle in hooks:
+            handle.remove()
+
+
+def test_the_graph_quantises_the_body_convolutions_as_their_ranges_say(tmp_path: Path) -> None:
+    core = fold_coarsr(random_coarsr(2, n_feats=4), "paper").eval()
+    gen = torch.Generator().manual_seed(0)
+    ranges = input_ranges(core, [torch.rand(4, 6, 12, 12, generator=gen) for _ in range(3)])
+    names = quantised_convs(core)
+    assert set(ranges) == set(names)
+    assert not [n for n in names if n.startswith(KEEP_FP32)]
+    assert "rounds.0.left.0.conv1" in names
+    model = add_qdq(onnx.load(str(torch2onnx(core, tmp_path / "fp32.onnx", bands=6))), ranges)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("QuantizeLinear") == len(names)
+    assert ops.count("DequantizeLinear") == 2 * len(names)  # each input and each weight
+    int8_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert len(int8_weights) == len(names)
+    onnx.save(model, str(tmp_path / "int8.onnx"))
+    # the graph as written, unfused: ONNX Runtime's int8 kernels (what the rule check runs) round in their own way
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), options, providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 6, 16, 16, generator=gen)
+    got = torch.from_numpy(session.run(None, {"lr": x.numpy()})[0])
+    with torch.no_grad():
+        fp32 = core(x)
+    expected = _reference(core, ranges, x)
+    peak = fp32.abs().max().item()
+    assert (got - expected).abs().max().item() <= 1e-5 * peak  # the rounding its ranges say (observed 2.6e-7)
+    assert (got - fp32).abs().median().item() > 1e-3 * peak  # and rounded: not the fp32 graph
+
+
+@pytest.fixture
+def int8_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """Random ×2 weights and a ×2 patch store of synthetic 6-band scenes, one held out."""
+    scenes = tmp_path / "scenes"
+    for seed in range(3):
+        write_scene(scenes / f"s{seed}.h5", synthesize(seed, size=32, bands=6))
+    store = tmp_path / "store.h5"
+    prepare_patches(open_archive(scenes), store, PatchRecipe(scale=2, lr_patch=8, validation=("s2",)))
+    weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "w_x2.safetensors", neighbour_rule="paper")
+    return weights, store
+
+
+def _export(weights: Path, store: Path, engines: Path) -> object:
+    command = ["export", "--scale", "2", "--bands", "6", "--weights", str(weights), "--int8"]
+    return CliRunner().invoke(
+        app, [*command, "--calibrate", str(store), "--engines", str(engines)], env={"COLUMNS": "200"}
+    )
+
+
+def test_a_graph_that_fails_the_rule_is_refused_with_the_numbers(
+    int8_inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fidelity, "PSNR_DROP", -1.0)  # a rule no graph passes: 1 dB better than fp32
+    result = _export(*int8_inputs, tmp_path / "engines")
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    said = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert "refused: the INT8 graph failed the quality rule (worst: " in said
+    assert "| onnx | s2 |" in said.replace("│", "|")
+    assert not (tmp_path / "engines").exists()
+
+
+def test_a_graph_that_passes_is_written_with_its_records(
+    int8_inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fidelity, "PSNR_DROP", 100.0)
+    monkeypatch.setattr(fidelity, "SAM_RISE", 100.0)
+    weights, _store = int8_inputs
+    result = _export(*int8_inputs, tmp_path / "engines")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    graph = tmp_path / "engines" / "int8" / "coarsr_x2_c6_int8.onnx"
+    meta = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
+    assert (meta["precision"], meta["bands"]) == ("int8", "6")
+    records = json.loads(graph.with_name("coarsr_x2_c6_int8.fidelity.json").read_text())
+    assert records["weights"]["sha256"] == fidelity.file_sha256(weights)
+    assert {(r["backend"], r["precision"]) for r in records["records"]} >= {("onnx", "int8")}
+    assert [s["scene"] for s in records["records"][0]["scenes"]] == ["s2"]
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"lr": np.random.default_rng(0).random((1, 6, 8, 8), np.float32)})[0].shape == (
+        1,
+        6,
+        16,
+        16,
+    )
+
+
+def test_the_int8_graph_stays_in_tensorrts_operator_set(
+    int8_inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_reference: Path
+) -> None:
+    monkeypatch.setattr(fidelity, "PSNR_DROP", 100.0)
+    monkeypatch.setattr(fidelity, "SAM_RISE", 100.0)
+    weights, store = int8_inputs
+    command = ["export", "--scale", "2", "--bands", "6", "--weights", str(weights), "--int8", "--calibrate", str(store)]
+    table = shared_reference / "onnx_tensorrt_operators.md"
+    result = CliRunner().invoke(app, [*command, "--engines", str(tmp_path / "e"), "--operators", str(table)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "e" / "int8" / "coarsr_x2_c6_int8.onnx").is_file()
