@@ -26,6 +26,7 @@ PRECISION_DTYPES = {
     "bf16": torch.bfloat16,
     "bf16-mixed": torch.bfloat16,
     "fp64": torch.float64,
+    "int8": torch.float32,  # an INT8 graph (dualsr export --int8) takes and returns float32; int8 is inside it
 }
 
 

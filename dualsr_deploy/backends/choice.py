@@ -91,7 +91,12 @@ def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> Back
         timed[f"{backend} {chosen}"] = sum(t for t in times if t is not None)
     if not timed:
         why = f"no backend was timed on the held-out scenes of these weights on a {kind} device"
-        return BackendChoice(DEFAULT_BACKEND, f"{why}; torch runs any band count without exporting")
+        if precision == "auto" or precision in BACKEND_KINDS[DEFAULT_BACKEND].precisions:
+            return BackendChoice(DEFAULT_BACKEND, f"{why}; torch runs any band count without exporting")
+        for backend, what in BACKEND_KINDS.items():  # a precision torch does not run (int8): the first that does
+            if precision in what.precisions and unavailable(backend, device) is None:
+                return BackendChoice(backend, f"{why}; {backend} is the first installed backend that runs {precision}")
+        return BackendChoice(DEFAULT_BACKEND, f"{why}; no installed backend runs {precision}")
     ranked = sorted(timed.items(), key=lambda item: item[1])
     listed = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in ranked)
     best, seconds = ranked[0][0].split()[0], ranked[0][1]

@@ -30,9 +30,14 @@ def check_backend(name: str, precision: str, device: str) -> None:
     if precision not in PRECISION_DTYPES:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_DTYPES)}")
     if precision not in kind.precisions:
+        if kind.artefact is None:
+            raise InputError(
+                f"the {name} backend runs {', '.join(kind.precisions)}; got --precision {precision}"
+                + (" (INT8 graphs run on --backend onnx or openvino)" if precision == "int8" else "")
+            )
         if kind.artefact == "ir":
             raise InputError(
-                f"the {name} backend runs fp32 or bf16 (a hint on the fp32 IR); got --precision {precision}"
+                f"the {name} backend runs fp32 or bf16 (a hint on the fp32 IR), or int8; got --precision {precision}"
             )
         raise InputError(
             f"the {name} backend runs exported graphs, which are {' or '.join(kind.precisions)}; got "
@@ -49,6 +54,8 @@ def check_backend(name: str, precision: str, device: str) -> None:
         raise InputError(f"the {name} backend runs on OpenVINO devices (cpu, GPU, NPU …), not CUDA; give --device cpu")
     if precision.startswith("bf16") and device.lower().startswith("cpu"):
         check_bf16("cpu")
+    if precision == "int8" and not device.lower().startswith("cpu"):
+        raise InputError(f"INT8 graphs run on a CPU here (ONNX Runtime, OpenVINO); got --device {device}")
 
 
 def ort_provider(device: str | torch.device) -> str:

@@ -37,15 +37,15 @@ class BackendKind:
 
     def artefact_precision(self, precision: str) -> str:
         """The precision of the graph its artefact is made from: the run's for graphs and plans; fp32 for IR, whose
-        precision is a hint given when it is compiled."""
-        return "fp32" if self.artefact == "ir" else precision
+        precision is a hint given when it is compiled, except INT8 IR, converted from the INT8 graph."""
+        return "fp32" if self.artefact == "ir" and precision != "int8" else precision
 
 
 BACKEND_KINDS = {
     "torch": BackendKind("torch", None, ("fp32", "bf16", "bf16-mixed", "fp16", "fp64"), "torch", True, False),
-    "onnx": BackendKind("onnx", "graph", ("fp32", "fp16"), "torch", True, True),
+    "onnx": BackendKind("onnx", "graph", ("fp32", "fp16", "int8"), "torch", True, True),
     "trt": BackendKind("trt", "plan", ("fp32", "fp16"), "cuda", True, True),
-    "openvino": BackendKind("openvino", "ir", ("fp32", "bf16"), "openvino", False, True),
+    "openvino": BackendKind("openvino", "ir", ("fp32", "bf16", "int8"), "openvino", False, True),
 }
 
 

@@ -20,7 +20,8 @@ from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import check_bf16, import_openvino
 
-OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+# the inference-precision hint per precision; int8 is the IR's own (converted from an INT8 graph), f32 around it
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def openvino_device(device: str) -> str:
@@ -35,7 +36,7 @@ class OpenVinoBackend(Backend):
         self, path: str | os.PathLike[str], *, device: str = "cpu", precision: str = "fp32", threads: int | None = None
     ) -> None:
         if precision not in OPENVINO_PRECISIONS:
-            raise InputError(f"the openvino backend runs fp32 or bf16; got --precision {precision}")
+            raise InputError(f"the openvino backend runs fp32, bf16 or int8; got --precision {precision}")
         self.path = Path(path)
         self.manifest = manifest = check_ir(self.path)
         self._device = openvino_device(device)

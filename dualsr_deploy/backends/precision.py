@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dualsr_deploy.backends.fidelity import device_kind, verdict
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "bf16-mixed", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "bf16-mixed", "fp16", "int8")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ PRECISION_HELP = (
     "--precision`), else fp32 (shipped: bf16 for the airborne family and cave ×2 on CPUs with native bf16; cave ×4 "
     "stays fp32). fp32: the reference, bit-reproducible. bf16: ~1.6-3x faster on CPUs with native bf16 (torch, "
     "openvino) and on CUDA. bf16-mixed: torch's bf16 with the upsampling tail in fp32. fp16: CUDA only, and exported "
-    "graphs and plans."
+    "graphs and plans. int8: an INT8 graph made by dualsr export --int8 (only where it passed the rule; onnx, openvino "
+    "on a CPU)."
 )
 NEIGHBOUR_RULES = ("paper", "reference")  # archs.neighbours.NEIGHBOUR_RULES (a test keeps them equal)
 TENSORRT_MODES = ("auto", "require", "off")  # export.pipeline.TENSORRT_MODES (likewise)

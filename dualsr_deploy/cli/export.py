@@ -61,9 +61,9 @@ def export(
     int8: bool = typer.Option(
         False,
         "--int8",
-        help="Write an INT8 graph (Q/DQ: per-channel int8 weights, uint8 activations) to ENGINES/int8/ instead, only "
-        "if it passes the quality rule on --calibrate's held-out scenes in ONNX Runtime and OpenVINO; refused (exit 1) "
-        "with the numbers otherwise.",
+        help="Write an INT8 graph (Q/DQ: per-channel int8 weights, uint8 activations) instead, into its variant folder "
+        "where infer --precision int8 finds it, only if it passes the quality rule on --calibrate's held-out scenes in "
+        "ONNX Runtime and OpenVINO; refused (exit 1) with the numbers otherwise.",
         rich_help_panel="INT8",
     ),
     calibrate: Path | None = typer.Option(

@@ -154,13 +154,20 @@ def add_qdq(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> o
     return out
 
 
-def int8_graph(core: FoldedCoarSR, bands: int, ranges: dict[str, tuple[float, float]], path: Path) -> Path:
-    """The INT8 graph of ``core`` for ``bands`` bands at ``path`` (written atomically)."""
+def int8_graph(
+    core: FoldedCoarSR,
+    bands: int,
+    ranges: dict[str, tuple[float, float]],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """The INT8 graph of ``core`` for ``bands`` bands at ``path`` (written atomically), ``metadata`` in its
+    ``metadata_props`` as :func:`~dualsr_deploy.export.onnx.torch2onnx` keeps it."""
     from dualsr_deploy.atomic import atomic_output
     from dualsr_deploy.export.onnx import torch2onnx
 
     with tempfile.TemporaryDirectory(prefix="dualsr-int8-") as work:
-        fp32 = torch2onnx(core, Path(work) / "fp32.onnx", bands=bands)
+        fp32 = torch2onnx(core, Path(work) / "fp32.onnx", bands=bands, metadata=metadata)
         model = add_qdq(onnx.load(str(fp32)), ranges)
     with atomic_output(path) as tmp:
         onnx.save(model, str(tmp))
@@ -299,7 +306,8 @@ def export_int8(
     say: Callable[[str], None] = lambda _line: None,
 ) -> Int8Export:
     """Calibrate on ``store``'s training patches, check the rule on its held-out scenes, and write the INT8 graph
-    for ``bands`` bands to ``out_dir/int8/`` with its records (``<graph>.fidelity.json``) only where it passed."""
+    for ``bands`` bands into its variant folder under ``out_dir`` (where ``dualsr infer --precision int8`` finds
+    it), with its manifest and its records (``<graph>.fidelity.json``), only where it passed."""
     from importlib.metadata import PackageNotFoundError, version
 
     from dualsr_deploy.archs.fold import fold_coarsr
@@ -337,8 +345,13 @@ def export_int8(
     check = check_rule(core, ranges, scenes, runtimes=runtimes, threads=threads, software=software, say=say)
     if not check.passes():
         return Int8Export(check, None, None)
-    graph = out_dir / "int8" / f"coarsr_x{info.scale}_c{bands}_int8.onnx"
-    int8_graph(core, bands, ranges, graph)
+    from dualsr_deploy import __version__
+    from dualsr_deploy.artefacts import graph_filename, variant_name, write_manifest
+
+    variant = variant_name(info.scale, bands, info.sha256)
+    graph = out_dir / variant / graph_filename(info.scale, bands, "int8")
+    facts = {"checkpoint_sha256": info.sha256, "checkpoint": weights.name, "package_version": __version__}
+    int8_graph(core, bands, ranges, graph, metadata={**facts, "variant": variant})
     if operator_table is not None:
         from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 
@@ -348,6 +361,24 @@ def export_int8(
             raise ExportError(f"the INT8 graph uses operators TensorRT cannot parse: {', '.join(missing)}")
     records = graph.with_name(graph.stem + ".fidelity.json")
     FidelityFile(weights.name, file_sha256(weights), list(check.records)).write(records)
+    write_manifest(
+        graph,
+        {
+            **facts,
+            "kind": "onnx",
+            "variant": variant,
+            "precision": "int8",
+            "scale": info.scale,
+            "bands": bands,
+            "neighbour_rule": core.rule,
+            "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
+            "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+            "quantised": f"Q/DQ: int8 weights per output channel, uint8 inputs of {len(ranges)} convolutions",
+            "calibration": f"{store.name}: {sum(len(t) for t in tiles)} training patches, min-max",
+            "quality_rule": f"passed on {len(scenes)} held-out scenes ({records.name})",
+            "tensorrt_operator_check": "passed" if operator_table is not None else "not run",
+        },
+    )
     return Int8Export(check, graph, records)
 
 

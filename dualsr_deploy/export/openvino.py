@@ -34,8 +34,8 @@ def onnx2ir(graph: str | os.PathLike[str]) -> Path:
     """
     graph = Path(graph)
     meta = graph_metadata(graph)
-    if meta["precision"] != "fp32":
-        raise ExportError(f"{graph}: OpenVINO IR is made from the fp32 graph (this one is {meta['precision']})")
+    if meta["precision"] not in ("fp32", "int8"):
+        raise ExportError(f"{graph}: OpenVINO IR is made from the fp32 or INT8 graph (this one is {meta['precision']})")
     ov = import_openvino()
     started = time.perf_counter()
     target = ir_path_for(graph)

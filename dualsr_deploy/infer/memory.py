@@ -45,8 +45,8 @@ def estimate(core: FoldedCoarSR, whole_activations: bool) -> int:
 
 def _measured(backend: str, precision: str, scale: int) -> tuple[int, int] | None:
     """The measurement that applies and the scale it was made at (the nearest measured one)."""
-    for wanted in (precision, "fp32"):
-        if wanted != precision and precision != "bf16-mixed":
+    for wanted in (precision, "fp32"):  # bf16-mixed and INT8 (not measured): fp32's, an upper bound
+        if wanted != precision and precision not in ("bf16-mixed", "int8"):
             continue
         scales = sorted({s for (b, p, s) in MEASURED_CPU if (b, p) == (backend, wanted)})
         if scales:

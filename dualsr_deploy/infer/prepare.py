@@ -26,7 +26,7 @@ from dualsr_deploy.artefacts import (
     verify_artefact,
 )
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
-from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, CheckpointError
+from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, CheckpointError, ExportError
 from dualsr_deploy.infer.options import BackendSpec
 
 
@@ -139,6 +139,12 @@ class RunArtefacts:
             verify_artefact(graph)
             self._check_source(graph, model, scale, bands)
             return graph
+        if precision == "int8":  # made only by a calibration that passed the quality rule, never on the fly
+            raise ExportError(
+                f"no ×{scale} {bands}-band INT8 graph of {model.path.name} in {self.spec.artefacts_dir}: make one with "
+                f"dualsr export --int8 --calibrate STORE --weights {model.path} --scale {scale} --bands {bands} "
+                f"--engines {self.spec.artefacts_dir} (written only where it passes the quality rule)"
+            )
         self._export(scale, bands, model, tensorrt="off", precision=precision)
         return graph
 

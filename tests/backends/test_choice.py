@@ -65,6 +65,14 @@ def test_another_backend_must_be_clearly_faster_than_torch(tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("installed")
+def test_a_precision_torch_does_not_run_goes_to_the_first_backend_that_does(tmp_path: Path) -> None:
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0))
+    chosen = choose_backend("cpu", "int8", [weights])
+    assert chosen.backend == "onnx"
+    assert "onnx is the first installed backend that runs int8" in chosen.reason
+
+
+@pytest.mark.usefixtures("installed")
 def test_a_precision_that_failed_the_rule_is_not_its_time(tmp_path: Path) -> None:
     weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0, d_psnr=-0.5))
     chosen = choose_backend("cpu", "auto", [weights])

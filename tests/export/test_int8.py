@@ -122,7 +122,7 @@ def test_a_graph_that_passes_is_written_with_its_records(
     weights, _store = int8_inputs
     result = _export(*int8_inputs, tmp_path / "engines")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    graph = tmp_path / "engines" / "int8" / "coarsr_x2_c6_int8.onnx"
+    (graph,) = (tmp_path / "engines").glob("coarsr-x2-c6-*/coarsr_x2_c6_int8.onnx")
     meta = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
     assert (meta["precision"], meta["bands"]) == ("int8", "6")
     records = json.loads(graph.with_name("coarsr_x2_c6_int8.fidelity.json").read_text())
@@ -148,4 +148,49 @@ def test_the_int8_graph_stays_in_tensorrts_operator_set(
     table = shared_reference / "onnx_tensorrt_operators.md"
     result = CliRunner().invoke(app, [*command, "--engines", str(tmp_path / "e"), "--operators", str(table)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "e" / "int8" / "coarsr_x2_c6_int8.onnx").is_file()
+    (graph,) = (tmp_path / "e").glob("coarsr-x2-c6-*/coarsr_x2_c6_int8.onnx")
+    assert json.loads(graph.with_name(graph.name + ".json").read_text())["tensorrt_operator_check"] == "passed"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_infer_runs_the_int8_graph_export_made(
+    int8_inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """End to end: `infer --precision int8` runs the graph `export --int8` wrote, and refuses, per scene, a band
+    count that has none, with the command that makes it."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    monkeypatch.setattr(fidelity, "PSNR_DROP", 100.0)
+    monkeypatch.setattr(fidelity, "SAM_RISE", 100.0)
+    weights, _store = int8_inputs
+    assert _export(*int8_inputs, tmp_path / "engines").exit_code == 0  # type: ignore[attr-defined]
+    scenes = tmp_path / "lr"
+    write_scene(scenes / "six.h5", synthesize(5, size=16, bands=6))
+    write_scene(scenes / "seven.h5", synthesize(6, size=16, bands=7))
+    command = ["infer", str(scenes), "--scale", "2", "--stage", "coarse", "--weights", str(weights), "--tile", "16"]
+    engines = ["--engines", str(tmp_path / "engines")]
+    result = CliRunner().invoke(
+        app, [*command, *engines, "-o", str(tmp_path / "int8"), "--backend", backend, "--precision", "int8"]
+    )
+    assert result.exit_code == 1, result.output
+    records = {r["name"]: r for r in map(json.loads, (tmp_path / "int8" / "manifest.jsonl").read_text().splitlines())}
+    assert records["six"]["status"] == "ok"
+    assert records["six"]["backend"] == f"{backend}-cpu-int8"
+    assert records["seven"]["status"] == "failed"
+    assert "no ×2 7-band INT8 graph" in records["seven"]["error"]
+    assert "dualsr export --int8 --calibrate STORE" in records["seven"]["error"]
+    torch_int8 = CliRunner().invoke(
+        app, [*command, "-o", str(tmp_path / "t"), "--backend", "torch", "--precision", "int8"]
+    )
+    assert torch_int8.exit_code == 2
+    assert "INT8 graphs run on --backend onnx or openvino" in " ".join(torch_int8.output.split())
+    reference = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "fp32"), "--precision", "fp32"])
+    assert reference.exit_code == 0, reference.output
+    import h5py
+
+    with h5py.File(tmp_path / "int8" / "six.h5") as a, h5py.File(tmp_path / "fp32" / "six.h5") as b:
+        key = next(iter(a.keys()))
+        got, fp32 = np.asarray(a[key], np.float64), np.asarray(b[key], np.float64)
+    assert got.shape == fp32.shape
+    assert not np.array_equal(got, fp32)  # INT8 ran, not fp32
+    assert np.abs(got - fp32).mean() < 0.05 * np.abs(fp32).mean()  # and close to it
