@@ -54,6 +54,44 @@ def device_kind(device: str) -> str:
     return "cpu-bf16" if cpu_native_bf16() else "cpu"
 
 
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_words(device: str) -> str:
+    """The device a record was measured on, in words: the GPU's name, else the CPU's model name."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return _cpu_name()
+
+
+def software_versions(backend: str) -> dict[str, str]:
+    """The versions a record of ``backend`` was measured with: this package, torch and the backend's runtime."""
+    import contextlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from dualsr_deploy._version import __version__
+
+    found = {"dualsr-deploy": __version__, "torch": torch.__version__}
+    package = {"onnx": "onnxruntime", "openvino": "openvino", "trt": "tensorrt"}.get(backend)
+    if package:
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
 @dataclass(frozen=True)
 class SceneDelta:
     """One held-out scene, one result (``coarse`` or the run's fine ``stage``): fp32's and the reduced precision's
@@ -265,8 +303,10 @@ __all__ = [
     "FidelityRecord",
     "SceneDelta",
     "device_kind",
+    "device_words",
     "file_sha256",
     "read_records",
     "record_path",
+    "software_versions",
     "verdict",
 ]

@@ -4,9 +4,7 @@ takes (:class:`~dualsr_deploy.infer.upscaler.Upscaler`: tiles, batches, the back
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -14,37 +12,15 @@ from pathlib import Path
 
 import torch
 
-from dualsr_deploy.backends.fidelity import FidelityRecord, SceneDelta, device_kind, file_sha256
+from dualsr_deploy.backends.fidelity import (
+    FidelityRecord,
+    SceneDelta,
+    device_kind,
+    device_words,
+    file_sha256,
+    software_versions,
+)
 from dualsr_deploy.errors import InputError
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _device_words(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return _cpu_name()
-
-
-def _software(backend: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from dualsr_deploy import __version__
-
-    found = {"dualsr-deploy": __version__, "torch": torch.__version__}
-    package = {"onnx": "onnxruntime", "openvino": "openvino", "trt": "tensorrt"}.get(backend)
-    if package:
-        with contextlib.suppress(PackageNotFoundError):
-            found[package] = version(package)
-    return found
 
 
 def measure_fidelity(
@@ -129,7 +105,7 @@ def measure_fidelity(
                         backend=backend,
                         precision=precision,
                         kind=device_kind(device),
-                        device=_device_words(device),
+                        device=device_words(device),
                         stage=stage,
                         scale=scale,
                         tile=tile,
@@ -137,7 +113,7 @@ def measure_fidelity(
                         seconds_fp32=seconds["fp32"],
                         seconds=seconds[precision],
                         measured=datetime.date.today().isoformat(),
-                        software=_software(backend),
+                        software=software_versions(backend),
                         scenes=deltas,
                     )
                 )
