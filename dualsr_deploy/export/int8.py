@@ -16,7 +16,6 @@ clipped to [0, 1]) scored against HR. A graph that fails is not written: the exp
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import tempfile
@@ -208,15 +207,16 @@ def check_rule(
     *,
     runtimes: Sequence[str] = RUNTIMES,
     threads: int = 2,
-    software: dict[str, str] | None = None,
+    quantised: FoldedCoarSR | None = None,
     say: Callable[[str], None] = lambda _line: None,
 ) -> Int8Check:
-    """The INT8 graph against the fp32 graph on each held-out ``(name, lr, hr)`` scene, in each runtime."""
+    """The INT8 graph (of ``quantised``, a fine-tuned copy, else of ``core``) against ``core``'s fp32 graph on each
+    held-out ``(name, lr, hr)`` scene, in each runtime."""
     import datetime
-    import platform
 
+    from dualsr_deploy.backends.fidelity import device_words, software_versions
+    from dualsr_deploy.metrics import psnr, sam
     from dualsr_deploy.ops.imresize import imresize
-    from dualsr_deploy.train.validate import score_cube
 
     scores: dict[str, dict[str, dict[str, tuple[dict[str, float], float]]]] = {r: {} for r in runtimes}
     with tempfile.TemporaryDirectory(prefix="dualsr-int8-check-") as work:
@@ -227,7 +227,7 @@ def check_rule(
                 from dualsr_deploy.export.onnx import torch2onnx
 
                 torch2onnx(core, graphs["fp32"], bands=bands)
-                int8_graph(core, bands, ranges, graphs["int8"])
+                int8_graph(quantised or core, bands, ranges, graphs["int8"])
             skip = imresize(lr.double(), core.scale).float()
             for runtime in runtimes:
                 for precision, path in graphs.items():
@@ -236,7 +236,10 @@ def check_rule(
                     residual = run(lr[None].numpy())
                     seconds = time.perf_counter() - start
                     sr = (torch.from_numpy(residual[0]) + skip).clamp(0, 1)
-                    scores[runtime].setdefault(precision, {})[name] = (score_cube(sr, hr.float()), seconds)
+                    scores[runtime].setdefault(precision, {})[name] = (
+                        {"psnr": psnr(sr, hr.float()), "sam": sam(sr, hr.float())},
+                        seconds,
+                    )
                 say(f"{runtime}: {name} done")
     records = []
     for runtime in runtimes:
@@ -246,7 +249,7 @@ def check_rule(
                 backend=runtime,
                 precision="int8",
                 kind=device_kind("cpu"),
-                device=platform.processor() or platform.machine(),
+                device=device_words("cpu"),
                 stage="coarse",
                 scale=core.scale,
                 tile=None,
@@ -254,7 +257,7 @@ def check_rule(
                 seconds_fp32=math.fsum(t for _s, t in fp32.values()),
                 seconds=math.fsum(t for _s, t in int8.values()),
                 measured=datetime.date.today().isoformat(),
-                software=software or {},
+                software=software_versions(runtime),
                 scenes=tuple(
                     SceneDelta(
                         name,
@@ -303,13 +306,14 @@ def export_int8(
     bands: int,
     operator_table: Path | None = None,
     threads: int = 2,
+    qat_steps: int = 0,
     say: Callable[[str], None] = lambda _line: None,
 ) -> Int8Export:
     """Calibrate on ``store``'s training patches, check the rule on its held-out scenes, and write the INT8 graph
     for ``bands`` bands into its variant folder under ``out_dir`` (where ``dualsr infer --precision int8`` finds
-    it), with its manifest and its records (``<graph>.fidelity.json``), only where it passed."""
-    from importlib.metadata import PackageNotFoundError, version
-
+    it), with its manifest and its records (``<graph>.fidelity.json``), only where it passed. ``qat_steps``: first
+    fine-tune a copy through the INT8 rounding (:mod:`dualsr_deploy.export.qat`); the rule still compares with the
+    weights' own fp32 results."""
     from dualsr_deploy.archs.fold import fold_coarsr
     from dualsr_deploy.archs.neighbours import check_band_count
     from dualsr_deploy.backends.fidelity import FidelityFile, file_sha256
@@ -337,21 +341,22 @@ def export_int8(
     tiles = calibration_tiles(store)
     say(f"calibrating {len(quantised_convs(core))} convolutions on {sum(len(t) for t in tiles)} training patches")
     ranges = input_ranges(core, tiles)
-    software = {}
-    for package in ("onnxruntime", "openvino"):
-        with contextlib.suppress(PackageNotFoundError):
-            software[package] = version(package)
+    quantised = core
+    if qat_steps > 0:
+        from dualsr_deploy.export.qat import fine_tune
+
+        quantised = fine_tune(core, ranges, store, qat_steps, say=say)
     say(f"checking the quality rule on {len(scenes)} held-out scenes in {', '.join(runtimes)}")
-    check = check_rule(core, ranges, scenes, runtimes=runtimes, threads=threads, software=software, say=say)
+    check = check_rule(core, ranges, scenes, runtimes=runtimes, threads=threads, quantised=quantised, say=say)
     if not check.passes():
         return Int8Export(check, None, None)
-    from dualsr_deploy import __version__
+    from dualsr_deploy._version import __version__
     from dualsr_deploy.artefacts import graph_filename, variant_name, write_manifest
 
     variant = variant_name(info.scale, bands, info.sha256)
     graph = out_dir / variant / graph_filename(info.scale, bands, "int8")
     facts = {"checkpoint_sha256": info.sha256, "checkpoint": weights.name, "package_version": __version__}
-    int8_graph(core, bands, ranges, graph, metadata={**facts, "variant": variant})
+    int8_graph(quantised, bands, ranges, graph, metadata={**facts, "variant": variant})
     if operator_table is not None:
         from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 
@@ -375,6 +380,7 @@ def export_int8(
             "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
             "quantised": f"Q/DQ: int8 weights per output channel, uint8 inputs of {len(ranges)} convolutions",
             "calibration": f"{store.name}: {sum(len(t) for t in tiles)} training patches, min-max",
+            "fine_tuned": f"{qat_steps} steps through the INT8 rounding" if qat_steps else "no",
             "quality_rule": f"passed on {len(scenes)} held-out scenes ({records.name})",
             "tensorrt_operator_check": "passed" if operator_table is not None else "not run",
         },
