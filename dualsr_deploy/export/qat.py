@@ -28,6 +28,7 @@ from dualsr_deploy.archs.cube import FoldedCoarSR
 # the spectral-angle term's weight beside the L1 (radians against the residual's units): on the airborne ×2 weights
 # the L1 is ~6e-4 and the angle ~0.025 rad, and with a weight of 1 the angle ruled: SAM fell, PSNR fell further
 SAM_WEIGHT = 0.05
+TRAIN_PATCHES = 4096  # read at most this many training patches (a store's size is its maker's claim)
 
 
 class _Int8Weight(nn.Module):
@@ -85,8 +86,12 @@ def fine_tune(
     model in eval mode and still rounding (``benchmarks/int8_qat.py`` scores it there)."""
     import h5py
 
-    with h5py.File(store, "r") as handle:
-        lr = np.asarray(handle["train/lr"][0], dtype=np.float32)  # the first kernel's patches: (N, bands, h, w)
+    with h5py.File(store, "r") as handle:  # the first kernel's patches (N, bands, h, w), at most TRAIN_PATCHES
+        patches = handle["train/lr"]
+        take = np.sort(
+            np.random.default_rng(seed).choice(patches.shape[1], min(patches.shape[1], TRAIN_PATCHES), replace=False)
+        )
+        lr = np.asarray(patches[0, take], dtype=np.float32)
     teacher = core.eval()
     student = copy.deepcopy(core).train()
     for parameter in student.parameters():

@@ -232,3 +232,26 @@ def test_fine_tuning_computes_what_the_graph_computes_and_brings_int8_closer_to_
     with torch.no_grad(), int8_rounding(tuned, ranges):
         after = tuned(x)
     assert (after - fp32).abs().mean().item() < (rounded - fp32).abs().mean().item()
+
+
+def test_the_rule_check_runs_scenes_in_tiles_that_give_the_whole_calls_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held-out scenes of any size are checked in tiles with a receptive-field halo (a graph holds every band's
+    activations at once): the same residual as one call on the whole scene."""
+    from dualsr_deploy.export import int8
+
+    core = fold_coarsr(random_coarsr(2, n_feats=4), "paper").eval()
+    session = ort.InferenceSession(
+        str(torch2onnx(core, tmp_path / "g.onnx", bands=6)), providers=["CPUExecutionProvider"]
+    )
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {"lr": x})[0])
+
+    lr = np.random.default_rng(1).random((6, 70, 45), np.float32)
+    monkeypatch.setattr(int8, "CHECK_TILE", 16)  # 5 × 3 tiles, the last ones partial
+    tiled = int8._tiled(run, lr, 2)
+    whole = run(lr[None])[0]
+    assert tiled.shape == whole.shape == (6, 140, 90)
+    assert np.abs(tiled - whole).max() <= 1e-4 * np.abs(whole).max()
