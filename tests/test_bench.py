@@ -164,3 +164,18 @@ def test_each_configuration_is_timed_in_a_process_of_its_own() -> None:
     assert len({first.process, second.process, os.getpid()}) == 3
     here = measured(Config(BenchOptions(size=32, isolate=False), 4, "torch", "fp32", None, 8, 1))
     assert here.process == os.getpid()
+
+
+def test_the_bench_never_times_an_fp32_graph_as_int8(tmp_path: Path) -> None:
+    """INT8 graphs come from a calibration that passed the quality rule (dualsr export --int8): the bench says it
+    cannot make one instead of timing the fp32 graph under an int8 label."""
+    from dualsr_deploy.bench.run import _backends
+    from tests.helpers import random_coarsr
+
+    skipped: list[str] = []
+    found = _backends(
+        BenchOptions(backends=("onnx",), precisions=("fp32", "int8"), size=64), random_coarsr(4), tmp_path, skipped
+    )
+    assert [(name, precision) for name, precision, _ in found] == [("onnx", "fp32")]
+    assert len(skipped) == 1
+    assert skipped[0].startswith("onnx-int8: INT8 graphs need a calibration that passed the quality rule")

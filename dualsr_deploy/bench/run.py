@@ -86,6 +86,11 @@ def _backends(
         for precision in options.precisions:
             try:
                 check_backend(name, precision, options.device)
+                if precision == "int8":  # never an fp32 graph under an int8 label
+                    raise InputError(
+                        "INT8 graphs need a calibration that passed the quality rule (dualsr export --int8 "
+                        "--calibrate STORE); the bench does not make them"
+                    )
                 artefact: Path | None = None
                 kind = backend_kind(name).artefact
                 if kind == "graph":

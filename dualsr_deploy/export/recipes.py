@@ -75,7 +75,10 @@ class Recipe:
             raise RecipeError(f"recipe {self.name!r}: bands must be ≥ {MIN_BANDS}; got {self.bands}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
-            raise RecipeError(f"recipe {self.name!r}: precisions must be among {', '.join(PRECISIONS)}; got {bad}")
+            hint = " (INT8: dualsr export --int8 --calibrate STORE)" if "int8" in bad else ""
+            raise RecipeError(
+                f"recipe {self.name!r}: precisions must be among {', '.join(PRECISIONS)}; got {bad}{hint}"
+            )
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
             raise RecipeError(f"recipe name {self.name!r} must be a plain folder name")
 
