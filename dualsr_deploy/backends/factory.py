@@ -20,8 +20,8 @@ from dualsr_deploy.errors import InputError
 from dualsr_deploy.runtimes import check_bf16
 
 BACKENDS = tuple(BACKEND_KINDS)
-EXPORTED_PRECISIONS = BACKEND_KINDS["onnx"].precisions  # what a graph or a plan can be
-OPENVINO_PRECISIONS = BACKEND_KINDS["openvino"].precisions  # runtime hints on the one fp32 IR
+EXPORTED_PRECISIONS = BACKEND_KINDS["onnx"].precisions  # what a graph can be (int8 only from dualsr export --int8)
+OPENVINO_PRECISIONS = BACKEND_KINDS["openvino"].precisions  # hints on the fp32 IR, or the INT8 graph's IR
 
 
 def check_backend(name: str, precision: str, device: str) -> None:

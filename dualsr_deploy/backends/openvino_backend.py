@@ -39,6 +39,11 @@ class OpenVinoBackend(Backend):
             raise InputError(f"the openvino backend runs fp32, bf16 or int8; got --precision {precision}")
         self.path = Path(path)
         self.manifest = manifest = check_ir(self.path)
+        if (precision == "int8") != (manifest.get("precision") == "int8"):  # the label is the IR's, never a hint's
+            raise InputError(
+                f"{self.path} is {manifest.get('precision')} IR; --precision {precision} runs "
+                + ("IR converted from an INT8 graph (dualsr export --int8)" if precision == "int8" else "fp32 IR")
+            )
         self._device = openvino_device(device)
         if precision == "bf16":
             check_bf16(self._device)

@@ -66,7 +66,9 @@ def onnx2ir(graph: str | os.PathLike[str]) -> Path:
             "variant": meta.get("variant", source.get("variant")),
             "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
             "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
-            "runtime_precisions": "fp32, or bf16 by INFERENCE_PRECISION_HINT where the CPU has native bf16",
+            "runtime_precisions": "int8 (its Q/DQ pairs)"
+            if meta["precision"] == "int8"
+            else "fp32, or bf16 by INFERENCE_PRECISION_HINT where the CPU has native bf16",
             "package_version": __version__,
             "openvino_version": str(ov.__version__),
             "python_version": platform.python_version(),

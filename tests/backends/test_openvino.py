@@ -81,6 +81,8 @@ def test_a_damaged_ir_or_an_unknown_device_is_refused(ir: Path, tmp_path: Path) 
         create("openvino", artefact=ir, device="NPU3").open()
     with pytest.raises(InputError, match="fp32 or bf16"):
         create("openvino", artefact=ir, precision="fp16")
+    with pytest.raises(InputError, match="runs IR converted from an INT8 graph"):  # never fp32 IR labelled int8
+        create("openvino", artefact=ir, precision="int8")
     with pytest.raises(InputError, match="not CUDA"):
         create("openvino", artefact=ir, device="cuda")
 
