@@ -94,9 +94,15 @@ def export(
     from dualsr_deploy.export.recipes import default_recipe, load_recipe
 
     mode = next(m for m in MODES if m == tensorrt)  # typed as the pipeline's modes
-    if calibrate is not None and not int8:
-        raise typer.BadParameter("--calibrate goes with --int8")
+    if (calibrate is not None or qat_steps) and not int8:
+        raise typer.BadParameter("--calibrate and --qat-steps go with --int8")
     if int8:
+        given = {"--precision": bool(precision), "--verify": verify, "--simplify": simplify, "--openvino": openvino}
+        given["--tensorrt require"] = tensorrt == "require"
+        clashing = [name for name, on in given.items() if on]
+        if clashing:  # nothing asked for is silently dropped
+            verb = "does" if len(clashing) == 1 else "do"
+            raise typer.BadParameter(f"{', '.join(clashing)} {verb} not go with --int8 (it writes one INT8 graph)")
         _export_int8(checkpoint, recipe, scale, bands, calibrate, out, operators, qat_steps)
         return
 

@@ -255,3 +255,14 @@ def test_the_rule_check_runs_scenes_in_tiles_that_give_the_whole_calls_values(
     whole = run(lr[None])[0]
     assert tiled.shape == whole.shape == (6, 140, 90)
     assert np.abs(tiled - whole).max() <= 1e-4 * np.abs(whole).max()
+
+
+def test_options_the_int8_export_would_drop_are_refused(int8_inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    result = _export(*int8_inputs, tmp_path / "e", "--openvino", "--precision", "fp16")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "--precision, --openvino do not go with --int8" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    weights, store = int8_inputs
+    alone = CliRunner().invoke(app, ["export", "--scale", "2", "--weights", str(weights), "--calibrate", str(store)])
+    assert alone.exit_code == 2
+    assert "go with --int8" in alone.output
+    assert not (tmp_path / "e").exists()
