@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from dualsr_deploy.errors import InputError
 
-ARTEFACTS = ("graph", "plan", "ir")  # an ONNX graph, a TensorRT plan, OpenVINO IR (see dualsr_deploy.artefacts)
+ARTEFACTS = ("graph", "plan", "ir")
+# precisions whose artefacts only a calibration that passed the quality rule makes (dualsr export --int8): found in the
+# artefacts folder, never exported on the fly by a run or a bench
+CALIBRATED_PRECISIONS = ("int8",)  # an ONNX graph, a TensorRT plan, OpenVINO IR (see dualsr_deploy.artefacts)
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class BackendKind:
 
     def artefact_precision(self, precision: str) -> str:
         """The precision of the graph its artefact is made from: the run's for graphs and plans; fp32 for IR, whose
-        precision is a hint given when it is compiled, except INT8 IR, converted from the INT8 graph."""
-        return "fp32" if self.artefact == "ir" and precision != "int8" else precision
+        precision is a hint given when it is compiled, except IR converted from a calibrated (INT8) graph."""
+        return "fp32" if self.artefact == "ir" and precision not in CALIBRATED_PRECISIONS else precision
 
 
 BACKEND_KINDS = {
@@ -57,4 +60,4 @@ def backend_kind(name: str) -> BackendKind:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_KINDS)}") from None
 
 
-__all__ = ["ARTEFACTS", "BACKEND_KINDS", "BackendKind", "backend_kind"]
+__all__ = ["ARTEFACTS", "BACKEND_KINDS", "CALIBRATED_PRECISIONS", "BackendKind", "backend_kind"]

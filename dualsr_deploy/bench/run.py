@@ -28,6 +28,7 @@ from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.coarsr import CoarSR, CoarSRConfig, per_band_loop
 from dualsr_deploy.archs.fold import fold_coarsr
 from dualsr_deploy.backends import Backend, backend_kind, check_backend, create
+from dualsr_deploy.backends.kinds import CALIBRATED_PRECISIONS
 from dualsr_deploy.bench.advice import compare_rows
 from dualsr_deploy.bench.measure import MemoryPeak, matmul_ceiling, time_runs
 from dualsr_deploy.bench.report import MODELS, BenchOptions, BenchReport, Row
@@ -86,7 +87,7 @@ def _backends(
         for precision in options.precisions:
             try:
                 check_backend(name, precision, options.device)
-                if precision == "int8":  # never an fp32 graph under an int8 label
+                if precision in CALIBRATED_PRECISIONS:  # never an fp32 graph under an int8 label
                     raise InputError(
                         "INT8 graphs need a calibration that passed the quality rule (dualsr export --int8 "
                         "--calibrate STORE); the bench does not make them"

@@ -360,9 +360,14 @@ def export_int8(
     dataset.close()
     if not scenes:
         raise InputError(f"--calibrate {store} holds no held-out scenes to check the quality rule on")
+    for name, lr, hr in scenes:  # a store is its maker's claim: a non-finite value would score NaN, not a verdict
+        if not (bool(torch.isfinite(lr).all()) and bool(torch.isfinite(hr).all())):
+            raise InputError(f"--calibrate {store}: held-out scene {name!r} holds non-finite values")
     core = fold_coarsr(model, info.neighbour_rule).eval()
     tiles = calibration_tiles(store)
     say(f"calibrating {len(quantised_convs(core))} convolutions on {sum(len(t) for t in tiles)} training patches")
+    if not all(bool(torch.isfinite(tile).all()) for tile in tiles):  # a NaN would set (or hide in) a range
+        raise InputError(f"--calibrate {store}: its training patches hold non-finite values (no range to calibrate)")
     ranges = input_ranges(core, tiles)
     quantised = core
     if qat_steps > 0:

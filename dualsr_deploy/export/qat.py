@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dualsr_deploy.archs.cube import FoldedCoarSR
+from dualsr_deploy.errors import InputError
 
 # the spectral-angle term's weight beside the L1 (radians against the residual's units): on the airborne ×2 weights
 # the L1 is ~6e-4 and the angle ~0.025 rad, and with a weight of 1 the angle ruled: SAM fell, PSNR fell further
@@ -92,6 +93,8 @@ def fine_tune(
             np.random.default_rng(seed).choice(patches.shape[1], min(patches.shape[1], TRAIN_PATCHES), replace=False)
         )
         lr = np.asarray(patches[0, take], dtype=np.float32)
+    if not np.isfinite(lr).all():  # a NaN patch would turn every weight NaN
+        raise InputError(f"{store}: its training patches hold non-finite values (nothing to fine-tune on)")
     teacher = core.eval()
     student = copy.deepcopy(core).train()
     for parameter in student.parameters():

@@ -25,6 +25,7 @@ from dualsr_deploy.artefacts import (
     variant_name,
     verify_artefact,
 )
+from dualsr_deploy.backends.kinds import CALIBRATED_PRECISIONS
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import RUN_ERRORS, SCENE_ERRORS, CheckpointError, ExportError
 from dualsr_deploy.infer.options import BackendSpec
@@ -139,7 +140,7 @@ class RunArtefacts:
             verify_artefact(graph)
             self._check_source(graph, model, scale, bands)
             return graph
-        if precision == "int8":  # made only by a calibration that passed the quality rule, never on the fly
+        if precision in CALIBRATED_PRECISIONS:  # made only by a calibration that passed the rule, never on the fly
             raise ExportError(
                 f"no ×{scale} {bands}-band INT8 graph of {model.path.name} in {self.spec.artefacts_dir}: make one with "
                 f"dualsr export --int8 --calibrate STORE --weights {model.path} --scale {scale} --bands {bands} "

@@ -266,3 +266,24 @@ def test_options_the_int8_export_would_drop_are_refused(int8_inputs: tuple[Path,
     assert alone.exit_code == 2
     assert "go with --int8" in alone.output
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(("where", "said"), [("validation/s2/lr", "held-out scene 's2' holds non-finite values"),
+                                             ("train/lr", "training patches hold non-finite values")])  # fmt: skip
+def test_a_store_with_non_finite_values_is_refused_with_its_reason(
+    int8_inputs: tuple[Path, Path], tmp_path: Path, where: str, said: str
+) -> None:
+    """A store is its maker's claim: NaN in it would score NaN (a refusal that says "+nan dB") or calibrate a NaN
+    range into the graph; the export says which part of the store is bad instead, and writes nothing."""
+    import h5py
+
+    weights, store = int8_inputs
+    with h5py.File(store, "a") as handle:
+        values = handle[where][()]
+        values.reshape(-1)[-1] = np.nan  # the last value: one a running min would skip
+        del handle[where]
+        handle[where] = values
+    result = _export(weights, store, tmp_path / "e")
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert said in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert not (tmp_path / "e").exists()
