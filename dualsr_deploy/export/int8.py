@@ -183,21 +183,16 @@ class Int8Check:
         return bool(self.records) and all(r.passes() for r in self.records)
 
 
-def _runner(runtime: str, path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    if runtime == "onnx":
-        from dualsr_deploy.runtimes import import_onnxruntime
+def _backend(runtime: str, graph: Path, precision: str, threads: int) -> Any:
+    """The backend a run would open for ``graph`` (OpenVINO: through IR converted beside it), so that the rule is
+    checked with a run's own session options and hints."""
+    from dualsr_deploy.backends import create
 
-        ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        return lambda x: np.asarray(session.run(None, {"lr": x})[0])
-    from dualsr_deploy.runtimes import import_openvino
+    if runtime == "openvino":
+        from dualsr_deploy.export.openvino import onnx2ir
 
-    ov = import_openvino()
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
-    return lambda x: np.asarray(compiled({"lr": x})[0])
+        return create("openvino", artefact=onnx2ir(graph), precision=precision, threads=threads)
+    return create("onnx", artefact=graph, precision=precision, threads=threads)
 
 
 CHECK_TILE = 128  # LR pixels: held-out scenes run in tiles of this size with a halo, as a run's tiles are exact
@@ -254,10 +249,16 @@ def check_rule(
             skip = imresize(lr.double(), core.scale).float()
             for runtime in runtimes:
                 for precision, path in graphs.items():
-                    run = _runner(runtime, path, threads)
-                    start = time.perf_counter()
-                    residual = _tiled(run, lr.numpy(), core.scale)
-                    seconds = time.perf_counter() - start
+                    with _backend(runtime, path, precision, threads) as backend:
+
+                        def run(x: np.ndarray, backend: Any = backend) -> np.ndarray:
+                            tile = torch.from_numpy(x)
+                            backend.check(tile)
+                            return backend.residual(tile).cpu().numpy()  # the skip is MATLAB's, added below
+
+                        start = time.perf_counter()
+                        residual = _tiled(run, lr.numpy(), core.scale)
+                        seconds = time.perf_counter() - start
                     sr = (torch.from_numpy(residual) + skip).clamp(0, 1)
                     scores[runtime].setdefault(precision, {})[name] = (
                         {"psnr": psnr(sr, hr.float()), "sam": sam(sr, hr.float())},

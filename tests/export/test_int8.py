@@ -133,6 +133,20 @@ def test_a_graph_that_passes_is_written_with_its_records(
     assert records["weights"]["sha256"] == fidelity.file_sha256(weights)
     assert {(r["backend"], r["precision"]) for r in records["records"]} >= {("onnx", "int8")}
     assert [s["scene"] for s in records["records"][0]["scenes"]] == ["s2"]
+    # the fp32 side is the weights' own result: torch's residual plus MATLAB's bicubic, clipped, against HR
+    from dualsr_deploy.checkpoint import read_checkpoint
+    from dualsr_deploy.data.patches import PatchDataset
+    from dualsr_deploy.metrics import psnr
+    from dualsr_deploy.ops.imresize import imresize
+
+    model, info = read_checkpoint(weights)
+    dataset = PatchDataset(_store, augmentation=False)
+    ((_name, lr, hr),) = list(dataset.validation())
+    dataset.close()
+    with torch.no_grad():
+        sr = (fold_coarsr(model, info.neighbour_rule)(lr[None])[0] + imresize(lr.double(), 2).float()).clamp(0, 1)
+    for record in records["records"]:
+        assert record["scenes"][0]["psnr_fp32"] == pytest.approx(psnr(sr, hr), abs=1e-3)
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     assert session.run(None, {"lr": np.random.default_rng(0).random((1, 6, 8, 8), np.float32)})[0].shape == (
         1,
