@@ -23,6 +23,8 @@ from dualsr_deploy.errors import ExportError
 
 INPUT_NAME = "lr"
 OUTPUT_NAME = "residual"
+CHUNK_INPUTS = ("planes", "state", "first")  # a band-chunk graph's (dualsr_deploy.export.onnx)
+CHUNK_OUTPUTS = ("residual", "state_out")
 GRAPH_KEYS = ("scale", "bands", "precision")  # metadata every dualsr graph carries (with neighbour_rule, opset, …)
 MANIFEST_SUFFIX = ".json"
 
@@ -47,8 +49,24 @@ def variant_name(scale: int, bands: int, weights_sha256: str | None = None) -> s
     return base if weights_sha256 is None else f"{base}-{weights_sha256[:WEIGHTS_DIGEST_CHARS]}"
 
 
-def graph_filename(scale: int, bands: int, precision: str) -> str:
-    return f"coarsr_x{scale}_c{bands}_{precision}.onnx"
+def graph_filename(scale: int, bands: int, precision: str, band_chunk: int | None = None) -> str:
+    """``coarsr_x2_c285_fp32.onnx``; a band-chunk graph (chunks of 8 bands): ``coarsr_x2_c285_fp32_chunk8.onnx``."""
+    form = "" if band_chunk is None else f"_chunk{band_chunk}"
+    return f"coarsr_x{scale}_c{bands}_{precision}{form}.onnx"
+
+
+def chunk_bands(meta: Mapping[str, Any]) -> int | None:
+    """The band chunk of a graph's or IR's metadata (None: the whole-cube form); refused when it is not a count."""
+    if meta.get("form", "whole") == "whole":
+        return None
+    if meta.get("form") != "band-chunk" or not str(meta.get("chunk_bands", "")).isdigit():
+        raise ExportError(f"unknown graph form {meta.get('form')!r} (chunk_bands {meta.get('chunk_bands')!r})")
+    value = int(str(meta["chunk_bands"]))
+    if value < 1 or not str(meta.get("state_channels", "")).isdigit() or int(str(meta["state_channels"])) < 1:
+        raise ExportError(
+            f"a band-chunk graph of {value} bands needs a positive state_channels (got {meta.get('state_channels')!r})"
+        )
+    return value
 
 
 def plan_path_for(graph: Path, identity: Mapping[str, Any]) -> Path:
@@ -128,6 +146,26 @@ def graph_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return meta
 
 
+def graph_form(meta: Mapping[str, Any]) -> dict[str, str]:
+    """A graph's form (whole cube or band chunk, :mod:`dualsr_deploy.export.onnx`) and its tensors, for its manifest
+    and its IR's: what a backend reads to call it."""
+    if chunk_bands(meta) is None:
+        return {
+            "form": "whole",
+            "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
+            "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+        }
+    return {
+        "form": "band-chunk",
+        "chunk_bands": meta["chunk_bands"],
+        "state_channels": meta["state_channels"],
+        "input": "planes (batch, chunk_bands, 5, height, width), state (batch, state_channels, height, width), "
+        "first (1,): float32",
+        "output": "residual (batch, chunk_bands, s*height, s*width), state_out (batch, state_channels, height, "
+        "width): float32; add the bicubic skip",
+    }
+
+
 def check_plan_manifest(plan: str | os.PathLike[str]) -> dict[str, Any]:
     """A plan's manifest, refused when it names another GPU or TensorRT version than the running ones, or when the
     file does not match its SHA-256."""
@@ -168,12 +206,16 @@ def check_ir(xml: str | os.PathLike[str]) -> dict[str, object]:
 
 
 __all__ = [
+    "CHUNK_INPUTS",
+    "CHUNK_OUTPUTS",
     "GRAPH_KEYS",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "check_ir",
     "check_plan_manifest",
+    "chunk_bands",
     "graph_filename",
+    "graph_form",
     "graph_metadata",
     "ir_path_for",
     "manifest_path",

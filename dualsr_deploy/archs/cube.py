@@ -195,20 +195,37 @@ class FoldedCoarSR(nn.Module):
         self, lr: torch.Tensor, index: torch.Tensor, first: int, n: int, state: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Bands ``[first, first + n)`` of ``lr`` through body, recurrent merge and tail: their residual
-        ``(B, n, s·h, s·w)`` and the last band's state. ``state`` is band ``first − 1``'s (None for band 0): the
-        merge is ``state_0 = out_0``, ``state_i = W_o·out_i + b + W_s·state_{i−1}``. Run a chunk of bands at a
-        time, a call holds one chunk's maps besides its input and result, not ~4 ``F``-channel maps of every band."""
+        ``(B, n, s·h, s·w)`` and the last band's state (:meth:`chunk`)."""
         batch, _, h, w = lr.shape
+        planes = lr.index_select(1, index[5 * first : 5 * (first + n)]).reshape(batch, n, 5, h, w)
+        return self.chunk(planes, state)
+
+    def chunk(
+        self, planes: torch.Tensor, state: torch.Tensor | None, first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` consecutive bands' input planes ``(B, n, 5, h, w)`` (band, l0, l1, r0, r1: the neighbour gather)
+        through body, recurrent merge and tail: their residual ``(B, n, s·h, s·w)`` and the last band's state
+        ``(B, F, h, w)``. ``state`` is the state of the band before the chunk (None: the chunk starts at band 0).
+        The merge is ``state_0 = out_0``, ``state_i = W_o·out_i + b + W_s·state_{i−1}``. Run a chunk of bands at a
+        time, a call holds one chunk's maps besides its input and result, not ~4 ``F``-channel maps of every band.
+
+        ``first`` (a one-element tensor, 1 or 0) is the graph form of "starts at band 0" (:mod:`dualsr_deploy.export
+        .onnx`'s band-chunk graphs, which cannot branch on ``None``): band 0's state is ``first·out_0 + (1 − first)·
+        (W_o·out_0 + b + W_s·state)``, exactly ``out_0`` for ``first`` 1 and a finite ``state``."""
+        batch, n, _, h, w = planes.shape
         f, s = self.config.n_feats, self.config.scale
-        planes = lr.index_select(1, index[5 * first : 5 * (first + n)]).reshape(batch * n, 5, h, w)
+        flat = planes.reshape(batch * n, 5, h, w)
         if self.channels_last:
-            planes = planes.contiguous(memory_format=torch.channels_last)
-        out, skip = self.body(planes)
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        out, skip = self.body(flat)
         merged = self.merge_out(out).reshape(batch, n, f, h, w)
         out = out.reshape(batch, n, f, h, w)
         states = []
         for i in range(n):
-            state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
+            if i == 0 and first is not None and state is not None:
+                state = first * out[:, 0] + (1 - first) * (merged[:, 0] + self.merge_state(state))
+            else:
+                state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
             states.append(state)
         tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w) + skip
         return self._tail(tail_in).reshape(batch, n, s * h, s * w), states[-1]

@@ -13,6 +13,13 @@ ARTEFACTS = ("graph", "plan", "ir")
 # artefacts folder, never exported on the fly by a run or a bench
 CALIBRATED_PRECISIONS = ("int8",)  # an ONNX graph, a TensorRT plan, OpenVINO IR (see dualsr_deploy.artefacts)
 
+# Bands per call of the band-chunk graphs (dualsr_deploy.export.onnx) a run makes for ONNX Runtime and OpenVINO on a
+# CPU. One 128² × 285 LR tile of the shipped airborne ×2 weights, second call, 2-core Xeon (AVX512-BF16, AMX):
+# OpenVINO bf16 whole graph 3.24 s / peak 3.84 GiB, chunks of 4 / 8 / 16 / 32 bands 3.37 / 3.07 / 3.14 / 3.61 s,
+# 0.55 / 0.61 / 0.71 / 1.01 GiB; OpenVINO fp32 whole 8.62 s / 7.00 GiB, chunks of 8 8.00 s / 0.65 GiB; ONNX Runtime
+# fp32 whole 8.66 s / 7.42 GiB, chunks of 8 / 16 8.09 / 9.81 s, 0.63 / 0.81 GiB.
+CHUNK_BANDS = 8
+
 
 @dataclass(frozen=True)
 class BackendKind:
@@ -38,6 +45,17 @@ class BackendKind:
     def cuda_only(self) -> bool:
         return self.devices == "cuda"
 
+    def band_chunk(self, device: str, precision: str) -> int | None:
+        """Bands per call of the graphs a run makes for it on ``device`` in ``precision``: :data:`CHUNK_BANDS` for
+        ONNX Runtime and OpenVINO on a CPU (band-chunk graphs: as fast, a tenth of the memory), None (whole-cube
+        graphs) on GPUs, for TensorRT, for the torch backend (it chunks by itself), for fp16 graphs and for calibrated
+        graphs, which ``dualsr export --int8`` makes whole."""
+        on_cpu = device.split(":")[0].lower() == "cpu"
+        whole_only = ("fp16", *CALIBRATED_PRECISIONS)
+        if self.name in ("onnx", "openvino") and on_cpu and self.artefact_precision(precision) not in whole_only:
+            return CHUNK_BANDS
+        return None
+
     def artefact_precision(self, precision: str) -> str:
         """The precision of the graph its artefact is made from: the run's for graphs and plans; fp32 for IR, whose
         precision is a hint given when it is compiled, except IR converted from a calibrated (INT8) graph."""
@@ -60,4 +78,4 @@ def backend_kind(name: str) -> BackendKind:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_KINDS)}") from None
 
 
-__all__ = ["ARTEFACTS", "BACKEND_KINDS", "CALIBRATED_PRECISIONS", "BackendKind", "backend_kind"]
+__all__ = ["ARTEFACTS", "BACKEND_KINDS", "CALIBRATED_PRECISIONS", "CHUNK_BANDS", "BackendKind", "backend_kind"]

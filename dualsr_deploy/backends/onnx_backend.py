@@ -1,6 +1,7 @@
 """The ``onnx`` backend: an exported graph in ONNX Runtime (CPU, CUDA or TensorRT execution provider).
 
-On CUDA, torch tensors are bound to the session directly (IOBinding): no host round trip.
+On CUDA, torch tensors are bound to the session directly (IOBinding): no host round trip. A band-chunk graph
+(what a run makes for the CPU) is called a chunk of bands at a time (:mod:`dualsr_deploy.backends.band_chunks`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualsr_deploy.artefacts import INPUT_NAME, OUTPUT_NAME, graph_metadata
+from dualsr_deploy.artefacts import CHUNK_INPUTS, CHUNK_OUTPUTS, INPUT_NAME, OUTPUT_NAME, chunk_bands, graph_metadata
+from dualsr_deploy.backends.band_chunks import run_in_chunks
 from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import ORT_PROVIDERS, import_onnxruntime
@@ -25,7 +27,8 @@ class OnnxBackend(Backend):
         if provider not in ORT_PROVIDERS:
             raise InputError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(ORT_PROVIDERS)}")
         self.path = Path(path)
-        meta = graph_metadata(self.path)
+        self.meta = meta = graph_metadata(self.path)
+        self.chunk = chunk_bands(meta)
         self._provider = provider
         self._threads = threads
         self._session: Any = None
@@ -36,7 +39,7 @@ class OnnxBackend(Backend):
             precision=meta["precision"],
             scale=int(meta["scale"]),
             bands=int(meta["bands"]),
-            device_tensors=device == "cuda",
+            device_tensors=device == "cuda" and self.chunk is None,
         )
 
     def open(self) -> None:
@@ -68,6 +71,15 @@ class OnnxBackend(Backend):
         if self._session is None:
             self.open()
         lr = lr.contiguous()
+        if self.chunk is not None:
+            return run_in_chunks(
+                lr,
+                rule=self.meta["neighbour_rule"],
+                scale=self.capabilities.scale,
+                chunk=self.chunk,
+                state_channels=int(self.meta["state_channels"]),
+                call=self._chunk_call,
+            )
         if lr.device.type == "cpu":
             (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: lr.numpy()})
             return torch.from_numpy(out)
@@ -79,3 +91,9 @@ class OnnxBackend(Backend):
         torch.cuda.current_stream(lr.device).synchronize()  # ORT runs on its own stream
         self._session.run_with_iobinding(binding)
         return out
+
+    def _chunk_call(self, planes: np.ndarray, state: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        residual, state_out = self._session.run(
+            list(CHUNK_OUTPUTS), dict(zip(CHUNK_INPUTS, (planes, state, first), strict=True))
+        )
+        return residual, state_out

@@ -2,7 +2,8 @@
 
 CPU by default; other OpenVINO devices (``GPU``, ``NPU`` …) by name where the runtime has them. The IR holds fp32
 weights; ``bf16`` is OpenVINO's inference-precision hint (on CPUs with native bf16: AVX512-BF16 or AMX), ``fp32``
-pins the hint to f32 (OpenVINO would otherwise pick bf16 by itself on such CPUs). Tensors stay on the host.
+pins the hint to f32 (OpenVINO would otherwise pick bf16 by itself on such CPUs). Tensors stay on the host. IR
+converted from a band-chunk graph is called a chunk of bands at a time (:mod:`dualsr_deploy.backends.band_chunks`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualsr_deploy.artefacts import INPUT_NAME, check_ir
+from dualsr_deploy.artefacts import CHUNK_INPUTS, CHUNK_OUTPUTS, INPUT_NAME, check_ir, chunk_bands
+from dualsr_deploy.backends.band_chunks import run_in_chunks
 from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import check_bf16, import_openvino
@@ -44,6 +46,7 @@ class OpenVinoBackend(Backend):
                 f"{self.path} is {manifest.get('precision')} IR; --precision {precision} runs "
                 + ("IR converted from an INT8 graph (dualsr export --int8)" if precision == "int8" else "fp32 IR")
             )
+        self.chunk = chunk_bands(manifest)
         self._device = openvino_device(device)
         if precision == "bf16":
             check_bf16(self._device)
@@ -80,6 +83,8 @@ class OpenVinoBackend(Backend):
                 f"{self.path}: OpenVINO could not compile it for {self._device} ({type(exc).__name__}: {exc})"
             ) from exc
         self._request = self._compiled.create_infer_request()
+        if self.chunk is not None:  # a band-chunk IR's outputs, by name
+            self._outputs = [self._compiled.output(name) for name in CHUNK_OUTPUTS]
 
     def close(self) -> None:
         self._compiled = None
@@ -87,8 +92,23 @@ class OpenVinoBackend(Backend):
     def residual(self, lr: torch.Tensor) -> torch.Tensor:
         if self._compiled is None:
             self.open()
+        if self.chunk is not None:
+            with self._lock:
+                return run_in_chunks(
+                    lr,
+                    rule=str(self.manifest["neighbour_rule"]),
+                    scale=self.capabilities.scale,
+                    chunk=self.chunk,
+                    state_channels=int(str(self.manifest["state_channels"])),
+                    call=self._chunk_call,
+                )
         array = np.ascontiguousarray(lr.detach().cpu().numpy(), dtype=np.float32)
         with self._lock:
             result = self._request.infer({INPUT_NAME: array})
             out = np.array(next(iter(result.values())), dtype=np.float32, copy=True)
         return torch.from_numpy(out)
+
+    def _chunk_call(self, planes: np.ndarray, state: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = self._request.infer(dict(zip(CHUNK_INPUTS, (planes, state, first), strict=True)))
+        residual, state_out = (np.array(result[output], dtype=np.float32, copy=True) for output in self._outputs)
+        return residual, state_out

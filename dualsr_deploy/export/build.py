@@ -16,11 +16,11 @@ import torch
 from dualsr_deploy._version import __version__
 from dualsr_deploy.archs.cube import FoldedCoarSR
 from dualsr_deploy.archs.fold import fold_coarsr
-from dualsr_deploy.artefacts import graph_filename, plan_path_for, variant_name, write_manifest
+from dualsr_deploy.artefacts import graph_filename, graph_form, plan_path_for, variant_name, write_manifest
 from dualsr_deploy.backends import create as backends_create
 from dualsr_deploy.checkpoint import CheckpointInfo, read_checkpoint
 from dualsr_deploy.errors import BackendUnavailableError, ExportError, ScaleMismatchError
-from dualsr_deploy.export.onnx import OPSET, Precision, torch2onnx
+from dualsr_deploy.export.onnx import OPSET, Precision, onnx_metadata, torch2onnx
 from dualsr_deploy.export.operators import read_operator_table, unsupported_operators
 from dualsr_deploy.export.recipes import Recipe
 from dualsr_deploy.export.verify import Comparison, verify_backends
@@ -63,6 +63,7 @@ def export_variant(
     tensorrt: TensorRTMode = "auto",
     simplify: bool = False,
     openvino: bool = False,
+    band_chunk: int | None = None,
     progress: Callable[[str], None] | None = None,
     build_progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportResult:
@@ -76,11 +77,17 @@ def export_variant(
     ``simplify``: run onnxslim on each graph (outputs are checked by ``verify`` like any other).
     ``openvino``: also convert the fp32 graph to OpenVINO IR beside it (``<graph>.xml``/``.bin``, with a manifest).
     ``verify``: run every available backend against torch float64 and fail if one is out of tolerance.
+    ``band_chunk``: write band-chunk graphs of that many bands (:mod:`dualsr_deploy.export.onnx`; what a run makes
+    for ONNX Runtime and OpenVINO on a CPU) instead of whole-cube graphs; no TensorRT plans from them.
     ``build_progress(phase, step, steps)``: TensorRT's builder phases, from its builder threads.
     On any failure the artefacts written by this call are removed again.
     """
     if tensorrt not in TENSORRT_MODES:
         raise ExportError(f"unknown TensorRT mode {tensorrt!r}; choose one of {', '.join(TENSORRT_MODES)}")
+    if band_chunk is not None and tensorrt != "off":
+        raise ExportError(
+            "TensorRT plans are built from whole-cube graphs: export band-chunk graphs with tensorrt='off'"
+        )
     say = progress or (lambda _message: None)
     source = _Source.load(recipe)
     recipe = source.recipe  # its default name completed with the weights' digest
@@ -88,7 +95,7 @@ def export_variant(
     artefacts: list[Artefact] = []
     try:
         for precision in recipe.precisions:
-            artefacts.append(_export_graph(source, Path(out_dir), precision, table, simplify, say))
+            artefacts.append(_export_graph(source, Path(out_dir), precision, table, simplify, say, band_chunk))
         skipped: list[str] = []
         plans = _build_plans(recipe, artefacts, tensorrt, say, build_progress, skipped)
         artefacts += plans
@@ -135,10 +142,11 @@ def _export_graph(
     table: dict[str, bool] | None,
     simplify: bool,
     say: Callable[[str], None],
+    band_chunk: int | None = None,
 ) -> Artefact:
     """One precision's ONNX graph, checked against the operator table when one is given, with its manifest."""
     recipe, info = source.recipe, source.info
-    target = out_dir / recipe.name / graph_filename(recipe.scale, recipe.bands, precision)
+    target = out_dir / recipe.name / graph_filename(recipe.scale, recipe.bands, precision, band_chunk)
     say(f"exporting {target}")
     started = time.perf_counter()
     torch2onnx(
@@ -153,6 +161,7 @@ def _export_graph(
             "variant": recipe.name,
         },
         simplify=simplify,
+        band_chunk=band_chunk,
     )
     unsupported = unsupported_operators(onnx.load(str(target)), table) if table is not None else None
     if unsupported:
@@ -168,8 +177,7 @@ def _export_graph(
             "bands": recipe.bands,
             "neighbour_rule": source.core.rule,
             "opset": OPSET,
-            "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
-            "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+            **graph_form(onnx_metadata(target)),
             "checkpoint": str(source.checkpoint),
             "checkpoint_sha256": info.sha256,
             "tensorrt_operator_check": "passed" if table is not None else "not run",

@@ -15,6 +15,7 @@ from pathlib import Path
 from dualsr_deploy._version import __version__
 from dualsr_deploy.artefacts import (
     GRAPH_KEYS,
+    graph_form,
     graph_metadata,
     ir_path_for,
     read_manifest,
@@ -64,8 +65,7 @@ def onnx2ir(graph: str | os.PathLike[str]) -> Path:
             "checkpoint": source.get("checkpoint", meta.get("checkpoint")),
             "checkpoint_sha256": meta.get("checkpoint_sha256", source.get("checkpoint_sha256")),
             "variant": meta.get("variant", source.get("variant")),
-            "input": "lr (batch, bands, height, width) float32, batch/height/width dynamic",
-            "output": "residual (batch, bands, s*height, s*width) float32; add the bicubic skip",
+            **graph_form(meta),
             "runtime_precisions": "int8 (its Q/DQ pairs)"
             if meta["precision"] == "int8"
             else "fp32, or bf16 by INFERENCE_PRECISION_HINT where the CPU has native bf16",

@@ -76,7 +76,7 @@ class TileRunner:
             backend=spec.backend,
             precision=spec.precision,
             device_type=spec.device.split(":")[0].lower(),
-            whole_activations=spec.kind.whole_activations,
+            whole_activations=spec.whole_activations,
         )
 
     def call_share(self, scene: tuple[int, int, int] | None = None) -> int:

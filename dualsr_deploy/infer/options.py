@@ -283,6 +283,17 @@ class BackendSpec:
         return backend_kind(self.backend)
 
     @property
+    def band_chunk(self) -> int | None:
+        """Bands per call of the graphs this run makes (None: whole-cube graphs, or the torch backend):
+        :meth:`BackendKind.band_chunk`."""
+        return self.kind.band_chunk(self.device, self.precision)
+
+    @property
+    def whole_activations(self) -> bool:
+        """A call holds the activations of every band plane of its tiles at once (a whole-cube graph)."""
+        return self.kind.whole_activations and self.band_chunk is None
+
+    @property
     def label(self) -> str:
         return f"{self.backend}-{self.device}-{self.precision}"
 

@@ -128,9 +128,11 @@ class RunArtefacts:
 
     def graph(self, scale: int, bands: int, precision: str) -> Path:
         """The ONNX graph of the ×``scale`` ``bands``-band model in the artefacts folder, checked against this
-        run's weights, exported first if absent."""
+        run's weights, exported first if absent: a band-chunk graph for ONNX Runtime and OpenVINO on a CPU
+        (:attr:`BackendSpec.band_chunk`), else the whole-cube graph."""
         model = self.models[scale]
-        name = graph_filename(scale, bands, precision)
+        chunk = self.spec.band_chunk
+        name = graph_filename(scale, bands, precision, chunk)
         legacy = self.spec.artefacts_dir / variant_name(scale, bands) / name  # folders made before weights keyed them
         if legacy.is_file() and read_manifest(legacy).get("checkpoint_sha256") == model.info.sha256:
             verify_artefact(legacy)
@@ -146,7 +148,7 @@ class RunArtefacts:
                 f"dualsr export --int8 --calibrate STORE --weights {model.path} --scale {scale} --bands {bands} "
                 f"--engines {self.spec.artefacts_dir} (written only where it passes the quality rule)"
             )
-        self._export(scale, bands, model, tensorrt="off", precision=precision)
+        self._export(scale, bands, model, tensorrt="off", precision=precision, band_chunk=chunk)
         return graph
 
     def ir(self, scale: int, bands: int) -> Path:
@@ -188,14 +190,29 @@ class RunArtefacts:
                 f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}"
             )
 
-    def _export(self, scale: int, bands: int, model: Model, *, tensorrt: str, precision: str | None = None) -> None:
+    def _export(
+        self,
+        scale: int,
+        bands: int,
+        model: Model,
+        *,
+        tensorrt: str,
+        precision: str | None = None,
+        band_chunk: int | None = None,
+    ) -> None:
         from dualsr_deploy.export.build import export_variant
         from dualsr_deploy.export.recipes import default_recipe
 
         precision = precision or self.spec.precision
         recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(precision,))
-        self.say(f"no ×{scale} {bands}-band {precision} graph in {self.spec.artefacts_dir}: exporting one")
-        export_variant(recipe, out_dir=self.spec.artefacts_dir, tensorrt=tensorrt)  # type: ignore[arg-type]
+        form = "" if band_chunk is None else f" ({band_chunk}-band chunks)"
+        self.say(f"no ×{scale} {bands}-band {precision} graph{form} in {self.spec.artefacts_dir}: exporting one")
+        export_variant(
+            recipe,
+            out_dir=self.spec.artefacts_dir,
+            tensorrt=tensorrt,  # type: ignore[arg-type]
+            band_chunk=band_chunk,
+        )
 
 
 __all__ = ["Model", "Models", "RunArtefacts"]

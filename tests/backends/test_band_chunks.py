@@ -1,0 +1,124 @@
+"""Band-chunk graphs: the network cut along the bands, the scan's state carried from call to call by the runtime
+(what a run makes for ONNX Runtime and OpenVINO on a CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualsr_deploy.archs.fold import fold_coarsr
+from dualsr_deploy.artefacts import chunk_bands, graph_metadata
+from dualsr_deploy.backends import create
+from dualsr_deploy.backends.kinds import CHUNK_BANDS, backend_kind
+from dualsr_deploy.checkpoint import write_checkpoint
+from dualsr_deploy.errors import ExportError
+from dualsr_deploy.export.build import export_variant
+from dualsr_deploy.export.onnx import torch2onnx
+from dualsr_deploy.export.recipes import default_recipe
+from dualsr_deploy.infer.options import BackendSpec
+from dualsr_deploy.infer.pool import BackendPool
+from dualsr_deploy.optional import find
+from tests.helpers import random_coarsr
+
+HAVE_OPENVINO = find("openvino") is not None
+
+
+@pytest.mark.parametrize("rule", ["paper", "reference"])
+@pytest.mark.parametrize("bands", [5, 13, 16])
+def test_a_chunked_graph_gives_the_whole_cube_result(rule: str, bands: int, tmp_path: Path) -> None:
+    """Chunks of 4 bands: one padded call (5 bands), a padded last call (13), chunks that divide the bands (16)."""
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=3), rule).eval()  # type: ignore[arg-type]
+    graph = torch2onnx(core, tmp_path / "chunk.onnx", bands=bands, band_chunk=4)
+    meta = graph_metadata(graph)
+    assert (meta["form"], meta["chunk_bands"], meta["state_channels"]) == ("band-chunk", "4", "8")
+    lr = torch.rand(2, bands, 11, 9, generator=torch.Generator().manual_seed(bands))
+    with torch.no_grad():
+        expected = core.double()(lr.double())
+    runtimes = ["onnx", *(["openvino"] if HAVE_OPENVINO else [])]
+    for name in runtimes:
+        artefact = graph
+        if name == "openvino":
+            from dualsr_deploy.export.openvino import onnx2ir
+
+            artefact = onnx2ir(graph)
+        backend = create(name, artefact=artefact)
+        with backend:
+            got = backend.residual(lr)
+        assert got.shape == expected.shape
+        assert float((got.double() - expected).abs().max()) < 2e-5, name
+
+
+def test_the_first_band_takes_no_state_and_later_chunks_carry_it(tmp_path: Path) -> None:
+    """Band 0 of the cube ignores whatever state comes in; a later chunk's result depends on the state it gets."""
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=4), "paper").eval()  # type: ignore[arg-type]
+    planes = torch.rand(1, 3, 5, 6, 6, generator=torch.Generator().manual_seed(0))
+    state_a, state_b = torch.zeros(1, 8, 6, 6), torch.rand(1, 8, 6, 6)
+    with torch.no_grad():
+        first_a, _ = core.chunk(planes, state_a, torch.ones(1))
+        first_b, _ = core.chunk(planes, state_b, torch.ones(1))
+        later_a, _ = core.chunk(planes, state_a, torch.zeros(1))
+        later_b, _ = core.chunk(planes, state_b, torch.zeros(1))
+        alone, _ = core.chunk(planes, None)
+    assert torch.equal(first_a, first_b) and torch.equal(first_a, alone)
+    assert not torch.allclose(later_a, later_b)
+
+
+def test_runs_make_band_chunk_graphs_on_a_cpu_only() -> None:
+    onnx, openvino, trt, torch_kind = (backend_kind(n) for n in ("onnx", "openvino", "trt", "torch"))
+    assert onnx.band_chunk("cpu", "fp32") == openvino.band_chunk("cpu", "bf16") == CHUNK_BANDS
+    assert openvino.band_chunk("cpu", "fp32") == CHUNK_BANDS
+    assert onnx.band_chunk("cuda", "fp32") is None  # a GPU takes the whole cube (and TensorRT plans are made from it)
+    assert onnx.band_chunk("cpu", "int8") is None  # dualsr export --int8 makes whole graphs
+    assert onnx.band_chunk("cpu", "fp16") is None
+    assert trt.band_chunk("cuda", "fp32") is None and torch_kind.band_chunk("cpu", "fp32") is None
+    assert BackendSpec(backend="onnx").whole_activations is False
+    assert BackendSpec(backend="onnx", device="cuda").whole_activations is True
+
+
+def test_a_run_exports_and_runs_a_chunked_graph_of_its_weights(tmp_path: Path) -> None:
+    weights = tmp_path / "x2.safetensors"
+    write_checkpoint(random_coarsr(2, n_feats=8, seed=5), weights, neighbour_rule="paper")
+    spec = BackendSpec(backend="onnx", artefacts_dir=tmp_path / "engines", weights=((2, weights),), precision="fp32")
+    pool = BackendPool(spec)
+    pool.prepare([(2, 11)])
+    (graph,) = (tmp_path / "engines").glob("coarsr-x2-c11-*/coarsr_x2_c11_fp32_chunk8.onnx")
+    manifest = json.loads(graph.with_name(graph.name + ".json").read_text())
+    assert (manifest["form"], manifest["chunk_bands"]) == ("band-chunk", "8")
+    lr = torch.rand(1, 11, 10, 10, generator=torch.Generator().manual_seed(1))
+    torch_spec = BackendSpec(backend="torch", weights=((2, weights),), precision="fp32")
+    torch_pool = BackendPool(torch_spec)
+    torch_pool.prepare([(2, 11)])
+    expected = torch_pool.backend(2, 11).run(lr)
+    got = pool.backend(2, 11).run(lr)
+    assert float((got - expected).abs().max()) < 1e-5 * float(expected.abs().max())  # float32 rounding of ~20s
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"form": "band-chunk", "chunk_bands": "x", "state_channels": "8"},
+        {"form": "band-chunk", "chunk_bands": "0", "state_channels": "8"},
+        {"form": "band-chunk", "chunk_bands": "8"},
+        {"form": "band-chunk", "chunk_bands": "8", "state_channels": "-1"},
+        {"form": "rolled"},
+    ],
+)
+def test_a_form_that_makes_no_sense_is_refused(meta: dict[str, str]) -> None:
+    with pytest.raises(ExportError):
+        chunk_bands(meta)
+
+
+def test_band_chunk_graphs_are_fp32_and_make_no_tensorrt_plans(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="whole-cube"):
+        export_variant(default_recipe(2, bands=8), out_dir=tmp_path, tensorrt="auto", band_chunk=8)
+    with pytest.raises(ExportError, match="fp32"):
+        export_variant(
+            default_recipe(2, bands=8).with_overrides(precisions=("fp16",)),
+            out_dir=tmp_path,
+            tensorrt="off",
+            band_chunk=8,
+        )
+    assert not list(tmp_path.rglob("*.onnx"))
