@@ -65,7 +65,7 @@ class TileRunner:
         self.options = options
         self.report = report
 
-    def window_bytes_per_pixel(self, scale: int) -> int:
+    def window_bytes_per_pixel(self, scale: int, bands: int) -> int:
         """Bytes a backend call holds per LR window pixel and band: measured per backend × precision × scale on a
         CPU, scaled to this model's size; estimated elsewhere (:mod:`dualsr_deploy.infer.memory`)."""
         from dualsr_deploy.infer.memory import window_bytes
@@ -77,6 +77,7 @@ class TileRunner:
             precision=spec.precision,
             device_type=spec.device.split(":")[0].lower(),
             whole_activations=spec.whole_activations,
+            bands=bands,
         )
 
     def call_share(self, scene: tuple[int, int, int] | None = None) -> int:
@@ -94,7 +95,7 @@ class TileRunner:
         scene held in memory whose whole window fits is one tile. Large tiles pay least for their halo: on the 2-core
         CPU a CAVE scene at ×4 ran 2.4× faster with 128 than with 64 (``dualsr bench``)."""
         halo = receptive_radius(self.pool.model(scale).config)
-        room = self.call_share(scene) // max(bands * self.window_bytes_per_pixel(scale), 1)
+        room = self.call_share(scene) // max(bands * self.window_bytes_per_pixel(scale, bands), 1)
         if scene is not None and scene[1] * scene[2] <= room and max(scene[1:]) <= AUTO_TILE:
             return max(scene[1:])
         side = math.isqrt(room)
@@ -143,7 +144,9 @@ class TileRunner:
         if rows is None or rows >= tile:
             return TileGrid(height, width, tile, halo)
         window_w = min(tile + 2 * halo, width)
-        room = int(self.options.budget * TILE_SHARE) // max(bands * window_w * self.window_bytes_per_pixel(scale), 1)
+        room = int(self.options.budget * TILE_SHARE) // max(
+            bands * window_w * self.window_bytes_per_pixel(scale, bands), 1
+        )
         rows = max(8, min(rows, room - 2 * halo))
         return TileGrid(height, width, rows, halo, tile_width=tile)
 
@@ -155,7 +158,7 @@ class TileRunner:
         caps = backend.capabilities
         wanted = self.options.batch_on(str(backend.device))
         limit = caps.max_shape[0] if caps.max_shape is not None else wanted
-        per_tile = bands * window[0] * window[1] * self.window_bytes_per_pixel(scale)
+        per_tile = bands * window[0] * window[1] * self.window_bytes_per_pixel(scale, bands)
         return max(1, min(wanted, limit, int(self.options.budget * TILE_SHARE) // per_tile))
 
     def run_tiles(self, scale: int, jobs: list[TileJob], name: str, *, count: bool = True) -> None:

@@ -53,7 +53,7 @@ def test_a_chunked_graph_gives_the_whole_cube_result(rule: str, bands: int, tmp_
 
 def test_the_first_band_takes_no_state_and_later_chunks_carry_it(tmp_path: Path) -> None:
     """Band 0 of the cube ignores whatever state comes in; a later chunk's result depends on the state it gets."""
-    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=4), "paper").eval()  # type: ignore[arg-type]
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=4), "paper").eval()
     planes = torch.rand(1, 3, 5, 6, 6, generator=torch.Generator().manual_seed(0))
     state_a, state_b = torch.zeros(1, 8, 6, 6), torch.rand(1, 8, 6, 6)
     with torch.no_grad():
@@ -62,7 +62,8 @@ def test_the_first_band_takes_no_state_and_later_chunks_carry_it(tmp_path: Path)
         later_a, _ = core.chunk(planes, state_a, torch.zeros(1))
         later_b, _ = core.chunk(planes, state_b, torch.zeros(1))
         alone, _ = core.chunk(planes, None)
-    assert torch.equal(first_a, first_b) and torch.equal(first_a, alone)
+    assert torch.equal(first_a, first_b)
+    assert torch.equal(first_a, alone)
     assert not torch.allclose(later_a, later_b)
 
 
@@ -73,7 +74,8 @@ def test_runs_make_band_chunk_graphs_on_a_cpu_only() -> None:
     assert onnx.band_chunk("cuda", "fp32") is None  # a GPU takes the whole cube (and TensorRT plans are made from it)
     assert onnx.band_chunk("cpu", "int8") is None  # dualsr export --int8 makes whole graphs
     assert onnx.band_chunk("cpu", "fp16") is None
-    assert trt.band_chunk("cuda", "fp32") is None and torch_kind.band_chunk("cpu", "fp32") is None
+    assert trt.band_chunk("cuda", "fp32") is None
+    assert torch_kind.band_chunk("cpu", "fp32") is None
     assert BackendSpec(backend="onnx").whole_activations is False
     assert BackendSpec(backend="onnx", device="cuda").whole_activations is True
 
