@@ -58,6 +58,15 @@ def export(
         help="Also write OpenVINO IR (xml/bin) beside the fp32 graph (pip install 'dualsr-deploy[openvino]').",
         rich_help_panel="Artefacts",
     ),
+    band_chunk: int | None = typer.Option(
+        None,
+        "--band-chunk",
+        min=1,
+        help="Write band-chunk graphs of this many bands (fp32, and IR with --openvino) instead of whole-cube graphs: "
+        "what infer makes for ONNX Runtime and OpenVINO on a CPU (8 bands), a tenth of the memory at the same speed. "
+        "No TensorRT plans are built from them.",
+        rich_help_panel="Artefacts",
+    ),
     int8: bool = typer.Option(
         False,
         "--int8",
@@ -98,6 +107,7 @@ def export(
         raise typer.BadParameter("--calibrate and --qat-steps go with --int8")
     if int8:
         given = {"--precision": bool(precision), "--verify": verify, "--simplify": simplify, "--openvino": openvino}
+        given["--band-chunk"] = band_chunk is not None
         given["--tensorrt require"] = tensorrt == "require"
         clashing = [name for name, on in given.items() if on]
         if clashing:  # nothing asked for is silently dropped
@@ -111,6 +121,15 @@ def export(
         raise typer.BadParameter(f"--scale {scale} contradicts the recipe's scale {base.scale}")
     from dualsr_deploy.weights import resolve_weights
 
+    skipped: list[str] = []
+    if band_chunk is not None:
+        if precision and set(precision) != {"fp32"}:
+            raise typer.BadParameter("--band-chunk graphs are fp32 (OpenVINO's bf16 is a hint when it runs them)")
+        if mode == "require":
+            raise typer.BadParameter("--tensorrt require does not go with --band-chunk: plans need whole-cube graphs")
+        if mode == "auto":
+            skipped.append("TensorRT plans: they are built from whole-cube graphs, not from --band-chunk ones")
+        mode, precision = "off", ["fp32"]
     chosen = base.with_overrides(
         checkpoint=resolve_weights(checkpoint, base.scale),
         bands=bands,
@@ -134,6 +153,7 @@ def export(
             tensorrt=mode,
             simplify=simplify,
             openvino=openvino,
+            band_chunk=band_chunk,
             progress=console.print,
             build_progress=builder_step,
         )
@@ -156,7 +176,7 @@ def export(
                 "[green]pass[/]" if row.passed else "[red]FAIL[/]",
             )
         console.print(check)
-    for line in result.skipped:
+    for line in (*skipped, *result.skipped):
         console.print(f"[yellow]skipped:[/] {escape(line)}")
 
 

@@ -124,3 +124,30 @@ def test_band_chunk_graphs_are_fp32_and_make_no_tensorrt_plans(tmp_path: Path) -
             band_chunk=8,
         )
     assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_dualsr_export_writes_the_band_chunk_graph_a_run_then_uses(tmp_path: Path) -> None:
+    """``dualsr export --band-chunk 8`` writes the graph (and IR) that ``infer`` on a CPU looks for: the run exports
+    nothing more. Its help names the chunk a run makes."""
+    from typer.testing import CliRunner
+
+    from dualsr_deploy.cli.main import app
+
+    runner = CliRunner()
+    assert f"({CHUNK_BANDS} bands)" in " ".join(runner.invoke(app, ["export", "--help"]).output.split())
+    weights = tmp_path / "x2.safetensors"
+    write_checkpoint(random_coarsr(2, n_feats=8, seed=6), weights, neighbour_rule="paper")
+    engines = tmp_path / "engines"
+    args = ["export", "--weights", str(weights), "--scale", "2", "--bands", "9", "--engines", str(engines)]
+    done = runner.invoke(app, [*args, "--band-chunk", str(CHUNK_BANDS)])
+    assert done.exit_code == 0, done.output
+    assert "TensorRT plans: they are built from whole-cube graphs" in " ".join(done.output.split())
+    (graph,) = engines.glob("*/*.onnx")
+    assert graph.name == f"coarsr_x2_c9_fp32_chunk{CHUNK_BANDS}.onnx"
+    said: list[str] = []
+    spec = BackendSpec(backend="onnx", artefacts_dir=engines, weights=((2, weights),), precision="fp32")
+    BackendPool(spec, say=said.append).prepare([(2, 9)])
+    assert said == []  # found, not exported again
+    for refused in (["--precision", "fp16"], ["--tensorrt", "require"], ["--int8"]):
+        result = runner.invoke(app, [*args, "--band-chunk", "8", *refused])
+        assert result.exit_code == 2, (refused, result.output)
