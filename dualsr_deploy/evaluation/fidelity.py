@@ -34,8 +34,10 @@ def measure_fidelity(
     tile: int | None = None,
     say: Callable[[str], None] = lambda _line: None,
 ) -> list[FidelityRecord]:
-    """One record per backend × precision: fp32 and ``precision`` run on each ``(name, lr, hr)`` scene (one
-    warm-up call first), their coarse and fine results scored against HR (clipped to [0, 1], as the card does)."""
+    """One record per backend × precision: fp32 and ``precision`` run on each ``(name, lr, hr)`` scene, their coarse
+    and fine results scored against HR (clipped to [0, 1], as the card does). Every scene is run once untimed first,
+    so the times are warm: an exported backend's export and compile for each band count, paid once per run, are not
+    in them, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice` compares these times)."""
     from dualsr_deploy.backends import backend_kind
     from dualsr_deploy.checkpoint import read_checkpoint
     from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF, BackendSpec, InferOptions
@@ -72,7 +74,8 @@ def measure_fidelity(
                 )
                 options = InferOptions(scale=scale, stage=stage, backend=spec, tile=tile)
                 with Upscaler(options) as upscaler:
-                    upscaler(scenes[0][1])  # opens (and exports) the backend, warms it
+                    for _name, lr, _hr in scenes:  # opens (and exports, compiles) the backend for each band count
+                        upscaler(lr)
                     seconds[precision] = 0.0
                     scores[precision] = {}
                     for name, lr, hr in scenes:

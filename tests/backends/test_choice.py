@@ -81,12 +81,19 @@ def test_a_precision_that_failed_the_rule_is_not_its_time(tmp_path: Path) -> Non
 
 
 @pytest.mark.usefixtures("installed")
-def test_times_are_summed_over_every_weights_file_and_one_missing_leaves_a_backend_out(tmp_path: Path) -> None:
+def test_every_weights_file_counts_once_and_one_missing_leaves_a_backend_out(tmp_path: Path) -> None:
     first = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
     second = _weights(tmp_path, _record("torch", 6.0, 1.0), _record("openvino", 8.0, 4.0), name="v_x2.safetensors")
-    assert choose_backend("cpu", "auto", [first, second]).backend == "torch"  # 6 s against 7 s
-    fourth = _weights(tmp_path, _record("torch", 6.0, 9.0), _record("openvino", 8.0, 2.0), name="t_x2.safetensors")
-    assert choose_backend("cpu", "auto", [second, fourth]).backend == "openvino"  # 6 s against 10 s
+    assert choose_backend("cpu", "auto", [first, second]).backend == "torch"  # 1.67× and 0.25×: 0.65×
+    # large held-out scenes (50 s) do not outvote small ones: 1.11× and 2×, 1.49× over both (summed: 1.12×)
+    big = _weights(tmp_path, _record("torch", 60.0, 50.0), _record("openvino", 80.0, 45.0), name="t_x2.safetensors")
+    small = _weights(tmp_path, _record("torch", 2.0, 1.0), _record("openvino", 2.0, 0.5), name="s_x2.safetensors")
+    chosen = choose_backend("cpu", "auto", [big, small])
+    assert chosen.backend == "openvino"
+    assert "openvino bf16 45.50 s, torch bf16 51.00 s (openvino 1.49× torch's speed, geometric mean over 2" in (
+        chosen.reason
+    )
+    assert choose_backend("cpu", "auto", [big]).backend == "torch"  # 1.11× alone
     third = _weights(tmp_path, _record("torch", 6.0, 5.0), name="u_x2.safetensors")
     chosen = choose_backend("cpu", "auto", [first, third])
     assert (chosen.backend, chosen.reason.endswith("not timed here: onnx, trt, openvino")) == ("torch", True)
