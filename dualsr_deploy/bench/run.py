@@ -78,7 +78,8 @@ def _backends(
 ) -> list[tuple[str, str, str | None]]:
     """Every backend × precision asked for, with the artefact it runs (graphs, IR and plans exported into ``work``
     first; None for torch); those that cannot be made here are listed in ``skipped`` with the reason. Each is built
-    by :func:`dualsr_deploy.backends.create` where it is timed (:func:`measure`)."""
+    by :func:`dualsr_deploy.backends.create` where it is timed (:func:`measure`). Graphs and IR have the form a run
+    makes for the device (band-chunk graphs for ONNX Runtime and OpenVINO on a CPU: :meth:`BackendKind.band_chunk`)."""
     from dualsr_deploy.export.onnx import Precision, torch2onnx
 
     core = fold_coarsr(model, "paper")
@@ -94,14 +95,15 @@ def _backends(
                     )
                 artefact: Path | None = None
                 kind = backend_kind(name).artefact
+                chunk = backend_kind(name).band_chunk(options.device, precision)
                 if kind == "graph":
                     graph_precision: Precision = "fp16" if precision == "fp16" else "fp32"
-                    graph = work / f"x{core.scale}_{precision}.onnx"
-                    artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision)
+                    graph = work / f"x{core.scale}_{precision}_chunk{chunk}.onnx"
+                    artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision, band_chunk=chunk)
                 elif kind == "plan":
                     artefact = _build_plan(options, core, work, precision)
                 elif kind == "ir":
-                    artefact = _convert_ir(options, core, work)
+                    artefact = _convert_ir(options, core, work, chunk)
                 found.append((name, precision, str(artefact) if artefact is not None else None))
             except (BackendUnavailableError, InputError, ExportError) as exc:
                 skipped.append(f"{name}-{precision}: {exc}")
@@ -179,18 +181,19 @@ def measured(config: Config) -> Measured:
         return pool.submit(measure, config).result()
 
 
-def _convert_ir(options: BenchOptions, core: Any, work: Path) -> Path:
-    """OpenVINO IR of ``core`` (one fp32 IR serves fp32 and bf16, a runtime hint), converted once per scale."""
+def _convert_ir(options: BenchOptions, core: Any, work: Path, chunk: int | None) -> Path:
+    """OpenVINO IR of ``core`` (one fp32 IR serves fp32 and bf16, a runtime hint), converted once per scale and
+    form (``chunk``: a band-chunk graph's bands a call)."""
     from dualsr_deploy.export.onnx import torch2onnx
     from dualsr_deploy.export.openvino import onnx2ir
     from dualsr_deploy.runtimes import import_openvino
 
     import_openvino()
-    graph = work / f"x{core.scale}_openvino.onnx"
+    graph = work / f"x{core.scale}_openvino_chunk{chunk}.onnx"
     xml = graph.with_suffix(".xml")
     if xml.is_file():
         return xml
-    return onnx2ir(torch2onnx(core, graph, bands=options.bands, precision="fp32"))
+    return onnx2ir(torch2onnx(core, graph, bands=options.bands, precision="fp32", band_chunk=chunk))
 
 
 def _build_plan(options: BenchOptions, core: Any, work: Path, precision: str) -> Path:
