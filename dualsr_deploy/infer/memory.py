@@ -15,6 +15,7 @@ from typing import Any
 
 from dualsr_deploy.archs.coarsr import CoarSRConfig
 from dualsr_deploy.archs.cube import FoldedCoarSR
+from dualsr_deploy.backends.kinds import backend_kind
 
 # (backend, precision, scale) → bytes per LR window pixel and band, on a CPU; the larger of the two slopes measured
 # (windows 48→80→112 LR pixels, 285 bands; 2-core Xeon with AVX512-BF16, torch 2.13, ONNX Runtime, OpenVINO)
@@ -85,7 +86,7 @@ def window_bytes(
     measured where measured (a CPU), scaled to this model's size; else the estimate. Without ``whole_activations``
     an exported graph is a band-chunk graph."""
     own = estimate(core, whole_activations)
-    chunked = backend != "torch" and not whole_activations
+    chunked = backend_kind(backend).artefact is not None and not whole_activations  # an exported band-chunk graph
     found = _measured(backend, precision, core.config.scale, bands, chunked) if device_type == "cpu" else None
     if found is None:
         return own

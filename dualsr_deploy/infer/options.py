@@ -314,7 +314,8 @@ class InferOptions:
 
     scale: int = 4
     stage: str = AUTO_STAGE
-    backend: BackendSpec = field(default_factory=BackendSpec)
+    # --backend auto, as the CLI's default: the Python API runs what `dualsr infer` runs (resolved in __post_init__)
+    backend: BackendSpec = field(default_factory=lambda: BackendSpec(backend=AUTO_BACKEND))
     tile: int | None = None  # None: auto (see TileRunner.tile_for)
     batch: int | None = None  # None: auto (see InferOptions.batch_on)
     format: str | None = None

@@ -187,8 +187,14 @@ class RunArtefacts:
                 f"{artefact} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
                 f"({model.path.name}, {model.info.sha256[:12]}…); remove {artefact.parent} and run again (it is "
                 f"exported before the run needs it), or run: dualsr export --checkpoint {model.path} --scale "
-                f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}"
+                f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}{self._export_form()}"
             )
+
+    def _export_form(self) -> str:
+        """The ``dualsr export`` options that make what this run uses: band-chunk graphs, and IR beside the graph."""
+        chunk = self.spec.band_chunk
+        ir = " --openvino" if self.kind.artefact == "ir" else ""
+        return (f" --band-chunk {chunk}" if chunk is not None else "") + ir
 
     def _export(
         self,

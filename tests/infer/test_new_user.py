@@ -103,14 +103,17 @@ def test_a_plain_tiff_shows_gdal_its_band_names_wavelengths_and_nodata(tmp_path:
         assert [float(dataset.tags(b)["wavelength"]) for b in range(1, 13)] == list(WAVELENGTHS)
 
 
-def test_two_weight_families_share_one_engines_folder(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize(("backend", "runtime"), [("onnx", "onnxruntime"), ("openvino", "openvino")])
+def test_two_weight_families_share_one_engines_folder(tmp_path: Path, backend: str, runtime: str) -> None:
+    """Graphs (and IR) of two weights families side by side; one copied over another's is refused with a command
+    that, pasted, makes what the run uses (band-chunk graphs on a CPU, and IR for openvino) in one go."""
+    pytest.importorskip(runtime)
     airborne_like(tmp_path / "lr")
     engines = tmp_path / "engines"
     for weights, out in (("auto", "a"), ("cave", "c")):
         code, said = cli(
             "infer", str(tmp_path / "lr"), "-o", str(tmp_path / out), "--scale", "2", "--stage", "coarse",
-            "--backend", "onnx", "--engines", str(engines), "--weights", weights,
+            "--backend", backend, "--engines", str(engines), "--weights", weights,
         )  # fmt: skip
         assert code == 0, said
     folders = sorted(p.name for p in engines.iterdir())
@@ -126,7 +129,7 @@ def test_two_weight_families_share_one_engines_folder(tmp_path: Path) -> None:
     cave = next(p for p in engines.iterdir() if p != airborne)
     for file in cave.iterdir():
         shutil.copy(file, airborne / file.name)
-    run = ("infer", str(tmp_path / "lr"), "--scale", "2", "--stage", "coarse", "--backend", "onnx")
+    run = ("infer", str(tmp_path / "lr"), "--scale", "2", "--stage", "coarse", "--backend", backend)
     code, said = cli(*run, "-o", str(tmp_path / "x"), "--engines", str(engines))
     assert code == 2, said
     advice = " ".join(said.split()).split("or run: ", 1)[1].split()
