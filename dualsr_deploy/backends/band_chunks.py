@@ -5,15 +5,34 @@ neighbour planes, calls the graph, and carries the scan's state to the next chun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from dualsr_deploy.archs.neighbours import check_rule, neighbour_table
+from dualsr_deploy.errors import ExportError
 
 # (planes (B, n, 5, h, w), state (B, F, h, w), first (1,)) → (residual (B, n, s·h, s·w), state (B, F, h, w))
 ChunkCall = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def check_graph_shapes(
+    path: object, planes: Sequence[object], state: Sequence[object], chunk: int, channels: int
+) -> None:
+    """Refuse a band-chunk graph whose inputs are not what its manifest says (``chunk`` bands of 5 planes, a state
+    of ``channels`` maps): the manifest is a claim, and the runtime pads and slices by it."""
+    wanted = (chunk, 5, channels)
+    found = (
+        planes[1] if len(planes) == 5 else None,
+        planes[2] if len(planes) == 5 else None,
+        state[1] if len(state) == 4 else None,
+    )
+    if found != wanted:
+        raise ExportError(
+            f"{path}: its inputs take {found[0]} bands of {found[1]} planes and a state of {found[2]} maps, but its "
+            f"manifest says {chunk} bands and {channels} maps; re-export it (dualsr export --band-chunk)"
+        )
 
 
 def run_in_chunks(
@@ -37,4 +56,4 @@ def run_in_chunks(
     return torch.from_numpy(out)
 
 
-__all__ = ["ChunkCall", "run_in_chunks"]
+__all__ = ["ChunkCall", "check_graph_shapes", "run_in_chunks"]

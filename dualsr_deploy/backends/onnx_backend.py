@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dualsr_deploy.artefacts import CHUNK_INPUTS, CHUNK_OUTPUTS, INPUT_NAME, OUTPUT_NAME, chunk_bands, graph_metadata
-from dualsr_deploy.backends.band_chunks import run_in_chunks
+from dualsr_deploy.backends.band_chunks import check_graph_shapes, run_in_chunks
 from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import ORT_PROVIDERS, import_onnxruntime
@@ -63,6 +63,10 @@ class OnnxBackend(Backend):
             # call at a shape, the one that plans, took twice as long. The arena still reuses the buffers.
             options.enable_mem_pattern = False
         self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=[wanted])
+        if self.chunk is not None:
+            shapes = {node.name: node.shape for node in self._session.get_inputs()}
+            planes, state = (shapes.get(name, ()) for name in CHUNK_INPUTS[:2])
+            check_graph_shapes(self.path, planes, state, self.chunk, int(self.meta["state_channels"]))
 
     def close(self) -> None:
         self._session = None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dualsr_deploy.artefacts import CHUNK_INPUTS, CHUNK_OUTPUTS, INPUT_NAME, check_ir, chunk_bands
-from dualsr_deploy.backends.band_chunks import run_in_chunks
+from dualsr_deploy.backends.band_chunks import check_graph_shapes, run_in_chunks
 from dualsr_deploy.backends.base import Backend, Capabilities
 from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import check_bf16, import_openvino
@@ -83,7 +83,13 @@ class OpenVinoBackend(Backend):
                 f"{self.path}: OpenVINO could not compile it for {self._device} ({type(exc).__name__}: {exc})"
             ) from exc
         self._request = self._compiled.create_infer_request()
-        if self.chunk is not None:  # a band-chunk IR's outputs, by name
+        if self.chunk is not None:  # a band-chunk IR: its inputs as its manifest says, its outputs by name
+            shapes = {}
+            for port in self._compiled.inputs:
+                dims = port.get_partial_shape()
+                shapes[port.get_any_name()] = [d.get_length() if d.is_static else "?" for d in dims]
+            planes, state = (shapes.get(name, []) for name in CHUNK_INPUTS[:2])
+            check_graph_shapes(self.path, planes, state, self.chunk, int(str(self.manifest["state_channels"])))
             self._outputs = [self._compiled.output(name) for name in CHUNK_OUTPUTS]
 
     def close(self) -> None:

@@ -151,3 +151,27 @@ def test_dualsr_export_writes_the_band_chunk_graph_a_run_then_uses(tmp_path: Pat
     for refused in (["--precision", "fp16"], ["--tensorrt", "require"], ["--int8"]):
         result = runner.invoke(app, [*args, "--band-chunk", "8", *refused])
         assert result.exit_code == 2, (refused, result.output)
+
+
+def test_a_manifest_that_lies_about_the_chunk_is_refused_when_opened(tmp_path: Path) -> None:
+    """The runtime pads and slices by the manifest's chunk: a graph whose inputs say otherwise is refused."""
+    import onnx
+
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=7), "paper").eval()
+    graph = torch2onnx(core, tmp_path / "chunk.onnx", bands=9, band_chunk=4)
+    model = onnx.load(str(graph))
+    for prop in model.metadata_props:
+        if prop.key == "chunk_bands":
+            prop.value = "3"
+    onnx.save(model, str(graph))
+    with pytest.raises(ExportError, match="its inputs take 4 bands"):
+        create("onnx", artefact=graph).open()
+    if HAVE_OPENVINO:
+        from dualsr_deploy.export.openvino import onnx2ir
+
+        xml = onnx2ir(torch2onnx(core, tmp_path / "ok.onnx", bands=9, band_chunk=4))
+        manifest = xml.with_name(xml.name + ".json")
+        facts = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**facts, "state_channels": "16"}))
+        with pytest.raises(ExportError, match="a state of 8 maps"):
+            create("openvino", artefact=xml).open()
