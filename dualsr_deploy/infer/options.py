@@ -416,6 +416,18 @@ class InferOptions:
             return None
         return replace(self, backend=self.backend.with_family(choice.family, choice.cave_scales, self.scales))
 
+    def for_cluster(self) -> InferOptions:
+        """These options for a Ray cluster's workers: a backend ``--backend auto`` chose other than torch becomes
+        torch, as ``dualsr infer --cluster`` chooses (the workers may have other runtimes than this machine), with
+        ``--precision auto`` chosen again for it."""
+        spec = self.backend
+        if not spec.backend_choice or spec.backend == DEFAULT_BACKEND:
+            return self
+        picked = spec.backend_auto(spec.precision, self.scale, self.stage, on_cluster=True)
+        precision = "auto" if spec.precision_choice else spec.precision
+        torch_spec = replace(spec, backend=picked.backend, backend_choice=picked.describe(), precision=precision)
+        return replace(self, backend=replace(torch_spec, precision_choice="") if precision == "auto" else torch_spec)
+
     @property
     def budget(self) -> int:
         return self.memory_budget if self.memory_budget is not None else default_memory_budget()

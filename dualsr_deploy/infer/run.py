@@ -139,7 +139,7 @@ def run_archive(
     with contextlib.ExitStack() as stack:
         make_executor: Callable[[BackendPool], Executor] | None = None
         if cluster is not None and not dry_run:
-            options, make_executor = _on_cluster(stack, cluster, options, out, archive, report)
+            options, make_executor = _on_cluster(stack, cluster, options.for_cluster(), out, archive, report)
         router = Router(options, report=report, say=lambda text: report(Event("message", text=text)))
         stack.callback(router.close)
         _use_threads(stack, options.backend.cpu_threads)

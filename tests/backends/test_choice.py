@@ -127,6 +127,23 @@ def test_the_python_api_chooses_as_the_command_line(tmp_path: Path) -> None:
     assert replace(cli, artefacts_dir=api.artefacts_dir) == api
 
 
+@pytest.mark.usefixtures("installed")
+def test_on_a_cluster_the_python_api_runs_torch_as_the_command_line_does(tmp_path: Path) -> None:
+    """``dualsr infer --cluster`` takes torch (the workers may lack this machine's runtimes); ``run_archive`` with a
+    cluster turns an auto-chosen backend into torch the same way, precision chosen again for torch."""
+    weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("openvino", 8.0, 3.0))
+    api = InferOptions(scale=2, stage="coarse", backend=BackendSpec(backend="auto", weights=((2, weights),)))
+    assert api.backend.backend == "openvino"
+    cluster = api.for_cluster().backend
+    cli = BackendSpec.for_run(
+        "auto", scale=2, stage="coarse", device="cpu", precision="auto", weights=weights, on_cluster=True
+    )
+    assert (cluster.backend, cluster.precision) == (cli.backend, cli.precision) == ("torch", "bf16")
+    assert cluster.backend_choice == cli.backend_choice
+    asked = InferOptions(scale=2, stage="coarse", backend=BackendSpec(backend="openvino", weights=((2, weights),)))
+    assert asked.for_cluster() == asked  # asked for by name: kept
+
+
 def test_infer_says_and_records_the_backend_auto_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end: the default `dualsr infer` (no --backend) runs OpenVINO where the weights' records time it
     fastest, and torch where nothing was timed; the line is printed and kept in every scene's record."""
