@@ -187,7 +187,10 @@ def test_precision_auto_is_printed_and_recorded(tmp_path: Path, monkeypatch: pyt
 def test_cpu_threads_are_not_pinned(ir: Path) -> None:
     """Pinned threads cannot leave cores that busy neighbours hold (beside two busy loops: 6.0-6.6 s pinned against
     3.6-4.6 s unpinned, quiet the same): the backend compiles with pinning off where OpenVINO has the property."""
+    from dualsr_deploy.backends.openvino_backend import OpenVinoBackend
+
     backend = create("openvino", artefact=ir)
+    assert isinstance(backend, OpenVinoBackend)
     with backend:
         compiled = backend._compiled  # what OpenVINO compiled, not what was asked for
         assert compiled.get_property("ENABLE_CPU_PINNING") is False
