@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
+from dualsr_deploy.data.formats.chunk_cache import size_from_budget
 from dualsr_deploy.data.remote import is_url
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RunError
@@ -136,6 +137,7 @@ def run_archive(
                 "scenes; the others are the other shards'",
             )
         )
+    size_from_budget(options.budget)  # HDF5 products read with a chunk cache (dualsr_deploy.data.formats.chunk_cache)
     with contextlib.ExitStack() as stack:
         make_executor: Callable[[BackendPool], Executor] | None = None
         if cluster is not None and not dry_run:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.formats.chunk_cache import open_for_reading
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.reader import (
     SceneReader,
@@ -25,7 +26,6 @@ from dualsr_deploy.data.formats.reader import (
 from dualsr_deploy.data.formats.row import Format, Probe, WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import SceneMeta, Window
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
@@ -74,10 +74,9 @@ class Hdf5Reader(SceneReader):
     def __init__(
         self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
     ) -> None:
-        import h5py
 
         with reading(path):
-            self._file = h5py.File(hdf5_source(path), "r")
+            self._file = open_for_reading(path)
         try:
             check_hdf5_self_contained(self._file, path)
             arrays = cube_datasets(self._file)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.formats.chunk_cache import open_for_reading
 from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_dimension_scales,
@@ -22,7 +23,6 @@ from dualsr_deploy.data.formats.reader import (
     restore_written_meta,
 )
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import GeoReference, Window
 from dualsr_deploy.errors import DataError
 
@@ -50,10 +50,9 @@ class Aviris3Reader(SceneReader):
     format = "aviris3"
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
-        import h5py
 
         with reading(path):
-            self._file = h5py.File(hdf5_source(path), "r")
+            self._file = open_for_reading(path)
         try:
             check_hdf5_self_contained(self._file, path)
             group = self._file.get(GROUP)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
+from dualsr_deploy.data.formats.chunk_cache import open_for_reading
 from dualsr_deploy.data.formats.reader import (
     SceneReader,
     check_dimension_scales,
@@ -27,7 +28,6 @@ from dualsr_deploy.data.formats.reader import (
     restore_written_meta,
 )
 from dualsr_deploy.data.metadata import number, numbers, small_array
-from dualsr_deploy.data.remote_ranges import hdf5_source
 from dualsr_deploy.data.scene import Window
 from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import DataError
@@ -55,10 +55,9 @@ class EmitReader(SceneReader):
     format = "emit"
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
-        import h5py
 
         with reading(path):
-            self._file = h5py.File(hdf5_source(path), "r")
+            self._file = open_for_reading(path)
         try:
             handle = self._file
             check_hdf5_self_contained(handle, path)
