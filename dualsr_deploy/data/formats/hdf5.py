@@ -74,7 +74,6 @@ class Hdf5Reader(SceneReader):
     def __init__(
         self, path: Path, *, key: str | None = None, layout: str | None = None, confine: Confinement | None = None
     ) -> None:
-
         with reading(path):
             self._file = open_for_reading(path)
         try:

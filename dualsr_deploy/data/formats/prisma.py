@@ -54,7 +54,6 @@ class PrismaReader(SceneReader):
     format = "prisma"
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
-
         with reading(path):
             self._file = open_for_reading(path)
         try:

@@ -50,7 +50,6 @@ class Aviris3Reader(SceneReader):
     format = "aviris3"
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
-
         with reading(path):
             self._file = open_for_reading(path)
         try:

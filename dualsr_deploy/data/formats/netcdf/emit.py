@@ -55,7 +55,6 @@ class EmitReader(SceneReader):
     format = "emit"
 
     def __init__(self, path: Path, *, confine: Confinement | None = None) -> None:
-
         with reading(path):
             self._file = open_for_reading(path)
         try:
