@@ -98,7 +98,7 @@ def _backends(
                 chunk = backend_kind(name).band_chunk(options.device, precision)
                 if kind == "graph":
                     graph_precision: Precision = "fp16" if precision == "fp16" else "fp32"
-                    graph = work / f"x{core.scale}_{precision}_chunk{chunk}.onnx"
+                    graph = work / f"x{core.scale}_{precision}{'' if chunk is None else f'_chunk{chunk}'}.onnx"
                     artefact = torch2onnx(core, graph, bands=options.bands, precision=graph_precision, band_chunk=chunk)
                 elif kind == "plan":
                     artefact = _build_plan(options, core, work, precision)
@@ -189,7 +189,7 @@ def _convert_ir(options: BenchOptions, core: Any, work: Path, chunk: int | None)
     from dualsr_deploy.runtimes import import_openvino
 
     import_openvino()
-    graph = work / f"x{core.scale}_openvino_chunk{chunk}.onnx"
+    graph = work / f"x{core.scale}_openvino{'' if chunk is None else f'_chunk{chunk}'}.onnx"
     xml = graph.with_suffix(".xml")
     if xml.is_file():
         return xml

@@ -135,6 +135,8 @@ def export(
         bands=bands,
         precisions=tuple(precision) if precision else None,
     )
+    if band_chunk is not None and band_chunk > chosen.bands:
+        raise typer.BadParameter(f"--band-chunk {band_chunk} is more than the graph's {chosen.bands} bands (--bands)")
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:

@@ -122,8 +122,8 @@ def torch2onnx(
     check_band_count(bands)
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if band_chunk is not None and band_chunk < 1:
-        raise ExportError(f"a band chunk is at least 1 band; got {band_chunk}")
+    if band_chunk is not None and not 1 <= band_chunk <= bands:
+        raise ExportError(f"a band chunk is 1 to {bands} bands (the cubes' band count); got {band_chunk}")
     target = Path(path)
     module = _export_module(core, precision, band_chunk)
     example, names = _example(core, bands, band_chunk)

@@ -129,9 +129,9 @@ class RunArtefacts:
     def graph(self, scale: int, bands: int, precision: str) -> Path:
         """The ONNX graph of the ×``scale`` ``bands``-band model in the artefacts folder, checked against this
         run's weights, exported first if absent: a band-chunk graph for ONNX Runtime and OpenVINO on a CPU
-        (:attr:`BackendSpec.band_chunk`), else the whole-cube graph."""
+        (:meth:`chunk`), else the whole-cube graph."""
         model = self.models[scale]
-        chunk = self.spec.band_chunk
+        chunk = self.chunk(bands)
         name = graph_filename(scale, bands, precision, chunk)
         legacy = self.spec.artefacts_dir / variant_name(scale, bands) / name  # folders made before weights keyed them
         if legacy.is_file() and read_manifest(legacy).get("checkpoint_sha256") == model.info.sha256:
@@ -187,12 +187,18 @@ class RunArtefacts:
                 f"{artefact} was exported from other weights (SHA-256 {str(built_from)[:12]}…) than this run uses "
                 f"({model.path.name}, {model.info.sha256[:12]}…); remove {artefact.parent} and run again (it is "
                 f"exported before the run needs it), or run: dualsr export --checkpoint {model.path} --scale "
-                f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}{self._export_form()}"
+                f"{scale} --bands {bands} --engines {self.spec.artefacts_dir}{self._export_form(bands)}"
             )
 
-    def _export_form(self) -> str:
-        """The ``dualsr export`` options that make what this run uses: band-chunk graphs, and IR beside the graph."""
+    def chunk(self, bands: int) -> int | None:
+        """Bands a call of the ``bands``-band graph this run makes (:attr:`BackendSpec.band_chunk`, at most ``bands``:
+        a 5-band scene's graph takes 5 bands a call, not 8 of which 3 are padding); None: the whole-cube graph."""
         chunk = self.spec.band_chunk
+        return None if chunk is None else min(chunk, bands)
+
+    def _export_form(self, bands: int) -> str:
+        """The ``dualsr export`` options that make what this run uses: band-chunk graphs, and IR beside the graph."""
+        chunk = self.chunk(bands)
         ir = " --openvino" if self.kind.artefact == "ir" else ""
         return (f" --band-chunk {chunk}" if chunk is not None else "") + ir
 

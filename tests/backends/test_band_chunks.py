@@ -148,6 +148,9 @@ def test_dualsr_export_writes_the_band_chunk_graph_a_run_then_uses(tmp_path: Pat
     spec = BackendSpec(backend="onnx", artefacts_dir=engines, weights=((2, weights),), precision="fp32")
     BackendPool(spec, say=said.append).prepare([(2, 9)])
     assert said == []  # found, not exported again
+    too_many = runner.invoke(app, [*args, "--band-chunk", "10"])
+    assert too_many.exit_code == 2
+    assert "more than the graph's 9 bands" in " ".join(too_many.output.split())
     for refused in (["--precision", "fp16"], ["--tensorrt", "require"], ["--int8"]):
         result = runner.invoke(app, [*args, "--band-chunk", "8", *refused])
         assert result.exit_code == 2, (refused, result.output)
