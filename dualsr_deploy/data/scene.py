@@ -13,6 +13,8 @@ import numpy as np
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
+CONVERT_BLOCK = 1 << 22  # values converted in float64 at a time by Scene.raw (32 MiB): no cube-sized temporary
+
 
 @dataclass(frozen=True)
 class Window:
@@ -167,14 +169,22 @@ class Scene:
     def raw(self) -> np.ndarray:
         """The cube in the source's units and dtype (integers rounded and clipped to their range), bad bands as
         their raw values (``passthrough``), invalid pixels as the no-data value (NaN for floats without one)."""
-        values = self._stored_units()
         dtype = np.dtype(self.meta.dtype)
-        if dtype.kind in "ui":
-            info = np.iinfo(dtype)
-            values = np.clip(np.rint(values), info.min, info.max)
-        return self._flagged(values.astype(dtype), dtype)
+        meta = self.meta
+        if dtype.kind == "f" and meta.scale_factor == 1.0 and meta.band_gains is None and meta.band_offsets is None:
+            # nothing to convert: float32 → float64 → a float dtype rounds once, as float32 → it does directly
+            return self._flagged(self.cube.astype(dtype), dtype)
+        out = np.empty(self.cube.shape, dtype)
+        step = max(1, CONVERT_BLOCK // max(self.cube[0].size, 1))
+        for start in range(0, out.shape[0], step):  # float64 a few bands at a time: no cube-sized temporary
+            values = self._stored_units(slice(start, start + step))
+            if dtype.kind in "ui":
+                info = np.iinfo(dtype)
+                values = np.clip(np.rint(values, out=values), info.min, info.max, out=values)
+            out[start : start + step] = values
+        return self._flagged(out, dtype)
 
-    def _stored_units(self, bands: np.ndarray | None = None) -> np.ndarray:
+    def _stored_units(self, bands: np.ndarray | slice | None = None) -> np.ndarray:
         """The cube (or ``bands`` of it) in the file's stored units, as float64: ×scale_factor, then the inverse
         of the per-band gain and offset."""
         index = slice(None) if bands is None else bands
@@ -196,12 +206,11 @@ class Scene:
         """``(C,)`` per band, the values of valid pixels that sit at the clip ceiling (1 in normalised units: the
         scene's normalisation factor in its own units); 0 for bad bands. A result clipped to [0, 1] is capped there
         wherever the network went brighter than the brightest input value."""
-        counts = np.zeros(self.cube.shape[0], dtype=np.int64)
-        good = self.good
-        top = self.cube[good] >= 1.0
+        top = self.cube >= 1.0  # a bool per value, not a copy of the good bands' values
         if self.valid is not None:
             top &= self.valid
-        counts[good] = top.reshape(top.shape[0], -1).sum(axis=1)
+        counts = np.count_nonzero(top.reshape(top.shape[0], -1), axis=1).astype(np.int64)
+        counts[~self.good] = 0
         return counts
 
     def out_of_range(self) -> int:
