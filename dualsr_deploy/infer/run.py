@@ -26,6 +26,7 @@ from pathlib import Path
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
 from dualsr_deploy.data.formats.chunk_cache import size_from_budget
+from dualsr_deploy.data.formats.chunk_writes import set_threads
 from dualsr_deploy.data.remote import is_url
 from dualsr_deploy.data.stac import StacArchive, stac_archive
 from dualsr_deploy.errors import RunError
@@ -231,12 +232,14 @@ def _stac_source(source: str | os.PathLike[str], options: InferOptions) -> StacA
 
 
 def _use_threads(stack: contextlib.ExitStack, threads: int) -> None:
-    """torch's intra-op threads for this run, as they were again after it."""
+    """torch's intra-op threads for this run, and the threads that compress HDF5 chunks
+    (:mod:`dualsr_deploy.data.formats.chunk_writes`), as they were again after it."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     stack.callback(torch.set_num_threads, before)
+    stack.callback(set_threads, set_threads(threads))
 
 
 def _check_output_folder(

@@ -13,6 +13,7 @@ import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
 from dualsr_deploy.data.formats.chunk_cache import open_for_reading
+from dualsr_deploy.data.formats.chunk_writes import write_region
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.reader import (
     SceneReader,
@@ -169,9 +170,10 @@ class Hdf5Strips(StripWriter):
             self.data = self.file.create_dataset(
                 "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
             )
+            self.row_block = min(h, 256)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
-        self.data[:, first_row : first_row + rows.shape[1]] = rows
+        write_region(self.data, (slice(None), slice(first_row, first_row + rows.shape[1]), slice(None)), rows)
 
     def _finish(self) -> None:
         hdf5_attrs(self.data, self.meta, self.options.units)

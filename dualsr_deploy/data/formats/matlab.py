@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement
+from dualsr_deploy.data.formats.chunk_writes import write_region
 from dualsr_deploy.data.formats.hdf5 import MatV73Reader, choose_key
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION, MATLAB_CLASS, mat_header, matlab_provenance
 from dualsr_deploy.data.formats.reader import (
@@ -162,10 +163,12 @@ class MatV73Strips(StripWriter):
             self.cube = self.file.create_dataset(
                 "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
             )
+            self.row_block = min(h, 256)
             self.cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
-        self.cube[:, :, first_row : first_row + rows.shape[1]] = np.transpose(rows, (0, 2, 1))
+        region = (slice(None), slice(None), slice(first_row, first_row + rows.shape[1]))
+        write_region(self.cube, region, np.transpose(rows, (0, 2, 1)))
 
     def _finish(self) -> None:
         matlab_provenance(self.file, self.meta.to_json())

@@ -52,6 +52,8 @@ class StripWriter:
             self.abort()
             raise
 
+    row_block = 1  # rows a write should start and end on, where it can: the file's chunk height (see chunk_writes)
+
     def write(self, first_row: int, rows: np.ndarray) -> None:
         raise NotImplementedError
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.data.formats.chunk_writes import write_region
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
@@ -94,12 +95,14 @@ class NetcdfStrips(StripWriter):
                 if "/" not in self.product.cube
                 else _variables_dict(self.out)[self.product.cube]
             )
+            self.row_block = self.cube._h5ds.chunks[self.layout.index("h")]
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         """``rows (C, n, W)``: the cube's rows [first_row, first_row + n) in its own axis order."""
         index = [slice(None)] * 3
         index[self.layout.index("h")] = slice(first_row, first_row + rows.shape[1])
-        self.cube[tuple(index)] = np.transpose(rows, ["chw".index(axis) for axis in self.layout])
+        values = np.transpose(rows, ["chw".index(axis) for axis in self.layout])
+        write_region(self.cube._h5ds, tuple(index), values)  # the variable's HDF5 dataset, chunks compressed in threads
 
     def _provenance_changed(self) -> None:
         self.out.attrs["dualsr_scene"] = _text(self.meta.to_json())
