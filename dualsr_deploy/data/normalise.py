@@ -16,13 +16,15 @@ Rules (``Normalisation.rule``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from dualsr_deploy.errors import DataError
 
+BLOCK = 1 << 22  # values divided in float64 at a time by Normalisation.apply (32 MiB)
+FINITE_ADVICE = "fill or mask them before super-resolving"
 RULES = ("auto", "dtype", "max", "percentile", "fixed", "none")
 
 
@@ -99,16 +101,40 @@ class Normalisation:
         return (rule if rule == "max" else f"percentile:{self.percentile:g}"), factor
 
     @staticmethod
-    def apply(raw: np.ndarray, factor: float, source: str) -> tuple[np.ndarray, int]:
+    def apply(
+        raw: np.ndarray,
+        factor: float,
+        source: str,
+        *,
+        blank: np.ndarray | None = None,
+        blank_bands: Iterable[int] = (),
+    ) -> tuple[np.ndarray, int]:
         """``raw / factor`` as float32 with values above 1 clipped to 1 (hot pixels above the rule's factor);
         values below 0 are kept (negative radiances and reflectances of good bands are physical: L1B noise, dark
-        targets). Returns the cube and how many values were clipped."""
-        cube = raw.astype(np.float32) if factor == 1.0 else (raw.astype(np.float64) / factor).astype(np.float32)
-        check_finite(cube, source)
-        outside = int(np.count_nonzero(cube > 1))
-        if outside:
-            np.minimum(cube, 1.0, out=cube)
-        return np.ascontiguousarray(cube), outside
+        targets). ``blank`` ``(h, w)`` pixels and ``blank_bands`` are 0, whatever their raw values (NaN fills
+        included). Returns the cube and how many values were clipped. Converted a few bands at a time: the float64
+        division never holds more than :data:`BLOCK` values."""
+        cube = np.empty(raw.shape, np.float32)
+        blanked = sorted(set(blank_bands))
+        step = max(1, BLOCK // max(raw[0].size, 1))
+        outside = not_finite = 0
+        for start in range(0, raw.shape[0], step):
+            part = cube[start : start + step]
+            block = raw[start : start + step]
+            part[...] = block if factor == 1.0 else np.divide(block, factor, dtype=np.float64)
+            if blank is not None:
+                part[:, blank] = 0
+            for band in blanked:
+                if start <= band < start + part.shape[0]:
+                    part[band - start] = 0
+            not_finite += int(part.size - np.count_nonzero(np.isfinite(part)))
+            above = int(np.count_nonzero(part > 1))
+            if above:
+                np.minimum(part, 1.0, out=part)
+            outside += above
+        if not_finite:
+            raise DataError(f"{source}: {not_finite} values are NaN or infinite; {FINITE_ADVICE}")
+        return cube, outside
 
 
 def band_floor(minima: np.ndarray, factor: float) -> tuple[float, ...] | None:
@@ -123,5 +149,5 @@ def check_finite(values: np.ndarray, source: str) -> np.ndarray:
     """``values`` unchanged, or a :class:`DataError` naming ``source`` if any value is NaN or infinite."""
     if values.dtype.kind in "fc" and not np.isfinite(values).all():
         bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-        raise DataError(f"{source}: {bad} values are NaN or infinite; fill or mask them before super-resolving")
+        raise DataError(f"{source}: {bad} values are NaN or infinite; {FINITE_ADVICE}")
     return values

@@ -72,6 +72,7 @@ class _StreamedScene:
         self.floor = floor_tensor(meta.band_floor, self.device)
         self.seconds = {"read": 0.0, "coarse": 0.0, "fine": 0.0, "write": 0.0, "consistency": 0.0}
         self.stores: list[RowStore] = []
+        self.held: tuple[int, int, Scene] | None = None  # the LR rows [first, stop) of the strip being computed
         good = np.ones(self.bands, dtype=bool)
         good[list(meta.bad_bands)] = False
         check = Consistency(good, ctx.options.scale, meta.scale_factor)
@@ -79,10 +80,18 @@ class _StreamedScene:
         self.consistency = StripConsistency(check, self._consistency_rows, self.height, self.width, memory)
 
     def _load(self, start: int, stop: int) -> Scene:
-        scene = self.reader.load(
+        """LR rows [start, stop): the cube, its validity and its bad bands' raw values (not window-exact metadata),
+        from the strip :meth:`lr_rows` holds where it covers them (the rows written next and their consistency
+        figures are that strip's), else read."""
+        if self.held is not None and self.held[0] <= start and stop <= self.held[1]:
+            first, _, scene = self.held
+            rows = slice(start - first, stop - first)
+            valid = scene.valid[rows] if scene.valid is not None else None
+            passthrough = scene.passthrough[:, rows] if scene.passthrough is not None else None
+            return Scene(scene.name, scene.cube[:, rows], scene.meta, valid=valid, passthrough=passthrough)
+        return self.reader.load(
             self.ctx.options.normalise, Window(start, 0, stop - start, self.width), self.ctx.options.masking
         )
-        return scene
 
     def _consistency_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         scene = self._load(start, stop)
@@ -93,12 +102,15 @@ class _StreamedScene:
         """LR rows [start, stop) as the network sees them: invalid pixels filled, bad bands 0."""
         t = time.perf_counter()
         lo, hi = max(start - self.margin, 0), min(stop + self.margin, self.height)
+        self.held = None
         scene = self._load(lo, hi)
+        self.held = (lo, hi, scene)
         cube = scene.cube
         if scene.valid is not None:
             cube = fill_invalid(cube, scene.valid) if scene.valid.any() else np.zeros_like(cube)
         self.seconds["read"] += time.perf_counter() - t
-        return torch.from_numpy(np.ascontiguousarray(cube[:, start - lo : stop - lo])).to(self.device)
+        rows = cube[:, start - lo : stop - lo]  # a copy, never the held strip's own values
+        return torch.from_numpy(rows.copy() if cube is scene.cube else np.ascontiguousarray(rows)).to(self.device)
 
     def valid_rows(self, start: int, stop: int) -> np.ndarray:
         """``(n, W)`` bool: the LR pixels of rows [start, stop) valid in every good band."""
@@ -173,6 +185,8 @@ class _StreamedScene:
         output, whose consistency and capped values are counted (not for its bicubic reference)."""
         c, n, w = rows.shape
         step = max(1, min(n, self.ctx.options.budget // (8 * 8 * c * w)))
+        if step < n and step >= writer.row_block:  # whole chunks of the file where the budget allows
+            step -= step % writer.row_block
         for top in range(0, n, step):
             self._write_part(writer, first_row + top, rows[:, top : top + step], output)
 

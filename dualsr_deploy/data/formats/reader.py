@@ -273,12 +273,8 @@ class SceneReader(ABC):
         rule, factor, bad, floor = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
         pixel_ok = ~invalid[good].any(axis=0)
-        values = self.physical(raw)
-        if not pixel_ok.all() or bad:
-            values = np.array(values, dtype=np.float64 if values.dtype.kind in "ui" else values.dtype, copy=True)
-            values[:, ~pixel_ok] = 0
-            values[list(bad)] = 0
-        cube, clipped = Normalisation.apply(values, factor, self.source)
+        blank = None if pixel_ok.all() else ~pixel_ok
+        cube, clipped = Normalisation.apply(self.physical(raw), factor, self.source, blank=blank, blank_bands=bad)
         notes = list(self.notes)
         if clipped:
             notes.append(CLIPPED_NOTE.format(count=clipped, factor=f"{factor:g}"))
