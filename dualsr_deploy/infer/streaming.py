@@ -202,7 +202,7 @@ class _StreamedScene:
 
     def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor, output: bool = True) -> None:
         scale = self.ctx.options.scale
-        values = rows.cpu().numpy()
+        values = np.ascontiguousarray(rows.cpu().numpy())  # one copy of a sub-strip, read by every step below
         t = time.perf_counter()
         if output:
             self.consistency.add_rows(first_row, values)
@@ -215,11 +215,11 @@ class _StreamedScene:
             valid = np.repeat(lr.valid[index], scale, axis=1) if lr.valid is not None else None
             passthrough = np.repeat(lr.passthrough[:, index], scale, axis=2) if lr.passthrough is not None else None
         if self.ctx.options.clip and output:  # values capped at the clip ceiling, counted as in memory
-            ceiling = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid).at_ceiling()
+            ceiling = Scene("rows", values, self.meta, valid=valid).at_ceiling()
             self.facts.ceiling = ceiling if self.facts.ceiling is None else self.facts.ceiling + ceiling
             self.facts.factor = self.meta.scale_factor
         if valid is not None or passthrough is not None or self.ctx.options.units == "source":
-            part = Scene("rows", np.ascontiguousarray(values), self.meta, valid=valid, passthrough=passthrough)
+            part = Scene("rows", values, self.meta, valid=valid, passthrough=passthrough)
             if self.ctx.options.units == "source" and output:
                 self.facts.clipped += part.out_of_range()
             values = part.raw() if self.ctx.options.units == "source" else part.normalised()
