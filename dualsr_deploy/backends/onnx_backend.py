@@ -38,7 +38,7 @@ class OnnxBackend(Backend):
             device=device,
             precision=meta["precision"],
             scale=int(meta["scale"]),
-            bands=int(meta["bands"]),
+            bands=None if self.chunk is not None else int(meta["bands"]),  # a chunk graph runs any count
             device_tensors=device == "cuda" and self.chunk is None,
         )
 

@@ -63,7 +63,8 @@ def export(
         "--band-chunk",
         min=1,
         help="Write band-chunk graphs of this many bands (fp32, and IR with --openvino) instead of whole-cube graphs: "
-        "what infer makes for ONNX Runtime and OpenVINO on a CPU (8 bands), a tenth of the memory at the same speed. "
+        "what infer makes for ONNX Runtime and OpenVINO on a CPU (8 bands), a tenth of the memory at the same speed; "
+        "one graph runs every band count from its chunk. "
         "No TensorRT plans are built from them.",
         rich_help_panel="Artefacts",
     ),
@@ -98,6 +99,7 @@ def export(
         raise typer.BadParameter("give --recipe or --scale")
     if tensorrt not in TENSORRT_MODES:
         raise typer.BadParameter(f"--tensorrt must be one of {', '.join(TENSORRT_MODES)}; got {tensorrt!r}")
+    from dualsr_deploy.artefacts import variant_name
     from dualsr_deploy.export.build import TENSORRT_MODES as MODES
     from dualsr_deploy.export.build import export_variant
     from dualsr_deploy.export.recipes import default_recipe, load_recipe
@@ -137,6 +139,13 @@ def export(
     )
     if band_chunk is not None and band_chunk > chosen.bands:
         raise typer.BadParameter(f"--band-chunk {band_chunk} is more than the graph's {chosen.bands} bands (--bands)")
+    if band_chunk is not None and band_chunk < chosen.bands:  # the graph a run of any count from the chunk opens
+        console.print(
+            f"a {band_chunk}-band chunk graph runs every band count from {band_chunk} ({chosen.bands} included): "
+            f"writing it as the {band_chunk}-band graph, where infer looks for it"
+        )
+        renamed = variant_name(chosen.scale, band_chunk) if recipe is None else None  # a recipe's own name stays
+        chosen = chosen.with_overrides(bands=band_chunk, name=renamed)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:

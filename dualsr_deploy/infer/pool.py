@@ -34,7 +34,7 @@ class BackendPool:
         self.artefacts.prepare(needs, keep_going=keep_going, for_workers=for_workers)
 
     def backend(self, scale: int, bands: int) -> Backend:
-        key = (scale, bands if self.kind.fixed_bands else None)
+        key = (scale, self.artefacts.artefact_bands(bands) if self.kind.fixed_bands else None)
         with self._lock:
             if key not in self._backends:
                 spec = self.spec

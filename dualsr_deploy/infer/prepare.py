@@ -85,7 +85,7 @@ class RunArtefacts:
             for scale, _bands in needs:
                 self.models[scale]  # the weights are what torch runs: read and checked here, before the run
             return
-        for key in sorted(set(needs)):
+        for key in sorted({(scale, self.artefact_bands(bands)) for scale, bands in needs}):
             with self._lock:
                 if key in self._ready:
                     continue
@@ -109,15 +109,24 @@ class RunArtefacts:
         """The artefact for (scale, bands), prepared before (None: the backend runs the model itself)."""
         if self.kind.artefact is None:
             return None
+        key = (scale, self.artefact_bands(bands))
         with self._lock:
-            if (scale, bands) in self._failed:
-                raise self._failed[(scale, bands)]
-            if (scale, bands) not in self._ready:
+            if key in self._failed:
+                raise self._failed[key]
+            if key not in self._ready:
                 raise RuntimeError(
                     f"no ×{scale} {bands}-band {self.kind.artefact} was prepared for the {self.kind.name} backend: "
                     "prepare the artefacts before running (RunArtefacts.prepare)"
                 )
-            return self._ready[(scale, bands)]
+            return self._ready[key]
+
+    def artefact_bands(self, bands: int) -> int:
+        """The band count of the artefact that runs a ``bands``-band cube: its own for a whole-cube graph; for a
+        band-chunk graph, the chunk (:meth:`chunk`). A chunk graph takes ``chunk`` bands a call and carries the scan
+        from call to call, so one graph runs every band count from the chunk up: the segments of 95 and 188 bands
+        an EMIT granule's bad bands leave run the same graph, exported and compiled once."""
+        chunk = self.chunk(bands)
+        return bands if chunk is None else chunk
 
     def _make(self, scale: int, bands: int) -> Path:
         if self.kind.artefact == "graph":
@@ -217,8 +226,10 @@ class RunArtefacts:
 
         precision = precision or self.spec.precision
         recipe = default_recipe(scale, bands).with_overrides(checkpoint=model.path, precisions=(precision,))
-        form = "" if band_chunk is None else f" ({band_chunk}-band chunks)"
-        self.say(f"no ×{scale} {bands}-band {precision} graph{form} in {self.spec.artefacts_dir}: exporting one")
+        what = f"{bands}-band {precision} graph"
+        if band_chunk is not None:
+            what = f"{precision} band-chunk graph ({band_chunk} bands a call, for every band count from {band_chunk})"
+        self.say(f"no ×{scale} {what} in {self.spec.artefacts_dir}: exporting one")
         export_variant(
             recipe,
             out_dir=self.spec.artefacts_dir,

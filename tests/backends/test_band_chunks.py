@@ -80,22 +80,29 @@ def test_runs_make_band_chunk_graphs_on_a_cpu_only() -> None:
     assert BackendSpec(backend="onnx", device="cuda").whole_activations is True
 
 
-def test_a_run_exports_and_runs_a_chunked_graph_of_its_weights(tmp_path: Path) -> None:
+def test_a_run_exports_one_chunked_graph_of_its_weights_for_every_band_count(tmp_path: Path) -> None:
+    """Segments of 11 and 13 bands (as a scene's bad bands leave them) run one 8-band chunk graph, exported and
+    opened once, and each matches torch; a 5-band cube gets its own 5-band graph (no padding planes)."""
     weights = tmp_path / "x2.safetensors"
     write_checkpoint(random_coarsr(2, n_feats=8, seed=5), weights, neighbour_rule="paper")
     spec = BackendSpec(backend="onnx", artefacts_dir=tmp_path / "engines", weights=((2, weights),), precision="fp32")
     pool = BackendPool(spec)
-    pool.prepare([(2, 11)])
-    (graph,) = (tmp_path / "engines").glob("coarsr-x2-c11-*/coarsr_x2_c11_fp32_chunk8.onnx")
+    pool.prepare([(2, 11), (2, 13), (2, 5)])
+    graphs = sorted(path.name for path in (tmp_path / "engines").rglob("*.onnx"))
+    assert graphs == ["coarsr_x2_c5_fp32_chunk5.onnx", "coarsr_x2_c8_fp32_chunk8.onnx"]
+    (graph,) = (tmp_path / "engines").glob("coarsr-x2-c8-*/coarsr_x2_c8_fp32_chunk8.onnx")
     manifest = json.loads(graph.with_name(graph.name + ".json").read_text())
     assert (manifest["form"], manifest["chunk_bands"]) == ("band-chunk", "8")
-    lr = torch.rand(1, 11, 10, 10, generator=torch.Generator().manual_seed(1))
+    assert pool.backend(2, 11) is pool.backend(2, 13)
+    assert pool.backend(2, 5) is not pool.backend(2, 11)
     torch_spec = BackendSpec(backend="torch", weights=((2, weights),), precision="fp32")
     torch_pool = BackendPool(torch_spec)
-    torch_pool.prepare([(2, 11)])
-    expected = torch_pool.backend(2, 11).run(lr)
-    got = pool.backend(2, 11).run(lr)
-    assert float((got - expected).abs().max()) < 1e-5 * float(expected.abs().max())  # float32 rounding of ~20s
+    for bands in (11, 13, 5):
+        lr = torch.rand(1, bands, 10, 10, generator=torch.Generator().manual_seed(bands))
+        torch_pool.prepare([(2, bands)])
+        expected = torch_pool.backend(2, bands).run(lr)
+        got = pool.backend(2, bands).run(lr)
+        assert float((got - expected).abs().max()) < 1e-5 * float(expected.abs().max())  # float32 rounding of ~20s
 
 
 @pytest.mark.parametrize(
@@ -143,10 +150,11 @@ def test_dualsr_export_writes_the_band_chunk_graph_a_run_then_uses(tmp_path: Pat
     assert done.exit_code == 0, done.output
     assert "TensorRT plans: they are built from whole-cube graphs" in " ".join(done.output.split())
     (graph,) = engines.glob("*/*.onnx")
-    assert graph.name == f"coarsr_x2_c9_fp32_chunk{CHUNK_BANDS}.onnx"
+    assert graph.name == f"coarsr_x2_c{CHUNK_BANDS}_fp32_chunk{CHUNK_BANDS}.onnx"  # the graph of every count
+    assert f"runs every band count from {CHUNK_BANDS} (9 included)" in " ".join(done.output.split())
     said: list[str] = []
     spec = BackendSpec(backend="onnx", artefacts_dir=engines, weights=((2, weights),), precision="fp32")
-    BackendPool(spec, say=said.append).prepare([(2, 9)])
+    BackendPool(spec, say=said.append).prepare([(2, 9), (2, 285)])
     assert said == []  # found, not exported again
     too_many = runner.invoke(app, [*args, "--band-chunk", "10"])
     assert too_many.exit_code == 2

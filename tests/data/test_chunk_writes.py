@@ -69,7 +69,9 @@ def test_other_filters_and_dtypes_go_through_h5py(tmp_path: Path) -> None:
         checked = _dataset(handle, "checked", cube.shape, (8, 8, 3), fletcher32=True)
         plain = handle.create_dataset("plain", shape=cube.shape, dtype="f4", chunks=(8, 8, 3), compression="gzip")
         contiguous = handle.create_dataset("contiguous", shape=cube.shape, dtype="f4")
-        assert deflate_level(checked) is None and deflate_level(plain) is None and deflate_level(contiguous) is None
+        assert deflate_level(checked) is None
+        assert deflate_level(plain) is None
+        assert deflate_level(contiguous) is None
         for dataset in (checked, plain, contiguous):
             write_region(dataset, (slice(None), slice(None), slice(None)), cube)
             np.testing.assert_array_equal(dataset[...], cube)
@@ -91,13 +93,14 @@ def test_a_run_compresses_with_its_threads_and_gives_them_back(tmp_path: Path) -
         seen.append(original())
         return seen[-1]
 
-    chunk_writes.threads = spy  # type: ignore[assignment]
+    chunk_writes.threads = spy
     try:
         options = InferOptions(scale=2, stage="coarse", backend=BackendSpec("torch", threads=1), format="h5")
         assert run_archive(archive, tmp_path / "out", options).exit_code == 0
     finally:
-        chunk_writes.threads = original  # type: ignore[assignment]
-    assert seen and set(seen) == {1}
+        chunk_writes.threads = original
+    assert seen
+    assert set(seen) == {1}
     assert chunk_writes._threads[0] is None
     with h5py.File(tmp_path / "out" / "a.h5") as handle:
         assert handle["cube"].shape == (6, 24, 24)

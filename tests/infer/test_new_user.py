@@ -118,14 +118,14 @@ def test_two_weight_families_share_one_engines_folder(tmp_path: Path, backend: s
         assert code == 0, said
     folders = sorted(p.name for p in engines.iterdir())
     assert len(folders) == 2
-    assert all(name.startswith("coarsr-x2-c12-") for name in folders)  # one per weights, by their SHA-256
+    assert all(name.startswith("coarsr-x2-c8-") for name in folders)  # one per weights (SHA-256): 8-band chunks
     assert records(tmp_path / "a")[0]["weights"] == "airborne"
     assert records(tmp_path / "c")[0]["weights"] == "cave"
     # a graph whose manifest names other weights than its folder: the advice given works when pasted
     from dualsr_deploy.checkpoint import read_checkpoint
     from dualsr_deploy.weights import shipped_weights
 
-    airborne = engines / f"coarsr-x2-c12-{read_checkpoint(shipped_weights(2, 'airborne'))[1].sha256[:12]}"
+    airborne = engines / f"coarsr-x2-c8-{read_checkpoint(shipped_weights(2, 'airborne'))[1].sha256[:12]}"
     cave = next(p for p in engines.iterdir() if p != airborne)
     for file in cave.iterdir():
         shutil.copy(file, airborne / file.name)

@@ -83,7 +83,7 @@ def write_region(dataset: Any, region: Region, values: np.ndarray) -> None:
         part = values[taken]
         block[tuple(slice(0, extent) for extent in part.shape)] = part
         shuffled = block.view(np.uint8).reshape(-1, dtype.itemsize).T.copy()  # HDF5's byte shuffle
-        return corner, zlib.compress(shuffled, level)
+        return corner, zlib.compress(shuffled.data, level)
 
     with ThreadPoolExecutor(threads()) as pool:
         for stored in _in_order(pool, compress, whole, IN_FLIGHT * threads()):
@@ -94,7 +94,8 @@ def _split(
     shape: tuple[int, ...], chunks: tuple[int, ...], bounds: list[tuple[int, int]]
 ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
     """The corners of the chunks a region touches: those it covers whole (to the dataset's edge), and the others."""
-    whole, partial = [], []
+    whole: list[tuple[int, ...]] = []
+    partial: list[tuple[int, ...]] = []
     axes = [range((a // n) * n, b, n) for (a, b), n in zip(bounds, chunks, strict=True)]
     for corner in itertools.product(*axes):
         covered = all(

@@ -273,7 +273,7 @@ class SceneReader(ABC):
         rule, factor, bad, floor = self._resolved[key]
         good = [i for i in range(raw.shape[0]) if i not in set(bad)]
         pixel_ok = ~invalid[good].any(axis=0)
-        blank = None if pixel_ok.all() else ~pixel_ok
+        blank = None if pixel_ok.all() else np.logical_not(pixel_ok)
         cube, clipped = Normalisation.apply(self.physical(raw), factor, self.source, blank=blank, blank_bands=bad)
         notes = list(self.notes)
         if clipped:
