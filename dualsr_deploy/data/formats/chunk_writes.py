@@ -5,6 +5,11 @@ EMIT strip at ×2, 747 MB) into this package's layout (64 × 64 × 285 chunks, b
 14.3 s that way, and 6.5 s with the chunks shuffled and deflated here by two threads (zlib lets go of the GIL) and
 stored as they are with HDF5's direct chunk write (2-core Xeon, ``/tmp`` on local disk, same bytes stored).
 
+Deflate is zlib's, or Intel's ISA-L (``isal``, installed with the package where it has wheels) for levels 0-3: on
+shuffled chunks of a super-resolved EMIT granule ISA-L level 1 compressed 702 MB/s against zlib level 1's 99 MB/s,
+to files 1 % smaller (ratio 1.927 against 1.911), one thread. Its output is a zlib stream like zlib's, so HDF5's
+deflate filter (every client's) reads it; the stored bytes are then not h5py's own.
+
 :func:`write_region` takes this path for the chunks a write covers whole (or up to the dataset's edge) when the
 dataset's filters are exactly byte shuffle then deflate, as :data:`HDF5_COMPRESSION` makes them; any other
 chunk, and any other dataset, goes through h5py as before. HDF5 stores a chunk the same whichever wrote it, so every
@@ -14,14 +19,16 @@ runs, the CPUs this process may use.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+ISAL_LEVELS = range(4)  # the levels ISA-L's deflate has
 FILTER_DEFLATE, FILTER_SHUFFLE = 1, 2  # HDF5's filter identifiers (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
 IN_FLIGHT = 4  # chunks per thread compressed ahead of the one being stored: memory stays a few chunks
 _threads: list[int | None] = [None]
@@ -33,6 +40,24 @@ def set_threads(count: int | None) -> int | None:
     """Threads that compress chunks from now on (None: the CPUs this process may use); returns the previous."""
     before, _threads[0] = _threads[0], count
     return before
+
+
+def _isal() -> Any:
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return None
+    return isal_zlib
+
+
+ISAL: Any = _isal()  # None where the package is not installed: zlib
+
+
+def deflater(level: int) -> Callable[[memoryview], bytes]:
+    """A zlib-stream compressor at ``level``: ISA-L's where installed and it has the level, else zlib's."""
+    if ISAL is not None and level in ISAL_LEVELS:
+        return functools.partial(ISAL.compress, level=level)
+    return functools.partial(zlib.compress, level=level)
 
 
 def threads() -> int:
@@ -73,6 +98,7 @@ def write_region(dataset: Any, region: Region, values: np.ndarray) -> None:
     if not whole:
         return
     chunk, dtype, fill = tuple(dataset.chunks), dataset.dtype, dataset.fillvalue
+    deflate = deflater(level)
 
     def compress(corner: tuple[int, ...]) -> tuple[tuple[int, ...], bytes]:
         block = np.full(chunk, fill, dtype)  # a chunk past the dataset's edge is stored whole, padded as HDF5 pads it
@@ -83,7 +109,7 @@ def write_region(dataset: Any, region: Region, values: np.ndarray) -> None:
         part = values[taken]
         block[tuple(slice(0, extent) for extent in part.shape)] = part
         shuffled = block.view(np.uint8).reshape(-1, dtype.itemsize).T.copy()  # HDF5's byte shuffle
-        return corner, zlib.compress(shuffled.data, level)
+        return corner, deflate(shuffled.data)
 
     with ThreadPoolExecutor(threads()) as pool:
         for stored in _in_order(pool, compress, whole, IN_FLIGHT * threads()):
@@ -115,4 +141,4 @@ def _in_order(pool: ThreadPoolExecutor, work: Any, items: list[Any], ahead: int)
         yield result
 
 
-__all__ = ["deflate_level", "set_threads", "write_region"]
+__all__ = ["deflate_level", "deflater", "set_threads", "write_region"]
