@@ -113,6 +113,20 @@ def test_layout_is_one_worker_per_gpu_or_per_worker_cores() -> None:
         layout_workers(ClusterSpec.parse("auto"), cpu_nodes, "cuda")
 
 
+def test_a_worker_reads_and_writes_as_the_driver_does() -> None:
+    """A worker's HDF5 chunk cache comes from the budget and its chunk compression uses its CPUs, as run_archive sets
+    them in the driver."""
+    from dualsr_deploy.data.formats import chunk_cache, chunk_writes
+
+    before = (chunk_cache._size[0], chunk_writes._threads[0], torch.get_num_threads())
+    try:
+        SceneWorker(InferOptions(stage="coarse", memory_budget=2 << 30), None, 1)
+        assert (chunk_cache._size[0], chunk_writes._threads[0], torch.get_num_threads()) == (128 << 20, 1, 1)
+    finally:
+        chunk_cache._size[0], chunk_writes._threads[0] = before[:2]
+        torch.set_num_threads(before[2])
+
+
 def test_a_worker_refuses_a_node_that_cannot_run_the_job(tmp_path: Path) -> None:
     from dualsr_deploy._version import __version__
 

@@ -48,7 +48,7 @@ from dualsr_deploy.infer.executors.ray_driver import (
     open_cluster,
 )
 from dualsr_deploy.infer.executors.ray_spec import ClusterSpec, WorkerLayout
-from dualsr_deploy.infer.executors.ray_worker import check_node
+from dualsr_deploy.infer.executors.ray_worker import check_node, configure_worker
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.options import Event, InferOptions
 from dualsr_deploy.infer.pipeline import process_scene
@@ -72,7 +72,7 @@ class RemoteSceneWorker:
     def __init__(
         self, options: InferOptions, layout: str | None, threads: int, base: str, out_url: str, shard: Shard | None
     ) -> None:
-        torch.set_num_threads(threads)
+        configure_worker(options, threads)
         self.threads = threads
         backend = replace(options.backend, threads=threads)
         self.options = replace(options, backend=backend, layout=layout, resume=False, overwrite=True)

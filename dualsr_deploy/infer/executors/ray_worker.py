@@ -17,6 +17,8 @@ import torch
 
 from dualsr_deploy._version import __version__
 from dualsr_deploy.data.archive import Archive
+from dualsr_deploy.data.formats.chunk_cache import size_from_budget
+from dualsr_deploy.data.formats.chunk_writes import set_threads
 from dualsr_deploy.errors import WorkerRefusedError
 from dualsr_deploy.infer.context import SceneContext
 from dualsr_deploy.infer.manifest import SceneRecord
@@ -42,11 +44,19 @@ def check_node(where: str, version: str, pool: BackendPool, weights: dict[int, s
             )
 
 
+def configure_worker(options: InferOptions, threads: int) -> None:
+    """A worker process set up as ``run_archive`` sets up the driver's: torch's threads and the threads that compress
+    HDF5 chunks (one per CPU Ray gave it), and the HDF5 chunk cache of the products it reads (from the budget)."""
+    torch.set_num_threads(threads)
+    set_threads(threads)
+    size_from_budget(options.budget)
+
+
 class SceneWorker:
     """One long-lived worker: its backends stay open for every scene it is given."""
 
     def __init__(self, options: InferOptions, layout: str | None, threads: int) -> None:
-        torch.set_num_threads(threads)  # one thread per CPU Ray gave this worker
+        configure_worker(options, threads)  # one thread per CPU Ray gave this worker
         self.threads = threads
         options = dataclasses.replace(options, backend=dataclasses.replace(options.backend, threads=threads))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
