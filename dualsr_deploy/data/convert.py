@@ -99,7 +99,7 @@ def _convert_in_strips(
         meta = meta.replace(notes=whole_notes(notes))
         dtype = meta.dtype if units == "source" else "float32"
         factor = declared_factor(meta, units)
-        with open_strips(target, (c, h, w), meta, {}, dtype=dtype, units=units, factor=factor) as writer:
+        with open_strips(target, (c, h, w), meta, {}, dtype=dtype, units=units, factor=factor, rows=rows) as writer:
             for top in range(0, h, rows):
                 part = reader.load(rule, Window(top, 0, min(rows, h - top), w))
                 part = Scene(entry.name, part.cube, meta, valid=part.valid, passthrough=part.passthrough)

@@ -44,6 +44,12 @@ Sink = Callable[[int, torch.Tensor], None]  # (first HR row, rows (C, n, W)) →
 REFERENCE_STRIP = 64  # LR rows of the bicubic reference interpolated at a time
 
 
+def write_step(budget: int, bands: int, width: int) -> int:
+    """HR rows of ``bands × width`` converted and written at a time: within an eighth of the memory ``budget`` at 8
+    bytes a value (their float32 copy, the converted output, the consistency figures' buffer)."""
+    return max(1, budget // (8 * 8 * bands * width))
+
+
 def fill_margin(radius: int) -> int:
     """LR rows read around a strip so that its fill equals the whole scene's wherever it can reach a valid output."""
     return math.ceil(math.sqrt(2) * radius) + 1
@@ -184,8 +190,8 @@ class _StreamedScene:
         each within an eighth of the memory budget (the conversion holds it in float64). ``output``: the scene's
         output, whose consistency and capped values are counted (not for its bicubic reference)."""
         c, n, w = rows.shape
-        step = max(1, min(n, self.ctx.options.budget // (8 * 8 * c * w)))
-        if step < n and step >= writer.row_block:  # whole chunks of the file where the budget allows
+        step = min(n, write_step(self.ctx.options.budget, c, w))
+        if step < n and step >= writer.row_block:  # whole chunks of the file (opened for writes of this many rows)
             step -= step % writer.row_block
         for top in range(0, n, step):
             self._write_part(writer, first_row + top, rows[:, top : top + step], output)
@@ -322,6 +328,7 @@ def stream_scene(ctx: SceneContext, planned: PlannedScene) -> SceneRecord:
             units=options.units,
             factor=factor,
             zarr_format=options.zarr_format,
+            rows=write_step(options.budget, c, scale * w),
         ) as writer:
             try:
                 weight = scene.run(writer)
@@ -382,6 +389,7 @@ def _after_output(
                 units=options.units,
                 factor=factor,
                 zarr_format=options.zarr_format,
+                rows=write_step(options.budget, shape[0], shape[2]),
             ) as reference:
                 scene.write_reference(reference)
                 written.append(reference.commit())

@@ -119,3 +119,25 @@ def test_a_run_compresses_with_its_threads_and_gives_them_back(tmp_path: Path) -
     assert chunk_writes._threads[0] is None
     with h5py.File(tmp_path / "out" / "a.h5") as handle:
         assert handle["cube"].shape == (6, 24, 24)
+
+
+def test_writes_of_fewer_rows_get_chunks_no_taller(tmp_path: Path) -> None:
+    """A low memory budget writes a few rows at a time: the file's chunks are then no taller, so each write still
+    covers whole chunks (h5py would otherwise decompress, merge and compress a chunk for every write touching it)."""
+    from dualsr_deploy.data.formats import open_strips
+    from dualsr_deploy.data.formats.chunk_writes import chunk_rows
+    from dualsr_deploy.data.scene import SceneMeta
+
+    assert [chunk_rows(64, rows) for rows in (None, 64, 200, 63, 23, 16, 1)] == [64, 64, 64, 32, 16, 16, 1]
+    meta = SceneMeta(source="x", format="hdf5")
+    cube = _cube((40, 30, 4)).transpose(2, 0, 1).copy()  # (C, H, W)
+    for rows, height in ((23, 16), (None, 40)):
+        path = tmp_path / f"rows{rows}.h5"
+        with open_strips(path, cube.shape, meta, {}, rows=rows) as writer:
+            assert writer.row_block == height
+            for top in range(0, 40, 16):
+                writer.write(top, cube[:, top : top + 16])
+            writer.commit()
+        with h5py.File(path) as handle:
+            assert handle["cube"].chunks == (1, height, 30)
+            np.testing.assert_array_equal(handle["cube"][...], cube)

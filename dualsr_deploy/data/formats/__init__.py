@@ -196,15 +196,17 @@ def open_strips(
     zarr_format: int | None = None,
     mat_version: str | None = None,
     whole: bool = False,
+    rows: int | None = None,
 ) -> StripWriter:
     """A :class:`StripWriter` for ``path`` (its suffix chooses the format, as for :func:`write_scene`); ``dtype``:
     float32 (normalised units) or the source's (``units="source"``); ``factor``: the scale factor a file in the
     source's units declares, as :func:`declared_factor` gives it; ``zarr_format``, ``mat_version``: as for
-    :func:`write_scene`; ``whole``: the cube comes in one write."""
+    :func:`write_scene`; ``whole``: the cube comes in one write; ``rows``: the most rows one write carries (a
+    compressed file's chunks are then no taller: every write covers whole chunks)."""
     target = Path(path)
     row = writing(target)
     assert row.strips is not None
-    options = WriteOptions(check_units(units), factor, zarr_format, mat_version, whole)
+    options = WriteOptions(check_units(units), factor, zarr_format, mat_version, whole, rows)
     meta = meta.replace(attrs={**meta.attrs, **attrs, "dualsr_units": units})
     kind = np.dtype(dtype).newbyteorder("=")  # native: each format stores its own byte order (ENVI: the source's)
     return row.strips(target, shape, kind, meta, options)

@@ -42,6 +42,15 @@ def set_threads(count: int | None) -> int | None:
     return before
 
 
+def chunk_rows(most: int, rows: int | None) -> int:
+    """A compressed cube's chunk height: ``most``, or where writes carry fewer ``rows``, the largest power of two
+    within them, so that writes of that many rows (rounded down to it) cover whole chunks instead of merging
+    partial ones through h5py (decompressed, merged and compressed again for every write that touches them)."""
+    if rows is None or rows >= most:
+        return most
+    return 1 << (max(rows, 1).bit_length() - 1)
+
+
 def _isal() -> Any:
     try:
         from isal import isal_zlib
@@ -141,4 +150,4 @@ def _in_order(pool: ThreadPoolExecutor, work: Any, items: list[Any], ahead: int)
         yield result
 
 
-__all__ = ["deflate_level", "deflater", "set_threads", "write_region"]
+__all__ = ["chunk_rows", "deflate_level", "deflater", "set_threads", "write_region"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from dualsr_deploy.data.confine import Confinement, check_hdf5_self_contained
 from dualsr_deploy.data.formats.chunk_cache import open_for_reading
-from dualsr_deploy.data.formats.chunk_writes import write_region
+from dualsr_deploy.data.formats.chunk_writes import chunk_rows, write_region
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.reader import (
     SceneReader,
@@ -167,10 +167,10 @@ class Hdf5Strips(StripWriter):
 
             _c, h, w = shape
             self.file: Any = h5py.File(self._hdf5_target(), "w")
+            self.row_block = min(h, chunk_rows(256, options.rows))
             self.data = self.file.create_dataset(
-                "cube", shape=shape, dtype=self.dtype, chunks=(1, min(h, 256), min(w, 256)), **HDF5_COMPRESSION
+                "cube", shape=shape, dtype=self.dtype, chunks=(1, self.row_block, min(w, 256)), **HDF5_COMPRESSION
             )
-            self.row_block = min(h, 256)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         write_region(self.data, (slice(None), slice(first_row, first_row + rows.shape[1]), slice(None)), rows)

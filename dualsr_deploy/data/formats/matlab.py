@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from dualsr_deploy.data.confine import Confinement
-from dualsr_deploy.data.formats.chunk_writes import write_region
+from dualsr_deploy.data.formats.chunk_writes import chunk_rows, write_region
 from dualsr_deploy.data.formats.hdf5 import MatV73Reader, choose_key
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION, MATLAB_CLASS, mat_header, matlab_provenance
 from dualsr_deploy.data.formats.reader import (
@@ -160,10 +160,10 @@ class MatV73Strips(StripWriter):
                 raise DataError(f"{path}: cannot write {self.dtype} to MATLAB v7.3")
             c, h, w = shape
             self.file: Any = h5py.File(self._hdf5_target(), "w", userblock_size=512)
+            self.row_block = min(h, chunk_rows(256, options.rows))
             self.cube = self.file.create_dataset(
-                "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), min(h, 256)), **HDF5_COMPRESSION
+                "cube", shape=(c, w, h), dtype=self.dtype, chunks=(1, min(w, 256), self.row_block), **HDF5_COMPRESSION
             )
-            self.row_block = min(h, 256)
             self.cube.attrs["MATLAB_class"] = np.bytes_(matlab_class)
 
     def write(self, first_row: int, rows: np.ndarray) -> None:

@@ -34,13 +34,16 @@ class WriteOptions:
     ``factor``: the scale factor a file in the source's units declares (its input's), else None; ``zarr_format``:
     2 or 3 for Zarr (default: 3 where the installed zarr-python writes it); ``mat_version``: ``5`` or ``7.3`` for
     MATLAB (default: 7.3 only when the cube passes 2 GB or is written in strips); ``whole``: the cube comes in one
-    write (a whole scene), so formats that lay a file out better knowing it do so (GeoTIFF tiles, MATLAB v5)."""
+    write (a whole scene), so formats that lay a file out better knowing it do so (GeoTIFF tiles, MATLAB v5);
+    ``rows``: the most rows one write carries, where the caller knows it, so compressed formats chunk no taller
+    (:func:`~dualsr_deploy.data.formats.chunk_writes.chunk_rows`) and each write covers whole chunks."""
 
     units: Units = "normalised"
     factor: float | None = None
     zarr_format: int | None = None
     mat_version: str | None = None
     whole: bool = False
+    rows: int | None = None
 
 
 class Probe:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dualsr_deploy.data.formats.chunk_writes import write_region
+from dualsr_deploy.data.formats.chunk_writes import chunk_rows, write_region
 from dualsr_deploy.data.formats.hdf5_layout import HDF5_COMPRESSION
 from dualsr_deploy.data.formats.row import WriteOptions
 from dualsr_deploy.data.formats.strips import StripWriter
@@ -36,6 +36,7 @@ from dualsr_deploy.data.scene import SceneMeta
 from dualsr_deploy.data.validity import representable
 from dualsr_deploy.errors import DataError
 
+CHUNK = 64  # rows and columns of the cube's chunks (every band in each): fewer rows where writes carry fewer
 SWATH_FIELDS = ("lat", "lon", "elev")
 EMIT_CUBE_DIMS = ("downtrack", "crosstrack", "bands")
 EMIT_ORTHO_DIMS = ("ortho_y", "ortho_x")
@@ -89,7 +90,8 @@ class NetcdfStrips(StripWriter):
         with self._removed_on_error():
             self.product = _product(path, meta)
             self.layout = self.product.layout
-            self.out: Any = _rewrite(self._hdf5_target(), self.product, shape, meta.to_json(), self.dtype)
+            row_chunk = chunk_rows(CHUNK, options.rows)
+            self.out: Any = _rewrite(self._hdf5_target(), self.product, shape, meta.to_json(), self.dtype, row_chunk)
             self.cube = (
                 self.out[self.product.cube]
                 if "/" not in self.product.cube
@@ -200,10 +202,16 @@ def _defining_group(src: Any, group: str, dim: str) -> str:
 
 
 def _rewrite(
-    target: Path | io.BytesIO, product: _Product, shape: tuple[int, ...], meta_json: str, dtype: np.dtype
+    target: Path | io.BytesIO,
+    product: _Product,
+    shape: tuple[int, ...],
+    meta_json: str,
+    dtype: np.dtype,
+    row_chunk: int = 64,
 ) -> Any:
-    """``product``'s structure at ``target`` for a ``(C, s·H, s·W)`` cube of ``dtype``, the cube variable left empty;
-    the open file is returned for its rows to be written."""
+    """``product``'s structure at ``target`` for a ``(C, s·H, s·W)`` cube of ``dtype``, the cube variable left empty
+    (chunked ``row_chunk`` rows by :data:`CHUNK` columns by every band); the open file is returned for its rows to be
+    written."""
     h5netcdf = _import_h5netcdf()
     source, cube = product.source, product.cube
     try:
@@ -238,7 +246,7 @@ def _rewrite(
 
         out = h5netcdf.File(target, "w")
         try:
-            _copy_group(src, out, "", plan, values_of, cube)
+            _copy_group(src, out, "", plan, values_of, (cube, row_chunk))
             for key, value in src.attrs.items():
                 if key not in _HIDDEN_ATTRS:
                     out.attrs[key] = _text(_geotransform(value, scale) if key == "geotransform" else value, src, key)
@@ -265,8 +273,9 @@ def _copy_group(
     path: str,
     plan: _Plan,
     values_of: Callable[[str, Any], np.ndarray],
-    cube: str,
+    cube_chunk: tuple[str, int],
 ) -> None:
+    cube, row_chunk = cube_chunk
     for (group, dim), size in plan.dim_sizes.items():
         if group == path:
             out.dimensions[dim] = size * (plan.scale if (group, dim) in plan.resized else 1)
@@ -285,7 +294,7 @@ def _copy_group(
             kwargs |= HDF5_COMPRESSION
             if full == cube:
                 kwargs["chunks"] = tuple(
-                    min(extent, 64) if dim in plan.grid else extent
+                    min(extent, row_chunk if dim == plan.grid[0] else CHUNK) if dim in plan.grid else extent
                     for dim, extent in zip(plan.variable_dims[full], values.shape, strict=True)
                 )
         dims = tuple(dim for _, dim in plan.variable_dims[full])
@@ -299,7 +308,7 @@ def _copy_group(
                     _text_geotransform(value, plan.scale) if key == "GeoTransform" else value, variable, key
                 )
     for name, child in src.groups.items():
-        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube)
+        _copy_group(child, out.create_group(name), f"{prefix}{name}", plan, values_of, cube_chunk)
 
 
 def _text(value: Any, holder: Any = None, key: str = "") -> Any:
