@@ -121,7 +121,8 @@ class Normalisation:
         for start in range(0, raw.shape[0], step):
             part = cube[start : start + step]
             block = raw[start : start + step]
-            part[...] = block if factor == 1.0 else np.divide(block, factor, dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):  # no-data fills blanked below may not fit float32
+                part[...] = block if factor == 1.0 else np.divide(block, factor, dtype=np.float64)
             if blank is not None:
                 part[:, blank] = 0
             for band in blanked:
