@@ -4,7 +4,8 @@ only adds something (a probe, a nicer log).
 
 The extras (pyproject.toml): ``cpu`` (onnxruntime), ``gpu`` (onnxruntime-gpu, tensorrt), ``formats`` (rasterio,
 spectral), ``slim`` (onnxslim), ``report`` (matplotlib), ``openvino`` (openvino), ``cluster`` (ray), ``remote``
-(fsspec, s3fs, aiohttp, requests), ``dev``.
+(fsspec, s3fs, aiohttp, requests), ``dev``. ``isal`` (Intel ISA-L's deflate) is a dependency only where it has
+wheels, and found here where it is installed.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import dualsr_deploy
 
 PACKAGE = Path(dualsr_deploy.__file__).parent
 MAX_LINES = 500
-OPTIONAL = ("onnxruntime", "tensorrt", "rasterio", "spectral", "ray", "matplotlib", "onnxslim", "tensorboard")
+OPTIONAL = ("onnxruntime", "tensorrt", "rasterio", "spectral", "ray", "matplotlib", "onnxslim", "tensorboard", "isal")
 
 
 def module_name(path: Path) -> str:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from dualsr_deploy.optional import find
+
 ISAL_LEVELS = range(4)  # the levels ISA-L's deflate has
 FILTER_DEFLATE, FILTER_SHUFFLE = 1, 2  # HDF5's filter identifiers (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
 IN_FLIGHT = 4  # chunks per thread compressed ahead of the one being stored: memory stays a few chunks
@@ -51,15 +53,7 @@ def chunk_rows(most: int, rows: int | None) -> int:
     return 1 << (max(rows, 1).bit_length() - 1)
 
 
-def _isal() -> Any:
-    try:
-        from isal import isal_zlib
-    except ImportError:
-        return None
-    return isal_zlib
-
-
-ISAL: Any = _isal()  # None where the package is not installed: zlib
+ISAL: Any = find("isal.isal_zlib")  # None where the package is not installed (a platform without its wheels): zlib
 
 
 def deflater(level: int) -> Callable[[memoryview], bytes]:
