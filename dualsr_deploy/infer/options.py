@@ -440,11 +440,12 @@ class InferOptions:
     def strip_rows(self, shape: tuple[int, int, int], scale: int | None = None) -> int:
         """The core rows of a streamed scene's tiles: the most, up to the tile size (``--tile`` or
         :data:`AUTO_TILE`), whose row of tiles fits the memory budget (:data:`STRIP_COPIES` copies of its ×s rows,
-        each a full scene width). Tiles keep their width, so a low budget costs only halo rows."""
+        each a full scene width, and two of its LR rows: the strip the network reads, and the one held for writing
+        it). Tiles keep their width, so a low budget costs only halo rows."""
         tile = self.tile or AUTO_TILE
         c, _h, w = shape
         s = scale or self.scale
-        row = STRIP_COPIES * 4 * c * s * s * w  # bytes per LR row of a tile row, at ×s
+        row = (STRIP_COPIES * s * s + 2) * 4 * c * w  # bytes per LR row of a tile row, at ×s
         return max(8, min(tile, int(self.budget * (1 - TILE_SHARE)) // max(row, 1)))
 
     def streams(self, shape: tuple[int, int, int]) -> bool:

@@ -186,9 +186,9 @@ class _StreamedScene:
 
     def write_rows(self, writer: StripWriter, first_row: int, rows: torch.Tensor, *, output: bool = True) -> None:
         """SR rows in normalised units → the output's: bad bands as their raw input, invalid pixels as no-data, and
-        in the source's units and dtype unless ``--units normalised``; converted and written a sub-strip at a time,
-        each within an eighth of the memory budget (the conversion holds it in float64). ``output``: the scene's
-        output, whose consistency and capped values are counted (not for its bicubic reference)."""
+        in the source's units and dtype unless ``--units normalised``; converted and written a sub-strip at a time
+        (:func:`write_step`, down to whole chunks of the file where it can). ``output``: the scene's output, whose
+        consistency and capped values are counted (not for its bicubic reference)."""
         c, n, w = rows.shape
         step = min(n, write_step(self.ctx.options.budget, c, w))
         if step < n and step >= writer.row_block:  # whole chunks of the file (opened for writes of this many rows)
