@@ -186,3 +186,30 @@ def test_a_manifest_that_lies_about_the_chunk_is_refused_when_opened(tmp_path: P
         manifest.write_text(json.dumps({**facts, "state_channels": "16"}))
         with pytest.raises(ExportError, match="a state of 8 maps"):
             create("openvino", artefact=xml).open()
+
+
+def test_a_chunk_graph_is_verified_across_several_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 8-band graph every band count runs is checked against torch float64 on cubes of more than three chunks,
+    so the scan's state carried between calls and the padded last call are verified too, not one call alone."""
+    from dualsr_deploy.export import build
+
+    weights = tmp_path / "x2.safetensors"
+    write_checkpoint(random_coarsr(2, n_feats=8, seed=8), weights, neighbour_rule="paper")
+    seen: list[int] = []
+    original = build._verification_inputs
+
+    def spy(recipe: object, *, plans_built: bool) -> list[torch.Tensor]:
+        inputs = original(recipe, plans_built=plans_built)  # type: ignore[arg-type]
+        seen.extend(int(x.shape[1]) for x in inputs)
+        return inputs
+
+    monkeypatch.setattr(build, "_verification_inputs", spy)
+    monkeypatch.setattr(build, "cpu_native_bf16", lambda: False)  # random weights: bf16's error grows with the scan
+    recipe = default_recipe(2, bands=8).with_overrides(checkpoint=weights, precisions=("fp32",))
+    result = export_variant(recipe, out_dir=tmp_path / "engines", tensorrt="off", band_chunk=8, verify=True)
+    assert seen
+    assert min(seen) > 3 * 8
+    assert min(seen) % 8
+    onnx = [c for c in result.verification if c.backend.startswith("onnx")]
+    assert onnx
+    assert all(c.passed for c in onnx)
