@@ -92,6 +92,8 @@ def _convert_in_strips(
     c, h, w = entry.shape
     rule = normalise or Normalisation()
     rows = max(1, min(h, budget // (CONVERT_COPIES * 4 * c * w)))
+    if rows < h:  # a power of two: strips start and end on a compressed output's chunks (chunk_writes.chunk_rows)
+        rows = 1 << (rows.bit_length() - 1)
     with archive.open(entry) as reader:
         reader.resolve_in_strips(rule)
         notes = [reader.load(rule, Window(top, 0, min(rows, h - top), w)).meta.notes for top in range(0, h, rows)]
