@@ -218,3 +218,17 @@ def test_the_figures_are_in_the_outputs_attributes_in_memory_and_streamed(tmp_pa
         assert stored[name] == record["consistency"]  # the record's figures, in the file itself
     for op in ("area", "bicubic"):
         assert stored["streamed"][op]["psnr_db"] == pytest.approx(stored["memory"][op]["psnr_db"], abs=2e-4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_block_means_are_torchs_average_pooling_bit_for_bit(scale: int) -> None:
+    """The consistency figures' block mean sums strided views in avg_pool2d's order: the same float32 values, on a
+    strip's rows (a view that is not contiguous) as on a whole cube."""
+    import torch
+
+    from dualsr_deploy.infer.consistency import _pool
+
+    strip = torch.rand(7, 40, 12 * scale, generator=torch.Generator().manual_seed(scale))
+    for cube in (strip, strip[:, 4 : 4 + 6 * scale]):
+        expected = torch.nn.functional.avg_pool2d(cube[None].contiguous(), scale)[0].numpy()
+        assert np.array_equal(_pool(cube, scale), expected)
