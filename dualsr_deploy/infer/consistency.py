@@ -235,13 +235,13 @@ class StripConsistency:
 def _pool(cube: torch.Tensor, scale: int) -> np.ndarray:
     """The mean of each s×s block of ``cube (C, s·h, s·w)``: a float32 array ``(C, h, w)``, summed in the order
     torch's ``avg_pool2d`` sums (row by row of the block, then ÷ s²; equal to it bit for bit, tested) from strided
-    views, ~1.9× faster than it on a strip's rows (which it first copies whole)."""
+    views: ~1.9× faster than it on a strip's rows (a 285 × 26 × 2560 view, ×2, 2-core Xeon)."""
     total: torch.Tensor | None = None
     h, w = cube.shape[-2] // scale * scale, cube.shape[-1] // scale * scale  # whole blocks, as avg_pool2d takes
-    cube = cube[..., :h, :w]
+    cube = cube[..., :h, :w].float()  # itself when float32, as the strips are
     for i in range(scale):
         for j in range(scale):
-            part = cube[:, i::scale, j::scale].float()
+            part = cube[:, i::scale, j::scale]
             total = part.clone() if total is None else total.add_(part)
     assert total is not None
     return total.div_(scale * scale).numpy()
