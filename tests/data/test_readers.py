@@ -238,3 +238,38 @@ def test_the_unmixing_scenes_of_remote_train(shared_data: Path) -> None:
         band = cube[shape[0] // 2]  # neighbouring pixels of a real image correlate both ways
         assert np.corrcoef(band[1:].ravel(), band[:-1].ravel())[0, 1] > 0.9
         assert np.corrcoef(band[:, 1:].ravel(), band[:, :-1].ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("pattern", ["clean", "band empty in one strip", "band empty everywhere", "no-data rows"])
+def test_statistics_from_strips_are_the_whole_reads(tmp_path: Path, pattern: str) -> None:
+    """A streamed scene's bad bands, normalisation factor and band floors, settled in one pass over row strips, are
+    the ones a whole read settles: with a band that has no valid value in one strip only (that strip's pixels are
+    then all invalid), a band with none anywhere (bad), and strips of no-data."""
+    import h5py
+
+    from dualsr_deploy.data.archive import open_archive
+    from dualsr_deploy.data.normalise import Normalisation
+    from dualsr_deploy.data.validity import Masking
+
+    rng = np.random.default_rng(7)
+    cube = (rng.random((6, 40, 9)) * 3 - 0.2).astype(np.float32)  # some values below 0: band floors
+    if pattern == "band empty in one strip":
+        cube[2, 8:16] = np.nan
+    elif pattern == "band empty everywhere":
+        cube[4] = np.nan
+    elif pattern == "no-data rows":
+        cube[:, 0:8] = np.nan
+        cube[1, 20:24, 3] = np.nan
+    archive = tmp_path / "lr"
+    archive.mkdir()
+    with h5py.File(archive / "a.h5", "w") as handle:
+        handle.create_dataset("cube", data=cube)
+    (entry,) = open_archive(archive).entries
+    rule = Normalisation()
+    with open_archive(archive).open(entry) as reader:
+        reader.resolve_in_strips(rule, rows=8)
+        strips = reader._resolved[(rule, Masking())]
+    with open_archive(archive).open(entry) as reader:
+        reader.load(rule)
+        whole = reader._resolved[(rule, Masking())]
+    assert strips == whole

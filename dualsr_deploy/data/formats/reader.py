@@ -321,24 +321,36 @@ class SceneReader(ABC):
             return
         bands, height, width = self.shape
         named = self._bad_named(masking)
-        any_valid = np.zeros(bands, dtype=bool)
-        for top in range(0, height, rows):
-            strip = Window(top, 0, min(rows, height - top), width)
-            any_valid |= ~self.invalid(self.read_raw(strip), masking, strip).reshape(bands, -1).all(axis=1)
-        bad = named | {int(i) for i in np.flatnonzero(~any_valid)}
-        good = [i for i in range(bands) if i not in bad]
-        if not good:
-            raise DataError(f"{self.source}: no band holds a valid value (all are bad or no-data)")
-        low, high = np.inf, -np.inf
-        minima = np.full(bands, np.inf)
+        # One pass. A band with no valid value in a strip is either bad (no valid value anywhere) or makes every pixel
+        # of that strip invalid: each strip's range is taken over the bands valid in it somewhere, and kept only if
+        # the bands without a valid value in it are the scene's own (the two-pass result, with half the reads).
+        empty_everywhere = np.ones(bands, dtype=bool)
+        strips: list[tuple[np.ndarray, float, float, np.ndarray]] = []
         for top in range(0, height, rows):
             strip = Window(top, 0, min(rows, height - top), width)
             raw = self.read_raw(strip)
-            pixel_ok = ~self.invalid(raw, masking, strip)[good].any(axis=0)
+            invalid = self.invalid(raw, masking, strip)
+            empty = np.asarray(invalid.reshape(bands, -1).all(axis=1), dtype=bool)
+            empty_everywhere &= empty
+            good = [i for i in range(bands) if i not in named and not empty[i]]
+            pixel_ok = ~invalid[good].any(axis=0) if good else np.zeros(invalid.shape[1:], dtype=bool)
             if pixel_ok.any():
                 values = self.physical(raw)[good][:, pixel_ok]
-                low, high = min(low, float(values.min())), max(high, float(values.max()))
-                minima[good] = np.minimum(minima[good], values.min(axis=1))
+                minima = np.full(bands, np.inf)
+                minima[good] = values.min(axis=1)
+                strips.append((empty, float(values.min()), float(values.max()), minima))
+        bad = named | {int(i) for i in np.flatnonzero(empty_everywhere)}
+        good = [i for i in range(bands) if i not in bad]
+        if not good:
+            raise DataError(f"{self.source}: no band holds a valid value (all are bad or no-data)")
+        unnamed = np.ones(bands, dtype=bool)
+        unnamed[list(named)] = False
+        low, high = np.inf, -np.inf
+        minima = np.full(bands, np.inf)
+        for empty, strip_low, strip_high, strip_minima in strips:
+            if np.array_equal(empty & unnamed, empty_everywhere & unnamed):  # else no pixel of it is valid
+                low, high = min(low, strip_low), max(high, strip_high)
+                minima = np.minimum(minima, strip_minima)
         if low > high:
             raise DataError(f"{self.source}: no pixel is valid in every good band (no-data everywhere)")
         extremes = np.array([low, high])
