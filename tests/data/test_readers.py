@@ -273,3 +273,29 @@ def test_statistics_from_strips_are_the_whole_reads(tmp_path: Path, pattern: str
         reader.load(rule)
         whole = reader._resolved[(rule, Masking())]
     assert strips == whole
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [("all no-data", "no band holds a valid value"), ("no pixel whole", "no pixel is valid in every good band")],
+)
+def test_statistics_from_strips_refuse_what_a_whole_read_refuses(tmp_path: Path, pattern: str, message: str) -> None:
+    """A scene whose values lie about being data (every value NaN; every band valid somewhere, in different strips,
+    but no pixel valid in all) fails from the strip pass with the whole read's reason."""
+    import h5py
+
+    from dualsr_deploy.data.archive import open_archive
+    from dualsr_deploy.data.normalise import Normalisation
+    from dualsr_deploy.errors import DataError
+
+    cube = np.full((4, 24, 5), np.nan, dtype=np.float32)
+    if pattern == "no pixel whole":
+        cube[:2, :8] = 0.5  # bands 0-1 valid in the first strip only, bands 2-3 in the last
+        cube[2:, 16:] = 0.5
+    archive = tmp_path / "lr"
+    archive.mkdir()
+    with h5py.File(archive / "a.h5", "w") as handle:
+        handle.create_dataset("cube", data=cube)
+    (entry,) = open_archive(archive).entries
+    with open_archive(archive).open(entry) as reader, pytest.raises(DataError, match=message):
+        reader.resolve_in_strips(Normalisation(), rows=8)

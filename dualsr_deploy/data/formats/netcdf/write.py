@@ -97,14 +97,18 @@ class NetcdfStrips(StripWriter):
                 if "/" not in self.product.cube
                 else _variables_dict(self.out)[self.product.cube]
             )
-            self.row_block = self.cube._h5ds.chunks[self.layout.index("h")]
+            self.row_block = self.cube.chunks[self.layout.index("h")]
 
     def write(self, first_row: int, rows: np.ndarray) -> None:
         """``rows (C, n, W)``: the cube's rows [first_row, first_row + n) in its own axis order."""
         index = [slice(None)] * 3
         index[self.layout.index("h")] = slice(first_row, first_row + rows.shape[1])
         values = np.transpose(rows, ["chw".index(axis) for axis in self.layout])
-        write_region(self.cube._h5ds, tuple(index), values)  # the variable's HDF5 dataset, chunks compressed in threads
+        dataset = getattr(self.cube, "_h5ds", None)  # h5netcdf's HDF5 dataset under the variable (not public API)
+        if dataset is None:
+            self.cube[tuple(index)] = values  # through h5netcdf, one thread, as before
+            return
+        write_region(dataset, tuple(index), values)  # chunks compressed in threads
 
     def _provenance_changed(self) -> None:
         self.out.attrs["dualsr_scene"] = _text(self.meta.to_json())
