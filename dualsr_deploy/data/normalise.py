@@ -122,7 +122,10 @@ class Normalisation:
             part = cube[start : start + step]
             block = raw[start : start + step]
             with np.errstate(over="ignore", invalid="ignore"):  # no-data fills blanked below may not fit float32
-                part[...] = block if factor == 1.0 else np.divide(block, factor, dtype=np.float64)
+                if factor == 1.0:
+                    part[...] = block
+                else:  # in float64, rounded once into the float32 result: no float64 block to map and fault in
+                    np.divide(block, np.float64(factor), out=part, dtype=np.float64, casting="same_kind")
             if blank is not None:
                 part[:, blank] = 0
             for band in blanked:

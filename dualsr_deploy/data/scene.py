@@ -176,25 +176,31 @@ class Scene:
             return self._flagged(self.cube.astype(dtype), dtype)
         out = np.empty(self.cube.shape, dtype)
         step = max(1, CONVERT_BLOCK // max(self.cube[0].size, 1))
-        for start in range(0, out.shape[0], step):  # float64 a few bands at a time: no cube-sized temporary
-            values = self._stored_units(slice(start, start + step))
+        # float64 a few bands at a time, in one buffer: a fresh float64 block per step was mapped and faulted in by
+        # the allocator each time (blocks this size are mmap'd), 1.0 s against 0.14 s for 285 × 128 × 2560 values
+        buffer = np.empty((min(step, out.shape[0]), *out.shape[1:]), np.float64)
+        for start in range(0, out.shape[0], step):
+            values = self._stored_units(slice(start, start + step), buffer)
             if dtype.kind in "ui":
                 info = np.iinfo(dtype)
                 values = np.clip(np.rint(values, out=values), info.min, info.max, out=values)
             out[start : start + step] = values
         return self._flagged(out, dtype)
 
-    def _stored_units(self, bands: np.ndarray | slice | None = None) -> np.ndarray:
+    def _stored_units(self, bands: np.ndarray | slice | None = None, buffer: np.ndarray | None = None) -> np.ndarray:
         """The cube (or ``bands`` of it) in the file's stored units, as float64: ×scale_factor, then the inverse
-        of the per-band gain and offset."""
+        of the per-band gain and offset; in ``buffer``'s leading bands where given (float64, large enough)."""
         index = slice(None) if bands is None else bands
-        values = self.cube[index].astype(np.float64) * self.meta.scale_factor
+        cube = self.cube[index]
+        values = buffer[: cube.shape[0]] if buffer is not None else np.empty(cube.shape, np.float64)
+        np.multiply(cube, np.float64(self.meta.scale_factor), out=values, dtype=np.float64)
         meta = self.meta
         if meta.band_gains is not None or meta.band_offsets is not None:
             count = self.cube.shape[0]
             gains = np.asarray(meta.band_gains or (1.0,) * count, dtype=np.float64)[index]
             offsets = np.asarray(meta.band_offsets or (0.0,) * count, dtype=np.float64)[index]
-            values = (values - offsets[:, None, None]) / gains[:, None, None]
+            values -= offsets[:, None, None]
+            values /= gains[:, None, None]
         return values
 
     def normalised(self) -> np.ndarray:

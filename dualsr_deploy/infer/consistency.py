@@ -171,20 +171,16 @@ class StripConsistency:
         self.check, self.lr_rows, self.height, self.width = check, lr_rows, height, width
         self.scale = check.scale
         self.rows = strip_rows(len(check.good), width, check.scale, memory)
-        self.buffer: np.ndarray | None = None  # SR rows from HR row self.top on
-        self.top = 0
+        self.parts: list[tuple[int, np.ndarray]] = []  # SR rows handed over and still needed: (first HR row, rows)
         self.done = 0  # LR rows accounted for
 
     def add_rows(self, first_row: int, rows: np.ndarray) -> None:
-        """SR rows ``rows (C, n, s·W)`` (normalised) starting at HR row ``first_row``, in order."""
-        rows = np.ascontiguousarray(rows, dtype=np.float32)
-        if self.buffer is None:
-            self.buffer, self.top = rows, first_row
-        else:
-            expected = self.top + self.buffer.shape[1]
-            if first_row != expected:
-                raise ValueError(f"SR rows from {first_row} given, {expected} expected (rows must come in order)")
-            self.buffer = np.concatenate([self.buffer, rows], axis=1)
+        """SR rows ``rows (C, n, s·W)`` (normalised; any view) starting at HR row ``first_row``, in order. Read in
+        place by the strips they complete; the rows a later strip still needs (its halo) are copied."""
+        expected = self.parts[-1][0] + self.parts[-1][1].shape[1] if self.parts else first_row
+        if first_row != expected:
+            raise ValueError(f"SR rows from {first_row} given, {expected} expected (rows must come in order)")
+        self.parts.append((first_row, np.asarray(rows, dtype=np.float32)))
         self._advance(final=False)
 
     def finish(self) -> dict[str, Any] | None:
@@ -192,34 +188,50 @@ class StripConsistency:
         return self.check.result()
 
     def _advance(self, *, final: bool) -> None:
+        """The strips whose rows and halo have come, each of :attr:`rows` LR rows from the top whatever rows the
+        caller hands over at a time: a scene's strips, and so its figures to the last bit, do not depend on how its
+        output was cut for writing (streamed or held whole)."""
         s = self.scale
-        assert self.buffer is not None or final
-        have = self.top + (self.buffer.shape[1] if self.buffer is not None else 0)  # HR rows received
-        stop = self.height if final else min(self.height, have // s - HALO)
-        while self.done < stop:
-            start, end = self.done, min(stop, self.done + self.rows)
-            self._strip(start, end)
+        assert self.parts or final
+        have = self.parts[-1][0] + self.parts[-1][1].shape[1] if self.parts else 0  # HR rows received
+        while self.done < self.height:
+            end = min(self.height, self.done + self.rows)
+            if not final and s * min(self.height, end + HALO) > have:
+                break
+            self._strip(self.done, end)
             self.done = end
-        keep = s * max(self.done - HALO, 0)  # the rows the next strip's halo still needs
-        if self.buffer is not None and keep > self.top:
-            self.buffer, self.top = self.buffer[:, keep - self.top :], keep
+        keep = s * max(self.done - HALO, 0)  # the rows the next strip's halo still needs: copied, the caller's
+        self.parts = [  # rows are theirs again once this returns
+            (max(top, keep), np.array(rows[:, max(keep - top, 0) :], dtype=np.float32))
+            for top, rows in self.parts
+            if top + rows.shape[1] > keep
+        ]
+
+    def _sr_rows(self, start: int, stop: int) -> np.ndarray:
+        """HR rows [start, stop) of the SR: a view of the part that holds them, or (across parts) a copy."""
+        pieces = []
+        for top, rows in self.parts:
+            lo, hi = max(start, top), min(stop, top + rows.shape[1])
+            if lo < hi:
+                pieces.append(rows[:, lo - top : hi - top])
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
 
     def _strip(self, start: int, stop: int) -> None:
-        s, buffer = self.scale, self.buffer
-        assert buffer is not None
+        s = self.scale
         lo, hi = max(start - HALO, 0), min(stop + HALO, self.height)
         cube, valid = self.lr_rows(lo, hi)
         cube = np.ascontiguousarray(cube, dtype=np.float32)
-        sr = torch.from_numpy(buffer[:, s * lo - self.top : s * hi - self.top])
+        sr = torch.from_numpy(self._sr_rows(s * lo, s * hi))
         hr_valid = None
         if not valid.all():  # no-data SR values are not the product's
             hr_valid = torch.from_numpy(np.repeat(np.repeat(valid, s, axis=0), s, axis=1))
             sr = sr.masked_fill(~hr_valid, 0.0)
         core = slice(start - lo, stop - lo)
         hr_core = slice(s * (start - lo), s * (stop - lo))
-        bicubic = imresize_banded(sr, 1 / s)[:, core].numpy()
+        # only the core's rows of either resize: a strip's halo rows are there for the kernels' reach
+        bicubic = imresize_banded(sr, 1 / s, rows=core).numpy()
         kept = sr[:, hr_core]
-        up = imresize_banded(torch.from_numpy(cube), s)[:, hr_core]
+        up = imresize_banded(torch.from_numpy(cube), s, rows=hr_core)
         # the output-grid work (every output pixel) in torch's threads; float32 per band, added up in float64
         good = torch.from_numpy(self.check.good)
         if hr_valid is not None:

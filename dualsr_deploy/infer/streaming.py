@@ -208,7 +208,7 @@ class _StreamedScene:
 
     def _write_part(self, writer: StripWriter, first_row: int, rows: torch.Tensor, output: bool = True) -> None:
         scale = self.ctx.options.scale
-        values = np.ascontiguousarray(rows.cpu().numpy())  # one copy of a sub-strip, read by every step below
+        values = rows.cpu().numpy()  # a view, read by every step below (the conversions copy it)
         t = time.perf_counter()
         if output:
             self.consistency.add_rows(first_row, values)
@@ -229,7 +229,7 @@ class _StreamedScene:
             if self.ctx.options.units == "source" and output:
                 self.facts.clipped += part.out_of_range()
             values = part.raw() if self.ctx.options.units == "source" else part.normalised()
-        writer.write(first_row, values)
+        writer.write(first_row, np.ascontiguousarray(values))
         self.seconds["write"] += time.perf_counter() - t
 
     def run(self, writer: StripWriter) -> float | None:

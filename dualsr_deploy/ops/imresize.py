@@ -138,15 +138,19 @@ def _spans(in_length: int, out_length: int, scale: float, antialias: bool, block
     return tuple(spans)
 
 
-def imresize_banded(x: torch.Tensor, scale: float, *, block: int = 64) -> torch.Tensor:
+def imresize_banded(x: torch.Tensor, scale: float, *, block: int = 64, rows: slice | None = None) -> torch.Tensor:
     """:func:`imresize` by one factor, the columns applied block by block over the inputs each block's taps reach:
     the same products (the matrices' zeros skipped), at a cost that grows with the width instead of its square, for
-    wide strips (a granule's 1280 columns). ``x (..., H, W)`` float32 or float64."""
+    wide strips (a granule's 1280 columns). ``x (..., H, W)`` float32 or float64. ``rows``: only these output rows
+    (steps of 1), for a strip whose halo rows are not wanted: the same taps, though not always the same rounding
+    (BLAS rounds a one-row product, a matrix-vector one, otherwise than the same row in a larger one)."""
     in_h, in_w = int(x.shape[-2]), int(x.shape[-1])
     out_h, out_w = output_size((in_h, in_w), scale)
-    rows = resize_matrix(in_h, out_h, scale, True, x.device, x.dtype)
+    weights = resize_matrix(in_h, out_h, scale, True, x.device, x.dtype)
+    if rows is not None:
+        weights = weights[rows]
     cols = resize_matrix(in_w, out_w, scale, True, x.device, x.dtype)
-    x = torch.matmul(rows, x)  # the rows first, as imresize does for equal factors
+    x = torch.matmul(weights, x)  # the rows first, as imresize does for equal factors
     out = torch.empty((*x.shape[:-1], out_w), dtype=x.dtype, device=x.device)
     for a, b, lo, hi in _spans(in_w, out_w, float(scale), True, block):
         out[..., a:b] = torch.matmul(x[..., lo:hi], cols[a:b, lo:hi].T)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,3 +233,32 @@ def test_block_means_are_torchs_average_pooling_bit_for_bit(scale: int) -> None:
     for cube in (strip, strip[:, 4 : 4 + 6 * scale]):
         expected = torch.nn.functional.avg_pool2d(cube[None].contiguous(), scale)[0].numpy()
         assert np.array_equal(_pool(cube, scale), expected)
+
+
+def test_the_figures_do_not_depend_on_how_the_rows_are_handed_over() -> None:
+    """Strips are cut from the top whatever rows come at a time (one, an odd count, all), so the figures are the same
+    to the last bit; the rows handed over may be views, and changing them afterwards changes nothing."""
+    from dualsr_deploy.infer.consistency import Consistency, StripConsistency
+
+    rng = np.random.default_rng(5)
+    lr = smooth(6, 30, 22)
+    valid = np.ones((30, 22), dtype=bool)
+    valid[11:13, 4:9] = False
+    base = np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2) + rng.normal(0, 0.01, (6, 60, 44)).astype(np.float32)
+    good = np.array([True, True, False, True, True, True])
+
+    def figures(cuts: list[int]) -> dict[str, Any] | None:
+        sr = np.concatenate([base, base], axis=1)[:, 60:]  # a view, as a streamed strip's rows are
+        check = Consistency(good, 2, 1.0)
+        feeder = StripConsistency(check, lambda a, b: (lr[:, a:b], valid[a:b]), 30, 22, memory=6 * 4 * 6 * 4 * 22 * 18)
+        assert feeder.rows == 10  # strips of 10 LR rows: the cuts below fall inside and across them
+        for a, b in zip([0, *cuts], [*cuts, 60], strict=True):
+            feeder.add_rows(a, sr[:, a:b])
+            sr[:, a:b] = 0  # the caller's rows are theirs again
+        return feeder.finish()
+
+    whole = figures([])
+    assert whole is not None
+    assert whole["area"]["psnr_db"] > 30
+    assert figures(list(range(1, 60))) == whole
+    assert figures([7, 13, 14, 41, 59]) == whole

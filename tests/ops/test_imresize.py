@@ -98,3 +98,19 @@ def test_weight_matrices_are_cached() -> None:
 def test_bad_arguments(call: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0, 1 / 3])
+def test_banded_resize_and_its_rows(scale: float) -> None:
+    """``imresize_banded`` is imresize to rounding, on a view as strips are, and its ``rows`` are the whole result's
+    rows (to rounding: BLAS may round a one-row product otherwise)."""
+    from dualsr_deploy.ops.imresize import imresize_banded
+
+    x = torch.rand(7, 40, 150, generator=torch.Generator().manual_seed(3))[:, 3:37]
+    whole = imresize_banded(x, scale, block=16)
+    torch.testing.assert_close(whole, imresize(x.contiguous(), scale), rtol=0, atol=2e-6)
+    n = whole.shape[-2]
+    for rows in (slice(0, n), slice(1, n - 1), slice(2, 3), slice(n - 1, n), slice(0, 1), slice(4, 9)):
+        part = imresize_banded(x, scale, block=16, rows=rows)
+        assert part.shape[-2] == rows.stop - rows.start
+        torch.testing.assert_close(part, whole[..., rows, :], rtol=0, atol=1e-6)
