@@ -52,7 +52,10 @@ class OpenVinoBackend(Backend):
             check_bf16(self._device)
         self._precision = precision
         self._threads = threads
+        self._model: Any = None  # the IR as read; compiled for each call's shapes (_infer)
         self._compiled: Any = None
+        self._request: Any = None
+        self._shapes: dict[str, list[int]] | None = None
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
         self.capabilities = Capabilities(
             name=f"openvino-{self._device.lower()}-{precision}",
@@ -63,7 +66,7 @@ class OpenVinoBackend(Backend):
         )
 
     def open(self) -> None:
-        if self._compiled is not None:
+        if self._model is not None:
             return
         ov = import_openvino()
         core = ov.Core()
@@ -81,26 +84,53 @@ class OpenVinoBackend(Backend):
             # of 5) took 3.58-4.62 s unpinned against 5.99-6.57 s pinned; quiet, 1.52-1.69 against 1.51-1.63 s.
             config["ENABLE_CPU_PINNING"] = False
         try:
-            self._compiled = core.compile_model(str(self.path), self._device, config)
+            model = core.read_model(str(self.path))
+            self._compile(core, model, config, None)  # with its own shapes: what cannot compile fails here
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendUnavailableError(
                 f"{self.path}: OpenVINO could not compile it for {self._device} ({type(exc).__name__}: {exc})"
             ) from exc
-        self._request = self._compiled.create_infer_request()
-        if self.chunk is not None:  # a band-chunk IR: its inputs as its manifest says, its outputs by name
+        self._core, self._model, self._config = core, model, config
+        if self.chunk is not None:  # a band-chunk IR: its inputs as its manifest says
             shapes = {}
-            for port in self._compiled.inputs:
+            for port in model.inputs:
                 dims = port.get_partial_shape()
                 shapes[port.get_any_name()] = [d.get_length() if d.is_static else "?" for d in dims]
             planes, state = (shapes.get(name, []) for name in CHUNK_INPUTS[:2])
             check_graph_shapes(self.path, planes, state, self.chunk, int(str(self.manifest["state_channels"])))
-            self._outputs = [self._compiled.output(name) for name in CHUNK_OUTPUTS]
+
+    def _compile(self, core: Any, model: Any, config: dict[str, Any], shapes: dict[str, list[int]] | None) -> None:
+        """Compile ``model`` (with ``shapes`` fixed: a copy reshaped to them) and make its infer request."""
+        if shapes is not None:
+            model = model.clone()
+            model.reshape(shapes)
+        self._compiled = core.compile_model(model, self._device, config)
+        self._request = self._compiled.create_infer_request()
+        self._outputs = [self._compiled.output(name) for name in CHUNK_OUTPUTS] if self.chunk is not None else []
+        self._shapes = shapes
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> Any:
+        """Infer ``inputs`` through the model compiled for their shapes. Compiled for static shapes a call runs faster
+        than with the IR's free ones (one 128 × 160 window, 8-band chunk, bf16, 2-core Xeon: 77-79 against 93-97 ms
+        a call) for ~0.1 s of compiling; only the last shape's compiled model is kept, as tiles share one window."""
+        shapes = {name: list(value.shape) for name, value in inputs.items()}
+        if shapes != self._shapes:
+            self._compiled = self._request = None  # its memory goes before the next one's comes
+            try:
+                self._compile(self._core, self._model, self._config, shapes)
+            except Exception as exc:
+                raise BackendUnavailableError(
+                    f"{self.path}: OpenVINO could not compile it for {self._device} at shapes {shapes} "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+        return self._request.infer(inputs)
 
     def close(self) -> None:
-        self._compiled = None
+        self._model = self._compiled = self._request = None
+        self._shapes = None
 
     def residual(self, lr: torch.Tensor) -> torch.Tensor:
-        if self._compiled is None:
+        if self._model is None:
             self.open()
         if self.chunk is not None:
             with self._lock:
@@ -114,11 +144,11 @@ class OpenVinoBackend(Backend):
                 )
         array = np.ascontiguousarray(lr.detach().cpu().numpy(), dtype=np.float32)
         with self._lock:
-            result = self._request.infer({INPUT_NAME: array})
+            result = self._infer({INPUT_NAME: array})
             out = np.array(next(iter(result.values())), dtype=np.float32, copy=True)
         return torch.from_numpy(out)
 
     def _chunk_call(self, planes: np.ndarray, state: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = self._request.infer(dict(zip(CHUNK_INPUTS, (planes, state, first), strict=True)))
+        result = self._infer(dict(zip(CHUNK_INPUTS, (planes, state, first), strict=True)))
         residual, state_out = (np.array(result[output], dtype=np.float32, copy=True) for output in self._outputs)
         return residual, state_out

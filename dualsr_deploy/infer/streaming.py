@@ -145,7 +145,7 @@ class _StreamedScene:
                 top = scale * (first.core_top - first.top)
                 buf[a:b] = up[:, top : top + buf.shape[1]]
             self.seconds["coarse"] += time.perf_counter() - t
-            sink(offset, clip_range(buf, self.floor) if clip else buf)
+            sink(offset, clip_range(buf, self.floor, in_place=True) if clip else buf)
 
     def intermediate(self, name: str, scale: int) -> tuple[RowStore, Callable[[int, int], torch.Tensor]]:
         """An on-disk ×``scale`` cube filled by :meth:`coarse_into`, and a reader of its rows on the device."""

@@ -25,12 +25,16 @@ from dualsr_deploy.ops.backproject import backproject_with_weights
 from dualsr_deploy.ops.imresize import imresize
 
 
-def clip_range(values: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+def clip_range(values: torch.Tensor, floor: torch.Tensor | None = None, *, in_place: bool = False) -> torch.Tensor:
     """``values (C, H, W)`` clipped to [0, 1], or per band to [``floor[c]``, 1] where the input went below 0
-    (``floor (C,)``: :attr:`SceneMeta.band_floor`), so that valid negative values of the input stay negative."""
+    (``floor (C,)``: :attr:`SceneMeta.band_floor`), so that valid negative values of the input stay negative.
+    ``in_place``: into ``values`` itself (a streamed strip: no strip-sized results to allocate)."""
     if floor is None:
-        return values.clamp(0, 1)
-    return torch.maximum(values.clamp(max=1), floor.to(values.device, values.dtype).view(-1, 1, 1))
+        return values.clamp_(0, 1) if in_place else values.clamp(0, 1)
+    low = floor.to(values.device, values.dtype).view(-1, 1, 1)
+    if in_place:
+        return torch.maximum(values.clamp_(max=1), low, out=values)
+    return torch.maximum(values.clamp(max=1), low)
 
 
 def floor_tensor(floor: tuple[float, ...] | None, device: torch.device | str = "cpu") -> torch.Tensor | None:

@@ -51,6 +51,27 @@ def test_a_chunked_graph_gives_the_whole_cube_result(rule: str, bands: int, tmp_
         assert float((got.double() - expected).abs().max()) < 2e-5, name
 
 
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="OpenVINO is not installed")
+def test_openvino_compiles_for_each_shape_it_is_called_with(tmp_path: Path) -> None:
+    """OpenVINO runs each call through the IR compiled for that call's shapes (faster than free shapes); windows of
+    other shapes, one after another and back again, each give the torch result."""
+    from dualsr_deploy.export.openvino import onnx2ir
+
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=5), "paper").eval()  # type: ignore[arg-type]
+    for form, chunk in (("chunk", 4), ("whole", None)):
+        graph = torch2onnx(core, tmp_path / f"{form}.onnx", bands=9, band_chunk=chunk)
+        backend = create("openvino", artefact=onnx2ir(graph))
+        with backend:
+            for batch, h, w in ((1, 12, 10), (2, 7, 13), (1, 12, 10)):
+                lr = torch.rand(batch, 9, h, w, generator=torch.Generator().manual_seed(h * w))
+                with torch.no_grad():
+                    expected = core.double()(lr.double())
+                got = backend.residual(lr)
+                assert got.shape == expected.shape
+                error = float((got.double() - expected).abs().max()) / float(expected.abs().max())
+                assert error < 1e-5, (form, batch, h, w)  # fp32 rounding of values up to ~20 (random weights)
+
+
 def test_the_first_band_takes_no_state_and_later_chunks_carry_it(tmp_path: Path) -> None:
     """Band 0 of the cube ignores whatever state comes in; a later chunk's result depends on the state it gets."""
     core = fold_coarsr(random_coarsr(2, n_feats=8, seed=4), "paper").eval()

@@ -79,3 +79,20 @@ def test_lr_form_with_scale_factor() -> None:
 def test_bad_input(im_h: torch.Tensor, im_l: torch.Tensor, kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(InputError, match=message):
         backproject(im_h, im_l, **kwargs)
+
+
+def test_clip_range_in_place_is_the_same_clip() -> None:
+    """Clipping a streamed strip in place gives what the copying clip gives, per band floor or [0, 1]."""
+    from dualsr_deploy.ops.fine import clip_range
+
+    values = torch.linspace(-0.5, 1.5, 3 * 4 * 5).reshape(3, 4, 5)
+    floor = torch.tensor([-0.2, 0.0, -1.0])
+    for low in (None, floor):
+        expected = clip_range(values, low)
+        assert float(expected.min()) >= -1.0  # the copy leaves values as they were
+        assert float(values.max()) == 1.5
+        strip = values.clone()
+        result = clip_range(strip, low, in_place=True)
+        assert result.data_ptr() == strip.data_ptr()
+        assert torch.equal(result, expected)
+    assert float(clip_range(values, floor)[0].min()) == pytest.approx(-0.2)
