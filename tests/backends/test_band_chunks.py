@@ -57,7 +57,7 @@ def test_openvino_compiles_for_each_shape_it_is_called_with(tmp_path: Path) -> N
     other shapes, one after another and back again, each give the torch result."""
     from dualsr_deploy.export.openvino import onnx2ir
 
-    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=5), "paper").eval()  # type: ignore[arg-type]
+    core = fold_coarsr(random_coarsr(2, n_feats=8, seed=5), "paper").eval()
     for form, chunk in (("chunk", 4), ("whole", None)):
         graph = torch2onnx(core, tmp_path / f"{form}.onnx", bands=9, band_chunk=chunk)
         backend = create("openvino", artefact=onnx2ir(graph))
