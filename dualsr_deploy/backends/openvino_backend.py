@@ -123,7 +123,9 @@ class OpenVinoBackend(Backend):
                     f"{self.path}: OpenVINO could not compile it for {self._device} at shapes {shapes} "
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
-        return self._request.infer(inputs)
+        # the inputs as they are (C-contiguous float32 arrays, alive through the call) rather than copied in, and
+        # the outputs as views of the request's own tensors, which the callers copy before the next call
+        return self._request.infer(inputs, share_inputs=True, share_outputs=True)
 
     def close(self) -> None:
         self._model = self._compiled = self._request = None
