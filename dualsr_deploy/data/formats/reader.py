@@ -346,7 +346,13 @@ class SceneReader(ABC):
             empty_everywhere &= empty
             good = [i for i in range(bands) if i not in named and not empty[i]]
             pixel_ok = ~invalid[good].any(axis=0) if good else np.zeros(invalid.shape[1:], dtype=bool)
-            if pixel_ok.any():
+            if pixel_ok.all():  # each band's range over the strip: no copy of its good bands
+                flat = self.physical(raw).reshape(bands, -1)
+                low_per_band, high_per_band = flat.min(axis=1)[good], flat.max(axis=1)[good]
+                minima = np.full(bands, np.inf)
+                minima[good] = low_per_band
+                strips.append((empty, float(low_per_band.min()), float(high_per_band.max()), minima))
+            elif pixel_ok.any():
                 values = self.physical(raw)[good][:, pixel_ok]
                 minima = np.full(bands, np.inf)
                 minima[good] = values.min(axis=1)
