@@ -115,7 +115,7 @@ class OpenVinoBackend(Backend):
         a call) for ~0.1 s of compiling; only the last shape's compiled model is kept, as tiles share one window."""
         shapes = {name: list(value.shape) for name, value in inputs.items()}
         if shapes != self._shapes:
-            self._compiled = self._request = None  # its memory goes before the next one's comes
+            self._compiled = self._request = self._shapes = None  # its memory goes before the next one's comes
             try:
                 self._compile(self._core, self._model, self._config, shapes)
             except Exception as exc:

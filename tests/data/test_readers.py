@@ -299,3 +299,17 @@ def test_statistics_from_strips_refuse_what_a_whole_read_refuses(tmp_path: Path,
     (entry,) = open_archive(archive).entries
     with open_archive(archive).open(entry) as reader, pytest.raises(DataError, match=message):
         reader.resolve_in_strips(Normalisation(), rows=8)
+
+
+@pytest.mark.parametrize("layout", ["chw", "hwc", "cwh", "whc", "hcw", "wch"])
+def test_a_window_in_any_layout_comes_back_as_contiguous_bands_rows_columns(layout: str) -> None:
+    """``read_window`` gives the ``(C, h, w)`` values of the window, C-contiguous, whatever the axis order (bands-last
+    layouts are transposed a row at a time, the others at once)."""
+    from dualsr_deploy.data.formats.reader import read_window
+
+    cube = np.random.default_rng(1).random((7, 9, 11), dtype=np.float32)
+    stored = np.ascontiguousarray(np.transpose(cube, ["chw".index(axis) for axis in layout]))
+    for window, expected in ((None, cube), (Window(2, 3, 5, 6), cube[:, 2:7, 3:9])):
+        got = read_window(stored, layout, window)
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
