@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dualsr_deploy.atomic import STALE_PATTERN, temp_pattern
 from dualsr_deploy.data.archive import Archive, SkippedFile, open_archive
-from dualsr_deploy.data.formats.chunk_cache import size_from_budget
+from dualsr_deploy.data.formats.chunk_cache import cache_size, set_cache_size, size_from_budget
 from dualsr_deploy.data.formats.chunk_writes import set_threads
 from dualsr_deploy.data.remote import is_url
 from dualsr_deploy.data.stac import StacArchive, stac_archive
@@ -138,8 +138,9 @@ def run_archive(
                 "scenes; the others are the other shards'",
             )
         )
-    size_from_budget(options.budget)  # HDF5 products read with a chunk cache (dualsr_deploy.data.formats.chunk_cache)
     with contextlib.ExitStack() as stack:
+        stack.callback(set_cache_size, cache_size())  # HDF5 products read with a chunk cache for the run
+        size_from_budget(options.budget)  # (dualsr_deploy.data.formats.chunk_cache), as it was again after it
         make_executor: Callable[[BackendPool], Executor] | None = None
         if cluster is not None and not dry_run:
             options, make_executor = _on_cluster(stack, cluster, options.for_cluster(), out, archive, report)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from dualsr_deploy.data.formats import chunk_cache
 from dualsr_deploy.data.formats.chunk_cache import DEFAULT, MOST, open_for_reading, size_from_budget
@@ -33,17 +34,32 @@ def test_the_cache_is_a_share_of_the_budget_within_bounds(tmp_path: Path) -> Non
         size_from_budget(0)
 
 
-def test_a_run_sizes_the_cache_from_its_budget(tmp_path: Path) -> None:
+def test_a_run_sizes_the_cache_from_its_budget_and_leaves_it_as_it_found_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files a run opens get a cache from its budget; after the run, files opened get the size from before it."""
+    from dualsr_deploy.data.formats import hdf5
+
     archive = tmp_path / "lr"
     archive.mkdir()
     cube = np.random.default_rng(0).random((6, 12, 12)).astype(np.float32)
     with h5py.File(archive / "a.h5", "w") as handle:
         handle.create_dataset("cube", data=cube, chunks=(6, 6, 6), compression="gzip")
+    seen: list[int] = []
+
+    def recording(path: Path) -> h5py.File:
+        handle = open_for_reading(path)
+        seen.append(int(handle["cube"].id.get_access_plist().get_chunk_cache()[1]))
+        return handle
+
+    monkeypatch.setattr(hdf5, "open_for_reading", recording)
     try:
+        size_from_budget(1 << 30)  # what an earlier run (or the caller) had set
         options = InferOptions(scale=2, stage="coarse", backend=BackendSpec("torch"), memory_budget=2 << 30)
         report = run_archive(archive, tmp_path / "out", options)
         assert report.exit_code == 0
-        assert chunk_cache._size[0] == 128 << 20
-        assert _cache_of(archive / "a.h5", "cube") == 128 << 20
+        assert seen[-1] == 128 << 20  # the scene read (listing the archive, before, reads no chunk)
+        assert chunk_cache.cache_size() == 64 << 20
+        assert _cache_of(archive / "a.h5", "cube") == 64 << 20
     finally:
         size_from_budget(0)

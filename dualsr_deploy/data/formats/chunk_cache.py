@@ -8,7 +8,7 @@ full-width reads of a 128-line EMIT-like slice. With a cache of :data:`MOST` the
 13.3 against 23.4 s (OpenVINO bf16, in-process, one run each after a run that exported the graphs; 2-core Xeon).
 
 A run sets the size (:func:`size_from_budget`) to a :data:`SHARE` of its memory budget, at most :data:`MOST`, per
-open cube dataset; until then, and outside runs, HDF5's default.
+open cube dataset, for the run (the size it found again after it); outside runs, HDF5's default.
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ def size_from_budget(budget: int) -> int:
     return _size[0]
 
 
+def cache_size() -> int:
+    """The chunk cache HDF5 files opened for reading get now."""
+    return _size[0]
+
+
+def set_cache_size(size: int) -> None:
+    """Give HDF5 files opened for reading from now on a chunk cache of ``size`` bytes (a run restores the one it
+    found)."""
+    _size[0] = size
+
+
 def open_for_reading(path: Path) -> Any:
     """``h5py.File`` of ``path`` (a local path, or a remote object read by range) for reading, with the run's chunk
     cache for the datasets opened from it."""
@@ -40,4 +51,4 @@ def open_for_reading(path: Path) -> Any:
     return h5py.File(hdf5_source(path), "r", rdcc_nbytes=_size[0], rdcc_nslots=SLOTS)
 
 
-__all__ = ["DEFAULT", "MOST", "SHARE", "open_for_reading", "size_from_budget"]
+__all__ = ["DEFAULT", "MOST", "SHARE", "cache_size", "open_for_reading", "set_cache_size", "size_from_budget"]
