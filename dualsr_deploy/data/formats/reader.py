@@ -349,17 +349,13 @@ class SceneReader(ABC):
             empty_everywhere &= empty
             good = [i for i in range(bands) if i not in named and not empty[i]]
             pixel_ok = ~invalid[good].any(axis=0) if good else np.zeros(invalid.shape[1:], dtype=bool)
-            if pixel_ok.all():  # each band's range over the strip: no copy of its good bands
-                flat = self.physical(raw).reshape(bands, -1)
-                low_per_band, high_per_band = flat.min(axis=1)[good], flat.max(axis=1)[good]
+            if pixel_ok.any():  # each band's range over the valid pixels (every pixel: no copy), kept for the good
+                physical = self.physical(raw)
+                values = physical.reshape(bands, -1) if pixel_ok.all() else physical[:, pixel_ok]
+                low_per_band, high_per_band = values.min(axis=1)[good], values.max(axis=1)[good]
                 minima = np.full(bands, np.inf)
                 minima[good] = low_per_band
                 strips.append((empty, float(low_per_band.min()), float(high_per_band.max()), minima))
-            elif pixel_ok.any():
-                values = self.physical(raw)[good][:, pixel_ok]
-                minima = np.full(bands, np.inf)
-                minima[good] = values.min(axis=1)
-                strips.append((empty, float(values.min()), float(values.max()), minima))
         bad = named | {int(i) for i in np.flatnonzero(empty_everywhere)}
         good = [i for i in range(bands) if i not in bad]
         if not good:
