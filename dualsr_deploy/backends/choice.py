@@ -1,16 +1,17 @@
-"""``--backend auto``: of the backends this machine can run on the device, the one whose precision (``auto``'s
-choice, or the one asked for) ran the weights' held-out scenes fastest, as measured by ``dualsr card … --precision``
-and kept beside the weights (:mod:`dualsr_deploy.backends.fidelity`), and why.
+"""``--backend auto``: of the backends this machine can run on the device, the one whose precision (``auto``'s choice,
+or the one asked for) ran the weights' held-out scenes fastest, as measured by ``dualsr card … --precision`` and kept
+beside the weights (:mod:`dualsr_deploy.backends.fidelity`), and why.
 
-A record times fp32 and the reduced precision on the same scenes, each scene run once untimed first, so one record
-gives a backend's warm time in both precisions (an exported backend's export and compile, paid once per band count
-and run, are not in it). Every weights file the run may use counts once, whatever the size of its held-out scenes:
-a backend's speed is the geometric mean over the files of torch's time over its own, and a backend with no time for
-one of them is not compared. Another backend is taken over torch only where it was :data:`MARGIN` times faster.
-(Summed seconds let the family with the larger held-out scenes decide alone: cave's three 256² scenes took 8.1 s in
-torch bf16 against airborne's two 100² ones' 0.69 s.) Where no backend
-has a time (no records for this kind of device, as on a GPU or a CPU without native bf16 with the shipped weights),
-``auto`` is the torch backend: it runs any band count without exporting anything.
+A record times fp32 and the reduced precision on the same scenes, each scene run once untimed first, so one record gives
+a backend's warm time in both precisions (an exported backend's export and compile, paid once per band count and run,
+are not in it); an fp32 record (``dualsr card --precision fp32``) times a backend's fp32 alone, for a device where
+``auto`` runs fp32, such as a CPU without native bf16. Every weights file the run may use counts once, whatever the size
+of its held-out scenes: a backend's speed is the geometric mean over the files of torch's time over its own, and a
+backend with no time for one of them is not compared. Another backend is taken over torch only where it was
+:data:`MARGIN` times faster. (Summed seconds let the family with the larger held-out scenes decide alone: cave's three
+256² scenes took 8.1 s in torch bf16 against airborne's two 100² ones' 0.69 s.) Where no backend has a time (no records
+for this kind of device, as on a GPU with the shipped weights), ``auto`` is the torch backend: it runs any band count
+without exporting anything.
 """
 
 from __future__ import annotations
@@ -60,18 +61,25 @@ def unavailable(backend: str, device: str) -> str | None:
     return None
 
 
-def _seconds(weights: Path, backend: str, precision: str, kind: str) -> float | None:
-    """The held-out scenes' time of ``backend`` in ``precision`` for ``weights`` on a ``kind`` device, if measured."""
+def _seconds(weights: Path, backend: str, precision: str, kind: str) -> tuple[float | None, str]:
+    """The held-out scenes' time of ``backend`` in ``precision`` for ``weights`` on a ``kind`` device, if measured,
+    or None and why not (empty: nothing measured). fp32's time is an fp32 record's (``dualsr card --precision
+    fp32``), which must have matched torch's fp32 under the rule, else the fp32 pass of a reduced precision's record."""
     found, _why = read_records(weights)
     if found is None:
-        return None
+        return None, ""
+    own = found.find(backend, "fp32", kind) if precision == "fp32" else None
+    if own is not None:
+        if not own.passes():
+            return None, f"its fp32 differs from torch's beyond the quality rule for {weights.name}"
+        return (own.seconds, "") if own.seconds > 0 else (None, "")
     for record in found.records:
-        if (record.backend, record.kind) != (backend, kind):
+        if (record.backend, record.kind) != (backend, kind) or record.precision == "fp32":
             continue
         seconds = record.seconds_fp32 if precision == "fp32" else record.seconds
         if (precision == "fp32" or record.precision == precision) and seconds > 0:
-            return seconds
-    return None
+            return seconds, ""
+    return None, ""
 
 
 def _speeds(per_file: dict[str, list[float]]) -> dict[str, float]:
@@ -96,13 +104,15 @@ def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> Back
         if precision != "auto" and precision not in what.precisions:
             continue
         chosen = resolve_precision(precision, backend, device, weights).precision
-        times = [_seconds(path, backend, chosen, kind) for path in weights]
+        measured = [_seconds(path, backend, chosen, kind) for path in weights]
+        times = [t for t, _why in measured]
         if not weights or any(t is None for t in times):
-            left_out.append(backend)
+            wrong = next((why for _t, why in measured if why), "")
+            left_out.append(f"{backend} ({wrong})" if wrong else backend)
             continue
-        why = unavailable(backend, device)
-        if why is not None:
-            left_out.append(f"{backend} ({why})")
+        missing = unavailable(backend, device)
+        if missing is not None:
+            left_out.append(f"{backend} ({missing})")
             continue
         timed[f"{backend} {chosen}"] = sum(t for t in times if t is not None)
         per_file[f"{backend} {chosen}"] = [t for t in times if t is not None]

@@ -257,7 +257,7 @@ def card(
         [],
         help="Measure the quality rule for this reduced precision (bf16, fp16; repeat for more) against fp32 on the "
         "held-out scenes, add it to the card and keep it beside the weights (WEIGHTS.fidelity.json), where "
-        "--precision auto reads it.",
+        "--precision auto reads it. fp32: each backend's fp32 against torch's, and its time, for --backend auto.",
     ),
     backend: list[str] = typer.Option(
         [],
@@ -309,7 +309,7 @@ def _measure_precisions(
     """``card --precision``: measure, print the verdicts, merge the records beside the weights; the card's section."""
     from dualsr_deploy.backends.fidelity import FidelityFile, file_sha256, read_records, record_path
     from dualsr_deploy.data.patches import PatchDataset
-    from dualsr_deploy.evaluation.fidelity import fidelity_section, measure_fidelity
+    from dualsr_deploy.evaluation.fidelity import fidelity_section, measure_fidelity, speed_words
 
     dataset = PatchDataset(Path(store), augmentation=False)
     try:
@@ -336,7 +336,7 @@ def _measure_precisions(
         verdict = "[green]passes[/]" if found.passes() else "[red]fails[/]"
         console.print(
             f"{found.backend} {found.precision} ({found.kind}): {verdict} the quality rule on {len(scenes)} held-out "
-            f"scenes (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), {found.speedup:.2f}× fp32's speed"
+            f"scenes (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), {speed_words(found, records)}"
         )
     target = record or record_path(weights)
     existing, _why = read_records(weights, target) if target.is_file() else (None, "")

@@ -22,6 +22,8 @@ from dualsr_deploy.backends.fidelity import (
 )
 from dualsr_deploy.errors import InputError
 
+Scores = dict[str, dict[str, dict[str, float]]]  # scene → result (coarse, the fine stage) → psnr, sam
+
 
 def measure_fidelity(
     weights: Path,
@@ -37,90 +39,120 @@ def measure_fidelity(
     """One record per backend × precision: fp32 and ``precision`` run on each ``(name, lr, hr)`` scene, their coarse
     and fine results scored against HR (clipped to [0, 1], as the card does). Every scene is run once untimed first,
     so the times are warm: an exported backend's export and compile for each band count, paid once per run, are not
-    in them, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice` compares these times)."""
+    in them, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice` compares these times).
+
+    ``fp32`` among ``precisions`` gives each backend an fp32 record: its fp32 result against torch's fp32 (the
+    reference) under the same rule, and its fp32 time. That is what ``--backend auto`` compares where ``auto`` runs
+    fp32 (a CPU without native bf16), and it checks that an exported graph computes what the reference does."""
     from dualsr_deploy.backends import backend_kind
     from dualsr_deploy.checkpoint import read_checkpoint
-    from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF, BackendSpec, InferOptions
-    from dualsr_deploy.infer.upscaler import Upscaler
-    from dualsr_deploy.train.validate import score_cube
+    from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF
 
     if not scenes:
         raise InputError("no held-out scenes to measure the quality rule on")
     reduced = [p for p in precisions if p != "fp32"]
-    if not reduced:
-        raise InputError("--precision: name a reduced precision to measure against fp32 (bf16, fp16)")
+    if not reduced and "fp32" not in precisions:
+        raise InputError(
+            "--precision: name a reduced precision to measure against fp32 (bf16, fp16), or fp32 to time each "
+            "backend's fp32 against torch's"
+        )
     _model, info = read_checkpoint(weights)
     scale = info.scale
     stage = "dual" if half is not None else STAGE_WITHOUT_HALF
     records = []
+
+    def record(backend: str, precision: str, seconds_fp32: float, seconds: float, base: Scores, got: Scores) -> None:
+        deltas = tuple(
+            SceneDelta(name, result, base[name][result]["psnr"], base[name][result]["sam"], s["psnr"], s["sam"])
+            for name, by_result in got.items()
+            for result, s in by_result.items()
+        )
+        records.append(
+            FidelityRecord(
+                backend=backend,
+                precision=precision,
+                kind=device_kind(device),
+                device=device_words(device),
+                stage=stage,
+                scale=scale,
+                tile=tile,
+                half_sha256=file_sha256(half) if half is not None else None,
+                seconds_fp32=seconds_fp32,
+                seconds=seconds,
+                measured=datetime.date.today().isoformat(),
+                software=software_versions(backend),
+                scenes=deltas,
+            )
+        )
+
     with tempfile.TemporaryDirectory(prefix="dualsr-fidelity-") as engines:
+
+        def run(backend: str, precision: str) -> tuple[float, Scores]:
+            seconds, scores = _timed_pass(
+                weights, scenes, backend, precision, scale, stage, device, half, tile, Path(engines)
+            )
+            say(f"{backend} {precision}: {len(scenes)} scenes in {seconds:.2f} s")
+            return seconds, scores
+
+        reference = run("torch", "fp32") if "fp32" in precisions else None
         for backend in backends:
             runs = [p for p in reduced if p in backend_kind(backend).precisions]
-            if not runs:
+            if not runs and reference is None:
                 say(f"{backend} runs none of {', '.join(reduced)}: skipped")
                 continue
-            scores: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-            seconds: dict[str, float] = {}
-            for precision in ["fp32", *runs]:
-                spec = BackendSpec.for_run(
-                    backend,
-                    scale=scale,
-                    stage=stage,
-                    device=device,
-                    precision=precision,
-                    artefacts_dir=Path(engines),
-                    weights=weights,
-                    weights_half=half,
-                )
-                options = InferOptions(scale=scale, stage=stage, backend=spec, tile=tile)
-                with Upscaler(options) as upscaler:
-                    for _name, lr, _hr in scenes:  # opens (and exports, compiles) the backend for each band count
-                        upscaler(lr)
-                    seconds[precision] = 0.0
-                    scores[precision] = {}
-                    for name, lr, hr in scenes:
-                        start = time.perf_counter()
-                        out = upscaler(lr)
-                        seconds[precision] += time.perf_counter() - start
-                        results = {"coarse": out.coarse}
-                        if out.fine is not None:
-                            results[stage] = out.fine
-                        scores[precision][name] = {
-                            result: score_cube(cube.float().cpu().clamp(0.0, 1.0), hr.float())
-                            for result, cube in results.items()
-                        }
-                say(f"{backend} {precision}: {len(scenes)} scenes in {seconds[precision]:.2f} s")
+            seconds_fp32, fp32 = reference if backend == "torch" and reference is not None else run(backend, "fp32")
+            if reference is not None:
+                record(backend, "fp32", seconds_fp32, seconds_fp32, reference[1], fp32)
             for precision in runs:
-                deltas = tuple(
-                    SceneDelta(
-                        name,
-                        result,
-                        scores["fp32"][name][result]["psnr"],
-                        scores["fp32"][name][result]["sam"],
-                        got["psnr"],
-                        got["sam"],
-                    )
-                    for name, by_result in scores[precision].items()
-                    for result, got in by_result.items()
-                )
-                records.append(
-                    FidelityRecord(
-                        backend=backend,
-                        precision=precision,
-                        kind=device_kind(device),
-                        device=device_words(device),
-                        stage=stage,
-                        scale=scale,
-                        tile=tile,
-                        half_sha256=file_sha256(half) if half is not None else None,
-                        seconds_fp32=seconds["fp32"],
-                        seconds=seconds[precision],
-                        measured=datetime.date.today().isoformat(),
-                        software=software_versions(backend),
-                        scenes=deltas,
-                    )
-                )
+                seconds, got = run(backend, precision)
+                record(backend, precision, seconds_fp32, seconds, fp32, got)
     return records
+
+
+def _timed_pass(
+    weights: Path,
+    scenes: Sequence[tuple[str, torch.Tensor, torch.Tensor]],
+    backend: str,
+    precision: str,
+    scale: int,
+    stage: str,
+    device: str,
+    half: Path | None,
+    tile: int | None,
+    engines: Path,
+) -> tuple[float, Scores]:
+    """The scenes through ``backend`` in ``precision``, each once untimed, then once timed: the seconds and scores."""
+    from dualsr_deploy.infer.options import BackendSpec, InferOptions
+    from dualsr_deploy.infer.upscaler import Upscaler
+    from dualsr_deploy.train.validate import score_cube
+
+    spec = BackendSpec.for_run(
+        backend,
+        scale=scale,
+        stage=stage,
+        device=device,
+        precision=precision,
+        artefacts_dir=engines,
+        weights=weights,
+        weights_half=half,
+    )
+    options = InferOptions(scale=scale, stage=stage, backend=spec, tile=tile)
+    seconds = 0.0
+    scores: Scores = {}
+    with Upscaler(options) as upscaler:
+        for _name, lr, _hr in scenes:  # opens (and exports, compiles) the backend for each band count
+            upscaler(lr)
+        for name, lr, hr in scenes:
+            start = time.perf_counter()
+            out = upscaler(lr)
+            seconds += time.perf_counter() - start
+            results = {"coarse": out.coarse}
+            if out.fine is not None:
+                results[stage] = out.fine
+            scores[name] = {
+                result: score_cube(cube.float().cpu().clamp(0.0, 1.0), hr.float()) for result, cube in results.items()
+            }
+    return seconds, scores
 
 
 def fidelity_section(records: Sequence[FidelityRecord], weights_name: str) -> str:
@@ -145,15 +177,31 @@ def fidelity_section(records: Sequence[FidelityRecord], weights_name: str) -> st
                 f"{'yes' if s.passes() else '**no**'} |"
             )
     lines.append("")
+    if any(r.precision == "fp32" for r in records):
+        lines += [
+            "An fp32 record holds a backend's fp32 against torch's fp32 (the reference), and its fp32 time: what "
+            "`--backend auto` compares where `--precision auto` runs fp32.",
+            "",
+        ]
     for record in records:
         drop, rise = record.worst()
         lines.append(
             f"- {record.backend} {record.precision} on {record.device} ({record.kind}): "
             f"{'**passes**' if record.passes() else '**fails**'} (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), "
-            f"{record.speedup:.2f}× fp32's speed on these scenes "
-            f"({record.seconds_fp32:.2f} s → {record.seconds:.2f} s)."
+            f"{speed_words(record, records)} on these scenes."
         )
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["fidelity_section", "measure_fidelity"]
+def speed_words(record: FidelityRecord, measured: Sequence[FidelityRecord]) -> str:
+    """``record``'s speed in words: a reduced precision's against its own backend's fp32; an fp32 record's against
+    torch's fp32 among ``measured`` (the records of the same measurement)."""
+    if record.precision != "fp32":
+        return f"{record.speedup:.2f}× fp32's speed ({record.seconds_fp32:.2f} s → {record.seconds:.2f} s)"
+    torch = next((r for r in measured if (r.backend, r.precision) == ("torch", "fp32")), None)
+    if torch is None or record.backend == "torch":
+        return f"{record.seconds:.2f} s"
+    return f"{torch.seconds / record.seconds:.2f}× torch fp32's speed ({torch.seconds:.2f} s → {record.seconds:.2f} s)"
+
+
+__all__ = ["fidelity_section", "measure_fidelity", "speed_words"]

@@ -29,6 +29,12 @@ def _record(backend: str, seconds_fp32: float, seconds: float, *, d_psnr: float 
     )
 
 
+def _fp32_record(backend: str, seconds: float, *, kind: str = "cpu", d_psnr: float = 0.0) -> FidelityRecord:
+    """``dualsr card --precision fp32``'s record: the backend's fp32 against torch's, and its time."""
+    scenes = (SceneDelta("a", "coarse", 40.0, 2.0, 40.0 + d_psnr, 2.0),)
+    return FidelityRecord(backend, "fp32", kind, "test CPU", "coarse", 2, None, None, seconds, seconds, "", {}, scenes)
+
+
 def _weights(folder: Path, *records: FidelityRecord, name: str = "w_x2.safetensors") -> Path:
     path = write_checkpoint(random_coarsr(2, n_feats=4), folder / name, neighbour_rule="paper")
     FidelityFile(path.name, file_sha256(path), list(records)).write(record_path(path))
@@ -107,6 +113,37 @@ def test_nothing_timed_for_this_kind_of_device_is_torch(tmp_path: Path, monkeypa
     assert chosen.backend == "torch"
     assert "no backend was timed" in chosen.reason
     assert "a cpu device" in chosen.reason
+
+
+@pytest.mark.usefixtures("installed")
+def test_on_a_cpu_without_native_bf16_the_fp32_records_choose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``auto`` runs fp32 (no native bf16), the fp32 records of that kind of CPU time the backends; one whose
+    fp32 differed from torch's beyond the quality rule is left out, and says so."""
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    weights = _weights(
+        tmp_path, _record("openvino", 8.0, 3.0), _fp32_record("torch", 6.0), _fp32_record("openvino", 4.0)
+    )
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "openvino"
+    assert "on a cpu device: openvino fp32 4.00 s, torch fp32 6.00 s" in chosen.reason
+    # on a CPU with native bf16 the same file's cpu-bf16 records decide, the cpu ones do not count
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert "openvino bf16 3.00 s; not timed here: torch" in choose_backend("cpu", "auto", [weights]).reason
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert (
+        choose_backend(
+            "cpu",
+            "auto",
+            [_weights(tmp_path, _fp32_record("torch", 6.0), _fp32_record("openvino", 5.5), name="v_x2.safetensors")],
+        ).backend
+        == "torch"
+    )  # 1.09×: under the margin
+    wrong = _weights(
+        tmp_path, _fp32_record("torch", 6.0), _fp32_record("openvino", 1.0, d_psnr=-0.3), name="u_x2.safetensors"
+    )
+    chosen = choose_backend("cpu", "auto", [wrong])
+    assert chosen.backend == "torch"
+    assert "openvino (its fp32 differs from torch's beyond the quality rule for u_x2.safetensors)" in chosen.reason
 
 
 def test_a_timed_backend_that_cannot_run_here_is_not_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from dualsr_deploy.backends.fidelity import (
 )
 from dualsr_deploy.backends.precision import auto_precision
 from dualsr_deploy.checkpoint import write_checkpoint
+from dualsr_deploy.errors import InputError
 from dualsr_deploy.runtimes import CPU_BF16_ENV
 from tests.helpers import random_coarsr
 
@@ -163,3 +164,51 @@ def test_the_timed_pass_is_warm_every_scene_run_once_before_it(tmp_path: Path, m
     (record,) = measuring.measure_fidelity(weights, scenes, precisions=["bf16"], backends=["torch"])
     assert record.seconds < slow_first
     assert record.seconds_fp32 < slow_first
+
+
+def test_fp32_records_time_each_backend_against_torchs_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dualsr card --precision fp32``: one record per backend, its fp32 scored against torch's fp32 (torch's own
+    run once, the reference) and timed, for ``--backend auto`` on a CPU where ``auto`` runs fp32."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dualsr_deploy.evaluation import fidelity as measuring
+    from dualsr_deploy.infer import upscaler as upscaler_module
+
+    weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "w_x2.safetensors", neighbour_rule="paper")
+    opened: list[tuple[str, str]] = []
+
+    class FakeUpscaler:
+        def __init__(self, options: SimpleNamespace) -> None:
+            self.backend = options.backend.backend
+            opened.append((self.backend, options.backend.precision))
+
+        def __enter__(self) -> FakeUpscaler:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __call__(self, lr: torch.Tensor) -> SimpleNamespace:
+            up = torch.nn.functional.interpolate(lr[None], scale_factor=2, mode="nearest")[0]
+            return SimpleNamespace(coarse=up + (0.01 if self.backend == "openvino" else 0.0), fine=None)
+
+    monkeypatch.setattr(upscaler_module, "Upscaler", FakeUpscaler)
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    scenes = [("s", torch.rand(6, 8, 8), torch.rand(6, 16, 16))]
+    records = measuring.measure_fidelity(weights, scenes, precisions=["fp32"], backends=["torch", "openvino"])
+    assert opened == [("torch", "fp32"), ("openvino", "fp32")]  # torch's fp32 once: it is the reference
+    torch_record, openvino_record = records
+    assert [(r.backend, r.precision, r.kind) for r in records] == [
+        ("torch", "fp32", "cpu"),
+        ("openvino", "fp32", "cpu"),
+    ]
+    assert torch_record.worst() == (0.0, 0.0)
+    assert openvino_record.scenes[0].psnr_fp32 == torch_record.scenes[0].psnr  # against torch's fp32
+    assert openvino_record.scenes[0].d_psnr != 0.0
+    assert openvino_record.seconds == openvino_record.seconds_fp32 > 0
+    text = measuring.fidelity_section(records, weights.name)
+    assert "torch fp32's speed" in text
+    with pytest.raises(InputError, match="or fp32 to time"):
+        measuring.measure_fidelity(weights, scenes, precisions=[], backends=["torch"])

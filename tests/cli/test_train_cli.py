@@ -183,3 +183,39 @@ def test_card_measures_the_quality_rule_and_keeps_it_beside_the_weights(
     )
     assert again.exit_code == 0, again.output
     assert json.loads(elsewhere.read_text())["weights"]["name"] == "x2.safetensors"
+
+
+def test_card_fp32_times_each_backend_for_a_cpu_without_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dualsr card --precision fp32`` on a CPU without native bf16: each backend's fp32 against torch's, kept for
+    that kind of CPU, where ``--backend auto`` then compares their times (and says so)."""
+    pytest.importorskip("onnxruntime")
+    from dualsr_deploy.backends.choice import choose_backend
+    from dualsr_deploy.backends.fidelity import read_records
+    from dualsr_deploy.checkpoint import write_checkpoint
+    from tests.helpers import random_coarsr
+
+    monkeypatch.setenv("DUALSR_CPU_BF16", "0")
+    store = held_out_store(tmp_path, scale=2, lr_patch=8)
+    x2 = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "x2.safetensors", neighbour_rule="paper")
+    card = runner.invoke(
+        app,
+        ["card", str(x2), "--store", str(store), "--precision", "fp32", "--backend", "torch", "--backend", "onnx",
+         "--out", str(tmp_path / "c.md")],
+    )  # fmt: skip
+    assert card.exit_code == 0, card.output
+    said = " ".join(card.output.split())
+    found, why = read_records(x2)
+    assert found is not None, why
+    assert [(r.backend, r.precision, r.kind) for r in found.records] == [
+        ("torch", "fp32", "cpu"),
+        ("onnx", "fp32", "cpu"),
+    ]
+    onnx = found.records[1]
+    assert onnx.passes(), said  # the exported graph computes torch's fp32 to within the rule
+    assert "onnx fp32 (cpu): passes the quality rule" in said
+    assert "torch fp32's speed" in said
+    text = (tmp_path / "c.md").read_text()
+    assert "| onnx | fp32 | cpu | s2 | coarse |" in text
+    chosen = choose_backend("cpu", "auto", [x2])
+    assert f"onnx fp32 {onnx.seconds:.2f} s" in chosen.reason
+    assert "on a cpu device" in chosen.reason
