@@ -19,6 +19,8 @@ CALIBRATED_PRECISIONS = ("int8",)  # an ONNX graph, a TensorRT plan, OpenVINO IR
 # 0.55 / 0.61 / 0.71 / 1.01 GiB; OpenVINO fp32 whole 8.62 s / 7.00 GiB, chunks of 8 8.00 s / 0.65 GiB; ONNX Runtime
 # fp32 whole 8.66 s / 7.42 GiB, chunks of 8 / 16 8.09 / 9.81 s, 0.63 / 0.81 GiB.
 CHUNK_BANDS = 8
+# the folded model itself: fp32 reference (bit-reproducible run to run) every other backend's fp32 is checked against
+REFERENCE_BACKEND = "torch"
 
 
 @dataclass(frozen=True)
@@ -78,4 +80,12 @@ def backend_kind(name: str) -> BackendKind:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_KINDS)}") from None
 
 
-__all__ = ["ARTEFACTS", "BACKEND_KINDS", "CALIBRATED_PRECISIONS", "CHUNK_BANDS", "BackendKind", "backend_kind"]
+__all__ = [
+    "ARTEFACTS",
+    "BACKEND_KINDS",
+    "CALIBRATED_PRECISIONS",
+    "CHUNK_BANDS",
+    "REFERENCE_BACKEND",
+    "BackendKind",
+    "backend_kind",
+]

@@ -20,6 +20,7 @@ from dualsr_deploy.backends.fidelity import (
     file_sha256,
     software_versions,
 )
+from dualsr_deploy.backends.kinds import REFERENCE_BACKEND
 from dualsr_deploy.errors import InputError
 
 Scores = dict[str, dict[str, dict[str, float]]]  # scene → result (coarse, the fine stage) → psnr, sam
@@ -94,13 +95,16 @@ def measure_fidelity(
             say(f"{backend} {precision}: {len(scenes)} scenes in {seconds:.2f} s")
             return seconds, scores
 
-        reference = run("torch", "fp32") if "fp32" in precisions else None
+        reference = run(REFERENCE_BACKEND, "fp32") if "fp32" in precisions else None
         for backend in backends:
             runs = [p for p in reduced if p in backend_kind(backend).precisions]
             if not runs and reference is None:
                 say(f"{backend} runs none of {', '.join(reduced)}: skipped")
                 continue
-            seconds_fp32, fp32 = reference if backend == "torch" and reference is not None else run(backend, "fp32")
+            if backend == REFERENCE_BACKEND and reference is not None:
+                seconds_fp32, fp32 = reference
+            else:
+                seconds_fp32, fp32 = run(backend, "fp32")
             if reference is not None:
                 record(backend, "fp32", seconds_fp32, seconds_fp32, reference[1], fp32)
             for precision in runs:
@@ -198,10 +202,13 @@ def speed_words(record: FidelityRecord, measured: Sequence[FidelityRecord]) -> s
     torch's fp32 among ``measured`` (the records of the same measurement)."""
     if record.precision != "fp32":
         return f"{record.speedup:.2f}× fp32's speed ({record.seconds_fp32:.2f} s → {record.seconds:.2f} s)"
-    torch = next((r for r in measured if (r.backend, r.precision) == ("torch", "fp32")), None)
-    if torch is None or record.backend == "torch":
+    reference = next((r for r in measured if (r.backend, r.precision) == (REFERENCE_BACKEND, "fp32")), None)
+    if reference is None or record.backend == REFERENCE_BACKEND:
         return f"{record.seconds:.2f} s"
-    return f"{torch.seconds / record.seconds:.2f}× torch fp32's speed ({torch.seconds:.2f} s → {record.seconds:.2f} s)"
+    return (
+        f"{reference.seconds / record.seconds:.2f}× {REFERENCE_BACKEND} fp32's speed "
+        f"({reference.seconds:.2f} s → {record.seconds:.2f} s)"
+    )
 
 
 __all__ = ["fidelity_section", "measure_fidelity", "speed_words"]
