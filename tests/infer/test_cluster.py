@@ -130,7 +130,8 @@ def test_a_worker_reads_and_writes_as_the_driver_does() -> None:
 def test_a_worker_refuses_a_node_that_cannot_run_the_job(tmp_path: Path) -> None:
     from dualsr_deploy._version import __version__
 
-    options = InferOptions(stage="coarse")
+    # torch named: what --backend auto picks depends on the CPU and the shipped records, not what this test is about
+    options = InferOptions(stage="coarse", backend=BackendSpec(backend="torch", precision="fp32"))
     worker = SceneWorker(options, None, 1)
     sha = worker.pool.model(4).info.sha256
     assert worker.prepare(__version__, str(tmp_path), str(tmp_path), {4: sha}, [(4, 5)])["backends"] == [
