@@ -43,7 +43,7 @@ def measure_fidelity(
     in them, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice` compares these times).
 
     ``fp32`` among ``precisions`` gives each backend an fp32 record: its fp32 result against torch's fp32 (the
-    reference) under the same rule, and its fp32 time. That is what ``--backend auto`` compares where ``auto`` runs
+    reference, whose own record is kept too) under the same rule, and its fp32 time. That is what ``--backend auto`` compares where ``auto`` runs
     fp32 (a CPU without native bf16), and it checks that an exported graph computes what the reference does."""
     from dualsr_deploy.backends import backend_kind
     from dualsr_deploy.checkpoint import read_checkpoint
@@ -96,6 +96,8 @@ def measure_fidelity(
             return seconds, scores
 
         reference = run(REFERENCE_BACKEND, "fp32") if "fp32" in precisions else None
+        if reference is not None:  # its record too, measured anyway: --backend auto weighs the others against it
+            backends = [REFERENCE_BACKEND, *(b for b in backends if b != REFERENCE_BACKEND)]
         for backend in backends:
             runs = [p for p in reduced if p in backend_kind(backend).precisions]
             if not runs and reference is None:

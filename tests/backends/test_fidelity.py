@@ -210,5 +210,9 @@ def test_fp32_records_time_each_backend_against_torchs_fp32(tmp_path: Path, monk
     assert openvino_record.seconds == openvino_record.seconds_fp32 > 0
     text = measuring.fidelity_section(records, weights.name)
     assert "torch fp32's speed" in text
+    opened.clear()
+    alone = measuring.measure_fidelity(weights, scenes, precisions=["fp32"], backends=["openvino"])
+    assert [r.backend for r in alone] == ["torch", "openvino"]  # the reference's record too: auto weighs against it
+    assert opened == [("torch", "fp32"), ("openvino", "fp32")]
     with pytest.raises(InputError, match="or fp32 to time"):
         measuring.measure_fidelity(weights, scenes, precisions=[], backends=["torch"])
