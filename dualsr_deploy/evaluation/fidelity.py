@@ -43,8 +43,9 @@ def measure_fidelity(
     in them, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice` compares these times).
 
     ``fp32`` among ``precisions`` gives each backend an fp32 record: its fp32 result against torch's fp32 (the
-    reference, whose own record is kept too) under the same rule, and its fp32 time. That is what ``--backend auto`` compares where ``auto`` runs
-    fp32 (a CPU without native bf16), and it checks that an exported graph computes what the reference does."""
+    reference, whose own record is kept too) under the same rule, and its fp32 time. That is what ``--backend auto``
+    compares where ``auto`` runs fp32 (a CPU without native bf16), and it checks that an exported graph computes
+    what the reference does."""
     from dualsr_deploy.backends import backend_kind
     from dualsr_deploy.checkpoint import read_checkpoint
     from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF
