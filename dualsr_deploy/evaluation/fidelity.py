@@ -21,7 +21,7 @@ from dualsr_deploy.backends.fidelity import (
     software_versions,
 )
 from dualsr_deploy.backends.kinds import REFERENCE_BACKEND
-from dualsr_deploy.errors import InputError
+from dualsr_deploy.errors import BackendUnavailableError, InputError
 
 Scores = dict[str, dict[str, dict[str, float]]]  # scene → result (coarse, the fine stage) → psnr, sam
 
@@ -46,7 +46,8 @@ def measure_fidelity(
     reference, whose own record is kept too) under the same rule, and its fp32 time. That is what ``--backend auto``
     compares where ``auto`` runs fp32 (a CPU without native bf16), and it checks that an exported graph computes
     what the reference does."""
-    from dualsr_deploy.backends import backend_kind
+    from dualsr_deploy.backends import backend_kind, check_backend
+    from dualsr_deploy.backends.choice import unavailable
     from dualsr_deploy.checkpoint import read_checkpoint
     from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF
 
@@ -58,6 +59,16 @@ def measure_fidelity(
             "--precision: name a reduced precision to measure against fp32 (bf16, fp16), or fp32 to time each "
             "backend's fp32 against torch's"
         )
+    if "fp32" in precisions:  # the reference's record is kept too: --backend auto weighs the others against it
+        backends = [REFERENCE_BACKEND, *(b for b in backends if b != REFERENCE_BACKEND)]
+    plan = {b: [p for p in reduced if p in backend_kind(b).precisions] for b in backends}
+    for backend, runs in plan.items():  # refused before minutes of measuring, not after: nothing measured is lost
+        if runs or "fp32" in precisions:
+            for precision in ["fp32", *runs]:
+                check_backend(backend, precision, device)
+            missing = unavailable(backend, device)
+            if missing is not None:
+                raise BackendUnavailableError(f"--backend {backend}: {missing}")
     _model, info = read_checkpoint(weights)
     scale = info.scale
     stage = "dual" if half is not None else STAGE_WITHOUT_HALF
@@ -97,10 +108,7 @@ def measure_fidelity(
             return seconds, scores
 
         reference = run(REFERENCE_BACKEND, "fp32") if "fp32" in precisions else None
-        if reference is not None:  # its record too, measured anyway: --backend auto weighs the others against it
-            backends = [REFERENCE_BACKEND, *(b for b in backends if b != REFERENCE_BACKEND)]
-        for backend in backends:
-            runs = [p for p in reduced if p in backend_kind(backend).precisions]
+        for backend, runs in plan.items():
             if not runs and reference is None:
                 say(f"{backend} runs none of {', '.join(reduced)}: skipped")
                 continue

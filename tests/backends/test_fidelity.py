@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dualsr_deploy.backends import choice as choice_module
 from dualsr_deploy.backends.fidelity import (
     PSNR_DROP,
     SAM_RISE,
@@ -20,7 +21,7 @@ from dualsr_deploy.backends.fidelity import (
 )
 from dualsr_deploy.backends.precision import auto_precision
 from dualsr_deploy.checkpoint import write_checkpoint
-from dualsr_deploy.errors import InputError
+from dualsr_deploy.errors import BackendUnavailableError, InputError
 from dualsr_deploy.runtimes import CPU_BF16_ENV
 from tests.helpers import random_coarsr
 
@@ -195,6 +196,7 @@ def test_fp32_records_time_each_backend_against_torchs_fp32(tmp_path: Path, monk
             return SimpleNamespace(coarse=up + (0.01 if self.backend == "openvino" else 0.0), fine=None)
 
     monkeypatch.setattr(upscaler_module, "Upscaler", FakeUpscaler)
+    monkeypatch.setattr(choice_module, "unavailable", lambda backend, device: None)  # OpenVINO faked, not needed
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     scenes = [("s", torch.rand(6, 8, 8), torch.rand(6, 16, 16))]
     records = measuring.measure_fidelity(weights, scenes, precisions=["fp32"], backends=["torch", "openvino"])
@@ -216,3 +218,14 @@ def test_fp32_records_time_each_backend_against_torchs_fp32(tmp_path: Path, monk
     assert opened == [("torch", "fp32"), ("openvino", "fp32")]
     with pytest.raises(InputError, match="or fp32 to time"):
         measuring.measure_fidelity(weights, scenes, precisions=[], backends=["torch"])
+    opened.clear()  # a backend that cannot run here is refused before anything is measured, not after
+    with pytest.raises(InputError, match="trt backend runs on an NVIDIA GPU"):
+        measuring.measure_fidelity(weights, scenes, precisions=["fp32"], backends=["onnx", "trt"])
+    monkeypatch.setattr(
+        choice_module,
+        "unavailable",
+        lambda backend, device: "OpenVINO not installed" if backend == "openvino" else None,
+    )
+    with pytest.raises(BackendUnavailableError, match="--backend openvino: OpenVINO not installed"):
+        measuring.measure_fidelity(weights, scenes, precisions=["fp32"], backends=["openvino"])
+    assert opened == []
