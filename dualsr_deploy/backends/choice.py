@@ -2,6 +2,10 @@
 or the one asked for) ran the weights' held-out scenes fastest, as measured by ``dualsr card … --precision`` and kept
 beside the weights (:mod:`dualsr_deploy.backends.fidelity`), and why.
 
+Records are timed on the held-out scenes grown to a tile's window (``timed_side``; records before
+2026-12-07 timed the scenes as they are, which on small scenes measures a backend's per-call overhead). Only records
+timed the same way are compared: for a device kind, those on the largest windows any of them was timed on.
+
 A record times fp32 and the reduced precision on the same scenes, each scene run once untimed first, so one record gives
 a backend's warm time in both precisions (an exported backend's export and compile, paid once per band count and run,
 are not in it); an fp32 record (``dualsr card --precision fp32``) times a backend's fp32 alone, for a device where
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dualsr_deploy.backends.fidelity import device_kind, read_records
+from dualsr_deploy.backends.fidelity import FidelityRecord, device_kind, read_records, timing_words
 from dualsr_deploy.backends.kinds import BACKEND_KINDS
 from dualsr_deploy.backends.precision import resolve_precision
 
@@ -61,24 +65,47 @@ def unavailable(backend: str, device: str) -> str | None:
     return None
 
 
-def _seconds(weights: Path, backend: str, precision: str, kind: str) -> tuple[float | None, str]:
-    """The held-out scenes' time of ``backend`` in ``precision`` for ``weights`` on a ``kind`` device, if measured,
-    or None and why not (empty: nothing measured). fp32's time is an fp32 record's (``dualsr card --precision
-    fp32``), which must have matched torch's fp32 under the rule, else the fp32 pass of a reduced precision's record."""
+def timed_side(weights: Sequence[Path], kind: str) -> int | None:
+    """What the records of a ``kind`` device for ``weights`` are compared on: the largest
+    :attr:`~dualsr_deploy.backends.fidelity.FidelityRecord.timed_side` among them, or None (the scenes as they
+    are, the way before 2026-12-07) where none has one. Records timed otherwise are not compared with them."""
+    sides = []
+    for path in weights:
+        found, _why = read_records(path)
+        if found is not None:
+            sides += [r.timed_side for r in found.records if r.kind == kind and r.timed_side is not None]
+    return max(sides, default=None)
+
+
+def _seconds(weights: Path, backend: str, precision: str, kind: str, side: int | None) -> tuple[float | None, str]:
+    """The time of ``backend`` in ``precision`` for ``weights`` on a ``kind`` device, timed on ``side``
+    (:func:`timed_side`), if measured, or None and why not (empty: nothing measured). fp32's time is an fp32
+    record's (``dualsr card --precision fp32``), which must have matched torch's fp32 under the rule, else the fp32
+    pass of a reduced precision's record."""
     found, _why = read_records(weights)
     if found is None:
         return None, ""
+    other: FidelityRecord | None = None  # a record that would do, timed on other windows than the rest
     own = found.find(backend, "fp32", kind) if precision == "fp32" else None
     if own is not None:
         if not own.passes():
             return None, f"its fp32 differs from torch's beyond the quality rule for {weights.name}"
-        return (own.seconds, "") if own.seconds > 0 else (None, "")
+        if own.timed_side == side:
+            return (own.seconds, "") if own.seconds > 0 else (None, "")
+        other = own
     for record in found.records:
         if (record.backend, record.kind) != (backend, kind) or record.precision == "fp32":
             continue
         seconds = record.seconds_fp32 if precision == "fp32" else record.seconds
         if (precision == "fp32" or record.precision == precision) and seconds > 0:
-            return seconds, ""
+            if record.timed_side == side:
+                return seconds, ""
+            other = other or record
+    if other is not None:
+        return None, (
+            f"timed on {timing_words(other.timed_side)} for {weights.name}, the others on {timing_words(side)}: "
+            f"measure it again with dualsr card … --backend {backend}"
+        )
     return None, ""
 
 
@@ -97,6 +124,7 @@ def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> Back
     """What ``--backend auto`` runs on the torch device ``device`` with ``--precision precision`` (``auto``: each
     backend's own choice under the quality rule) and ``weights`` (every file the run may use)."""
     kind = device_kind(device)
+    side = timed_side(weights, kind)
     timed: dict[str, float] = {}  # summed seconds, to show
     per_file: dict[str, list[float]] = {}  # seconds per weights file, to compare
     left_out: list[str] = []
@@ -104,7 +132,7 @@ def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> Back
         if precision != "auto" and precision not in what.precisions:
             continue
         chosen = resolve_precision(precision, backend, device, weights).precision
-        measured = [_seconds(path, backend, chosen, kind) for path in weights]
+        measured = [_seconds(path, backend, chosen, kind, side) for path in weights]
         times = [t for t, _why in measured]
         if not weights or any(t is None for t in times):
             wrong = next((why for _t, why in measured if why), "")
@@ -131,9 +159,9 @@ def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> Back
     torch_speed = next((speed[name] for name in timed if name.split()[0] == DEFAULT_BACKEND), None)
     if torch_speed is not None and best != DEFAULT_BACKEND and speed[ranked[0][0]] < MARGIN * torch_speed:
         best = DEFAULT_BACKEND
-        reason = f"no backend was {MARGIN}× faster than torch on the weights' held-out scenes on a {kind} device"
+        reason = f"no backend was {MARGIN}× faster than torch on {timing_words(side)} on a {kind} device"
     else:
-        reason = f"fastest on the weights' held-out scenes on a {kind} device"
+        reason = f"fastest on {timing_words(side)} on a {kind} device"
     reason += f": {listed}"
     if len(weights) > 1 and torch_speed is not None:
         others = [

@@ -131,11 +131,15 @@ class FidelityRecord:
     scale: int
     tile: int | None
     half_sha256: str | None  # the ×s/2 weights of the dual stage, when measured with them
-    seconds_fp32: float  # the held-out scenes, one pass each, after one warm-up
+    seconds_fp32: float  # warm: one timed pass after an untimed one (see timed_side)
     seconds: float
     measured: str  # ISO date
     software: dict[str, str]
     scenes: tuple[SceneDelta, ...]
+    # What the seconds timed: each held-out scene repeated to at least this many LR pixels a side (a tile's
+    # window, :func:`dualsr_deploy.evaluation.fidelity.timing_side`); None: the scenes as they are (records before
+    # 2026-12-07), which on small scenes times each backend's per-call overhead more than its work
+    timed_side: int | None = None
 
     def failures(self) -> list[SceneDelta]:
         return [s for s in self.scenes if not s.passes()]
@@ -183,7 +187,23 @@ class FidelityRecord:
             measured=str(raw.get("measured", "")),
             software={str(k): str(v) for k, v in dict(raw.get("software", {})).items()},
             scenes=scenes,
+            timed_side=_side(raw.get("timed_side")),
         )
+
+
+def timing_words(side: int | None) -> str:
+    """What a record's seconds timed, in words (:attr:`FidelityRecord.timed_side`)."""
+    if side is None:
+        return "the weights' held-out scenes as they are"
+    return f"the weights' held-out scenes repeated to {side} × {side} LR windows"
+
+
+def _side(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
+        raise ValueError(f"timed_side is not a side in pixels: {value!r}")
+    return value
 
 
 def _finite(value: Any, allow_nan: bool = False) -> float:
@@ -308,5 +328,6 @@ __all__ = [
     "read_records",
     "record_path",
     "software_versions",
+    "timing_words",
     "verdict",
 ]

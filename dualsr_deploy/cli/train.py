@@ -307,7 +307,7 @@ def _measure_precisions(
     record: Path | None,
 ) -> str:
     """``card --precision``: measure, print the verdicts, merge the records beside the weights; the card's section."""
-    from dualsr_deploy.backends.fidelity import FidelityFile, file_sha256, read_records, record_path
+    from dualsr_deploy.backends.fidelity import FidelityFile, file_sha256, read_records, record_path, timing_words
     from dualsr_deploy.data.patches import PatchDataset
     from dualsr_deploy.evaluation.fidelity import fidelity_section, measure_fidelity, speed_words
 
@@ -336,7 +336,8 @@ def _measure_precisions(
         verdict = "[green]passes[/]" if found.passes() else "[red]fails[/]"
         console.print(
             f"{found.backend} {found.precision} ({found.kind}): {verdict} the quality rule on {len(scenes)} held-out "
-            f"scenes (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), {speed_words(found, records)}"
+            f"scenes (worst {-drop:+.4f} dB, SAM {rise:+.4f}°), {speed_words(found, records)} on "
+            f"{timing_words(found.timed_side)}"
         )
     target = record or record_path(weights)
     existing, _why = read_records(weights, target) if target.is_file() else (None, "")

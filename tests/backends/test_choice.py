@@ -146,6 +146,40 @@ def test_on_a_cpu_without_native_bf16_the_fp32_records_choose(tmp_path: Path, mo
     assert "openvino (its fp32 differs from torch's beyond the quality rule for u_x2.safetensors)" in chosen.reason
 
 
+def test_only_records_timed_the_same_way_are_compared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records timed on the scenes as they are (before timed_side) measure per-call overhead on small scenes: beside
+    records timed on tile-sized windows they are left out, and say why; alone, they still decide."""
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    weights = _weights(
+        tmp_path,
+        replace(_fp32_record("torch", 6.0), timed_side=176),
+        replace(_fp32_record("onnx", 4.0), timed_side=176),
+        _fp32_record("openvino", 1.0),  # faster, but timed on the scenes as they are
+    )
+    chosen = choose_backend("cpu", "auto", [weights])
+    assert chosen.backend == "onnx"
+    assert "fastest on the weights' held-out scenes repeated to 176 × 176 LR windows on a cpu device" in chosen.reason
+    assert (
+        "openvino (timed on the weights' held-out scenes as they are for w_x2.safetensors, the others on the weights' "
+        "held-out scenes repeated to 176 × 176 LR windows: measure it again with dualsr card … --backend openvino)"
+    ) in chosen.reason
+    old = _weights(
+        tmp_path, _fp32_record("torch", 6.0), _fp32_record("openvino", 1.0), name="v_x2.safetensors"
+    )  # the cpu-bf16 records shipped before timed_side: compared among themselves
+    chosen = choose_backend("cpu", "auto", [old])
+    assert chosen.backend == "openvino"
+    assert "fastest on the weights' held-out scenes as they are" in chosen.reason
+    # another kind's records do not move this kind's way of timing
+    mixed = _weights(
+        tmp_path,
+        replace(_fp32_record("torch", 6.0, kind="cpu-bf16"), timed_side=176),
+        _fp32_record("torch", 6.0),
+        _fp32_record("openvino", 1.0),
+        name="u_x2.safetensors",
+    )
+    assert choose_backend("cpu", "auto", [mixed]).backend == "openvino"
+
+
 def test_a_timed_backend_that_cannot_run_here_is_not_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     weights = _weights(tmp_path, _record("torch", 6.0, 5.0), _record("trt", 1.0, 1.0))

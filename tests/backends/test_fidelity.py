@@ -4,6 +4,7 @@ is used only when it names the weights it sits beside and its numbers pass the r
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from dualsr_deploy.backends.fidelity import (
 from dualsr_deploy.backends.precision import auto_precision
 from dualsr_deploy.checkpoint import write_checkpoint
 from dualsr_deploy.errors import BackendUnavailableError, InputError
+from dualsr_deploy.infer.options import AUTO_TILE
 from dualsr_deploy.runtimes import CPU_BF16_ENV
 from tests.helpers import random_coarsr
 
@@ -104,6 +106,13 @@ def test_a_record_is_a_claim_checked_against_the_weights_and_the_rule(
     path.write_text(json.dumps(raw))
     assert auto_precision("torch", "cpu", [weights]).precision == "fp32"
 
+    for side in (True, -1, "176", 1.5):  # what the time was taken on must be a side in pixels
+        raw["records"][0]["scenes"][0]["sam"] = 2.0
+        raw["records"][0]["timed_side"] = side
+        path.write_text(json.dumps(raw))
+        assert "timed_side is not a side" in read_records(weights)[1]
+    del raw["records"][0]["timed_side"]
+
     raw["records"][0]["scenes"][0]["sam"] = "NaN"
     path.write_text(json.dumps(raw))
     assert "not a readable quality record" in read_records(weights)[1]
@@ -165,6 +174,65 @@ def test_the_timed_pass_is_warm_every_scene_run_once_before_it(tmp_path: Path, m
     (record,) = measuring.measure_fidelity(weights, scenes, precisions=["bf16"], backends=["torch"])
     assert record.seconds < slow_first
     assert record.seconds_fp32 < slow_first
+
+
+def test_the_time_is_taken_on_scenes_grown_to_a_tile_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held-out scenes are small (50 × 50 LR); timed as they are, a backend's per-call overhead ranked the backends.
+    The time is taken on each scene repeated to a tile's window, the scores on the scenes themselves."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from dualsr_deploy.evaluation import fidelity as measuring
+    from dualsr_deploy.infer import upscaler as upscaler_module
+
+    weights = write_checkpoint(random_coarsr(2, n_feats=4), tmp_path / "w_x2.safetensors", neighbour_rule="paper")
+    side = measuring.timing_side()
+    assert side == AUTO_TILE  # the largest window a scene held in memory runs as one tile
+    shapes: list[tuple[int, ...]] = []
+
+    class FakeUpscaler:
+        def __init__(self, options: object) -> None:
+            pass
+
+        def __enter__(self) -> FakeUpscaler:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __call__(self, lr: torch.Tensor) -> SimpleNamespace:
+            shapes.append(tuple(lr.shape))
+            up = torch.nn.functional.interpolate(lr[None], scale_factor=2, mode="nearest")[0]
+            return SimpleNamespace(coarse=up, fine=None)
+
+    monkeypatch.setattr(upscaler_module, "Upscaler", FakeUpscaler)
+    monkeypatch.setattr(choice_module, "unavailable", lambda backend, device: None)
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    lr = torch.rand(6, 10, 12)
+    hr = torch.nn.functional.interpolate(lr[None], scale_factor=2, mode="nearest")[0] + 0.01  # ~40 dB from it
+    (record,) = measuring.measure_fidelity(weights, [("s", lr, hr)], precisions=["fp32"], backends=["torch"])
+    assert record.timed_side == side
+    # grown twice (untimed, timed), then the scene itself, scored against its own HR
+    assert shapes == [(6, side, side), (6, side, side), (6, 10, 12)]
+    assert record.scenes[0].psnr == pytest.approx(-10 * math.log10(0.01**2), abs=0.5)
+    assert "repeated to" in measuring.fidelity_section([record], weights.name)
+    again = FidelityRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+
+
+def test_a_scene_is_grown_by_repeating_it() -> None:
+    import torch
+
+    from dualsr_deploy.evaluation.fidelity import grown
+
+    lr = torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(2, 3, 5)
+    big = grown(lr, 7)
+    assert big.shape == (2, 7, 7)
+    assert torch.equal(big[:, :3, :5], lr)
+    assert torch.equal(big[:, 3:6, 5:7], lr[:, :, :2])  # the scene again, its own spectra
+    assert grown(lr, 3).shape == (2, 3, 5)  # a side already long enough is kept, never cropped
+    assert grown(torch.rand(2, 9, 4), 6).shape == (2, 9, 6)
 
 
 def test_fp32_records_time_each_backend_against_torchs_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
