@@ -43,7 +43,8 @@ def measure_fidelity(
     The time is taken on the scenes grown to a tile's window (:func:`timing_side`), not on the scenes as
     they are: held-out scenes are small (the airborne ones are 50 × 50 LR at ×2), and on them a backend's per-call
     overhead outweighs its work. On a 2-core AMD EPYC they ranked OpenVINO fp32 1.87× and ONNX Runtime 1.56× torch's
-    speed, while on 128 × 128 LR windows of the same scenes ONNX Runtime ran 1.10× and OpenVINO 0.86×. The grown
+    speed on airborne ×2, while on 128 × 128 LR windows of the same scenes ONNX Runtime ran 1.24× and OpenVINO 1.16×,
+    the order of an EMIT-like granule (1.36× and 1.04–1.17×, ``docs/results/granule.md``). The grown
     scenes are run once untimed, then once timed: an exported backend's export and compile, paid once per run and
     window shape, are not in the time, as they are not in an archive's hours (:mod:`dualsr_deploy.backends.choice`
     compares these times).
@@ -135,8 +136,8 @@ def measure_fidelity(
 
 def timing_side() -> int:
     """The side, in LR pixels, of the windows a record's time is taken on: a tile of
-    :data:`~dualsr_deploy.infer.options.AUTO_TILE`, the largest a scene held in memory runs as one window. (A scene
-    one halo larger runs as four such windows, cut to overlap: four times the time for the same measure.)"""
+    :data:`~dualsr_deploy.infer.options.AUTO_TILE`, the largest a scene held in memory runs as one window. (A scene a
+    halo larger runs as four overlapping windows: several times the time for the same measure.)"""
     from dualsr_deploy.infer.options import AUTO_TILE
 
     return AUTO_TILE
