@@ -109,6 +109,9 @@ class BackendSpec:
     half_scales: tuple[int, ...] = ()  # scales used as the dual stage's ×s/2 model (for messages)
     precision_choice: str = ""  # why this precision, when --precision auto chose it (printed, in the manifest)
     backend_choice: str = ""  # why this backend, when --backend auto chose it (printed, in the manifest)
+    # --backend auto chose the backend, and each family's route chooses again for its own weights (with_family);
+    # False where it was named, or kept to torch (on a cluster)
+    backend_auto: bool = False
 
     def __post_init__(self) -> None:
         if self.backend == AUTO_BACKEND:  # resolved by InferOptions (the Python API), as for_run resolves it
@@ -161,10 +164,10 @@ class BackendSpec:
                 threads=threads,
             )
             spec = make(DEFAULT_BACKEND)
-            picked = spec.backend_auto(precision, scale, stage, on_cluster=on_cluster)
+            picked = spec.choose_backend(precision, scale, stage, on_cluster=on_cluster)
             if picked.backend != spec.backend:  # made as `--backend NAME` makes it
                 spec = make(picked.backend)
-            return replace(spec, backend_choice=picked.describe())
+            return replace(spec, backend_choice=picked.describe(), backend_auto=not on_cluster)
         kind = backend_kind(backend)
         if on_cluster:
             chosen = device or ("cuda" if kind.cuda_only else "cpu")
@@ -208,15 +211,20 @@ class BackendSpec:
             half_scales=(scale // 2,) if stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4 else (),
         )
 
-    def backend_auto(self, precision: str, scale: int, stage: str, *, on_cluster: bool = False) -> BackendChoice:
-        """What ``--backend auto`` picks for this spec's device and every weights file the run may use (both
-        shipped families where ``--weights auto``), with ``--precision precision``."""
+    def choose_backend(self, precision: str, scale: int, stage: str, *, on_cluster: bool = False) -> BackendChoice:
+        """What ``--backend auto`` picks for this spec's device and the weights files it runs, with ``--precision
+        precision``. Under ``--weights auto`` this spec runs cave's (auto's fallback); another family's route
+        chooses for its own weights (:meth:`with_family`), so an archive of airborne scenes runs on the backend
+        fastest for the airborne weights, whatever is fastest for CAVE's."""
         from dualsr_deploy.backends.choice import BackendChoice, choose_backend
 
         if on_cluster:
             return BackendChoice(DEFAULT_BACKEND, "a cluster's workers may have other runtimes than this machine")
+        from dualsr_deploy.weights import AUTO
+
         half = stage in ("dual", AUTO_STAGE) and scale % 2 == 0 and scale >= 4
-        used = run_weights(dict(self.weights), self.family, (scale, scale // 2) if half else (scale,))
+        family = "cave" if self.family == AUTO else self.family
+        used = run_weights(dict(self.weights), family, (scale, scale // 2) if half else (scale,))
         return choose_backend(self.device, precision, used)
 
     def with_family(self, family: str, cave_scales: tuple[int, ...] = (), scales: tuple[int, ...] = ()) -> BackendSpec:
@@ -227,12 +235,25 @@ class BackendSpec:
 
         fallback = tuple((s, shipped_weights(s, "cave")) for s in cave_scales if self.given(s) is None)
         spec = replace(self, family=family, weights=self.weights + fallback)
+        files = [spec.checkpoint(s) for s in scales if spec.has_weights(s)]
+        backend, backend_choice = self.backend, self.backend_choice
+        if self.backend_auto and files:  # --backend auto: the backend fastest for this family's weights
+            from dualsr_deploy.backends.choice import choose_backend
+
+            picked = choose_backend(self.device, "auto" if self.precision_choice else self.precision, files)
+            backend, backend_choice = picked.backend, picked.describe()
         if not self.precision_choice or not scales:
-            return spec
+            return replace(spec, backend=backend, backend_choice=backend_choice)
         from dualsr_deploy.backends.precision import auto_precision
 
-        choice = auto_precision(self.backend, self.device, [spec.checkpoint(s) for s in scales if spec.has_weights(s)])
-        return replace(spec, precision=choice.precision, precision_choice=choice.describe())
+        choice = auto_precision(backend, self.device, files)
+        return replace(
+            spec,
+            backend=backend,
+            backend_choice=backend_choice,
+            precision=choice.precision,
+            precision_choice=choice.describe(),
+        )
 
     def given(self, scale: int) -> Path | None:
         """The checkpoint file given for ``scale`` (--weights/--weights-half PATH), if any."""
@@ -357,8 +378,8 @@ class InferOptions:
             raise InputError(f"unknown stage {self.stage!r}; choose one of {AUTO_STAGE}, {', '.join(STAGES)}")
         if self.backend.backend == AUTO_BACKEND:  # a spec made directly (the Python API): chosen as for_run chooses
             spec = replace(self.backend, backend=DEFAULT_BACKEND)
-            picked = spec.backend_auto(spec.precision, self.scale, self.stage)
-            spec = replace(spec, backend=picked.backend, backend_choice=picked.describe())
+            picked = spec.choose_backend(spec.precision, self.scale, self.stage)
+            spec = replace(spec, backend=picked.backend, backend_choice=picked.describe(), backend_auto=True)
             check_backend(spec.backend, "fp32" if spec.precision == "auto" else spec.precision, spec.device)
             object.__setattr__(self, "backend", spec)
         if self.backend.precision == "auto":  # a spec made directly (the Python API): chosen as for_run chooses
@@ -421,11 +442,15 @@ class InferOptions:
         torch, as ``dualsr infer --cluster`` chooses (the workers may have other runtimes than this machine), with
         ``--precision auto`` chosen again for it."""
         spec = self.backend
-        if not spec.backend_choice or spec.backend == DEFAULT_BACKEND:
+        if not spec.backend_choice:
             return self
-        picked = spec.backend_auto(spec.precision, self.scale, self.stage, on_cluster=True)
+        if spec.backend == DEFAULT_BACKEND:  # kept, and no family's route chooses another
+            return replace(self, backend=replace(spec, backend_auto=False))
+        picked = spec.choose_backend(spec.precision, self.scale, self.stage, on_cluster=True)
         precision = "auto" if spec.precision_choice else spec.precision
-        torch_spec = replace(spec, backend=picked.backend, backend_choice=picked.describe(), precision=precision)
+        torch_spec = replace(
+            spec, backend=picked.backend, backend_choice=picked.describe(), precision=precision, backend_auto=False
+        )
         return replace(self, backend=replace(torch_spec, precision_choice="") if precision == "auto" else torch_spec)
 
     @property

@@ -69,8 +69,12 @@ class Router:
         with self._lock:
             if choice.family not in self._routes:
                 self._routes[choice.family] = self._make(options, choice)
-                if options.backend.precision_choice != self.options.backend.precision_choice:
-                    self.say(f"{choice.family} weights: {options.backend.precision_choice}")
+                for mine, base in (
+                    (options.backend.backend_choice, self.options.backend.backend_choice),
+                    (options.backend.precision_choice, self.options.backend.precision_choice),
+                ):
+                    if mine != base:
+                        self.say(f"{choice.family} weights: {mine}")
             return self._routes[choice.family]
 
     @property

@@ -215,6 +215,59 @@ def test_on_a_cluster_the_python_api_runs_torch_as_the_command_line_does(tmp_pat
     assert asked.for_cluster() == asked  # asked for by name: kept
 
 
+def test_each_family_runs_on_the_backend_fastest_for_its_own_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``--weights auto`` a run's scenes take the family their bands call for, and each family's route chooses
+    its backend from its own weights' records: an archive of airborne scenes is not held to what is fastest for
+    CAVE's (on a 2-core AMD EPYC, ONNX Runtime 1.24× torch's speed on airborne ×2 and 1.01× on cave ×2). On a cluster
+    the workers run torch for every family. End to end: each scene's record and the line said for the family."""
+    pytest.importorskip("onnxruntime")
+    from dualsr_deploy.backends.choice import BackendChoice
+    from dualsr_deploy.weights import FamilyChoice
+
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    asked: list[tuple[str, list[str]]] = []
+
+    def timed(device: str, precision: str, weights: list[Path]) -> BackendChoice:
+        family = "airborne" if any(p.parent.name == "airborne" for p in weights) else "cave"
+        asked.append((precision, [p.parent.name for p in weights]))
+        return BackendChoice("onnx" if family == "airborne" else "torch", f"fastest for {family}'s weights")
+
+    monkeypatch.setattr(choice_module, "choose_backend", timed)
+    options = InferOptions(scale=2, stage="coarse", backend=BackendSpec(backend="auto"))
+    assert options.backend.backend == "torch"  # the base route runs cave's weights, auto's fallback
+    assert asked == [("auto", ["weights"])]  # cave's files alone, not both families'
+    airborne = options.for_weights(FamilyChoice("airborne", "100 bands"))
+    assert airborne is not None
+    assert (airborne.backend.backend, airborne.backend.precision) == ("onnx", "fp32")
+    assert airborne.backend.backend_choice == "--backend auto → onnx (fastest for airborne's weights)"
+    on_cluster = options.for_cluster().for_weights(FamilyChoice("airborne", "100 bands"))
+    assert on_cluster is not None
+    assert on_cluster.backend.backend == "torch"
+    named = InferOptions(scale=2, stage="coarse", backend=BackendSpec(backend="torch"))
+    routed = named.for_weights(FamilyChoice("airborne", "100 bands"))
+    assert routed is not None
+    assert routed.backend.backend == "torch"  # a backend asked for by name is every family's
+
+    write_scene(tmp_path / "in" / "lab.h5", lr_scene(0, 12, 31))
+    air = lr_scene(1, 12, 100)
+    spectrometer = replace(air.meta, wavelengths=tuple(400.0 + 21.0 * i for i in range(100)))  # 400–2479 nm
+    write_scene(tmp_path / "in" / "air.h5", replace(air, meta=spectrometer))
+    out = tmp_path / "out"
+    command = ["infer", str(tmp_path / "in"), "-o", str(out), "--scale", "2", "--stage", "coarse"]
+    result = CliRunner().invoke(app, [*command, "--engines", str(tmp_path / "engines")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "--backend auto → torch (fastest for cave's weights)" in said
+    assert "airborne weights: --backend auto → onnx (fastest for airborne's weights)" in said
+    records = {r["name"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    assert records["lab"]["backend"] == "torch-cpu-fp32"
+    assert records["air"]["backend"] == "onnx-cpu-fp32"
+    assert records["air"]["backend_choice"] == "--backend auto → onnx (fastest for airborne's weights)"
+    assert records["air"]["weights"] == "airborne"
+
+
 def test_infer_says_and_records_the_backend_auto_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end: the default `dualsr infer` (no --backend) runs OpenVINO where the weights' records time it
     fastest, and torch where nothing was timed; the line is printed and kept in every scene's record."""
