@@ -285,8 +285,10 @@ def infer(
         resolved = {
             **given,
             "stage": options.stage,  # what auto chose, so that the file runs the same job again
-            "backend": spec.backend,
-            "precision": spec.precision,
+            # auto where each weights family chooses its own (--weights auto): one value would hold every family to
+            # the first's, and auto chooses again as this run does
+            "backend": "auto" if spec.backend_auto and spec.family == "auto" else spec.backend,
+            "precision": "auto" if spec.precision_choice and spec.family == "auto" else spec.precision,
             "device": spec.device,
             "threads": spec.cpu_threads,
             "memory_budget": str(options.budget),

@@ -29,7 +29,10 @@ def test_config_sets_options_the_command_line_overrides_and_dry_run_round_trips(
     assert 'format = "envi"' in text
     assert 'units = "normalised"' in text
     assert 'memory-budget = "2147483648"' in text
-    assert 'precision = "fp32"' in text  # auto, resolved
+    # --weights auto: each family chooses its backend and precision, so they stay auto (a value would hold the
+    # airborne scenes to CAVE's choice)
+    assert 'precision = "auto"' in text
+    assert 'backend = "auto"' in text
     assert "aviris_san_diego.hdr" in first.output  # the plan used the file's format
     again_file = tmp_path / "again.toml"
     again_file.write_text(text + "\n")
@@ -39,6 +42,10 @@ def test_config_sets_options_the_command_line_overrides_and_dry_run_round_trips(
     assert again.exit_code == 0, again.output
     assert resolved(again.output) == text
     assert not (tmp_path / "out").exists()
+    one = runner.invoke(app, [*args, "--scale", "4", "--weights", "cave"], env={"COLUMNS": "200"})
+    assert one.exit_code == 0, one.output
+    assert 'precision = "fp32"' in resolved(one.output)  # one family: auto's choice, resolved (cave ×4: fp32)
+    assert 'backend = "auto"' not in resolved(one.output)
 
 
 def test_an_unknown_key_is_named(tmp_path: Path) -> None:
