@@ -6,10 +6,11 @@ Records are timed on the held-out scenes grown to a tile's window (``timed_side`
 2026-12-07 timed the scenes as they are, which on small scenes measures a backend's per-call overhead). Only records
 timed the same way are compared: for a device kind, those on the largest windows any of them was timed on.
 
-A record times fp32 and the reduced precision on the same scenes, each scene run once untimed first, so one record gives
-a backend's warm time in both precisions (an exported backend's export and compile, paid once per band count and run,
-are not in it); an fp32 record (``dualsr card --precision fp32``) times a backend's fp32 alone, for a device where
-``auto`` runs fp32, such as a CPU without native bf16. Every weights file the run may use counts once, whatever the size
+A record times fp32 and the reduced precision on the same grown scenes, each run once untimed first, so one record
+gives a backend's warm time in both precisions (an exported backend's export and compile, paid once per band count and
+run, are not in it); an fp32 record (``dualsr card --precision fp32``) times a backend's fp32 alone, for a device where
+``auto`` runs fp32, such as a CPU without native bf16. Every weights file a route runs counts once (a family's ×s file
+and the dual stage's ×s/2 guide: under ``--weights auto`` each family chooses for its own weights), whatever the size
 of its held-out scenes: a backend's speed is the geometric mean over the files of torch's time over its own, and a
 backend with no time for one of them is not compared. Another backend is taken over torch only where it was
 :data:`MARGIN` times faster. (Summed seconds let the family with the larger held-out scenes decide alone: cave's three
@@ -122,7 +123,7 @@ def _speeds(per_file: dict[str, list[float]]) -> dict[str, float]:
 
 def choose_backend(device: str, precision: str, weights: Sequence[Path]) -> BackendChoice:
     """What ``--backend auto`` runs on the torch device ``device`` with ``--precision precision`` (``auto``: each
-    backend's own choice under the quality rule) and ``weights`` (every file the run may use)."""
+    backend's own choice under the quality rule) and ``weights`` (every file the route runs)."""
     kind = device_kind(device)
     side = timed_side(weights, kind)
     timed: dict[str, float] = {}  # summed seconds, to show

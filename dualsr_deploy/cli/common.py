@@ -57,7 +57,8 @@ TO_HELP = (
 NORMALISE_HELP = "auto | dtype | max | none | percentile[:P] | fixed:F (how values become [0, 1])"
 AUTO_BACKEND_HELP = (
     "of the backends installed here for the device, the one that ran the weights' held-out scenes fastest in the "
-    "precision it runs (`dualsr card --precision` times them), else torch; said in the terminal and the manifest."
+    "precision it runs (`dualsr card --precision` times them), else torch, per weights family under --weights auto; "
+    "said in the terminal and the manifest."
 )
 BACKEND_HELP = (
     "torch, onnx (ONNX Runtime), trt (TensorRT plans; needs a GPU) or openvino (OpenVINO IR; CPU, or an OpenVINO "
