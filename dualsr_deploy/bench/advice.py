@@ -26,7 +26,7 @@ def within_tolerance(backend: str, precision: str, device: str, model: str = "sh
     auto`` picks for this backend and device with the shipped weights at ``scale`` (the quality rule, measured by
     ``dualsr card --precision``); the paper-size model has no weights measured, so only its fp32 is."""
     from dualsr_deploy.backends.precision import auto_precision
-    from dualsr_deploy.infer.options import run_weights
+    from dualsr_deploy.weights import run_weights
 
     if precision == "fp32":
         return True

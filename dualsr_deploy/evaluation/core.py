@@ -28,8 +28,9 @@ from dualsr_deploy.data.scene import Scene, SceneMeta
 from dualsr_deploy.errors import DataError, InputError
 from dualsr_deploy.evaluation.without_hr import BASELINE, SceneConsistency
 from dualsr_deploy.evaluation.without_hr import scene_consistency as consistency_of
-from dualsr_deploy.infer.options import AUTO_STAGE, BackendSpec, InferOptions, choose_stage
+from dualsr_deploy.infer.options import BackendSpec, InferOptions
 from dualsr_deploy.infer.quality import CLEAN, INVALID, counts, quality_layer
+from dualsr_deploy.infer.stages import AUTO_STAGE, choose_stage
 from dualsr_deploy.infer.upscaler import Upscaler
 from dualsr_deploy.ops.imresize import imresize
 from dualsr_deploy.weights import FamilyChoice

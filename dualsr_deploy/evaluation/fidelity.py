@@ -56,7 +56,7 @@ def measure_fidelity(
     from dualsr_deploy.backends import backend_kind, check_backend
     from dualsr_deploy.backends.choice import unavailable
     from dualsr_deploy.checkpoint import read_checkpoint
-    from dualsr_deploy.infer.options import STAGE_WITHOUT_HALF
+    from dualsr_deploy.infer.stages import STAGE_WITHOUT_HALF
 
     if not scenes:
         raise InputError("no held-out scenes to measure the quality rule on")

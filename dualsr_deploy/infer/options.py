@@ -5,7 +5,7 @@ both validated when made; and :class:`Event`, what a run reports to its progress
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -20,31 +20,13 @@ from dualsr_deploy.data.validity import Masking
 from dualsr_deploy.errors import CheckpointError, InputError
 from dualsr_deploy.infer.manifest import SceneRecord
 from dualsr_deploy.infer.shards import Shard
+from dualsr_deploy.infer.stages import AUTO_STAGE, STAGES, choose_stage
 from dualsr_deploy.runtimes import check_device, default_device
+from dualsr_deploy.weights import run_weights
 
 if TYPE_CHECKING:
     from dualsr_deploy.backends.choice import BackendChoice
     from dualsr_deploy.weights import FamilyChoice
-
-STAGES = ("coarse", "dual", "backproject")
-AUTO_STAGE = "auto"
-# Where no ×s/2 model exists (×2 always; ×3, ×8 without one), --stage auto takes this: measured on the held-out
-# scenes of both shipped families at ×2 (benchmarks/stage_auto.py; README "Stages"), see STAGE_AUTO_EVIDENCE.
-STAGE_WITHOUT_HALF = "backproject"
-STAGE_AUTO_EVIDENCE = (
-    "on the held-out scenes at ×2 it beats coarse on all five: +0.009 dB CAVE, +0.004 dB airborne; "
-    "benchmarks/stage_auto.py"
-)
-
-
-def choose_stage(scale: int, has_weights: Callable[[int], bool]) -> tuple[str, str]:
-    """``--stage auto``: ``dual`` where a ×s/2 CoarSR exists (the paper), else :data:`STAGE_WITHOUT_HALF`; returns
-    the stage and the line that says why (printed, and kept in the manifest like ``--precision auto``'s)."""
-    if scale % 2 == 0 and scale >= 4 and has_weights(scale // 2):
-        return "dual", f"--stage auto → dual (a ×{scale // 2} CoarSR exists for the fine stage, as in the paper)"
-    why = "×2 has no ×1 model" if scale == 2 else f"there is no ×{scale / 2:g} CoarSR"
-    return STAGE_WITHOUT_HALF, f"--stage auto → {STAGE_WITHOUT_HALF} ({why}; {STAGE_AUTO_EVIDENCE})"
-
 
 UNITS = ("source", "normalised")
 AUTO_TILE = 128  # LR pixels: whole CAVE-size ×4 scenes in one tile (see TileRunner.tile_for)
@@ -73,22 +55,6 @@ def default_memory_budget() -> int:
     from dualsr_deploy.resources import usable_memory
 
     return usable_memory() // 4
-
-
-def run_weights(given: dict[int, Path], family: str, scales: tuple[int, ...]) -> list[Path]:
-    """Every weights file a run may use at ``scales``: the file given for a scale, else the shipped one of
-    ``family`` (``auto``: of each family that ships the scale, as scenes choose per scene)."""
-    from dualsr_deploy.weights import AUTO, FAMILIES, shipped_scales, shipped_weights
-
-    used: list[Path] = []
-    for scale in scales:
-        if scale in given:
-            used.append(given[scale])
-            continue
-        for name in FAMILIES if family == AUTO else (family,):
-            if scale in shipped_scales(name):
-                used.append(shipped_weights(scale, name))
-    return used
 
 
 @dataclass(frozen=True)

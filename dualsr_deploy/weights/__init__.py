@@ -170,6 +170,20 @@ def resolve_weights(given: str | Path | None, scale: int) -> Path | None:
     return path
 
 
+def run_weights(given: dict[int, Path], family: str, scales: tuple[int, ...]) -> list[Path]:
+    """Every weights file a run may use at ``scales``: the file given for a scale, else the shipped one of
+    ``family`` (``auto``: of each family that ships the scale, as scenes choose per scene)."""
+    used: list[Path] = []
+    for scale in scales:
+        if scale in given:
+            used.append(given[scale])
+            continue
+        for name in FAMILIES if family == AUTO else (family,):
+            if scale in shipped_scales(name):
+                used.append(shipped_weights(scale, name))
+    return used
+
+
 __all__ = [
     "AUTO",
     "FAMILIES",
@@ -182,6 +196,7 @@ __all__ = [
     "list_shipped",
     "model_card",
     "resolve_weights",
+    "run_weights",
     "shipped_scales",
     "shipped_weights",
 ]
