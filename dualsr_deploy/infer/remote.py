@@ -93,6 +93,8 @@ def run_remote(
             "there (s3://, gs://, az://; the archive may also be http(s)://). With a folder every node mounts, give "
             "local paths for both; or run one process per machine with --shard I/N (docs/how-to/schedulers.md)"
         )
+    if cluster is not None:  # the workers run torch, whatever auto chose here (as run_archive's local path does)
+        options = options.for_cluster()
     with contextlib.ExitStack() as stack:
         work = work_folder("remote")  # and the folders of runs on this host that were killed, removed
         stack.callback(shutil.rmtree, work, True)

@@ -184,6 +184,38 @@ def test_a_worker_that_cannot_see_the_run_refuses_and_its_records_are_checked(
         assert run._problem(record, planned) is not None, what
 
 
+def test_the_python_api_sends_torch_to_the_workers_whatever_auto_chose_here(
+    s3: Any, archive: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run_archive`` with a cluster and object storage: the workers may have other runtimes than this machine, so
+    an auto-chosen backend becomes torch, and no family's route chooses another (as the local path and the CLI)."""
+    from types import SimpleNamespace
+
+    from dualsr_deploy.backends import choice as choice_module
+    from dualsr_deploy.backends.choice import BackendChoice
+    from dualsr_deploy.infer import BackendSpec
+    from dualsr_deploy.weights import FamilyChoice
+
+    lr, _ = archive
+    source = upload(s3, lr, "api-cluster")
+    monkeypatch.setattr(choice_module, "choose_backend", lambda *_args: BackendChoice("onnx", "timed fastest here"))
+    options = InferOptions(scale=2, tile=16, backend=BackendSpec(backend="auto"))
+    assert options.backend.backend == "onnx"
+    sent: list[InferOptions] = []
+
+    def on_cluster(cluster: object, options: InferOptions, todo: object, **_rest: object) -> SimpleNamespace:
+        sent.append(options)
+        return SimpleNamespace(backends=[], broken=[], interrupted=False)
+
+    monkeypatch.setattr(ray_remote, "run_on_cluster", on_cluster)
+    run_archive(source, f"s3://{s3.bucket}/api-cluster-out/", options, cluster=ClusterSpec.parse("local:2"))
+    (given,) = sent
+    assert given.backend.backend == "torch"
+    airborne = given.for_weights(FamilyChoice("airborne", "100 bands"))
+    assert airborne is not None
+    assert airborne.backend.backend == "torch"
+
+
 def test_a_cluster_needs_both_ends_in_object_storage(s3: Any, archive: tuple[Path, Path], tmp_path: Path) -> None:
     lr, _ = archive
     result = runner.invoke(
