@@ -68,6 +68,8 @@ class _BandChunk(nn.Module):
 def _export_module(core: FoldedCoarSR, precision: Precision, band_chunk: int | None) -> nn.Module:
     exported = copy.deepcopy(core).cpu().float().use_channels_last(False)
     exported.pixels_per_call = None  # one graph call covers every plane (of the chunk); tiling is the runtime's job
+    # The tail as it is: OpenVINO's bf16 runs this graph, and its quality records were measured on that tail.
+    exported.compose_tail = False
     exported.eval().requires_grad_(False)
     if band_chunk is not None:
         if precision != "fp32":
