@@ -51,11 +51,14 @@ def _model(options: BenchOptions, scale: int) -> CoarSR:
 
 
 def useful_flops(model: CoarSR, bands: int, height: int, width: int) -> float:
-    """FLOPs of the folded network for one LR cube (no halos), counted by ``torch.utils.flop_counter``."""
+    """FLOPs of the folded network for one LR cube (no halos), counted by ``torch.utils.flop_counter``: the
+    network's own work, its tail as published (a float32 torch run does ~7× less in the tail at ×4 by composing it,
+    :mod:`dualsr_deploy.archs.tail`, so its GFLOP/s reads as the published network's FLOPs per second)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     core = fold_coarsr(model, "paper").use_channels_last(False)
     core.pixels_per_call = None
+    core.compose_tail = False
     probe = torch.rand(1, bands, min(height, 32), min(width, 32))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         core(probe)
