@@ -101,7 +101,8 @@ class FoldedCoarSR(nn.Module):
         self.pixels_per_call: int | None = None
         self.channels_last = False
         self.compose_tail = True
-        self._composed: tuple[tuple[object, ...], torch.Tensor, torch.Tensor] | None = None
+        # (device and layout, the tail's weights it was made from, kernel, bias): see _composed_tail
+        self._composed: tuple[tuple[torch.device, bool], list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None
         self.head = nn.Conv2d(5, 3 * f, 3, padding=1)
         self.rounds = nn.ModuleList([FoldedRound(f, config.n_blocks) for _ in range(2)])
         self.last_reduce = nn.Conv2d(3 * f, f, 1)
@@ -181,15 +182,22 @@ class FoldedCoarSR(nn.Module):
 
     def _composed_tail(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The tail's composed kernel and bias in float32 (:func:`compose_tail`), made again whenever the tail's
-        weights, device or layout changed."""
-        weight = self._tail_weight
-        key = (weight.device, self.channels_last, *((p.data_ptr(), p._version) for p in self.tail.parameters()))
-        if self._composed is None or self._composed[0] != key:
+        weights, device or layout changed (compared with a copy of them: a model made in inference mode has no
+        version counters, and the weights are ~20 k values)."""
+        weights = [p.detach() for p in self.tail.parameters()]
+        where = (weights[0].device, self.channels_last)
+        cached = self._composed
+        if (
+            cached is None
+            or cached[0] != where
+            or not all(torch.equal(a, b) for a, b in zip(cached[1], weights, strict=True))
+        ):
             kernel, bias = compose_tail(self.tail, self.config.n_feats, self.scale)
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
-            kernel = kernel.to(weight.dtype).contiguous(memory_format=layout)
-            self._composed = (key, kernel, bias.to(weight.dtype))
-        return self._composed[1], self._composed[2]
+            kernel = kernel.to(weights[0].dtype).contiguous(memory_format=layout)
+            cached = (where, [w.clone() for w in weights], kernel, bias.to(weights[0].dtype))
+            self._composed = cached
+        return cached[2], cached[3]
 
     def body(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``planes (N, 5, h, w)`` (band, l0, l1, r0, r1) → ``(out, skip)``, both ``(N, F, h, w)``."""

@@ -82,9 +82,11 @@ def test_float32_model_runs_the_composed_tail(scale: int, channels_last: bool) -
     assert (composed - plain).abs().max().item() <= FLOAT32_TOLERANCE * max(1.0, plain.abs().max().item())
 
 
-def test_the_kernel_follows_the_tails_weights() -> None:
-    core = fold_coarsr(random_coarsr(2), "paper").eval()
+@pytest.mark.parametrize("made_in_inference_mode", [False, True])
+def test_the_kernel_follows_the_tails_weights(made_in_inference_mode: bool) -> None:
     lr = torch.rand(1, 6, 8, 8)
+    with torch.inference_mode(made_in_inference_mode):  # such a model's weights have no version counters
+        core = fold_coarsr(random_coarsr(2), "paper").eval()
     with torch.inference_mode():
         core(lr)
         with torch.no_grad():
