@@ -42,7 +42,9 @@ class GroupedResBlock(nn.Module):
         self.conv2 = nn.Conv2d(c, c, 3, padding=1, groups=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(torch.relu(self.conv1(x)))
+        # In place on the fresh maps: the same sums as ``x + conv2(relu(conv1(x)))``, bit for bit in any precision
+        # (a + b == b + a), without allocating a map for each (1.06-1.16× for the whole network: performance.md).
+        return self.conv2(torch.relu_(self.conv1(x))).add_(x)
 
 
 class FoldedRound(nn.Module):
@@ -65,13 +67,13 @@ class FoldedRound(nn.Module):
         a = g
         for block in self.left:
             a = block(a)
-        fused = self.fusion(a + g)
+        fused = self.fusion(a + g if a is g else a.add_(g))  # in place only on a map made here (GroupedResBlock)
         b = fused
         for block in self.right:
             b = block(b)
-        t = (b + fused + g) * self.gamma_inter
-        y = self.spatial_one(torch.relu(self.spatial(t) + self.spectral(t)))
-        return t + y + res
+        t = (b + fused if b is fused else b.add_(fused)).add_(g).mul_(self.gamma_inter)  # (b + fused + g)·γ
+        y = self.spatial_one(self.spatial(t).add_(self.spectral(t)).relu_())
+        return y.add_(t).add_(res)  # t + y + res
 
 
 class FoldedCoarSR(nn.Module):
@@ -207,7 +209,7 @@ class FoldedCoarSR(nn.Module):
         for round_ in self.rounds:
             g = round_(g, res)
         skip = res[:, :f].clone()  # a copy, so the 3F-channel stack is freed once the chunk is done
-        return self.conv(self.last_reduce(g)) + skip, skip
+        return self.conv(self.last_reduce(g)).add_(skip), skip
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         batch, bands, h, w = lr.shape
@@ -259,7 +261,7 @@ class FoldedCoarSR(nn.Module):
             else:
                 state = out[:, i] if state is None else merged[:, i] + self.merge_state(state)
             states.append(state)
-        tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w) + skip
+        tail_in = torch.stack(states, 1).reshape(batch * n, f, h, w).add_(skip)
         return self._tail(tail_in).reshape(batch, n, s * h, s * w), states[-1]
 
 
