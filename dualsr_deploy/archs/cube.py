@@ -90,7 +90,7 @@ class FoldedCoarSR(nn.Module):
     ``channels_last`` runs the network in NHWC layout (the weights must be converted too:
     :meth:`use_channels_last`), which oneDNN's grouped convolutions prefer on CPU.
     ``compose_tail`` (on by default) runs a float32 model's upsampling tail as one LR convolution
-    (:mod:`dualsr_deploy.archs.tail`): the same result to float32 rounding, 1.5× faster at ×4 on a CPU. A reduced
+    (:mod:`dualsr_deploy.archs.tail`): the same result to float32 rounding, ~1.35× faster at ×4 on a CPU. A reduced
     precision keeps the tail as it is, as its quality records were measured; exported graphs keep it too, and so
     does a model whose tail is being trained (gradients do not flow through the composed kernel).
     """
