@@ -182,13 +182,24 @@ class FoldedCoarSR(nn.Module):
             return composed_tail(x, kernel, bias, self.tail, self.scale)
         return self.tail(x)
 
+    def prepare_tail(self) -> FoldedCoarSR:
+        """Compose the tail now (where :meth:`_tail` would), not on the first call: before ``torch.compile``, whose
+        graph then takes the kernel as it is. Returns ``self``."""
+        if self.compose_tail and self._tail_weight.dtype == torch.float32 and self.head.weight.dtype == torch.float32:
+            self._composed_tail()
+        return self
+
     def _composed_tail(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The tail's composed kernel and bias in float32 (:func:`compose_tail`), made again whenever the tail's
         weights, device or layout changed (compared with a copy of them: a model made in inference mode has no
         version counters, and the weights are ~20 k values)."""
+        cached = self._composed
+        if cached is not None and torch.compiler.is_compiling():
+            # A compiled model runs fixed weights (the torch backend composes before compiling, prepare_tail): the
+            # check below would split its graph at every call.
+            return cached[2], cached[3]
         weights = [p.detach() for p in self.tail.parameters()]
         where = (weights[0].device, self.channels_last)
-        cached = self._composed
         if (
             cached is None
             or cached[0] != where

@@ -73,7 +73,7 @@ class TorchBackend(Backend):
         core.use_channels_last(self.device.type == "cpu")
         core.pixels_per_call = default_pixels_per_call(self.device)
         core.eval().requires_grad_(False)
-        self._model = torch.compile(core) if self._compile else core
+        self._model = torch.compile(core.prepare_tail()) if self._compile else core
 
     def close(self) -> None:
         self._model = None
