@@ -20,6 +20,12 @@ if "torch" not in sys.modules:  # OpenMP reads it once, when torch loads; a valu
 
     choose()
 
+# torch's maps were handed back to the kernel and faulted in again at every band step (1.3x on a 285-band window):
+# glibc keeps them (see _malloc.py); a choice the user made in the environment is kept
+from dualsr_deploy._malloc import configure as _configure_malloc
+
+_configure_malloc()
+
 if TYPE_CHECKING:
     from dualsr_deploy import metrics
     from dualsr_deploy.models import load_coarsr
