@@ -64,7 +64,8 @@ def test_a_choice_the_user_made_is_kept() -> None:
     assert left_alone({"MALLOC_ARENA_MAX": "2"}, glibc) is None  # not a threshold
     for name in THRESHOLD_VARIABLES:
         why = left_alone({name: "1000"}, glibc)
-        assert why is not None and name in why
+        assert why is not None
+        assert name in why
     assert left_alone({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1"}, glibc) is not None
     assert left_alone({"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"}, glibc) is None
     assert left_alone({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, glibc) is not None
