@@ -10,8 +10,8 @@ was given back, and the next step faulted it in again. One 160² × 285 window o
 
 So the mmap threshold is fixed at glibc's maximum (:data:`MMAP_THRESHOLD`: blocks up to it come from the heap, larger
 ones, such as a tile's whole result, are still mapped) and the heap keeps up to :data:`TRIM_THRESHOLD` free at its
-top. That memory stays with the process between steps instead of being given back and taken again; it is reused, so
-a run's peak does not grow by it.
+top. That memory stays with the process between steps instead of being given back and taken again. It is reused,
+so a run's peak grows little: 1-4 % on the granule slice (2.22-2.30 against 2.30-2.34 GiB).
 
 Left alone where the user chose: one of glibc's threshold variables (:data:`THRESHOLD_VARIABLES`, or
 ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) set, another allocator in
