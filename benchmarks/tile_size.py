@@ -5,10 +5,11 @@ opens it, the sides interleaved (forward, then backward) so that a machine's dri
     python benchmarks/tile_size.py                                    # torch fp32, airborne ×2, 8 bands
     python benchmarks/tile_size.py --scale 4 --weights cave --sides 96,128,160 --repeats 7
 
-A larger core pays less halo (a 128 core runs a 160 window at ×2: 1.56× the core's pixels; a 256 core, 1.27×), but
-its maps no longer fit the CPU's caches. Per core pixel and band is what a scene's network time scales with; per
-window pixel shows the cache effect alone. The bands only set the work per call (the torch model runs a plane at a
-time on a CPU). ``dualsr infer`` takes :data:`dualsr_deploy.infer.options.AUTO_TILE` (128) where the budget allows.
+A larger core pays less halo (a 128 core runs a 160 window at ×2: 1.56× the core's pixels; a 256 core, 1.27×), if a
+window pixel costs no more in a larger window (caches; before ``dualsr_deploy/_malloc.py``, torch's page faults). Per
+core pixel and band is what a scene's network time scales with; per window pixel shows the window's own effect. The
+bands only set the work per call (the torch model runs a plane at a time on a CPU). ``dualsr infer`` takes
+:data:`dualsr_deploy.infer.options.AUTO_TILE` (128) where the budget allows.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import json
 import statistics
 import time
 from pathlib import Path
-
-import torch
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    import dualsr_deploy  # noqa: F401  (before torch's first call: the package's thread policy)
+    # the package before torch, as a run imports them: its thread wait policy is chosen only before torch loads
     from dualsr_deploy.infer.options import BackendSpec
     from dualsr_deploy.infer.pool import BackendPool
     from dualsr_deploy.infer.tiling import receptive_radius
@@ -54,6 +53,8 @@ def main() -> None:
     net = pool.backend(args.scale, args.bands)
     halo = receptive_radius(pool.model(args.scale).config)
     sides = [int(s) for s in args.sides.split(",")]
+    import torch
+
     inputs = {
         s: torch.rand(1, args.bands, s + 2 * halo, s + 2 * halo, generator=torch.Generator().manual_seed(s))
         for s in sides
