@@ -14,8 +14,8 @@ top. That memory stays with the process between steps instead of being given bac
 so a run's peak grows little: 1-4 % on the granule slice (2.22-2.30 against 2.30-2.34 GiB).
 
 Left alone where the user chose: one of glibc's threshold variables (:data:`THRESHOLD_VARIABLES`, or
-``glibc.malloc.*`` in ``GLIBC_TUNABLES``) set, another allocator in
-``LD_PRELOAD``, or ``DUALSR_MALLOC=system``; and where the C library is not glibc.
+``glibc.malloc.*`` in ``GLIBC_TUNABLES``) set, another allocator in ``LD_PRELOAD``, or ``DUALSR_MALLOC`` set to
+anything but ``auto`` (``system``, say); and where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ TRIM_THRESHOLD = 256 << 20  # free heap top kept: a 352² window's band step hol
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 # glibc's own variables for what configure() sets, and for what it rests on
 THRESHOLD_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
-OPT_OUT = "DUALSR_MALLOC"  # "system": leave glibc's defaults
-CHOSEN: str = "not set"  # what configure() did, and why (for diagnostics)
+OPT_OUT = "DUALSR_MALLOC"  # any value but "auto" (e.g. "system"): leave glibc's defaults
 
 
 def left_alone(environ: Mapping[str, str], libc: str | None) -> str | None:
     """Why the allocator is left as it is (``libc``: ``os.confstr("CS_GNU_LIBC_VERSION")``), or None to set it."""
-    if environ.get(OPT_OUT, "").strip().lower() == "system":
-        return f"left alone ({OPT_OUT}=system)"
+    asked = environ.get(OPT_OUT, "").strip()
+    if asked and asked.lower() != "auto":  # "system", or a word meant as "off": nothing is set on a guess
+        return f"left alone ({OPT_OUT}={asked})"
     if not (libc or "").startswith("glibc"):
         return "left alone (the C library is not glibc)"
     chosen = sorted(name for name in THRESHOLD_VARIABLES if name in environ)
@@ -51,8 +51,7 @@ def left_alone(environ: Mapping[str, str], libc: str | None) -> str | None:
 
 
 def configure() -> str:
-    """Set glibc's thresholds unless :func:`left_alone` says not to; returns what was done (also :data:`CHOSEN`)."""
-    global CHOSEN
+    """Set glibc's thresholds unless :func:`left_alone` says not to; returns what was done."""
     try:
         libc_version: str | None = os.confstr("CS_GNU_LIBC_VERSION")
     except (AttributeError, ValueError, OSError):
@@ -69,5 +68,4 @@ def configure() -> str:
             if done
             else "left alone (mallopt refused)"
         )
-    CHOSEN = why
     return why

@@ -70,5 +70,7 @@ def test_a_choice_the_user_made_is_kept() -> None:
     assert left_alone({"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"}, glibc) is None
     assert left_alone({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, glibc) is not None
     assert left_alone({"DUALSR_MALLOC": "system"}, glibc) is not None
+    assert left_alone({"DUALSR_MALLOC": "off"}, glibc) is not None  # not guessed to mean "set it"
+    assert left_alone({"DUALSR_MALLOC": "auto"}, glibc) is None
     assert left_alone({}, "musl") is not None
     assert left_alone({}, None) is not None

@@ -177,7 +177,7 @@ class FoldedCoarSR(nn.Module):
         dtype = self._tail_weight.dtype
         x = x if x.dtype == dtype else x.to(dtype)
         trained = torch.is_grad_enabled() and self._tail_weight.requires_grad  # gradients flow through the tail
-        if self.compose_tail and not trained and dtype == torch.float32 and self.head.weight.dtype == torch.float32:
+        if self._composes_tail() and not trained:
             kernel, bias = self._composed_tail()
             return composed_tail(x, kernel, bias, self.tail, self.scale)
         return self.tail(x)
@@ -185,9 +185,14 @@ class FoldedCoarSR(nn.Module):
     def prepare_tail(self) -> FoldedCoarSR:
         """Compose the tail now (where :meth:`_tail` would), not on the first call: before ``torch.compile``, whose
         graph then takes the kernel as it is. Returns ``self``."""
-        if self.compose_tail and self._tail_weight.dtype == torch.float32 and self.head.weight.dtype == torch.float32:
+        if self._composes_tail():
             self._composed_tail()
         return self
+
+    def _composes_tail(self) -> bool:
+        """Whether the tail runs composed (its gradients aside): asked for, and a float32 model throughout."""
+        float32 = self._tail_weight.dtype == torch.float32 and self.head.weight.dtype == torch.float32
+        return self.compose_tail and float32
 
     def _composed_tail(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The tail's composed kernel and bias in float32 (:func:`compose_tail`), made again whenever the tail's
